@@ -1,0 +1,113 @@
+//! Running a gather and delivering it: events to stderr, the encoded metric
+//! to stdout in one write, and the exit code.
+
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use rustix::io::Errno;
+use telegraf_netstat::log::Logger;
+use telegraf_netstat::{Collector, Event, Metric};
+
+use crate::config::Config;
+
+/// Exit codes, documented in the README and `--help`.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_GATHER_FAILED: u8 = 1;
+
+/// Why output could not be delivered.
+pub enum Delivery {
+    /// The reader went away (EPIPE): stop quietly.
+    Closed,
+    Failed(std::io::Error),
+}
+
+/// Writes all of `buf` to stdout, normally with a single `write`, so a
+/// reader never sees part of a line.
+pub fn write_stdout(buf: &[u8]) -> Result<(), Delivery> {
+    let stdout = rustix::stdio::stdout();
+    let mut rest = buf;
+    while !rest.is_empty() {
+        match rustix::io::write(stdout, rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(Errno::INTR) => {}
+            Err(Errno::PIPE) => return Err(Delivery::Closed),
+            Err(e) => return Err(Delivery::Failed(e.into())),
+        }
+    }
+    Ok(())
+}
+
+/// A collector plus the reusable output buffer and the logger.
+pub struct Gatherer {
+    config: Config,
+    collector: Collector,
+    log: Logger,
+    out: Vec<u8>,
+}
+
+impl Gatherer {
+    pub fn new(config: Config) -> Self {
+        Gatherer {
+            collector: Collector::new(config.source, &config.proc_root),
+            log: Logger {
+                verbose: config.verbose,
+            },
+            out: Vec::with_capacity(1024),
+            config,
+        }
+    }
+
+    /// One gather, encoded into the internal buffer; returns the bytes to
+    /// write.
+    pub fn gather(&mut self) -> Result<&[u8], telegraf_netstat::Error> {
+        let time = self.config.timestamp.then(SystemTime::now);
+        let log = self.log;
+        let counts = self.collector.gather(&mut |event| report(&log, event))?;
+        self.out.clear();
+        let metric = Metric {
+            tags: &[],
+            counts: &counts,
+            time,
+        };
+        self.config.format.encode(&[metric], &mut self.out);
+        Ok(&self.out)
+    }
+
+    pub fn log(&self) -> &Logger {
+        &self.log
+    }
+}
+
+fn report(log: &Logger, event: Event<'_>) {
+    match event {
+        Event::Fallback { proto, error } => log.warn(format_args!(
+            "{error}; reading {proto} sockets from /proc from now on"
+        )),
+        Event::Interrupted { dump, attempts } => log.warn(format_args!(
+            "the netlink {dump} dump was interrupted by socket table changes {attempts} times in a row; \
+             reporting the last attempt's counts, which may be off by the sockets that changed"
+        )),
+        Event::UnknownState { state, count } => log.debug(format_args!(
+            "ignored {count} tcp sockets in unknown state {state}"
+        )),
+    }
+}
+
+/// One-shot mode: gather once, print, exit.
+pub fn run(config: Config) -> ExitCode {
+    let mut g = Gatherer::new(config);
+    let result = g.gather().map(<[u8]>::to_vec);
+    match result {
+        Ok(bytes) => match write_stdout(&bytes) {
+            Ok(()) | Err(Delivery::Closed) => ExitCode::from(EXIT_OK),
+            Err(Delivery::Failed(e)) => {
+                g.log().error(format_args!("cannot write to stdout: {e}"));
+                ExitCode::from(EXIT_GATHER_FAILED)
+            }
+        },
+        Err(e) => {
+            g.log().error(format_args!("gather failed: {e}"));
+            ExitCode::from(EXIT_GATHER_FAILED)
+        }
+    }
+}

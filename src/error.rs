@@ -1,0 +1,185 @@
+//! The library's one error type: which step of a gather failed, on what, and
+//! the OS error behind it.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::wire::WireError;
+
+/// One of the kernel dumps a gather performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dump {
+    /// TCP, IPv4 and IPv6 in one walk.
+    Tcp,
+    Udp4,
+    Udp6,
+}
+
+impl fmt::Display for Dump {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dump::Tcp => "tcp",
+            Dump::Udp4 => "udp ipv4",
+            Dump::Udp6 => "udp ipv6",
+        })
+    }
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// `socket(AF_NETLINK, SOCK_RAW, NETLINK_SOCK_DIAG)` failed.
+    NetlinkOpen(io::Error),
+    NetlinkSend {
+        dump: Dump,
+        source: io::Error,
+    },
+    NetlinkRecv {
+        dump: Dump,
+        source: io::Error,
+    },
+    /// The kernel answered the request with an error code.
+    NetlinkRefused {
+        dump: Dump,
+        source: io::Error,
+    },
+    /// A reply did not fit the receive buffer.
+    NetlinkTruncated {
+        dump: Dump,
+        len: usize,
+        capacity: usize,
+    },
+    NetlinkMalformed {
+        dump: Dump,
+        detail: WireError,
+    },
+    ProcRead {
+        path: PathBuf,
+        source: io::Error,
+    },
+    ProcParse {
+        path: PathBuf,
+        line: u64,
+        detail: String,
+    },
+}
+
+impl Error {
+    /// The OS error number behind this error, if there is one.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::NetlinkOpen(e)
+            | Error::NetlinkSend { source: e, .. }
+            | Error::NetlinkRecv { source: e, .. }
+            | Error::NetlinkRefused { source: e, .. }
+            | Error::ProcRead { source: e, .. } => e.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// True when the kernel or a sandbox refuses sock_diag as such (seccomp,
+    /// a missing `tcp_diag`/`udp_diag` module, gVisor), as opposed to a
+    /// failure of one attempt. These are the errors `--source auto` answers
+    /// by reading /proc instead.
+    pub fn is_refusal(&self) -> bool {
+        use rustix::io::Errno;
+        let refusals = [
+            Errno::PERM,
+            Errno::ACCESS,
+            Errno::NOENT,
+            Errno::OPNOTSUPP,
+            Errno::PROTONOSUPPORT,
+            Errno::AFNOSUPPORT,
+            Errno::NOSYS,
+        ];
+        matches!(
+            self,
+            Error::NetlinkOpen(_) | Error::NetlinkSend { .. } | Error::NetlinkRefused { .. }
+        ) && self
+            .raw_os_error()
+            .is_some_and(|n| refusals.iter().any(|e| e.raw_os_error() == n))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NetlinkOpen(e) => write!(f, "cannot open a netlink sock_diag socket: {e}"),
+            Error::NetlinkSend { dump, source } => {
+                write!(f, "cannot send the netlink {dump} dump request: {source}")
+            }
+            Error::NetlinkRecv { dump, source } => {
+                write!(f, "cannot receive the netlink {dump} dump: {source}")
+            }
+            Error::NetlinkRefused { dump, source } => {
+                write!(f, "the kernel refused the netlink {dump} dump: {source}")
+            }
+            Error::NetlinkTruncated {
+                dump,
+                len,
+                capacity,
+            } => write!(
+                f,
+                "netlink {dump} dump reply of {len} bytes does not fit the {capacity}-byte buffer"
+            ),
+            Error::NetlinkMalformed { dump, detail } => {
+                write!(f, "malformed netlink {dump} dump reply: {detail}")
+            }
+            Error::ProcRead { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
+            Error::ProcParse { path, line, detail } => {
+                write!(f, "malformed line {line} of {}: {detail}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::NetlinkOpen(e)
+            | Error::NetlinkSend { source: e, .. }
+            | Error::NetlinkRecv { source: e, .. }
+            | Error::NetlinkRefused { source: e, .. }
+            | Error::ProcRead { source: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_step_and_the_os_error() {
+        let e = Error::NetlinkRefused {
+            dump: Dump::Udp6,
+            source: io::Error::from_raw_os_error(2),
+        };
+        let s = e.to_string();
+        assert!(
+            s.starts_with("the kernel refused the netlink udp ipv6 dump: "),
+            "{s}"
+        );
+        assert!(s.contains("os error 2"), "{s}");
+        assert!(e.is_refusal());
+
+        let e = Error::ProcRead {
+            path: "/nope/net/tcp".into(),
+            source: io::Error::from_raw_os_error(13),
+        };
+        assert!(e.to_string().starts_with("cannot read /nope/net/tcp: "));
+        assert!(!e.is_refusal(), "a /proc failure is not a netlink refusal");
+
+        let e = Error::NetlinkRecv {
+            dump: Dump::Tcp,
+            source: io::Error::from_raw_os_error(rustix::io::Errno::NOBUFS.raw_os_error()),
+        };
+        assert!(
+            !e.is_refusal(),
+            "a failed receive is retried, not answered by /proc"
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! The `telegraf-netstat` binary: parse flags into a `Config`, then run.
+
+mod app;
+mod config;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match config::Config::parse(std::env::args_os()) {
+        Ok(config) => app::run(config),
+        Err(e) => e.exit(),
+    }
+}

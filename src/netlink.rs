@@ -1,0 +1,322 @@
+//! Kernel I/O over NETLINK_SOCK_DIAG: one socket, one reused receive buffer,
+//! the dump requests and the receive loop. Counting is left to the caller,
+//! which gets one callback per socket with its raw state byte.
+
+use std::os::fd::OwnedFd;
+
+use rustix::io::Errno;
+use rustix::net::{netlink, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+
+use crate::error::{Dump, Error};
+use crate::wire::{self, InetDiagMsg, Messages};
+
+/// The kernel hands out a dump in batches of at most 32 KiB
+/// (`SKB_WITH_OVERHEAD(32768)`); a larger buffer would never be filled and a
+/// smaller one would make the kernel build smaller batches.
+pub const RECV_BUF_LEN: usize = 32 * 1024;
+
+/// A sock_diag socket bound to the network namespace it was created in.
+pub struct DiagSocket {
+    fd: OwnedFd,
+    seq: u32,
+    buf: Box<[u8]>,
+}
+
+/// What a completed dump reported besides its records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DumpStatus {
+    /// The kernel's tables changed during the dump (`NLM_F_DUMP_INTR`): a
+    /// socket may have been missed or seen twice.
+    pub interrupted: bool,
+}
+
+fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::INTR) => continue,
+            r => return r,
+        }
+    }
+}
+
+impl DiagSocket {
+    pub fn open() -> Result<Self, Error> {
+        let fd = rustix::net::socket_with(
+            AddressFamily::NETLINK,
+            SocketType::RAW,
+            SocketFlags::CLOEXEC,
+            Some(netlink::SOCK_DIAG),
+        )
+        .map_err(|e| Error::NetlinkOpen(e.into()))?;
+        Ok(DiagSocket {
+            fd,
+            seq: 0,
+            buf: vec![0u8; RECV_BUF_LEN].into_boxed_slice(),
+        })
+    }
+
+    /// Runs one dump and calls `on_state` with the state byte of every socket
+    /// it returns. `Dump::Tcp` covers IPv4 and IPv6 in a single hash walk.
+    pub fn dump(&mut self, dump: Dump, on_state: &mut dyn FnMut(u8)) -> Result<DumpStatus, Error> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let tcp;
+        let udp;
+        let request: &[u8] = match dump {
+            Dump::Tcp => {
+                tcp = wire::tcp_request(seq, wire::STATES_REAL);
+                &tcp
+            }
+            Dump::Udp4 | Dump::Udp6 => {
+                let family = if dump == Dump::Udp4 {
+                    wire::AF_INET
+                } else {
+                    wire::AF_INET6
+                };
+                udp = wire::family_request(seq, family, wire::IPPROTO_UDP, wire::STATES_REAL);
+                &udp
+            }
+        };
+        retry(|| rustix::net::send(&self.fd, request, SendFlags::empty())).map_err(|e| {
+            Error::NetlinkSend {
+                dump,
+                source: e.into(),
+            }
+        })?;
+
+        let mut status = DumpStatus::default();
+        loop {
+            let (_, len) =
+                retry(|| rustix::net::recv(&self.fd, &mut self.buf[..], RecvFlags::TRUNC))
+                    .map_err(|e| Error::NetlinkRecv {
+                        dump,
+                        source: e.into(),
+                    })?;
+            if len > self.buf.len() {
+                return Err(Error::NetlinkTruncated {
+                    dump,
+                    len,
+                    capacity: self.buf.len(),
+                });
+            }
+            if len == 0 {
+                return Err(Error::NetlinkMalformed {
+                    dump,
+                    detail: wire::WireError::ShortHeader {
+                        offset: 0,
+                        available: 0,
+                    },
+                });
+            }
+            if read_batch(&self.buf[..len], dump, seq, &mut status, on_state)? == Batch::Done {
+                return Ok(status);
+            }
+        }
+    }
+}
+
+/// Whether a dump goes on after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    More,
+    Done,
+}
+
+/// The message type of every record in a reply to `dump`.
+fn reply_kind(dump: Dump) -> u16 {
+    match dump {
+        Dump::Tcp => wire::TCPDIAG_GETSOCK,
+        Dump::Udp4 | Dump::Udp6 => wire::SOCK_DIAG_BY_FAMILY,
+    }
+}
+
+/// Reads the messages of one received batch of the dump with sequence
+/// number `seq`: calls `on_state` per socket record, notes
+/// `NLM_F_DUMP_INTR` in `status`, and says whether the dump is done. Pure:
+/// no I/O, so it is tested on captured bytes.
+pub fn read_batch(
+    batch: &[u8],
+    dump: Dump,
+    seq: u32,
+    status: &mut DumpStatus,
+    on_state: &mut dyn FnMut(u8),
+) -> Result<Batch, Error> {
+    let malformed = |detail| Error::NetlinkMalformed { dump, detail };
+    let record = reply_kind(dump);
+    for msg in Messages::new(batch) {
+        let msg = msg.map_err(malformed)?;
+        // Replies to an earlier request that was abandoned half way.
+        if msg.seq() != seq {
+            continue;
+        }
+        if msg.flags() & wire::NLM_F_DUMP_INTR != 0 {
+            status.interrupted = true;
+        }
+        match msg.kind() {
+            k if k == record => on_state(InetDiagMsg::new(&msg).map_err(malformed)?.state()),
+            wire::NLMSG_DONE | wire::NLMSG_ERROR => {
+                let errno = msg.errno().map_err(malformed)?;
+                if errno != 0 {
+                    return Err(Error::NetlinkRefused {
+                        dump,
+                        source: std::io::Error::from_raw_os_error(errno),
+                    });
+                }
+                if msg.kind() == wire::NLMSG_DONE {
+                    return Ok(Batch::Done);
+                }
+            }
+            wire::NLMSG_OVERRUN => {
+                return Err(Error::NetlinkRecv {
+                    dump,
+                    source: Errno::NOBUFS.into(),
+                })
+            }
+            // NLMSG_NOOP and anything newer carry no socket.
+            _ => {}
+        }
+    }
+    Ok(Batch::More)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::tests::{captured_record, push_msg};
+    use crate::wire::{
+        NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR, NLM_F_MULTI, SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK,
+    };
+
+    fn run(batch: &[u8], dump: Dump, seq: u32) -> (Result<Batch, Error>, Vec<u8>, DumpStatus) {
+        let mut states = Vec::new();
+        let mut status = DumpStatus::default();
+        let r = read_batch(batch, dump, seq, &mut status, &mut |s| states.push(s));
+        (r, states, status)
+    }
+
+    #[test]
+    fn counts_records_until_done() {
+        let mut b = Vec::new();
+        for s in [1u8, 1, 10, 6] {
+            push_msg(&mut b, TCPDIAG_GETSOCK, NLM_F_MULTI, 5, &captured_record(s));
+        }
+        let (r, states, status) = run(&b, Dump::Tcp, 5);
+        assert_eq!(r.unwrap(), Batch::More);
+        assert_eq!(states, [1, 1, 10, 6]);
+        assert!(!status.interrupted);
+        push_msg(&mut b, NLMSG_DONE, NLM_F_MULTI, 5, &0i32.to_ne_bytes());
+        assert_eq!(run(&b, Dump::Tcp, 5).0.unwrap(), Batch::Done);
+    }
+
+    #[test]
+    fn skips_stale_sequence_numbers() {
+        let mut b = Vec::new();
+        push_msg(
+            &mut b,
+            SOCK_DIAG_BY_FAMILY,
+            NLM_F_MULTI,
+            3,
+            &captured_record(7),
+        );
+        push_msg(&mut b, NLMSG_DONE, NLM_F_MULTI, 3, &0i32.to_ne_bytes());
+        push_msg(
+            &mut b,
+            SOCK_DIAG_BY_FAMILY,
+            NLM_F_MULTI,
+            4,
+            &captured_record(1),
+        );
+        let (r, states, _) = run(&b, Dump::Udp4, 4);
+        assert_eq!(r.unwrap(), Batch::More);
+        assert_eq!(states, [1]);
+    }
+
+    #[test]
+    fn ignores_records_of_another_request_type() {
+        let mut b = Vec::new();
+        push_msg(
+            &mut b,
+            SOCK_DIAG_BY_FAMILY,
+            NLM_F_MULTI,
+            1,
+            &captured_record(1),
+        );
+        push_msg(&mut b, 1 /* NLMSG_NOOP */, 0, 1, &[]);
+        let (r, states, _) = run(&b, Dump::Tcp, 1);
+        assert_eq!(r.unwrap(), Batch::More);
+        assert!(states.is_empty());
+    }
+
+    #[test]
+    fn reports_kernel_errors_with_errno() {
+        let mut b = Vec::new();
+        let mut err = (-2i32).to_ne_bytes().to_vec(); // -ENOENT: no udp_diag
+        err.extend_from_slice(&[0; 16]);
+        push_msg(&mut b, NLMSG_ERROR, 0, 9, &err);
+        let (r, _, _) = run(&b, Dump::Udp6, 9);
+        let e = r.unwrap_err();
+        assert!(matches!(
+            e,
+            Error::NetlinkRefused {
+                dump: Dump::Udp6,
+                ..
+            }
+        ));
+        assert_eq!(e.raw_os_error(), Some(2));
+        assert!(e.is_refusal());
+        // A dump that fails half way ends with an error in NLMSG_DONE.
+        let mut b = Vec::new();
+        push_msg(&mut b, NLMSG_DONE, NLM_F_MULTI, 9, &(-105i32).to_ne_bytes());
+        assert_eq!(
+            run(&b, Dump::Tcp, 9).0.unwrap_err().raw_os_error(),
+            Some(105)
+        );
+        // An acknowledgement (error 0) is not an error.
+        let mut b = Vec::new();
+        push_msg(&mut b, NLMSG_ERROR, 0, 9, &[0; 20]);
+        assert_eq!(run(&b, Dump::Tcp, 9).0.unwrap(), Batch::More);
+    }
+
+    #[test]
+    fn notes_interrupted_dumps() {
+        let mut b = Vec::new();
+        push_msg(&mut b, TCPDIAG_GETSOCK, NLM_F_MULTI, 2, &captured_record(1));
+        push_msg(
+            &mut b,
+            NLMSG_DONE,
+            NLM_F_MULTI | NLM_F_DUMP_INTR,
+            2,
+            &0i32.to_ne_bytes(),
+        );
+        let (r, states, status) = run(&b, Dump::Tcp, 2);
+        assert_eq!(r.unwrap(), Batch::Done);
+        assert_eq!(states, [1]);
+        assert!(status.interrupted);
+    }
+
+    #[test]
+    fn truncated_batches_are_errors() {
+        let mut b = Vec::new();
+        push_msg(&mut b, TCPDIAG_GETSOCK, NLM_F_MULTI, 2, &captured_record(1));
+        for cut in [1, 15, 16, 50, b.len() - 1] {
+            let (r, _, _) = run(&b[..cut], Dump::Tcp, 2);
+            assert!(
+                matches!(r, Err(Error::NetlinkMalformed { .. })),
+                "cut at {cut}: {r:?}"
+            );
+        }
+        let mut short = Vec::new();
+        push_msg(
+            &mut short,
+            TCPDIAG_GETSOCK,
+            NLM_F_MULTI,
+            2,
+            &captured_record(1)[..71],
+        );
+        let e = run(&short, Dump::Tcp, 2).0.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "malformed netlink tcp dump reply: netlink message type 18 has a 71-byte payload, 72 needed"
+        );
+    }
+}

@@ -1,0 +1,42 @@
+//! Printing: one small encoder per output format behind `Format`, all
+//! writing into a caller-owned buffer that is reused between gathers.
+
+mod influx;
+
+use std::time::SystemTime;
+
+use crate::tally::Counts;
+
+/// The measurement name the built-in plugin uses.
+pub const MEASUREMENT: &str = "netstat";
+
+/// One metric: the counts of one gather, with optional tags.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric<'a> {
+    pub tags: &'a [(&'a str, &'a str)],
+    pub counts: &'a Counts,
+    /// Gather time; `None` leaves stamping to the consumer (Telegraf does).
+    pub time: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Influx line protocol, integer fields, as `inputs.netstat` emits.
+    Influx,
+}
+
+impl Format {
+    /// Appends the encoding of `metrics` to `out`.
+    pub fn encode(self, metrics: &[Metric<'_>], out: &mut Vec<u8>) {
+        match self {
+            Format::Influx => influx::encode(metrics, out),
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch (0 for times before it).
+pub(crate) fn unix_nanos(t: SystemTime) -> u128 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}

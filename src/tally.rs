@@ -1,0 +1,263 @@
+//! Counting: kernel TCP state numbers to the built-in plugin's 13 fields.
+//!
+//! The sources only bump a histogram indexed by the raw state byte (one
+//! increment per socket, no branch); turning that into fields is a pure
+//! function here, testable without sockets.
+
+/// A TCP state as the kernel numbers it (`include/net/tcp_states.h`).
+///
+/// Total: a value this program does not know is `Other`, so a new kernel
+/// never fails a gather.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpState {
+    Established,
+    SynSent,
+    SynRecv,
+    FinWait1,
+    FinWait2,
+    TimeWait,
+    Close,
+    CloseWait,
+    LastAck,
+    Listen,
+    Closing,
+    /// A pending handshake (request socket); counted as SYN_RECV like
+    /// `/proc/net/tcp` and the built-in do.
+    NewSynRecv,
+    /// Bound but neither listening nor connected (Linux 6.x); never requested
+    /// and never counted.
+    BoundInactive,
+    Other(u8),
+}
+
+impl From<u8> for TcpState {
+    fn from(v: u8) -> Self {
+        match v {
+            1 => TcpState::Established,
+            2 => TcpState::SynSent,
+            3 => TcpState::SynRecv,
+            4 => TcpState::FinWait1,
+            5 => TcpState::FinWait2,
+            6 => TcpState::TimeWait,
+            7 => TcpState::Close,
+            8 => TcpState::CloseWait,
+            9 => TcpState::LastAck,
+            10 => TcpState::Listen,
+            11 => TcpState::Closing,
+            12 => TcpState::NewSynRecv,
+            13 => TcpState::BoundInactive,
+            other => TcpState::Other(other),
+        }
+    }
+}
+
+/// Sockets seen per raw state byte in one gather.
+#[derive(Clone)]
+pub struct StateHistogram([u64; 256]);
+
+impl Default for StateHistogram {
+    fn default() -> Self {
+        StateHistogram([0; 256])
+    }
+}
+
+impl std::fmt::Debug for StateHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().enumerate().filter(|(_, &n)| n != 0))
+            .finish()
+    }
+}
+
+impl StateHistogram {
+    #[inline(always)]
+    pub fn add(&mut self, state: u8) {
+        self.0[state as usize] += 1;
+    }
+
+    pub fn get(&self, state: u8) -> u64 {
+        self.0[state as usize]
+    }
+
+    pub fn clear(&mut self) {
+        self.0 = [0; 256];
+    }
+
+    /// States this program does not map to a field, with their counts.
+    pub fn unknown(&self) -> impl Iterator<Item = (u8, u64)> + '_ {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|&(s, &n)| n != 0 && matches!(TcpState::from(s as u8), TcpState::Other(_)))
+            .map(|(s, &n)| (s as u8, n))
+    }
+}
+
+/// The 13 fields of the built-in `netstat` measurement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub tcp_established: u64,
+    pub tcp_syn_sent: u64,
+    pub tcp_syn_recv: u64,
+    pub tcp_fin_wait1: u64,
+    pub tcp_fin_wait2: u64,
+    pub tcp_time_wait: u64,
+    pub tcp_close: u64,
+    pub tcp_close_wait: u64,
+    pub tcp_last_ack: u64,
+    pub tcp_listen: u64,
+    pub tcp_closing: u64,
+    pub tcp_none: u64,
+    pub udp_socket: u64,
+}
+
+impl Counts {
+    /// Field names and values, sorted by name as Telegraf's serializer writes
+    /// them.
+    pub fn fields(&self) -> [(&'static str, u64); 13] {
+        [
+            ("tcp_close", self.tcp_close),
+            ("tcp_close_wait", self.tcp_close_wait),
+            ("tcp_closing", self.tcp_closing),
+            ("tcp_established", self.tcp_established),
+            ("tcp_fin_wait1", self.tcp_fin_wait1),
+            ("tcp_fin_wait2", self.tcp_fin_wait2),
+            ("tcp_last_ack", self.tcp_last_ack),
+            ("tcp_listen", self.tcp_listen),
+            ("tcp_none", self.tcp_none),
+            ("tcp_syn_recv", self.tcp_syn_recv),
+            ("tcp_syn_sent", self.tcp_syn_sent),
+            ("tcp_time_wait", self.tcp_time_wait),
+            ("udp_socket", self.udp_socket),
+        ]
+    }
+
+    /// Adds another gather's counts field by field (used to merge sources).
+    pub fn add(&mut self, o: &Counts) {
+        self.tcp_established += o.tcp_established;
+        self.tcp_syn_sent += o.tcp_syn_sent;
+        self.tcp_syn_recv += o.tcp_syn_recv;
+        self.tcp_fin_wait1 += o.tcp_fin_wait1;
+        self.tcp_fin_wait2 += o.tcp_fin_wait2;
+        self.tcp_time_wait += o.tcp_time_wait;
+        self.tcp_close += o.tcp_close;
+        self.tcp_close_wait += o.tcp_close_wait;
+        self.tcp_last_ack += o.tcp_last_ack;
+        self.tcp_listen += o.tcp_listen;
+        self.tcp_closing += o.tcp_closing;
+        self.tcp_none += o.tcp_none;
+        self.udp_socket += o.udp_socket;
+    }
+}
+
+/// Turns a TCP state histogram and a UDP socket count into the 13 fields.
+/// Unknown and bound-inactive states are counted nowhere.
+pub fn tally(tcp: &StateHistogram, udp_sockets: u64) -> Counts {
+    let mut c = Counts {
+        udp_socket: udp_sockets,
+        ..Counts::default()
+    };
+    for (state, &n) in tcp.0.iter().enumerate() {
+        if n == 0 {
+            continue;
+        }
+        let field = match TcpState::from(state as u8) {
+            TcpState::Established => &mut c.tcp_established,
+            TcpState::SynSent => &mut c.tcp_syn_sent,
+            TcpState::SynRecv | TcpState::NewSynRecv => &mut c.tcp_syn_recv,
+            TcpState::FinWait1 => &mut c.tcp_fin_wait1,
+            TcpState::FinWait2 => &mut c.tcp_fin_wait2,
+            TcpState::TimeWait => &mut c.tcp_time_wait,
+            TcpState::Close => &mut c.tcp_close,
+            TcpState::CloseWait => &mut c.tcp_close_wait,
+            TcpState::LastAck => &mut c.tcp_last_ack,
+            TcpState::Listen => &mut c.tcp_listen,
+            TcpState::Closing => &mut c.tcp_closing,
+            TcpState::BoundInactive | TcpState::Other(_) => continue,
+        };
+        *field += n;
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(states: &[(u8, u64)]) -> StateHistogram {
+        let mut h = StateHistogram::default();
+        for &(s, n) in states {
+            for _ in 0..n {
+                h.add(s);
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn maps_every_kernel_state_to_its_field() {
+        let h = hist(&[
+            (1, 1),
+            (2, 2),
+            (3, 3),
+            (4, 4),
+            (5, 5),
+            (6, 6),
+            (7, 7),
+            (8, 8),
+            (9, 9),
+            (10, 10),
+            (11, 11),
+            (12, 12),
+        ]);
+        let c = tally(&h, 99);
+        assert_eq!(
+            c,
+            Counts {
+                tcp_established: 1,
+                tcp_syn_sent: 2,
+                tcp_syn_recv: 3 + 12,
+                tcp_fin_wait1: 4,
+                tcp_fin_wait2: 5,
+                tcp_time_wait: 6,
+                tcp_close: 7,
+                tcp_close_wait: 8,
+                tcp_last_ack: 9,
+                tcp_listen: 10,
+                tcp_closing: 11,
+                tcp_none: 0,
+                udp_socket: 99,
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_and_bound_inactive_states_count_nowhere() {
+        let h = hist(&[(0, 1), (13, 2), (14, 3), (200, 4), (1, 5)]);
+        let c = tally(&h, 0);
+        assert_eq!(c.fields().iter().map(|f| f.1).sum::<u64>(), 5);
+        assert_eq!(c.tcp_established, 5);
+        // 13 is known (bound-inactive) and not reported as unknown.
+        assert_eq!(h.unknown().collect::<Vec<_>>(), [(0, 1), (14, 3), (200, 4)]);
+    }
+
+    #[test]
+    fn fields_are_sorted_and_complete() {
+        let f = Counts::default().fields();
+        let names: Vec<_> = f.iter().map(|f| f.0).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted);
+        assert_eq!(names.len(), 13);
+    }
+
+    #[test]
+    fn add_sums_every_field() {
+        let a = tally(&hist(&[(1, 2), (10, 1)]), 3);
+        let mut b = a;
+        b.add(&a);
+        for ((_, x), (_, y)) in a.fields().iter().zip(b.fields().iter()) {
+            assert_eq!(*y, 2 * x);
+        }
+    }
+}
