@@ -80,9 +80,10 @@ impl Gatherer {
 
 fn report(log: &Logger, event: Event<'_>) {
     match event {
-        Event::Fallback { proto, error } => log.warn(format_args!(
-            "{error}; reading {proto} sockets from /proc from now on"
-        )),
+        Event::Fallback { proto, error } => {
+            let what = proto.map_or("tcp and udp".to_string(), |p| p.to_string());
+            log.warn(format_args!("{error}; reading {what} sockets from /proc from now on"))
+        }
         Event::Interrupted { dump, attempts } => log.warn(format_args!(
             "the netlink {dump} dump was interrupted by socket table changes {attempts} times in a row; \
              reporting the last attempt's counts, which may be off by the sockets that changed"
@@ -96,17 +97,17 @@ fn report(log: &Logger, event: Event<'_>) {
 /// One-shot mode: gather once, print, exit.
 pub fn run(config: Config) -> ExitCode {
     let mut g = Gatherer::new(config);
-    let result = g.gather().map(<[u8]>::to_vec);
-    match result {
-        Ok(bytes) => match write_stdout(&bytes) {
+    let log = *g.log();
+    match g.gather() {
+        Ok(bytes) => match write_stdout(bytes) {
             Ok(()) | Err(Delivery::Closed) => ExitCode::from(EXIT_OK),
             Err(Delivery::Failed(e)) => {
-                g.log().error(format_args!("cannot write to stdout: {e}"));
+                log.error(format_args!("cannot write to stdout: {e}"));
                 ExitCode::from(EXIT_GATHER_FAILED)
             }
         },
         Err(e) => {
-            g.log().error(format_args!("gather failed: {e}"));
+            log.error(format_args!("gather failed: {e}"));
             ExitCode::from(EXIT_GATHER_FAILED)
         }
     }

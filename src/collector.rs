@@ -38,9 +38,13 @@ impl std::fmt::Display for Proto {
 /// Something worth telling the operator that did not fail the gather.
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// `Source::Auto` found netlink refused for `proto` and reads /proc for
-    /// it from now on. Sent once per collector and protocol.
-    Fallback { proto: Proto, error: &'a Error },
+    /// `Source::Auto` found netlink refused for `proto` (for every protocol
+    /// when `None`: the socket itself was refused) and reads /proc for it
+    /// from now on. Sent once per collector and protocol.
+    Fallback {
+        proto: Option<Proto>,
+        error: &'a Error,
+    },
     /// The dump was still interrupted by table changes after `attempts`
     /// tries; the last attempt's counts are used.
     Interrupted { dump: Dump, attempts: u32 },
@@ -118,13 +122,19 @@ impl Collector {
             self.socket = None;
             return Err(e);
         }
+        // No socket at all means neither protocol can use netlink: say it once.
+        let proto = if matches!(e, Error::NetlinkOpen(_)) {
+            None
+        } else {
+            Some(proto)
+        };
         events(Event::Fallback { proto, error: &e });
-        match proto {
-            Proto::Tcp => self.tcp_via_proc = true,
-            Proto::Udp => {
-                self.udp_via_proc = true;
-                self.udp = 0;
-            }
+        if proto != Some(Proto::Udp) {
+            self.tcp_via_proc = true;
+        }
+        if proto != Some(Proto::Tcp) {
+            self.udp_via_proc = true;
+            self.udp = 0;
         }
         Ok(())
     }

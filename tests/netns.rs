@@ -1,0 +1,162 @@
+//! Counting tests against real sockets: every test builds a known socket
+//! population in its own private network namespace and runs the real binary
+//! (and `ss`) there, comparing exact counts.
+//!
+//! A custom harness (libtest-mimic) because an unprivileged run must enter a
+//! user namespace while the process is still single-threaded.
+
+mod support;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use support::*;
+use telegraf_netstat::Counts;
+
+fn check_population(build: fn() -> Population) {
+    in_netns(move || {
+        let p = build();
+        check(&p.expected);
+        drop(p);
+    })
+}
+
+fn everything() -> Population {
+    let mut p = listeners();
+    p.merge(established(4, 3));
+    p.merge(time_wait(5));
+    p.merge(half_closed(3));
+    p.merge(syn_sent(2));
+    p.merge(syn_recv(3));
+    p.merge(fin_wait1(2));
+    p.merge(last_ack(2));
+    p.merge(closing(1));
+    p.merge(udp());
+    p
+}
+
+fn empty_namespace() {
+    in_netns(|| check(&Counts::default()))
+}
+
+/// With netlink refused by seccomp, auto reads /proc, says so once with
+/// `W! ` and prints the same counts.
+fn auto_falls_back_when_netlink_is_blocked() {
+    in_netns(|| {
+        let mut p = established(2, 1);
+        p.merge(udp());
+        check(&p.expected);
+        let proc = run_ok(&["--source", "proc"]);
+        let out = run_blocked(&[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{:?}: {stderr}", out.status);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), proc);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "expected one warning: {stderr}");
+        assert!(
+            lines[0].starts_with("W! cannot open a netlink sock_diag socket: "),
+            "{stderr}"
+        );
+        assert!(lines[0].contains("os error 1"), "{stderr}");
+        assert!(
+            lines[0].ends_with("reading tcp and udp sockets from /proc from now on"),
+            "{stderr}"
+        );
+    })
+}
+
+/// `--source netlink` does not fall back: one `E! ` line, no output, exit 1.
+fn netlink_source_fails_when_blocked() {
+    in_netns(|| {
+        let out = run_blocked(&["--source", "netlink"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(out.stdout.is_empty());
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("E! gather failed: cannot open a netlink sock_diag socket: "),
+            "{stderr}"
+        );
+        assert!(stderr.contains("os error 1"), "{stderr}");
+    })
+}
+
+/// Netlink refused and /proc unreadable: the warning, then one `E! ` line
+/// naming the /proc path and its OS error; nothing on stdout; exit 1.
+fn both_sources_unusable() {
+    in_netns(|| {
+        let out = run_blocked(&["--proc-root", "/nonexistent/proc"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(out.stdout.is_empty());
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "{stderr}");
+        assert!(lines[0].starts_with("W! "), "{stderr}");
+        assert_eq!(
+            lines[1],
+            "E! gather failed: cannot read /nonexistent/proc/net/tcp: No such file or directory (os error 2)"
+        );
+    })
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let setup = enter_user_namespace().and_then(|()| namespaces_available());
+
+    let populations: &[(&str, fn() -> Population)] = &[
+        ("listen_ipv4_ipv6_not_bound_inactive", listeners),
+        ("established_ipv4_ipv6", || established(4, 3)),
+        ("time_wait", || time_wait(5)),
+        ("close_wait_and_fin_wait2", || half_closed(3)),
+        ("syn_sent_backlog_full", || syn_sent(2)),
+        ("syn_recv_deferred_accept", || syn_recv(3)),
+        ("fin_wait1", || fin_wait1(2)),
+        ("last_ack", || last_ack(2)),
+        ("closing", || closing(1)),
+        ("udp_ipv4_ipv6_bound_and_connected", udp),
+        ("everything_at_once", everything),
+    ];
+    let mut tests: Vec<(String, Box<dyn FnOnce() + Send>)> = populations
+        .iter()
+        .map(|&(name, build)| {
+            let f: Box<dyn FnOnce() + Send> = Box::new(move || check_population(build));
+            (format!("population::{name}"), f)
+        })
+        .collect();
+    let others: [(&str, fn()); 4] = [
+        ("empty_namespace", empty_namespace),
+        (
+            "auto_falls_back_when_netlink_is_blocked",
+            auto_falls_back_when_netlink_is_blocked,
+        ),
+        (
+            "netlink_source_fails_when_blocked",
+            netlink_source_fails_when_blocked,
+        ),
+        ("both_sources_unusable", both_sources_unusable),
+    ];
+    for (name, f) in others {
+        tests.push((format!("source::{name}"), Box::new(f)));
+    }
+
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| match &setup {
+            Ok(()) => Trial::test(name, move || {
+                f();
+                Ok(())
+            }),
+            Err(why) if in_ci() => {
+                let why = why.clone();
+                Trial::test(name, move || {
+                    Err(Failed::from(format!(
+                        "no private network namespace in CI: {why}"
+                    )))
+                })
+            }
+            Err(_) => Trial::test(name, || Ok(())).with_ignored_flag(true),
+        })
+        .collect();
+    if let Err(why) = &setup {
+        eprintln!("SKIP: cannot create private network namespaces here ({why}); namespace tests are ignored");
+    }
+    libtest_mimic::run(&args, trials).exit();
+}

@@ -1,0 +1,612 @@
+//! Test support: private network namespaces, sockets in known states, and
+//! running the real binary (and `ss`) inside those namespaces.
+#![allow(dead_code)]
+
+use std::any::Any;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
+use rustix::thread::UnshareFlags;
+use telegraf_netstat::Counts;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_telegraf-netstat");
+
+/// Gives an unprivileged test process a user namespace in which it may
+/// create network namespaces. Must run while the process is single-threaded
+/// (first thing in `main`). Root needs nothing.
+pub fn enter_user_namespace() -> Result<(), String> {
+    if rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    // SAFETY: no file descriptor tables are unshared.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER) }
+        .map_err(|e| format!("unshare(CLONE_NEWUSER): {e}"))?;
+    let w =
+        |path: &str, text: String| std::fs::write(path, text).map_err(|e| format!("{path}: {e}"));
+    w("/proc/self/setgroups", "deny".into())?;
+    w("/proc/self/uid_map", format!("0 {uid} 1"))?;
+    w("/proc/self/gid_map", format!("0 {gid} 1"))
+}
+
+/// Runs `f` on a new thread that has its own, fresh network namespace with
+/// loopback up. Sockets `f` creates and processes it starts live there; the
+/// namespace disappears with its last socket and process.
+pub fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        new_netns().expect("cannot create a private network namespace");
+        f()
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Moves the calling thread into a fresh network namespace with `lo` up.
+pub fn new_netns() -> Result<(), String> {
+    // SAFETY: no file descriptor tables are unshared.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNET) }
+        .map_err(|e| format!("unshare(CLONE_NEWNET): {e}"))?;
+    loopback_up()
+}
+
+fn loopback_up() -> Result<(), String> {
+    // SAFETY: plain socket ioctls on a zeroed, NUL-terminated ifreq.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        ifr.ifr_name[0] = b'l' as libc::c_char;
+        ifr.ifr_name[1] = b'o' as libc::c_char;
+        let mut r = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr);
+        if r == 0 {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
+        }
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if r != 0 {
+            return Err(format!("bringing lo up: {err}"));
+        }
+    }
+    Ok(())
+}
+
+/// Probes once whether this machine lets the tests create namespaces.
+pub fn namespaces_available() -> Result<(), String> {
+    std::thread::spawn(new_netns)
+        .join()
+        .map_err(|_| "probe panicked".to_string())?
+}
+
+/// True when running under CI, where a skipped namespace test is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Runs the binary with `args` in the calling thread's namespace.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("HOST_PROC")
+        .output()
+        .expect("cannot run telegraf-netstat")
+}
+
+/// Runs the binary and expects success with one line and a quiet stderr.
+pub fn run_ok(args: &[&str]) -> String {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {:?}\n{stderr}",
+        out.status
+    );
+    assert!(stderr.is_empty(), "{args:?} wrote to stderr:\n{stderr}");
+    String::from_utf8(out.stdout).expect("output is not UTF-8")
+}
+
+/// Parses one line of our influx output strictly: the measurement, no tags,
+/// the 13 integer fields in sorted order, no timestamp, one newline.
+pub fn parse_line(line: &str) -> Vec<(String, u64)> {
+    let body = line
+        .strip_suffix('\n')
+        .unwrap_or_else(|| panic!("no trailing newline: {line:?}"));
+    assert!(!body.contains('\n'), "more than one line: {line:?}");
+    let fields = body
+        .strip_prefix("netstat ")
+        .unwrap_or_else(|| panic!("not a netstat line without tags: {line:?}"));
+    assert!(
+        !fields.contains(' '),
+        "unexpected timestamp or tag: {line:?}"
+    );
+    fields
+        .split(',')
+        .map(|f| {
+            let (k, v) = f
+                .split_once('=')
+                .unwrap_or_else(|| panic!("bad field {f:?}"));
+            let v = v
+                .strip_suffix('i')
+                .unwrap_or_else(|| panic!("field {f:?} is not an integer"));
+            (
+                k.to_string(),
+                v.parse().unwrap_or_else(|_| panic!("bad value in {f:?}")),
+            )
+        })
+        .collect()
+}
+
+pub fn fields(c: &Counts) -> Vec<(String, u64)> {
+    c.fields()
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect()
+}
+
+/// Counts as `ss` sees them in the calling thread's namespace.
+pub fn ss_counts() -> Counts {
+    let ss = |args: &[&str]| {
+        let out = Command::new("ss")
+            .args(args)
+            .output()
+            .expect("cannot run ss");
+        assert!(
+            out.status.success(),
+            "ss {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut c = Counts::default();
+    for line in ss(&["-H", "-t", "-a", "-n"]).lines() {
+        let field = match line.split_whitespace().next() {
+            Some("ESTAB") => &mut c.tcp_established,
+            Some("SYN-SENT") => &mut c.tcp_syn_sent,
+            Some("SYN-RECV") => &mut c.tcp_syn_recv,
+            Some("FIN-WAIT-1") => &mut c.tcp_fin_wait1,
+            Some("FIN-WAIT-2") => &mut c.tcp_fin_wait2,
+            Some("TIME-WAIT") => &mut c.tcp_time_wait,
+            Some("UNCONN") | Some("CLOSE") => &mut c.tcp_close,
+            Some("CLOSE-WAIT") => &mut c.tcp_close_wait,
+            Some("LAST-ACK") => &mut c.tcp_last_ack,
+            Some("LISTEN") => &mut c.tcp_listen,
+            Some("CLOSING") => &mut c.tcp_closing,
+            other => panic!("unexpected ss state {other:?} in {line:?}"),
+        };
+        *field += 1;
+    }
+    c.udp_socket = ss(&["-H", "-u", "-a", "-n"]).lines().count() as u64;
+    c
+}
+
+/// Waits (at most 5 s) until `ss` shows exactly `expected`: some transitions
+/// (FIN handshakes, TIME_WAIT) finish in softirq after the syscall returns.
+pub fn settle(expected: &Counts) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = ss_counts();
+        if seen == *expected {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("population did not settle:\n  ss:       {seen:?}\n  expected: {expected:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The check every population gets: `ss` agrees with the expected counts,
+/// and the netlink, proc and auto sources print exactly them, byte for byte
+/// the same line.
+pub fn check(expected: &Counts) {
+    settle(expected);
+    let netlink = run_ok(&["--source", "netlink"]);
+    assert_eq!(parse_line(&netlink), fields(expected), "netlink: {netlink}");
+    let proc = run_ok(&["--source", "proc"]);
+    assert_eq!(proc, netlink, "--source proc differs from netlink");
+    let auto = run_ok(&[]);
+    assert_eq!(auto, netlink, "the default source differs from netlink");
+    assert_eq!(
+        ss_counts(),
+        *expected,
+        "the population changed during the check"
+    );
+}
+
+/// Sockets that must stay open while a check runs.
+#[derive(Default)]
+pub struct Population {
+    pub expected: Counts,
+    keep: Vec<Box<dyn Any + Send>>,
+}
+
+impl Population {
+    pub fn keep<T: Any + Send>(&mut self, t: T) {
+        self.keep.push(Box::new(t));
+    }
+
+    pub fn merge(&mut self, other: Population) {
+        self.expected.add(&other.expected);
+        self.keep.extend(other.keep);
+    }
+}
+
+pub const V4: &str = "127.0.0.1:0";
+pub const V6: &str = "[::1]:0";
+
+fn family(addr: &SocketAddr) -> AddressFamily {
+    if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    }
+}
+
+/// A TCP socket set up by `configure` before it is bound (and connected
+/// or listening).
+fn tcp_socket(addr: &SocketAddr, configure: impl FnOnce(BorrowedFd<'_>)) -> OwnedFd {
+    let fd = rustix::net::socket_with(family(addr), SocketType::STREAM, SocketFlags::CLOEXEC, None)
+        .expect("socket");
+    configure(fd.as_fd());
+    fd
+}
+
+/// A listener on `addr` with the given backlog.
+pub fn listener(addr: &str, backlog: i32, configure: impl FnOnce(BorrowedFd<'_>)) -> TcpListener {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let fd = tcp_socket(&addr, configure);
+    rustix::net::bind(&fd, &addr).expect("bind");
+    rustix::net::listen(&fd, backlog).expect("listen");
+    TcpListener::from(fd)
+}
+
+/// A bound TCP socket that neither listens nor connects: the kernel's
+/// bound-inactive set, which must not be counted.
+pub fn bound_only(addr: &str) -> OwnedFd {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let fd = tcp_socket(&addr, |_| {});
+    rustix::net::bind(&fd, &addr).expect("bind");
+    fd
+}
+
+/// A connected pair through `l`: (client, accepted server side).
+pub fn connect_pair(
+    l: &TcpListener,
+    configure_client: impl FnOnce(BorrowedFd<'_>),
+) -> (TcpStream, TcpStream) {
+    let to = l.local_addr().unwrap();
+    let fd = tcp_socket(&to, configure_client);
+    rustix::net::connect(&fd, &to).expect("connect");
+    let (server, _) = l.accept().expect("accept");
+    (TcpStream::from(fd), server)
+}
+
+/// A connect that cannot complete: returns at once, leaving SYN_SENT.
+pub fn connect_nonblocking(to: SocketAddr) -> OwnedFd {
+    let fd = rustix::net::socket_with(
+        family(&to),
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .expect("socket");
+    match rustix::net::connect(&fd, &to) {
+        Err(rustix::io::Errno::INPROGRESS) => fd,
+        other => panic!("expected EINPROGRESS, got {other:?}"),
+    }
+}
+
+/// Sets a small receive buffer, so a peer that writes fills our window fast
+/// and its further data (and FIN) stay queued on its side.
+pub fn small_rcvbuf(fd: BorrowedFd<'_>) {
+    sockopt::set_socket_recv_buffer_size(fd, 4096).expect("SO_RCVBUF");
+}
+
+pub fn big_sndbuf(fd: BorrowedFd<'_>) {
+    sockopt::set_socket_send_buffer_size(fd, 256 * 1024).expect("SO_SNDBUF");
+}
+
+/// Writes until the peer's window and our send buffer are full.
+pub fn fill(s: &mut TcpStream) {
+    s.set_nonblocking(true).unwrap();
+    let chunk = [0x5au8; 16 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match s.write(&chunk) {
+            Ok(_) => assert!(
+                Instant::now() < deadline,
+                "peer never stopped accepting data"
+            ),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    s.set_nonblocking(false).unwrap();
+}
+
+/// Reads until end of stream (bounded).
+pub fn drain_to_eof(s: &mut TcpStream) {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => panic!("read to end of stream: {e}"),
+        }
+    }
+}
+
+pub fn defer_accept(fd: BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    let secs: libc::c_int = 30;
+    // SAFETY: setsockopt with a valid int option value.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "TCP_DEFER_ACCEPT: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+// Populations: each builds sockets in the calling thread's namespace and
+// says what it expects.
+
+pub fn listeners() -> Population {
+    let mut p = Population::default();
+    for addr in [V4, V4, V4, V6, V6] {
+        p.keep(listener(addr, 16, |_| {}));
+    }
+    p.expected.tcp_listen = 5;
+    // Bound-inactive sockets are not counted (nor shown by /proc/net/tcp).
+    p.keep(bound_only(V4));
+    p.keep(bound_only(V6));
+    p
+}
+
+pub fn established(v4_pairs: usize, v6_pairs: usize) -> Population {
+    let mut p = Population::default();
+    for (addr, n) in [(V4, v4_pairs), (V6, v6_pairs)] {
+        let l = listener(addr, 128, |_| {});
+        for _ in 0..n {
+            p.keep(connect_pair(&l, |_| {}));
+        }
+        p.keep(l);
+    }
+    p.expected.tcp_listen = 2;
+    p.expected.tcp_established = 2 * (v4_pairs + v6_pairs) as u64;
+    p
+}
+
+/// The client closes first and so ends in TIME_WAIT; the server side closes
+/// after reading the end of stream and is gone.
+pub fn time_wait(n: usize) -> Population {
+    let mut p = Population::default();
+    let l = listener(V4, 128, |_| {});
+    for _ in 0..n {
+        let (client, mut server) = connect_pair(&l, |_| {});
+        drop(client);
+        drain_to_eof(&mut server);
+    }
+    p.keep(l);
+    p.expected.tcp_listen = 1;
+    p.expected.tcp_time_wait = n as u64;
+    p
+}
+
+/// Half-closed pairs: the client shuts down writing (FIN_WAIT2), the server
+/// has not closed yet (CLOSE_WAIT).
+pub fn half_closed(n: usize) -> Population {
+    let mut p = Population::default();
+    let l = listener(V6, 128, |_| {});
+    for _ in 0..n {
+        let (client, server) = connect_pair(&l, |_| {});
+        client.shutdown(Shutdown::Write).unwrap();
+        p.keep((client, server));
+    }
+    p.keep(l);
+    p.expected.tcp_listen = 1;
+    p.expected.tcp_fin_wait2 = n as u64;
+    p.expected.tcp_close_wait = n as u64;
+    p
+}
+
+/// A listener with backlog 0 that never accepts: the first connection fills
+/// its accept queue (client and server side ESTABLISHED); later SYNs are
+/// dropped, so those clients stay in SYN_SENT.
+pub fn syn_sent(n: usize) -> Population {
+    let mut p = Population::default();
+    let l = listener(V4, 0, |_| {});
+    let to = l.local_addr().unwrap();
+    p.keep(TcpStream::connect(to).unwrap());
+    for _ in 0..n {
+        p.keep(connect_nonblocking(to));
+    }
+    p.keep(l);
+    p.expected.tcp_listen = 1;
+    p.expected.tcp_established = 2;
+    p.expected.tcp_syn_sent = n as u64;
+    p
+}
+
+/// TCP_DEFER_ACCEPT makes the listener drop the handshake's bare ACK: the
+/// client is ESTABLISHED while the server keeps a request socket, which
+/// counts as SYN_RECV.
+pub fn syn_recv(n: usize) -> Population {
+    let mut p = Population::default();
+    let l = listener(V6, 128, defer_accept);
+    let to = l.local_addr().unwrap();
+    for _ in 0..n {
+        p.keep(TcpStream::connect(to).unwrap());
+    }
+    p.keep(l);
+    p.expected.tcp_listen = 1;
+    p.expected.tcp_established = n as u64;
+    p.expected.tcp_syn_recv = n as u64;
+    p
+}
+
+/// The server never reads; the client fills its window and shuts down
+/// writing: its FIN waits behind unsent data, in FIN_WAIT1.
+pub fn fin_wait1(n: usize) -> Population {
+    let mut p = Population::default();
+    let l = listener(V4, 128, small_rcvbuf);
+    for _ in 0..n {
+        let (mut client, server) = connect_pair(&l, big_sndbuf);
+        fill(&mut client);
+        client.shutdown(Shutdown::Write).unwrap();
+        p.keep((client, server));
+    }
+    p.keep(l);
+    p.expected.tcp_listen = 1;
+    p.expected.tcp_established = n as u64;
+    p.expected.tcp_fin_wait1 = n as u64;
+    p
+}
+
+/// The client never reads; the server fills its window. The client shuts
+/// down writing (FIN_WAIT2, server CLOSE_WAIT), then the server does: its
+/// FIN waits behind unsent data, in LAST_ACK.
+pub fn last_ack(n: usize) -> Population {
+    let mut p = Population::default();
+    let l = listener(V6, 128, big_sndbuf);
+    for _ in 0..n {
+        let (client, mut server) = connect_pair(&l, small_rcvbuf);
+        fill(&mut server);
+        client.shutdown(Shutdown::Write).unwrap();
+        // Wait for the client's FIN to reach the server before it closes.
+        let mut byte = [0u8; 1];
+        server.set_nonblocking(false).unwrap();
+        assert_eq!(server.read(&mut byte).unwrap(), 0);
+        server.shutdown(Shutdown::Write).unwrap();
+        p.keep((client, server));
+    }
+    p.keep(l);
+    p.expected.tcp_listen = 1;
+    p.expected.tcp_fin_wait2 = n as u64;
+    p.expected.tcp_last_ack = n as u64;
+    p
+}
+
+/// Both sides fill each other's window and shut down writing (both
+/// FIN_WAIT1, FINs queued). Then the client reads everything: the server's
+/// data and FIN arrive while the client's own FIN is still queued, so the
+/// client is CLOSING and the server, all acknowledged, FIN_WAIT2.
+pub fn closing(n: usize) -> Population {
+    let mut p = Population::default();
+    let l = listener(V4, 128, |fd| {
+        small_rcvbuf(fd);
+        big_sndbuf(fd);
+    });
+    for _ in 0..n {
+        let (mut client, mut server) = connect_pair(&l, |fd| {
+            small_rcvbuf(fd);
+            big_sndbuf(fd);
+        });
+        fill(&mut client);
+        fill(&mut server);
+        client.shutdown(Shutdown::Write).unwrap();
+        server.shutdown(Shutdown::Write).unwrap();
+        drain_to_eof(&mut client);
+        p.keep((client, server));
+    }
+    p.keep(l);
+    p.expected.tcp_listen = 1;
+    p.expected.tcp_closing = n as u64;
+    p.expected.tcp_fin_wait2 = n as u64;
+    p
+}
+
+/// UDP over IPv4 and IPv6, bound and connected; an unbound socket is in no
+/// table and not counted.
+pub fn udp() -> Population {
+    let mut p = Population::default();
+    let mut n = 0;
+    for (addr, bound, connected) in [(V4, 3, 2), (V6, 2, 1)] {
+        let peer = UdpSocket::bind(addr).unwrap();
+        for _ in 0..connected {
+            let s = UdpSocket::bind(addr).unwrap();
+            s.connect(peer.local_addr().unwrap()).unwrap();
+            p.keep(s);
+        }
+        for _ in 1..bound {
+            p.keep(UdpSocket::bind(addr).unwrap());
+        }
+        p.keep(peer);
+        n += bound + connected;
+    }
+    let unbound = rustix::net::socket(AddressFamily::INET, SocketType::DGRAM, None).unwrap();
+    p.keep(unbound);
+    p.expected.udp_socket = n as u64;
+    p
+}
+
+/// Makes the command's `socket(AF_NETLINK, ...)` fail with EPERM through a
+/// seccomp filter, as container runtimes and sandboxes do.
+pub fn block_netlink(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x05 | 0x10; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    // struct seccomp_data { int nr; __u32 arch; __u64 ip; __u64 args[6]; }
+    const ARG0_LOW: u32 = if cfg!(target_endian = "little") {
+        16
+    } else {
+        20
+    };
+    let stmt = |code, k| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |code, k, jt, jf| libc::sock_filter { code, jt, jf, k };
+    let filter = vec![
+        stmt(LD_W_ABS, 0),
+        jump(JEQ_K, libc::SYS_socket as u32, 0, 3),
+        stmt(LD_W_ABS, ARG0_LOW),
+        jump(JEQ_K, libc::AF_NETLINK as u32, 0, 1),
+        stmt(RET_K, SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        stmt(RET_K, SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: only prctl between fork and exec; the filter outlives the call.
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Runs the binary with netlink blocked.
+pub fn run_blocked(args: &[&str]) -> Output {
+    block_netlink(Command::new(BIN).args(args).env_remove("HOST_PROC"))
+        .output()
+        .expect("cannot run telegraf-netstat")
+}
