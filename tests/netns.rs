@@ -101,7 +101,8 @@ fn main() {
     let args = Arguments::from_args();
     let setup = enter_user_namespace().and_then(|()| namespaces_available());
 
-    let populations: &[(&str, fn() -> Population)] = &[
+    type Build = fn() -> Population;
+    let populations: &[(&str, Build)] = &[
         ("listen_ipv4_ipv6_not_bound_inactive", listeners),
         ("established_ipv4_ipv6", || established(4, 3)),
         ("time_wait", || time_wait(5)),

@@ -561,7 +561,7 @@ pub fn udp() -> Population {
 /// seccomp filter, as container runtimes and sandboxes do.
 pub fn block_netlink(cmd: &mut Command) -> &mut Command {
     use std::os::unix::process::CommandExt;
-    const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const LD_W_ABS: u16 = 0x20; // BPF_LD (0) | BPF_W (0) | BPF_ABS (0x20)
     const JEQ_K: u16 = 0x05 | 0x10; // BPF_JMP | BPF_JEQ | BPF_K
     const RET_K: u16 = 0x06; // BPF_RET | BPF_K
     const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
@@ -579,7 +579,7 @@ pub fn block_netlink(cmd: &mut Command) -> &mut Command {
         k,
     };
     let jump = |code, k, jt, jf| libc::sock_filter { code, jt, jf, k };
-    let filter = vec![
+    let filter = [
         stmt(LD_W_ABS, 0),
         jump(JEQ_K, libc::SYS_socket as u32, 0, 3),
         stmt(LD_W_ABS, ARG0_LOW),

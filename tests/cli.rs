@@ -1,0 +1,210 @@
+//! The binary's interface: flags, exit codes, stderr format, broken pipes,
+//! and the /proc source on prepared proc roots.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use support::{parse_line, BIN};
+
+const TCP_HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+
+fn tcp_line(i: usize, state: u8) -> String {
+    format!("{i:4}: 0100007F:1388 0100007F:9C40 {state:02X} 00000000:00000000 00:00000000 00000000 0 0 1 1\n")
+}
+
+/// A proc root with only IPv4 tables (as with IPv6 disabled): listen, two
+/// established, a request socket, one unknown state 0x0E; two UDP sockets.
+fn fake_proc_root(name: &str) -> std::path::PathBuf {
+    let root = std::env::temp_dir().join(format!("tn-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(root.join("net")).unwrap();
+    let mut tcp = String::from(TCP_HEADER);
+    for (i, s) in [0x0A, 0x01, 0x01, 0x03, 0x0E].into_iter().enumerate() {
+        tcp.push_str(&tcp_line(i, s));
+    }
+    std::fs::write(root.join("net/tcp"), tcp).unwrap();
+    let mut udp = String::from(TCP_HEADER);
+    udp.push_str(&tcp_line(0, 0x07));
+    udp.push_str(&tcp_line(1, 0x01));
+    std::fs::write(root.join("net/udp"), udp).unwrap();
+    root
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(BIN);
+    c.args(args).env_remove("HOST_PROC");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn proc_source_reads_the_given_root_and_missing_ipv6_tables_count_zero() {
+    let root = fake_proc_root("root");
+    let out = run(
+        &["--source", "proc", "--proc-root", root.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fields = parse_line(std::str::from_utf8(&out.stdout).unwrap());
+    let get = |k: &str| fields.iter().find(|f| f.0 == k).unwrap().1;
+    assert_eq!(get("tcp_listen"), 1);
+    assert_eq!(get("tcp_established"), 2);
+    assert_eq!(get("tcp_syn_recv"), 1);
+    assert_eq!(get("udp_socket"), 2);
+    assert_eq!(
+        fields.iter().map(|f| f.1).sum::<u64>(),
+        6,
+        "state 0x0E counted somewhere"
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn host_proc_is_honoured_and_the_flag_wins() {
+    let root = fake_proc_root("hostproc");
+    let out = run(
+        &["--source", "proc"],
+        &[("HOST_PROC", root.to_str().unwrap())],
+    );
+    assert!(out.status.success());
+    let with_env = out.stdout;
+    assert!(String::from_utf8_lossy(&with_env).contains("tcp_established=2i"));
+    let out = run(
+        &["--source", "proc", "--proc-root", "/nonexistent"],
+        &[("HOST_PROC", root.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn verbose_logs_unknown_states_at_debug_level() {
+    let root = fake_proc_root("verbose");
+    let r = root.to_str().unwrap();
+    let quiet = run(&["--source", "proc", "--proc-root", r], &[]);
+    assert!(quiet.stderr.is_empty());
+    let loud = run(&["--source", "proc", "--proc-root", r, "-v"], &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&loud.stderr),
+        "D! ignored 1 tcp sockets in unknown state 14\n"
+    );
+    assert_eq!(quiet.stdout, loud.stdout);
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn malformed_proc_files_fail_with_the_line_number() {
+    let root = fake_proc_root("malformed");
+    std::fs::write(
+        root.join("net/tcp"),
+        format!("{TCP_HEADER}   0: 0100007F:1388 00000000:0000 XY 0\n"),
+    )
+    .unwrap();
+    let out = run(
+        &["--source", "proc", "--proc-root", root.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr,
+        format!(
+            "E! gather failed: malformed line 2 of {}: bad state \"XY\"\n",
+            root.join("net/tcp").display()
+        )
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn timestamp_is_the_gather_time_in_nanoseconds() {
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let out = run(&["--timestamp"], &[]);
+    let after = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    let (metric, ts) = line.trim_end().rsplit_once(' ').unwrap();
+    let ts: u128 = ts.parse().unwrap();
+    assert!(before <= ts && ts <= after, "{before} <= {ts} <= {after}");
+    parse_line(&format!("{metric}\n"));
+}
+
+#[test]
+fn usage_errors_exit_2_with_nothing_on_stdout() {
+    for args in [
+        &["--bogus"][..],
+        &["--source", "ss"],
+        &["--source"],
+        &["stray"],
+        &["--proc-root="],
+    ] {
+        let out = run(args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("Usage: telegraf-netstat") || stderr.contains("--help"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn help_and_version() {
+    let out = run(&["--help"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--source",
+        "--proc-root",
+        "--timestamp",
+        "--verbose",
+        "Example: --source proc",
+        "[[inputs.exec]]",
+        "Exit status",
+    ] {
+        assert!(help.contains(needle), "{needle} missing:\n{help}");
+    }
+    let out = run(&["--version"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("telegraf-netstat {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn a_closed_stdout_exits_quietly() {
+    let (read, write) = rustix::pipe::pipe().unwrap();
+    drop(read);
+    let out = Command::new(BIN)
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
