@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""telegraf-netstat benchmark: CPU seconds and peak RSS per gather.
+
+For each scale, a fresh private network namespace is filled by
+examples/populate (ESTABLISHED sockets, a few thousand TIME_WAIT, listeners,
+UDP sockets); then each approach gathers RUNS times inside that namespace and
+the median CPU (user + system, from wait4) and the largest peak RSS are kept.
+Ratios are taken within one run, so a noisy shared machine affects all
+approaches alike. Writes bench/out/results.json and docs/cpu-per-gather.svg.
+
+Run as root (namespaces, fd limits): bench/run
+"""
+import ctypes
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(ROOT, "target", "release")
+BIN = os.path.join(REL, "telegraf-netstat")
+FLOOR = os.path.join(REL, "examples", "floor")
+POPULATE = os.path.join(REL, "examples", "populate")
+SPAWN = os.path.join(ROOT, "bench", "out", "spawn")
+CLONE_NEWNET = 0x40000000
+RUNS = int(os.environ.get("RUNS", "7"))
+SCALES = [int(s) for s in os.environ.get("SCALES", "10000,50000,200000").split(",")]
+TIME_WAIT, LISTENERS, UDP = 3000, 70, 200
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+APPROACHES = {
+    "floor": [[FLOOR]],
+    "telegraf-netstat (netlink)": [[BIN, "--source", "netlink"]],
+    "telegraf-netstat --source proc": [[BIN, "--source", "proc"]],
+    "ss -tan + ss -uan": [["ss", "-tan"], ["ss", "-uan"]],
+}
+
+
+def unshare_net():
+    if libc.unshare(CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
+
+
+def setns(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {path}")
+    finally:
+        os.close(fd)
+
+
+def measure(cmds):
+    """One gather: total CPU seconds of its processes, their peak RSS (KiB), wall seconds."""
+    cpu, rss, wall = 0.0, 0, 0.0
+    for cmd in cmds:
+        p = subprocess.run([SPAWN] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if p.returncode != 0:
+            sys.exit(f"{cmd} exited {p.returncode}: {p.stderr}")
+        c, r, w = p.stderr.split()[-3:]
+        cpu += float(c)
+        rss = max(rss, int(r))
+        wall += float(w)
+    return cpu, rss, wall
+
+
+def count_line(out):
+    fields = dict(f.split("=") for f in out.split()[1].split(","))
+    return {k: int(v.rstrip("i")) for k, v in fields.items()}
+
+
+def run_scale(established):
+    pop = subprocess.Popen(
+        [POPULATE, str(established), str(TIME_WAIT), str(LISTENERS), str(UDP)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=unshare_net, text=True,
+    )
+    if pop.stdout.readline().strip() != "ready":
+        sys.exit("populate failed")
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    setns(f"/proc/{pop.pid}/ns/net")
+    try:
+        counts = count_line(subprocess.run([BIN], capture_output=True, text=True, check=True).stdout)
+        total = sum(counts.values())
+        res = {"established": established, "counts": counts, "sockets": total, "approaches": {}}
+        samples = {name: [] for name in APPROACHES}
+        for _ in range(RUNS):  # interleaved, so drifts in machine load hit all alike
+            for name, cmds in APPROACHES.items():
+                samples[name].append(measure(cmds))
+        for name, s in samples.items():
+            res["approaches"][name] = {
+                "cpu_s": statistics.median(x[0] for x in s),
+                "peak_rss_kib": max(x[1] for x in s),
+                "wall_s": statistics.median(x[2] for x in s),
+            }
+        return res
+    finally:
+        if libc.setns(home, CLONE_NEWNET) != 0:
+            sys.exit("cannot return to the original namespace")
+        os.close(home)
+        pop.stdin.close()
+        pop.wait()
+
+
+def idle_wall():
+    """Wall time of a one-shot run in an empty namespace, next to /bin/true
+    (fork to exit as the launcher sees it)."""
+    pid = os.fork()
+    if pid == 0:
+        unshare_net()
+        out = {}
+        for name, cmd in [("telegraf-netstat", [BIN]), ("/bin/true", ["/bin/true"])]:
+            walls, cpus, rss = [], [], 0
+            for _ in range(100):
+                cpu, r, wall = measure([cmd])
+                walls.append(wall)
+                cpus.append(cpu)
+                rss = max(rss, r)
+            out[name] = {"wall_ms": statistics.median(walls) * 1e3, "cpu_ms": statistics.median(cpus) * 1e3, "peak_rss_kib": rss}
+        with open(os.path.join(ROOT, "bench", "out", "idle.json"), "w") as f:
+            json.dump(out, f)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    with open(os.path.join(ROOT, "bench", "out", "idle.json")) as f:
+        return json.load(f)
+
+
+def svg_chart(results, path):
+    w, h, ml, mr, mt, mb = 760, 440, 70, 260, 40, 50
+    xs = [r["sockets"] for r in results]
+    ymax = max(a["cpu_s"] for r in results for a in r["approaches"].values()) * 1.1
+    xmax = max(xs) * 1.05
+    px = lambda x: ml + (w - ml - mr) * x / xmax
+    py = lambda y: h - mb - (h - mt - mb) * y / ymax
+    colors = ["#222222", "#1f77b4", "#ff7f0e", "#d62728"]
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           f'<text x="{ml}" y="22" font-size="15">CPU seconds per gather vs sockets in the namespace (median of {RUNS})</text>',
+           f'<line x1="{ml}" y1="{h-mb}" x2="{w-mr}" y2="{h-mb}" stroke="black"/>',
+           f'<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{h-mb}" stroke="black"/>']
+    for i in range(6):
+        y = ymax * i / 5
+        out.append(f'<line x1="{ml-4}" y1="{py(y):.1f}" x2="{w-mr}" y2="{py(y):.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{ml-8}" y="{py(y)+4:.1f}" text-anchor="end">{y:.2f}</text>')
+    for x in xs:
+        out.append(f'<text x="{px(x):.1f}" y="{h-mb+18}" text-anchor="middle">{x//1000}k</text>')
+    out.append(f'<text x="{(ml + w - mr) / 2}" y="{h-12}" text-anchor="middle">sockets (TCP + UDP)</text>')
+    for i, name in enumerate(APPROACHES):
+        pts = " ".join(f"{px(r['sockets']):.1f},{py(r['approaches'][name]['cpu_s']):.1f}" for r in results)
+        c = colors[i % len(colors)]
+        dash = ' stroke-dasharray="5,4"' if name == "floor" else ""
+        out.append(f'<polyline points="{pts}" fill="none" stroke="{c}" stroke-width="2"{dash}/>')
+        for r in results:
+            out.append(f'<circle cx="{px(r["sockets"]):.1f}" cy="{py(r["approaches"][name]["cpu_s"]):.1f}" r="3" fill="{c}"/>')
+        ly = mt + 20 + 22 * i
+        out.append(f'<line x1="{w-mr+15}" y1="{ly}" x2="{w-mr+40}" y2="{ly}" stroke="{c}" stroke-width="2"{dash}/>')
+        out.append(f'<text x="{w-mr+46}" y="{ly+4}">{name}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def main():
+    if os.geteuid() != 0:
+        sys.exit("run as root: the benchmark creates namespaces and raises fd limits")
+    os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
+    subprocess.run(["cc", "-O2", "-static", "-o", SPAWN, os.path.join(ROOT, "bench", "spawn.c")], check=True)
+    results = []
+    for n in SCALES:
+        print(f"scale {n} ESTABLISHED ...", file=sys.stderr, flush=True)
+        results.append(run_scale(n))
+    idle = idle_wall()
+    with open(os.path.join(ROOT, "bench", "out", "results.json"), "w") as f:
+        json.dump({"scales": results, "idle": idle, "runs": RUNS}, f, indent=1)
+    svg_chart(results, os.path.join(ROOT, "docs", "cpu-per-gather.svg"))
+    print(f"| sockets | approach | CPU s/gather | vs floor | peak RSS MiB |")
+    print(f"|---|---|---|---|---|")
+    for r in results:
+        floor = r["approaches"]["floor"]["cpu_s"]
+        for name, a in r["approaches"].items():
+            print(f"| {r['sockets']} | {name} | {a['cpu_s']:.4f} | {a['cpu_s']/floor:.2f} | {a['peak_rss_kib']/1024:.1f} |")
+    print()
+    for name, a in idle.items():
+        print(f"idle one-shot {name}: wall {a['wall_ms']:.2f} ms, CPU {a['cpu_ms']:.2f} ms, peak RSS {a['peak_rss_kib']/1024:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
