@@ -3,7 +3,6 @@
 //! buffer, and only the state byte of each record is read. Raw libc, no
 //! error reporting beyond an exit code: this is a yardstick, not a tool.
 
-
 const HDR: usize = 16;
 
 fn request(seq: u32, kind: u16, family: u8, proto: u8) -> Vec<u8> {
@@ -27,13 +26,23 @@ fn request(seq: u32, kind: u16, family: u8, proto: u8) -> Vec<u8> {
 fn main() {
     // SAFETY: plain syscalls on a buffer we own.
     unsafe {
-        let fd = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG);
+        let fd = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        );
         assert!(fd >= 0);
         let mut buf = vec![0u8; 32 * 1024];
         let mut states = [0u64; 256];
-        for (seq, (kind, family, proto)) in [(18u16, 0u8, 6u8), (20, 2, 17), (20, 10, 17)].into_iter().enumerate() {
+        for (seq, (kind, family, proto)) in [(18u16, 0u8, 6u8), (20, 2, 17), (20, 10, 17)]
+            .into_iter()
+            .enumerate()
+        {
             let req = request(seq as u32 + 1, kind, family, proto);
-            assert_eq!(libc::send(fd, req.as_ptr().cast(), req.len(), 0), req.len() as isize);
+            assert_eq!(
+                libc::send(fd, req.as_ptr().cast(), req.len(), 0),
+                req.len() as isize
+            );
             'dump: loop {
                 let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
                 assert!(n > 0);

@@ -4,12 +4,19 @@
 //! (bench/run does); traffic stays on loopback.
 //!
 //! usage: populate ESTABLISHED_SOCKETS TIME_WAIT LISTENERS UDP
+//!
+//! ESTABLISHED pairs are made by worker processes (this program again, with
+//! `worker PAIRS`), each within a per-process fd limit that cannot be raised
+//! without CAP_SYS_RESOURCE.
 
 use std::io::{BufRead, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 
 fn arg(i: usize) -> usize {
-    std::env::args().nth(i).and_then(|a| a.parse().ok()).expect("usage: populate ESTABLISHED TIME_WAIT LISTENERS UDP")
+    std::env::args()
+        .nth(i)
+        .and_then(|a| a.parse().ok())
+        .expect("usage: populate ESTABLISHED TIME_WAIT LISTENERS UDP")
 }
 
 fn loopback_up() {
@@ -21,55 +28,105 @@ fn loopback_up() {
         ifr.ifr_name[1] = b'o' as libc::c_char;
         assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr), 0);
         ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr), 0, "lo up: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr),
+            0,
+            "lo up: {}",
+            std::io::Error::last_os_error()
+        );
         libc::close(fd);
     }
 }
 
-fn main() {
-    let (established, time_wait, listeners, udp) = (arg(1), arg(2), arg(3), arg(4));
-    let want = (established + time_wait * 2 + listeners + udp + 1024) as u64;
-    // SAFETY: setrlimit with a valid struct.
+/// The soft fd limit raised to the hard one; returns it.
+fn fd_limit() -> usize {
+    // SAFETY: getrlimit/setrlimit with a valid struct.
     unsafe {
-        let lim = libc::rlimit { rlim_cur: want, rlim_max: want };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-            panic!("cannot raise the fd limit to {want}: {}", std::io::Error::last_os_error());
-        }
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        lim.rlim_cur as usize
     }
-    loopback_up();
-    // Per-namespace sysctls: room for many connections per destination.
-    std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", "1024 65535").unwrap();
+}
 
-    let mut keep_l = Vec::new();
-    for i in 0..listeners.max(4) {
-        let addr = if i % 2 == 0 { "127.0.0.1:0" } else { "[::1]:0" };
-        keep_l.push(TcpListener::bind(addr).unwrap());
-    }
-    let mut keep = Vec::with_capacity(established);
-    let pairs = established / 2;
+fn hold_until_stdin_closes() {
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    for _ in std::io::stdin().lock().lines() {}
+}
+
+/// A worker: `pairs` connected pairs over four listeners of its own.
+fn worker(pairs: usize) {
+    fd_limit();
+    let ls: Vec<TcpListener> = ["127.0.0.1:0", "[::1]:0", "127.0.0.1:0", "[::1]:0"]
+        .iter()
+        .map(|a| TcpListener::bind(a).unwrap())
+        .collect();
+    let mut keep = Vec::with_capacity(2 * pairs);
     let mut made = 0;
     while made < pairs {
         // std listeners have a backlog of 128: stay under it per listener.
         let batch = (pairs - made).min(400);
         for j in 0..batch {
-            let l = &keep_l[(made + j) % 4];
-            keep.push(TcpStream::connect(l.local_addr().unwrap()).unwrap());
+            keep.push(TcpStream::connect(ls[(made + j) % 4].local_addr().unwrap()).unwrap());
         }
         for j in 0..batch {
-            keep.push(keep_l[(made + j) % 4].accept().unwrap().0);
+            keep.push(ls[(made + j) % 4].accept().unwrap().0);
         }
         made += batch;
     }
-    for i in 0..time_wait {
-        let l = &keep_l[i % 4];
+    hold_until_stdin_closes();
+    drop((keep, ls));
+}
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("worker") {
+        return worker(arg(2));
+    }
+    let (established, time_wait, listeners, udp) = (arg(1), arg(2), arg(3), arg(4));
+    let per_worker = (fd_limit().saturating_sub(64) / 2).clamp(1, 8000);
+    loopback_up();
+    // Per-namespace sysctls: room for many connections per destination.
+    std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", "1024 65535").unwrap();
+
+    let mut workers = Vec::new();
+    let mut left = established / 2;
+    while left > 0 {
+        let n = left.min(per_worker);
+        let mut w = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["worker", &n.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(w.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "worker failed");
+        workers.push(w);
+        left -= n;
+    }
+
+    // Listeners beyond the workers' four each; TIME_WAIT made through the first.
+    let mut keep_l = Vec::new();
+    for i in 0..listeners.saturating_sub(4 * workers.len()).max(1) {
+        let addr = if i % 2 == 0 { "127.0.0.1:0" } else { "[::1]:0" };
+        keep_l.push(TcpListener::bind(addr).unwrap());
+    }
+    for _ in 0..time_wait {
+        let l = &keep_l[0];
         let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (s, _) = l.accept().unwrap();
         drop(c);
         drop(s);
     }
-    let keep_u: Vec<UdpSocket> = (0..udp).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
-    println!("ready");
-    std::io::stdout().flush().unwrap();
-    for _ in std::io::stdin().lock().lines() {}
-    drop((keep, keep_l, keep_u));
+    let keep_u: Vec<UdpSocket> = (0..udp)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    hold_until_stdin_closes();
+    for mut w in workers {
+        w.wait().unwrap();
+    }
+    drop((keep_l, keep_u));
 }

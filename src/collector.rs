@@ -149,10 +149,10 @@ impl Collector {
             let status = if dump == Dump::Tcp {
                 self.tcp.clear();
                 let hist = &mut self.tcp;
-                socket.dump(dump, &mut |s| hist.add(s))?
+                socket.dump(dump, |s| hist.add(s))?
             } else {
                 udp = 0;
-                socket.dump(dump, &mut |_| udp += 1)?
+                socket.dump(dump, |_| udp += 1)?
             };
             if !status.interrupted {
                 break;

@@ -57,7 +57,7 @@ impl DiagSocket {
 
     /// Runs one dump and calls `on_state` with the state byte of every socket
     /// it returns. `Dump::Tcp` covers IPv4 and IPv6 in a single hash walk.
-    pub fn dump(&mut self, dump: Dump, on_state: &mut dyn FnMut(u8)) -> Result<DumpStatus, Error> {
+    pub fn dump(&mut self, dump: Dump, mut on_state: impl FnMut(u8)) -> Result<DumpStatus, Error> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let tcp;
@@ -108,7 +108,7 @@ impl DiagSocket {
                     },
                 });
             }
-            if read_batch(&self.buf[..len], dump, seq, &mut status, on_state)? == Batch::Done {
+            if read_batch(&self.buf[..len], dump, seq, &mut status, &mut on_state)? == Batch::Done {
                 return Ok(status);
             }
         }
@@ -139,7 +139,7 @@ pub fn read_batch(
     dump: Dump,
     seq: u32,
     status: &mut DumpStatus,
-    on_state: &mut dyn FnMut(u8),
+    on_state: &mut impl FnMut(u8),
 ) -> Result<Batch, Error> {
     let malformed = |detail| Error::NetlinkMalformed { dump, detail };
     let record = reply_kind(dump);
