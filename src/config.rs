@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{error::ErrorKind, CommandFactory, Parser, ValueEnum};
 use telegraf_netstat::{Format, Source};
@@ -14,14 +15,22 @@ Examples:
   telegraf-netstat --source proc           read /proc/net/{tcp,tcp6,udp,udp6} instead of netlink
   HOST_PROC=/hostfs/proc telegraf-netstat --source proc
 
+Telegraf (inputs.execd, one gather per interval through stdin):
+  [[inputs.execd]]
+    command = [\"/usr/local/bin/telegraf-netstat\", \"--execd\"]
+    signal = \"STDIN\"
+    data_format = \"influx\"
+
 Telegraf (inputs.exec):
   [[inputs.exec]]
     commands = [\"/usr/local/bin/telegraf-netstat\"]
     timeout = \"5s\"
     data_format = \"influx\"
 
-Exit status: 0 on success (and when stdout is closed by the reader), 1 when a
-gather failed (one E! line on stderr, nothing on stdout), 2 on a usage error.";
+Exit status: 0 on success (and when stdout is closed by the reader; with
+--execd or --interval also on stdin EOF, SIGTERM and SIGINT), 1 when a one-shot
+gather failed (one E! line on stderr, nothing on stdout; the loops log the error
+and go on), 2 on a usage error.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,6 +57,17 @@ struct Args {
     #[arg(long)]
     timestamp: bool,
 
+    /// Run for Telegraf's inputs.execd: gather once per line read on stdin
+    /// (signal = "STDIN"); exit 0 when stdin closes. Example: --execd
+    #[arg(long)]
+    execd: bool,
+
+    /// Keep running and gather every DURATION (250ms, 10s, 1m, 1h, 1m30s),
+    /// for inputs.execd with signal = "none"; the first gather is at once.
+    /// Example: --interval 10s
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    interval: Option<Duration>,
+
     /// Also log debug (`D! `) lines on stderr, e.g. sockets in a state this
     /// program does not know. Example: -v
     #[arg(short, long)]
@@ -69,6 +89,50 @@ pub struct Config {
     pub timestamp: bool,
     pub verbose: bool,
     pub format: Format,
+    /// Gather per stdin line.
+    pub execd: bool,
+    /// Gather on this period.
+    pub interval: Option<Duration>,
+}
+
+/// Parses Go-style durations as Telegraf users write them: one or more
+/// `<number><unit>` with units ns, us, ms, s, m, h. Zero is rejected.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?}: expected e.g. 250ms, 10s, 1m, 1h or 1m30s");
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (num, tail) = rest.split_at(num_len);
+        let value: f64 = num.parse().map_err(|_| bad())?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = tail;
+    }
+    let d = Duration::try_from_secs_f64(total).map_err(|_| bad())?;
+    if d.is_zero() {
+        return Err(format!(
+            "invalid duration {s:?}: the interval must be greater than zero"
+        ));
+    }
+    Ok(d)
 }
 
 impl Config {
@@ -102,6 +166,8 @@ impl Config {
             timestamp: a.timestamp,
             verbose: a.verbose,
             format: Format::Influx,
+            execd: a.execd,
+            interval: a.interval,
         })
     }
 }
@@ -144,6 +210,29 @@ mod tests {
         ] {
             let e = Config::parse(bad.iter().copied()).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_duration("250ms"), Ok(ms(250)));
+        assert_eq!(parse_duration("10s"), Ok(ms(10_000)));
+        assert_eq!(parse_duration("1m"), Ok(ms(60_000)));
+        assert_eq!(parse_duration("1h"), Ok(ms(3_600_000)));
+        assert_eq!(parse_duration("1m30s"), Ok(ms(90_000)));
+        assert_eq!(parse_duration("1.5s"), Ok(ms(1500)));
+        for bad in [
+            "", "0", "0s", "0ms", "-5s", "10", "s", "10x", "abc", "1e3s", "5 s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+        let c = Config::parse(["t", "--execd", "--interval", "200ms"]).unwrap();
+        assert!(c.execd);
+        assert_eq!(c.interval, Some(ms(200)));
+        for bad in ["0", "-1s", "soon"] {
+            let e = Config::parse(["t", "--interval", bad]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
         }
     }
 

@@ -2,11 +2,13 @@
 
 mod app;
 mod config;
+mod daemon;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     match config::Config::parse(std::env::args_os()) {
+        Ok(config) if config.execd || config.interval.is_some() => daemon::run(config),
         Ok(config) => app::run(config),
         Err(e) => e.exit(),
     }

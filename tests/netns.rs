@@ -97,6 +97,43 @@ fn both_sources_unusable() {
     })
 }
 
+/// Drives `--execd` like Telegraf while the namespace's population changes
+/// between ticks; closing stdin ends it with exit 0 within 1 s.
+fn execd_follows_a_changing_population() {
+    in_netns(|| {
+        let mut plugin = Plugin::start(&["--execd"]);
+        let wait = std::time::Duration::from_secs(2);
+        let mut expected = Counts::default();
+        plugin.tick("\n");
+        assert_eq!(parse_line(&plugin.line(wait)), fields(&expected));
+
+        let l = std::net::TcpListener::bind(V4).unwrap();
+        let mut pairs: Vec<_> = (0..4).map(|_| connect_pair(&l, |_| {})).collect();
+        expected.tcp_listen = 1;
+        expected.tcp_established = 8;
+        settle(&expected);
+        plugin.tick("\n");
+        assert_eq!(parse_line(&plugin.line(wait)), fields(&expected));
+
+        // Close two connections, client first: two TIME_WAIT remain.
+        for (client, mut server) in pairs.drain(..2) {
+            drop(client);
+            drain_to_eof(&mut server);
+        }
+        expected.tcp_established = 4;
+        expected.tcp_time_wait = 2;
+        settle(&expected);
+        // Any line content triggers a gather.
+        plugin.tick("gather please\n");
+        assert_eq!(parse_line(&plugin.line(wait)), fields(&expected));
+
+        drop(plugin.stdin.take());
+        let status = plugin.exit_within(std::time::Duration::from_secs(1));
+        assert_eq!(status.code(), Some(0));
+        drop(pairs);
+    })
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = enter_user_namespace().and_then(|()| namespaces_available());
@@ -122,7 +159,11 @@ fn main() {
             (format!("population::{name}"), f)
         })
         .collect();
-    let others: [(&str, fn()); 4] = [
+    let others: [(&str, fn()); 5] = [
+        (
+            "execd_follows_a_changing_population",
+            execd_follows_a_changing_population,
+        ),
         ("empty_namespace", empty_namespace),
         (
             "auto_falls_back_when_netlink_is_blocked",

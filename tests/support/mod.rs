@@ -610,3 +610,103 @@ pub fn run_blocked(args: &[&str]) -> Output {
         .output()
         .expect("cannot run telegraf-netstat")
 }
+
+/// The binary running as a long-lived plugin, driven the way Telegraf's
+/// execd input drives it: lines written to stdin, output lines read with a
+/// deadline.
+pub struct Plugin {
+    pub child: std::process::Child,
+    pub stdin: Option<std::process::ChildStdin>,
+    pub stdout: std::sync::mpsc::Receiver<(Instant, String)>,
+    pub stderr: std::sync::mpsc::Receiver<String>,
+}
+
+fn lines_of<R: Read + Send + 'static>(r: R) -> std::sync::mpsc::Receiver<(Instant, String)> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(r).lines() {
+            let Ok(line) = line else { return };
+            if tx.send((Instant::now(), line + "\n")).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Plugin {
+    pub fn start(args: &[&str]) -> Plugin {
+        use std::process::Stdio;
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env_remove("HOST_PROC")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start telegraf-netstat");
+        let stdout = lines_of(child.stdout.take().unwrap());
+        let err = lines_of(child.stderr.take().unwrap());
+        let (tx, stderr) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for (_, l) in err {
+                let _ = tx.send(l);
+            }
+        });
+        Plugin {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// What Telegraf's `signal = "STDIN"` does each interval.
+    pub fn tick(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin closed");
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn line(&self, within: Duration) -> String {
+        self.stdout
+            .recv_timeout(within)
+            .unwrap_or_else(|e| panic!("no output line within {within:?}: {e}"))
+            .1
+    }
+
+    pub fn no_line(&self, within: Duration) {
+        if let Ok((_, l)) = self.stdout.recv_timeout(within) {
+            panic!("unexpected output: {l}");
+        }
+    }
+
+    /// Waits for exit; panics if it takes longer than `within`.
+    pub fn exit_within(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("did not exit within {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
