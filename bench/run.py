@@ -66,6 +66,28 @@ def measure(cmds):
     return cpu, rss, wall
 
 
+def execd_per_gather(gathers):
+    """CPU per gather of one long-running --execd process: (CPU of N+1 gathers
+    minus CPU of 1 gather) / N, so start-up is not counted. Peak RSS too."""
+    def session(n):
+        p = subprocess.Popen([SPAWN, BIN, "--execd"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, bufsize=1)
+        for _ in range(n + 1):
+            p.stdin.write("\n")
+            p.stdin.flush()
+            if not p.stdout.readline():
+                sys.exit("execd stopped answering")
+        p.stdin.close()
+        err = p.stderr.read()
+        p.wait()
+        c, r, _ = err.split()[-3:]
+        return float(c), int(r)
+    base = statistics.median(session(0)[0] for _ in range(5))
+    runs = [session(gathers) for _ in range(3)]
+    return {"cpu_s": max(0.0, statistics.median(r[0] for r in runs) - base) / gathers,
+            "peak_rss_kib": max(r[1] for r in runs)}
+
+
 def count_line(out):
     fields = dict(f.split("=") for f in out.split()[1].split(","))
     return {k: int(v.rstrip("i")) for k, v in fields.items()}
@@ -88,6 +110,7 @@ def run_scale(established):
         for _ in range(RUNS):  # interleaved, so drifts in machine load hit all alike
             for name, cmds in APPROACHES.items():
                 samples[name].append(measure(cmds))
+        res["execd"] = execd_per_gather(20)
         for name, s in samples.items():
             res["approaches"][name] = {
                 "cpu_s": statistics.median(x[0] for x in s),
@@ -118,6 +141,7 @@ def idle_wall():
                 cpus.append(cpu)
                 rss = max(rss, r)
             out[name] = {"wall_ms": statistics.median(walls) * 1e3, "cpu_ms": statistics.median(cpus) * 1e3, "peak_rss_kib": rss}
+        out["execd"] = execd_per_gather(5000)
         with open(os.path.join(ROOT, "bench", "out", "idle.json"), "w") as f:
             json.dump(out, f)
         os._exit(0)
@@ -181,6 +205,12 @@ def main():
         for name, a in r["approaches"].items():
             print(f"| {r['sockets']} | {name} | {a['cpu_s']:.4f} | {a['cpu_s']/floor:.2f} | {a['peak_rss_kib']/1024:.1f} |")
     print()
+    for r in results:
+        e = r["execd"]
+        floor = r["approaches"]["floor"]["cpu_s"]
+        print(f"execd at {r['sockets']} sockets: {e['cpu_s']:.4f} CPU s/gather ({e['cpu_s']/floor:.2f} x floor), peak RSS {e['peak_rss_kib']/1024:.1f} MiB")
+    e = idle.pop("execd")
+    print(f"execd idle: {e['cpu_s']*1e6:.1f} us CPU/gather, peak RSS {e['peak_rss_kib']/1024:.1f} MiB")
     for name, a in idle.items():
         print(f"idle one-shot {name}: wall {a['wall_ms']:.2f} ms, CPU {a['cpu_ms']:.2f} ms, peak RSS {a['peak_rss_kib']/1024:.1f} MiB")
 
