@@ -17,7 +17,8 @@ use crate::config::Config;
 const REMIND_EVERY: Duration = Duration::from_secs(300);
 
 /// Says an error once, then a reminder with a count at most every
-/// `REMIND_EVERY`, and an `I! ` line when gathers work again.
+/// `REMIND_EVERY`, and an `I! ` line when gathers work again. Pure: returns
+/// the line to log, so the policy is tested without a clock or stderr.
 #[derive(Default)]
 struct ErrorThrottle {
     failing: Option<Failing>,
@@ -29,38 +30,52 @@ struct Failing {
     said: Instant,
 }
 
+#[derive(Debug, PartialEq, Eq)]
+enum Say {
+    Error(String),
+    Info(String),
+}
+
 impl ErrorThrottle {
-    fn failed(&mut self, log: &Logger, message: String) {
-        let now = Instant::now();
+    fn failed(&mut self, message: String, now: Instant) -> Option<Say> {
         match &mut self.failing {
             Some(f) if f.message == message => {
                 f.count += 1;
-                if now.duration_since(f.said) >= REMIND_EVERY {
-                    log.error(format_args!(
-                        "gather failed: {message} (still failing: {} gathers in a row)",
-                        f.count
-                    ));
-                    f.said = now;
+                if now.duration_since(f.said) < REMIND_EVERY {
+                    return None;
                 }
+                f.said = now;
+                Some(Say::Error(format!(
+                    "gather failed: {message} (still failing: {} gathers in a row)",
+                    f.count
+                )))
             }
             _ => {
-                log.error(format_args!("gather failed: {message}"));
+                let say = Say::Error(format!("gather failed: {message}"));
                 self.failing = Some(Failing {
                     message,
                     count: 1,
                     said: now,
                 });
+                Some(say)
             }
         }
     }
 
-    fn succeeded(&mut self, log: &Logger) {
-        if let Some(f) = self.failing.take() {
-            log.info(format_args!(
-                "gather recovered after {} failed gathers",
-                f.count
-            ));
-        }
+    fn succeeded(&mut self) -> Option<Say> {
+        let f = self.failing.take()?;
+        Some(Say::Info(format!(
+            "gather recovered after {} failed gathers",
+            f.count
+        )))
+    }
+}
+
+fn say(log: &Logger, what: Option<Say>) {
+    match what {
+        Some(Say::Error(m)) => log.error(format_args!("{m}")),
+        Some(Say::Info(m)) => log.info(format_args!("{m}")),
+        None => {}
     }
 }
 
@@ -135,9 +150,9 @@ pub fn run(config: Config) -> ExitCode {
                         return ExitCode::from(EXIT_GATHER_FAILED);
                     }
                 }
-                throttle.succeeded(&log);
+                say(&log, throttle.succeeded());
             }
-            Err(e) => throttle.failed(&log, e.to_string()),
+            Err(e) => say(&log, throttle.failed(e.to_string(), Instant::now())),
         }
         if let (Some(iv), Some(_)) = (interval, due) {
             due = Some(next_tick(first, iv, Instant::now()));
@@ -195,6 +210,32 @@ fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_errors_are_said_once_then_reminded_with_a_count() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut t = ErrorThrottle::default();
+        let e = |m: &str| Some(Say::Error(m.to_string()));
+        assert_eq!(t.failed("boom".into(), t0), e("gather failed: boom"));
+        assert_eq!(t.failed("boom".into(), t0 + s(10)), None);
+        assert_eq!(t.failed("boom".into(), t0 + s(299)), None);
+        assert_eq!(
+            t.failed("boom".into(), t0 + s(300)),
+            e("gather failed: boom (still failing: 4 gathers in a row)")
+        );
+        assert_eq!(t.failed("boom".into(), t0 + s(310)), None);
+        // A different error is said at once.
+        assert_eq!(
+            t.failed("bang".into(), t0 + s(311)),
+            e("gather failed: bang")
+        );
+        assert_eq!(
+            t.succeeded(),
+            Some(Say::Info("gather recovered after 1 failed gathers".into()))
+        );
+        assert_eq!(t.succeeded(), None);
+    }
 
     #[test]
     fn ticks_stay_on_the_grid_and_skip_missed_ones() {

@@ -126,3 +126,21 @@ fn memory_does_not_grow_over_10000_gathers() {
     );
     eprintln!("RSS after 1000 gathers: {after_1k} KiB, after 10000: {after_10k} KiB");
 }
+
+#[test]
+fn a_closed_stdout_ends_the_loop_quietly() {
+    let (read, write) = rustix::pipe::pipe().unwrap();
+    drop(read);
+    let out = std::process::Command::new(support::BIN)
+        .args(["--interval", "50ms"])
+        .stdout(std::process::Stdio::from(write))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
