@@ -2,6 +2,12 @@
 //! TCPDIAG_GETSOCK walk (IPv4 + IPv6) and two UDP dumps, mask 0xFFE, a 32 KiB
 //! buffer, and only the state byte of each record is read. Raw libc, no
 //! error reporting beyond an exit code: this is a yardstick, not a tool.
+//!
+//! usage: floor [REPEAT]: the same dumps REPEAT times (default 1) on one
+//! socket, to measure the per-gather kernel cost without process start-up.
+//!
+//! usage: floor [REPEAT]: the same dumps REPEAT times (default 1) on the same
+//! socket, to measure the per-gather kernel cost without process start-up.
 
 const HDR: usize = 16;
 
@@ -34,9 +40,13 @@ fn main() {
         assert!(fd >= 0);
         let mut buf = vec![0u8; 32 * 1024];
         let mut states = [0u64; 256];
-        for (seq, (kind, family, proto)) in [(18u16, 0u8, 6u8), (20, 2, 17), (20, 10, 17)]
-            .into_iter()
-            .enumerate()
+        let repeat: usize = std::env::args()
+            .nth(1)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(1);
+        let dumps = [(18u16, 0u8, 6u8), (20, 2, 17), (20, 10, 17)];
+        for (seq, (kind, family, proto)) in
+            dumps.iter().cycle().take(3 * repeat).copied().enumerate()
         {
             let req = request(seq as u32 + 1, kind, family, proto);
             assert_eq!(
