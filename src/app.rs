@@ -60,7 +60,8 @@ impl Gatherer {
     /// One gather, encoded into the internal buffer; returns the bytes to
     /// write.
     pub fn gather(&mut self) -> Result<&[u8], telegraf_netstat::Error> {
-        let time = self.config.timestamp.then(SystemTime::now);
+        let stamped = self.config.timestamp || self.config.format.always_stamped();
+        let time = stamped.then(SystemTime::now);
         let log = self.log;
         let counts = self.collector.gather(&mut |event| report(&log, event))?;
         self.out.clear();

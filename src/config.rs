@@ -52,6 +52,12 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     proc_root: Option<PathBuf>,
 
+    /// Output format: `influx` (line protocol, as inputs.netstat), `prometheus`
+    /// (text exposition 0.0.4) or `json` (Telegraf's JSON shape).
+    /// Example: --format prometheus
+    #[arg(long, value_enum, default_value_t = FormatArg::Influx, value_name = "FORMAT")]
+    format: FormatArg,
+
     /// Append the gather time, in nanoseconds since the epoch, to each line
     /// (by default Telegraf stamps metrics itself). Example: --timestamp
     #[arg(long)]
@@ -72,6 +78,13 @@ struct Args {
     /// program does not know. Example: -v
     #[arg(short, long)]
     verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Influx,
+    Prometheus,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -165,7 +178,11 @@ impl Config {
             proc_root,
             timestamp: a.timestamp,
             verbose: a.verbose,
-            format: Format::Influx,
+            format: match a.format {
+                FormatArg::Influx => Format::Influx,
+                FormatArg::Prometheus => Format::Prometheus,
+                FormatArg::Json => Format::Json,
+            },
             execd: a.execd,
             interval: a.interval,
         })

@@ -134,6 +134,65 @@ fn execd_follows_a_changing_population() {
     })
 }
 
+/// The JSON and Prometheus outputs carry the same counts as the influx line,
+/// read back with a real JSON parser and a strict exposition-format reader.
+fn json_and_prometheus_carry_the_same_counts() {
+    in_netns(|| {
+        let mut p = established(2, 1);
+        p.merge(udp());
+        p.merge(half_closed(2));
+        check(&p.expected);
+        let want = fields(&p.expected);
+
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let json = run_ok(&["--format", "json"]);
+        assert_eq!(json.lines().count(), 1, "{json}");
+        let v: serde_json::Value = serde_json::from_str(&json).expect("invalid JSON");
+        assert_eq!(v["name"], "netstat");
+        assert_eq!(v["tags"], serde_json::json!({}));
+        let ts = v["timestamp"].as_u64().expect("integer timestamp");
+        assert!(ts >= before && ts <= before + 5, "timestamp {ts}");
+        let got: Vec<(String, u64)> = v["fields"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_u64()
+                        .unwrap_or_else(|| panic!("{k} is not an integer: {v}")),
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
+
+        let prom = run_ok(&["--format", "prometheus"]);
+        let mut samples = Vec::new();
+        let mut lines = prom.lines();
+        while let Some(help) = lines.next() {
+            let name = help
+                .strip_prefix("# HELP ")
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string();
+            assert_eq!(lines.next().unwrap(), format!("# TYPE {name} gauge"));
+            let sample = lines.next().unwrap();
+            let (n, value) = sample.split_once(' ').unwrap();
+            assert_eq!(n, name);
+            samples.push((
+                name.strip_prefix("netstat_").unwrap().to_string(),
+                value.parse::<u64>().unwrap(),
+            ));
+        }
+        assert_eq!(samples, want);
+    })
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = enter_user_namespace().and_then(|()| namespaces_available());
@@ -159,7 +218,11 @@ fn main() {
             (format!("population::{name}"), f)
         })
         .collect();
-    let others: [(&str, fn()); 5] = [
+    let others: [(&str, fn()); 6] = [
+        (
+            "json_and_prometheus_carry_the_same_counts",
+            json_and_prometheus_carry_the_same_counts,
+        ),
         (
             "execd_follows_a_changing_population",
             execd_follows_a_changing_population,

@@ -2,6 +2,8 @@
 //! writing into a caller-owned buffer that is reused between gathers.
 
 mod influx;
+mod json;
+mod prometheus;
 
 use std::time::SystemTime;
 
@@ -23,13 +25,25 @@ pub struct Metric<'a> {
 pub enum Format {
     /// Influx line protocol, integer fields, as `inputs.netstat` emits.
     Influx,
+    /// Prometheus text exposition format 0.0.4.
+    Prometheus,
+    /// One JSON object per metric per line, like Telegraf's serializer.
+    Json,
 }
 
 impl Format {
+    /// Whether the format always carries a timestamp (JSON does, like
+    /// Telegraf's serializer; influx only with `--timestamp`).
+    pub fn always_stamped(self) -> bool {
+        self == Format::Json
+    }
+
     /// Appends the encoding of `metrics` to `out`.
     pub fn encode(self, metrics: &[Metric<'_>], out: &mut Vec<u8>) {
         match self {
             Format::Influx => influx::encode(metrics, out),
+            Format::Prometheus => prometheus::encode(metrics, out),
+            Format::Json => json::encode(metrics, out),
         }
     }
 }

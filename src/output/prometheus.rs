@@ -1,0 +1,108 @@
+//! Prometheus text exposition format 0.0.4, named as Telegraf's
+//! `outputs.prometheus_client` names this measurement's fields
+//! (`netstat_tcp_established`, ...): one gauge family per field, tags as
+//! labels, no timestamps.
+
+use std::io::Write;
+
+use super::{Metric, MEASUREMENT};
+
+/// Label values escape backslash, double quote and line feed.
+fn escape_label_value(s: &str, out: &mut Vec<u8>) {
+    for b in s.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            _ => out.push(b),
+        }
+    }
+}
+
+/// Label names allow `[a-zA-Z_][a-zA-Z0-9_]*`; anything else becomes `_`,
+/// as Telegraf's prometheus output sanitizes them.
+fn write_label_name(s: &str, out: &mut Vec<u8>) {
+    for (i, c) in s.chars().enumerate() {
+        let ok = c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit());
+        out.push(if ok { c as u8 } else { b'_' });
+    }
+}
+
+pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
+    let Some(first) = metrics.first() else { return };
+    for (i, (field, _)) in first.counts.fields().iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "# HELP {MEASUREMENT}_{field} Telegraf collected metric"
+        );
+        let _ = writeln!(out, "# TYPE {MEASUREMENT}_{field} gauge");
+        for m in metrics {
+            let _ = write!(out, "{MEASUREMENT}_{field}");
+            if !m.tags.is_empty() {
+                out.push(b'{');
+                for (j, (k, v)) in m.tags.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    write_label_name(k, out);
+                    out.extend_from_slice(b"=\"");
+                    escape_label_value(v, out);
+                    out.push(b'"');
+                }
+                out.push(b'}');
+            }
+            let _ = writeln!(out, " {}", m.counts.fields()[i].1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Format, Metric};
+    use crate::tally::Counts;
+
+    #[test]
+    fn writes_one_gauge_family_per_field() {
+        let counts = Counts {
+            tcp_listen: 3,
+            udp_socket: 7,
+            ..Counts::default()
+        };
+        let mut out = Vec::new();
+        Format::Prometheus.encode(
+            &[Metric {
+                tags: &[],
+                counts: &counts,
+                time: None,
+            }],
+            &mut out,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 13 * 3);
+        assert!(text.starts_with(
+            "# HELP netstat_tcp_close Telegraf collected metric\n# TYPE netstat_tcp_close gauge\nnetstat_tcp_close 0\n"
+        ));
+        assert!(text.contains("\nnetstat_tcp_listen 3\n"));
+        assert!(text.ends_with("# TYPE netstat_udp_socket gauge\nnetstat_udp_socket 7\n"));
+    }
+
+    #[test]
+    fn tags_become_escaped_labels() {
+        let counts = Counts::default();
+        let tags = [("netns", "a\"b\\c\nd"), ("fam-ily", "ipv4")];
+        let mut out = Vec::new();
+        Format::Prometheus.encode(
+            &[Metric {
+                tags: &tags,
+                counts: &counts,
+                time: None,
+            }],
+            &mut out,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("netstat_tcp_close{netns=\"a\\\"b\\\\c\\nd\",fam_ily=\"ipv4\"} 0\n"),
+            "{text}"
+        );
+    }
+}
