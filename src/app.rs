@@ -37,6 +37,20 @@ pub fn write_stdout(buf: &[u8]) -> Result<(), Delivery> {
     Ok(())
 }
 
+/// Delivers one gather's bytes where the config says: stdout in one write,
+/// or the `--output` file replaced atomically.
+pub fn deliver(config: &Config, bytes: &[u8]) -> Result<(), Delivery> {
+    match &config.output {
+        None => write_stdout(bytes),
+        Some(path) => telegraf_netstat::output::replace_file(path, bytes).map_err(|e| {
+            Delivery::Failed(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", path.display()),
+            ))
+        }),
+    }
+}
+
 /// A collector plus the reusable output buffer and the logger.
 pub struct Gatherer {
     config: Config,
@@ -74,6 +88,10 @@ impl Gatherer {
         Ok(&self.out)
     }
 
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     pub fn log(&self) -> &Logger {
         &self.log
     }
@@ -99,11 +117,12 @@ fn report(log: &Logger, event: Event<'_>) {
 pub fn run(config: Config) -> ExitCode {
     let mut g = Gatherer::new(config);
     let log = *g.log();
+    let config = g.config().clone();
     match g.gather() {
-        Ok(bytes) => match write_stdout(bytes) {
+        Ok(bytes) => match deliver(&config, bytes) {
             Ok(()) | Err(Delivery::Closed) => ExitCode::from(EXIT_OK),
             Err(Delivery::Failed(e)) => {
-                log.error(format_args!("cannot write to stdout: {e}"));
+                log.error(format_args!("cannot write the output: {e}"));
                 ExitCode::from(EXIT_GATHER_FAILED)
             }
         },

@@ -58,6 +58,13 @@ struct Args {
     #[arg(long, value_enum, default_value_t = FormatArg::Influx, value_name = "FORMAT")]
     format: FormatArg,
 
+    /// Write each gather to FILE instead of stdout, replacing it atomically
+    /// (a temporary file in the same directory, then rename), mode 0644: for
+    /// node_exporter's textfile collector or any reader that must never see a
+    /// partial file. Example: --output /var/lib/node_exporter/netstat.prom
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+
     /// Append the gather time, in nanoseconds since the epoch, to each line
     /// (by default Telegraf stamps metrics itself). Example: --timestamp
     #[arg(long)]
@@ -102,10 +109,38 @@ pub struct Config {
     pub timestamp: bool,
     pub verbose: bool,
     pub format: Format,
+    /// Where each gather goes: stdout, or a file replaced atomically.
+    pub output: Option<PathBuf>,
     /// Gather per stdin line.
     pub execd: bool,
     /// Gather on this period.
     pub interval: Option<Duration>,
+}
+
+/// Checks at startup, before any gather, that `--output`'s directory takes
+/// new files: by creating and removing the temporary file we will use.
+fn check_output(path: PathBuf) -> Result<PathBuf, clap::Error> {
+    let bad = |why: String| {
+        Args::command().error(
+            ErrorKind::InvalidValue,
+            format!(
+                "invalid value '{}' for '--output <FILE>': {why}",
+                path.display()
+            ),
+        )
+    };
+    if path.file_name().is_none() {
+        return Err(bad("not a file name".into()));
+    }
+    let tmp = telegraf_netstat::output::temp_path(&path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| bad(format!("cannot create files in its directory: {e}")))?;
+    let _ = std::fs::remove_file(&tmp);
+    Ok(path)
 }
 
 /// Parses Go-style durations as Telegraf users write them: one or more
@@ -182,6 +217,10 @@ impl Config {
                 FormatArg::Influx => Format::Influx,
                 FormatArg::Prometheus => Format::Prometheus,
                 FormatArg::Json => Format::Json,
+            },
+            output: match a.output {
+                Some(path) => Some(check_output(path)?),
+                None => None,
             },
             execd: a.execd,
             interval: a.interval,

@@ -10,7 +10,7 @@ use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
 use telegraf_netstat::log::Logger;
 
-use crate::app::{write_stdout, Delivery, Gatherer, EXIT_GATHER_FAILED, EXIT_OK};
+use crate::app::{deliver, Delivery, Gatherer, EXIT_GATHER_FAILED, EXIT_OK};
 use crate::config::Config;
 
 /// How often a gather error that keeps repeating is said again.
@@ -121,7 +121,7 @@ pub fn run(config: Config) -> ExitCode {
     let interval = config.interval;
     let first = Instant::now();
     let mut due = interval.map(|_| first);
-    let mut gatherer = Gatherer::new(config);
+    let mut gatherer = Gatherer::new(config.clone());
     let mut throttle = ErrorThrottle::default();
     let mut line_buf = [0u8; 4096];
 
@@ -141,17 +141,20 @@ pub fn run(config: Config) -> ExitCode {
             Wake::Gather => {}
         }
         match gatherer.gather() {
-            Ok(bytes) => {
-                match write_stdout(bytes) {
-                    Ok(()) => {}
-                    Err(Delivery::Closed) => return ExitCode::from(EXIT_OK),
-                    Err(Delivery::Failed(e)) => {
-                        log.error(format_args!("cannot write to stdout: {e}"));
-                        return ExitCode::from(EXIT_GATHER_FAILED);
-                    }
+            Ok(bytes) => match deliver(&config, bytes) {
+                Ok(()) => say(&log, throttle.succeeded()),
+                Err(Delivery::Closed) => return ExitCode::from(EXIT_OK),
+                // A file that cannot be written now may be writable at the
+                // next interval: logged like a failed gather.
+                Err(Delivery::Failed(e)) if config.output.is_some() => say(
+                    &log,
+                    throttle.failed(format!("cannot write the output: {e}"), Instant::now()),
+                ),
+                Err(Delivery::Failed(e)) => {
+                    log.error(format_args!("cannot write to stdout: {e}"));
+                    return ExitCode::from(EXIT_GATHER_FAILED);
                 }
-                say(&log, throttle.succeeded());
-            }
+            },
             Err(e) => say(&log, throttle.failed(e.to_string(), Instant::now())),
         }
         if let (Some(iv), Some(_)) = (interval, due) {

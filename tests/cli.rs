@@ -208,3 +208,36 @@ fn a_closed_stdout_exits_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn output_writes_the_same_bytes_as_stdout_and_bad_directories_are_usage_errors() {
+    let root = fake_proc_root("output");
+    let r = root.to_str().unwrap();
+    let file = root.join("out.txt");
+    let stdout = run(&["--source", "proc", "--proc-root", r], &[]).stdout;
+    let out = run(
+        &[
+            "--source",
+            "proc",
+            "--proc-root",
+            r,
+            "--output",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success() && out.stdout.is_empty() && out.stderr.is_empty());
+    assert_eq!(std::fs::read(&file).unwrap(), stdout);
+
+    let out = run(&["--output", "/nonexistent/dir/netstat.prom"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "error: invalid value '/nonexistent/dir/netstat.prom' for '--output <FILE>': cannot create files in its directory: "
+        ),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}

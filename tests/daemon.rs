@@ -144,3 +144,58 @@ fn a_closed_stdout_ends_the_loop_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `--output` with `--interval`: a reader polling the file never sees a
+/// partial one; the file is mode 0644; no temporary file is left behind.
+#[test]
+fn output_file_is_replaced_atomically_on_every_tick() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("tn-output-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("netstat.prom");
+    let mut p = Plugin::start(&[
+        "--interval",
+        "10ms",
+        "--format",
+        "prometheus",
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let (mut reads, mut versions) = (0, std::collections::HashSet::new());
+    while Instant::now() < deadline {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        reads += 1;
+        assert_eq!(text.lines().count(), 39, "partial file:\n{text}");
+        assert!(
+            text.ends_with('\n') && text.contains("\nnetstat_udp_socket "),
+            "{text}"
+        );
+        versions.insert(std::fs::metadata(&file).unwrap().modified().unwrap());
+    }
+    assert!(
+        reads > 100 && versions.len() >= 5,
+        "{reads} reads, {} versions",
+        versions.len()
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&p.child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert_eq!(p.exit_within(Duration::from_millis(100)).code(), Some(0));
+    p.no_line(Duration::from_millis(10));
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, [std::ffi::OsString::from("netstat.prom")]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
