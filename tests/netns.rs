@@ -193,6 +193,38 @@ fn json_and_prometheus_carry_the_same_counts() {
     })
 }
 
+/// contrib/netstat.sh prints exactly the binary's line on the richest
+/// population (connected UDP sockets included, which ss shows as ESTAB).
+fn shell_fallback_matches_the_binary() {
+    in_netns(|| {
+        let p = everything();
+        check(&p.expected);
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/netstat.sh");
+        let out = std::process::Command::new("sh")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), run_ok(&[]));
+        // Without ss: a clear error and exit 1.
+        let out = std::process::Command::new("/bin/sh")
+            .arg(script)
+            .env("PATH", "/nonexistent")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(out.stdout.is_empty());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "E! ss not found: install iproute2\n"
+        );
+    })
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = enter_user_namespace().and_then(|()| namespaces_available());
@@ -218,7 +250,11 @@ fn main() {
             (format!("population::{name}"), f)
         })
         .collect();
-    let others: [(&str, fn()); 6] = [
+    let others: [(&str, fn()); 7] = [
+        (
+            "shell_fallback_matches_the_binary",
+            shell_fallback_matches_the_binary,
+        ),
         (
             "json_and_prometheus_carry_the_same_counts",
             json_and_prometheus_carry_the_same_counts,
