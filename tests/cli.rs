@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use support::{parse_line, BIN};
@@ -194,13 +194,7 @@ fn help_and_version() {
 
 #[test]
 fn a_closed_stdout_exits_quietly() {
-    let (read, write) = rustix::pipe::pipe().unwrap();
-    drop(read);
-    let out = Command::new(BIN)
-        .stdout(Stdio::from(write))
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
+    let out = support::run_with_closed_stdout(&[]);
     assert_eq!(out.status.code(), Some(0));
     assert!(
         out.stderr.is_empty(),

@@ -129,14 +129,7 @@ fn memory_does_not_grow_over_10000_gathers() {
 
 #[test]
 fn a_closed_stdout_ends_the_loop_quietly() {
-    let (read, write) = rustix::pipe::pipe().unwrap();
-    drop(read);
-    let out = std::process::Command::new(support::BIN)
-        .args(["--interval", "50ms"])
-        .stdout(std::process::Stdio::from(write))
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .unwrap();
+    let out = support::run_with_closed_stdout(&["--interval", "50ms"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(
         out.stderr.is_empty(),

@@ -710,3 +710,16 @@ impl Drop for Plugin {
         let _ = self.child.wait();
     }
 }
+
+/// Runs the binary with a stdout whose reader is already gone (EPIPE).
+pub fn run_with_closed_stdout(args: &[&str]) -> Output {
+    let (read, write) = rustix::pipe::pipe().unwrap();
+    drop(read);
+    Command::new(BIN)
+        .args(args)
+        .env_remove("HOST_PROC")
+        .stdout(std::process::Stdio::from(write))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("cannot run telegraf-netstat")
+}
