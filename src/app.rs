@@ -37,10 +37,10 @@ pub fn write_stdout(buf: &[u8]) -> Result<(), Delivery> {
     Ok(())
 }
 
-/// Delivers one gather's bytes where the config says: stdout in one write,
-/// or the `--output` file replaced atomically.
-pub fn deliver(config: &Config, bytes: &[u8]) -> Result<(), Delivery> {
-    match &config.output {
+/// Delivers one gather's bytes: stdout in one write, or the `--output` file
+/// replaced atomically.
+fn deliver(output: Option<&std::path::Path>, bytes: &[u8]) -> Result<(), Delivery> {
+    match output {
         None => write_stdout(bytes),
         Some(path) => telegraf_netstat::output::replace_file(path, bytes).map_err(|e| {
             Delivery::Failed(std::io::Error::new(
@@ -49,6 +49,13 @@ pub fn deliver(config: &Config, bytes: &[u8]) -> Result<(), Delivery> {
             ))
         }),
     }
+}
+
+/// How one gather ended.
+pub enum Outcome {
+    Delivered,
+    GatherFailed(telegraf_netstat::Error),
+    NotDelivered(Delivery),
 }
 
 /// A collector plus the reusable output buffer and the logger.
@@ -71,9 +78,18 @@ impl Gatherer {
         }
     }
 
-    /// One gather, encoded into the internal buffer; returns the bytes to
-    /// write.
-    pub fn gather(&mut self) -> Result<&[u8], telegraf_netstat::Error> {
+    /// One gather, encoded into the reused buffer and delivered.
+    pub fn gather(&mut self) -> Outcome {
+        match self.encode() {
+            Err(e) => Outcome::GatherFailed(e),
+            Ok(()) => match deliver(self.config.output.as_deref(), &self.out) {
+                Ok(()) => Outcome::Delivered,
+                Err(d) => Outcome::NotDelivered(d),
+            },
+        }
+    }
+
+    fn encode(&mut self) -> Result<(), telegraf_netstat::Error> {
         let stamped = self.config.timestamp || self.config.format.always_stamped();
         let time = stamped.then(SystemTime::now);
         let log = self.log;
@@ -85,11 +101,7 @@ impl Gatherer {
             time,
         };
         self.config.format.encode(&[metric], &mut self.out);
-        Ok(&self.out)
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
+        Ok(())
     }
 
     pub fn log(&self) -> &Logger {
@@ -117,16 +129,13 @@ fn report(log: &Logger, event: Event<'_>) {
 pub fn run(config: Config) -> ExitCode {
     let mut g = Gatherer::new(config);
     let log = *g.log();
-    let config = g.config().clone();
     match g.gather() {
-        Ok(bytes) => match deliver(&config, bytes) {
-            Ok(()) | Err(Delivery::Closed) => ExitCode::from(EXIT_OK),
-            Err(Delivery::Failed(e)) => {
-                log.error(format_args!("cannot write the output: {e}"));
-                ExitCode::from(EXIT_GATHER_FAILED)
-            }
-        },
-        Err(e) => {
+        Outcome::Delivered | Outcome::NotDelivered(Delivery::Closed) => ExitCode::from(EXIT_OK),
+        Outcome::NotDelivered(Delivery::Failed(e)) => {
+            log.error(format_args!("cannot write the output: {e}"));
+            ExitCode::from(EXIT_GATHER_FAILED)
+        }
+        Outcome::GatherFailed(e) => {
             log.error(format_args!("gather failed: {e}"));
             ExitCode::from(EXIT_GATHER_FAILED)
         }

@@ -10,7 +10,7 @@ use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
 use telegraf_netstat::log::Logger;
 
-use crate::app::{deliver, Delivery, Gatherer, EXIT_GATHER_FAILED, EXIT_OK};
+use crate::app::{Delivery, Gatherer, Outcome, EXIT_GATHER_FAILED, EXIT_OK};
 use crate::config::Config;
 
 /// How often a gather error that keeps repeating is said again.
@@ -121,7 +121,8 @@ pub fn run(config: Config) -> ExitCode {
     let interval = config.interval;
     let first = Instant::now();
     let mut due = interval.map(|_| first);
-    let mut gatherer = Gatherer::new(config.clone());
+    let to_file = config.output.is_some();
+    let mut gatherer = Gatherer::new(config);
     let mut throttle = ErrorThrottle::default();
     let mut line_buf = [0u8; 4096];
 
@@ -141,21 +142,19 @@ pub fn run(config: Config) -> ExitCode {
             Wake::Gather => {}
         }
         match gatherer.gather() {
-            Ok(bytes) => match deliver(&config, bytes) {
-                Ok(()) => say(&log, throttle.succeeded()),
-                Err(Delivery::Closed) => return ExitCode::from(EXIT_OK),
-                // A file that cannot be written now may be writable at the
-                // next interval: logged like a failed gather.
-                Err(Delivery::Failed(e)) if config.output.is_some() => say(
-                    &log,
-                    throttle.failed(format!("cannot write the output: {e}"), Instant::now()),
-                ),
-                Err(Delivery::Failed(e)) => {
-                    log.error(format_args!("cannot write to stdout: {e}"));
-                    return ExitCode::from(EXIT_GATHER_FAILED);
-                }
-            },
-            Err(e) => say(&log, throttle.failed(e.to_string(), Instant::now())),
+            Outcome::Delivered => say(&log, throttle.succeeded()),
+            Outcome::NotDelivered(Delivery::Closed) => return ExitCode::from(EXIT_OK),
+            // A file that cannot be written now may be writable at the next
+            // interval: logged like a failed gather.
+            Outcome::NotDelivered(Delivery::Failed(e)) if to_file => say(
+                &log,
+                throttle.failed(format!("cannot write the output: {e}"), Instant::now()),
+            ),
+            Outcome::NotDelivered(Delivery::Failed(e)) => {
+                log.error(format_args!("cannot write to stdout: {e}"));
+                return ExitCode::from(EXIT_GATHER_FAILED);
+            }
+            Outcome::GatherFailed(e) => say(&log, throttle.failed(e.to_string(), Instant::now())),
         }
         if let (Some(iv), Some(_)) = (interval, due) {
             due = Some(next_tick(first, iv, Instant::now()));

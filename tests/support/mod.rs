@@ -711,15 +711,22 @@ impl Drop for Plugin {
     }
 }
 
-/// Runs the binary with a stdout whose reader is already gone (EPIPE).
-pub fn run_with_closed_stdout(args: &[&str]) -> Output {
+/// Runs the binary with a stdout whose reader is already gone (EPIPE) and
+/// expects it to exit 0 without a word on stderr.
+pub fn expect_quiet_exit_on_closed_stdout(args: &[&str]) {
     let (read, write) = rustix::pipe::pipe().unwrap();
     drop(read);
-    Command::new(BIN)
+    let out = Command::new(BIN)
         .args(args)
         .env_remove("HOST_PROC")
         .stdout(std::process::Stdio::from(write))
         .stderr(std::process::Stdio::piped())
         .output()
-        .expect("cannot run telegraf-netstat")
+        .expect("cannot run telegraf-netstat");
+    assert_eq!(out.status.code(), Some(0), "{args:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
