@@ -7,7 +7,7 @@
 
 mod support;
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Arguments;
 use support::*;
 use telegraf_netstat::Counts;
 
@@ -17,20 +17,6 @@ fn check_population(build: fn() -> Population) {
         check(&p.expected);
         drop(p);
     })
-}
-
-fn everything() -> Population {
-    let mut p = listeners();
-    p.merge(established(4, 3));
-    p.merge(time_wait(5));
-    p.merge(half_closed(3));
-    p.merge(syn_sent(2));
-    p.merge(syn_recv(3));
-    p.merge(fin_wait1(2));
-    p.merge(last_ack(2));
-    p.merge(closing(1));
-    p.merge(udp());
-    p
 }
 
 fn empty_namespace() {
@@ -227,7 +213,7 @@ fn shell_fallback_matches_the_binary() {
 
 fn main() {
     let args = Arguments::from_args();
-    let setup = enter_user_namespace().and_then(|()| namespaces_available());
+    let setup = namespace_setup();
 
     type Build = fn() -> Population;
     let populations: &[(&str, Build)] = &[
@@ -243,7 +229,7 @@ fn main() {
         ("udp_ipv4_ipv6_bound_and_connected", udp),
         ("everything_at_once", everything),
     ];
-    let mut tests: Vec<(String, Box<dyn FnOnce() + Send>)> = populations
+    let mut tests: Vec<NamedTest> = populations
         .iter()
         .map(|&(name, build)| {
             let f: Box<dyn FnOnce() + Send> = Box::new(move || check_population(build));
@@ -278,26 +264,5 @@ fn main() {
         tests.push((format!("source::{name}"), Box::new(f)));
     }
 
-    let trials = tests
-        .into_iter()
-        .map(|(name, f)| match &setup {
-            Ok(()) => Trial::test(name, move || {
-                f();
-                Ok(())
-            }),
-            Err(why) if in_ci() => {
-                let why = why.clone();
-                Trial::test(name, move || {
-                    Err(Failed::from(format!(
-                        "no private network namespace in CI: {why}"
-                    )))
-                })
-            }
-            Err(_) => Trial::test(name, || Ok(())).with_ignored_flag(true),
-        })
-        .collect();
-    if let Err(why) = &setup {
-        eprintln!("SKIP: cannot create private network namespaces here ({why}); namespace tests are ignored");
-    }
-    libtest_mimic::run(&args, trials).exit();
+    run_trials(args, setup, tests);
 }

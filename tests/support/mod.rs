@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use libtest_mimic::{Arguments, Failed, Trial};
 use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
 use rustix::thread::UnshareFlags;
 use telegraf_netstat::Counts;
@@ -83,6 +84,13 @@ pub fn namespaces_available() -> Result<(), String> {
     std::thread::spawn(new_netns)
         .join()
         .map_err(|_| "probe panicked".to_string())?
+}
+
+/// What every namespace test binary does first, while single-threaded.
+pub fn namespace_setup() -> Result<(), String> {
+    enter_user_namespace()
+        .and_then(|()| namespaces_available())
+        .map_err(|why| format!("cannot create private network namespaces here ({why})"))
 }
 
 /// True when running under CI, where a skipped namespace test is a failure.
@@ -533,6 +541,21 @@ pub fn closing(n: usize) -> Population {
     p
 }
 
+/// Every state and protocol at once.
+pub fn everything() -> Population {
+    let mut p = listeners();
+    p.merge(established(4, 3));
+    p.merge(time_wait(5));
+    p.merge(half_closed(3));
+    p.merge(syn_sent(2));
+    p.merge(syn_recv(3));
+    p.merge(fin_wait1(2));
+    p.merge(last_ack(2));
+    p.merge(closing(1));
+    p.merge(udp());
+    p
+}
+
 /// UDP over IPv4 and IPv6, bound and connected; an unbound socket is in no
 /// table and not counted.
 pub fn udp() -> Population {
@@ -729,4 +752,33 @@ pub fn expect_quiet_exit_on_closed_stdout(args: &[&str]) {
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A namespace test: a name and its body.
+pub type NamedTest = (String, Box<dyn FnOnce() + Send>);
+
+/// Runs `tests` with libtest-mimic when `setup` (namespaces, tools) holds.
+/// Otherwise they are reported as ignored, with the reason on stderr; under
+/// CI they fail instead, so a machine that cannot run them is never green.
+pub fn run_trials(args: Arguments, setup: Result<(), String>, tests: Vec<NamedTest>) -> ! {
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| match &setup {
+            Ok(()) => Trial::test(name, move || {
+                f();
+                Ok(())
+            }),
+            Err(why) if in_ci() => {
+                let why = why.clone();
+                Trial::test(name, move || {
+                    Err(Failed::from(format!("cannot run in CI: {why}")))
+                })
+            }
+            Err(_) => Trial::test(name, || Ok(())).with_ignored_flag(true),
+        })
+        .collect();
+    if let Err(why) = &setup {
+        eprintln!("SKIP: {why}; these tests are ignored");
+    }
+    libtest_mimic::run(&args, trials).exit()
 }

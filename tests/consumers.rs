@@ -1,0 +1,428 @@
+//! Our output read by the real programs that consume it: InfluxDB 1.x,
+//! `promtool` and node_exporter's textfile collector.
+//!
+//! Each server runs on loopback inside the test's private network namespace
+//! and is killed afterwards. It is started only after the population has been
+//! counted: its own sockets would change the counts.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Arguments;
+use serde_json::Value;
+use support::*;
+
+/// The programs these tests need, with their Debian packages.
+const TOOLS: [(&str, &str); 3] = [
+    ("influxd", "influxdb"),
+    ("promtool", "prometheus"),
+    ("prometheus-node-exporter", "prometheus-node-exporter"),
+];
+
+/// A directory that is removed with everything in it when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(what: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "telegraf-netstat-{what}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A server process on a loopback port of the calling thread's namespace,
+/// killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `cmd` (its stdout and stderr go to a log file in `scratch`) and
+    /// waits up to 30 s until `GET ready` answers 2xx.
+    fn start(mut cmd: Command, port: u16, ready: &str, scratch: &Scratch) -> Server {
+        let log = scratch.0.join("server.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let mut server = Server { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((200..=299, _)) = server.try_http("GET", ready, "") {
+                return server;
+            }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("{cmd:?} exited with {status}:\n{}", server.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{cmd:?} not ready after 30 s:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// One HTTP/1.0 request; returns the status and the body.
+    fn try_http(&self, method: &str, target: &str, body: &str) -> std::io::Result<(u16, String)> {
+        let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "{method} {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut response = String::new();
+        s.read_to_string(&mut response)?;
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| std::io::Error::other(format!("no header end: {response:?}")))?;
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line: {head:?}")))?;
+        Ok((status, body.to_string()))
+    }
+
+    fn http(&self, method: &str, target: &str, body: &str) -> (u16, String) {
+        self.try_http(method, target, body)
+            .unwrap_or_else(|e| panic!("{method} {target}: {e}\n{}", self.log()))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nobody in this namespace listens on.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Percent-encodes a form or query value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// InfluxDB 1.x with a private config, data directory and loopback ports.
+struct Influx {
+    server: Server,
+    _scratch: Scratch,
+}
+
+impl Influx {
+    fn start() -> Influx {
+        let scratch = Scratch::new("influxd");
+        let (http, rpc) = (free_port(), free_port());
+        let d = scratch.0.display();
+        let config = format!(
+            "reporting-disabled = true\n\
+             bind-address = \"127.0.0.1:{rpc}\"\n\
+             [meta]\n  dir = \"{d}/meta\"\n\
+             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+             [monitor]\n  store-enabled = false\n\
+             [subscriber]\n  enabled = false\n\
+             [continuous_queries]\n  enabled = false\n\
+             [http]\n  bind-address = \"127.0.0.1:{http}\"\n  log-enabled = false\n  pprof-enabled = false\n"
+        );
+        let path = scratch.0.join("influxdb.conf");
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = Command::new("influxd");
+        cmd.arg("-config").arg(&path);
+        let server = Server::start(cmd, http, "/ping", &scratch);
+        Influx {
+            server,
+            _scratch: scratch,
+        }
+    }
+
+    /// Runs InfluxQL and returns the first statement's result.
+    fn query(&self, q: &str) -> Value {
+        let (status, body) = self
+            .server
+            .http("POST", "/query", &format!("q={}", encode(q)));
+        assert_eq!(status, 200, "{q}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let result = v["results"][0].clone();
+        assert!(result.get("error").is_none(), "{q}: {body}");
+        result
+    }
+
+    /// Writes line protocol; returns the status and the error text, if any.
+    fn write(&self, db: &str, lines: &str) -> (u16, String) {
+        self.server
+            .http("POST", &format!("/write?db={}", encode(db)), lines)
+    }
+}
+
+/// Rows of a query result's only series, as (column name, value) maps.
+fn rows(result: &Value) -> Vec<Vec<(String, Value)>> {
+    let series = &result["series"];
+    assert_eq!(series.as_array().map(Vec::len), Some(1), "{result}");
+    let columns: Vec<String> = series[0]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    series[0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            columns
+                .iter()
+                .cloned()
+                .zip(row.as_array().unwrap().iter().cloned())
+                .collect()
+        })
+        .collect()
+}
+
+/// Our line goes into InfluxDB as 13 integer fields with the namespace's
+/// exact counts; into a database that the built-in plugin's integers created,
+/// our points are accepted while the seed script's floats are refused.
+fn influxdb_stores_our_fields_as_integers() {
+    in_netns(|| {
+        let p = everything();
+        check(&p.expected);
+        let ours = run_ok(&[]);
+        let want = fields(&p.expected);
+        let influx = Influx::start();
+
+        influx.query("CREATE DATABASE ours");
+        assert_eq!(influx.write("ours", &ours), (204, String::new()));
+        let keys: Vec<(String, String)> =
+            rows(&influx.query("SHOW FIELD KEYS ON ours FROM netstat"))
+                .into_iter()
+                .map(|row| {
+                    let get = |k: &str| {
+                        let (_, v) = row.iter().find(|(c, _)| c == k).unwrap();
+                        v.as_str().unwrap().to_string()
+                    };
+                    (get("fieldKey"), get("fieldType"))
+                })
+                .collect();
+        let expected_keys: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, _)| (k.clone(), "integer".to_string()))
+            .collect();
+        assert_eq!(keys, expected_keys);
+
+        let stored = rows(&influx.query("SELECT * FROM ours.autogen.netstat"));
+        assert_eq!(stored.len(), 1, "{stored:?}");
+        let mut got: Vec<(String, u64)> = stored[0]
+            .iter()
+            .filter(|(c, _)| c != "time")
+            .map(|(c, v)| (c.clone(), v.as_u64().unwrap_or_else(|| panic!("{c}: {v}"))))
+            .collect();
+        got.sort();
+        assert_eq!(got, want);
+
+        // A database whose fields the built-in plugin created: integers, with
+        // Telegraf's global `host` tag.
+        influx.query("CREATE DATABASE migrated");
+        let builtin: Vec<String> = want.iter().map(|(k, _)| format!("{k}=0i")).collect();
+        let line = format!(
+            "netstat,host=web1 {} 1700000000000000000\n",
+            builtin.join(",")
+        );
+        assert_eq!(influx.write("migrated", &line), (204, String::new()));
+        let ours_tagged = ours.replacen("netstat ", "netstat,host=web1 ", 1);
+        assert_eq!(influx.write("migrated", &ours_tagged), (204, String::new()));
+        // The seed script's style: one bare number (a float) per line.
+        let (status, error) = influx.write("migrated", "netstat,host=web1 tcp_established=2\n");
+        assert_eq!(status, 400, "{error}");
+        assert!(error.contains("field type conflict"), "{error}");
+        let n = rows(&influx.query("SELECT count(tcp_established) FROM migrated.autogen.netstat"));
+        assert_eq!(n[0][1].1, 2, "{n:?}");
+    })
+}
+
+/// Runs `promtool check metrics` on `text`; returns its exit status and
+/// everything it printed.
+fn promtool(text: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut said = String::from_utf8_lossy(&out.stdout).into_owned();
+    said.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), said)
+}
+
+/// promtool finds nothing to say about our exposition; it does complain
+/// about a broken one, so its silence means something.
+fn promtool_accepts_our_exposition() {
+    in_netns(|| {
+        let p = everything();
+        check(&p.expected);
+        let ours = run_ok(&["--format", "prometheus"]);
+        assert_eq!(promtool(&ours), (true, String::new()));
+
+        let broken = ours.replacen(
+            "# TYPE netstat_tcp_close gauge",
+            "# TYPE netstat_tcp_close nonsense",
+            1,
+        );
+        let (ok, said) = promtool(&broken);
+        assert!(!ok && !said.is_empty(), "promtool accepted:\n{broken}");
+    })
+}
+
+/// node_exporter's textfile collector, pointed at our `--output` directory,
+/// serves our values when scraped.
+fn node_exporter_serves_our_textfile() {
+    in_netns(|| {
+        let p = everything();
+        check(&p.expected);
+        let scratch = Scratch::new("node-exporter");
+        let textfiles = scratch.0.join("textfile");
+        std::fs::create_dir(&textfiles).unwrap();
+        let prom = textfiles.join("netstat.prom");
+        let out = run(&["--format", "prometheus", "--output", prom.to_str().unwrap()]);
+        assert!(
+            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+            "{out:?}"
+        );
+
+        let port = free_port();
+        let mut cmd = Command::new("prometheus-node-exporter");
+        cmd.args([
+            "--collector.disable-defaults",
+            "--collector.textfile",
+            &format!("--collector.textfile.directory={}", textfiles.display()),
+            &format!("--web.listen-address=127.0.0.1:{port}"),
+        ]);
+        let server = Server::start(cmd, port, "/metrics", &scratch);
+        let (status, scrape) = server.http("GET", "/metrics", "");
+        assert_eq!(status, 200);
+
+        assert_eq!(
+            sample(&scrape, "node_textfile_scrape_error"),
+            Some(0.0),
+            "{scrape}"
+        );
+        let got: Vec<(String, u64)> = fields(&p.expected)
+            .into_iter()
+            .map(|(k, _)| {
+                let v = sample(&scrape, &format!("netstat_{k}"))
+                    .unwrap_or_else(|| panic!("netstat_{k} not served:\n{scrape}"));
+                (k, v as u64)
+            })
+            .collect();
+        assert_eq!(got, fields(&p.expected));
+        assert!(
+            scrape.contains("# TYPE netstat_tcp_established gauge"),
+            "{scrape}"
+        );
+    })
+}
+
+/// The value of the unlabelled sample `name` in a scrape.
+fn sample(scrape: &str, name: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.parse().unwrap())
+    })
+}
+
+/// Which of the consumer programs are missing, with their packages.
+fn tools_present() -> Result<(), String> {
+    let missing: Vec<String> = TOOLS
+        .iter()
+        .filter(|(bin, _)| !on_path(bin))
+        .map(|(bin, pkg)| format!("{bin} (Debian package {pkg})"))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("missing {}", missing.join(", ")))
+    }
+}
+
+fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| is_file(&d.join(bin))))
+        .unwrap_or(false)
+}
+
+fn is_file(p: &Path) -> bool {
+    p.is_file()
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let setup = namespace_setup().and_then(|()| tools_present());
+    let tests: [(&str, fn()); 3] = [
+        (
+            "influxdb_stores_our_fields_as_integers",
+            influxdb_stores_our_fields_as_integers,
+        ),
+        (
+            "promtool_accepts_our_exposition",
+            promtool_accepts_our_exposition,
+        ),
+        (
+            "node_exporter_serves_our_textfile",
+            node_exporter_serves_our_textfile,
+        ),
+    ];
+    let tests = tests
+        .into_iter()
+        .map(|(name, f)| -> NamedTest { (format!("consumer::{name}"), Box::new(f)) })
+        .collect();
+    run_trials(args, setup, tests);
+}
