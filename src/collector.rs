@@ -1,14 +1,16 @@
-//! One gather: picks the source per protocol (netlink, or /proc where netlink
-//! is refused), retries interrupted dumps, and tallies the result. Keeps its
-//! socket and buffers between gathers so a long-running process allocates
-//! nothing per gather.
+//! One gather in one network namespace: picks the source per protocol
+//! (netlink, or /proc where netlink is refused), retries interrupted dumps,
+//! and tallies the result by address family. Keeps its socket and buffers
+//! between gathers so a long-running process allocates nothing per gather.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use crate::error::{Dump, Error};
 use crate::netlink::DiagSocket;
-use crate::procfs::{self, ProcPaths};
-use crate::tally::{tally, Counts, StateHistogram};
+use crate::netns::{self, Target};
+use crate::procfs::{self, ProcPaths, Table};
+use crate::tally::{tally, tally_unix, ByFamily, StateHistogram};
+use crate::wire::AF_INET6;
 
 /// Where socket states come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,11 +21,23 @@ pub enum Source {
     Proc,
 }
 
+/// What a collector counts, and where.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub source: Source,
+    /// The proc filesystem: its `net/` tables for the own namespace, its
+    /// `PID/net/` tables for another one.
+    pub proc_root: PathBuf,
+    /// Also count unix-domain sockets (`--include-unix`).
+    pub include_unix: bool,
+}
+
 /// A transport protocol, as far as source selection is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
     Tcp,
     Udp,
+    Unix,
 }
 
 impl std::fmt::Display for Proto {
@@ -31,6 +45,7 @@ impl std::fmt::Display for Proto {
         f.write_str(match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
+            Proto::Unix => "unix",
         })
     }
 }
@@ -39,8 +54,8 @@ impl std::fmt::Display for Proto {
 #[derive(Debug)]
 pub enum Event<'a> {
     /// `Source::Auto` found netlink refused for `proto` (for every protocol
-    /// when `None`: the socket itself was refused) and reads /proc for it
-    /// from now on. Sent once per collector and protocol.
+    /// it counts when `None`: the socket itself was refused) and reads /proc
+    /// for it from now on. Sent once per collector and protocol.
     Fallback {
         proto: Option<Proto>,
         error: &'a Error,
@@ -57,33 +72,65 @@ pub enum Event<'a> {
 pub const DUMP_ATTEMPTS: u32 = 4;
 
 pub struct Collector {
-    source: Source,
-    paths: ProcPaths,
+    options: Options,
+    /// `None`: the namespace this process runs in.
+    target: Option<Target>,
+    own_paths: ProcPaths,
     socket: Option<DiagSocket>,
     proc_buf: Option<Box<[u8]>>,
     tcp_via_proc: bool,
     udp_via_proc: bool,
-    tcp: StateHistogram,
-    udp: u64,
+    unix_via_proc: bool,
+    /// TCP states and UDP sockets, indexed by family: 0 IPv4, 1 IPv6.
+    tcp: [StateHistogram; 2],
+    udp: [u64; 2],
+    unix: StateHistogram,
+}
+
+/// The family slot of a record: IPv6 or not.
+#[inline(always)]
+fn slot(family: u8) -> usize {
+    (family == AF_INET6) as usize
 }
 
 impl Collector {
-    pub fn new(source: Source, proc_root: &Path) -> Self {
+    /// A collector for the namespace this process runs in.
+    pub fn new(options: Options) -> Self {
+        Self::in_namespace(options, None)
+    }
+
+    /// A collector for `target`, or for the own namespace when `None`. A
+    /// socket for another namespace is opened on the first gather and kept.
+    pub fn in_namespace(options: Options, target: Option<Target>) -> Self {
+        let proc = options.source == Source::Proc;
         Collector {
-            source,
-            paths: ProcPaths::new(proc_root),
+            own_paths: ProcPaths::new(&options.proc_root),
+            target,
             socket: None,
             proc_buf: None,
-            tcp_via_proc: source == Source::Proc,
-            udp_via_proc: source == Source::Proc,
-            tcp: StateHistogram::default(),
-            udp: 0,
+            tcp_via_proc: proc,
+            udp_via_proc: proc,
+            unix_via_proc: proc,
+            tcp: Default::default(),
+            udp: [0; 2],
+            unix: StateHistogram::default(),
+            options,
         }
     }
 
-    /// Counts the sockets of the calling thread's network namespace.
-    pub fn gather(&mut self, events: &mut dyn FnMut(Event)) -> Result<Counts, Error> {
-        self.udp = 0;
+    pub fn target(&self) -> Option<&Target> {
+        self.target.as_ref()
+    }
+
+    /// Takes a fresher description (tag, path, PID) of the namespace this
+    /// collector already counts, keeping its socket.
+    pub fn retarget(&mut self, target: Target) {
+        debug_assert_eq!(self.target.as_ref().map(|t| t.id), Some(target.id));
+        self.target = Some(target);
+    }
+
+    /// Counts the sockets of the collector's namespace.
+    pub fn gather(&mut self, events: &mut dyn FnMut(Event)) -> Result<ByFamily, Error> {
         if !self.tcp_via_proc {
             if let Err(e) = self.netlink(Dump::Tcp, events) {
                 self.fall_back(Proto::Tcp, e, events)?;
@@ -103,10 +150,30 @@ impl Collector {
         if self.udp_via_proc {
             self.proc_udp()?;
         }
-        for (state, count) in self.tcp.unknown() {
-            events(Event::UnknownState { state, count });
+        if self.options.include_unix {
+            if !self.unix_via_proc {
+                if let Err(e) = self.netlink(Dump::Unix, events) {
+                    self.fall_back(Proto::Unix, e, events)?;
+                }
+            }
+            if self.unix_via_proc {
+                self.proc_unix()?;
+            }
         }
-        Ok(tally(&self.tcp, self.udp))
+        for h in &self.tcp {
+            for (state, count) in h.unknown() {
+                events(Event::UnknownState { state, count });
+            }
+        }
+        Ok(ByFamily {
+            ipv4: tally(&self.tcp[0], self.udp[0]),
+            ipv6: tally(&self.tcp[1], self.udp[1]),
+            unix: if self.options.include_unix {
+                tally_unix(&self.unix)
+            } else {
+                Default::default()
+            },
+        })
     }
 
     /// Decides what a failed netlink dump means: a refusal under `auto`
@@ -118,23 +185,29 @@ impl Collector {
         e: Error,
         events: &mut dyn FnMut(Event),
     ) -> Result<(), Error> {
-        if self.source != Source::Auto || !e.is_refusal() {
+        if self.options.source != Source::Auto || !e.is_refusal() {
             self.socket = None;
             return Err(e);
         }
-        // No socket at all means neither protocol can use netlink: say it once.
-        let proto = if matches!(e, Error::NetlinkOpen(_)) {
-            None
-        } else {
-            Some(proto)
-        };
-        events(Event::Fallback { proto, error: &e });
-        if proto != Some(Proto::Udp) {
+        // No socket at all means no protocol can use netlink: say it once.
+        if matches!(e, Error::NetlinkOpen(_)) {
+            events(Event::Fallback {
+                proto: None,
+                error: &e,
+            });
             self.tcp_via_proc = true;
-        }
-        if proto != Some(Proto::Tcp) {
             self.udp_via_proc = true;
-            self.udp = 0;
+            self.unix_via_proc = true;
+            return Ok(());
+        }
+        events(Event::Fallback {
+            proto: Some(proto),
+            error: &e,
+        });
+        match proto {
+            Proto::Tcp => self.tcp_via_proc = true,
+            Proto::Udp => self.udp_via_proc = true,
+            Proto::Unix => self.unix_via_proc = true,
         }
         Ok(())
     }
@@ -142,17 +215,28 @@ impl Collector {
     fn netlink(&mut self, dump: Dump, events: &mut dyn FnMut(Event)) -> Result<(), Error> {
         let socket = match &mut self.socket {
             Some(s) => s,
-            None => self.socket.insert(DiagSocket::open()?),
+            None => self.socket.insert(match &self.target {
+                None => DiagSocket::open()?,
+                Some(t) => netns::open_socket(t)?,
+            }),
         };
-        let mut udp = 0u64;
         for attempt in 1..=DUMP_ATTEMPTS {
-            let status = if dump == Dump::Tcp {
-                self.tcp.clear();
-                let hist = &mut self.tcp;
-                socket.dump(dump, |s| hist.add(s))?
-            } else {
-                udp = 0;
-                socket.dump(dump, |_| udp += 1)?
+            let status = match dump {
+                Dump::Tcp => {
+                    let hist = &mut self.tcp;
+                    hist.iter_mut().for_each(StateHistogram::clear);
+                    socket.dump(dump, |family, state| hist[slot(family)].add(state))?
+                }
+                Dump::Udp4 | Dump::Udp6 => {
+                    let n = &mut self.udp[(dump == Dump::Udp6) as usize];
+                    *n = 0;
+                    socket.dump(dump, |_, _| *n += 1)?
+                }
+                Dump::Unix => {
+                    let hist = &mut self.unix;
+                    hist.clear();
+                    socket.dump(dump, |_, sock_type| hist.add(sock_type))?
+                }
             };
             if !status.interrupted {
                 break;
@@ -164,28 +248,63 @@ impl Collector {
                 });
             }
         }
-        self.udp += udp;
         Ok(())
+    }
+
+    /// For another namespace, the /proc tables of a process inside it,
+    /// `<proc root>/PID/net`; `None` for the own namespace, whose tables
+    /// are `<proc root>/net`.
+    fn namespace_paths(&self) -> Result<Option<ProcPaths>, Error> {
+        let Some(t) = &self.target else {
+            return Ok(None);
+        };
+        let root = &self.options.proc_root;
+        let still_inside = |pid: u32| {
+            netns::NsId::of(&root.join(pid.to_string()).join("ns/net")).is_ok_and(|id| id == t.id)
+        };
+        let pid = t
+            .pid
+            .filter(|&p| still_inside(p))
+            .or_else(|| netns::find_pid(root, t.id))
+            .ok_or_else(|| Error::NetnsNoProcess {
+                path: t.path.clone(),
+            })?;
+        Ok(Some(ProcPaths::new(&root.join(pid.to_string()))))
     }
 
     fn proc_tcp(&mut self) -> Result<(), Error> {
-        self.tcp.clear();
-        let buf = self
-            .proc_buf
-            .get_or_insert_with(|| vec![0u8; procfs::CHUNK_LEN].into_boxed_slice());
-        let hist = &mut self.tcp;
-        procfs::scan(&self.paths.tcp, buf, &mut |s| hist.add(s))?;
-        procfs::scan_optional(&self.paths.tcp6, buf, &mut |s| hist.add(s))
+        let ns = self.namespace_paths()?;
+        let paths = ns.as_ref().unwrap_or(&self.own_paths);
+        let buf = proc_buf(&mut self.proc_buf);
+        let [v4, v6] = &mut self.tcp;
+        v4.clear();
+        v6.clear();
+        procfs::scan(&paths.tcp, Table::Inet, buf, &mut |s| v4.add(s))?;
+        procfs::scan_optional(&paths.tcp6, buf, &mut |s| v6.add(s))
     }
 
     fn proc_udp(&mut self) -> Result<(), Error> {
-        let buf = self
-            .proc_buf
-            .get_or_insert_with(|| vec![0u8; procfs::CHUNK_LEN].into_boxed_slice());
-        let mut n = 0u64;
-        procfs::scan(&self.paths.udp, buf, &mut |_| n += 1)?;
-        procfs::scan_optional(&self.paths.udp6, buf, &mut |_| n += 1)?;
-        self.udp = n;
-        Ok(())
+        let ns = self.namespace_paths()?;
+        let paths = ns.as_ref().unwrap_or(&self.own_paths);
+        let buf = proc_buf(&mut self.proc_buf);
+        let [v4, v6] = &mut self.udp;
+        *v4 = 0;
+        *v6 = 0;
+        procfs::scan(&paths.udp, Table::Inet, buf, &mut |_| *v4 += 1)?;
+        procfs::scan_optional(&paths.udp6, buf, &mut |_| *v6 += 1)
     }
+
+    fn proc_unix(&mut self) -> Result<(), Error> {
+        let ns = self.namespace_paths()?;
+        let paths = ns.as_ref().unwrap_or(&self.own_paths);
+        let buf = proc_buf(&mut self.proc_buf);
+        let hist = &mut self.unix;
+        hist.clear();
+        procfs::scan(&paths.unix, Table::Unix, buf, &mut |t| hist.add(t))
+    }
+}
+
+/// The /proc read buffer, allocated on first use and kept.
+fn proc_buf(buf: &mut Option<Box<[u8]>>) -> &mut [u8] {
+    buf.get_or_insert_with(|| vec![0u8; procfs::CHUNK_LEN].into_boxed_slice())
 }

@@ -14,6 +14,8 @@ Examples:
   telegraf-netstat --timestamp             the same, stamped with the gather time
   telegraf-netstat --source proc           read /proc/net/{tcp,tcp6,udp,udp6} instead of netlink
   HOST_PROC=/hostfs/proc telegraf-netstat --source proc
+  telegraf-netstat --all-netns             one line per network namespace, tagged netns=...
+  telegraf-netstat --netns /run/netns/blue --by-family
 
 Telegraf (inputs.execd, one gather per interval through stdin):
   [[inputs.execd]]
@@ -30,7 +32,8 @@ Telegraf (inputs.exec):
 Exit status: 0 on success (and when stdout is closed by the reader; with
 --execd or --interval also on stdin EOF, SIGTERM and SIGINT), 1 when a one-shot
 gather failed (one E! line on stderr, nothing on stdout; the loops log the error
-and go on), 2 on a usage error.";
+and go on), 2 on a usage error, 3 when some network namespaces could not be
+counted (an E! line for each) while the others were printed.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -81,6 +84,32 @@ struct Args {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     interval: Option<Duration>,
 
+    /// Count inside the network namespace at PATH (/run/netns/NAME,
+    /// /proc/PID/ns/net, any bind mount); repeatable. One metric per
+    /// namespace, tagged netns=NAME, netns=pid:PID or netns=PATH. Entering
+    /// another namespace needs CAP_SYS_ADMIN over it.
+    /// Example: --netns /run/netns/blue
+    #[arg(long, value_name = "PATH", conflicts_with = "all_netns")]
+    netns: Vec<PathBuf>,
+
+    /// Count every network namespace reachable through /run/netns/* and
+    /// <proc root>/*/ns/net, each once: tagged by name, netns=host for the
+    /// one of PID 1, else netns=pid:<lowest PID in it>. Re-scanned at every
+    /// gather. Example: --all-netns
+    #[arg(long)]
+    all_netns: bool,
+
+    /// Also count unix-domain sockets as the built-in plugin's fields end up
+    /// doing: datagram sockets in udp_socket, stream and seqpacket sockets in
+    /// tcp_none. Example: --include-unix
+    #[arg(long)]
+    include_unix: bool,
+
+    /// One metric per address family, tagged family=ipv4 / family=ipv6
+    /// (and family=unix with --include-unix). Example: --by-family
+    #[arg(long)]
+    by_family: bool,
+
     /// Also log debug (`D! `) lines on stderr, e.g. sockets in a state this
     /// program does not know. Example: -v
     #[arg(short, long)]
@@ -101,6 +130,17 @@ enum SourceArg {
     Proc,
 }
 
+/// Which network namespaces a gather counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Namespaces {
+    /// The one the program runs in; no `netns` tag.
+    Own,
+    /// `--netns PATH`..., in the order given.
+    Listed(Vec<PathBuf>),
+    /// `--all-netns`: found anew at every gather.
+    All,
+}
+
 /// Everything the program needs to know, checked.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -115,6 +155,9 @@ pub struct Config {
     pub execd: bool,
     /// Gather on this period.
     pub interval: Option<Duration>,
+    pub namespaces: Namespaces,
+    pub include_unix: bool,
+    pub by_family: bool,
 }
 
 /// Checks at startup, before any gather, that `--output`'s directory takes
@@ -224,6 +267,21 @@ impl Config {
             },
             execd: a.execd,
             interval: a.interval,
+            namespaces: if a.all_netns {
+                Namespaces::All
+            } else if a.netns.is_empty() {
+                Namespaces::Own
+            } else {
+                if a.netns.iter().any(|p| p.as_os_str().is_empty()) {
+                    return Err(Args::command().error(
+                        ErrorKind::InvalidValue,
+                        "invalid value '' for '--netns <PATH>': the path must not be empty",
+                    ));
+                }
+                Namespaces::Listed(a.netns)
+            },
+            include_unix: a.include_unix,
+            by_family: a.by_family,
         })
     }
 }
@@ -254,6 +312,29 @@ mod tests {
         assert_eq!(c.source, Source::Proc);
         assert_eq!(c.proc_root, PathBuf::from("/hostfs/proc"));
         assert!(c.timestamp && c.verbose);
+        assert_eq!(c.namespaces, Namespaces::Own);
+        assert!(!c.include_unix && !c.by_family);
+    }
+
+    #[test]
+    fn namespace_and_breakdown_flags() {
+        let c = Config::parse([
+            "t",
+            "--netns",
+            "/run/netns/a",
+            "--netns",
+            "/proc/7/ns/net",
+            "--include-unix",
+            "--by-family",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.namespaces,
+            Namespaces::Listed(vec!["/run/netns/a".into(), "/proc/7/ns/net".into()])
+        );
+        assert!(c.include_unix && c.by_family);
+        let c = Config::parse(["t", "--all-netns"]).unwrap();
+        assert_eq!(c.namespaces, Namespaces::All);
     }
 
     #[test]
@@ -263,6 +344,9 @@ mod tests {
             &["t", "--bogus"],
             &["t", "extra"],
             &["t", "--proc-root="],
+            &["t", "--netns="],
+            &["t", "--netns"],
+            &["t", "--all-netns", "--netns", "/run/netns/a"],
         ] {
             let e = Config::parse(bad.iter().copied()).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
@@ -300,6 +384,10 @@ mod tests {
             "--proc-root /hostfs/proc",
             "--timestamp",
             "-v",
+            "--netns /run/netns/blue",
+            "--all-netns",
+            "--include-unix",
+            "--by-family",
         ] {
             assert!(
                 help.contains(&format!("Example: {flag}")),

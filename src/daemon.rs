@@ -12,72 +12,7 @@ use telegraf_netstat::log::Logger;
 
 use crate::app::{Delivery, Gatherer, Outcome, EXIT_GATHER_FAILED, EXIT_OK};
 use crate::config::Config;
-
-/// How often a gather error that keeps repeating is said again.
-const REMIND_EVERY: Duration = Duration::from_secs(300);
-
-/// Says an error once, then a reminder with a count at most every
-/// `REMIND_EVERY`, and an `I! ` line when gathers work again. Pure: returns
-/// the line to log, so the policy is tested without a clock or stderr.
-#[derive(Default)]
-struct ErrorThrottle {
-    failing: Option<Failing>,
-}
-
-struct Failing {
-    message: String,
-    count: u64,
-    said: Instant,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Say {
-    Error(String),
-    Info(String),
-}
-
-impl ErrorThrottle {
-    fn failed(&mut self, message: String, now: Instant) -> Option<Say> {
-        match &mut self.failing {
-            Some(f) if f.message == message => {
-                f.count += 1;
-                if now.duration_since(f.said) < REMIND_EVERY {
-                    return None;
-                }
-                f.said = now;
-                Some(Say::Error(format!(
-                    "gather failed: {message} (still failing: {} gathers in a row)",
-                    f.count
-                )))
-            }
-            _ => {
-                let say = Say::Error(format!("gather failed: {message}"));
-                self.failing = Some(Failing {
-                    message,
-                    count: 1,
-                    said: now,
-                });
-                Some(say)
-            }
-        }
-    }
-
-    fn succeeded(&mut self) -> Option<Say> {
-        let f = self.failing.take()?;
-        Some(Say::Info(format!(
-            "gather recovered after {} failed gathers",
-            f.count
-        )))
-    }
-}
-
-fn say(log: &Logger, what: Option<Say>) {
-    match what {
-        Some(Say::Error(m)) => log.error(format_args!("{m}")),
-        Some(Say::Info(m)) => log.info(format_args!("{m}")),
-        None => {}
-    }
-}
+use crate::throttle::{say, ErrorThrottle};
 
 /// The next tick strictly after `now` on the grid `first + k * interval`:
 /// the schedule never drifts, and ticks missed by an overrun are skipped.
@@ -142,19 +77,20 @@ pub fn run(config: Config) -> ExitCode {
             Wake::Gather => {}
         }
         match gatherer.gather() {
-            Outcome::Delivered => say(&log, throttle.succeeded()),
+            Outcome::Delivered { .. } => say(&log, throttle.succeeded("")),
             Outcome::NotDelivered(Delivery::Closed) => return ExitCode::from(EXIT_OK),
             // A file that cannot be written now may be writable at the next
             // interval: logged like a failed gather.
             Outcome::NotDelivered(Delivery::Failed(e)) if to_file => say(
                 &log,
-                throttle.failed(format!("cannot write the output: {e}"), Instant::now()),
+                throttle.failed("", format!("cannot write the output: {e}"), Instant::now()),
             ),
             Outcome::NotDelivered(Delivery::Failed(e)) => {
                 log.error(format_args!("cannot write to stdout: {e}"));
                 return ExitCode::from(EXIT_GATHER_FAILED);
             }
-            Outcome::GatherFailed(e) => say(&log, throttle.failed(e.to_string(), Instant::now())),
+            // Said by the gatherer, per namespace.
+            Outcome::GatherFailed => {}
         }
         if let (Some(iv), Some(_)) = (interval, due) {
             due = Some(next_tick(first, iv, Instant::now()));
@@ -212,32 +148,6 @@ fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn repeated_errors_are_said_once_then_reminded_with_a_count() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs;
-        let mut t = ErrorThrottle::default();
-        let e = |m: &str| Some(Say::Error(m.to_string()));
-        assert_eq!(t.failed("boom".into(), t0), e("gather failed: boom"));
-        assert_eq!(t.failed("boom".into(), t0 + s(10)), None);
-        assert_eq!(t.failed("boom".into(), t0 + s(299)), None);
-        assert_eq!(
-            t.failed("boom".into(), t0 + s(300)),
-            e("gather failed: boom (still failing: 4 gathers in a row)")
-        );
-        assert_eq!(t.failed("boom".into(), t0 + s(310)), None);
-        // A different error is said at once.
-        assert_eq!(
-            t.failed("bang".into(), t0 + s(311)),
-            e("gather failed: bang")
-        );
-        assert_eq!(
-            t.succeeded(),
-            Some(Say::Info("gather recovered after 1 failed gathers".into()))
-        );
-        assert_eq!(t.succeeded(), None);
-    }
 
     #[test]
     fn ticks_stay_on_the_grid_and_skip_missed_ones() {

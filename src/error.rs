@@ -14,6 +14,8 @@ pub enum Dump {
     Tcp,
     Udp4,
     Udp6,
+    /// Unix-domain sockets of every type.
+    Unix,
 }
 
 impl fmt::Display for Dump {
@@ -22,6 +24,7 @@ impl fmt::Display for Dump {
             Dump::Tcp => "tcp",
             Dump::Udp4 => "udp ipv4",
             Dump::Udp6 => "udp ipv6",
+            Dump::Unix => "unix",
         })
     }
 }
@@ -62,6 +65,21 @@ pub enum Error {
         line: u64,
         detail: String,
     },
+    /// The namespace file could not be opened (gone, or another user's
+    /// `/proc/PID/ns/net`).
+    NetnsOpen {
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// `setns(2)` into the namespace failed (no CAP_SYS_ADMIN over it).
+    NetnsEnter {
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// The /proc source needs a process inside the namespace and found none.
+    NetnsNoProcess {
+        path: PathBuf,
+    },
 }
 
 impl Error {
@@ -72,7 +90,9 @@ impl Error {
             | Error::NetlinkSend { source: e, .. }
             | Error::NetlinkRecv { source: e, .. }
             | Error::NetlinkRefused { source: e, .. }
-            | Error::ProcRead { source: e, .. } => e.raw_os_error(),
+            | Error::ProcRead { source: e, .. }
+            | Error::NetnsOpen { source: e, .. }
+            | Error::NetnsEnter { source: e, .. } => e.raw_os_error(),
             _ => None,
         }
     }
@@ -131,8 +151,32 @@ impl fmt::Display for Error {
             Error::ProcParse { path, line, detail } => {
                 write!(f, "malformed line {line} of {}: {detail}", path.display())
             }
+            Error::NetnsOpen { path, source } => {
+                write!(f, "cannot open network namespace {}: {source}", path.display())?;
+                if denied(source) {
+                    f.write_str("; opening another process's /proc/PID/ns/net needs ptrace access to it (CAP_SYS_PTRACE)")?;
+                }
+                Ok(())
+            }
+            Error::NetnsEnter { path, source } => {
+                write!(f, "cannot enter network namespace {}: {source}", path.display())?;
+                if denied(source) {
+                    f.write_str("; joining another network namespace needs CAP_SYS_ADMIN over it")?;
+                }
+                Ok(())
+            }
+            Error::NetnsNoProcess { path } => write!(
+                f,
+                "no process runs in network namespace {}, so the proc source has no /proc/PID/net to read; use the netlink source",
+                path.display()
+            ),
         }
     }
+}
+
+/// EPERM or EACCES: a missing capability.
+fn denied(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(1) | Some(13))
 }
 
 impl std::error::Error for Error {
@@ -142,7 +186,9 @@ impl std::error::Error for Error {
             | Error::NetlinkSend { source: e, .. }
             | Error::NetlinkRecv { source: e, .. }
             | Error::NetlinkRefused { source: e, .. }
-            | Error::ProcRead { source: e, .. } => Some(e),
+            | Error::ProcRead { source: e, .. }
+            | Error::NetnsOpen { source: e, .. }
+            | Error::NetnsEnter { source: e, .. } => Some(e),
             _ => None,
         }
     }
@@ -180,6 +226,36 @@ mod tests {
         assert!(
             !e.is_refusal(),
             "a failed receive is retried, not answered by /proc"
+        );
+    }
+
+    #[test]
+    fn namespace_errors_name_the_missing_capability() {
+        let e = Error::NetnsEnter {
+            path: "/run/netns/blue".into(),
+            source: io::Error::from_raw_os_error(1),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot enter network namespace /run/netns/blue: Operation not permitted (os error 1); \
+             joining another network namespace needs CAP_SYS_ADMIN over it"
+        );
+        let e = Error::NetnsOpen {
+            path: "/proc/1/ns/net".into(),
+            source: io::Error::from_raw_os_error(13),
+        };
+        assert!(e.to_string().ends_with("needs CAP_SYS_PTRACE"), "{e}");
+        let e = Error::NetnsOpen {
+            path: "/run/netns/gone".into(),
+            source: io::Error::from_raw_os_error(2),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot open network namespace /run/netns/gone: No such file or directory (os error 2)"
+        );
+        assert!(
+            !e.is_refusal(),
+            "no /proc fallback for a namespace we cannot enter"
         );
     }
 }

@@ -3,19 +3,21 @@
 //! Telegraf's built-in `inputs.netstat` plugin does.
 //!
 //! Layers, each usable alone: [`wire`] (bytes), [`netlink`] and [`procfs`]
-//! (kernel I/O), [`tally`] (counting), [`collector`] (one gather),
-//! [`output`] (printing).
+//! (kernel I/O), [`netns`] (other network namespaces), [`tally`]
+//! (counting), [`collector`] (one gather in one namespace), [`output`]
+//! (printing).
 
 pub mod collector;
 pub mod error;
 pub mod log;
 pub mod netlink;
+pub mod netns;
 pub mod output;
 pub mod procfs;
 pub mod tally;
 pub mod wire;
 
-pub use collector::{Collector, Event, Proto, Source};
+pub use collector::{Collector, Event, Options, Proto, Source};
 pub use error::{Dump, Error};
 pub use output::{Format, Metric};
-pub use tally::{tally, Counts, StateHistogram, TcpState};
+pub use tally::{tally, tally_unix, ByFamily, Counts, StateHistogram, TcpState};

@@ -3,6 +3,7 @@
 mod app;
 mod config;
 mod daemon;
+mod throttle;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,7 @@
 //! Kernel I/O over NETLINK_SOCK_DIAG: one socket, one reused receive buffer,
 //! the dump requests and the receive loop. Counting is left to the caller,
-//! which gets one callback per socket with its raw state byte.
+//! which gets one callback per socket with two raw bytes: family and state
+//! for TCP and UDP, `AF_UNIX` and the socket type for unix sockets.
 
 use std::os::fd::OwnedFd;
 
@@ -8,7 +9,7 @@ use rustix::io::Errno;
 use rustix::net::{netlink, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use crate::error::{Dump, Error};
-use crate::wire::{self, InetDiagMsg, Messages};
+use crate::wire::{self, InetDiagMsg, Messages, UnixDiagMsg};
 
 /// The kernel hands out a dump in batches of at most 32 KiB
 /// (`SKB_WITH_OVERHEAD(32768)`); a larger buffer would never be filled and a
@@ -55,14 +56,24 @@ impl DiagSocket {
         })
     }
 
-    /// Runs one dump and calls `on_state` with the state byte of every socket
-    /// it returns. `Dump::Tcp` covers IPv4 and IPv6 in a single hash walk.
-    pub fn dump(&mut self, dump: Dump, mut on_state: impl FnMut(u8)) -> Result<DumpStatus, Error> {
+    /// Runs one dump and calls `on_record` with the two counting bytes of
+    /// every socket it returns (see `read_batch`). `Dump::Tcp` covers IPv4
+    /// and IPv6 in a single hash walk.
+    pub fn dump(
+        &mut self,
+        dump: Dump,
+        mut on_record: impl FnMut(u8, u8),
+    ) -> Result<DumpStatus, Error> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let tcp;
         let udp;
+        let unix;
         let request: &[u8] = match dump {
+            Dump::Unix => {
+                unix = wire::unix_request(seq, wire::UNIX_STATES_ALL);
+                &unix
+            }
             Dump::Tcp => {
                 tcp = wire::tcp_request(seq, wire::STATES_REAL);
                 &tcp
@@ -108,7 +119,8 @@ impl DiagSocket {
                     },
                 });
             }
-            if read_batch(&self.buf[..len], dump, seq, &mut status, &mut on_state)? == Batch::Done {
+            if read_batch(&self.buf[..len], dump, seq, &mut status, &mut on_record)? == Batch::Done
+            {
                 return Ok(status);
             }
         }
@@ -126,20 +138,21 @@ pub enum Batch {
 fn reply_kind(dump: Dump) -> u16 {
     match dump {
         Dump::Tcp => wire::TCPDIAG_GETSOCK,
-        Dump::Udp4 | Dump::Udp6 => wire::SOCK_DIAG_BY_FAMILY,
+        Dump::Udp4 | Dump::Udp6 | Dump::Unix => wire::SOCK_DIAG_BY_FAMILY,
     }
 }
 
 /// Reads the messages of one received batch of the dump with sequence
-/// number `seq`: calls `on_state` per socket record, notes
-/// `NLM_F_DUMP_INTR` in `status`, and says whether the dump is done. Pure:
-/// no I/O, so it is tested on captured bytes.
+/// number `seq`: calls `on_record(family, state)` per inet socket record and
+/// `on_record(AF_UNIX, socket type)` per unix one, notes `NLM_F_DUMP_INTR`
+/// in `status`, and says whether the dump is done. Pure: no I/O, so it is
+/// tested on captured bytes.
 pub fn read_batch(
     batch: &[u8],
     dump: Dump,
     seq: u32,
     status: &mut DumpStatus,
-    on_state: &mut impl FnMut(u8),
+    on_record: &mut impl FnMut(u8, u8),
 ) -> Result<Batch, Error> {
     let malformed = |detail| Error::NetlinkMalformed { dump, detail };
     let record = reply_kind(dump);
@@ -153,7 +166,14 @@ pub fn read_batch(
             status.interrupted = true;
         }
         match msg.kind() {
-            k if k == record => on_state(InetDiagMsg::new(&msg).map_err(malformed)?.state()),
+            k if k == record && dump == Dump::Unix => {
+                let r = UnixDiagMsg::new(&msg).map_err(malformed)?;
+                on_record(wire::AF_UNIX, r.sock_type())
+            }
+            k if k == record => {
+                let r = InetDiagMsg::new(&msg).map_err(malformed)?;
+                on_record(r.family(), r.state())
+            }
             wire::NLMSG_DONE | wire::NLMSG_ERROR => {
                 let errno = msg.errno().map_err(malformed)?;
                 if errno != 0 {
@@ -190,7 +210,10 @@ mod tests {
     fn run(batch: &[u8], dump: Dump, seq: u32) -> (Result<Batch, Error>, Vec<u8>, DumpStatus) {
         let mut states = Vec::new();
         let mut status = DumpStatus::default();
-        let r = read_batch(batch, dump, seq, &mut status, &mut |s| states.push(s));
+        let r = read_batch(batch, dump, seq, &mut status, &mut |f, s| {
+            assert_eq!(f, if dump == Dump::Unix { 1 } else { 2 });
+            states.push(s)
+        });
         (r, states, status)
     }
 

@@ -1,5 +1,5 @@
-//! The /proc fallback: streams /proc/net/{tcp,tcp6,udp,udp6} through one
-//! fixed buffer, so memory does not grow with the number of sockets.
+//! The /proc fallback: streams /proc/net/{tcp,tcp6,udp,udp6,unix} through
+//! one fixed buffer, so memory does not grow with the number of sockets.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -37,9 +37,66 @@ pub fn line_state(line: &[u8]) -> Result<u8, String> {
     }
 }
 
+/// The socket type from one line of /proc/net/unix:
+///
+/// ```text
+/// Num       RefCount Protocol Flags    Type St Inode Path
+/// 000000003359feef: 00000003 00000000 00000000 0001 03   598 /run/x.sock
+/// ```
+///
+/// The fifth column, four hex digits (`SOCK_STREAM` 1, `SOCK_DGRAM` 2,
+/// `SOCK_SEQPACKET` 5).
+pub fn unix_line_type(line: &[u8]) -> Result<u8, String> {
+    let field = line
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+        .nth(4)
+        .ok_or_else(|| {
+            format!(
+                "expected at least 5 columns in {:?}",
+                String::from_utf8_lossy(line)
+            )
+        })?;
+    let s = std::str::from_utf8(field).ok();
+    match s.and_then(|s| u8::from_str_radix(s, 16).ok()) {
+        Some(v) if field.len() == 4 => Ok(v),
+        _ => Err(format!(
+            "bad socket type {:?}",
+            String::from_utf8_lossy(field)
+        )),
+    }
+}
+
+/// Which kind of table a file holds: what its header starts with, and
+/// which byte of each line is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// /proc/net/{tcp,tcp6,udp,udp6}: the state.
+    Inet,
+    /// /proc/net/unix: the socket type.
+    Unix,
+}
+
+impl Table {
+    fn header(self) -> &'static [u8] {
+        match self {
+            Table::Inet => b"sl ",
+            Table::Unix => b"Num ",
+        }
+    }
+
+    fn key(self, line: &[u8]) -> Result<u8, String> {
+        match self {
+            Table::Inet => line_state(line),
+            Table::Unix => unix_line_type(line),
+        }
+    }
+}
+
 /// Feeds complete lines to `on_state`, checking the header on line 1.
 struct Lines<'p> {
     path: &'p Path,
+    table: Table,
     line: u64,
 }
 
@@ -52,15 +109,16 @@ impl Lines<'_> {
             self.line += 1;
             let parsed = if self.line == 1 {
                 let header = line.trim_ascii_start();
-                if header.starts_with(b"sl ") {
+                if header.starts_with(self.table.header()) {
                     continue;
                 }
                 Err(format!(
-                    "expected the \"sl\" header, found {:?}",
+                    "expected the {:?} header, found {:?}",
+                    String::from_utf8_lossy(self.table.header().trim_ascii()),
                     String::from_utf8_lossy(line)
                 ))
             } else {
-                line_state(line)
+                self.table.key(line)
             };
             match parsed {
                 Ok(state) => on_state(state),
@@ -78,18 +136,38 @@ impl Lines<'_> {
 }
 
 /// Parses a whole file's text (tests and small inputs).
-pub fn parse(path: &Path, text: &[u8], on_state: &mut dyn FnMut(u8)) -> Result<(), Error> {
-    Lines { path, line: 0 }.feed(text, on_state)
+pub fn parse(
+    path: &Path,
+    table: Table,
+    text: &[u8],
+    on_state: &mut dyn FnMut(u8),
+) -> Result<(), Error> {
+    Lines {
+        path,
+        table,
+        line: 0,
+    }
+    .feed(text, on_state)
 }
 
-/// Streams the file at `path` through `buf` and calls `on_state` per socket.
-pub fn scan(path: &Path, buf: &mut [u8], on_state: &mut dyn FnMut(u8)) -> Result<(), Error> {
+/// Streams the file at `path` through `buf` and calls `on_state` per socket
+/// with its state (inet tables) or type (unix).
+pub fn scan(
+    path: &Path,
+    table: Table,
+    buf: &mut [u8],
+    on_state: &mut dyn FnMut(u8),
+) -> Result<(), Error> {
     let read_err = |source: io::Error| Error::ProcRead {
         path: path.to_owned(),
         source,
     };
     let mut file = File::open(path).map_err(read_err)?;
-    let mut lines = Lines { path, line: 0 };
+    let mut lines = Lines {
+        path,
+        table,
+        line: 0,
+    };
     let mut fill = 0;
     loop {
         let n = match file.read(&mut buf[fill..]) {
@@ -119,13 +197,15 @@ pub fn scan(path: &Path, buf: &mut [u8], on_state: &mut dyn FnMut(u8)) -> Result
     }
 }
 
-/// Where the four tables live under a proc root.
+/// Where the tables live under a proc root (`/proc`, or `/proc/PID` for
+/// the namespace of process PID).
 #[derive(Debug, Clone)]
 pub struct ProcPaths {
     pub tcp: PathBuf,
     pub tcp6: PathBuf,
     pub udp: PathBuf,
     pub udp6: PathBuf,
+    pub unix: PathBuf,
 }
 
 impl ProcPaths {
@@ -136,6 +216,7 @@ impl ProcPaths {
             tcp6: net.join("tcp6"),
             udp: net.join("udp"),
             udp6: net.join("udp6"),
+            unix: net.join("unix"),
         }
     }
 }
@@ -147,7 +228,7 @@ pub fn scan_optional(
     buf: &mut [u8],
     on_state: &mut dyn FnMut(u8),
 ) -> Result<(), Error> {
-    match scan(path, buf, on_state) {
+    match scan(path, Table::Inet, buf, on_state) {
         Err(Error::ProcRead { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(()),
         r => r,
     }
@@ -173,9 +254,12 @@ mod tests {
 
     fn states(text: &str) -> Vec<u8> {
         let mut v = Vec::new();
-        parse(Path::new("/proc/net/tcp"), text.as_bytes(), &mut |s| {
-            v.push(s)
-        })
+        parse(
+            Path::new("/proc/net/tcp"),
+            Table::Inet,
+            text.as_bytes(),
+            &mut |s| v.push(s),
+        )
         .unwrap();
         v
     }
@@ -190,13 +274,25 @@ mod tests {
     #[test]
     fn rejects_malformed_lines_with_their_number() {
         let bad = format!("{TCP}   4: 0100007F:1388 00000000:0000 ZZ 0\n");
-        let err = parse(Path::new("/p/net/tcp"), bad.as_bytes(), &mut |_| {}).unwrap_err();
+        let err = parse(
+            Path::new("/p/net/tcp"),
+            Table::Inet,
+            bad.as_bytes(),
+            &mut |_| {},
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.starts_with("malformed line 6 of /p/net/tcp: bad state \"ZZ\""),
             "{msg}"
         );
-        let err = parse(Path::new("x"), b"   0: 0100007F:1388 0A\n", &mut |_| {}).unwrap_err();
+        let err = parse(
+            Path::new("x"),
+            Table::Inet,
+            b"   0: 0100007F:1388 0A\n",
+            &mut |_| {},
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("expected the \"sl\" header"),
             "{err}"
@@ -223,22 +319,49 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let mut buf = vec![0u8; 300];
         let mut n = [0u32; 16];
-        scan(&path, &mut buf, &mut |s| n[s as usize] += 1).unwrap();
+        scan(&path, Table::Inet, &mut buf, &mut |s| n[s as usize] += 1).unwrap();
         assert_eq!(n.iter().sum::<u32>(), 1001);
         assert_eq!(n[10], 91 + 1);
         // A line longer than the buffer is an error, not a silent skip.
         let mut tiny = vec![0u8; 40];
         assert!(matches!(
-            scan(&path, &mut tiny, &mut |_| {}),
+            scan(&path, Table::Inet, &mut tiny, &mut |_| {}),
             Err(Error::ProcParse { .. })
         ));
         // A missing IPv6 table counts as empty; a missing IPv4 one is an error.
         let missing = dir.join("tcp6");
         assert!(scan_optional(&missing, &mut buf, &mut |_| panic!()).is_ok());
         assert!(matches!(
-            scan(&missing, &mut buf, &mut |_| {}),
+            scan(&missing, Table::Inet, &mut buf, &mut |_| {}),
             Err(Error::ProcRead { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Captured from a Linux 6.18 namespace: a listening stream socket with a
+    /// path, a datagram socketpair, and an unnamed seqpacket socket.
+    const UNIX: &str = "Num       RefCount Protocol Flags    Type St Inode Path
+00000000f1d6c2b4: 00000002 00000000 00010000 0001 01 31004 /tmp/x.sock
+00000000a5b2f8c1: 00000002 00000000 00000000 0002 03 31005
+000000005e3d7a90: 00000002 00000000 00000000 0002 03 31006
+0000000012ab34cd: 00000002 00000000 00000000 0005 01 31007
+";
+
+    #[test]
+    fn parses_the_unix_table_by_socket_type() {
+        let mut types = Vec::new();
+        parse(
+            Path::new("/proc/net/unix"),
+            Table::Unix,
+            UNIX.as_bytes(),
+            &mut |t| types.push(t),
+        )
+        .unwrap();
+        assert_eq!(types, [1, 2, 2, 5]);
+        // The inet header is not a unix header, and the reverse.
+        assert!(parse(Path::new("u"), Table::Unix, TCP.as_bytes(), &mut |_| {}).is_err());
+        assert!(parse(Path::new("t"), Table::Inet, UNIX.as_bytes(), &mut |_| {}).is_err());
+        assert!(unix_line_type(b"0000: 00000002 00000000 00010000 01 01 1").is_err());
+        assert!(unix_line_type(b"0000: 00000002 00000000").is_err());
     }
 }

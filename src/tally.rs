@@ -51,7 +51,8 @@ impl From<u8> for TcpState {
     }
 }
 
-/// Sockets seen per raw state byte in one gather.
+/// Sockets seen per raw byte value in one gather: the TCP state, or for unix
+/// sockets the socket type.
 #[derive(Clone)]
 pub struct StateHistogram([u64; 256]);
 
@@ -180,6 +181,36 @@ pub fn tally(tcp: &StateHistogram, udp_sockets: u64) -> Counts {
     c
 }
 
+/// Unix socket types as the built-in's fields end up counting them:
+/// `SOCK_DGRAM` (2) in `udp_socket`, `SOCK_STREAM` (1) and `SOCK_SEQPACKET`
+/// (5) in `tcp_none`. No other type exists for unix sockets.
+pub fn tally_unix(types: &StateHistogram) -> Counts {
+    Counts {
+        udp_socket: types.get(2),
+        tcp_none: types.get(1) + types.get(5),
+        ..Counts::default()
+    }
+}
+
+/// One namespace's counts, split by address family. Unix sockets are only
+/// counted with `--include-unix`; otherwise `unix` stays zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByFamily {
+    pub ipv4: Counts,
+    pub ipv6: Counts,
+    pub unix: Counts,
+}
+
+impl ByFamily {
+    /// All families together: what one metric without a `family` tag holds.
+    pub fn total(&self) -> Counts {
+        let mut c = self.ipv4;
+        c.add(&self.ipv6);
+        c.add(&self.unix);
+        c
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +290,32 @@ mod tests {
         for ((_, x), (_, y)) in a.fields().iter().zip(b.fields().iter()) {
             assert_eq!(*y, 2 * x);
         }
+    }
+
+    #[test]
+    fn unix_types_go_where_the_built_in_puts_them() {
+        let c = tally_unix(&hist(&[(1, 4), (2, 3), (5, 2), (3, 9)]));
+        assert_eq!(
+            c,
+            Counts {
+                tcp_none: 6,
+                udp_socket: 3,
+                ..Counts::default()
+            }
+        );
+    }
+
+    #[test]
+    fn total_adds_the_families() {
+        let f = ByFamily {
+            ipv4: tally(&hist(&[(1, 2), (10, 1)]), 3),
+            ipv6: tally(&hist(&[(1, 1)]), 2),
+            unix: tally_unix(&hist(&[(1, 5), (2, 1)])),
+        };
+        let t = f.total();
+        assert_eq!(t.tcp_established, 3);
+        assert_eq!(t.tcp_listen, 1);
+        assert_eq!(t.udp_socket, 6);
+        assert_eq!(t.tcp_none, 5);
     }
 }

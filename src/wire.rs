@@ -1,5 +1,5 @@
 //! The sock_diag wire format: length-checked views over received bytes and
-//! encoders for the two dump requests we send.
+//! encoders for the dump requests we send (inet: TCP and UDP; unix).
 //!
 //! Hand-written instead of using a netlink crate: a gather touches one byte of
 //! every 72-byte record, and a generic parser that decodes every attribute
@@ -35,8 +35,9 @@ pub const TCPDIAG_GETSOCK: u16 = 18;
 /// `SOCK_DIAG_BY_FAMILY`: one family and protocol per request.
 pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
 
-/// `AF_UNSPEC`, `AF_INET`, `AF_INET6`.
+/// `AF_UNSPEC`, `AF_UNIX`, `AF_INET`, `AF_INET6`.
 pub const AF_UNSPEC: u8 = 0;
+pub const AF_UNIX: u8 = 1;
 pub const AF_INET: u8 = 2;
 pub const AF_INET6: u8 = 10;
 /// `IPPROTO_UDP`.
@@ -48,6 +49,9 @@ pub const IPPROTO_UDP: u8 = 17;
 /// bind table and report idle bound sockets as CLOSE.
 pub const STATES_REAL: u32 = 0xFFE;
 
+/// Every unix socket state: a unix dump counts sockets of every state.
+pub const UNIX_STATES_ALL: u32 = !0;
+
 /// Size of `struct inet_diag_sockid`.
 const SOCKID_LEN: usize = 48;
 /// Size of `struct inet_diag_msg`.
@@ -57,10 +61,17 @@ const INET_DIAG_REQ_LEN: usize = 4 + SOCKID_LEN + 8;
 /// Size of `struct inet_diag_req_v2` (the `SOCK_DIAG_BY_FAMILY` payload).
 const INET_DIAG_REQ_V2_LEN: usize = 8 + SOCKID_LEN;
 
+/// Size of `struct unix_diag_req`.
+const UNIX_DIAG_REQ_LEN: usize = 24;
+/// Size of `struct unix_diag_msg`.
+pub const UNIX_DIAG_MSG_LEN: usize = 16;
+
 /// A complete `TCPDIAG_GETSOCK` dump request, header included.
 pub const TCP_REQUEST_LEN: usize = NLMSG_HDRLEN + INET_DIAG_REQ_LEN;
 /// A complete `SOCK_DIAG_BY_FAMILY` dump request, header included.
 pub const FAMILY_REQUEST_LEN: usize = NLMSG_HDRLEN + INET_DIAG_REQ_V2_LEN;
+/// A complete `SOCK_DIAG_BY_FAMILY` request for unix sockets.
+pub const UNIX_REQUEST_LEN: usize = NLMSG_HDRLEN + UNIX_DIAG_REQ_LEN;
 
 /// Why received bytes could not be read as netlink messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,6 +269,50 @@ impl<'a> InetDiagMsg<'a> {
     }
 }
 
+/// The fixed part of one unix socket record, length-checked.
+///
+/// ```text
+/// struct unix_diag_msg {       offset
+///     __u8  udiag_family;      0   AF_UNIX
+///     __u8  udiag_type;        1   SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5
+///     __u8  udiag_state;       2   TCP_ESTABLISHED, TCP_LISTEN or TCP_CLOSE
+///     __u8  pad;               3
+///     __u32 udiag_ino;         4
+///     __u32 udiag_cookie[2];   8
+/// };                           16  attributes (rtattr) follow
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct UnixDiagMsg<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> UnixDiagMsg<'a> {
+    const TYPE: usize = 1;
+    const STATE: usize = 2;
+
+    /// Views a message payload; fails if it is shorter than the struct.
+    pub fn new(msg: &NlMsg<'a>) -> Result<Self, WireError> {
+        let bytes = msg.payload();
+        if bytes.len() < UNIX_DIAG_MSG_LEN {
+            return Err(WireError::ShortPayload {
+                kind: msg.kind(),
+                len: bytes.len(),
+                need: UNIX_DIAG_MSG_LEN,
+            });
+        }
+        Ok(UnixDiagMsg { bytes })
+    }
+
+    /// The socket type (`SOCK_STREAM`, `SOCK_DGRAM`, `SOCK_SEQPACKET`).
+    pub fn sock_type(&self) -> u8 {
+        self.bytes[Self::TYPE]
+    }
+
+    pub fn state(&self) -> u8 {
+        self.bytes[Self::STATE]
+    }
+}
+
 fn put_header(buf: &mut [u8], len: usize, kind: u16, seq: u32) {
     buf[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
     buf[4..6].copy_from_slice(&kind.to_ne_bytes());
@@ -307,6 +362,28 @@ pub fn family_request(seq: u32, family: u8, protocol: u8, states: u32) -> [u8; F
     let p = &mut buf[NLMSG_HDRLEN..];
     p[0] = family;
     p[1] = protocol;
+    p[4..8].copy_from_slice(&states.to_ne_bytes());
+    buf
+}
+
+/// A `SOCK_DIAG_BY_FAMILY` dump of unix sockets in `states`.
+///
+/// ```text
+/// struct unix_diag_req {       offset (after the 16-byte header)
+///     __u8  sdiag_family;      0   AF_UNIX
+///     __u8  sdiag_protocol;    1   0
+///     __u16 pad;               2
+///     __u32 udiag_states;      4
+///     __u32 udiag_ino;         8   0: no filter
+///     __u32 udiag_show;        12  0: no attributes beyond the fixed part
+///     __u32 udiag_cookie[2];   16
+/// };                           24
+/// ```
+pub fn unix_request(seq: u32, states: u32) -> [u8; UNIX_REQUEST_LEN] {
+    let mut buf = [0u8; UNIX_REQUEST_LEN];
+    put_header(&mut buf, UNIX_REQUEST_LEN, SOCK_DIAG_BY_FAMILY, seq);
+    let p = &mut buf[NLMSG_HDRLEN..];
+    p[0] = AF_UNIX;
     p[4..8].copy_from_slice(&states.to_ne_bytes());
     buf
 }
@@ -513,5 +590,59 @@ pub(crate) mod tests {
         assert_eq!(req[18], 0); // idiag_ext
         assert_eq!(u32_at(&req, 20), STATES_REAL);
         assert!(req[24..].iter().all(|&b| b == 0)); // no socket id filter
+
+        let req = unix_request(6, UNIX_STATES_ALL);
+        assert_eq!(req.len(), 40);
+        assert_eq!(u32_at(&req, 0), 40);
+        assert_eq!(u16_at(&req, 4), SOCK_DIAG_BY_FAMILY);
+        assert_eq!(u16_at(&req, 6), NLM_F_REQUEST | NLM_F_DUMP);
+        assert_eq!(req[16], AF_UNIX);
+        assert_eq!(req[17], 0); // sdiag_protocol
+        assert_eq!(u32_at(&req, 20), u32::MAX); // udiag_states
+        assert!(req[24..].iter().all(|&b| b == 0)); // no inode filter, show nothing
+    }
+
+    /// A unix record as the kernel sent it for one end of a stream
+    /// socketpair (Linux 6.18, little-endian; header built by `push_msg`).
+    pub(crate) fn captured_unix_record(sock_type: u8) -> Vec<u8> {
+        vec![
+            1, sock_type, 1, 0, // family AF_UNIX, type, state ESTABLISHED, pad
+            0x80, 0xe2, 0x14, 0x00, // udiag_ino 1368704
+            0xf7, 0xe8, 0x09, 0x00, 0, 0, 0, 0, // udiag_cookie
+            5, 0, 6, 0, 0, 0, 0, 0, // rtattr UNIX_DIAG_SHUTDOWN (len 5) = 0, padded
+        ]
+    }
+
+    #[test]
+    fn parses_one_unix_record() {
+        let mut b = Vec::new();
+        push_msg(
+            &mut b,
+            SOCK_DIAG_BY_FAMILY,
+            NLM_F_MULTI,
+            1,
+            &captured_unix_record(5),
+        );
+        let msg = Messages::new(&b).next().unwrap().unwrap();
+        let rec = UnixDiagMsg::new(&msg).unwrap();
+        assert_eq!(rec.sock_type(), 5);
+        assert_eq!(rec.state(), 1);
+        let mut short = Vec::new();
+        push_msg(
+            &mut short,
+            SOCK_DIAG_BY_FAMILY,
+            0,
+            1,
+            &captured_unix_record(1)[..15],
+        );
+        let msg = Messages::new(&short).next().unwrap().unwrap();
+        assert_eq!(
+            UnixDiagMsg::new(&msg).unwrap_err(),
+            WireError::ShortPayload {
+                kind: SOCK_DIAG_BY_FAMILY,
+                len: 15,
+                need: 16
+            }
+        );
     }
 }

@@ -24,9 +24,9 @@ proptest! {
 
     #[test]
     fn read_batch_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600), seq in 0u32..3) {
-        for dump in [Dump::Tcp, Dump::Udp4] {
+        for dump in [Dump::Tcp, Dump::Udp4, Dump::Unix] {
             let mut status = DumpStatus::default();
-            let _ = read_batch(&bytes, dump, seq, &mut status, &mut |_| {});
+            let _ = read_batch(&bytes, dump, seq, &mut status, &mut |_, _| {});
         }
     }
 
@@ -47,18 +47,21 @@ proptest! {
         // Unmodified, every state comes out in order.
         let mut seen = Vec::new();
         let mut status = DumpStatus::default();
-        prop_assert_eq!(read_batch(&b, Dump::Tcp, 1, &mut status, &mut |s| seen.push(s)).unwrap(), Batch::More);
-        prop_assert_eq!(&seen, &states);
+        prop_assert_eq!(read_batch(&b, Dump::Tcp, 1, &mut status, &mut |f, s| seen.push((f, s))).unwrap(), Batch::More);
+        let want: Vec<(u8, u8)> = states.iter().map(|&s| (wire::AF_INET6, s)).collect();
+        prop_assert_eq!(&seen, &want);
         // Flipped and cut, it still returns.
         let i = flip_at.index(b.len());
         b[i] = flip_to;
         let n = cut.index(b.len() + 1);
-        let _ = read_batch(&b[..n], Dump::Tcp, 1, &mut status, &mut |_| {});
+        let _ = read_batch(&b[..n], Dump::Tcp, 1, &mut status, &mut |_, _| {});
     }
 
     #[test]
     fn proc_parser_never_panics(text in proptest::collection::vec(any::<u8>(), 0..600)) {
-        let _ = procfs::parse(std::path::Path::new("/proc/net/tcp"), &text, &mut |_| {});
+        for table in [procfs::Table::Inet, procfs::Table::Unix] {
+            let _ = procfs::parse(std::path::Path::new("/proc/net/x"), table, &text, &mut |_| {});
+        }
     }
 
     #[test]
@@ -68,7 +71,7 @@ proptest! {
             text.push_str(&format!("{i:4}: 0100007F:1388 00000000:0000 {s:02X} 00000000:00000000 00:00000000 00000000 0 0 1 1\n"));
         }
         let mut seen = Vec::new();
-        procfs::parse(std::path::Path::new("/proc/net/tcp"), text.as_bytes(), &mut |s| seen.push(s)).unwrap();
+        procfs::parse(std::path::Path::new("/proc/net/tcp"), procfs::Table::Inet, text.as_bytes(), &mut |s| seen.push(s)).unwrap();
         prop_assert_eq!(seen, states);
     }
 }

@@ -1,0 +1,279 @@
+//! Network namespaces: naming them, finding every one on the host
+//! (`--all-netns`), and opening a sock_diag socket inside one.
+//!
+//! A sock_diag socket reports the namespace it was created in, so a socket
+//! for another namespace is created by a short-lived helper thread that has
+//! joined it (`setns(2)` moves only the calling thread). The socket is kept
+//! for later gathers; the caller's threads never change namespace.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
+
+use crate::error::Error;
+use crate::netlink::DiagSocket;
+
+/// The directories `ip netns` keeps its named namespaces in.
+pub const NAMED_DIRS: [&str; 2] = ["/run/netns", "/var/run/netns"];
+
+/// The identity of a namespace: the device and inode of its nsfs file,
+/// the same through every path that refers to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NsId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl NsId {
+    /// The namespace `path` refers to (following symlinks and bind mounts).
+    pub fn of(path: &Path) -> std::io::Result<NsId> {
+        let m = std::fs::metadata(path)?;
+        Ok(NsId {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+
+    /// The namespace this process runs in, if /proc tells.
+    pub fn own() -> Option<NsId> {
+        NsId::of(Path::new("/proc/self/ns/net")).ok()
+    }
+}
+
+/// A namespace to gather in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The value of the `netns` tag.
+    pub tag: String,
+    /// A file that refers to the namespace.
+    pub path: PathBuf,
+    pub id: NsId,
+    /// A process inside it, whose /proc/PID/net the proc source reads.
+    pub pid: Option<u32>,
+}
+
+impl Target {
+    /// Resolves a `--netns PATH` argument.
+    pub fn at(path: &Path) -> Result<Target, Error> {
+        let id = NsId::of(path).map_err(|source| Error::NetnsOpen {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Target {
+            tag: tag_for(path),
+            path: path.to_owned(),
+            id,
+            pid: pid_in(path),
+        })
+    }
+}
+
+/// The PID in a `<proc root>/PID/ns/net` path.
+fn pid_in(path: &Path) -> Option<u32> {
+    let mut c = path.components().rev().map(|c| c.as_os_str());
+    let (net, ns, pid) = (c.next()?, c.next()?, c.next()?);
+    if net != "net" || ns != "ns" {
+        return None;
+    }
+    let pid = pid.to_str()?;
+    if pid.starts_with('0') || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// The `netns` tag for a path: the name under /run/netns (or
+/// /var/run/netns), `pid:<PID>` for `<proc root>/PID/ns/net`, else the path.
+pub fn tag_for(path: &Path) -> String {
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+        if NAMED_DIRS.iter().any(|d| dir == Path::new(d)) {
+            return name.to_string_lossy().into_owned();
+        }
+    }
+    match pid_in(path) {
+        Some(pid) => format!("pid:{pid}"),
+        None => path.display().to_string(),
+    }
+}
+
+/// What one pass over the host found about a namespace.
+#[derive(Default)]
+struct Found {
+    name: Option<(String, PathBuf)>,
+    lowest_pid: Option<u32>,
+    of_pid1: bool,
+}
+
+/// Every distinct namespace reachable through the named directories and
+/// `<proc_root>/*/ns/net`, each once. Named ones are tagged by name, the
+/// one of PID 1 `host`, the others `pid:<lowest PID in it>`. Entries that
+/// vanish or cannot be looked at during the scan are skipped: only a proc
+/// root that cannot be listed is an error. Sorted: `host`, then the named
+/// ones by name, then by PID.
+pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Vec<Target>, Error> {
+    // Every nsfs file has the device of our own namespace's file; anything
+    // else in a named directory is a leftover mount point, not a namespace.
+    let nsfs_dev = NsId::own().map(|id| id.dev);
+    let mut found: HashMap<NsId, Found> = HashMap::new();
+    for dir in named_dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(id) = NsId::of(&path) else { continue };
+            if nsfs_dev.is_some_and(|d| d != id.dev) {
+                continue;
+            }
+            let f = found.entry(id).or_default();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if f.name.as_ref().map_or(true, |(n, _)| name < *n) {
+                f.name = Some((name, path));
+            }
+        }
+    }
+    let entries = std::fs::read_dir(proc_root).map_err(|source| Error::ProcRead {
+        path: proc_root.to_owned(),
+        source,
+    })?;
+    let mut path = proc_root.to_path_buf();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        path.push(&name);
+        path.push("ns/net");
+        let id = NsId::of(&path);
+        path.pop();
+        path.pop();
+        path.pop();
+        let Ok(id) = id else { continue };
+        let f = found.entry(id).or_default();
+        f.lowest_pid = Some(f.lowest_pid.map_or(pid, |p| p.min(pid)));
+        f.of_pid1 |= pid == 1;
+    }
+    let mut targets: Vec<(u8, u32, Target)> = found
+        .into_iter()
+        .map(|(id, f)| {
+            let proc_path = |pid: u32| proc_root.join(pid.to_string()).join("ns/net");
+            let (rank, order, tag, path) = match (f.name, f.of_pid1, f.lowest_pid) {
+                (Some((name, path)), ..) => (1, 0, name, path),
+                (None, true, _) => (0, 0, "host".to_string(), proc_path(1)),
+                (None, false, Some(pid)) => (2, pid, format!("pid:{pid}"), proc_path(pid)),
+                (None, false, None) => unreachable!("every entry has a name or a pid"),
+            };
+            let target = Target {
+                tag,
+                path,
+                id,
+                pid: f.lowest_pid,
+            };
+            (rank, order, target)
+        })
+        .collect();
+    targets.sort_by(|a, b| (a.0, a.1, &a.2.tag).cmp(&(b.0, b.1, &b.2.tag)));
+    Ok(targets.into_iter().map(|(_, _, t)| t).collect())
+}
+
+/// A process of `proc_root` that runs in namespace `id`, if any.
+pub fn find_pid(proc_root: &Path, id: NsId) -> Option<u32> {
+    let mut lowest = None;
+    for entry in std::fs::read_dir(proc_root).ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        if NsId::of(&entry.path().join("ns/net")).is_ok_and(|i| i == id) {
+            lowest = Some(lowest.map_or(pid, |p: u32| p.min(pid)));
+        }
+    }
+    lowest
+}
+
+/// Opens a sock_diag socket inside the namespace `target` refers to, from a
+/// helper thread, and checks that it is still the namespace `target.id`.
+pub fn open_socket(target: &Target) -> Result<DiagSocket, Error> {
+    let path = &target.path;
+    let open = || -> Result<DiagSocket, Error> {
+        let file = File::open(path).map_err(|source| Error::NetnsOpen {
+            path: path.clone(),
+            source,
+        })?;
+        let m = file.metadata().map_err(|source| Error::NetnsOpen {
+            path: path.clone(),
+            source,
+        })?;
+        if (NsId {
+            dev: m.dev(),
+            ino: m.ino(),
+        }) != target.id
+        {
+            return Err(Error::NetnsOpen {
+                path: path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "it now refers to another namespace",
+                ),
+            });
+        }
+        move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network)).map_err(|e| {
+            Error::NetnsEnter {
+                path: path.clone(),
+                source: e.into(),
+            }
+        })?;
+        DiagSocket::open()
+    };
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("netns".into())
+            .stack_size(64 * 1024)
+            .spawn_scoped(s, open)
+            .map_err(|source| Error::NetnsEnter {
+                path: path.clone(),
+                source,
+            })?
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_follow_the_path() {
+        assert_eq!(tag_for(Path::new("/run/netns/blue")), "blue");
+        assert_eq!(tag_for(Path::new("/var/run/netns/red")), "red");
+        assert_eq!(tag_for(Path::new("/proc/1234/ns/net")), "pid:1234");
+        assert_eq!(tag_for(Path::new("/hostfs/proc/77/ns/net")), "pid:77");
+        assert_eq!(tag_for(Path::new("/proc/self/ns/net")), "/proc/self/ns/net");
+        assert_eq!(tag_for(Path::new("/proc/12/ns/mnt")), "/proc/12/ns/mnt");
+        assert_eq!(tag_for(Path::new("/run/netns/a/b")), "/run/netns/a/b");
+        assert_eq!(tag_for(Path::new("/srv/ns/web")), "/srv/ns/web");
+        assert_eq!(tag_for(Path::new("/proc/007/ns/net")), "/proc/007/ns/net");
+        assert_eq!(pid_in(Path::new("/proc/9/ns/net")), Some(9));
+        assert_eq!(pid_in(Path::new("ns/net")), None);
+    }
+
+    #[test]
+    fn own_namespace_has_an_identity() {
+        let own = NsId::own().expect("/proc/self/ns/net");
+        assert_eq!(
+            NsId::of(Path::new("/proc/thread-self/ns/net")).unwrap(),
+            own
+        );
+    }
+
+    #[test]
+    fn a_missing_path_is_an_open_error() {
+        let e = Target::at(Path::new("/run/netns/does-not-exist-here")).unwrap_err();
+        assert!(matches!(e, Error::NetnsOpen { .. }), "{e}");
+        assert_eq!(e.raw_os_error(), Some(2));
+    }
+}

@@ -1,0 +1,124 @@
+//! Saying a repeating error once: the policy for gathers that keep failing
+//! in the long-running loops, per namespace.
+
+use std::time::{Duration, Instant};
+
+use telegraf_netstat::log::Logger;
+
+/// How often a gather error that keeps repeating is said again.
+const REMIND_EVERY: Duration = Duration::from_secs(300);
+
+/// Says an error once, then a reminder with a count at most every
+/// `REMIND_EVERY`, and an `I! ` line when gathers work again. Pure: returns
+/// the line to log, so the policy is tested without a clock or stderr.
+#[derive(Default)]
+pub struct ErrorThrottle {
+    failing: Option<Failing>,
+}
+
+struct Failing {
+    message: String,
+    count: u64,
+    said: Instant,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Say {
+    Error(String),
+    Info(String),
+}
+
+impl ErrorThrottle {
+    /// A failed gather; `context` says where (empty, or " in network
+    /// namespace NAME").
+    pub fn failed(&mut self, context: &str, message: String, now: Instant) -> Option<Say> {
+        match &mut self.failing {
+            Some(f) if f.message == message => {
+                f.count += 1;
+                if now.duration_since(f.said) < REMIND_EVERY {
+                    return None;
+                }
+                f.said = now;
+                Some(Say::Error(format!(
+                    "gather failed{context}: {message} (still failing: {} gathers in a row)",
+                    f.count
+                )))
+            }
+            _ => {
+                let say = Say::Error(format!("gather failed{context}: {message}"));
+                self.failing = Some(Failing {
+                    message,
+                    count: 1,
+                    said: now,
+                });
+                Some(say)
+            }
+        }
+    }
+
+    pub fn succeeded(&mut self, context: &str) -> Option<Say> {
+        let f = self.failing.take()?;
+        Some(Say::Info(format!(
+            "gather recovered{context} after {} failed gathers",
+            f.count
+        )))
+    }
+}
+
+pub fn say(log: &Logger, what: Option<Say>) {
+    match what {
+        Some(Say::Error(m)) => log.error(format_args!("{m}")),
+        Some(Say::Info(m)) => log.info(format_args!("{m}")),
+        None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_errors_are_said_once_then_reminded_with_a_count() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut t = ErrorThrottle::default();
+        let e = |m: &str| Some(Say::Error(m.to_string()));
+        assert_eq!(t.failed("", "boom".into(), t0), e("gather failed: boom"));
+        assert_eq!(t.failed("", "boom".into(), t0 + s(10)), None);
+        assert_eq!(t.failed("", "boom".into(), t0 + s(299)), None);
+        assert_eq!(
+            t.failed("", "boom".into(), t0 + s(300)),
+            e("gather failed: boom (still failing: 4 gathers in a row)")
+        );
+        assert_eq!(t.failed("", "boom".into(), t0 + s(310)), None);
+        // A different error is said at once.
+        assert_eq!(
+            t.failed("", "bang".into(), t0 + s(311)),
+            e("gather failed: bang")
+        );
+        assert_eq!(
+            t.succeeded(""),
+            Some(Say::Info("gather recovered after 1 failed gathers".into()))
+        );
+        assert_eq!(t.succeeded(""), None);
+    }
+
+    #[test]
+    fn context_names_the_namespace() {
+        let t0 = Instant::now();
+        let mut t = ErrorThrottle::default();
+        let ctx = " in network namespace blue";
+        assert_eq!(
+            t.failed(ctx, "boom".into(), t0),
+            Some(Say::Error(
+                "gather failed in network namespace blue: boom".into()
+            ))
+        );
+        assert_eq!(
+            t.succeeded(ctx),
+            Some(Say::Info(
+                "gather recovered in network namespace blue after 1 failed gathers".into()
+            ))
+        );
+    }
+}
