@@ -283,7 +283,9 @@ impl Gatherer {
     /// Encodes this gather's results into the reused output buffer.
     fn encode(&mut self, time: Option<SystemTime>) {
         let by_family = self.config.by_family;
-        let mut rows: Vec<(Counts, [(&str, &str); 2], usize)> = Vec::new();
+        // Counts, up to two tags, how many of them are set.
+        type Row<'t> = (Counts, [(&'t str, &'t str); 2], usize);
+        let mut rows: Vec<Row<'_>> = Vec::new();
         for (i, counts) in &self.results {
             let netns = self.slots[*i].tag.as_deref();
             let mut push = |family: Option<&'static str>, c: Counts| {

@@ -244,7 +244,11 @@ mod tests {
             path: "/proc/1/ns/net".into(),
             source: io::Error::from_raw_os_error(13),
         };
-        assert!(e.to_string().ends_with("needs CAP_SYS_PTRACE"), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("needs ptrace access to it (CAP_SYS_PTRACE)"),
+            "{e}"
+        );
         let e = Error::NetnsOpen {
             path: "/run/netns/gone".into(),
             source: io::Error::from_raw_os_error(2),
