@@ -782,3 +782,96 @@ pub fn run_trials(args: Arguments, setup: Result<(), String>, tests: Vec<NamedTe
     }
     libtest_mimic::run(&args, trials).exit()
 }
+
+/// One metric of our influx output: its tags and its fields.
+pub type Parsed = (Vec<(String, String)>, Vec<(String, u64)>);
+
+/// Parses every line of our influx output, tags included (test tags hold no
+/// characters that need escaping).
+pub fn parse_metrics(out: &str) -> Vec<Parsed> {
+    out.lines()
+        .map(|line| {
+            let (series, fields) = line
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("no fields: {line:?}"));
+            let mut parts = series.split(',');
+            assert_eq!(parts.next(), Some("netstat"), "{line}");
+            let tags = parts
+                .map(|t| {
+                    let (k, v) = t.split_once('=').unwrap();
+                    (k.to_string(), v.to_string())
+                })
+                .collect();
+            (tags, parse_line(&format!("netstat {fields}\n")))
+        })
+        .collect()
+}
+
+/// Tags as the tests write them.
+pub fn tags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A network namespace kept alive by a thread of the test: it holds a known
+/// population and `sleepers` idle processes (so the namespace shows up as
+/// /proc/PID/ns/net). Dropping it kills them and closes every socket.
+pub struct Netns {
+    pub pids: Vec<u32>,
+    pub expected: Counts,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Netns {
+    pub fn new(build: impl FnOnce() -> Population + Send + 'static, sleepers: usize) -> Netns {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            new_netns().expect("cannot create a private network namespace");
+            let p = build();
+            settle(&p.expected);
+            let mut children: Vec<std::process::Child> = (0..sleepers)
+                .map(|_| Command::new("sleep").arg("600").spawn().unwrap())
+                .collect();
+            let pids = children.iter().map(|c| c.id()).collect();
+            ready_tx.send((pids, p.expected)).unwrap();
+            let _ = stop_rx.recv();
+            for c in &mut children {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            drop(p);
+        });
+        let (pids, expected) = ready_rx.recv().expect("namespace thread failed");
+        Netns {
+            pids,
+            expected,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// The namespace as `/proc/PID/ns/net` of its first process.
+    pub fn path(&self) -> String {
+        format!("/proc/{}/ns/net", self.pids[0])
+    }
+
+    /// The tag `--netns` gives `path()`.
+    pub fn tag(&self) -> String {
+        format!("pid:{}", self.pids[0])
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() && !std::thread::panicking() {
+                panic!("namespace thread panicked");
+            }
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! Several network namespaces at once (`--netns`, `--all-netns`), and the
+//! breakdown options (`--by-family`, `--include-unix`), on known socket
+//! populations in namespaces the tests create.
+
+mod support;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use libtest_mimic::Arguments;
+use support::*;
+use telegraf_netstat::Counts;
+
+fn run_in(dir: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("HOST_PROC");
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    cmd.output().unwrap()
+}
+
+/// `--netns` on two namespaces: one metric each, in the order given, tagged
+/// `netns=pid:PID`, with exact counts from either source.
+fn netns_paths_get_one_metric_each() {
+    let a = Netns::new(|| established(2, 1), 1);
+    let b = Netns::new(
+        || {
+            let mut p = listeners();
+            p.merge(time_wait(3));
+            p.merge(udp());
+            p
+        },
+        1,
+    );
+    let want = vec![
+        (tags(&[("netns", &a.tag())]), fields(&a.expected)),
+        (tags(&[("netns", &b.tag())]), fields(&b.expected)),
+    ];
+    for source in ["netlink", "proc", "auto"] {
+        let out = run_ok(&[
+            "--source",
+            source,
+            "--netns",
+            &a.path(),
+            "--netns",
+            &b.path(),
+        ]);
+        assert_eq!(parse_metrics(&out), want, "--source {source}:\n{out}");
+    }
+    // The namespace of this process, under a path that is not /proc/PID.
+    let own = run_ok(&["--netns", "/proc/self/ns/net"]);
+    let m = parse_metrics(&own);
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].0, tags(&[("netns", "/proc/self/ns/net")]));
+}
+
+/// A fake proc root whose entries are symlinks to real /proc/PID
+/// directories: `--all-netns` sees exactly the processes the test chose.
+struct FakeProc(PathBuf);
+
+impl FakeProc {
+    fn new() -> FakeProc {
+        let dir = std::env::temp_dir().join(format!(
+            "telegraf-netstat-proc-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        FakeProc(dir)
+    }
+
+    /// Shows process `pid` as `<fake>/as_pid`.
+    fn add(&self, as_pid: u32, pid: u32) {
+        std::os::unix::fs::symlink(format!("/proc/{pid}"), self.0.join(as_pid.to_string()))
+            .unwrap();
+    }
+
+    fn root(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for FakeProc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The metrics tagged `host` or `pid:…`: the ones from the fake proc root
+/// (named namespaces of the machine may come on top).
+fn from_proc(out: &str) -> Vec<Parsed> {
+    parse_metrics(out)
+        .into_iter()
+        .filter(|(t, _)| {
+            t.len() == 1 && t[0].0 == "netns" && (t[0].1 == "host" || t[0].1.starts_with("pid:"))
+        })
+        .collect()
+}
+
+/// `--all-netns`: every namespace once, PID 1's tagged `host`, the others
+/// by their lowest PID; from either source.
+fn all_netns_finds_every_namespace_once() {
+    let a = Netns::new(|| established(1, 1), 2);
+    let b = Netns::new(
+        || {
+            let mut p = udp();
+            p.merge(half_closed(2));
+            p
+        },
+        2,
+    );
+    let fake = FakeProc::new();
+    fake.add(1, a.pids[0]);
+    fake.add(a.pids[1], a.pids[1]);
+    for &p in &b.pids {
+        fake.add(p, p);
+    }
+    let lowest_b = *b.pids.iter().min().unwrap();
+    let want = vec![
+        (tags(&[("netns", "host")]), fields(&a.expected)),
+        (
+            tags(&[("netns", &format!("pid:{lowest_b}"))]),
+            fields(&b.expected),
+        ),
+    ];
+    for source in ["netlink", "proc"] {
+        let out = run_ok(&[
+            "--all-netns",
+            "--proc-root",
+            fake.root(),
+            "--source",
+            source,
+        ]);
+        assert_eq!(from_proc(&out), want, "--source {source}:\n{out}");
+    }
+}
+
+/// In an execd loop `--all-netns` re-scans at every gather: a namespace
+/// that disappeared is dropped without a word, a new one is picked up.
+fn execd_all_netns_follows_namespaces() {
+    let a = Netns::new(|| established(1, 0), 1);
+    let b = Netns::new(|| time_wait(2), 1);
+    let fake = FakeProc::new();
+    fake.add(1, a.pids[0]);
+    fake.add(b.pids[0], b.pids[0]);
+    let mut plugin = Plugin::start(&["--execd", "--all-netns", "--proc-root", fake.root()]);
+    let wait = Duration::from_secs(5);
+    let gather = |plugin: &mut Plugin, n: usize| {
+        plugin.tick("\n");
+        let text: String = (0..n).map(|_| plugin.line(wait)).collect();
+        plugin.no_line(Duration::from_millis(200));
+        from_proc(&text)
+    };
+    assert_eq!(
+        gather(&mut plugin, 2),
+        vec![
+            (tags(&[("netns", "host")]), fields(&a.expected)),
+            (tags(&[("netns", &b.tag())]), fields(&b.expected)),
+        ]
+    );
+    // B's process exits and its sockets close; its entry now dangles.
+    drop(b);
+    let c = Netns::new(|| established(0, 2), 1);
+    fake.add(c.pids[0], c.pids[0]);
+    assert_eq!(
+        gather(&mut plugin, 2),
+        vec![
+            (tags(&[("netns", "host")]), fields(&a.expected)),
+            (tags(&[("netns", &c.tag())]), fields(&c.expected)),
+        ]
+    );
+    drop(plugin.stdin.take());
+    assert_eq!(plugin.exit_within(Duration::from_secs(1)).code(), Some(0));
+    let said: Vec<String> = plugin.stderr.try_iter().collect();
+    assert!(said.is_empty(), "unexpected stderr: {said:?}");
+}
+
+/// Runs the binary in the calling thread's namespace without
+/// CAP_SYS_ADMIN: dropped from the bounding set, so not even root's exec
+/// gets it back.
+fn run_without_cap_sys_admin(args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("HOST_PROC");
+    // SAFETY: prctl is async-signal-safe; nothing else runs after fork.
+    unsafe {
+        cmd.pre_exec(|| {
+            // CAP_SYS_ADMIN, linux/capability.h
+            const CAP_SYS_ADMIN: libc::c_ulong = 21;
+            if libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+/// Runs the binary as user `nobody` when the tests run as real root;
+/// `None` inside a user namespace, where only root is mapped.
+fn run_as_nobody(args: &[&str]) -> Option<Output> {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("HOST_PROC").current_dir("/");
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let nobody = 65534;
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(nobody) != 0
+                || libc::setuid(nobody) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    match cmd.output() {
+        Ok(out) => Some(out),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EPERM)) => None,
+        Err(e) => panic!("cannot run {BIN} as nobody: {e}"),
+    }
+}
+
+/// Without CAP_SYS_ADMIN another namespace cannot be entered: one `E! `
+/// line naming it and the capability, the other namespaces are still
+/// printed, exit 3. When nothing can be counted: exit 1.
+fn without_cap_sys_admin_the_others_still_count() {
+    let a = Netns::new(|| established(1, 0), 1);
+    let a_path = a.path();
+    let a_tag = a.tag();
+    in_netns(move || {
+        let p = established(2, 2);
+        settle(&p.expected);
+        let out = run_without_cap_sys_admin(&["--netns", &a_path, "--netns", "/proc/self/ns/net"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "E! gather failed in network namespace {a_tag}: cannot enter network namespace \
+                 {a_path}: Operation not permitted (os error 1); joining another network \
+                 namespace needs CAP_SYS_ADMIN over it\n"
+            )
+        );
+        assert_eq!(
+            parse_metrics(&String::from_utf8(out.stdout).unwrap()),
+            vec![(tags(&[("netns", "/proc/self/ns/net")]), fields(&p.expected))]
+        );
+
+        // An unprivileged user cannot even open root's /proc/PID/ns/net.
+        if let Some(out) = run_as_nobody(&["--netns", &a_path, "--netns", "/proc/self/ns/net"]) {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(3), "{stderr}");
+            assert_eq!(
+                stderr,
+                format!(
+                    "E! gather failed in network namespace {a_tag}: cannot open network namespace \
+                     {a_path}: Permission denied (os error 13); opening another process's \
+                     /proc/PID/ns/net needs ptrace access to it (CAP_SYS_PTRACE)\n"
+                )
+            );
+            assert_eq!(
+                parse_metrics(&String::from_utf8(out.stdout).unwrap()),
+                vec![(tags(&[("netns", "/proc/self/ns/net")]), fields(&p.expected))]
+            );
+        }
+
+        let out = run_without_cap_sys_admin(&["--netns", &a_path]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(out.stdout.is_empty());
+        let out = run_in(None, &["--netns", "/run/netns/telegraf-netstat-none"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "E! gather failed in network namespace telegraf-netstat-none: cannot open network \
+             namespace /run/netns/telegraf-netstat-none: No such file or directory (os error 2)\n"
+        );
+    });
+    drop(a);
+}
+
+/// `--by-family` splits every field between IPv4 and IPv6; with `--netns`
+/// both tags are there, sorted.
+fn by_family_splits_ipv4_and_ipv6() {
+    let build = || {
+        let mut p = listeners(); // 3 IPv4, 2 IPv6
+        p.merge(established(3, 2)); // each: a listener per family
+        p.merge(udp()); // IPv4: 5, IPv6: 3
+        p
+    };
+    let v4 = Counts {
+        tcp_listen: 4,
+        tcp_established: 6,
+        udp_socket: 5,
+        ..Counts::default()
+    };
+    let v6 = Counts {
+        tcp_listen: 3,
+        tcp_established: 4,
+        udp_socket: 3,
+        ..Counts::default()
+    };
+    in_netns(move || {
+        let p = build();
+        check(&p.expected);
+        let want = vec![
+            (tags(&[("family", "ipv4")]), fields(&v4)),
+            (tags(&[("family", "ipv6")]), fields(&v6)),
+        ];
+        for source in ["netlink", "proc"] {
+            let out = run_ok(&["--by-family", "--source", source]);
+            assert_eq!(parse_metrics(&out), want, "--source {source}:\n{out}");
+        }
+    });
+    let n = Netns::new(build, 1);
+    let out = run_ok(&["--by-family", "--netns", &n.path()]);
+    assert_eq!(
+        parse_metrics(&out),
+        vec![
+            (
+                tags(&[("family", "ipv4"), ("netns", &n.tag())]),
+                fields(&v4)
+            ),
+            (
+                tags(&[("family", "ipv6"), ("netns", &n.tag())]),
+                fields(&v6)
+            ),
+        ]
+    );
+}
+
+/// Unix sockets the way `ss -x` counts them, by netid.
+fn ss_unix() -> (u64, u64, u64) {
+    let out = Command::new("ss")
+        .args(["-H", "-x", "-a", "-n"])
+        .output()
+        .unwrap();
+    let (mut stream, mut dgram, mut seq) = (0, 0, 0);
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        match line.split_whitespace().next() {
+            Some("u_str") => stream += 1,
+            Some("u_dgr") => dgram += 1,
+            Some("u_seq") => seq += 1,
+            other => panic!("unexpected ss -x netid {other:?} in {line:?}"),
+        }
+    }
+    (stream, dgram, seq)
+}
+
+/// `--include-unix`: datagram sockets in `udp_socket`, stream and seqpacket
+/// sockets in `tcp_none`, each socket once; netlink and /proc/net/unix agree.
+fn include_unix_counts_unix_sockets() {
+    use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+    in_netns(|| {
+        let dir = std::env::temp_dir().join(format!("tn-unix-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut p = udp();
+        // Stream: a listener, a connected pair through it, a socketpair: 5.
+        let l = UnixListener::bind(dir.join("s.sock")).unwrap();
+        let client = UnixStream::connect(dir.join("s.sock")).unwrap();
+        let (server, _) = l.accept().unwrap();
+        p.keep((l, client, server, UnixStream::pair().unwrap()));
+        // Datagram: a bound one, an unbound one, a socketpair: 4.
+        p.keep(UnixDatagram::bind(dir.join("d.sock")).unwrap());
+        p.keep(UnixDatagram::unbound().unwrap());
+        p.keep(UnixDatagram::pair().unwrap());
+        // Seqpacket: a socketpair: 2.
+        p.keep(
+            rustix::net::socketpair(
+                rustix::net::AddressFamily::UNIX,
+                rustix::net::SocketType::SEQPACKET,
+                rustix::net::SocketFlags::CLOEXEC,
+                None,
+            )
+            .unwrap(),
+        );
+        assert_eq!(ss_unix(), (5, 4, 2));
+        let plain = p.expected;
+        let mut with_unix = plain;
+        with_unix.tcp_none = 5 + 2;
+        with_unix.udp_socket += 4;
+
+        let netlink = run_ok(&["--include-unix", "--source", "netlink"]);
+        assert_eq!(parse_line(&netlink), fields(&with_unix), "{netlink}");
+        assert_eq!(run_ok(&["--include-unix", "--source", "proc"]), netlink);
+        assert_eq!(run_ok(&["--include-unix"]), netlink);
+        // Without the option, unix sockets are not counted.
+        assert_eq!(parse_line(&run_ok(&[])), fields(&plain));
+        // With --by-family they get their own metric.
+        let m = parse_metrics(&run_ok(&["--include-unix", "--by-family"]));
+        let unix = Counts {
+            tcp_none: 7,
+            udp_socket: 4,
+            ..Counts::default()
+        };
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[2], (tags(&[("family", "unix")]), fields(&unix)));
+        drop(p);
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let setup = namespace_setup();
+    let tests: [(&str, fn()); 6] = [
+        (
+            "netns_paths_get_one_metric_each",
+            netns_paths_get_one_metric_each,
+        ),
+        (
+            "all_netns_finds_every_namespace_once",
+            all_netns_finds_every_namespace_once,
+        ),
+        (
+            "execd_all_netns_follows_namespaces",
+            execd_all_netns_follows_namespaces,
+        ),
+        (
+            "without_cap_sys_admin_the_others_still_count",
+            without_cap_sys_admin_the_others_still_count,
+        ),
+        (
+            "by_family_splits_ipv4_and_ipv6",
+            by_family_splits_ipv4_and_ipv6,
+        ),
+        (
+            "include_unix_counts_unix_sockets",
+            include_unix_counts_unix_sockets,
+        ),
+    ];
+    let tests = tests
+        .into_iter()
+        .map(|(name, f)| -> NamedTest { (format!("namespaces::{name}"), Box::new(f)) })
+        .collect();
+    run_trials(args, setup, tests);
+}
