@@ -22,6 +22,7 @@ REL = os.path.join(ROOT, "target", "release")
 BIN = os.path.join(REL, "telegraf-netstat")
 FLOOR = os.path.join(REL, "examples", "floor")
 POPULATE = os.path.join(REL, "examples", "populate")
+SCAN = os.path.join(REL, "examples", "scan")
 SPAWN = os.path.join(ROOT, "bench", "out", "spawn")
 CLONE_NEWNET = 0x40000000
 RUNS = int(os.environ.get("RUNS", "7"))
@@ -66,17 +67,19 @@ def measure(cmds):
     return cpu, rss, wall
 
 
-def execd_per_gather(gathers):
+def execd_per_gather(gathers, args=(), lines=1):
     """CPU per gather of one long-running --execd process: (CPU of N+1 gathers
-    minus CPU of 1 gather) / N, so start-up is not counted. Peak RSS too."""
+    minus CPU of 1 gather) / N, so start-up is not counted. Peak RSS too.
+    Each gather prints `lines` lines."""
     def session(n):
-        p = subprocess.Popen([SPAWN, BIN, "--execd"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        p = subprocess.Popen([SPAWN, BIN, "--execd", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, bufsize=1)
         for _ in range(n + 1):
             p.stdin.write("\n")
             p.stdin.flush()
-            if not p.stdout.readline():
-                sys.exit("execd stopped answering")
+            for _ in range(lines):
+                if not p.stdout.readline():
+                    sys.exit(f"execd {args} stopped answering")
         p.stdin.close()
         err = p.stderr.read()
         p.wait()
@@ -124,6 +127,60 @@ def run_scale(established):
         os.close(home)
         pop.stdin.close()
         pop.wait()
+
+
+NETNS, PER_NETNS = int(os.environ.get("NETNS", "50")), 1000
+
+
+def run_namespaces():
+    """--all-netns over NETNS namespaces of PER_NETNS sockets each (900
+    ESTABLISHED, 50 listeners, 50 UDP): one-shot and per execd gather, next
+    to --netns naming the same namespaces (no re-scan) and to the floor's
+    dumps in one of them times NETNS."""
+    pops = []
+    try:
+        for _ in range(NETNS):
+            p = subprocess.Popen([POPULATE, str(PER_NETNS - 100), "0", "50", "50"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, preexec_fn=unshare_net, text=True)
+            if p.stdout.readline().strip() != "ready":
+                sys.exit("populate failed")
+            pops.append(p)
+        paths = [f"/proc/{p.pid}/ns/net" for p in pops]
+        listed = [a for path in paths for a in ("--netns", path)]
+        out = subprocess.run([BIN, "--all-netns"], capture_output=True, text=True, check=True).stdout.splitlines()
+        ours = {f"netns=pid:{p.pid}" for p in pops}
+        found = [l for l in out if l.split()[0].split(",")[1] in ours]
+        if len(found) != NETNS or any(sum(count_line(l).values()) != PER_NETNS for l in found):
+            sys.exit(f"--all-netns did not find {NETNS} namespaces of {PER_NETNS} sockets: {out}")
+        procs = sum(1 for d in os.listdir("/proc") if d.isdigit())
+        home = os.open("/proc/self/ns/net", os.O_RDONLY)
+        setns(paths[0])
+        try:
+            floor = statistics.median(measure([[FLOOR]])[0] for _ in range(RUNS)) * NETNS
+        finally:
+            libc.setns(home, CLONE_NEWNET)
+            os.close(home)
+        oneshot = {name: [] for name in ("all", "listed")}
+        for _ in range(RUNS):
+            oneshot["all"].append(measure([[BIN, "--all-netns"]]))
+            oneshot["listed"].append(measure([[BIN, *listed]]))
+        res = {"namespaces": NETNS, "per_namespace": PER_NETNS, "reported": len(out), "processes": procs,
+               "floor_x_n_cpu_s": floor}
+        for name, s in oneshot.items():
+            res[f"oneshot_{name}"] = {"cpu_s": statistics.median(x[0] for x in s),
+                                      "peak_rss_kib": max(x[1] for x in s),
+                                      "wall_s": statistics.median(x[2] for x in s)}
+        found, procs, scan_us = subprocess.run([SCAN, "2000"], capture_output=True, text=True,
+                                               check=True).stdout.split()
+        res["scan"] = {"namespaces": int(found), "processes": int(procs), "us": float(scan_us)}
+        res["execd_all"] = execd_per_gather(20, ["--all-netns"], len(out))
+        res["execd_listed"] = execd_per_gather(20, listed, NETNS)
+        return res
+    finally:
+        for p in pops:
+            p.stdin.close()
+        for p in pops:
+            p.wait()
 
 
 def idle_wall():
@@ -199,8 +256,10 @@ def main():
         print(f"scale {n} ESTABLISHED ...", file=sys.stderr, flush=True)
         results.append(run_scale(n))
     idle = idle_wall()
+    print(f"{NETNS} namespaces of {PER_NETNS} sockets ...", file=sys.stderr, flush=True)
+    ns = run_namespaces() if NETNS else None
     with open(os.path.join(ROOT, "bench", "out", "results.json"), "w") as f:
-        json.dump({"scales": results, "idle": idle, "runs": RUNS}, f, indent=1)
+        json.dump({"scales": results, "idle": idle, "runs": RUNS, "namespaces": ns}, f, indent=1)
     svg_chart(results, os.path.join(ROOT, "docs", "cpu-per-gather.svg"))
     print(f"| sockets | approach | CPU s/gather | vs floor | peak RSS MiB |")
     print(f"|---|---|---|---|---|")
@@ -219,6 +278,17 @@ def main():
           f"floor dumps repeated on one socket: {f['cpu_s']*1e6:.1f} us/gather ({e['cpu_s']/f['cpu_s']:.2f} x)")
     for name, a in idle.items():
         print(f"idle one-shot {name}: wall {a['wall_ms']:.2f} ms, CPU {a['cpu_ms']:.2f} ms, peak RSS {a['peak_rss_kib']/1024:.1f} MiB")
+    if ns:
+        print()
+        print(f"{ns['namespaces']} namespaces x {ns['per_namespace']} sockets ({ns['reported']} namespaces reported "
+              f"with the host's, {ns['processes']} processes in /proc); floor dumps x {ns['namespaces']}: "
+              f"{ns['floor_x_n_cpu_s']*1e3:.2f} ms")
+        for name in ("oneshot_all", "oneshot_listed", "execd_all", "execd_listed"):
+            a = ns[name]
+            print(f"{name}: {a['cpu_s']*1e3:.2f} ms CPU/gather ({a['cpu_s']/ns['floor_x_n_cpu_s']:.2f} x floor x n), "
+                  f"peak RSS {a['peak_rss_kib']/1024:.1f} MiB")
+        sc = ns["scan"]
+        print(f"one --all-netns re-scan: {sc['us']:.0f} us ({sc['namespaces']} namespaces, {sc['processes']} processes)")
 
 
 if __name__ == "__main__":

@@ -252,9 +252,17 @@ impl Gatherer {
         let include_unix = self.config.include_unix;
         let now = Instant::now();
         let mut failed = 0;
+        // `--netns` paths that name one namespace twice count it once.
+        let mut seen: Vec<NsId> = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if slot.collector.is_none() {
                 continue;
+            }
+            if let Some(id) = slot.id() {
+                if seen.contains(&id) {
+                    continue;
+                }
+                seen.push(id);
             }
             let context = slot.context();
             let prefix = slot

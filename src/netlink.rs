@@ -232,6 +232,41 @@ mod tests {
     }
 
     #[test]
+    fn unix_records_give_their_socket_type() {
+        use crate::wire::tests::captured_unix_record;
+        let mut b = Vec::new();
+        for t in [1u8, 2, 5, 2] {
+            push_msg(
+                &mut b,
+                SOCK_DIAG_BY_FAMILY,
+                NLM_F_MULTI,
+                8,
+                &captured_unix_record(t),
+            );
+        }
+        push_msg(&mut b, NLMSG_DONE, NLM_F_MULTI, 8, &0i32.to_ne_bytes());
+        let (r, types, _) = run(&b, Dump::Unix, 8);
+        assert_eq!(r.unwrap(), Batch::Done);
+        assert_eq!(types, [1, 2, 5, 2]);
+        // Shorter than `struct unix_diag_msg`: malformed.
+        let mut short = Vec::new();
+        push_msg(
+            &mut short,
+            SOCK_DIAG_BY_FAMILY,
+            NLM_F_MULTI,
+            8,
+            &captured_unix_record(1)[..12],
+        );
+        assert!(matches!(
+            run(&short, Dump::Unix, 8).0,
+            Err(Error::NetlinkMalformed {
+                dump: Dump::Unix,
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn skips_stale_sequence_numbers() {
         let mut b = Vec::new();
         push_msg(

@@ -311,6 +311,20 @@ fn promtool_accepts_our_exposition() {
         check(&p.expected);
         let ours = run_ok(&["--format", "prometheus"]);
         assert_eq!(promtool(&ours), (true, String::new()));
+        // With labels: one family per field, a sample per label set.
+        let labelled = run_ok(&[
+            "--format",
+            "prometheus",
+            "--by-family",
+            "--include-unix",
+            "--netns",
+            "/proc/self/ns/net",
+        ]);
+        assert!(
+            labelled.contains("netstat_tcp_listen{family=\"ipv6\",netns=\"/proc/self/ns/net\"} "),
+            "{labelled}"
+        );
+        assert_eq!(promtool(&labelled), (true, String::new()));
 
         let broken = ours.replacen(
             "# TYPE netstat_tcp_close gauge",

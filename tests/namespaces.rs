@@ -50,6 +50,16 @@ fn netns_paths_get_one_metric_each() {
         ]);
         assert_eq!(parse_metrics(&out), want, "--source {source}:\n{out}");
     }
+    // Two paths to one namespace: counted once, under the first.
+    let twice = run_ok(&[
+        "--netns",
+        &a.path(),
+        "--netns",
+        &b.path(),
+        "--netns",
+        &a.path(),
+    ]);
+    assert_eq!(parse_metrics(&twice), want);
     // The namespace of this process, under a path that is not /proc/PID.
     let own = run_ok(&["--netns", "/proc/self/ns/net"]);
     let m = parse_metrics(&own);
