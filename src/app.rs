@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime};
 
 use rustix::io::Errno;
+use telegraf_netstat::collector::Buffers;
 use telegraf_netstat::log::Logger;
 use telegraf_netstat::netns::{self, NsId, Target};
 use telegraf_netstat::{ByFamily, Collector, Counts, Error, Event, Metric, Options};
@@ -134,6 +135,8 @@ pub struct Gatherer {
     scan_throttle: ErrorThrottle,
     /// This gather's counts, by slot index.
     results: Vec<(usize, ByFamily)>,
+    /// One receive buffer (and /proc buffer) for every namespace.
+    bufs: Buffers,
     out: Vec<u8>,
 }
 
@@ -160,6 +163,7 @@ impl Gatherer {
             slots,
             scan_throttle: ErrorThrottle::default(),
             results: Vec::new(),
+            bufs: Buffers::default(),
             out: Vec::with_capacity(1024),
             config,
         }
@@ -273,7 +277,8 @@ impl Gatherer {
             let Some(collector) = &mut slot.collector else {
                 continue;
             };
-            match collector.gather(&mut |event| report(&log, &prefix, include_unix, event)) {
+            let events = &mut |event: Event<'_>| report(&log, &prefix, include_unix, event);
+            match collector.gather(&mut self.bufs, events) {
                 Ok(counts) => {
                     self.results.push((i, counts));
                     say(&log, slot.throttle.succeeded(&context));

@@ -1,7 +1,9 @@
 //! One gather in one network namespace: picks the source per protocol
 //! (netlink, or /proc where netlink is refused), retries interrupted dumps,
-//! and tallies the result by address family. Keeps its socket and buffers
-//! between gathers so a long-running process allocates nothing per gather.
+//! and tallies the result by address family. Keeps its socket between
+//! gathers, and reads into buffers the caller owns and shares between
+//! collectors, so a long-running process allocates nothing per socket and
+//! memory does not grow with gathers.
 
 use std::path::PathBuf;
 
@@ -71,13 +73,37 @@ pub enum Event<'a> {
 /// are taken as they are.
 pub const DUMP_ATTEMPTS: u32 = 4;
 
+/// Scratch memory for gathers, owned by the caller and shared by all its
+/// collectors, however many namespaces they count: one netlink receive
+/// buffer, and one /proc read buffer once a /proc table is read.
+pub struct Buffers {
+    recv: Box<[u8]>,
+    proc: Option<Box<[u8]>>,
+}
+
+impl Default for Buffers {
+    fn default() -> Self {
+        Buffers {
+            recv: crate::netlink::recv_buffer(),
+            proc: None,
+        }
+    }
+}
+
+impl Buffers {
+    /// The /proc read buffer, allocated on first use and kept.
+    fn proc(&mut self) -> &mut [u8] {
+        self.proc
+            .get_or_insert_with(|| vec![0u8; procfs::CHUNK_LEN].into_boxed_slice())
+    }
+}
+
 pub struct Collector {
     options: Options,
     /// `None`: the namespace this process runs in.
     target: Option<Target>,
     own_paths: ProcPaths,
     socket: Option<DiagSocket>,
-    proc_buf: Option<Box<[u8]>>,
     tcp_via_proc: bool,
     udp_via_proc: bool,
     unix_via_proc: bool,
@@ -107,7 +133,6 @@ impl Collector {
             own_paths: ProcPaths::new(&options.proc_root),
             target,
             socket: None,
-            proc_buf: None,
             tcp_via_proc: proc,
             udp_via_proc: proc,
             unix_via_proc: proc,
@@ -130,34 +155,38 @@ impl Collector {
     }
 
     /// Counts the sockets of the collector's namespace.
-    pub fn gather(&mut self, events: &mut dyn FnMut(Event)) -> Result<ByFamily, Error> {
+    pub fn gather(
+        &mut self,
+        bufs: &mut Buffers,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<ByFamily, Error> {
         if !self.tcp_via_proc {
-            if let Err(e) = self.netlink(Dump::Tcp, events) {
+            if let Err(e) = self.netlink(Dump::Tcp, &mut bufs.recv, events) {
                 self.fall_back(Proto::Tcp, e, events)?;
             }
         }
         if self.tcp_via_proc {
-            self.proc_tcp()?;
+            self.proc_tcp(bufs.proc())?;
         }
         if !self.udp_via_proc {
             let r = self
-                .netlink(Dump::Udp4, events)
-                .and_then(|()| self.netlink(Dump::Udp6, events));
+                .netlink(Dump::Udp4, &mut bufs.recv, events)
+                .and_then(|()| self.netlink(Dump::Udp6, &mut bufs.recv, events));
             if let Err(e) = r {
                 self.fall_back(Proto::Udp, e, events)?;
             }
         }
         if self.udp_via_proc {
-            self.proc_udp()?;
+            self.proc_udp(bufs.proc())?;
         }
         if self.options.include_unix {
             if !self.unix_via_proc {
-                if let Err(e) = self.netlink(Dump::Unix, events) {
+                if let Err(e) = self.netlink(Dump::Unix, &mut bufs.recv, events) {
                     self.fall_back(Proto::Unix, e, events)?;
                 }
             }
             if self.unix_via_proc {
-                self.proc_unix()?;
+                self.proc_unix(bufs.proc())?;
             }
         }
         for h in &self.tcp {
@@ -212,7 +241,12 @@ impl Collector {
         Ok(())
     }
 
-    fn netlink(&mut self, dump: Dump, events: &mut dyn FnMut(Event)) -> Result<(), Error> {
+    fn netlink(
+        &mut self,
+        dump: Dump,
+        buf: &mut [u8],
+        events: &mut dyn FnMut(Event),
+    ) -> Result<(), Error> {
         let socket = match &mut self.socket {
             Some(s) => s,
             None => self.socket.insert(match &self.target {
@@ -225,17 +259,17 @@ impl Collector {
                 Dump::Tcp => {
                     let hist = &mut self.tcp;
                     hist.iter_mut().for_each(StateHistogram::clear);
-                    socket.dump(dump, |family, state| hist[slot(family)].add(state))?
+                    socket.dump(buf, dump, |family, state| hist[slot(family)].add(state))?
                 }
                 Dump::Udp4 | Dump::Udp6 => {
                     let n = &mut self.udp[(dump == Dump::Udp6) as usize];
                     *n = 0;
-                    socket.dump(dump, |_, _| *n += 1)?
+                    socket.dump(buf, dump, |_, _| *n += 1)?
                 }
                 Dump::Unix => {
                     let hist = &mut self.unix;
                     hist.clear();
-                    socket.dump(dump, |_, sock_type| hist.add(sock_type))?
+                    socket.dump(buf, dump, |_, sock_type| hist.add(sock_type))?
                 }
             };
             if !status.interrupted {
@@ -272,10 +306,9 @@ impl Collector {
         Ok(Some(ProcPaths::new(&root.join(pid.to_string()))))
     }
 
-    fn proc_tcp(&mut self) -> Result<(), Error> {
+    fn proc_tcp(&mut self, buf: &mut [u8]) -> Result<(), Error> {
         let ns = self.namespace_paths()?;
         let paths = ns.as_ref().unwrap_or(&self.own_paths);
-        let buf = proc_buf(&mut self.proc_buf);
         let [v4, v6] = &mut self.tcp;
         v4.clear();
         v6.clear();
@@ -283,10 +316,9 @@ impl Collector {
         procfs::scan_optional(&paths.tcp6, buf, &mut |s| v6.add(s))
     }
 
-    fn proc_udp(&mut self) -> Result<(), Error> {
+    fn proc_udp(&mut self, buf: &mut [u8]) -> Result<(), Error> {
         let ns = self.namespace_paths()?;
         let paths = ns.as_ref().unwrap_or(&self.own_paths);
-        let buf = proc_buf(&mut self.proc_buf);
         let [v4, v6] = &mut self.udp;
         *v4 = 0;
         *v6 = 0;
@@ -294,17 +326,11 @@ impl Collector {
         procfs::scan_optional(&paths.udp6, buf, &mut |_| *v6 += 1)
     }
 
-    fn proc_unix(&mut self) -> Result<(), Error> {
+    fn proc_unix(&mut self, buf: &mut [u8]) -> Result<(), Error> {
         let ns = self.namespace_paths()?;
         let paths = ns.as_ref().unwrap_or(&self.own_paths);
-        let buf = proc_buf(&mut self.proc_buf);
         let hist = &mut self.unix;
         hist.clear();
         procfs::scan(&paths.unix, Table::Unix, buf, &mut |t| hist.add(t))
     }
-}
-
-/// The /proc read buffer, allocated on first use and kept.
-fn proc_buf(buf: &mut Option<Box<[u8]>>) -> &mut [u8] {
-    buf.get_or_insert_with(|| vec![0u8; procfs::CHUNK_LEN].into_boxed_slice())
 }

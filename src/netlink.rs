@@ -16,11 +16,16 @@ use crate::wire::{self, InetDiagMsg, Messages, UnixDiagMsg};
 /// smaller one would make the kernel build smaller batches.
 pub const RECV_BUF_LEN: usize = 32 * 1024;
 
+/// A receive buffer for `DiagSocket::dump`: one is enough for any number of
+/// sockets, since a dump is read to its end before the next starts.
+pub fn recv_buffer() -> Box<[u8]> {
+    vec![0u8; RECV_BUF_LEN].into_boxed_slice()
+}
+
 /// A sock_diag socket bound to the network namespace it was created in.
 pub struct DiagSocket {
     fd: OwnedFd,
     seq: u32,
-    buf: Box<[u8]>,
 }
 
 /// What a completed dump reported besides its records.
@@ -49,18 +54,16 @@ impl DiagSocket {
             Some(netlink::SOCK_DIAG),
         )
         .map_err(|e| Error::NetlinkOpen(e.into()))?;
-        Ok(DiagSocket {
-            fd,
-            seq: 0,
-            buf: vec![0u8; RECV_BUF_LEN].into_boxed_slice(),
-        })
+        Ok(DiagSocket { fd, seq: 0 })
     }
 
-    /// Runs one dump and calls `on_record` with the two counting bytes of
-    /// every socket it returns (see `read_batch`). `Dump::Tcp` covers IPv4
-    /// and IPv6 in a single hash walk.
+    /// Runs one dump, receiving into `buf` (`recv_buffer()`), and calls
+    /// `on_record` with the two counting bytes of every socket it returns
+    /// (see `read_batch`). `Dump::Tcp` covers IPv4 and IPv6 in a single hash
+    /// walk.
     pub fn dump(
         &mut self,
+        buf: &mut [u8],
         dump: Dump,
         mut on_record: impl FnMut(u8, u8),
     ) -> Result<DumpStatus, Error> {
@@ -97,17 +100,16 @@ impl DiagSocket {
 
         let mut status = DumpStatus::default();
         loop {
-            let (_, len) =
-                retry(|| rustix::net::recv(&self.fd, &mut self.buf[..], RecvFlags::TRUNC))
-                    .map_err(|e| Error::NetlinkRecv {
-                        dump,
-                        source: e.into(),
-                    })?;
-            if len > self.buf.len() {
+            let (_, len) = retry(|| rustix::net::recv(&self.fd, &mut *buf, RecvFlags::TRUNC))
+                .map_err(|e| Error::NetlinkRecv {
+                    dump,
+                    source: e.into(),
+                })?;
+            if len > buf.len() {
                 return Err(Error::NetlinkTruncated {
                     dump,
                     len,
-                    capacity: self.buf.len(),
+                    capacity: buf.len(),
                 });
             }
             if len == 0 {
@@ -119,8 +121,7 @@ impl DiagSocket {
                     },
                 });
             }
-            if read_batch(&self.buf[..len], dump, seq, &mut status, &mut on_record)? == Batch::Done
-            {
+            if read_batch(&buf[..len], dump, seq, &mut status, &mut on_record)? == Batch::Done {
                 return Ok(status);
             }
         }
