@@ -84,6 +84,11 @@ impl StateHistogram {
         self.0 = [0; 256];
     }
 
+    /// Sockets counted, whatever their state.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
     /// States this program does not map to a field, with their counts.
     pub fn unknown(&self) -> impl Iterator<Item = (u8, u64)> + '_ {
         self.0

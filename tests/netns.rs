@@ -120,6 +120,63 @@ fn execd_follows_a_changing_population() {
     })
 }
 
+/// An execd loop in an empty namespace learns that it may skip the dumps
+/// while the kernel's counters say a table is empty; sockets of every kind
+/// that then appear are still counted at the next gather: an IPv6-only
+/// listener, a lone TIME_WAIT entry, a lone UDP socket of either family, an
+/// IPv4 connection.
+fn execd_idle_shortcut_never_misses_sockets() {
+    in_netns(|| {
+        let mut plugin = Plugin::start(&["--execd"]);
+        let wait = std::time::Duration::from_secs(2);
+        let mut gather = |expected: &Counts| {
+            settle(expected);
+            plugin.tick("\n");
+            assert_eq!(parse_line(&plugin.line(wait)), fields(expected));
+        };
+        let empty = Counts::default();
+        for _ in 0..3 {
+            gather(&empty);
+        }
+        let l6 = std::net::TcpListener::bind(V6).unwrap();
+        gather(&Counts {
+            tcp_listen: 1,
+            ..empty
+        });
+        drop(l6);
+        gather(&empty);
+        gather(&empty);
+        // Only a TIME_WAIT entry: the client closed first, then the listener.
+        let l = std::net::TcpListener::bind(V4).unwrap();
+        let (client, mut server) = connect_pair(&l, |_| {});
+        drop(client);
+        drain_to_eof(&mut server);
+        drop((server, l));
+        gather(&Counts {
+            tcp_time_wait: 1,
+            ..empty
+        });
+        for addr in [V6, V4] {
+            let u = std::net::UdpSocket::bind(addr).unwrap();
+            gather(&Counts {
+                tcp_time_wait: 1,
+                udp_socket: 1,
+                ..empty
+            });
+            drop(u);
+        }
+        let l = std::net::TcpListener::bind(V4).unwrap();
+        let pair = connect_pair(&l, |_| {});
+        gather(&Counts {
+            tcp_listen: 1,
+            tcp_established: 2,
+            tcp_time_wait: 1,
+            ..empty
+        });
+        drop((pair, l));
+    })
+}
+
 /// The JSON and Prometheus outputs carry the same counts as the influx line,
 /// read back with a real JSON parser and a strict exposition-format reader.
 fn json_and_prometheus_carry_the_same_counts() {
@@ -236,7 +293,7 @@ fn main() {
             (format!("population::{name}"), f)
         })
         .collect();
-    let others: [(&str, fn()); 7] = [
+    let others: [(&str, fn()); 8] = [
         (
             "shell_fallback_matches_the_binary",
             shell_fallback_matches_the_binary,
@@ -248,6 +305,10 @@ fn main() {
         (
             "execd_follows_a_changing_population",
             execd_follows_a_changing_population,
+        ),
+        (
+            "execd_idle_shortcut_never_misses_sockets",
+            execd_idle_shortcut_never_misses_sockets,
         ),
         ("empty_namespace", empty_namespace),
         (
