@@ -434,9 +434,5 @@ fn main() {
             node_exporter_serves_our_textfile,
         ),
     ];
-    let tests = tests
-        .into_iter()
-        .map(|(name, f)| -> NamedTest { (format!("consumer::{name}"), Box::new(f)) })
-        .collect();
-    run_trials(args, setup, tests);
+    run_trials(args, setup, named("consumer", &tests));
 }

@@ -5,22 +5,13 @@
 mod support;
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use libtest_mimic::Arguments;
 use support::*;
 use telegraf_netstat::Counts;
-
-fn run_in(dir: Option<&Path>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("HOST_PROC");
-    if let Some(d) = dir {
-        cmd.current_dir(d);
-    }
-    cmd.output().unwrap()
-}
 
 /// `--netns` on two namespaces: one metric each, in the order given, tagged
 /// `netns=pid:PID`, with exact counts from either source.
@@ -281,7 +272,7 @@ fn without_cap_sys_admin_the_others_still_count() {
         let out = run_without_cap_sys_admin(&["--netns", &a_path]);
         assert_eq!(out.status.code(), Some(1));
         assert!(out.stdout.is_empty());
-        let out = run_in(None, &["--netns", "/run/netns/telegraf-netstat-none"]);
+        let out = run(&["--netns", "/run/netns/telegraf-netstat-none"]);
         assert_eq!(out.status.code(), Some(1));
         assert_eq!(
             String::from_utf8_lossy(&out.stderr),
@@ -443,9 +434,5 @@ fn main() {
             include_unix_counts_unix_sockets,
         ),
     ];
-    let tests = tests
-        .into_iter()
-        .map(|(name, f)| -> NamedTest { (format!("namespaces::{name}"), Box::new(f)) })
-        .collect();
-    run_trials(args, setup, tests);
+    run_trials(args, setup, named("namespaces", &tests));
 }

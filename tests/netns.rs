@@ -321,9 +321,7 @@ fn main() {
         ),
         ("both_sources_unusable", both_sources_unusable),
     ];
-    for (name, f) in others {
-        tests.push((format!("source::{name}"), Box::new(f)));
-    }
+    tests.extend(named("source", &others));
 
     run_trials(args, setup, tests);
 }

@@ -757,6 +757,14 @@ pub fn expect_quiet_exit_on_closed_stdout(args: &[&str]) {
 /// A namespace test: a name and its body.
 pub type NamedTest = (String, Box<dyn FnOnce() + Send>);
 
+/// Names plain test functions `<group>::<name>`.
+pub fn named(group: &str, tests: &[(&str, fn())]) -> Vec<NamedTest> {
+    tests
+        .iter()
+        .map(|&(name, f)| -> NamedTest { (format!("{group}::{name}"), Box::new(f)) })
+        .collect()
+}
+
 /// Runs `tests` with libtest-mimic when `setup` (namespaces, tools) holds.
 /// Otherwise they are reported as ignored, with the reason on stderr; under
 /// CI they fail instead, so a machine that cannot run them is never green.
