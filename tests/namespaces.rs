@@ -150,14 +150,18 @@ fn execd_all_netns_follows_namespaces() {
     fake.add(b.pids[0], b.pids[0]);
     let mut plugin = Plugin::start(&["--execd", "--all-netns", "--proc-root", fake.root()]);
     let wait = Duration::from_secs(5);
-    let gather = |plugin: &mut Plugin, n: usize| {
+    // One gather's lines arrive in one write; named namespaces of the
+    // machine (another test may be making one) may come on top of ours.
+    let gather = |plugin: &mut Plugin| {
         plugin.tick("\n");
-        let text: String = (0..n).map(|_| plugin.line(wait)).collect();
-        plugin.no_line(Duration::from_millis(200));
+        let mut text = plugin.line(wait);
+        while let Ok((_, l)) = plugin.stdout.recv_timeout(Duration::from_millis(200)) {
+            text.push_str(&l);
+        }
         from_proc(&text)
     };
     assert_eq!(
-        gather(&mut plugin, 2),
+        gather(&mut plugin),
         vec![
             (tags(&[("netns", "host")]), fields(&a.expected)),
             (tags(&[("netns", &b.tag())]), fields(&b.expected)),
@@ -168,7 +172,7 @@ fn execd_all_netns_follows_namespaces() {
     let c = Netns::new(|| established(0, 2), 1);
     fake.add(c.pids[0], c.pids[0]);
     assert_eq!(
-        gather(&mut plugin, 2),
+        gather(&mut plugin),
         vec![
             (tags(&[("netns", "host")]), fields(&a.expected)),
             (tags(&[("netns", &c.tag())]), fields(&c.expected)),
@@ -178,6 +182,87 @@ fn execd_all_netns_follows_namespaces() {
     assert_eq!(plugin.exit_within(Duration::from_secs(1)).code(), Some(0));
     let said: Vec<String> = plugin.stderr.try_iter().collect();
     assert!(said.is_empty(), "unexpected stderr: {said:?}");
+}
+
+/// A namespace made by `ip netns add` (root only), deleted when dropped.
+struct Named(String);
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// A namespace under /run/netns is tagged by its name, through `--netns`
+/// and through `--all-netns`, where a process inside it does not make it
+/// count twice. Needs real root (`ip netns add` mounts on /run/netns).
+fn named_namespaces_are_tagged_by_name() {
+    let name = format!("telegraf-netstat-test-{}", std::process::id());
+    let ok = Command::new("ip")
+        .args(["netns", "add", &name])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        // Inside a user namespace /run/netns cannot be mounted on; as real
+        // root under CI this test must run.
+        let real_root = std::fs::read_to_string("/proc/self/uid_map")
+            .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
+        assert!(
+            !(in_ci() && real_root),
+            "`ip netns add {name}` failed as root"
+        );
+        eprintln!("named_namespaces_are_tagged_by_name: `ip netns add` failed; not run here");
+        return;
+    }
+    let named = Named(name.clone());
+    let path = format!("/run/netns/{name}");
+    // Sockets and a process inside it, from a thread that joined it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let enter = path.clone();
+    let holder = std::thread::spawn(move || {
+        let f = std::fs::File::open(&enter).unwrap();
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&f),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .unwrap();
+        loopback_up().unwrap();
+        let p = listeners();
+        settle(&p.expected);
+        let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
+        tx.send((sleeper.id(), p.expected)).unwrap();
+        let _ = stop_rx.recv();
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        drop(p);
+    });
+    let (pid, expected) = rx.recv().unwrap();
+
+    let out = run_ok(&["--netns", &path]);
+    assert_eq!(
+        parse_metrics(&out),
+        vec![(tags(&[("netns", &name)]), fields(&expected))]
+    );
+    let fake = FakeProc::new();
+    fake.add(pid, pid);
+    let out = run_ok(&["--all-netns", "--proc-root", fake.root()]);
+    let ours: Vec<Parsed> = parse_metrics(&out)
+        .into_iter()
+        .filter(|(t, _)| {
+            t.iter()
+                .any(|(_, v)| *v == name || *v == format!("pid:{pid}"))
+        })
+        .collect();
+    assert_eq!(
+        ours,
+        vec![(tags(&[("netns", &name)]), fields(&expected))],
+        "{out}"
+    );
+
+    drop(stop_tx);
+    holder.join().unwrap();
+    drop(named);
 }
 
 /// Runs the binary in the calling thread's namespace without
@@ -408,7 +493,7 @@ fn include_unix_counts_unix_sockets() {
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 6] = [
+    let tests: [(&str, fn()); 7] = [
         (
             "netns_paths_get_one_metric_each",
             netns_paths_get_one_metric_each,
@@ -432,6 +517,10 @@ fn main() {
         (
             "include_unix_counts_unix_sockets",
             include_unix_counts_unix_sockets,
+        ),
+        (
+            "named_namespaces_are_tagged_by_name",
+            named_namespaces_are_tagged_by_name,
         ),
     ];
     run_trials(args, setup, named("namespaces", &tests));

@@ -55,7 +55,8 @@ pub fn new_netns() -> Result<(), String> {
     loopback_up()
 }
 
-fn loopback_up() -> Result<(), String> {
+/// Brings `lo` up in the calling thread's namespace.
+pub fn loopback_up() -> Result<(), String> {
     // SAFETY: plain socket ioctls on a zeroed, NUL-terminated ifreq.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
