@@ -295,7 +295,7 @@ impl Collector {
 
     /// This gather's per-namespace counters, from the second gather on.
     fn read_counters(&mut self) -> Option<SockCounts> {
-        if !self.gathered {
+        if !self.gathered || (self.tcp_via_proc && self.udp_via_proc) {
             return None;
         }
         if let Counters::Untried = self.counters {
