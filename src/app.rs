@@ -102,14 +102,12 @@ impl Slot {
             _ => self.collector = Some(Collector::in_namespace(options.clone(), Some(target))),
         }
     }
+}
 
-    /// Where, for log lines: empty, or " in network namespace NAME".
-    fn context(&self) -> String {
-        self.tag
-            .as_ref()
-            .map(|t| format!(" in network namespace {t}"))
-            .unwrap_or_default()
-    }
+/// Where, for log lines: empty, or " in network namespace NAME".
+fn context(tag: Option<&str>) -> String {
+    tag.map(|t| format!(" in network namespace {t}"))
+        .unwrap_or_default()
 }
 
 /// An error that means the namespace went away between the scan and the
@@ -210,7 +208,11 @@ impl Gatherer {
                             slot.collector = None;
                             slot.tag = Some(netns::tag_for(path));
                             failed += 1;
-                            let said = slot.throttle.failed(&slot.context(), e.to_string(), now);
+                            let said = slot.throttle.failed(
+                                &context(slot.tag.as_deref()),
+                                e.to_string(),
+                                now,
+                            );
                             say(&self.log, said);
                         }
                     }
@@ -259,34 +261,35 @@ impl Gatherer {
         // `--netns` paths that name one namespace twice count it once.
         let mut seen: Vec<NsId> = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            if slot.collector.is_none() {
+            let Slot {
+                collector: Some(collector),
+                tag,
+                throttle,
+            } = slot
+            else {
                 continue;
-            }
-            if let Some(id) = slot.id() {
-                if seen.contains(&id) {
+            };
+            if let Some(t) = collector.target() {
+                if seen.contains(&t.id) {
                     continue;
                 }
-                seen.push(id);
+                seen.push(t.id);
             }
-            let context = slot.context();
-            let prefix = slot
-                .tag
+            let context = context(tag.as_deref());
+            let prefix = tag
                 .as_ref()
                 .map(|t| format!("network namespace {t}: "))
                 .unwrap_or_default();
-            let Some(collector) = &mut slot.collector else {
-                continue;
-            };
             let events = &mut |event: Event<'_>| report(&log, &prefix, include_unix, event);
             match collector.gather(&mut self.bufs, events) {
                 Ok(counts) => {
                     self.results.push((i, counts));
-                    say(&log, slot.throttle.succeeded(&context));
+                    say(&log, throttle.succeeded(&context));
                 }
                 Err(e) if all && vanished(&e) => slot.collector = None,
                 Err(e) => {
                     failed += 1;
-                    say(&log, slot.throttle.failed(&context, e.to_string(), now));
+                    say(&log, throttle.failed(&context, e.to_string(), now));
                 }
             }
         }
