@@ -136,27 +136,15 @@ pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Vec<Target>, Error
             }
         }
     }
-    let entries = std::fs::read_dir(proc_root).map_err(|source| Error::ProcRead {
-        path: proc_root.to_owned(),
-        source,
-    })?;
-    let mut path = proc_root.to_path_buf();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        path.push(&name);
-        path.push("ns/net");
-        let id = NsId::of(&path);
-        path.pop();
-        path.pop();
-        path.pop();
-        let Ok(id) = id else { continue };
+    each_process(proc_root, |pid, id| {
         let f = found.entry(id).or_default();
         f.lowest_pid = Some(f.lowest_pid.map_or(pid, |p| p.min(pid)));
         f.of_pid1 |= pid == 1;
-    }
+    })
+    .map_err(|source| Error::ProcRead {
+        path: proc_root.to_owned(),
+        source,
+    })?;
     let mut targets: Vec<(u8, u32, Target)> = found
         .into_iter()
         .map(|(id, f)| {
@@ -180,17 +168,37 @@ pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Vec<Target>, Error
     Ok(targets.into_iter().map(|(_, _, t)| t).collect())
 }
 
-/// A process of `proc_root` that runs in namespace `id`, if any.
-pub fn find_pid(proc_root: &Path, id: NsId) -> Option<u32> {
-    let mut lowest = None;
-    for entry in std::fs::read_dir(proc_root).ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+/// Calls `f` with the PID and network namespace of every process under
+/// `proc_root` that can be looked at (others vanish or are not ours to see).
+fn each_process(proc_root: &Path, mut f: impl FnMut(u32, NsId)) -> std::io::Result<()> {
+    let mut path = proc_root.to_path_buf();
+    for entry in std::fs::read_dir(proc_root)?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        if NsId::of(&entry.path().join("ns/net")).is_ok_and(|i| i == id) {
-            lowest = Some(lowest.map_or(pid, |p: u32| p.min(pid)));
+        path.push(&name);
+        path.push("ns/net");
+        let id = NsId::of(&path);
+        path.pop();
+        path.pop();
+        path.pop();
+        if let Ok(id) = id {
+            f(pid, id);
         }
     }
+    Ok(())
+}
+
+/// The lowest PID under `proc_root` that runs in namespace `id`, if any.
+pub fn find_pid(proc_root: &Path, id: NsId) -> Option<u32> {
+    let mut lowest: Option<u32> = None;
+    each_process(proc_root, |pid, i| {
+        if i == id {
+            lowest = Some(lowest.map_or(pid, |p| p.min(pid)));
+        }
+    })
+    .ok()?;
     lowest
 }
 

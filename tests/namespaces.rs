@@ -244,6 +244,8 @@ fn named_namespaces_are_tagged_by_name() {
         parse_metrics(&out),
         vec![(tags(&[("netns", &name)]), fields(&expected))]
     );
+    // The proc source finds a process inside to read /proc/PID/net from.
+    assert_eq!(run_ok(&["--netns", &path, "--source", "proc"]), out);
     let fake = FakeProc::new();
     fake.add(pid, pid);
     let out = run_ok(&["--all-netns", "--proc-root", fake.root()]);
