@@ -11,6 +11,27 @@ use crate::error::Error;
 /// carries a few hundred of them.
 pub const CHUNK_LEN: usize = 64 * 1024;
 
+/// The hex number in column `index` (0-based) of a whitespace-separated
+/// line, which must be exactly `digits` wide; `what` names it in errors.
+fn hex_column(line: &[u8], index: usize, digits: usize, what: &str) -> Result<u8, String> {
+    let field = line
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+        .nth(index)
+        .ok_or_else(|| {
+            format!(
+                "expected at least {} columns in {:?}",
+                index + 1,
+                String::from_utf8_lossy(line)
+            )
+        })?;
+    let s = std::str::from_utf8(field).ok();
+    match s.and_then(|s| u8::from_str_radix(s, 16).ok()) {
+        Some(v) if field.len() == digits => Ok(v),
+        _ => Err(format!("bad {what} {:?}", String::from_utf8_lossy(field))),
+    }
+}
+
 /// The kernel state number from one line of /proc/net/{tcp,tcp6,udp,udp6}:
 ///
 /// ```text
@@ -20,21 +41,7 @@ pub const CHUNK_LEN: usize = 64 * 1024;
 ///
 /// The fourth column, two hex digits.
 pub fn line_state(line: &[u8]) -> Result<u8, String> {
-    let field = line
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|f| !f.is_empty())
-        .nth(3)
-        .ok_or_else(|| {
-            format!(
-                "expected at least 4 columns in {:?}",
-                String::from_utf8_lossy(line)
-            )
-        })?;
-    let s = std::str::from_utf8(field).ok();
-    match s.and_then(|s| u8::from_str_radix(s, 16).ok()) {
-        Some(v) if field.len() == 2 => Ok(v),
-        _ => Err(format!("bad state {:?}", String::from_utf8_lossy(field))),
-    }
+    hex_column(line, 3, 2, "state")
 }
 
 /// The socket type from one line of /proc/net/unix:
@@ -47,24 +54,7 @@ pub fn line_state(line: &[u8]) -> Result<u8, String> {
 /// The fifth column, four hex digits (`SOCK_STREAM` 1, `SOCK_DGRAM` 2,
 /// `SOCK_SEQPACKET` 5).
 pub fn unix_line_type(line: &[u8]) -> Result<u8, String> {
-    let field = line
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|f| !f.is_empty())
-        .nth(4)
-        .ok_or_else(|| {
-            format!(
-                "expected at least 5 columns in {:?}",
-                String::from_utf8_lossy(line)
-            )
-        })?;
-    let s = std::str::from_utf8(field).ok();
-    match s.and_then(|s| u8::from_str_radix(s, 16).ok()) {
-        Some(v) if field.len() == 4 => Ok(v),
-        _ => Err(format!(
-            "bad socket type {:?}",
-            String::from_utf8_lossy(field)
-        )),
-    }
+    hex_column(line, 4, 4, "socket type")
 }
 
 /// Which kind of table a file holds: what its header starts with, and
