@@ -24,28 +24,6 @@ const TOOLS: [(&str, &str); 3] = [
     ("prometheus-node-exporter", "prometheus-node-exporter"),
 ];
 
-/// A directory that is removed with everything in it when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(what: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "telegraf-netstat-{what}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A server process on a loopback port of the calling thread's namespace,
 /// killed when dropped.
 struct Server {

@@ -5,7 +5,6 @@
 mod support;
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -60,34 +59,21 @@ fn netns_paths_get_one_metric_each() {
 
 /// A fake proc root whose entries are symlinks to real /proc/PID
 /// directories: `--all-netns` sees exactly the processes the test chose.
-struct FakeProc(PathBuf);
+struct FakeProc(Scratch);
 
 impl FakeProc {
     fn new() -> FakeProc {
-        let dir = std::env::temp_dir().join(format!(
-            "telegraf-netstat-proc-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        FakeProc(dir)
+        FakeProc(Scratch::new("proc"))
     }
 
     /// Shows process `pid` as `<fake>/as_pid`.
     fn add(&self, as_pid: u32, pid: u32) {
-        std::os::unix::fs::symlink(format!("/proc/{pid}"), self.0.join(as_pid.to_string()))
+        std::os::unix::fs::symlink(format!("/proc/{pid}"), self.0 .0.join(as_pid.to_string()))
             .unwrap();
     }
 
     fn root(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for FakeProc {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0 .0.to_str().unwrap()
     }
 }
 
@@ -443,9 +429,8 @@ fn ss_unix() -> (u64, u64, u64) {
 fn include_unix_counts_unix_sockets() {
     use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
     in_netns(|| {
-        let dir = std::env::temp_dir().join(format!("tn-unix-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = Scratch::new("unix");
+        let dir = &scratch.0;
         let mut p = udp();
         // Stream: a listener, a connected pair through it, a socketpair: 5.
         let l = UnixListener::bind(dir.join("s.sock")).unwrap();
@@ -488,7 +473,6 @@ fn include_unix_counts_unix_sockets() {
         assert_eq!(m.len(), 3);
         assert_eq!(m[2], (tags(&[("family", "unix")]), fields(&unix)));
         drop(p);
-        let _ = std::fs::remove_dir_all(&dir);
     })
 }
 

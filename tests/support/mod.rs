@@ -6,6 +6,7 @@ use std::any::Any;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -790,6 +791,29 @@ pub fn run_trials(args: Arguments, setup: Result<(), String>, tests: Vec<NamedTe
         eprintln!("SKIP: {why}; these tests are ignored");
     }
     libtest_mimic::run(&args, trials).exit()
+}
+
+/// A fresh directory for one test, removed with everything in it when
+/// dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(what: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "telegraf-netstat-{what}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// One metric of our influx output: its tags and its fields.
