@@ -353,10 +353,6 @@ fn report(log: &Logger, prefix: &str, include_unix: bool, event: Event<'_>) {
                 "{prefix}{error}; reading {what} sockets from /proc from now on"
             ))
         }
-        Event::Interrupted { dump, attempts } => log.warn(format_args!(
-            "{prefix}the netlink {dump} dump was interrupted by socket table changes {attempts} times in a row; \
-             reporting the last attempt's counts, which may be off by the sockets that changed"
-        )),
         Event::UnknownState { state, count } => log.debug(format_args!(
             "{prefix}ignored {count} tcp sockets in unknown state {state}"
         )),

@@ -1,16 +1,27 @@
 //! One gather in one network namespace: picks the source per protocol
-//! (netlink, or /proc where netlink is refused), retries interrupted dumps,
-//! and tallies the result by address family. Keeps its socket between
+//! (netlink, or /proc where netlink is refused) and tallies the result by
+//! address family. Keeps its socket between
 //! gathers, and reads into buffers the caller owns and shares between
 //! collectors, so a long-running process allocates nothing per socket and
 //! memory does not grow with gathers.
+//!
+//! Every gather dumps every table it counts. An earlier version skipped the
+//! TCP and UDP dumps when `/proc/net/sockstat{,6}` said a table was empty;
+//! that is unsound for TCP: the kernel's `TCP: inuse` counts only hashed full
+//! sockets (`sock_prot_inuse_add()` in `inet_hash()`/`inet_unhash()`) and
+//! `tw` only TIME_WAIT entries, while request sockets (`NEW_SYN_RECV`) sit in
+//! the established hash uncounted (`inet_ehash_insert()` from
+//! `reqsk_queue_hash_req()` touches no counter) and outlive a closed listener
+//! until `reqsk_timer_handler()` drops them. No per-namespace counter covers
+//! them, so no rule can prove a skipped TCP dump exact; the UDP half saved
+//! ~9 µs per dump here and went with it.
 
 use std::path::PathBuf;
 
 use crate::error::{Dump, Error};
 use crate::netlink::DiagSocket;
 use crate::netns::{self, Target};
-use crate::procfs::{self, ProcPaths, SockCounts, Sockstat, Table};
+use crate::procfs::{self, ProcPaths, Table};
 use crate::tally::{tally, tally_unix, ByFamily, StateHistogram};
 use crate::wire::AF_INET6;
 
@@ -62,16 +73,9 @@ pub enum Event<'a> {
         proto: Option<Proto>,
         error: &'a Error,
     },
-    /// The dump was still interrupted by table changes after `attempts`
-    /// tries; the last attempt's counts are used.
-    Interrupted { dump: Dump, attempts: u32 },
     /// Sockets in a state number this program does not know; counted nowhere.
     UnknownState { state: u8, count: u64 },
 }
-
-/// How often a dump flagged `NLM_F_DUMP_INTR` is tried before its counts
-/// are taken as they are.
-pub const DUMP_ATTEMPTS: u32 = 4;
 
 /// Scratch memory for gathers, owned by the caller and shared by all its
 /// collectors, however many namespaces they count: one netlink receive
@@ -98,81 +102,8 @@ impl Buffers {
     }
 }
 
-/// The empty-table shortcut. A TCP dump visits every bucket of the
-/// host-wide established hash (262 144 on a small VM, ~150 µs) even in a
-/// namespace without a single TCP socket, and each UDP dump its hash; the
-/// kernel's per-namespace counters in /proc/net/sockstat{,6} tell that a
-/// table is empty for a few µs. A zero is believed for a table only after
-/// one of its dumps confirmed a zero read just before it, and never once a
-/// dump contradicted one. Pure policy, tested without a kernel.
-#[derive(Debug, Default)]
-struct Shortcut {
-    trusted: [bool; 3],
-    distrusted: [bool; 3],
-}
-
-/// The tables the shortcut knows, as indices into its arrays.
-#[derive(Debug, Clone, Copy)]
-enum Table3 {
-    Tcp = 0,
-    Udp4 = 1,
-    Udp6 = 2,
-}
-
-impl Table3 {
-    fn of(dump: Dump) -> Option<Table3> {
-        match dump {
-            Dump::Tcp => Some(Table3::Tcp),
-            Dump::Udp4 => Some(Table3::Udp4),
-            Dump::Udp6 => Some(Table3::Udp6),
-            Dump::Unix => None,
-        }
-    }
-
-    fn count(self, c: &SockCounts) -> u64 {
-        match self {
-            Table3::Tcp => c.tcp,
-            Table3::Udp4 => c.udp4,
-            Table3::Udp6 => c.udp6,
-        }
-    }
-}
-
-impl Shortcut {
-    /// Whether the dump of `t` can be skipped given this gather's counters.
-    fn skip(&self, t: Table3, now: Option<&SockCounts>) -> bool {
-        self.trusted[t as usize] && now.is_some_and(|c| t.count(c) == 0)
-    }
-
-    /// What a dump of `t` that found `found` sockets says of the counters
-    /// read before it.
-    fn learn(&mut self, t: Table3, before: Option<&SockCounts>, found: u64) {
-        let i = t as usize;
-        if before.is_some_and(|c| t.count(c) == 0) {
-            if found == 0 && !self.distrusted[i] {
-                self.trusted[i] = true;
-            } else if found != 0 {
-                self.distrusted[i] = true;
-                self.trusted[i] = false;
-            }
-        }
-    }
-}
-
-/// The counters of a collector's namespace: not looked at during the first
-/// gather (a one-shot run would only pay for them), then opened once.
-enum Counters {
-    Untried,
-    Open(Sockstat),
-    Unavailable,
-}
-
 pub struct Collector {
     options: Options,
-    shortcut: Shortcut,
-    counters: Counters,
-    /// Whether a gather has run before this one.
-    gathered: bool,
     /// `None`: the namespace this process runs in.
     target: Option<Target>,
     own_paths: ProcPaths,
@@ -203,9 +134,6 @@ impl Collector {
     pub fn in_namespace(options: Options, target: Option<Target>) -> Self {
         let proc = options.source == Source::Proc;
         Collector {
-            shortcut: Shortcut::default(),
-            counters: Counters::Untried,
-            gathered: false,
             own_paths: ProcPaths::new(&options.proc_root),
             target,
             socket: None,
@@ -236,20 +164,8 @@ impl Collector {
         bufs: &mut Buffers,
         events: &mut dyn FnMut(Event),
     ) -> Result<ByFamily, Error> {
-        let r = self.gather_once(bufs, events);
-        self.gathered = true;
-        r
-    }
-
-    fn gather_once(
-        &mut self,
-        bufs: &mut Buffers,
-        events: &mut dyn FnMut(Event),
-    ) -> Result<ByFamily, Error> {
-        let counters = self.read_counters();
-        let counters = counters.as_ref();
         if !self.tcp_via_proc {
-            if let Err(e) = self.netlink(Dump::Tcp, counters, &mut bufs.recv, events) {
+            if let Err(e) = self.netlink(Dump::Tcp, &mut bufs.recv) {
                 self.fall_back(Proto::Tcp, e, events)?;
             }
         }
@@ -258,8 +174,8 @@ impl Collector {
         }
         if !self.udp_via_proc {
             let r = self
-                .netlink(Dump::Udp4, counters, &mut bufs.recv, events)
-                .and_then(|()| self.netlink(Dump::Udp6, counters, &mut bufs.recv, events));
+                .netlink(Dump::Udp4, &mut bufs.recv)
+                .and_then(|()| self.netlink(Dump::Udp6, &mut bufs.recv));
             if let Err(e) = r {
                 self.fall_back(Proto::Udp, e, events)?;
             }
@@ -269,7 +185,7 @@ impl Collector {
         }
         if self.options.include_unix {
             if !self.unix_via_proc {
-                if let Err(e) = self.netlink(Dump::Unix, None, &mut bufs.recv, events) {
+                if let Err(e) = self.netlink(Dump::Unix, &mut bufs.recv) {
                     self.fall_back(Proto::Unix, e, events)?;
                 }
             }
@@ -291,42 +207,6 @@ impl Collector {
                 Default::default()
             },
         })
-    }
-
-    /// This gather's per-namespace counters, from the second gather on.
-    fn read_counters(&mut self) -> Option<SockCounts> {
-        if !self.gathered || (self.tcp_via_proc && self.udp_via_proc) {
-            return None;
-        }
-        if let Counters::Untried = self.counters {
-            self.counters = match self.sockstat_dir().and_then(|d| Sockstat::open(&d).ok()) {
-                Some(s) => Counters::Open(s),
-                None => Counters::Unavailable,
-            };
-        }
-        let Counters::Open(s) = &self.counters else {
-            return None;
-        };
-        let c = s.read();
-        if c.is_none() {
-            self.counters = Counters::Unavailable;
-        }
-        c
-    }
-
-    /// Where the counters of the collector's namespace are: /proc/self/net
-    /// for the own one (the main thread never changes namespace), else
-    /// `<proc root>/PID/net` of a process known to be inside.
-    fn sockstat_dir(&self) -> Option<PathBuf> {
-        match &self.target {
-            None => Some(PathBuf::from("/proc/self/net")),
-            Some(t) => {
-                let pid = t.pid?.to_string();
-                let root = &self.options.proc_root;
-                let id = netns::NsId::of(&root.join(&pid).join("ns/net")).ok()?;
-                (id == t.id).then(|| root.join(pid).join("net"))
-            }
-        }
     }
 
     /// Decides what a failed netlink dump means: a refusal under `auto`
@@ -365,23 +245,8 @@ impl Collector {
         Ok(())
     }
 
-    /// One dump into the histograms, unless the shortcut says its table is
-    /// empty (`counters`: this gather's, if any).
-    fn netlink(
-        &mut self,
-        dump: Dump,
-        counters: Option<&SockCounts>,
-        buf: &mut [u8],
-        events: &mut dyn FnMut(Event),
-    ) -> Result<(), Error> {
-        let table = Table3::of(dump);
-        if table.is_some_and(|t| self.shortcut.skip(t, counters)) {
-            match dump {
-                Dump::Tcp => self.tcp.iter_mut().for_each(StateHistogram::clear),
-                _ => self.udp[(dump == Dump::Udp6) as usize] = 0,
-            }
-            return Ok(());
-        }
+    /// One dump into the histograms.
+    fn netlink(&mut self, dump: Dump, buf: &mut [u8]) -> Result<(), Error> {
         let socket = match &mut self.socket {
             Some(s) => s,
             None => self.socket.insert(match &self.target {
@@ -389,43 +254,23 @@ impl Collector {
                 Some(t) => netns::open_socket(t)?,
             }),
         };
-        for attempt in 1..=DUMP_ATTEMPTS {
-            let status = match dump {
-                Dump::Tcp => {
-                    let hist = &mut self.tcp;
-                    hist.iter_mut().for_each(StateHistogram::clear);
-                    socket.dump(buf, dump, |family, state| hist[slot(family)].add(state))?
-                }
-                Dump::Udp4 | Dump::Udp6 => {
-                    let n = &mut self.udp[(dump == Dump::Udp6) as usize];
-                    *n = 0;
-                    socket.dump(buf, dump, |_, _| *n += 1)?
-                }
-                Dump::Unix => {
-                    let hist = &mut self.unix;
-                    hist.clear();
-                    socket.dump(buf, dump, |_, sock_type| hist.add(sock_type))?
-                }
-            };
-            if !status.interrupted {
-                break;
+        match dump {
+            Dump::Tcp => {
+                let hist = &mut self.tcp;
+                hist.iter_mut().for_each(StateHistogram::clear);
+                socket.dump(buf, dump, |family, state| hist[slot(family)].add(state))
             }
-            if attempt == DUMP_ATTEMPTS {
-                events(Event::Interrupted {
-                    dump,
-                    attempts: attempt,
-                });
+            Dump::Udp4 | Dump::Udp6 => {
+                let n = &mut self.udp[(dump == Dump::Udp6) as usize];
+                *n = 0;
+                socket.dump(buf, dump, |_, _| *n += 1)
+            }
+            Dump::Unix => {
+                let hist = &mut self.unix;
+                hist.clear();
+                socket.dump(buf, dump, |_, sock_type| hist.add(sock_type))
             }
         }
-        if let Some(t) = table {
-            let found = match t {
-                Table3::Tcp => self.tcp.iter().map(StateHistogram::total).sum(),
-                Table3::Udp4 => self.udp[0],
-                Table3::Udp6 => self.udp[1],
-            };
-            self.shortcut.learn(t, counters, found);
-        }
-        Ok(())
     }
 
     /// For another namespace, the /proc tables of a process inside it,
@@ -475,45 +320,5 @@ impl Collector {
         let hist = &mut self.unix;
         hist.clear();
         procfs::scan(&paths.unix, Table::Unix, buf, &mut |t| hist.add(t))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn counts(tcp: u64, udp4: u64, udp6: u64) -> Option<SockCounts> {
-        Some(SockCounts { tcp, udp4, udp6 })
-    }
-
-    #[test]
-    fn a_zero_is_believed_only_after_a_dump_confirmed_it() {
-        let mut s = Shortcut::default();
-        let empty = counts(0, 0, 0);
-        // Never before a confirmation, nor without counters.
-        assert!(!s.skip(Table3::Tcp, empty.as_ref()));
-        s.learn(Table3::Tcp, counts(5, 0, 0).as_ref(), 5);
-        assert!(!s.skip(Table3::Tcp, empty.as_ref()));
-        s.learn(Table3::Tcp, empty.as_ref(), 0);
-        assert!(s.skip(Table3::Tcp, empty.as_ref()));
-        assert!(!s.skip(Table3::Tcp, None));
-        assert!(!s.skip(Table3::Tcp, counts(1, 0, 0).as_ref()));
-        // Each table on its own evidence.
-        assert!(!s.skip(Table3::Udp4, empty.as_ref()));
-        s.learn(Table3::Udp6, empty.as_ref(), 0);
-        assert!(s.skip(Table3::Udp6, empty.as_ref()));
-    }
-
-    #[test]
-    fn a_contradicted_zero_is_never_believed_again() {
-        let mut s = Shortcut::default();
-        let empty = counts(0, 0, 0);
-        s.learn(Table3::Udp4, empty.as_ref(), 0);
-        assert!(s.skip(Table3::Udp4, empty.as_ref()));
-        // The counters said none, the dump found one.
-        s.learn(Table3::Udp4, empty.as_ref(), 1);
-        assert!(!s.skip(Table3::Udp4, empty.as_ref()));
-        s.learn(Table3::Udp4, empty.as_ref(), 0);
-        assert!(!s.skip(Table3::Udp4, empty.as_ref()));
     }
 }

@@ -2,6 +2,16 @@
 //! the dump requests and the receive loop. Counting is left to the caller,
 //! which gets one callback per socket with two raw bytes: family and state
 //! for TCP and UDP, `AF_UNIX` and the socket type for unix sockets.
+//!
+//! `NLM_F_DUMP_INTR` is not looked at: the kernel sets it only in
+//! `nl_dump_check_consistent()` (include/net/netlink.h), when a dump
+//! callback has set `cb->seq` to a table generation and it changed between
+//! batches. `inet_diag_dump()` (net/ipv4/inet_diag.c), `udp_diag_dump()`
+//! (net/ipv4/udp_diag.c) and `unix_diag_dump()` (net/unix/diag.c) never set
+//! `cb->seq`, so `netlink_dump()`'s check on the final NLMSG_DONE compares
+//! 0 with 0 and never flags these dumps. Like any sock_diag reader (`ss`),
+//! a dump is a walk, not a snapshot: a socket that appears or goes during
+//! the walk may or may not be in it.
 
 use std::os::fd::OwnedFd;
 
@@ -26,14 +36,6 @@ pub fn recv_buffer() -> Box<[u8]> {
 pub struct DiagSocket {
     fd: OwnedFd,
     seq: u32,
-}
-
-/// What a completed dump reported besides its records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DumpStatus {
-    /// The kernel's tables changed during the dump (`NLM_F_DUMP_INTR`): a
-    /// socket may have been missed or seen twice.
-    pub interrupted: bool,
 }
 
 fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
@@ -66,7 +68,7 @@ impl DiagSocket {
         buf: &mut [u8],
         dump: Dump,
         mut on_record: impl FnMut(u8, u8),
-    ) -> Result<DumpStatus, Error> {
+    ) -> Result<(), Error> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let tcp;
@@ -98,7 +100,6 @@ impl DiagSocket {
             }
         })?;
 
-        let mut status = DumpStatus::default();
         loop {
             let (_, len) = retry(|| rustix::net::recv(&self.fd, &mut *buf, RecvFlags::TRUNC))
                 .map_err(|e| Error::NetlinkRecv {
@@ -121,8 +122,8 @@ impl DiagSocket {
                     },
                 });
             }
-            if read_batch(&buf[..len], dump, seq, &mut status, &mut on_record)? == Batch::Done {
-                return Ok(status);
+            if read_batch(&buf[..len], dump, seq, &mut on_record)? == Batch::Done {
+                return Ok(());
             }
         }
     }
@@ -145,14 +146,13 @@ fn reply_kind(dump: Dump) -> u16 {
 
 /// Reads the messages of one received batch of the dump with sequence
 /// number `seq`: calls `on_record(family, state)` per inet socket record and
-/// `on_record(AF_UNIX, socket type)` per unix one, notes `NLM_F_DUMP_INTR`
-/// in `status`, and says whether the dump is done. Pure: no I/O, so it is
+/// `on_record(AF_UNIX, socket type)` per unix one, and says whether the
+/// dump is done. Pure: no I/O, so it is
 /// tested on captured bytes.
 pub fn read_batch(
     batch: &[u8],
     dump: Dump,
     seq: u32,
-    status: &mut DumpStatus,
     on_record: &mut impl FnMut(u8, u8),
 ) -> Result<Batch, Error> {
     let malformed = |detail| Error::NetlinkMalformed { dump, detail };
@@ -162,9 +162,6 @@ pub fn read_batch(
         // Replies to an earlier request that was abandoned half way.
         if msg.seq() != seq {
             continue;
-        }
-        if msg.flags() & wire::NLM_F_DUMP_INTR != 0 {
-            status.interrupted = true;
         }
         match msg.kind() {
             k if k == record && dump == Dump::Unix => {
@@ -204,18 +201,15 @@ pub fn read_batch(
 mod tests {
     use super::*;
     use crate::wire::tests::{captured_record, push_msg};
-    use crate::wire::{
-        NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR, NLM_F_MULTI, SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK,
-    };
+    use crate::wire::{NLMSG_DONE, NLMSG_ERROR, NLM_F_MULTI, SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK};
 
-    fn run(batch: &[u8], dump: Dump, seq: u32) -> (Result<Batch, Error>, Vec<u8>, DumpStatus) {
+    fn run(batch: &[u8], dump: Dump, seq: u32) -> (Result<Batch, Error>, Vec<u8>) {
         let mut states = Vec::new();
-        let mut status = DumpStatus::default();
-        let r = read_batch(batch, dump, seq, &mut status, &mut |f, s| {
+        let r = read_batch(batch, dump, seq, &mut |f, s| {
             assert_eq!(f, if dump == Dump::Unix { 1 } else { 2 });
             states.push(s)
         });
-        (r, states, status)
+        (r, states)
     }
 
     #[test]
@@ -224,10 +218,9 @@ mod tests {
         for s in [1u8, 1, 10, 6] {
             push_msg(&mut b, TCPDIAG_GETSOCK, NLM_F_MULTI, 5, &captured_record(s));
         }
-        let (r, states, status) = run(&b, Dump::Tcp, 5);
+        let (r, states) = run(&b, Dump::Tcp, 5);
         assert_eq!(r.unwrap(), Batch::More);
         assert_eq!(states, [1, 1, 10, 6]);
-        assert!(!status.interrupted);
         push_msg(&mut b, NLMSG_DONE, NLM_F_MULTI, 5, &0i32.to_ne_bytes());
         assert_eq!(run(&b, Dump::Tcp, 5).0.unwrap(), Batch::Done);
     }
@@ -246,7 +239,7 @@ mod tests {
             );
         }
         push_msg(&mut b, NLMSG_DONE, NLM_F_MULTI, 8, &0i32.to_ne_bytes());
-        let (r, types, _) = run(&b, Dump::Unix, 8);
+        let (r, types) = run(&b, Dump::Unix, 8);
         assert_eq!(r.unwrap(), Batch::Done);
         assert_eq!(types, [1, 2, 5, 2]);
         // Shorter than `struct unix_diag_msg`: malformed.
@@ -285,7 +278,7 @@ mod tests {
             4,
             &captured_record(1),
         );
-        let (r, states, _) = run(&b, Dump::Udp4, 4);
+        let (r, states) = run(&b, Dump::Udp4, 4);
         assert_eq!(r.unwrap(), Batch::More);
         assert_eq!(states, [1]);
     }
@@ -301,7 +294,7 @@ mod tests {
             &captured_record(1),
         );
         push_msg(&mut b, 1 /* NLMSG_NOOP */, 0, 1, &[]);
-        let (r, states, _) = run(&b, Dump::Tcp, 1);
+        let (r, states) = run(&b, Dump::Tcp, 1);
         assert_eq!(r.unwrap(), Batch::More);
         assert!(states.is_empty());
     }
@@ -312,7 +305,7 @@ mod tests {
         let mut err = (-2i32).to_ne_bytes().to_vec(); // -ENOENT: no udp_diag
         err.extend_from_slice(&[0; 16]);
         push_msg(&mut b, NLMSG_ERROR, 0, 9, &err);
-        let (r, _, _) = run(&b, Dump::Udp6, 9);
+        let (r, _) = run(&b, Dump::Udp6, 9);
         let e = r.unwrap_err();
         assert!(matches!(
             e,
@@ -337,28 +330,11 @@ mod tests {
     }
 
     #[test]
-    fn notes_interrupted_dumps() {
-        let mut b = Vec::new();
-        push_msg(&mut b, TCPDIAG_GETSOCK, NLM_F_MULTI, 2, &captured_record(1));
-        push_msg(
-            &mut b,
-            NLMSG_DONE,
-            NLM_F_MULTI | NLM_F_DUMP_INTR,
-            2,
-            &0i32.to_ne_bytes(),
-        );
-        let (r, states, status) = run(&b, Dump::Tcp, 2);
-        assert_eq!(r.unwrap(), Batch::Done);
-        assert_eq!(states, [1]);
-        assert!(status.interrupted);
-    }
-
-    #[test]
     fn truncated_batches_are_errors() {
         let mut b = Vec::new();
         push_msg(&mut b, TCPDIAG_GETSOCK, NLM_F_MULTI, 2, &captured_record(1));
         for cut in [1, 15, 16, 50, b.len() - 1] {
-            let (r, _, _) = run(&b[..cut], Dump::Tcp, 2);
+            let (r, _) = run(&b[..cut], Dump::Tcp, 2);
             assert!(
                 matches!(r, Err(Error::NetlinkMalformed { .. })),
                 "cut at {cut}: {r:?}"

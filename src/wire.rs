@@ -24,8 +24,6 @@ pub const NLMSG_OVERRUN: u16 = 4;
 pub const NLM_F_REQUEST: u16 = 0x01;
 /// `NLM_F_MULTI`: part of a multi-part reply.
 pub const NLM_F_MULTI: u16 = 0x02;
-/// `NLM_F_DUMP_INTR`: the kernel's tables changed while this dump was built.
-pub const NLM_F_DUMP_INTR: u16 = 0x10;
 /// `NLM_F_ROOT | NLM_F_MATCH`, i.e. `NLM_F_DUMP`.
 pub const NLM_F_DUMP: u16 = 0x100 | 0x200;
 
@@ -490,20 +488,6 @@ pub(crate) mod tests {
         assert_eq!(msgs[0].kind(), NLMSG_ERROR);
         assert_eq!(msgs[0].errno().unwrap(), 2);
         assert_eq!(msgs[1].errno().unwrap(), 1);
-    }
-
-    #[test]
-    fn marks_interrupted_dumps() {
-        let mut buf = Vec::new();
-        push_msg(
-            &mut buf,
-            TCPDIAG_GETSOCK,
-            NLM_F_MULTI | NLM_F_DUMP_INTR,
-            1,
-            &captured_record(1),
-        );
-        let msg = Messages::new(&buf).next().unwrap().unwrap();
-        assert_ne!(msg.flags() & NLM_F_DUMP_INTR, 0);
     }
 
     #[test]

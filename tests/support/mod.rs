@@ -908,3 +908,83 @@ impl Drop for Netns {
         }
     }
 }
+
+/// A second network namespace joined to the calling thread's by a veth
+/// pair, with a thread inside that opens TCP connections on request: a
+/// client whose sockets are not counted in the caller's namespace.
+pub struct Peer {
+    connect: Option<std::sync::mpsc::Sender<SocketAddr>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Peer {
+    /// `here` and `there`: the addresses (with prefix) of the two ends.
+    pub fn new(here: &str, there: &str) -> Peer {
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+        let thread = std::thread::spawn(move || {
+            new_netns().expect("cannot create the peer namespace");
+            tid_tx
+                .send(rustix::thread::gettid().as_raw_nonzero())
+                .unwrap();
+            let mut kept = Vec::new();
+            for to in rx {
+                kept.push(TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap());
+            }
+        });
+        let tid = tid_rx.recv().expect("peer thread failed").to_string();
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip")
+                .args(args)
+                .output()
+                .expect("cannot run ip");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let there_ns = format!("/proc/{tid}/ns/net");
+        ip(&[
+            "link", "add", "tn0", "type", "veth", "peer", "name", "tn1", "netns", &tid,
+        ]);
+        ip(&["addr", "add", here, "dev", "tn0"]);
+        ip(&["link", "set", "tn0", "up"]);
+        for args in [
+            &["addr", "add", there, "dev", "tn1"][..],
+            &["link", "set", "tn1", "up"],
+        ] {
+            let out = Command::new("nsenter")
+                .arg(format!("--net={there_ns}"))
+                .arg("ip")
+                .args(args)
+                .output()
+                .expect("cannot run nsenter");
+            assert!(
+                out.status.success(),
+                "nsenter ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Peer {
+            connect: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Connects from the peer namespace to `to`, keeping the connection.
+    pub fn connect(&self, to: SocketAddr) {
+        self.connect.as_ref().unwrap().send(to).unwrap();
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        drop(self.connect.take());
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() && !std::thread::panicking() {
+                panic!("peer thread panicked");
+            }
+        }
+    }
+}
