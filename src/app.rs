@@ -11,6 +11,7 @@ use rustix::io::Errno;
 use telegraf_netstat::collector::Buffers;
 use telegraf_netstat::log::Logger;
 use telegraf_netstat::netns::{self, NsId, Target};
+use telegraf_netstat::sink::OutputFile;
 use telegraf_netstat::{ByFamily, Collector, Counts, Error, Event, Metric, Options};
 
 use crate::config::{Config, Namespaces};
@@ -46,13 +47,13 @@ pub fn write_stdout(buf: &[u8]) -> Result<(), Delivery> {
 
 /// Delivers one gather's bytes: stdout in one write, or the `--output` file
 /// replaced atomically.
-fn deliver(output: Option<&std::path::Path>, bytes: &[u8]) -> Result<(), Delivery> {
+fn deliver(output: Option<&OutputFile>, bytes: &[u8]) -> Result<(), Delivery> {
     match output {
         None => write_stdout(bytes),
-        Some(path) => telegraf_netstat::output::replace_file(path, bytes).map_err(|e| {
+        Some(file) => file.replace(bytes).map_err(|e| {
             Delivery::Failed(std::io::Error::new(
                 e.kind(),
-                format!("{}: {e}", path.display()),
+                format!("{}: {e}", file.path().display()),
             ))
         }),
     }
@@ -185,7 +186,7 @@ impl Gatherer {
             return Outcome::GatherFailed;
         }
         self.encode(time);
-        match deliver(self.config.output.as_deref(), &self.out) {
+        match deliver(self.config.output.as_ref(), &self.out) {
             Ok(()) => Outcome::Delivered { failed },
             Err(d) => Outcome::NotDelivered(d),
         }

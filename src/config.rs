@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{error::ErrorKind, CommandFactory, Parser, ValueEnum};
+use telegraf_netstat::sink::OutputFile;
 use telegraf_netstat::{Format, Source};
 
 const AFTER_HELP: &str = "\
@@ -62,9 +63,11 @@ struct Args {
     format: FormatArg,
 
     /// Write each gather to FILE instead of stdout, replacing it atomically
-    /// (a temporary file in the same directory, then rename), mode 0644: for
-    /// node_exporter's textfile collector or any reader that must never see a
-    /// partial file. Example: --output /var/lib/node_exporter/netstat.prom
+    /// (a new temporary file with a random hidden name in the same directory,
+    /// never following or reusing anything found there, then rename), mode
+    /// 0644: for node_exporter's textfile collector or any reader that must
+    /// never see a partial file. An existing FILE must be a regular file.
+    /// Example: --output /var/lib/node_exporter/netstat.prom
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
 
@@ -142,7 +145,7 @@ pub enum Namespaces {
 }
 
 /// Everything the program needs to know, checked.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Config {
     pub source: Source,
     pub proc_root: PathBuf,
@@ -150,7 +153,7 @@ pub struct Config {
     pub verbose: bool,
     pub format: Format,
     /// Where each gather goes: stdout, or a file replaced atomically.
-    pub output: Option<PathBuf>,
+    pub output: Option<OutputFile>,
     /// Gather per stdin line.
     pub execd: bool,
     /// Gather on this period.
@@ -160,10 +163,11 @@ pub struct Config {
     pub by_family: bool,
 }
 
-/// Checks at startup, before any gather, that `--output`'s directory takes
-/// new files: by creating and removing the temporary file we will use.
-fn check_output(path: PathBuf) -> Result<PathBuf, clap::Error> {
-    let bad = |why: String| {
+/// Checks `--output` at startup, before any gather (see `sink`): a usage
+/// error (exit 2) when its directory cannot take new files or the target
+/// exists and is not a regular file.
+fn check_output(path: PathBuf) -> Result<OutputFile, clap::Error> {
+    OutputFile::open(&path).map_err(|why| {
         Args::command().error(
             ErrorKind::InvalidValue,
             format!(
@@ -171,19 +175,7 @@ fn check_output(path: PathBuf) -> Result<PathBuf, clap::Error> {
                 path.display()
             ),
         )
-    };
-    if path.file_name().is_none() {
-        return Err(bad("not a file name".into()));
-    }
-    let tmp = telegraf_netstat::output::temp_path(&path);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| bad(format!("cannot create files in its directory: {e}")))?;
-    let _ = std::fs::remove_file(&tmp);
-    Ok(path)
+    })
 }
 
 /// Parses Go-style durations as Telegraf users write them: one or more

@@ -14,6 +14,7 @@ pub mod netlink;
 pub mod netns;
 pub mod output;
 pub mod procfs;
+pub mod sink;
 pub mod tally;
 pub mod wire;
 

@@ -223,9 +223,110 @@ fn output_writes_the_same_bytes_as_stdout_and_bad_directories_are_usage_errors()
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.starts_with(
-            "error: invalid value '/nonexistent/dir/netstat.prom' for '--output <FILE>': cannot create files in its directory: "
+            "error: invalid value '/nonexistent/dir/netstat.prom' for '--output <FILE>': cannot open its directory: "
         ),
         "{stderr}"
     );
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+/// Another user who can write to the output directory plants a symlink to a
+/// file of root's, a FIFO and a file of their own at the temporary names the
+/// program used to write (`.NAME.tmp.<pid>`), and symlinks at the final name
+/// after startup: nothing planted is followed, opened or published, and the
+/// loop still exits at once on SIGTERM.
+#[test]
+fn output_never_follows_what_others_plant() {
+    let root = fake_proc_root("planted");
+    let r = root.to_str().unwrap();
+    let dir = root.join("textfile");
+    std::fs::create_dir(&dir).unwrap();
+    let victim = root.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let out = dir.join("out.prom");
+    let mut child = Command::new(BIN)
+        .args(["--source", "proc", "--proc-root", r, "--interval", "20ms"])
+        .arg("--output")
+        .arg(&out)
+        .env_remove("HOST_PROC")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    std::os::unix::fs::symlink(&victim, dir.join(format!(".out.prom.tmp.{pid}"))).unwrap();
+    let fifo = dir.join(format!(".out.prom.tmp.{}", pid + 1));
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        0,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    // After startup, the final name becomes a symlink to the victim.
+    let _ = std::fs::remove_file(&out);
+    std::os::unix::fs::symlink(&victim, &out).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let start = std::time::Instant::now();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(start.elapsed() < std::time::Duration::from_millis(500));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let m = std::fs::symlink_metadata(&out).unwrap();
+    assert!(
+        m.file_type().is_file(),
+        "the symlink was replaced, not followed"
+    );
+    let stdout = run(&["--source", "proc", "--proc-root", r], &[]).stdout;
+    assert_eq!(std::fs::read(&out).unwrap(), stdout);
+    // Only what was planted and the output remain: no temporary files.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3);
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+/// Targets that are not regular files are usage errors at startup, before
+/// anything is written: device nodes, symlinks, FIFOs, directories.
+#[test]
+fn output_targets_that_are_not_regular_files_are_usage_errors() {
+    let root = fake_proc_root("targets");
+    let fifo = root.join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        0,
+    )
+    .unwrap();
+    for (target, why) in [
+        ("/dev/null", "it exists and is not a regular file"),
+        ("/dev/full", "it exists and is not a regular file"),
+        ("/dev/stdout", "it is a symbolic link"),
+        (
+            fifo.to_str().unwrap(),
+            "it exists and is not a regular file",
+        ),
+        (root.to_str().unwrap(), "it is a directory"),
+    ] {
+        let out = run(&["--output", target, "--interval", "1s"], &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{target}: {stderr}");
+        assert!(out.stdout.is_empty());
+        assert!(
+            stderr.starts_with(&format!(
+                "error: invalid value '{target}' for '--output <FILE>': {why}"
+            )),
+            "{target}: {stderr}"
+        );
+    }
+    let m = std::fs::metadata("/dev/null").unwrap();
+    use std::os::unix::fs::FileTypeExt;
+    assert!(m.file_type().is_char_device());
     std::fs::remove_dir_all(root).unwrap();
 }

@@ -1,0 +1,261 @@
+//! Where a gather's bytes go: the `--output` file, replaced atomically
+//! without trusting anything in its directory.
+//!
+//! The directory of an output file is often writable by another user (a
+//! node_exporter textfile directory owned by the exporter's account) while
+//! this program runs as root. Whatever that user plants there is never
+//! followed, opened or reused:
+//!
+//! - the directory is opened once, at startup, and every later step is an
+//!   `*at()` call relative to that descriptor;
+//! - each gather writes a new temporary file created with
+//!   `O_CREAT|O_EXCL|O_NOFOLLOW` under a name with 64 random bits: an
+//!   existing entry of that name (symlink, FIFO, someone else's file) makes
+//!   the create fail instead of being opened, and another name is drawn;
+//! - the temporary file is then renamed over the target, which replaces the
+//!   directory entry itself (a planted symlink is replaced, not followed);
+//! - a target that exists and is not a regular file (`/dev/null`,
+//!   `/dev/stdout`, a FIFO, a directory) is refused at startup.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt::Write as _;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, CWD};
+use rustix::io::Errno;
+
+/// How many random names are tried before giving up: each collision is
+/// either a planted file or a 2^-64 coincidence.
+const NAME_ATTEMPTS: usize = 8;
+
+/// The `--output` file: a directory descriptor and a name in it.
+#[derive(Debug)]
+pub struct OutputFile {
+    dir: OwnedFd,
+    name: OsString,
+    path: PathBuf,
+}
+
+impl OutputFile {
+    /// Checks `path` at startup: its directory opens, the target is absent
+    /// or a regular file, and a temporary file can be created there (and is
+    /// removed again). The error says why not, naming nothing but `path`.
+    pub fn open(path: &Path) -> Result<OutputFile, String> {
+        let name = match path.file_name() {
+            Some(n) if !path.as_os_str().as_bytes().ends_with(b"/") => n.to_owned(),
+            _ => return Err("not a file name".into()),
+        };
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let dir = rustix::fs::openat(
+            CWD,
+            parent,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("cannot open its directory: {}", std::io::Error::from(e)))?;
+        match rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile => {}
+                FileType::Directory => return Err("it is a directory".into()),
+                FileType::Symlink => {
+                    return Err("it is a symbolic link; name the file it points to".into())
+                }
+                _ => return Err("it exists and is not a regular file".into()),
+            },
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(format!("cannot look at it: {}", std::io::Error::from(e))),
+        }
+        let out = OutputFile {
+            dir,
+            name,
+            path: path.to_owned(),
+        };
+        let (_, tmp) = out
+            .create_temp()
+            .map_err(|e| format!("cannot create files in its directory: {e}"))?;
+        let _ = rustix::fs::unlinkat(&out.dir, &tmp, AtFlags::empty());
+        Ok(out)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces the file with `bytes`, mode 0644: a reader sees the old
+    /// content or the new, never part of it.
+    pub fn replace(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let (fd, tmp) = self.create_temp()?;
+        let r = (|| -> std::io::Result<()> {
+            // The umask may have removed bits from the creation mode.
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o644))?;
+            let mut rest = bytes;
+            while !rest.is_empty() {
+                match rustix::io::write(&fd, rest) {
+                    Ok(n) => rest = &rest[n..],
+                    Err(Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            drop(fd);
+            rustix::fs::renameat(&self.dir, &tmp, &self.dir, &self.name)?;
+            Ok(())
+        })();
+        if r.is_err() {
+            let _ = rustix::fs::unlinkat(&self.dir, &tmp, AtFlags::empty());
+        }
+        r
+    }
+
+    /// Creates a new, empty temporary file beside the target under a random
+    /// hidden name; never opens anything that already exists.
+    fn create_temp(&self) -> std::io::Result<(OwnedFd, OsString)> {
+        let mut last = Errno::EXIST;
+        for _ in 0..NAME_ATTEMPTS {
+            let tmp = self.temp_name(random_u64()?);
+            match create_exclusive(&self.dir, &tmp) {
+                Ok(fd) => return Ok((fd, tmp)),
+                Err(Errno::EXIST) => last = Errno::EXIST,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!(
+                "{NAME_ATTEMPTS} random temporary names were all taken: {}",
+                std::io::Error::from(last)
+            ),
+        ))
+    }
+
+    /// `.NAME.<16 hex digits>.tmp`: hidden from globs such as node_exporter's
+    /// `*.prom`, and unpredictable.
+    fn temp_name(&self, r: u64) -> OsString {
+        let mut v = Vec::with_capacity(self.name.len() + 22);
+        v.push(b'.');
+        v.extend_from_slice(self.name.as_bytes());
+        let mut hex = String::with_capacity(21);
+        let _ = write!(hex, ".{r:016x}.tmp");
+        v.extend_from_slice(hex.as_bytes());
+        OsString::from_vec(v)
+    }
+}
+
+/// `openat(dir, name, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, 0644)`.
+fn create_exclusive(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+}
+
+fn random_u64() -> std::io::Result<u64> {
+    let mut b = [0u8; 8];
+    let mut got = 0;
+    while got < b.len() {
+        match rustix::rand::getrandom(&mut b[got..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => got += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(u64::from_ne_bytes(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    struct Dir(PathBuf);
+    impl Dir {
+        fn new(what: &str) -> Dir {
+            let d = std::env::temp_dir().join(format!("tn-sink-{what}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            Dir(d)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn replaces_atomically_with_mode_0644_and_leaves_no_temporary_file() {
+        let d = Dir::new("replace");
+        let path = d.0.join("out.prom");
+        let out = OutputFile::open(&path).unwrap();
+        out.replace(b"one\n").unwrap();
+        let first = std::fs::metadata(&path).unwrap();
+        out.replace(b"two\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two\n");
+        let m = std::fs::metadata(&path).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o644);
+        assert_ne!(m.ino(), first.ino(), "a new file each time");
+        let names: Vec<_> = std::fs::read_dir(&d.0).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn planted_entries_at_the_temporary_name_are_never_opened() {
+        let d = Dir::new("planted");
+        let victim = d.0.join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let out = OutputFile::open(&d.0.join("out")).unwrap();
+        // Whatever name is drawn, something is planted there first.
+        let tmp = out.temp_name(7);
+        std::os::unix::fs::symlink(&victim, d.0.join(&tmp)).unwrap();
+        let e = create_exclusive(&out.dir, &tmp).unwrap_err();
+        assert_eq!(e, Errno::EXIST);
+        let fifo = out.temp_name(8);
+        rustix::fs::mknodat(
+            &out.dir,
+            &fifo,
+            FileType::Fifo,
+            Mode::from_raw_mode(0o666),
+            0,
+        )
+        .unwrap();
+        assert_eq!(create_exclusive(&out.dir, &fifo).unwrap_err(), Errno::EXIST);
+        out.replace(b"new\n").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(d.0.join("out")).unwrap(), b"new\n");
+    }
+
+    #[test]
+    fn temporary_names_are_hidden_and_random() {
+        let d = Dir::new("names");
+        let out = OutputFile::open(&d.0.join("netstat.prom")).unwrap();
+        let n = out.temp_name(0xabc).into_string().unwrap();
+        assert_eq!(n, ".netstat.prom.0000000000000abc.tmp");
+        assert_ne!(random_u64().unwrap(), random_u64().unwrap());
+    }
+
+    #[test]
+    fn targets_that_are_not_regular_files_are_refused() {
+        let d = Dir::new("targets");
+        let link = d.0.join("link");
+        std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+        for (path, why) in [
+            (Path::new("/dev/null"), "not a regular file"),
+            (Path::new("/dev/stdout"), "symbolic link"),
+            (&link, "symbolic link"),
+            (&d.0, "directory"),
+            (Path::new("/"), "not a file name"),
+            (Path::new("/no/such/dir/x"), "cannot open its directory"),
+        ] {
+            let e = OutputFile::open(path).unwrap_err();
+            assert!(e.contains(why), "{}: {e}", path.display());
+        }
+        let slash = format!("{}/", d.0.join("x").display());
+        assert!(OutputFile::open(Path::new(&slash)).is_err());
+    }
+}
