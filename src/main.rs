@@ -2,14 +2,14 @@
 
 mod app;
 mod config;
-mod daemon;
+mod execd;
 mod throttle;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     match config::Config::parse(std::env::args_os()) {
-        Ok(config) if config.execd || config.interval.is_some() => daemon::run(config),
+        Ok(config) if config.execd || config.interval.is_some() => execd::run(config),
         Ok(config) => app::run(config),
         Err(e) => e.exit(),
     }

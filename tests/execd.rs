@@ -67,7 +67,7 @@ fn execd_with_interval_gathers_on_both() {
 
 #[test]
 fn failing_gathers_are_logged_once_and_recovery_is_announced() {
-    let root = std::env::temp_dir().join(format!("tn-daemon-{}", std::process::id()));
+    let root = std::env::temp_dir().join(format!("tn-execd-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(root.join("net")).unwrap();
     let mut p = Plugin::start(&[
