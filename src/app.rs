@@ -7,11 +7,14 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime};
 
+use std::os::fd::BorrowedFd;
+
+use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use telegraf_netstat::collector::Buffers;
 use telegraf_netstat::log::Logger;
 use telegraf_netstat::netns::{self, NsId, Target};
-use telegraf_netstat::sink::OutputFile;
+use telegraf_netstat::sink::{Delivery, OutputFile, Stdout};
 use telegraf_netstat::{ByFamily, Collector, Counts, Error, Event, Metric, Options};
 
 use crate::config::{Config, Namespaces};
@@ -22,34 +25,48 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_GATHER_FAILED: u8 = 1;
 pub const EXIT_NAMESPACE_FAILED: u8 = 3;
 
-/// Why output could not be delivered.
-pub enum Delivery {
-    /// The reader went away (EPIPE): stop quietly.
-    Closed,
-    Failed(std::io::Error),
+/// What a gather consults besides the kernel: whether to stop now, and how
+/// to wait for a stdout reader that is behind. The loops answer from their
+/// signal pipe and stdin; a one-shot run never stops.
+pub trait Listen {
+    /// Whether to drop the gather and exit (SIGTERM, stdin EOF). Asked
+    /// between namespaces and every few hundred sockets, so it must be cheap.
+    fn stop_requested(&mut self) -> bool;
+    /// Blocks until `fd` takes more bytes (`true`) or the program must exit
+    /// (`false`).
+    fn wait_writable(&mut self, fd: BorrowedFd<'_>) -> std::io::Result<bool>;
 }
 
-/// Writes all of `buf` to stdout, normally with a single `write`, so a
-/// reader never sees part of a line.
-pub fn write_stdout(buf: &[u8]) -> Result<(), Delivery> {
-    let stdout = rustix::stdio::stdout();
-    let mut rest = buf;
-    while !rest.is_empty() {
-        match rustix::io::write(stdout, rest) {
-            Ok(n) => rest = &rest[n..],
-            Err(Errno::INTR) => {}
-            Err(Errno::PIPE) => return Err(Delivery::Closed),
-            Err(e) => return Err(Delivery::Failed(e.into())),
+/// A one-shot run: nothing to listen to.
+pub struct OneShot;
+
+impl Listen for OneShot {
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
+
+    fn wait_writable(&mut self, fd: BorrowedFd<'_>) -> std::io::Result<bool> {
+        let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::OUT)];
+        loop {
+            match poll(&mut fds, None) {
+                Ok(_) => return Ok(true),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
-    Ok(())
 }
 
-/// Delivers one gather's bytes: stdout in one write, or the `--output` file
-/// replaced atomically.
-fn deliver(output: Option<&OutputFile>, bytes: &[u8]) -> Result<(), Delivery> {
+/// Delivers one gather's bytes: to stdout, or the `--output` file replaced
+/// atomically.
+fn deliver(
+    output: Option<&OutputFile>,
+    stdout: &Stdout,
+    bytes: &[u8],
+    listen: &mut dyn Listen,
+) -> Result<(), Delivery> {
     match output {
-        None => write_stdout(bytes),
+        None => stdout.write_all(bytes, &mut |fd| listen.wait_writable(fd)),
         Some(file) => file.replace(bytes).map_err(|e| {
             Delivery::Failed(std::io::Error::new(
                 e.kind(),
@@ -69,6 +86,8 @@ pub enum Outcome {
     /// Nothing could be counted (said on stderr); nothing was delivered.
     GatherFailed,
     NotDelivered(Delivery),
+    /// `Listen::stop_requested` said so; the rest of the gather was dropped.
+    Stopped,
 }
 
 /// One namespace: its collector, its tag, and the memory of its failures.
@@ -137,6 +156,7 @@ pub struct Gatherer {
     /// One receive buffer (and /proc buffer) for every namespace.
     bufs: Buffers,
     out: Vec<u8>,
+    stdout: Stdout,
 }
 
 impl Gatherer {
@@ -164,6 +184,7 @@ impl Gatherer {
             results: Vec::new(),
             bufs: Buffers::default(),
             out: Vec::with_capacity(1024),
+            stdout: Stdout::new(),
             config,
         }
     }
@@ -174,20 +195,24 @@ impl Gatherer {
 
     /// One gather over every namespace, encoded into the reused buffer and
     /// delivered unless nothing could be counted.
-    pub fn gather(&mut self) -> Outcome {
+    pub fn gather(&mut self, listen: &mut dyn Listen) -> Outcome {
         let time =
             (self.config.timestamp || self.config.format.always_stamped()).then(SystemTime::now);
         self.results.clear();
         let failed = match self.resolve() {
-            Ok(failed) => failed + self.count(),
+            Ok(failed) => match self.count(listen) {
+                Some(n) => failed + n,
+                None => return Outcome::Stopped,
+            },
             Err(()) => return Outcome::GatherFailed,
         };
         if failed > 0 && self.results.is_empty() {
             return Outcome::GatherFailed;
         }
         self.encode(time);
-        match deliver(self.config.output.as_ref(), &self.out) {
+        match deliver(self.config.output.as_ref(), &self.stdout, &self.out, listen) {
             Ok(()) => Outcome::Delivered { failed },
+            Err(Delivery::Stopped) => Outcome::Stopped,
             Err(d) => Outcome::NotDelivered(d),
         }
     }
@@ -252,8 +277,9 @@ impl Gatherer {
         }
     }
 
-    /// Gathers in every resolved slot; returns how many failed (each said).
-    fn count(&mut self) -> usize {
+    /// Gathers in every resolved slot; returns how many failed (each said),
+    /// or `None` when `listen` asked to stop.
+    fn count(&mut self, listen: &mut dyn Listen) -> Option<usize> {
         let log = self.log;
         let all = self.config.namespaces == Namespaces::All;
         let include_unix = self.config.include_unix;
@@ -270,6 +296,9 @@ impl Gatherer {
             else {
                 continue;
             };
+            if listen.stop_requested() {
+                return None;
+            }
             if let Some(t) = collector.target() {
                 if seen.contains(&t.id) {
                     continue;
@@ -282,7 +311,8 @@ impl Gatherer {
                 .map(|t| format!("network namespace {t}: "))
                 .unwrap_or_default();
             let events = &mut |event: Event<'_>| report(&log, &prefix, include_unix, event);
-            match collector.gather(&mut self.bufs, events) {
+            match collector.gather(&mut self.bufs, events, &mut || listen.stop_requested()) {
+                Err(Error::Stopped) => return None,
                 Ok(counts) => {
                     self.results.push((i, counts));
                     say(&log, throttle.succeeded(&context));
@@ -294,7 +324,7 @@ impl Gatherer {
                 }
             }
         }
-        failed
+        Some(failed)
     }
 
     /// Encodes this gather's results into the reused output buffer.
@@ -364,10 +394,10 @@ fn report(log: &Logger, prefix: &str, include_unix: bool, event: Event<'_>) {
 pub fn run(config: Config) -> ExitCode {
     let mut g = Gatherer::new(config);
     let log = *g.log();
-    match g.gather() {
-        Outcome::Delivered { failed: 0 } | Outcome::NotDelivered(Delivery::Closed) => {
-            ExitCode::from(EXIT_OK)
-        }
+    match g.gather(&mut OneShot) {
+        Outcome::Delivered { failed: 0 }
+        | Outcome::NotDelivered(Delivery::Closed | Delivery::Stopped)
+        | Outcome::Stopped => ExitCode::from(EXIT_OK),
         Outcome::Delivered { .. } => ExitCode::from(EXIT_NAMESPACE_FAILED),
         Outcome::NotDelivered(Delivery::Failed(e)) => {
             log.error(format_args!("cannot write the output: {e}"));

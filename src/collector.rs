@@ -158,39 +158,42 @@ impl Collector {
         self.target = Some(target);
     }
 
-    /// Counts the sockets of the collector's namespace.
+    /// Counts the sockets of the collector's namespace. `stop` is asked
+    /// between dumps and every few hundred sockets; when it says so the
+    /// gather ends with `Error::Stopped`.
     pub fn gather(
         &mut self,
         bufs: &mut Buffers,
         events: &mut dyn FnMut(Event),
+        stop: &mut dyn FnMut() -> bool,
     ) -> Result<ByFamily, Error> {
         if !self.tcp_via_proc {
-            if let Err(e) = self.netlink(Dump::Tcp, &mut bufs.recv) {
+            if let Err(e) = self.netlink(Dump::Tcp, &mut bufs.recv, stop) {
                 self.fall_back(Proto::Tcp, e, events)?;
             }
         }
         if self.tcp_via_proc {
-            self.proc_tcp(bufs.proc())?;
+            self.proc_tcp(bufs.proc(), stop)?;
         }
         if !self.udp_via_proc {
             let r = self
-                .netlink(Dump::Udp4, &mut bufs.recv)
-                .and_then(|()| self.netlink(Dump::Udp6, &mut bufs.recv));
+                .netlink(Dump::Udp4, &mut bufs.recv, stop)
+                .and_then(|()| self.netlink(Dump::Udp6, &mut bufs.recv, stop));
             if let Err(e) = r {
                 self.fall_back(Proto::Udp, e, events)?;
             }
         }
         if self.udp_via_proc {
-            self.proc_udp(bufs.proc())?;
+            self.proc_udp(bufs.proc(), stop)?;
         }
         if self.options.include_unix {
             if !self.unix_via_proc {
-                if let Err(e) = self.netlink(Dump::Unix, &mut bufs.recv) {
+                if let Err(e) = self.netlink(Dump::Unix, &mut bufs.recv, stop) {
                     self.fall_back(Proto::Unix, e, events)?;
                 }
             }
             if self.unix_via_proc {
-                self.proc_unix(bufs.proc())?;
+                self.proc_unix(bufs.proc(), stop)?;
             }
         }
         for h in &self.tcp {
@@ -246,7 +249,15 @@ impl Collector {
     }
 
     /// One dump into the histograms.
-    fn netlink(&mut self, dump: Dump, buf: &mut [u8]) -> Result<(), Error> {
+    fn netlink(
+        &mut self,
+        dump: Dump,
+        buf: &mut [u8],
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<(), Error> {
+        if stop() {
+            return Err(Error::Stopped);
+        }
         let socket = match &mut self.socket {
             Some(s) => s,
             None => self.socket.insert(match &self.target {
@@ -258,17 +269,22 @@ impl Collector {
             Dump::Tcp => {
                 let hist = &mut self.tcp;
                 hist.iter_mut().for_each(StateHistogram::clear);
-                socket.dump(buf, dump, |family, state| hist[slot(family)].add(state))
+                socket.dump(
+                    buf,
+                    dump,
+                    |family, state| hist[slot(family)].add(state),
+                    stop,
+                )
             }
             Dump::Udp4 | Dump::Udp6 => {
                 let n = &mut self.udp[(dump == Dump::Udp6) as usize];
                 *n = 0;
-                socket.dump(buf, dump, |_, _| *n += 1)
+                socket.dump(buf, dump, |_, _| *n += 1, stop)
             }
             Dump::Unix => {
                 let hist = &mut self.unix;
                 hist.clear();
-                socket.dump(buf, dump, |_, sock_type| hist.add(sock_type))
+                socket.dump(buf, dump, |_, sock_type| hist.add(sock_type), stop)
             }
         }
     }
@@ -294,31 +310,31 @@ impl Collector {
         Ok(Some(ProcPaths::new(&root.join(pid.to_string()))))
     }
 
-    fn proc_tcp(&mut self, buf: &mut [u8]) -> Result<(), Error> {
+    fn proc_tcp(&mut self, buf: &mut [u8], stop: &mut dyn FnMut() -> bool) -> Result<(), Error> {
         let ns = self.namespace_paths()?;
         let paths = ns.as_ref().unwrap_or(&self.own_paths);
         let [v4, v6] = &mut self.tcp;
         v4.clear();
         v6.clear();
-        procfs::scan(&paths.tcp, Table::Inet, buf, &mut |s| v4.add(s))?;
-        procfs::scan_optional(&paths.tcp6, buf, &mut |s| v6.add(s))
+        procfs::scan(&paths.tcp, Table::Inet, buf, &mut |s| v4.add(s), stop)?;
+        procfs::scan_optional(&paths.tcp6, buf, &mut |s| v6.add(s), stop)
     }
 
-    fn proc_udp(&mut self, buf: &mut [u8]) -> Result<(), Error> {
+    fn proc_udp(&mut self, buf: &mut [u8], stop: &mut dyn FnMut() -> bool) -> Result<(), Error> {
         let ns = self.namespace_paths()?;
         let paths = ns.as_ref().unwrap_or(&self.own_paths);
         let [v4, v6] = &mut self.udp;
         *v4 = 0;
         *v6 = 0;
-        procfs::scan(&paths.udp, Table::Inet, buf, &mut |_| *v4 += 1)?;
-        procfs::scan_optional(&paths.udp6, buf, &mut |_| *v6 += 1)
+        procfs::scan(&paths.udp, Table::Inet, buf, &mut |_| *v4 += 1, stop)?;
+        procfs::scan_optional(&paths.udp6, buf, &mut |_| *v6 += 1, stop)
     }
 
-    fn proc_unix(&mut self, buf: &mut [u8]) -> Result<(), Error> {
+    fn proc_unix(&mut self, buf: &mut [u8], stop: &mut dyn FnMut() -> bool) -> Result<(), Error> {
         let ns = self.namespace_paths()?;
         let paths = ns.as_ref().unwrap_or(&self.own_paths);
         let hist = &mut self.unix;
         hist.clear();
-        procfs::scan(&paths.unix, Table::Unix, buf, &mut |t| hist.add(t))
+        procfs::scan(&paths.unix, Table::Unix, buf, &mut |t| hist.add(t), stop)
     }
 }

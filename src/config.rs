@@ -81,10 +81,13 @@ struct Args {
     #[arg(long)]
     execd: bool,
 
-    /// Keep running and gather every DURATION (250ms, 10s, 1m, 1h, 1m30s),
-    /// for inputs.execd with signal = "none"; the first gather is at once.
+    /// Keep running and gather every DURATION (250ms, 10s, 1m, 1h, 1m30s;
+    /// from 10ms to 24h), for inputs.execd with signal = "none"; the first
+    /// gather is at once. Exits 0 on SIGTERM, SIGINT, and on stdin EOF when
+    /// stdin is a pipe or socket (how Telegraf stops a plugin); with stdin on
+    /// a terminal or /dev/null it runs until a signal.
     /// Example: --interval 10s
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval, allow_hyphen_values = true)]
     interval: Option<Duration>,
 
     /// Count inside the network namespace at PATH (/run/netns/NAME,
@@ -178,6 +181,23 @@ fn check_output(path: PathBuf) -> Result<OutputFile, clap::Error> {
     })
 }
 
+/// The shortest `--interval`: a gather takes about a millisecond even on an
+/// idle host, and Telegraf's own intervals are seconds.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest `--interval`.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// `--interval`: a duration within `MIN_INTERVAL..=MAX_INTERVAL`.
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&d) {
+        return Err(format!(
+            "invalid duration {s:?}: the interval must be between 10ms and 24h"
+        ));
+    }
+    Ok(d)
+}
+
 /// Parses Go-style durations as Telegraf users write them: one or more
 /// `<number><unit>` with units ns, us, ms, s, m, h. Zero is rejected.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -185,6 +205,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut rest = s.trim();
     if rest.is_empty() {
         return Err(bad());
+    }
+    if rest.starts_with('-') {
+        return Err(format!(
+            "invalid duration {s:?}: the interval must not be negative"
+        ));
     }
     let mut total = 0f64;
     while !rest.is_empty() {
@@ -362,10 +387,22 @@ mod tests {
         let c = Config::parse(["t", "--execd", "--interval", "200ms"]).unwrap();
         assert!(c.execd);
         assert_eq!(c.interval, Some(ms(200)));
-        for bad in ["0", "-1s", "soon"] {
+        for (bad, why) in [
+            ("0", "expected e.g."),
+            ("0s", "greater than zero"),
+            ("-1s", "must not be negative"),
+            ("soon", "expected e.g."),
+            ("1ns", "between 10ms and 24h"),
+            ("9ms", "between 10ms and 24h"),
+            ("9223372036854775807s", "between 10ms and 24h"),
+            ("25h", "between 10ms and 24h"),
+        ] {
             let e = Config::parse(["t", "--interval", bad]).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad}");
+            assert!(e.to_string().contains(why), "{bad}: {e}");
         }
+        assert!(Config::parse(["t", "--interval", "10ms"]).is_ok());
+        assert!(Config::parse(["t", "--interval", "24h"]).is_ok());
     }
 
     #[test]

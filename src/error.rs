@@ -80,6 +80,13 @@ pub enum Error {
     NetnsNoProcess {
         path: PathBuf,
     },
+    /// The path is not a network namespace file (a FIFO, a regular file, a
+    /// mount namespace, ...).
+    NotNetns {
+        path: PathBuf,
+    },
+    /// The caller asked to stop (SIGTERM, stdin EOF) while the gather ran.
+    Stopped,
 }
 
 impl Error {
@@ -165,6 +172,10 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            Error::NotNetns { path } => {
+                write!(f, "{} is not a network namespace", path.display())
+            }
+            Error::Stopped => f.write_str("the gather was stopped"),
             Error::NetnsNoProcess { path } => write!(
                 f,
                 "no process runs in network namespace {}, so the proc source has no /proc/PID/net to read; use the netlink source",

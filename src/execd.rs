@@ -1,25 +1,204 @@
 //! The long-running loops for Telegraf's `inputs.execd`: a gather per stdin
 //! line (`signal = "STDIN"`), on a timer (`--interval`, `signal = "none"`),
 //! or both; clean exit on stdin EOF, SIGTERM and SIGINT.
+//!
+//! The loop hears those within milliseconds in every state: idle in
+//! `poll(2)`, overdue (the signal pipe and stdin are looked at before every
+//! gather), mid-gather (`Listen::stop_requested`, asked between namespaces
+//! and every few hundred sockets, polls them at most every
+//! `CHECK_EVERY`), and blocked on a stdout reader that stopped reading
+//! (the write waits in the same `poll`).
 
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::FileType;
 use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
 use telegraf_netstat::log::Logger;
+use telegraf_netstat::sink::Delivery;
 
-use crate::app::{Delivery, Gatherer, Outcome, EXIT_GATHER_FAILED, EXIT_OK};
+use crate::app::{Gatherer, Listen, Outcome, EXIT_GATHER_FAILED, EXIT_OK};
 use crate::config::Config;
 use crate::throttle::{say, ErrorThrottle};
 
+/// How often a running gather looks at the signal pipe and stdin.
+const CHECK_EVERY: Duration = Duration::from_millis(10);
+
 /// The next tick strictly after `now` on the grid `first + k * interval`:
 /// the schedule never drifts, and ticks missed by an overrun are skipped.
+/// Wide arithmetic: no tick count or duration the config allows overflows.
 pub fn next_tick(first: Instant, interval: Duration, now: Instant) -> Instant {
+    let iv = interval.as_nanos().max(1);
     let elapsed = now.saturating_duration_since(first).as_nanos();
-    let k = elapsed / interval.as_nanos() + 1;
-    first + interval * u32::try_from(k).unwrap_or(u32::MAX)
+    let offset = (elapsed / iv + 1) * iv;
+    let offset = Duration::new(
+        u64::try_from(offset / 1_000_000_000).unwrap_or(u64::MAX),
+        (offset % 1_000_000_000) as u32,
+    );
+    first.checked_add(offset).unwrap_or_else(|| now + interval)
+}
+
+/// What stdin means to the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StdinRole {
+    /// `--execd`: each line asks for a gather; EOF ends the loop.
+    Ticks,
+    /// `--interval` with stdin on a pipe or socket (Telegraf's execd with
+    /// `signal = "none"`): what arrives is ignored; EOF ends the loop.
+    EndOnly,
+    /// `--interval` with stdin on a terminal, `/dev/null` or a file (a
+    /// shell, systemd): not looked at.
+    Ignored,
+}
+
+impl StdinRole {
+    fn of(execd: bool) -> StdinRole {
+        if execd {
+            return StdinRole::Ticks;
+        }
+        match rustix::fs::fstat(rustix::stdio::stdin()).map(|s| FileType::from_raw_mode(s.st_mode))
+        {
+            Ok(FileType::Fifo | FileType::Socket) => StdinRole::EndOnly,
+            _ => StdinRole::Ignored,
+        }
+    }
+}
+
+/// The loop's ears: the signal pipe and stdin.
+struct Control {
+    signals: OwnedFd,
+    stdin: StdinRole,
+    /// A stdin line arrived that no gather has answered yet.
+    tick: bool,
+    /// SIGTERM, SIGINT or stdin EOF was seen.
+    exit: bool,
+    last_check: Instant,
+    buf: Box<[u8]>,
+}
+
+impl Control {
+    /// Polls the signal pipe, stdin (per its role) and `extra`, waiting at
+    /// most `timeout` (`None`: forever). Records ticks and the exit request;
+    /// returns whether `extra` is ready.
+    fn poll(
+        &mut self,
+        extra: Option<(BorrowedFd<'_>, PollFlags)>,
+        timeout: Option<Duration>,
+    ) -> rustix::io::Result<bool> {
+        let stdin = rustix::stdio::stdin();
+        let mut fds = [
+            PollFd::new(&self.signals, PollFlags::IN),
+            PollFd::from_borrowed_fd(stdin, PollFlags::IN),
+            PollFd::from_borrowed_fd(stdin, PollFlags::empty()),
+        ];
+        let mut n = 1;
+        if self.stdin != StdinRole::Ignored {
+            n = 2;
+        }
+        let extra_at = n;
+        if let Some((fd, flags)) = extra {
+            fds[n] = PollFd::from_borrowed_fd(fd, flags);
+            n += 1;
+        }
+        let timeout = timeout.map(|d| Timespec {
+            tv_sec: d.as_secs().min(i64::MAX as u64) as _,
+            tv_nsec: d.subsec_nanos() as _,
+        });
+        match poll(&mut fds[..n], timeout.as_ref()) {
+            Ok(_) => {}
+            Err(Errno::INTR) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        self.last_check = Instant::now();
+        if !fds[0].revents().is_empty() {
+            self.exit = true;
+        }
+        let stdin_ready = n > 1 && self.stdin != StdinRole::Ignored && !fds[1].revents().is_empty();
+        let extra_ready = extra.is_some() && !fds[extra_at].revents().is_empty();
+        if stdin_ready {
+            self.drain_stdin()?;
+        }
+        Ok(extra_ready)
+    }
+
+    /// Reads everything stdin holds now: any number of queued lines is one
+    /// tick (one gather), as Telegraf means them; EOF is the exit request.
+    fn drain_stdin(&mut self) -> rustix::io::Result<()> {
+        let stdin = rustix::stdio::stdin();
+        loop {
+            match rustix::io::read(stdin, &mut *self.buf) {
+                Ok(0) => {
+                    self.exit = true;
+                    return Ok(());
+                }
+                Ok(k) => {
+                    if self.stdin == StdinRole::Ticks && self.buf[..k].contains(&b'\n') {
+                        self.tick = true;
+                    }
+                }
+                Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            // More only if more is there already: never block on stdin.
+            let mut fds = [PollFd::from_borrowed_fd(stdin, PollFlags::IN)];
+            let zero = Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            match poll(&mut fds, Some(&zero)) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sleeps until a gather is due (the timer, or a stdin line) or the loop
+    /// must end. Looks at signals and stdin first, even when overdue.
+    fn wait(&mut self, due: Option<Instant>) -> rustix::io::Result<Wake> {
+        self.poll(None, Some(Duration::ZERO))?;
+        loop {
+            if self.exit {
+                return Ok(Wake::Exit);
+            }
+            if self.tick {
+                self.tick = false;
+                return Ok(Wake::Gather);
+            }
+            let timeout = due.map(|t| t.saturating_duration_since(Instant::now()));
+            if timeout == Some(Duration::ZERO) {
+                return Ok(Wake::Gather);
+            }
+            self.poll(None, timeout)?;
+        }
+    }
+}
+
+impl Listen for Control {
+    fn stop_requested(&mut self) -> bool {
+        if !self.exit && self.last_check.elapsed() >= CHECK_EVERY {
+            // An error here is met again, and reported, by the next wait.
+            let _ = self.poll(None, Some(Duration::ZERO));
+        }
+        self.exit
+    }
+
+    fn wait_writable(&mut self, fd: BorrowedFd<'_>) -> std::io::Result<bool> {
+        loop {
+            let ready = self.poll(Some((fd, PollFlags::OUT)), None)?;
+            if self.exit {
+                return Ok(false);
+            }
+            if ready {
+                return Ok(true);
+            }
+        }
+    }
 }
 
 /// What woke the loop.
@@ -28,57 +207,63 @@ enum Wake {
     Exit,
 }
 
+/// Signals only write to a pipe, read by `poll`: a line is never cut short
+/// by a handler, and a blocked loop still hears them.
+fn signal_pipe() -> std::io::Result<OwnedFd> {
+    let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+    let w2 = w.try_clone()?;
+    for (sig, fd) in [
+        (signal_hook::consts::SIGTERM, w),
+        (signal_hook::consts::SIGINT, w2),
+    ] {
+        signal_hook::low_level::pipe::register(sig, fd)?;
+    }
+    Ok(r)
+}
+
 pub fn run(config: Config) -> ExitCode {
     let log = Logger {
         verbose: config.verbose,
     };
-    // Signals only write to a pipe; the loop reads it between gathers, so a
-    // line is never cut short.
-    let signals = (|| -> std::io::Result<_> {
-        let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-        let w2 = w.try_clone()?;
-        for (sig, fd) in [
-            (signal_hook::consts::SIGTERM, w),
-            (signal_hook::consts::SIGINT, w2),
-        ] {
-            signal_hook::low_level::pipe::register(sig, fd)?;
-        }
-        Ok(r)
-    })();
-    let signals = match signals {
+    let signals = match signal_pipe() {
         Ok(r) => r,
         Err(e) => {
             log.error(format_args!("cannot install signal handlers: {e}"));
             return ExitCode::from(EXIT_GATHER_FAILED);
         }
     };
-    let read_stdin = config.execd;
+    let mut control = Control {
+        signals,
+        stdin: StdinRole::of(config.execd),
+        tick: false,
+        exit: false,
+        last_check: Instant::now(),
+        buf: vec![0u8; 4096].into_boxed_slice(),
+    };
     let interval = config.interval;
     let first = Instant::now();
     let mut due = interval.map(|_| first);
     let to_file = config.output.is_some();
     let mut gatherer = Gatherer::new(config);
     let mut throttle = ErrorThrottle::default();
-    let mut line_buf = [0u8; 4096];
 
     loop {
-        let wake = match due {
-            Some(t) if Instant::now() >= t => Wake::Gather,
-            _ => match wait(&signals, read_stdin, due, &mut line_buf) {
-                Ok(w) => w,
-                Err(e) => {
-                    log.error(format_args!("cannot wait for stdin or the timer: {e}"));
-                    return ExitCode::from(EXIT_GATHER_FAILED);
-                }
-            },
-        };
-        match wake {
-            Wake::Exit => return ExitCode::from(EXIT_OK),
-            Wake::Gather => {}
+        match control.wait(due) {
+            Ok(Wake::Gather) => {}
+            Ok(Wake::Exit) => return ExitCode::from(EXIT_OK),
+            Err(e) => {
+                log.error(format_args!(
+                    "cannot wait for stdin or the timer: {}",
+                    std::io::Error::from(e)
+                ));
+                return ExitCode::from(EXIT_GATHER_FAILED);
+            }
         }
-        match gatherer.gather() {
+        match gatherer.gather(&mut control) {
             Outcome::Delivered { .. } => say(&log, throttle.succeeded("")),
-            Outcome::NotDelivered(Delivery::Closed) => return ExitCode::from(EXIT_OK),
+            Outcome::Stopped | Outcome::NotDelivered(Delivery::Closed | Delivery::Stopped) => {
+                return ExitCode::from(EXIT_OK)
+            }
             // A file that cannot be written now may be writable at the next
             // interval: logged like a failed gather.
             Outcome::NotDelivered(Delivery::Failed(e)) if to_file => say(
@@ -94,53 +279,6 @@ pub fn run(config: Config) -> ExitCode {
         }
         if let (Some(iv), Some(_)) = (interval, due) {
             due = Some(next_tick(first, iv, Instant::now()));
-        }
-    }
-}
-
-/// Sleeps until the timer is due, a stdin line arrives, stdin ends, or a
-/// signal comes. Lines already queued are read together: one gather.
-fn wait(
-    signals: &std::os::fd::OwnedFd,
-    read_stdin: bool,
-    due: Option<Instant>,
-    buf: &mut [u8],
-) -> rustix::io::Result<Wake> {
-    let stdin = rustix::stdio::stdin();
-    loop {
-        let timeout = due.map(|t| {
-            let d = t.saturating_duration_since(Instant::now());
-            Timespec {
-                tv_sec: d.as_secs() as _,
-                tv_nsec: d.subsec_nanos() as _,
-            }
-        });
-        if timeout.is_some_and(|t| t.tv_sec == 0 && t.tv_nsec == 0) {
-            return Ok(Wake::Gather);
-        }
-        let mut fds = [
-            PollFd::new(signals, PollFlags::IN),
-            PollFd::from_borrowed_fd(stdin, PollFlags::IN),
-        ];
-        let n = if read_stdin { 2 } else { 1 };
-        match poll(&mut fds[..n], timeout.as_ref()) {
-            Ok(0) => return Ok(Wake::Gather),
-            Ok(_) => {}
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e),
-        }
-        if !fds[0].revents().is_empty() {
-            return Ok(Wake::Exit);
-        }
-        if read_stdin && !fds[1].revents().is_empty() {
-            match rustix::io::read(stdin, &mut *buf) {
-                Ok(0) => return Ok(Wake::Exit),
-                Ok(k) if buf[..k].contains(&b'\n') => return Ok(Wake::Gather),
-                // Part of a line: wait for its end.
-                Ok(_) => {}
-                Err(Errno::INTR) | Err(Errno::AGAIN) => {}
-                Err(e) => return Err(e),
-            }
         }
     }
 }
@@ -162,5 +300,20 @@ mod tests {
         );
         // Exactly on a tick: the one after it.
         assert_eq!(next_tick(t0, iv, t0 + 2 * iv), t0 + 3 * iv);
+    }
+
+    #[test]
+    fn ticks_past_2_to_the_32_do_not_saturate() {
+        let t0 = Instant::now();
+        let iv = Duration::from_millis(1);
+        // 2^32 + 5 ms after the start: 49.7 days of 1 ms ticks.
+        let later = t0 + Duration::from_millis((1u64 << 32) + 5);
+        assert_eq!(
+            next_tick(t0, iv, later),
+            t0 + Duration::from_millis((1u64 << 32) + 6)
+        );
+        let iv = Duration::from_secs(24 * 3600);
+        let later = t0 + Duration::from_secs(10 * 365 * 24 * 3600);
+        assert!(next_tick(t0, iv, later) > later);
     }
 }

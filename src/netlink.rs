@@ -62,12 +62,15 @@ impl DiagSocket {
     /// Runs one dump, receiving into `buf` (`recv_buffer()`), and calls
     /// `on_record` with the two counting bytes of every socket it returns
     /// (see `read_batch`). `Dump::Tcp` covers IPv4 and IPv6 in a single hash
-    /// walk.
+    /// walk. `stop` is asked after every batch (~300 sockets); when it says
+    /// so the dump is abandoned with `Error::Stopped` and the socket must
+    /// not be reused.
     pub fn dump(
         &mut self,
         buf: &mut [u8],
         dump: Dump,
         mut on_record: impl FnMut(u8, u8),
+        stop: &mut dyn FnMut() -> bool,
     ) -> Result<(), Error> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
@@ -124,6 +127,9 @@ impl DiagSocket {
             }
             if read_batch(&buf[..len], dump, seq, &mut on_record)? == Batch::Done {
                 return Ok(());
+            }
+            if stop() {
+                return Err(Error::Stopped);
             }
         }
     }

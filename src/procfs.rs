@@ -141,12 +141,14 @@ pub fn parse(
 }
 
 /// Streams the file at `path` through `buf` and calls `on_state` per socket
-/// with its state (inet tables) or type (unix).
+/// with its state (inet tables) or type (unix). `stop` is asked after every
+/// read; when it says so the scan ends with `Error::Stopped`.
 pub fn scan(
     path: &Path,
     table: Table,
     buf: &mut [u8],
     on_state: &mut dyn FnMut(u8),
+    stop: &mut dyn FnMut() -> bool,
 ) -> Result<(), Error> {
     let read_err = |source: io::Error| Error::ProcRead {
         path: path.to_owned(),
@@ -167,6 +169,9 @@ pub fn scan(
         };
         if n == 0 {
             return lines.feed(&buf[..fill], on_state);
+        }
+        if stop() {
+            return Err(Error::Stopped);
         }
         fill += n;
         match buf[..fill].iter().rposition(|&b| b == b'\n') {
@@ -217,8 +222,9 @@ pub fn scan_optional(
     path: &Path,
     buf: &mut [u8],
     on_state: &mut dyn FnMut(u8),
+    stop: &mut dyn FnMut() -> bool,
 ) -> Result<(), Error> {
-    match scan(path, Table::Inet, buf, on_state) {
+    match scan(path, Table::Inet, buf, on_state, stop) {
         Err(Error::ProcRead { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(()),
         r => r,
     }
@@ -309,20 +315,27 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let mut buf = vec![0u8; 300];
         let mut n = [0u32; 16];
-        scan(&path, Table::Inet, &mut buf, &mut |s| n[s as usize] += 1).unwrap();
+        scan(
+            &path,
+            Table::Inet,
+            &mut buf,
+            &mut |s| n[s as usize] += 1,
+            &mut || false,
+        )
+        .unwrap();
         assert_eq!(n.iter().sum::<u32>(), 1001);
         assert_eq!(n[10], 91 + 1);
         // A line longer than the buffer is an error, not a silent skip.
         let mut tiny = vec![0u8; 40];
         assert!(matches!(
-            scan(&path, Table::Inet, &mut tiny, &mut |_| {}),
+            scan(&path, Table::Inet, &mut tiny, &mut |_| {}, &mut || false),
             Err(Error::ProcParse { .. })
         ));
         // A missing IPv6 table counts as empty; a missing IPv4 one is an error.
         let missing = dir.join("tcp6");
-        assert!(scan_optional(&missing, &mut buf, &mut |_| panic!()).is_ok());
+        assert!(scan_optional(&missing, &mut buf, &mut |_| panic!(), &mut || false).is_ok());
         assert!(matches!(
-            scan(&missing, Table::Inet, &mut buf, &mut |_| {}),
+            scan(&missing, Table::Inet, &mut buf, &mut |_| {}, &mut || false),
             Err(Error::ProcRead { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();

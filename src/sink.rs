@@ -1,5 +1,24 @@
-//! Where a gather's bytes go: the `--output` file, replaced atomically
-//! without trusting anything in its directory.
+//! Where a gather's bytes go: stdout without ever blocking a loop that
+//! must hear SIGTERM, or the `--output` file, replaced atomically without
+//! trusting anything in its directory.
+//!
+//! ## stdout
+//!
+//! A reader that stops reading (a stuck Telegraf, a paused pipeline) must
+//! not keep the loops from hearing SIGTERM or stdin EOF, and an inherited
+//! non-blocking stdout must not fail a gather with EAGAIN. So stdout is
+//! written without blocking and, when the reader is behind, the caller
+//! waits for it in `poll(2)` together with its signal pipe and stdin:
+//!
+//! - a pipe or FIFO is reopened through `/proc/self/fd/1` with
+//!   `O_NONBLOCK`: a new open file description of the same pipe, so the
+//!   flag does not leak to the description shared with other processes;
+//! - a socket (systemd's journal stream) is written with
+//!   `send(MSG_DONTWAIT)`;
+//! - anything else (terminal, regular file, `/dev/null`) is written as it
+//!   is; EAGAIN, if its description is non-blocking, still waits in poll.
+//!
+//! ## `--output`
 //!
 //! The directory of an output file is often writable by another user (a
 //! node_exporter textfile directory owned by the exporter's account) while
@@ -19,12 +38,109 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, CWD};
 use rustix::io::Errno;
+
+/// Why bytes could not be delivered.
+#[derive(Debug)]
+pub enum Delivery {
+    /// The reader went away (EPIPE): stop quietly.
+    Closed,
+    /// The caller asked to stop while waiting for the reader.
+    Stopped,
+    Failed(std::io::Error),
+}
+
+/// How stdout is written.
+#[derive(Debug)]
+enum StdoutKind {
+    /// Our own non-blocking description of the pipe on fd 1.
+    Pipe(OwnedFd),
+    Socket,
+    Other,
+}
+
+/// The process's stdout, written without blocking (see the module doc).
+#[derive(Debug)]
+pub struct Stdout {
+    kind: StdoutKind,
+}
+
+impl Stdout {
+    /// Looks at what fd 1 is; never fails (an odd stdout is written as is).
+    pub fn new() -> Stdout {
+        let fd = rustix::stdio::stdout();
+        let kind = match rustix::fs::fstat(fd).map(|st| FileType::from_raw_mode(st.st_mode)) {
+            Ok(FileType::Fifo) => match rustix::fs::open(
+                "/proc/self/fd/1",
+                OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+                Mode::empty(),
+            ) {
+                // Only if it is still the same pipe.
+                Ok(own) if same_file(own.as_fd(), fd) => StdoutKind::Pipe(own),
+                _ => StdoutKind::Other,
+            },
+            Ok(FileType::Socket) => StdoutKind::Socket,
+            _ => StdoutKind::Other,
+        };
+        Stdout { kind }
+    }
+
+    /// Writes all of `bytes`, normally with one write, so a reader never
+    /// sees part of a line unless it is slower than us. Whenever the reader
+    /// is behind, `wait(fd)` is called to wait until `fd` is writable; it
+    /// returns `false` to give up (`Delivery::Stopped`).
+    pub fn write_all(
+        &self,
+        bytes: &[u8],
+        wait: &mut dyn FnMut(BorrowedFd<'_>) -> std::io::Result<bool>,
+    ) -> Result<(), Delivery> {
+        let fd = match &self.kind {
+            StdoutKind::Pipe(own) => own.as_fd(),
+            _ => rustix::stdio::stdout(),
+        };
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let r = match self.kind {
+                StdoutKind::Socket => rustix::net::send(
+                    fd,
+                    rest,
+                    rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL,
+                ),
+                _ => rustix::io::write(fd, rest),
+            };
+            match r {
+                Ok(n) => rest = &rest[n..],
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => match wait(fd) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(Delivery::Stopped),
+                    Err(e) => return Err(Delivery::Failed(e)),
+                },
+                Err(Errno::PIPE) => return Err(Delivery::Closed),
+                Err(e) => return Err(Delivery::Failed(e.into())),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for Stdout {
+    fn default() -> Self {
+        Stdout::new()
+    }
+}
+
+fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
+    match (rustix::fs::fstat(a), rustix::fs::fstat(b)) {
+        (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
+        _ => false,
+    }
+}
 
 /// How many random names are tried before giving up: each collision is
 /// either a planted file or a 2^-64 coincidence.

@@ -44,11 +44,13 @@ impl ErrorThrottle {
                     f.count
                 )))
             }
-            _ => {
+            // A new error is said at once; the run of failures goes on.
+            other => {
+                let count = other.as_ref().map_or(0, |f| f.count) + 1;
                 let say = Say::Error(format!("gather failed{context}: {message}"));
                 self.failing = Some(Failing {
                     message,
-                    count: 1,
+                    count,
                     said: now,
                 });
                 Some(say)
@@ -96,9 +98,10 @@ mod tests {
             t.failed("", "bang".into(), t0 + s(311)),
             e("gather failed: bang")
         );
+        // Six failures in a row, whatever their messages.
         assert_eq!(
             t.succeeded(""),
-            Some(Say::Info("gather recovered after 1 failed gathers".into()))
+            Some(Say::Info("gather recovered after 6 failed gathers".into()))
         );
         assert_eq!(t.succeeded(""), None);
     }
