@@ -18,7 +18,7 @@ fn main() {
     let mut found = 0;
     let t = Instant::now();
     for _ in 0..repeat {
-        found = netns::scan(proc_root, &dirs).expect("scan").len();
+        found = netns::scan(proc_root, &dirs).expect("scan").targets.len();
     }
     let per = t.elapsed().as_secs_f64() * 1e6 / repeat as f64;
     let processes = std::fs::read_dir(proc_root)

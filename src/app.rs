@@ -18,7 +18,7 @@ use telegraf_netstat::sink::{Delivery, OutputFile, Stdout};
 use telegraf_netstat::{ByFamily, Collector, Counts, Error, Event, Metric, Options};
 
 use crate::config::{Config, Namespaces};
-use crate::throttle::{say, ErrorThrottle};
+use crate::throttle::{say, ErrorThrottle, WarnOnce};
 
 /// Exit codes, documented in the README and `--help`.
 pub const EXIT_OK: u8 = 0;
@@ -131,11 +131,12 @@ fn context(tag: Option<&str>) -> String {
 }
 
 /// An error that means the namespace went away between the scan and the
-/// gather: `--all-netns` drops it without a word.
+/// gather: `--all-netns` drops it without a word. (A named namespace
+/// without a process, which the proc source cannot read, has not gone: it
+/// is an error like any other.)
 fn vanished(e: &Error) -> bool {
     match e {
         Error::NetnsOpen { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
-        Error::NetnsNoProcess { .. } => true,
         _ => false,
     }
 }
@@ -151,6 +152,8 @@ pub struct Gatherer {
     slots: Vec<Slot>,
     /// Failures to list the namespaces for `--all-netns`.
     scan_throttle: ErrorThrottle,
+    /// `--all-netns` found no process to look at.
+    no_processes: WarnOnce,
     /// This gather's counts, by slot index.
     results: Vec<(usize, ByFamily)>,
     /// One receive buffer (and /proc buffer) for every namespace.
@@ -181,6 +184,7 @@ impl Gatherer {
             options,
             slots,
             scan_throttle: ErrorThrottle::default(),
+            no_processes: WarnOnce::default(),
             results: Vec::new(),
             bufs: Buffers::default(),
             out: Vec::with_capacity(1024),
@@ -248,8 +252,18 @@ impl Gatherer {
             Namespaces::All => {
                 let dirs = netns::NAMED_DIRS.map(Path::new);
                 match netns::scan(&self.options.proc_root, &dirs) {
-                    Ok(targets) => {
+                    Ok(netns::Scan { targets, processes }) => {
                         say(&self.log, self.scan_throttle.succeeded(""));
+                        let none = processes == 0;
+                        if none && self.no_processes.warn(now) {
+                            self.log.warn(format_args!(
+                                "found no process under {} whose network namespace can be looked at: \
+                                 only the namespaces named in /run/netns are counted",
+                                self.options.proc_root.display()
+                            ));
+                        } else if !none {
+                            self.no_processes = WarnOnce::default();
+                        }
                         let mut old: HashMap<NsId, Slot> = self
                             .slots
                             .drain(..)

@@ -71,8 +71,10 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
 
-    /// Append the gather time, in nanoseconds since the epoch, to each line
-    /// (by default Telegraf stamps metrics itself). Example: --timestamp
+    /// Append the gather time to each line: nanoseconds since the epoch in
+    /// influx, milliseconds in prometheus (by default Telegraf and Prometheus
+    /// stamp metrics themselves; node_exporter's textfile collector refuses
+    /// stamped files). json always carries it. Example: --timestamp
     #[arg(long)]
     timestamp: bool,
 

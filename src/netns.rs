@@ -1,17 +1,24 @@
 //! Network namespaces: naming them, finding every one on the host
 //! (`--all-netns`), and opening a sock_diag socket inside one.
 //!
+//! Tags never collide: the synthetic ones (`host`, `self`, `pid:N`) and
+//! the names under /run/netns live in disjoint sets (a name that looks like
+//! a synthetic tag is written `name:NAME`, see `name_tag`), and other paths
+//! are tagged by their absolute path, which no name can be (names have no
+//! `/`).
+//!
 //! A sock_diag socket reports the namespace it was created in, so a socket
 //! for another namespace is created by a short-lived helper thread that has
 //! joined it (`setns(2)` moves only the calling thread). The socket is kept
 //! for later gathers; the caller's threads never change namespace.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
 use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
 
 use crate::error::Error;
@@ -56,13 +63,45 @@ pub struct Target {
     pub pid: Option<u32>,
 }
 
+/// `f_type` of the nsfs filesystem that holds every namespace file
+/// (`NSFS_MAGIC`, include/uapi/linux/magic.h).
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// Opens a namespace file without blocking (a FIFO planted at the path
+/// would block a plain open) and checks that it is a namespace file at
+/// all; whether it is a *network* namespace `setns` tells.
+fn open_ns_file(path: &Path) -> Result<OwnedFd, Error> {
+    let open_err = |e: Errno| Error::NetnsOpen {
+        path: path.to_owned(),
+        source: e.into(),
+    };
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(open_err)?;
+    let fs = rustix::fs::fstatfs(&fd).map_err(open_err)?;
+    if fs.f_type as i64 != NSFS_MAGIC {
+        return Err(Error::NotNetns {
+            path: path.to_owned(),
+        });
+    }
+    Ok(fd)
+}
+
 impl Target {
     /// Resolves a `--netns PATH` argument.
     pub fn at(path: &Path) -> Result<Target, Error> {
-        let id = NsId::of(path).map_err(|source| Error::NetnsOpen {
+        let fd = open_ns_file(path)?;
+        let m = rustix::fs::fstat(&fd).map_err(|e| Error::NetnsOpen {
             path: path.to_owned(),
-            source,
+            source: e.into(),
         })?;
+        let id = NsId {
+            dev: m.st_dev,
+            ino: m.st_ino,
+        };
         Ok(Target {
             tag: tag_for(path),
             path: path.to_owned(),
@@ -86,17 +125,35 @@ fn pid_in(path: &Path) -> Option<u32> {
     pid.parse().ok()
 }
 
+/// The tag of a namespace named `name` under /run/netns: the name itself,
+/// unless it could be taken for a tag this program makes up (`host`,
+/// `self`, `pid:N`) or for one written this way (`name:...`); those are
+/// written `name:NAME`. So `ip netns add host` can never pass for the host.
+pub fn name_tag(name: &str) -> String {
+    let reserved =
+        name == "host" || name == "self" || name.starts_with("pid:") || name.starts_with("name:");
+    if reserved {
+        format!("name:{name}")
+    } else {
+        name.to_string()
+    }
+}
+
 /// The `netns` tag for a path: the name under /run/netns (or
-/// /var/run/netns), `pid:<PID>` for `<proc root>/PID/ns/net`, else the path.
+/// /var/run/netns, see `name_tag`), `pid:<PID>` for `<proc root>/PID/ns/net`,
+/// else the absolute path.
 pub fn tag_for(path: &Path) -> String {
     if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
         if NAMED_DIRS.iter().any(|d| dir == Path::new(d)) {
-            return name.to_string_lossy().into_owned();
+            return name_tag(&name.to_string_lossy());
         }
     }
     match pid_in(path) {
         Some(pid) => format!("pid:{pid}"),
-        None => path.display().to_string(),
+        None => std::path::absolute(path)
+            .unwrap_or_else(|_| path.to_owned())
+            .display()
+            .to_string(),
     }
 }
 
@@ -108,13 +165,24 @@ struct Found {
     of_pid1: bool,
 }
 
+/// What `scan` found.
+#[derive(Debug)]
+pub struct Scan {
+    pub targets: Vec<Target>,
+    /// Processes whose namespace could be looked at: 0 means the unnamed
+    /// namespaces could not be found at all (an empty or foreign proc root).
+    pub processes: usize,
+}
+
 /// Every distinct namespace reachable through the named directories and
-/// `<proc_root>/*/ns/net`, each once. Named ones are tagged by name, the
-/// one of PID 1 `host`, the others `pid:<lowest PID in it>`. Entries that
-/// vanish or cannot be looked at during the scan are skipped: only a proc
-/// root that cannot be listed is an error. Sorted: `host`, then the named
-/// ones by name, then by PID.
-pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Vec<Target>, Error> {
+/// `<proc_root>/*/ns/net`, each once. Named ones are tagged by name (see
+/// `name_tag`); the one of PID 1 `host`; the one this program runs in, if
+/// it is not PID 1's, `self` (stable across runs, also when PID 1 cannot be
+/// looked at, as for an unprivileged user); the others `pid:<lowest PID in
+/// it>`. Entries that vanish or cannot be looked at during the scan are
+/// skipped: only a proc root that cannot be listed is an error. Sorted:
+/// `host`, `self`, then the named ones by name, then by PID.
+pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Scan, Error> {
     // Every nsfs file has the device of our own namespace's file; anything
     // else in a named directory is a leftover mount point, not a namespace.
     let nsfs_dev = NsId::own().map(|id| id.dev);
@@ -136,7 +204,9 @@ pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Vec<Target>, Error
             }
         }
     }
+    let mut processes = 0;
     each_process(proc_root, |pid, id| {
+        processes += 1;
         let f = found.entry(id).or_default();
         f.lowest_pid = Some(f.lowest_pid.map_or(pid, |p| p.min(pid)));
         f.of_pid1 |= pid == 1;
@@ -145,15 +215,21 @@ pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Vec<Target>, Error
         path: proc_root.to_owned(),
         source,
     })?;
+    let own = NsId::own();
     let mut targets: Vec<(u8, u32, Target)> = found
         .into_iter()
-        .map(|(id, f)| {
+        .filter_map(|(id, f)| {
             let proc_path = |pid: u32| proc_root.join(pid.to_string()).join("ns/net");
+            let is_own = own == Some(id);
             let (rank, order, tag, path) = match (f.name, f.of_pid1, f.lowest_pid) {
-                (Some((name, path)), ..) => (1, 0, name, path),
+                (Some((name, path)), ..) => (2, 0, name_tag(&name), path),
                 (None, true, _) => (0, 0, "host".to_string(), proc_path(1)),
-                (None, false, Some(pid)) => (2, pid, format!("pid:{pid}"), proc_path(pid)),
-                (None, false, None) => unreachable!("every entry has a name or a pid"),
+                (None, false, _) if is_own => {
+                    (1, 0, "self".to_string(), PathBuf::from("/proc/self/ns/net"))
+                }
+                (None, false, Some(pid)) => (3, pid, format!("pid:{pid}"), proc_path(pid)),
+                // Only a process puts an unnamed namespace in the map.
+                (None, false, None) => return None,
             };
             let target = Target {
                 tag,
@@ -161,11 +237,14 @@ pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Vec<Target>, Error
                 id,
                 pid: f.lowest_pid,
             };
-            (rank, order, target)
+            Some((rank, order, target))
         })
         .collect();
     targets.sort_by(|a, b| (a.0, a.1, &a.2.tag).cmp(&(b.0, b.1, &b.2.tag)));
-    Ok(targets.into_iter().map(|(_, _, t)| t).collect())
+    Ok(Scan {
+        targets: targets.into_iter().map(|(_, _, t)| t).collect(),
+        processes,
+    })
 }
 
 /// Calls `f` with the PID and network namespace of every process under
@@ -211,17 +290,14 @@ pub fn open_socket(target: &Target) -> Result<DiagSocket, Error> {
     }
     let path = &target.path;
     let open = || -> Result<DiagSocket, Error> {
-        let file = File::open(path).map_err(|source| Error::NetnsOpen {
+        let file = open_ns_file(path)?;
+        let m = rustix::fs::fstat(&file).map_err(|e| Error::NetnsOpen {
             path: path.clone(),
-            source,
-        })?;
-        let m = file.metadata().map_err(|source| Error::NetnsOpen {
-            path: path.clone(),
-            source,
+            source: e.into(),
         })?;
         if (NsId {
-            dev: m.dev(),
-            ino: m.ino(),
+            dev: m.st_dev,
+            ino: m.st_ino,
         }) != target.id
         {
             return Err(Error::NetnsOpen {
@@ -233,9 +309,13 @@ pub fn open_socket(target: &Target) -> Result<DiagSocket, Error> {
             });
         }
         move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network)).map_err(|e| {
-            Error::NetnsEnter {
-                path: path.clone(),
-                source: e.into(),
+            match e {
+                // Another kind of namespace (mnt, uts, ...).
+                Errno::INVAL => Error::NotNetns { path: path.clone() },
+                e => Error::NetnsEnter {
+                    path: path.clone(),
+                    source: e.into(),
+                },
             }
         })?;
         DiagSocket::open()
@@ -265,6 +345,14 @@ mod tests {
         assert_eq!(tag_for(Path::new("/proc/1234/ns/net")), "pid:1234");
         assert_eq!(tag_for(Path::new("/hostfs/proc/77/ns/net")), "pid:77");
         assert_eq!(tag_for(Path::new("/proc/self/ns/net")), "/proc/self/ns/net");
+        assert_eq!(tag_for(Path::new("/run/netns/host")), "name:host");
+        assert_eq!(tag_for(Path::new("/run/netns/self")), "name:self");
+        assert_eq!(tag_for(Path::new("/run/netns/pid:5")), "name:pid:5");
+        assert_eq!(tag_for(Path::new("/run/netns/name:x")), "name:name:x");
+        assert_eq!(tag_for(Path::new("/run/netns/hostile")), "hostile");
+        // Relative paths are tagged absolute: never a bare name.
+        let rel = tag_for(Path::new("blue"));
+        assert!(rel.starts_with('/') && rel.ends_with("/blue"), "{rel}");
         assert_eq!(tag_for(Path::new("/proc/12/ns/mnt")), "/proc/12/ns/mnt");
         assert_eq!(tag_for(Path::new("/run/netns/a/b")), "/run/netns/a/b");
         assert_eq!(tag_for(Path::new("/srv/ns/web")), "/srv/ns/web");
@@ -280,6 +368,64 @@ mod tests {
             NsId::of(Path::new("/proc/thread-self/ns/net")).unwrap(),
             own
         );
+    }
+
+    #[test]
+    fn synthetic_and_real_names_never_collide() {
+        let synthetic = ["host", "self", "pid:5", "pid:77"];
+        for name in [
+            "host",
+            "self",
+            "pid:5",
+            "name:host",
+            "name:name:host",
+            "blue",
+            "pid",
+        ] {
+            let t = name_tag(name);
+            assert!(!synthetic.contains(&t.as_str()), "{name} -> {t}");
+            assert!(!t.contains('/'));
+            for other in [
+                "host",
+                "self",
+                "pid:5",
+                "name:host",
+                "name:name:host",
+                "blue",
+                "pid",
+            ] {
+                if other != name {
+                    assert_ne!(t, name_tag(other), "{name} and {other}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn files_that_are_not_namespaces_are_said_so_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("tn-netns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let file = dir.join("file");
+        std::fs::write(&file, "x").unwrap();
+        for p in [&fifo, &file, &dir] {
+            let e = Target::at(p).unwrap_err();
+            assert!(matches!(e, Error::NotNetns { .. }), "{}: {e}", p.display());
+            assert_eq!(
+                e.to_string(),
+                format!("{} is not a network namespace", p.display())
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -67,6 +67,26 @@ impl ErrorThrottle {
     }
 }
 
+/// A warning about a lasting condition: said when it starts, then at most
+/// every `REMIND_EVERY` while it lasts; reset it when the condition ends.
+#[derive(Default)]
+pub struct WarnOnce {
+    said: Option<Instant>,
+}
+
+impl WarnOnce {
+    /// Whether to say the warning now.
+    pub fn warn(&mut self, now: Instant) -> bool {
+        match self.said {
+            Some(t) if now.duration_since(t) < REMIND_EVERY => false,
+            _ => {
+                self.said = Some(now);
+                true
+            }
+        }
+    }
+}
+
 pub fn say(log: &Logger, what: Option<Say>) {
     match what {
         Some(Say::Error(m)) => log.error(format_args!("{m}")),
@@ -104,6 +124,15 @@ mod tests {
             Some(Say::Info("gather recovered after 6 failed gathers".into()))
         );
         assert_eq!(t.succeeded(""), None);
+    }
+
+    #[test]
+    fn lasting_warnings_are_said_then_reminded() {
+        let t0 = Instant::now();
+        let mut w = WarnOnce::default();
+        assert!(w.warn(t0));
+        assert!(!w.warn(t0 + Duration::from_secs(10)));
+        assert!(w.warn(t0 + REMIND_EVERY));
     }
 
     #[test]

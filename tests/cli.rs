@@ -330,3 +330,43 @@ fn output_targets_that_are_not_regular_files_are_usage_errors() {
     assert!(m.file_type().is_char_device());
     std::fs::remove_dir_all(root).unwrap();
 }
+
+/// `--netns` on something that is not a network namespace (a FIFO, which
+/// a plain open would block on; a regular file; a directory; a mount
+/// namespace) says so at once.
+#[test]
+fn netns_paths_that_are_not_network_namespaces_are_said_so() {
+    let root = fake_proc_root("not-netns");
+    let fifo = root.join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let file = root.join("net/tcp");
+    let dir = root.join("net");
+    for path in [
+        fifo.to_str().unwrap(),
+        file.to_str().unwrap(),
+        dir.to_str().unwrap(),
+        "/proc/self/ns/mnt",
+    ] {
+        let t = std::time::Instant::now();
+        let out = run(&["--netns", path], &[]);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{path} blocked"
+        );
+        assert_eq!(out.status.code(), Some(1), "{path}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "E! gather failed in network namespace {path}: {path} is not a network namespace\n"
+            )
+        );
+    }
+    std::fs::remove_dir_all(root).unwrap();
+}

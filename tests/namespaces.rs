@@ -188,18 +188,7 @@ fn named_namespaces_are_tagged_by_name() {
         .args(["netns", "add", &name])
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        // Inside a user namespace /run/netns cannot be mounted on; as real
-        // root under CI this test must run.
-        let real_root = std::fs::read_to_string("/proc/self/uid_map")
-            .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
-        assert!(
-            !(in_ci() && real_root),
-            "`ip netns add {name}` failed as root"
-        );
-        eprintln!("named_namespaces_are_tagged_by_name: `ip netns add` failed; not run here");
-        return;
-    }
+    assert!(ok, "`ip netns add {name}` failed");
     let named = Named(name.clone());
     let path = format!("/run/netns/{name}");
     // Sockets and a process inside it, from a thread that joined it.
@@ -234,7 +223,15 @@ fn named_namespaces_are_tagged_by_name() {
     assert_eq!(run_ok(&["--netns", &path, "--source", "proc"]), out);
     let fake = FakeProc::new();
     fake.add(pid, pid);
-    let out = run_ok(&["--all-netns", "--proc-root", fake.root()]);
+    let out = command_seeing_named(&["--all-netns", "--proc-root", fake.root()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = String::from_utf8(out.stdout).unwrap();
     let ours: Vec<Parsed> = parse_metrics(&out)
         .into_iter()
         .filter(|(t, _)| {
@@ -251,6 +248,163 @@ fn named_namespaces_are_tagged_by_name() {
     drop(stop_tx);
     holder.join().unwrap();
     drop(named);
+}
+
+/// A named namespace whose name looks like a tag this program makes up
+/// (`pid:N` of an unnamed namespace, `host`) can never produce the same tag
+/// set as that namespace: it is tagged `name:NAME`.
+fn names_never_pass_for_synthetic_tags() {
+    let a = Netns::new(|| established(1, 0), 1);
+    let b = Netns::new(|| time_wait(1), 1);
+    let fake = FakeProc::new();
+    fake.add(1, a.pids[0]);
+    fake.add(b.pids[0], b.pids[0]);
+    let fake_b = format!("pid:{}", b.pids[0]);
+    let mut named = Vec::new();
+    for name in [fake_b.clone(), "host".to_string()] {
+        if std::path::Path::new("/run/netns").join(&name).exists() {
+            panic!("/run/netns/{name} exists on this machine");
+        }
+        let ok = Command::new("ip").args(["netns", "add", &name]).status();
+        assert!(ok.is_ok_and(|s| s.success()), "ip netns add {name}");
+        named.push(Named(name));
+    }
+    let out = command_seeing_named(&["--all-netns", "--proc-root", fake.root()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let got = parse_metrics(&String::from_utf8(out.stdout).unwrap());
+    let tags_seen: Vec<&str> = got.iter().map(|(t, _)| t[0].1.as_str()).collect();
+    let mut unique = tags_seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        tags_seen.len(),
+        "duplicate tags: {tags_seen:?}"
+    );
+    let find = |tag: &str| {
+        got.iter()
+            .find(|(t, _)| t[0].1 == tag)
+            .map(|(_, f)| f.clone())
+    };
+    assert_eq!(find("host"), Some(fields(&a.expected)));
+    assert_eq!(find(&fake_b), Some(fields(&b.expected)));
+    let empty = Some(fields(&Counts::default()));
+    assert_eq!(find(&format!("name:{fake_b}")), empty);
+    assert_eq!(find("name:host"), empty);
+    drop(named);
+}
+
+/// The namespace the program runs in is tagged `self` when it is not PID
+/// 1's, also when PID 1 cannot be looked at (an unprivileged `telegraf`
+/// user): the same tag at every run, not `pid:<some PID>`.
+fn the_own_namespace_is_tagged_self() {
+    in_netns(|| {
+        let p = established(1, 1);
+        settle(&p.expected);
+        let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
+        let other = Netns::new(|| time_wait(2), 1);
+        let fake = FakeProc::new();
+        fake.add(sleeper.id(), sleeper.id());
+        fake.add(other.pids[0], other.pids[0]);
+        let out = run_ok(&["--all-netns", "--proc-root", fake.root()]);
+        assert_eq!(
+            parse_metrics(&out),
+            vec![
+                (tags(&[("netns", "self")]), fields(&p.expected)),
+                (tags(&[("netns", &other.tag())]), fields(&other.expected)),
+            ]
+        );
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+    })
+}
+
+/// A proc root where no process can be looked at (an empty or foreign
+/// HOST_PROC) finds no unnamed namespace: said with `W! `, not silently.
+fn an_empty_proc_root_is_said() {
+    let fake = FakeProc::new();
+    let out = run(&["--all-netns", "--proc-root", fake.root()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "W! found no process under {} whose network namespace can be looked at: \
+             only the namespaces named in /run/netns are counted\n",
+            fake.root()
+        )
+    );
+}
+
+/// With `--source proc`, a named namespace that no process runs in cannot be
+/// read (/proc/PID/net needs a process): an error and exit 3, not a silent
+/// drop; the namespaces that can be read are printed.
+fn proc_source_says_which_named_namespace_it_cannot_read() {
+    let name = format!("telegraf-netstat-empty-{}", std::process::id());
+    let ok = Command::new("ip").args(["netns", "add", &name]).status();
+    assert!(ok.is_ok_and(|s| s.success()));
+    let named = Named(name.clone());
+    let a = Netns::new(|| established(1, 0), 1);
+    let fake = FakeProc::new();
+    fake.add(1, a.pids[0]);
+    let out = command_seeing_named(&[
+        "--all-netns",
+        "--source",
+        "proc",
+        "--proc-root",
+        fake.root(),
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "E! gather failed in network namespace {name}: no process runs in network namespace /run/netns/{name}"
+        )),
+        "{stderr}"
+    );
+    let got = parse_metrics(&String::from_utf8(out.stdout).unwrap());
+    assert!(got.contains(&(tags(&[("netns", "host")]), fields(&a.expected))));
+    drop(named);
+}
+
+/// More namespaces than the soft descriptor limit allows sockets: the
+/// program raises its soft limit to the hard one and counts them all.
+fn more_namespaces_than_the_soft_fd_limit() {
+    let spaces: Vec<Netns> = (0..24)
+        .map(|_| Netns::new(Population::default, 1))
+        .collect();
+    let mut args: Vec<String> = Vec::new();
+    for n in &spaces {
+        args.push("--netns".into());
+        args.push(n.path());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = command(&args);
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 16,
+                rlim_max: 4096,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        parse_metrics(&String::from_utf8(out.stdout).unwrap()).len(),
+        24
+    );
 }
 
 /// Runs the binary in the calling thread's namespace without
@@ -479,7 +633,7 @@ fn include_unix_counts_unix_sockets() {
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 7] = [
+    let tests: [(&str, fn()); 12] = [
         (
             "netns_paths_get_one_metric_each",
             netns_paths_get_one_metric_each,
@@ -508,6 +662,36 @@ fn main() {
             "named_namespaces_are_tagged_by_name",
             named_namespaces_are_tagged_by_name,
         ),
+        (
+            "names_never_pass_for_synthetic_tags",
+            names_never_pass_for_synthetic_tags,
+        ),
+        (
+            "the_own_namespace_is_tagged_self",
+            the_own_namespace_is_tagged_self,
+        ),
+        ("an_empty_proc_root_is_said", an_empty_proc_root_is_said),
+        (
+            "proc_source_says_which_named_namespace_it_cannot_read",
+            proc_source_says_which_named_namespace_it_cannot_read,
+        ),
+        (
+            "more_namespaces_than_the_soft_fd_limit",
+            more_namespaces_than_the_soft_fd_limit,
+        ),
     ];
-    run_trials(args, setup, named("namespaces", &tests));
+    let named_ok = setup.clone().and_then(|()| named_namespaces_available());
+    run_trials_needing(
+        args,
+        setup,
+        named("namespaces", &tests),
+        &[
+            ("named_namespaces_are_tagged_by_name", named_ok.clone()),
+            ("names_never_pass_for_synthetic_tags", named_ok.clone()),
+            (
+                "proc_source_says_which_named_namespace_it_cannot_read",
+                named_ok,
+            ),
+        ],
+    );
 }

@@ -1,5 +1,10 @@
 //! Influx line protocol, as Telegraf's influx serializer writes the built-in
 //! plugin's metric: fields sorted by key, integers with the `i` suffix.
+//! Following that serializer (plugins/serializers/influx/influx.go and
+//! escape.go, Telegraf 1.3x): a tag value whose escaped form ends in `\`
+//! loses its trailing backslashes (line protocol cannot carry them), a tag
+//! left empty is dropped, and an integer above `i64::MAX` is written as
+//! `i64::MAX`.
 
 use std::io::Write;
 
@@ -35,17 +40,25 @@ pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
             m.tags
         };
         for (k, v) in tags {
+            let mark = out.len();
             out.push(b',');
             escape_tag(k, out);
             out.push(b'=');
+            let value = out.len();
             escape_tag(v, out);
+            while out.len() > value && out.last() == Some(&b'\\') {
+                out.pop();
+            }
+            if out.len() == value {
+                out.truncate(mark);
+            }
         }
         let mut sep = b' ';
         for (name, value) in m.counts.fields() {
             out.push(sep);
             sep = b',';
             // Writing to a Vec cannot fail.
-            let _ = write!(out, "{name}={value}i");
+            let _ = write!(out, "{name}={}i", value.min(i64::MAX as u64));
         }
         if let Some(t) = m.time {
             let _ = write!(out, " {}", unix_nanos(t));
@@ -120,9 +133,26 @@ tcp_syn_recv=0i,tcp_syn_sent=0i,tcp_time_wait=0i,udp_socket=10i\n"
             "{line}"
         );
         assert!(
-            line.ends_with("udp_socket=18446744073709551615i\n"),
+            line.ends_with("udp_socket=9223372036854775807i\n"),
             "{line}"
         );
         assert_eq!(line.matches('\n').count(), 1);
+    }
+
+    #[test]
+    fn trailing_backslashes_are_trimmed_and_empty_tags_dropped() {
+        let counts = Counts::default();
+        let line = |tags: &[(&str, &str)]| {
+            encode(Metric {
+                tags,
+                counts: &counts,
+                time: None,
+            })
+        };
+        assert!(line(&[("netns", "a\\")]).starts_with("netstat,netns=a tcp_close="));
+        assert!(line(&[("netns", "a b\\\\")]).starts_with("netstat,netns=a\\ b tcp_close="));
+        assert!(line(&[("netns", "\\"), ("family", "ipv4")])
+            .starts_with("netstat,family=ipv4 tcp_close="));
+        assert!(line(&[("netns", "")]).starts_with("netstat tcp_close="));
     }
 }

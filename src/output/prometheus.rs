@@ -1,11 +1,12 @@
 //! Prometheus text exposition format 0.0.4, named as Telegraf's
 //! `outputs.prometheus_client` names this measurement's fields
 //! (`netstat_tcp_established`, ...): one gauge family per field, tags as
-//! labels, no timestamps.
+//! labels. No timestamps unless `--timestamp` asks (then the gather time in
+//! milliseconds since the epoch, as the format defines them).
 
 use std::io::Write;
 
-use super::{Metric, MEASUREMENT};
+use super::{unix_nanos, Metric, MEASUREMENT};
 
 /// Label values escape backslash, double quote and line feed.
 fn escape_label_value(s: &str, out: &mut Vec<u8>) {
@@ -51,13 +52,35 @@ pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
                 }
                 out.push(b'}');
             }
-            let _ = writeln!(out, " {}", m.counts.fields()[i].1);
+            let _ = write!(out, " {}", m.counts.fields()[i].1);
+            if let Some(t) = m.time {
+                let _ = write!(out, " {}", unix_nanos(t) / 1_000_000);
+            }
+            out.push(b'\n');
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn timestamps_are_milliseconds_when_asked() {
+        use std::time::{Duration, SystemTime};
+        let counts = crate::tally::Counts::default();
+        let m = super::Metric {
+            tags: &[],
+            counts: &counts,
+            time: Some(SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789)),
+        };
+        let mut out = Vec::new();
+        super::encode(&[m], &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("\nnetstat_tcp_close 0 1700000000123\n"),
+            "{text}"
+        );
+    }
+
     use super::super::{Format, Metric};
     use crate::tally::Counts;
 

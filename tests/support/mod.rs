@@ -88,11 +88,37 @@ pub fn namespaces_available() -> Result<(), String> {
         .map_err(|_| "probe panicked".to_string())?
 }
 
-/// What every namespace test binary does first, while single-threaded.
+/// What every namespace test binary does first, while single-threaded:
+/// enter a user namespace if unprivileged, check that network namespaces
+/// can be made, and that `ss` (iproute2), which the tests compare with, is
+/// installed.
 pub fn namespace_setup() -> Result<(), String> {
     enter_user_namespace()
         .and_then(|()| namespaces_available())
-        .map_err(|why| format!("cannot create private network namespaces here ({why})"))
+        .map_err(|why| format!("cannot create private network namespaces here ({why})"))?;
+    match Command::new("ss").arg("-V").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!("`ss -V` failed: {:?}", o.status)),
+        Err(e) => Err(format!("`ss` (iproute2) cannot be run: {e}")),
+    }
+}
+
+/// Whether `ip netns add` works here (real root; a user namespace cannot
+/// mount on /run/netns): probed by adding and deleting a namespace.
+pub fn named_namespaces_available() -> Result<(), String> {
+    let name = format!("telegraf-netstat-probe-{}", std::process::id());
+    let out = Command::new("ip")
+        .args(["netns", "add", &name])
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`ip netns add` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let _ = Command::new("ip").args(["netns", "del", &name]).status();
+    Ok(())
 }
 
 /// True when running under CI, where a skipped namespace test is a failure.
@@ -100,13 +126,65 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
+/// The binary with `args`, to run in the calling thread's namespace. A run
+/// with `--all-netns` gets a private mount namespace with an empty tmpfs on
+/// /run/netns, so the machine's own named namespaces (which an unprivileged
+/// run could not enter) never leak into a test; `command_seeing_named`
+/// keeps them.
+pub fn command(args: &[&str]) -> Command {
+    let mut c = command_seeing_named(args);
+    if args.contains(&"--all-netns") {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only async-signal-safe syscalls between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                let fail = |what: &str| {
+                    let e = std::io::Error::last_os_error();
+                    std::io::Error::new(e.kind(), format!("{what}: {e}"))
+                };
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    return Err(fail("unshare(CLONE_NEWNS)"));
+                }
+                let none = c"none".as_ptr();
+                if libc::mount(
+                    none,
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return Err(fail("making / private"));
+                }
+                let dir = c"/run/netns".as_ptr();
+                if libc::access(dir, libc::F_OK) == 0
+                    && libc::mount(
+                        c"tmpfs".as_ptr(),
+                        dir,
+                        c"tmpfs".as_ptr(),
+                        0,
+                        std::ptr::null(),
+                    ) != 0
+                {
+                    return Err(fail("hiding /run/netns"));
+                }
+                Ok(())
+            });
+        }
+    }
+    c
+}
+
+/// `command` without hiding the machine's named namespaces.
+pub fn command_seeing_named(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args).env_remove("HOST_PROC");
+    c
+}
+
 /// Runs the binary with `args` in the calling thread's namespace.
 pub fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("HOST_PROC")
-        .output()
-        .expect("cannot run telegraf-netstat")
+    command(args).output().expect("cannot run telegraf-netstat")
 }
 
 /// Runs the binary and expects success with one line and a quiet stderr.
@@ -663,9 +741,7 @@ fn lines_of<R: Read + Send + 'static>(r: R) -> std::sync::mpsc::Receiver<(Instan
 impl Plugin {
     pub fn start(args: &[&str]) -> Plugin {
         use std::process::Stdio;
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env_remove("HOST_PROC")
+        let mut child = command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -771,25 +847,40 @@ pub fn named(group: &str, tests: &[(&str, fn())]) -> Vec<NamedTest> {
 /// Otherwise they are reported as ignored, with the reason on stderr; under
 /// CI they fail instead, so a machine that cannot run them is never green.
 pub fn run_trials(args: Arguments, setup: Result<(), String>, tests: Vec<NamedTest>) -> ! {
+    run_trials_needing(args, setup, tests, &[])
+}
+
+/// `run_trials`, where the tests whose names end in one of `needs`' names
+/// also need that requirement to hold: a test that cannot run is ignored
+/// (failed under CI), never reported as passed.
+pub fn run_trials_needing(
+    args: Arguments,
+    setup: Result<(), String>,
+    tests: Vec<NamedTest>,
+    needs: &[(&str, Result<(), String>)],
+) -> ! {
     let trials = tests
         .into_iter()
-        .map(|(name, f)| match &setup {
-            Ok(()) => Trial::test(name, move || {
-                f();
-                Ok(())
-            }),
-            Err(why) if in_ci() => {
-                let why = why.clone();
-                Trial::test(name, move || {
+        .map(|(name, f)| {
+            let need = needs
+                .iter()
+                .find(|(n, _)| name.ends_with(n))
+                .map_or(Ok(()), |(_, r)| r.clone());
+            match setup.clone().and(need) {
+                Ok(()) => Trial::test(name, move || {
+                    f();
+                    Ok(())
+                }),
+                Err(why) if in_ci() => Trial::test(name, move || {
                     Err(Failed::from(format!("cannot run in CI: {why}")))
-                })
+                }),
+                Err(why) => {
+                    eprintln!("SKIP {name}: {why}; ignored");
+                    Trial::test(name, || Ok(())).with_ignored_flag(true)
+                }
             }
-            Err(_) => Trial::test(name, || Ok(())).with_ignored_flag(true),
         })
         .collect();
-    if let Err(why) = &setup {
-        eprintln!("SKIP: {why}; these tests are ignored");
-    }
     libtest_mimic::run(&args, trials).exit()
 }
 
