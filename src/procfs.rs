@@ -1,5 +1,22 @@
 //! The /proc fallback: streams /proc/net/{tcp,tcp6,udp,udp6,unix} through
 //! one fixed buffer, so memory does not grow with the number of sockets.
+//!
+//! Every table must start with its header line: an empty file (a 0-byte
+//! `net/tcp` from a broken mount or a fake proc root) is malformed, not
+//! "no sockets".
+//!
+//! /proc/net/unix prints each bound socket's path raw after the fixed
+//! columns (`unix_seq_show()` in net/unix/af_unix.c: `"%pK: %08X %08X %08X
+//! %04X %02X %5lu"`, then `' '` and the path byte by byte, NUL as `@`, then
+//! `'\n'`), and any local user picks those bytes, newlines included. So the
+//! path column is never parsed: a record is a line whose fixed columns
+//! parse, and a line that does not parse is taken as the continuation of
+//! the previous record's path as long as that path could still be that long
+//! (at most `UNIX_PATH_PRINTED` bytes); beyond that it is malformed. A name
+//! can still hold a line that looks like a record, but at most one (a fixed
+//! part is ~60 bytes) per socket that carries it: no more than the user who
+//! binds it could add by opening one more socket. The netlink source has no
+//! such text and is exact.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -44,17 +61,62 @@ pub fn line_state(line: &[u8]) -> Result<u8, String> {
     hex_column(line, 3, 2, "state")
 }
 
-/// The socket type from one line of /proc/net/unix:
+/// The longest path /proc/net/unix prints: `sizeof(sun_path)` (108) bytes,
+/// an abstract name's leading NUL printed as `@`.
+const UNIX_PATH_PRINTED: usize = 108;
+
+/// A /proc/net/unix record's fixed columns, checked to the byte:
 ///
 /// ```text
 /// Num       RefCount Protocol Flags    Type St Inode Path
 /// 000000003359feef: 00000003 00000000 00000000 0001 03   598 /run/x.sock
 /// ```
 ///
-/// The fifth column, four hex digits (`SOCK_STREAM` 1, `SOCK_DGRAM` 2,
-/// `SOCK_SEQPACKET` 5).
+/// Returns the socket type (the fifth column: `SOCK_STREAM` 1, `SOCK_DGRAM`
+/// 2, `SOCK_SEQPACKET` 5) and how many path bytes follow on this line
+/// (`None`: unbound, no path).
+pub fn unix_record(line: &[u8]) -> Option<(u8, Option<usize>)> {
+    let hex = |f: &[u8], width: usize| f.len() == width && f.iter().all(u8::is_ascii_hexdigit);
+    let colon = line.iter().position(|&b| b == b':')?;
+    // %pK: 16 hex digits on 64-bit kernels, 8 on 32-bit.
+    if !(hex(&line[..colon], 16) || hex(&line[..colon], 8)) {
+        return None;
+    }
+    let mut rest = &line[colon + 1..];
+    let mut ty = 0u8;
+    for (i, width) in [8usize, 8, 8, 4, 2].into_iter().enumerate() {
+        let field = rest.strip_prefix(b" ")?.get(..width)?;
+        if !hex(field, width) {
+            return None;
+        }
+        if i == 3 {
+            ty = u8::from_str_radix(std::str::from_utf8(field).ok()?, 16).ok()?;
+        }
+        rest = &rest[1 + width..];
+    }
+    // " %5lu": a space, then the inode right-aligned in at least 5 columns.
+    let rest = rest.strip_prefix(b" ")?;
+    let digits_at = rest.iter().position(|&b| b != b' ')?;
+    let tail = &rest[digits_at..];
+    let digits = tail.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits_at + digits < 5 {
+        return None;
+    }
+    match &tail[digits..] {
+        [] => Some((ty, None)),
+        [b' ', path @ ..] if path.len() <= UNIX_PATH_PRINTED => Some((ty, Some(path.len()))),
+        _ => None,
+    }
+}
+
+/// The socket type from one line of /proc/net/unix (see `unix_record`).
 pub fn unix_line_type(line: &[u8]) -> Result<u8, String> {
-    hex_column(line, 4, 4, "socket type")
+    unix_record(line).map(|(ty, _)| ty).ok_or_else(|| {
+        format!(
+            "not a unix socket record: {:?}",
+            String::from_utf8_lossy(line)
+        )
+    })
 }
 
 /// Which kind of table a file holds: what its header starts with, and
@@ -74,13 +136,6 @@ impl Table {
             Table::Unix => b"Num ",
         }
     }
-
-    fn key(self, line: &[u8]) -> Result<u8, String> {
-        match self {
-            Table::Inet => line_state(line),
-            Table::Unix => unix_line_type(line),
-        }
-    }
 }
 
 /// Feeds complete lines to `on_state`, checking the header on line 1.
@@ -88,12 +143,60 @@ struct Lines<'p> {
     path: &'p Path,
     table: Table,
     line: u64,
+    /// /proc/net/unix: how many more bytes the last record's path may still
+    /// hold on the lines after its own.
+    path_left: usize,
 }
 
-impl Lines<'_> {
+impl<'p> Lines<'p> {
+    fn new(path: &'p Path, table: Table) -> Self {
+        Lines {
+            path,
+            table,
+            line: 0,
+            path_left: 0,
+        }
+    }
+
+    /// The record on one line, or `Ok(None)` for a unix path continuation.
+    fn key(&mut self, line: &[u8]) -> Result<Option<u8>, String> {
+        match self.table {
+            Table::Inet => line_state(line).map(Some),
+            Table::Unix => match unix_record(line) {
+                Some((ty, path)) => {
+                    self.path_left = path.map_or(0, |n| UNIX_PATH_PRINTED - n);
+                    Ok(Some(ty))
+                }
+                // The newline inside the path, then this line's bytes.
+                None if self.path_left > line.len() => {
+                    self.path_left -= line.len() + 1;
+                    Ok(None)
+                }
+                None => unix_line_type(line).map(Some),
+            },
+        }
+    }
+
+    /// The end of the file: it must at least have had its header.
+    fn finish(&self) -> Result<(), Error> {
+        if self.line == 0 {
+            return Err(Error::ProcParse {
+                path: self.path.to_owned(),
+                line: 1,
+                detail: format!(
+                    "empty file: expected the {:?} header",
+                    String::from_utf8_lossy(self.table.header().trim_ascii())
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn feed(&mut self, text: &[u8], on_state: &mut dyn FnMut(u8)) -> Result<(), Error> {
         for line in text.split(|&b| b == b'\n') {
             if line.iter().all(u8::is_ascii_whitespace) {
+                // An empty path line still uses up the newline.
+                self.path_left = self.path_left.saturating_sub(line.len() + 1);
                 continue;
             }
             self.line += 1;
@@ -108,7 +211,12 @@ impl Lines<'_> {
                     String::from_utf8_lossy(line)
                 ))
             } else {
-                self.table.key(line)
+                self.key(line)
+            };
+            let parsed = match parsed {
+                Ok(None) => continue,
+                Ok(Some(v)) => Ok(v),
+                Err(e) => Err(e),
             };
             match parsed {
                 Ok(state) => on_state(state),
@@ -132,12 +240,9 @@ pub fn parse(
     text: &[u8],
     on_state: &mut dyn FnMut(u8),
 ) -> Result<(), Error> {
-    Lines {
-        path,
-        table,
-        line: 0,
-    }
-    .feed(text, on_state)
+    let mut lines = Lines::new(path, table);
+    lines.feed(text, on_state)?;
+    lines.finish()
 }
 
 /// Streams the file at `path` through `buf` and calls `on_state` per socket
@@ -155,11 +260,7 @@ pub fn scan(
         source,
     };
     let mut file = File::open(path).map_err(read_err)?;
-    let mut lines = Lines {
-        path,
-        table,
-        line: 0,
-    };
+    let mut lines = Lines::new(path, table);
     let mut fill = 0;
     loop {
         let n = match file.read(&mut buf[fill..]) {
@@ -168,7 +269,8 @@ pub fn scan(
             Err(e) => return Err(read_err(e)),
         };
         if n == 0 {
-            return lines.feed(&buf[..fill], on_state);
+            lines.feed(&buf[..fill], on_state)?;
+            return lines.finish();
         }
         if stop() {
             return Err(Error::Stopped);
@@ -366,5 +468,74 @@ mod tests {
         assert!(parse(Path::new("t"), Table::Inet, UNIX.as_bytes(), &mut |_| {}).is_err());
         assert!(unix_line_type(b"0000: 00000002 00000000 00010000 01 01 1").is_err());
         assert!(unix_line_type(b"0000: 00000002 00000000").is_err());
+    }
+
+    #[test]
+    fn unix_paths_with_newlines_are_not_records() {
+        // A stream socket bound to "/tmp/a\nb c d" (abstract names print
+        // alike), then an unbound datagram socket.
+        let text = format!(
+            "{}000000000000a001: 00000002 00000000 00010000 0001 01 40001 /tmp/a\nb c d\n\n\
+             000000000000a002: 00000002 00000000 00000000 0002 03 40002\n",
+            UNIX.lines().next().unwrap().to_string() + "\n"
+        );
+        let mut types = Vec::new();
+        parse(Path::new("u"), Table::Unix, text.as_bytes(), &mut |t| {
+            types.push(t)
+        })
+        .unwrap();
+        assert_eq!(types, [1, 2]);
+        // A name can hold at most what fits in 108 bytes: a longer run of
+        // non-record lines is malformed, not silently skipped.
+        let long = format!(
+            "{}\n000000000000a001: 00000002 00000000 00010000 0001 01 40001 @x\n{}\n",
+            UNIX.lines().next().unwrap(),
+            "y".repeat(120)
+        );
+        let e = parse(Path::new("u"), Table::Unix, long.as_bytes(), &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("not a unix socket record"), "{e}");
+        // Without a path before it, a non-record line is malformed.
+        let bad = format!("{}\njunk\n", UNIX.lines().next().unwrap());
+        assert!(parse(Path::new("u"), Table::Unix, bad.as_bytes(), &mut |_| {}).is_err());
+        // Fixed columns are checked to the byte.
+        for line in [
+            &b"000000000000a001: 00000002 00000000 00010000 0001 01 40001"[..],
+            b"0000a001: 00000002 00000000 00010000 0005 01    12",
+        ] {
+            assert!(
+                unix_record(line).is_some(),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        for line in [
+            &b"000000000000a001: 00000002 00000000 00010000 001 01 40001"[..],
+            b"000000000000a001: 00000002 00000000 00010000 0001 01 4000x",
+            b"000000000000a001: 00000002 00000000 00010000 0001 01   1",
+            b"00a001: 00000002 00000000 00010000 0001 01 40001",
+        ] {
+            assert!(
+                unix_record(line).is_none(),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn empty_and_headerless_tables_are_malformed() {
+        for table in [Table::Inet, Table::Unix] {
+            let e = parse(Path::new("/p/net/x"), table, b"", &mut |_| {}).unwrap_err();
+            assert!(e.to_string().contains("empty file: expected the"), "{e}");
+        }
+        let headerless = TCP.lines().skip(1).collect::<Vec<_>>().join("\n");
+        let e = parse(
+            Path::new("t"),
+            Table::Inet,
+            headerless.as_bytes(),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("expected the \"sl\" header"), "{e}");
     }
 }

@@ -370,3 +370,25 @@ fn netns_paths_that_are_not_network_namespaces_are_said_so() {
     }
     std::fs::remove_dir_all(root).unwrap();
 }
+
+/// A 0-byte table (a broken mount, a fake proc root) is malformed, not a
+/// host without sockets.
+#[test]
+fn an_empty_table_is_malformed_not_zero() {
+    let root = fake_proc_root("empty");
+    std::fs::write(root.join("net/tcp"), "").unwrap();
+    let out = run(
+        &["--source", "proc", "--proc-root", root.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "E! gather failed: malformed line 1 of {}: empty file: expected the \"sl\" header\n",
+            root.join("net/tcp").display()
+        )
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}

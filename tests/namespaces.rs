@@ -630,10 +630,39 @@ fn include_unix_counts_unix_sockets() {
     })
 }
 
+/// Unix socket names are chosen by any local user and printed raw in
+/// /proc/net/unix: names with newlines (one shaped like the start of a
+/// record, abstract and on the filesystem) neither fail the /proc source
+/// nor change its counts, which equal netlink's and the sockets made.
+fn unix_names_with_newlines_do_not_fool_the_proc_source() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram, UnixListener};
+    in_netns(|| {
+        let scratch = Scratch::new("unix-names");
+        let mut p = Population::default();
+        for name in [&b"\n"[..], b"evil\nname", b"x\n\n\ny", b"a\nb c d e f g"] {
+            let addr = SocketAddr::from_abstract_name(name).unwrap();
+            p.keep(UnixListener::bind_addr(&addr).unwrap());
+        }
+        p.keep(UnixDatagram::bind(scratch.0.join("new\nline")).unwrap());
+        p.keep(UnixDatagram::bind(scratch.0.join("trailing\n")).unwrap());
+        // (`ss -x` prints these names raw too, so the expectation is ours.)
+        let with_unix = Counts {
+            tcp_none: 4,
+            udp_socket: 2,
+            ..Counts::default()
+        };
+        let netlink = run_ok(&["--include-unix", "--source", "netlink"]);
+        assert_eq!(parse_line(&netlink), fields(&with_unix), "{netlink}");
+        assert_eq!(run_ok(&["--include-unix", "--source", "proc"]), netlink);
+        drop(p);
+    })
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 12] = [
+    let tests: [(&str, fn()); 13] = [
         (
             "netns_paths_get_one_metric_each",
             netns_paths_get_one_metric_each,
@@ -678,6 +707,10 @@ fn main() {
         (
             "more_namespaces_than_the_soft_fd_limit",
             more_namespaces_than_the_soft_fd_limit,
+        ),
+        (
+            "unix_names_with_newlines_do_not_fool_the_proc_source",
+            unix_names_with_newlines_do_not_fool_the_proc_source,
         ),
     ];
     let named_ok = setup.clone().and_then(|()| named_namespaces_available());
