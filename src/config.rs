@@ -94,15 +94,18 @@ struct Args {
 
     /// Count inside the network namespace at PATH (/run/netns/NAME,
     /// /proc/PID/ns/net, any bind mount); repeatable. One metric per
-    /// namespace, tagged netns=NAME, netns=pid:PID or netns=PATH. Entering
+    /// namespace, tagged netns=NAME, netns=pid:PID or netns=<absolute
+    /// PATH>. Entering
     /// another namespace needs CAP_SYS_ADMIN over it.
     /// Example: --netns /run/netns/blue
     #[arg(long, value_name = "PATH", conflicts_with = "all_netns")]
     netns: Vec<PathBuf>,
 
     /// Count every network namespace reachable through /run/netns/* and
-    /// <proc root>/*/ns/net, each once: tagged by name, netns=host for the
-    /// one of PID 1, else netns=pid:<lowest PID in it>. Re-scanned at every
+    /// <proc root>/*/ns/net, each once: netns=host for the one of PID 1,
+    /// netns=self for the one this program runs in if it is not PID 1's,
+    /// netns=NAME for named ones (name:NAME if NAME looks like one of these
+    /// tags), else netns=pid:<lowest PID in it>. Re-scanned at every
     /// gather. Example: --all-netns
     #[arg(long)]
     all_netns: bool,
