@@ -6,7 +6,11 @@
 # binary per gather (BENCHMARKS.md: ss -tan + ss -uan).
 #
 #   [[inputs.exec]]
-#     commands = ["/usr/local/bin/netstat.sh"]
+#     ## Telegraf 1.39 and later (the string form below is deprecated there
+#     ## and removed in 1.45):
+#     commands = [["/usr/local/bin/netstat.sh"]]
+#     ## Telegraf before 1.39:
+#     # commands = ["/usr/local/bin/netstat.sh"]
 #     timeout = "5s"
 #     data_format = "influx"
 set -eu

@@ -17,8 +17,8 @@ use telegraf_netstat::netns::{self, NsId, Target};
 use telegraf_netstat::sink::{Delivery, OutputFile, Stdout};
 use telegraf_netstat::{ByFamily, Collector, Counts, Error, Event, Metric, Options};
 
-use crate::config::{Config, Namespaces};
 use crate::throttle::{say, ErrorThrottle, WarnOnce};
+use telegraf_netstat::cli::{Config, Namespaces};
 
 /// Exit codes, documented in the README and `--help`.
 pub const EXIT_OK: u8 = 0;

@@ -1,13 +1,15 @@
 //! Command line: flags are parsed by clap, then checked into one `Config`
-//! that the rest of the program takes.
+//! that the rest of the program takes. `command()` is the same definition
+//! for the man page and shell completions (`examples/dist-docs.rs`), so
+//! they cannot drift from `--help`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::sink::OutputFile;
+use crate::{Format, Source};
 use clap::{error::ErrorKind, CommandFactory, Parser, ValueEnum};
-use telegraf_netstat::sink::OutputFile;
-use telegraf_netstat::{Format, Source};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -24,11 +26,12 @@ Telegraf (inputs.execd, one gather per interval through stdin):
     signal = \"STDIN\"
     data_format = \"influx\"
 
-Telegraf (inputs.exec):
+Telegraf (inputs.exec; before Telegraf 1.39: commands = [\"/usr/local/bin/telegraf-netstat\"]):
   [[inputs.exec]]
-    commands = [\"/usr/local/bin/telegraf-netstat\"]
+    commands = [[\"/usr/local/bin/telegraf-netstat\"]]
     timeout = \"5s\"
     data_format = \"influx\"
+    log_stderr = true      # Telegraf 1.38.1+: log our E!/W!/I! lines
 
 Exit status: 0 on success (and when stdout is closed by the reader; with
 --execd or --interval also on stdin EOF, SIGTERM and SIGINT), 1 when a one-shot
@@ -36,10 +39,18 @@ gather failed (one E! line on stderr, nothing on stdout; the loops log the error
 and go on), 2 on a usage error, 3 when some network namespaces could not be
 counted (an E! line for each) while the others were printed.";
 
+/// `--version`: the version and the target it was built for.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("TELEGRAF_NETSTAT_TARGET"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "telegraf-netstat",
-    version,
+    version = VERSION,
     about = "Counts TCP connections by state and UDP sockets for Telegraf, like inputs.netstat, at a fraction of its cost",
     after_help = AFTER_HELP
 )]
@@ -248,6 +259,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The clap definition of the command line.
+pub fn command() -> clap::Command {
+    Args::command()
+}
+
 impl Config {
     /// Parses and checks the command line; a `clap::Error` carries the
     /// message and exit code (2 for usage errors, 0 for --help/--version).
@@ -412,7 +428,7 @@ mod tests {
 
     #[test]
     fn help_shows_an_example_for_every_flag() {
-        let help = Args::command().render_long_help().to_string();
+        let help = Args::command().term_width(0).render_long_help().to_string();
         for flag in [
             "--source proc",
             "--proc-root /hostfs/proc",

@@ -21,8 +21,8 @@ use telegraf_netstat::log::Logger;
 use telegraf_netstat::sink::Delivery;
 
 use crate::app::{Gatherer, Listen, Outcome, EXIT_GATHER_FAILED, EXIT_OK};
-use crate::config::Config;
 use crate::throttle::{say, ErrorThrottle};
+use telegraf_netstat::cli::Config;
 
 /// How often a running gather looks at the signal pipe and stdin.
 const CHECK_EVERY: Duration = Duration::from_millis(10);

@@ -7,6 +7,7 @@
 //! (counting), [`collector`] (one gather in one namespace), [`output`]
 //! (printing).
 
+pub mod cli;
 pub mod collector;
 pub mod error;
 pub mod log;

@@ -1,7 +1,6 @@
 //! The `telegraf-netstat` binary: parse flags into a `Config`, then run.
 
 mod app;
-mod config;
 mod execd;
 mod throttle;
 
@@ -22,7 +21,7 @@ fn raise_fd_limit() {
 
 fn main() -> ExitCode {
     raise_fd_limit();
-    match config::Config::parse(std::env::args_os()) {
+    match telegraf_netstat::cli::Config::parse(std::env::args_os()) {
         Ok(config) if config.execd || config.interval.is_some() => execd::run(config),
         Ok(config) => app::run(config),
         Err(e) => e.exit(),

@@ -199,7 +199,7 @@ pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Scan, Error> {
             }
             let f = found.entry(id).or_default();
             let name = entry.file_name().to_string_lossy().into_owned();
-            if f.name.as_ref().map_or(true, |(n, _)| name < *n) {
+            if f.name.as_ref().is_none_or(|(n, _)| name < *n) {
                 f.name = Some((name, path));
             }
         }

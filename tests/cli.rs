@@ -170,7 +170,7 @@ fn usage_errors_exit_2_with_nothing_on_stdout() {
 
 #[test]
 fn help_and_version() {
-    let out = run(&["--help"], &[]);
+    let out = run(&["--help"], &[("COLUMNS", "1000")]);
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
     for needle in [
@@ -188,7 +188,23 @@ fn help_and_version() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!("telegraf-netstat {}\n", env!("CARGO_PKG_VERSION"))
+        format!(
+            "telegraf-netstat {} (x86_64-unknown-linux-gnu)\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    // A mistyped flag gets a suggestion.
+    let out = run(&["--exec"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("a similar argument exists: '--execd'"),
+        "{stderr}"
+    );
+    // The exec snippet is the array form of Telegraf 1.39+, with the old one named.
+    assert!(
+        help.contains("commands = [[\"/usr/local/bin/telegraf-netstat\"]]"),
+        "{help}"
     );
 }
 

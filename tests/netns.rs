@@ -187,6 +187,43 @@ fn memory_does_not_grow_over_10000_gathers() {
     })
 }
 
+/// The static release binary (`dist/build`; its path in
+/// `TELEGRAF_NETSTAT_STATIC_BIN`) prints the same bytes as the default build
+/// on a namespace with every TCP state and UDP sockets, in every format and
+/// from both sources.
+fn static_binary_prints_what_the_default_build_prints() {
+    let static_bin = std::env::var("TELEGRAF_NETSTAT_STATIC_BIN").unwrap();
+    in_netns(move || {
+        let p = everything();
+        check(&p.expected);
+        for args in [
+            &["--source", "netlink"][..],
+            &["--source", "proc"],
+            &["--format", "prometheus", "--by-family", "--include-unix"],
+            &["--format", "json", "--include-unix"],
+        ] {
+            let ours = run_ok(args);
+            let out = std::process::Command::new(&static_bin)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success() && out.stderr.is_empty(),
+                "{args:?}: {out:?}"
+            );
+            let theirs = String::from_utf8(out.stdout).unwrap();
+            if args.contains(&"json") {
+                // Stamped with the gather time: compare all but the timestamp.
+                let strip = |s: &str| s.split("\"timestamp\"").next().unwrap().to_string();
+                assert_eq!(strip(&theirs), strip(&ours), "{args:?}");
+            } else {
+                assert_eq!(theirs, ours, "{args:?}");
+            }
+        }
+        drop(p);
+    })
+}
+
 /// The JSON and Prometheus outputs carry the same counts as the influx line,
 /// read back with a real JSON parser and a strict exposition-format reader.
 fn json_and_prometheus_carry_the_same_counts() {
@@ -303,7 +340,7 @@ fn main() {
             (format!("population::{name}"), f)
         })
         .collect();
-    let others: [(&str, fn()); 9] = [
+    let others: [(&str, fn()); 10] = [
         (
             "shell_fallback_matches_the_binary",
             shell_fallback_matches_the_binary,
@@ -326,6 +363,10 @@ fn main() {
             memory_does_not_grow_over_10000_gathers,
         ),
         (
+            "static_binary_prints_what_the_default_build_prints",
+            static_binary_prints_what_the_default_build_prints,
+        ),
+        (
             "auto_falls_back_when_netlink_is_blocked",
             auto_falls_back_when_netlink_is_blocked,
         ),
@@ -337,5 +378,22 @@ fn main() {
     ];
     tests.extend(named("source", &others));
 
-    run_trials(args, setup, tests);
+    let static_bin = match std::env::var_os("TELEGRAF_NETSTAT_STATIC_BIN") {
+        Some(p) if std::path::Path::new(&p).is_file() => Ok(()),
+        Some(p) => Err(format!("TELEGRAF_NETSTAT_STATIC_BIN={p:?} is not a file")),
+        None => Err(
+            "TELEGRAF_NETSTAT_STATIC_BIN is not set (dist/build, then point it at \
+                     target/dist/stage/usr/bin/telegraf-netstat)"
+                .to_string(),
+        ),
+    };
+    run_trials_needing(
+        args,
+        setup,
+        tests,
+        &[(
+            "static_binary_prints_what_the_default_build_prints",
+            static_bin,
+        )],
+    );
 }
