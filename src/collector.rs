@@ -18,11 +18,13 @@
 
 use std::path::PathBuf;
 
+use crate::aggregate::states::{
+    counts_from_states, counts_from_unix_types, ByFamily, StateHistogram,
+};
 use crate::error::{Dump, Error};
 use crate::netlink::DiagSocket;
 use crate::netns::{self, Target};
 use crate::procfs::{self, ProcPaths, Table};
-use crate::tally::{tally, tally_unix, ByFamily, StateHistogram};
 use crate::wire::AF_INET6;
 
 /// Where socket states come from.
@@ -202,10 +204,10 @@ impl Collector {
             }
         }
         Ok(ByFamily {
-            ipv4: tally(&self.tcp[0], self.udp[0]),
-            ipv6: tally(&self.tcp[1], self.udp[1]),
+            ipv4: counts_from_states(&self.tcp[0], self.udp[0]),
+            ipv6: counts_from_states(&self.tcp[1], self.udp[1]),
             unix: if self.options.include_unix {
-                tally_unix(&self.unix)
+                counts_from_unix_types(&self.unix)
             } else {
                 Default::default()
             },

@@ -3,10 +3,11 @@
 //! Telegraf's built-in `inputs.netstat` plugin does.
 //!
 //! Layers, each usable alone: [`wire`] (bytes), [`netlink`] and [`procfs`]
-//! (kernel I/O), [`netns`] (other network namespaces), [`tally`]
+//! (kernel I/O), [`netns`] (other network namespaces), [`aggregate`]
 //! (counting), [`collector`] (one gather in one namespace), [`output`]
 //! (printing).
 
+pub mod aggregate;
 pub mod cli;
 pub mod collector;
 pub mod error;
@@ -16,10 +17,11 @@ pub mod netns;
 pub mod output;
 pub mod procfs;
 pub mod sink;
-pub mod tally;
 pub mod wire;
 
+pub use aggregate::states::{
+    counts_from_states, counts_from_unix_types, ByFamily, Counts, StateHistogram, TcpState,
+};
 pub use collector::{Collector, Event, Options, Proto, Source};
 pub use error::{Dump, Error};
 pub use output::{Format, Metric};
-pub use tally::{tally, tally_unix, ByFamily, Counts, StateHistogram, TcpState};

@@ -72,7 +72,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::super::{Format, Metric};
-    use crate::tally::Counts;
+    use crate::aggregate::states::Counts;
 
     fn encode(m: Metric<'_>) -> String {
         let mut out = Vec::new();

@@ -57,7 +57,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::super::{Format, Metric};
-    use crate::tally::Counts;
+    use crate::aggregate::states::Counts;
 
     #[test]
     fn writes_telegrafs_json_shape() {

@@ -7,7 +7,7 @@ mod prometheus;
 
 use std::time::SystemTime;
 
-use crate::tally::Counts;
+use crate::aggregate::states::Counts;
 
 /// The measurement name the built-in plugin uses.
 pub const MEASUREMENT: &str = "netstat";

@@ -66,7 +66,7 @@ mod tests {
     #[test]
     fn timestamps_are_milliseconds_when_asked() {
         use std::time::{Duration, SystemTime};
-        let counts = crate::tally::Counts::default();
+        let counts = crate::aggregate::states::Counts::default();
         let m = super::Metric {
             tags: &[],
             counts: &counts,
@@ -82,7 +82,7 @@ mod tests {
     }
 
     use super::super::{Format, Metric};
-    use crate::tally::Counts;
+    use crate::aggregate::states::Counts;
 
     #[test]
     fn writes_one_gauge_family_per_field() {

@@ -158,7 +158,7 @@ impl Counts {
 
 /// Turns a TCP state histogram and a UDP socket count into the 13 fields.
 /// Unknown and bound-inactive states are counted nowhere.
-pub fn tally(tcp: &StateHistogram, udp_sockets: u64) -> Counts {
+pub fn counts_from_states(tcp: &StateHistogram, udp_sockets: u64) -> Counts {
     let mut c = Counts {
         udp_socket: udp_sockets,
         ..Counts::default()
@@ -189,7 +189,7 @@ pub fn tally(tcp: &StateHistogram, udp_sockets: u64) -> Counts {
 /// Unix socket types as the built-in's fields end up counting them:
 /// `SOCK_DGRAM` (2) in `udp_socket`, `SOCK_STREAM` (1) and `SOCK_SEQPACKET`
 /// (5) in `tcp_none`. No other type exists for unix sockets.
-pub fn tally_unix(types: &StateHistogram) -> Counts {
+pub fn counts_from_unix_types(types: &StateHistogram) -> Counts {
     Counts {
         udp_socket: types.get(2),
         tcp_none: types.get(1) + types.get(5),
@@ -246,7 +246,7 @@ mod tests {
             (11, 11),
             (12, 12),
         ]);
-        let c = tally(&h, 99);
+        let c = counts_from_states(&h, 99);
         assert_eq!(
             c,
             Counts {
@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn unknown_and_bound_inactive_states_count_nowhere() {
         let h = hist(&[(0, 1), (13, 2), (14, 3), (200, 4), (1, 5)]);
-        let c = tally(&h, 0);
+        let c = counts_from_states(&h, 0);
         assert_eq!(c.fields().iter().map(|f| f.1).sum::<u64>(), 5);
         assert_eq!(c.tcp_established, 5);
         // 13 is known (bound-inactive) and not reported as unknown.
@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn add_sums_every_field() {
-        let a = tally(&hist(&[(1, 2), (10, 1)]), 3);
+        let a = counts_from_states(&hist(&[(1, 2), (10, 1)]), 3);
         let mut b = a;
         b.add(&a);
         for ((_, x), (_, y)) in a.fields().iter().zip(b.fields().iter()) {
@@ -299,7 +299,7 @@ mod tests {
 
     #[test]
     fn unix_types_go_where_the_built_in_puts_them() {
-        let c = tally_unix(&hist(&[(1, 4), (2, 3), (5, 2), (3, 9)]));
+        let c = counts_from_unix_types(&hist(&[(1, 4), (2, 3), (5, 2), (3, 9)]));
         assert_eq!(
             c,
             Counts {
@@ -313,9 +313,9 @@ mod tests {
     #[test]
     fn total_adds_the_families() {
         let f = ByFamily {
-            ipv4: tally(&hist(&[(1, 2), (10, 1)]), 3),
-            ipv6: tally(&hist(&[(1, 1)]), 2),
-            unix: tally_unix(&hist(&[(1, 5), (2, 1)])),
+            ipv4: counts_from_states(&hist(&[(1, 2), (10, 1)]), 3),
+            ipv6: counts_from_states(&hist(&[(1, 1)]), 2),
+            unix: counts_from_unix_types(&hist(&[(1, 5), (2, 1)])),
         };
         let t = f.total();
         assert_eq!(t.tcp_established, 3);
