@@ -18,14 +18,13 @@
 
 use std::path::PathBuf;
 
-use crate::aggregate::states::{
-    counts_from_states, counts_from_unix_types, ByFamily, StateHistogram,
-};
+use crate::aggregate::states::ByFamily;
+use crate::aggregate::{Aggregations, Kind};
 use crate::error::{Dump, Error};
 use crate::netlink::DiagSocket;
 use crate::netns::{self, Target};
 use crate::procfs::{self, ProcPaths, Table};
-use crate::wire::AF_INET6;
+use crate::wire::{AF_INET, AF_INET6};
 
 /// Where socket states come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,16 +112,8 @@ pub struct Collector {
     tcp_via_proc: bool,
     udp_via_proc: bool,
     unix_via_proc: bool,
-    /// TCP states and UDP sockets, indexed by family: 0 IPv4, 1 IPv6.
-    tcp: [StateHistogram; 2],
-    udp: [u64; 2],
-    unix: StateHistogram,
-}
-
-/// The family slot of a record: IPv6 or not.
-#[inline(always)]
-fn slot(family: u8) -> usize {
-    (family == AF_INET6) as usize
+    /// What the last gather counted.
+    agg: Aggregations,
 }
 
 impl Collector {
@@ -142,15 +133,18 @@ impl Collector {
             tcp_via_proc: proc,
             udp_via_proc: proc,
             unix_via_proc: proc,
-            tcp: Default::default(),
-            udp: [0; 2],
-            unix: StateHistogram::default(),
+            agg: Aggregations::default(),
             options,
         }
     }
 
     pub fn target(&self) -> Option<&Target> {
         self.target.as_ref()
+    }
+
+    /// What the last successful gather counted.
+    pub fn aggregations(&self) -> &Aggregations {
+        &self.agg
     }
 
     /// Takes a fresher description (tag, path, PID) of the namespace this
@@ -198,20 +192,10 @@ impl Collector {
                 self.proc_unix(bufs.proc(), stop)?;
             }
         }
-        for h in &self.tcp {
-            for (state, count) in h.unknown() {
-                events(Event::UnknownState { state, count });
-            }
+        for (state, count) in self.agg.states.unknown() {
+            events(Event::UnknownState { state, count });
         }
-        Ok(ByFamily {
-            ipv4: counts_from_states(&self.tcp[0], self.udp[0]),
-            ipv6: counts_from_states(&self.tcp[1], self.udp[1]),
-            unix: if self.options.include_unix {
-                counts_from_unix_types(&self.unix)
-            } else {
-                Default::default()
-            },
-        })
+        Ok(self.agg.states.by_family(self.options.include_unix))
     }
 
     /// Decides what a failed netlink dump means: a refusal under `auto`
@@ -250,7 +234,7 @@ impl Collector {
         Ok(())
     }
 
-    /// One dump into the histograms.
+    /// One dump into the aggregations.
     fn netlink(
         &mut self,
         dump: Dump,
@@ -268,27 +252,14 @@ impl Collector {
             }),
         };
         match dump {
-            Dump::Tcp => {
-                let hist = &mut self.tcp;
-                hist.iter_mut().for_each(StateHistogram::clear);
-                socket.dump(
-                    buf,
-                    dump,
-                    |family, state| hist[slot(family)].add(state),
-                    stop,
-                )
-            }
-            Dump::Udp4 | Dump::Udp6 => {
-                let n = &mut self.udp[(dump == Dump::Udp6) as usize];
-                *n = 0;
-                socket.dump(buf, dump, |_, _| *n += 1, stop)
-            }
-            Dump::Unix => {
-                let hist = &mut self.unix;
-                hist.clear();
-                socket.dump(buf, dump, |_, sock_type| hist.add(sock_type), stop)
-            }
+            Dump::Tcp => self.agg.reset(Kind::Tcp),
+            // Both UDP dumps fill one aggregation: reset before the first.
+            Dump::Udp4 => self.agg.reset(Kind::Udp),
+            Dump::Udp6 => {}
+            Dump::Unix => self.agg.reset(Kind::Unix),
         }
+        let agg = &mut self.agg;
+        socket.dump(buf, dump, |r| agg.add(r), stop)
     }
 
     /// For another namespace, the /proc tables of a process inside it,
@@ -315,28 +286,34 @@ impl Collector {
     fn proc_tcp(&mut self, buf: &mut [u8], stop: &mut dyn FnMut() -> bool) -> Result<(), Error> {
         let ns = self.namespace_paths()?;
         let paths = ns.as_ref().unwrap_or(&self.own_paths);
-        let [v4, v6] = &mut self.tcp;
-        v4.clear();
-        v6.clear();
-        procfs::scan(&paths.tcp, Table::Inet, buf, &mut |s| v4.add(s), stop)?;
-        procfs::scan_optional(&paths.tcp6, buf, &mut |s| v6.add(s), stop)
+        let agg = &mut self.agg;
+        agg.reset(Kind::Tcp);
+        let (v4, v6) = (
+            Table::Inet(Kind::Tcp, AF_INET),
+            Table::Inet(Kind::Tcp, AF_INET6),
+        );
+        procfs::scan(&paths.tcp, v4, buf, &mut |r| agg.add(r), stop)?;
+        procfs::scan_optional(&paths.tcp6, v6, buf, &mut |r| agg.add(r), stop)
     }
 
     fn proc_udp(&mut self, buf: &mut [u8], stop: &mut dyn FnMut() -> bool) -> Result<(), Error> {
         let ns = self.namespace_paths()?;
         let paths = ns.as_ref().unwrap_or(&self.own_paths);
-        let [v4, v6] = &mut self.udp;
-        *v4 = 0;
-        *v6 = 0;
-        procfs::scan(&paths.udp, Table::Inet, buf, &mut |_| *v4 += 1, stop)?;
-        procfs::scan_optional(&paths.udp6, buf, &mut |_| *v6 += 1, stop)
+        let agg = &mut self.agg;
+        agg.reset(Kind::Udp);
+        let (v4, v6) = (
+            Table::Inet(Kind::Udp, AF_INET),
+            Table::Inet(Kind::Udp, AF_INET6),
+        );
+        procfs::scan(&paths.udp, v4, buf, &mut |r| agg.add(r), stop)?;
+        procfs::scan_optional(&paths.udp6, v6, buf, &mut |r| agg.add(r), stop)
     }
 
     fn proc_unix(&mut self, buf: &mut [u8], stop: &mut dyn FnMut() -> bool) -> Result<(), Error> {
         let ns = self.namespace_paths()?;
         let paths = ns.as_ref().unwrap_or(&self.own_paths);
-        let hist = &mut self.unix;
-        hist.clear();
-        procfs::scan(&paths.unix, Table::Unix, buf, &mut |t| hist.add(t), stop)
+        let agg = &mut self.agg;
+        agg.reset(Kind::Unix);
+        procfs::scan(&paths.unix, Table::Unix, buf, &mut |r| agg.add(r), stop)
     }
 }

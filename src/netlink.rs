@@ -1,7 +1,7 @@
 //! Kernel I/O over NETLINK_SOCK_DIAG: one socket, one reused receive buffer,
 //! the dump requests and the receive loop. Counting is left to the caller,
-//! which gets one callback per socket with two raw bytes: family and state
-//! for TCP and UDP, `AF_UNIX` and the socket type for unix sockets.
+//! which gets one [`Record`] per socket, read from the record's fixed
+//! header only.
 //!
 //! `NLM_F_DUMP_INTR` is not looked at: the kernel sets it only in
 //! `nl_dump_check_consistent()` (include/net/netlink.h), when a dump
@@ -18,6 +18,7 @@ use std::os::fd::OwnedFd;
 use rustix::io::Errno;
 use rustix::net::{netlink, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
+use crate::aggregate::{Kind, Record};
 use crate::error::{Dump, Error};
 use crate::wire::{self, InetDiagMsg, Messages, UnixDiagMsg};
 
@@ -60,8 +61,7 @@ impl DiagSocket {
     }
 
     /// Runs one dump, receiving into `buf` (`recv_buffer()`), and calls
-    /// `on_record` with the two counting bytes of every socket it returns
-    /// (see `read_batch`). `Dump::Tcp` covers IPv4 and IPv6 in a single hash
+    /// `on_record` with every socket it returns (see `read_batch`). `Dump::Tcp` covers IPv4 and IPv6 in a single hash
     /// walk. `stop` is asked after every batch (~300 sockets); when it says
     /// so the dump is abandoned with `Error::Stopped` and the socket must
     /// not be reused.
@@ -69,7 +69,7 @@ impl DiagSocket {
         &mut self,
         buf: &mut [u8],
         dump: Dump,
-        mut on_record: impl FnMut(u8, u8),
+        mut on_record: impl FnMut(&Record),
         stop: &mut dyn FnMut() -> bool,
     ) -> Result<(), Error> {
         self.seq = self.seq.wrapping_add(1);
@@ -151,18 +151,22 @@ fn reply_kind(dump: Dump) -> u16 {
 }
 
 /// Reads the messages of one received batch of the dump with sequence
-/// number `seq`: calls `on_record(family, state)` per inet socket record and
-/// `on_record(AF_UNIX, socket type)` per unix one, and says whether the
+/// number `seq`: calls `on_record` per socket record, and says whether the
 /// dump is done. Pure: no I/O, so it is
 /// tested on captured bytes.
 pub fn read_batch(
     batch: &[u8],
     dump: Dump,
     seq: u32,
-    on_record: &mut impl FnMut(u8, u8),
+    on_record: &mut impl FnMut(&Record),
 ) -> Result<Batch, Error> {
     let malformed = |detail| Error::NetlinkMalformed { dump, detail };
     let record = reply_kind(dump);
+    let kind = match dump {
+        Dump::Tcp => Kind::Tcp,
+        Dump::Udp4 | Dump::Udp6 => Kind::Udp,
+        Dump::Unix => Kind::Unix,
+    };
     for msg in Messages::new(batch) {
         let msg = msg.map_err(malformed)?;
         // Replies to an earlier request that was abandoned half way.
@@ -172,11 +176,23 @@ pub fn read_batch(
         match msg.kind() {
             k if k == record && dump == Dump::Unix => {
                 let r = UnixDiagMsg::new(&msg).map_err(malformed)?;
-                on_record(wire::AF_UNIX, r.sock_type())
+                on_record(&Record {
+                    kind,
+                    family: wire::AF_UNIX,
+                    state: r.sock_type(),
+                    local_port: 0,
+                    remote_port: 0,
+                })
             }
             k if k == record => {
                 let r = InetDiagMsg::new(&msg).map_err(malformed)?;
-                on_record(r.family(), r.state())
+                on_record(&Record {
+                    kind,
+                    family: r.family(),
+                    state: r.state(),
+                    local_port: r.sport(),
+                    remote_port: r.dport(),
+                })
             }
             wire::NLMSG_DONE | wire::NLMSG_ERROR => {
                 let errno = msg.errno().map_err(malformed)?;
@@ -211,9 +227,9 @@ mod tests {
 
     fn run(batch: &[u8], dump: Dump, seq: u32) -> (Result<Batch, Error>, Vec<u8>) {
         let mut states = Vec::new();
-        let r = read_batch(batch, dump, seq, &mut |f, s| {
-            assert_eq!(f, if dump == Dump::Unix { 1 } else { 2 });
-            states.push(s)
+        let r = read_batch(batch, dump, seq, &mut |r: &Record| {
+            assert_eq!(r.family, if dump == Dump::Unix { 1 } else { 2 });
+            states.push(r.state)
         });
         (r, states)
     }

@@ -22,7 +22,9 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use crate::aggregate::{Kind, Record};
 use crate::error::Error;
+use crate::wire::AF_UNIX;
 
 /// Read size; /proc/net/tcp lines are 150 bytes (tcp6: 178), so one read
 /// carries a few hundred of them.
@@ -59,6 +61,35 @@ fn hex_column(line: &[u8], index: usize, digits: usize, what: &str) -> Result<u8
 /// The fourth column, two hex digits.
 pub fn line_state(line: &[u8]) -> Result<u8, String> {
     hex_column(line, 3, 2, "state")
+}
+
+/// The port of an `ADDRESS:PORT` column (hex address, four hex digits of
+/// port in host order as the kernel prints `ntohs(port)` with `%04X`).
+fn column_port(line: &[u8], index: usize) -> Result<u16, String> {
+    let field = line
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+        .nth(index)
+        .ok_or_else(|| format!("expected at least {} columns", index + 1))?;
+    let port = field
+        .iter()
+        .rposition(|&b| b == b':')
+        .map(|i| &field[i + 1..])
+        .filter(|p| p.len() == 4)
+        .and_then(|p| std::str::from_utf8(p).ok())
+        .and_then(|p| u16::from_str_radix(p, 16).ok());
+    port.ok_or_else(|| format!("bad address {:?}", String::from_utf8_lossy(field)))
+}
+
+/// One line of /proc/net/{tcp,tcp6,udp,udp6} as a [`Record`].
+pub fn inet_record(line: &[u8], kind: Kind, family: u8) -> Result<Record, String> {
+    Ok(Record {
+        kind,
+        family,
+        state: line_state(line)?,
+        local_port: column_port(line, 1)?,
+        remote_port: column_port(line, 2)?,
+    })
 }
 
 /// The longest path /proc/net/unix prints: `sizeof(sun_path)` (108) bytes,
@@ -119,26 +150,26 @@ pub fn unix_line_type(line: &[u8]) -> Result<u8, String> {
     })
 }
 
-/// Which kind of table a file holds: what its header starts with, and
-/// which byte of each line is counted.
+/// Which table a file holds: what its header starts with, and how a line
+/// becomes a [`Record`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
-    /// /proc/net/{tcp,tcp6,udp,udp6}: the state.
-    Inet,
-    /// /proc/net/unix: the socket type.
+    /// /proc/net/{tcp,tcp6,udp,udp6}: TCP or UDP sockets of one family.
+    Inet(Kind, u8),
+    /// /proc/net/unix: unix sockets by type.
     Unix,
 }
 
 impl Table {
     fn header(self) -> &'static [u8] {
         match self {
-            Table::Inet => b"sl ",
+            Table::Inet(..) => b"sl ",
             Table::Unix => b"Num ",
         }
     }
 }
 
-/// Feeds complete lines to `on_state`, checking the header on line 1.
+/// Feeds complete lines to `on_record`, checking the header on line 1.
 struct Lines<'p> {
     path: &'p Path,
     table: Table,
@@ -159,20 +190,27 @@ impl<'p> Lines<'p> {
     }
 
     /// The record on one line, or `Ok(None)` for a unix path continuation.
-    fn key(&mut self, line: &[u8]) -> Result<Option<u8>, String> {
+    fn record(&mut self, line: &[u8]) -> Result<Option<Record>, String> {
+        let unix = |ty| Record {
+            kind: Kind::Unix,
+            family: AF_UNIX,
+            state: ty,
+            local_port: 0,
+            remote_port: 0,
+        };
         match self.table {
-            Table::Inet => line_state(line).map(Some),
+            Table::Inet(kind, family) => inet_record(line, kind, family).map(Some),
             Table::Unix => match unix_record(line) {
                 Some((ty, path)) => {
                     self.path_left = path.map_or(0, |n| UNIX_PATH_PRINTED - n);
-                    Ok(Some(ty))
+                    Ok(Some(unix(ty)))
                 }
                 // The newline inside the path, then this line's bytes.
                 None if self.path_left > line.len() => {
                     self.path_left -= line.len() + 1;
                     Ok(None)
                 }
-                None => unix_line_type(line).map(Some),
+                None => unix_line_type(line).map(|ty| Some(unix(ty))),
             },
         }
     }
@@ -192,7 +230,7 @@ impl<'p> Lines<'p> {
         Ok(())
     }
 
-    fn feed(&mut self, text: &[u8], on_state: &mut dyn FnMut(u8)) -> Result<(), Error> {
+    fn feed(&mut self, text: &[u8], on_record: &mut dyn FnMut(&Record)) -> Result<(), Error> {
         for line in text.split(|&b| b == b'\n') {
             if line.iter().all(u8::is_ascii_whitespace) {
                 // An empty path line still uses up the newline.
@@ -211,7 +249,7 @@ impl<'p> Lines<'p> {
                     String::from_utf8_lossy(line)
                 ))
             } else {
-                self.key(line)
+                self.record(line)
             };
             let parsed = match parsed {
                 Ok(None) => continue,
@@ -219,7 +257,7 @@ impl<'p> Lines<'p> {
                 Err(e) => Err(e),
             };
             match parsed {
-                Ok(state) => on_state(state),
+                Ok(record) => on_record(&record),
                 Err(detail) => {
                     return Err(Error::ProcParse {
                         path: self.path.to_owned(),
@@ -238,21 +276,21 @@ pub fn parse(
     path: &Path,
     table: Table,
     text: &[u8],
-    on_state: &mut dyn FnMut(u8),
+    on_record: &mut dyn FnMut(&Record),
 ) -> Result<(), Error> {
     let mut lines = Lines::new(path, table);
-    lines.feed(text, on_state)?;
+    lines.feed(text, on_record)?;
     lines.finish()
 }
 
-/// Streams the file at `path` through `buf` and calls `on_state` per socket
-/// with its state (inet tables) or type (unix). `stop` is asked after every
-/// read; when it says so the scan ends with `Error::Stopped`.
+/// Streams the file at `path` through `buf` and calls `on_record` per
+/// socket. `stop` is asked after every read; when it says so the scan ends
+/// with `Error::Stopped`.
 pub fn scan(
     path: &Path,
     table: Table,
     buf: &mut [u8],
-    on_state: &mut dyn FnMut(u8),
+    on_record: &mut dyn FnMut(&Record),
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<(), Error> {
     let read_err = |source: io::Error| Error::ProcRead {
@@ -269,7 +307,7 @@ pub fn scan(
             Err(e) => return Err(read_err(e)),
         };
         if n == 0 {
-            lines.feed(&buf[..fill], on_state)?;
+            lines.feed(&buf[..fill], on_record)?;
             return lines.finish();
         }
         if stop() {
@@ -278,7 +316,7 @@ pub fn scan(
         fill += n;
         match buf[..fill].iter().rposition(|&b| b == b'\n') {
             Some(last) => {
-                lines.feed(&buf[..last], on_state)?;
+                lines.feed(&buf[..last], on_record)?;
                 buf.copy_within(last + 1..fill, 0);
                 fill -= last + 1;
             }
@@ -322,11 +360,12 @@ impl ProcPaths {
 /// sockets.
 pub fn scan_optional(
     path: &Path,
+    table: Table,
     buf: &mut [u8],
-    on_state: &mut dyn FnMut(u8),
+    on_record: &mut dyn FnMut(&Record),
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<(), Error> {
-    match scan(path, Table::Inet, buf, on_state, stop) {
+    match scan(path, table, buf, on_record, stop) {
         Err(Error::ProcRead { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(()),
         r => r,
     }
@@ -335,6 +374,8 @@ pub fn scan_optional(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TCP4: Table = Table::Inet(Kind::Tcp, crate::wire::AF_INET);
 
     /// Captured from a Linux 6.18 namespace with a listener, one established
     /// pair and a TIME_WAIT socket (trailing columns shortened).
@@ -354,12 +395,32 @@ mod tests {
         let mut v = Vec::new();
         parse(
             Path::new("/proc/net/tcp"),
-            Table::Inet,
+            TCP4,
             text.as_bytes(),
-            &mut |s| v.push(s),
+            &mut |r| v.push(r.state),
         )
         .unwrap();
         v
+    }
+
+    #[test]
+    fn inet_lines_give_records_with_ports() {
+        let line = TCP.lines().nth(2).unwrap().as_bytes();
+        assert_eq!(
+            inet_record(line, Kind::Tcp, crate::wire::AF_INET),
+            Ok(Record {
+                kind: Kind::Tcp,
+                family: crate::wire::AF_INET,
+                state: 1,
+                local_port: 0x9C40,
+                remote_port: 0x1388,
+            })
+        );
+        let v6 = TCP6.lines().nth(2).unwrap().as_bytes();
+        let r = inet_record(v6, Kind::Tcp, crate::wire::AF_INET6).unwrap();
+        assert_eq!((r.state, r.local_port, r.remote_port), (3, 0x1389, 0xA000));
+        assert!(inet_record(b"   0: 0100007F:13 00000000:0000 0A", Kind::Tcp, 2).is_err());
+        assert!(inet_record(b"   0: 0100007F 00000000:0000 0A", Kind::Tcp, 2).is_err());
     }
 
     #[test]
@@ -372,13 +433,7 @@ mod tests {
     #[test]
     fn rejects_malformed_lines_with_their_number() {
         let bad = format!("{TCP}   4: 0100007F:1388 00000000:0000 ZZ 0\n");
-        let err = parse(
-            Path::new("/p/net/tcp"),
-            Table::Inet,
-            bad.as_bytes(),
-            &mut |_| {},
-        )
-        .unwrap_err();
+        let err = parse(Path::new("/p/net/tcp"), TCP4, bad.as_bytes(), &mut |_| {}).unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.starts_with("malformed line 6 of /p/net/tcp: bad state \"ZZ\""),
@@ -386,7 +441,7 @@ mod tests {
         );
         let err = parse(
             Path::new("x"),
-            Table::Inet,
+            TCP4,
             b"   0: 0100007F:1388 0A\n",
             &mut |_| {},
         )
@@ -419,9 +474,9 @@ mod tests {
         let mut n = [0u32; 16];
         scan(
             &path,
-            Table::Inet,
+            TCP4,
             &mut buf,
-            &mut |s| n[s as usize] += 1,
+            &mut |r| n[r.state as usize] += 1,
             &mut || false,
         )
         .unwrap();
@@ -430,14 +485,14 @@ mod tests {
         // A line longer than the buffer is an error, not a silent skip.
         let mut tiny = vec![0u8; 40];
         assert!(matches!(
-            scan(&path, Table::Inet, &mut tiny, &mut |_| {}, &mut || false),
+            scan(&path, TCP4, &mut tiny, &mut |_| {}, &mut || false),
             Err(Error::ProcParse { .. })
         ));
         // A missing IPv6 table counts as empty; a missing IPv4 one is an error.
         let missing = dir.join("tcp6");
-        assert!(scan_optional(&missing, &mut buf, &mut |_| panic!(), &mut || false).is_ok());
+        assert!(scan_optional(&missing, TCP4, &mut buf, &mut |_| panic!(), &mut || false).is_ok());
         assert!(matches!(
-            scan(&missing, Table::Inet, &mut buf, &mut |_| {}, &mut || false),
+            scan(&missing, TCP4, &mut buf, &mut |_| {}, &mut || false),
             Err(Error::ProcRead { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
@@ -459,13 +514,13 @@ mod tests {
             Path::new("/proc/net/unix"),
             Table::Unix,
             UNIX.as_bytes(),
-            &mut |t| types.push(t),
+            &mut |r| types.push(r.state),
         )
         .unwrap();
         assert_eq!(types, [1, 2, 2, 5]);
         // The inet header is not a unix header, and the reverse.
         assert!(parse(Path::new("u"), Table::Unix, TCP.as_bytes(), &mut |_| {}).is_err());
-        assert!(parse(Path::new("t"), Table::Inet, UNIX.as_bytes(), &mut |_| {}).is_err());
+        assert!(parse(Path::new("t"), TCP4, UNIX.as_bytes(), &mut |_| {}).is_err());
         assert!(unix_line_type(b"0000: 00000002 00000000 00010000 01 01 1").is_err());
         assert!(unix_line_type(b"0000: 00000002 00000000").is_err());
     }
@@ -480,8 +535,8 @@ mod tests {
             UNIX.lines().next().unwrap().to_string() + "\n"
         );
         let mut types = Vec::new();
-        parse(Path::new("u"), Table::Unix, text.as_bytes(), &mut |t| {
-            types.push(t)
+        parse(Path::new("u"), Table::Unix, text.as_bytes(), &mut |r| {
+            types.push(r.state)
         })
         .unwrap();
         assert_eq!(types, [1, 2]);
@@ -524,18 +579,12 @@ mod tests {
 
     #[test]
     fn empty_and_headerless_tables_are_malformed() {
-        for table in [Table::Inet, Table::Unix] {
+        for table in [TCP4, Table::Unix] {
             let e = parse(Path::new("/p/net/x"), table, b"", &mut |_| {}).unwrap_err();
             assert!(e.to_string().contains("empty file: expected the"), "{e}");
         }
         let headerless = TCP.lines().skip(1).collect::<Vec<_>>().join("\n");
-        let e = parse(
-            Path::new("t"),
-            Table::Inet,
-            headerless.as_bytes(),
-            &mut |_| {},
-        )
-        .unwrap_err();
+        let e = parse(Path::new("t"), TCP4, headerless.as_bytes(), &mut |_| {}).unwrap_err();
         assert!(e.to_string().contains("expected the \"sl\" header"), "{e}");
     }
 }

@@ -223,7 +223,13 @@ impl<'a> Iterator for Messages<'a> {
 ///     __u8  idiag_state;       1   TCP state number (TCP_ESTABLISHED = 1, ...)
 ///     __u8  idiag_timer;       2
 ///     __u8  idiag_retrans;     3
-///     struct inet_diag_sockid id;  4   ports, addresses, interface, cookie (48 bytes)
+///     struct inet_diag_sockid id;  4   (48 bytes)
+///         __be16 idiag_sport;  4   local port, network byte order
+///         __be16 idiag_dport;  6   remote port
+///         __be32 idiag_src[4]; 8   local address (IPv4: the first 4 bytes)
+///         __be32 idiag_dst[4]; 24  remote address
+///         __u32  idiag_if;     40
+///         __u32  idiag_cookie[2]; 44
 ///     __u32 idiag_expires;     52
 ///     __u32 idiag_rqueue;      56
 ///     __u32 idiag_wqueue;      60
@@ -239,6 +245,8 @@ pub struct InetDiagMsg<'a> {
 impl<'a> InetDiagMsg<'a> {
     const FAMILY: usize = 0;
     const STATE: usize = 1;
+    const SPORT: usize = 4;
+    const DPORT: usize = 6;
     const INODE: usize = 68;
 
     /// Views a message payload; fails if it is shorter than the struct.
@@ -260,6 +268,16 @@ impl<'a> InetDiagMsg<'a> {
 
     pub fn state(&self) -> u8 {
         self.bytes[Self::STATE]
+    }
+
+    /// The local port.
+    pub fn sport(&self) -> u16 {
+        u16::from_be_bytes([self.bytes[Self::SPORT], self.bytes[Self::SPORT + 1]])
+    }
+
+    /// The remote port (0 for listeners and unconnected UDP sockets).
+    pub fn dport(&self) -> u16 {
+        u16::from_be_bytes([self.bytes[Self::DPORT], self.bytes[Self::DPORT + 1]])
     }
 
     pub fn inode(&self) -> u32 {
@@ -447,6 +465,7 @@ pub(crate) mod tests {
         let rec = InetDiagMsg::new(&msg).unwrap();
         assert_eq!(rec.family(), AF_INET);
         assert_eq!(rec.state(), 1);
+        assert_eq!((rec.sport(), rec.dport()), (40000, 5000));
         assert_eq!(rec.inode(), 12345);
         assert!(it.next().is_none());
     }

@@ -2,6 +2,7 @@
 //! on arbitrary bytes; and well-formed batches are read exactly.
 
 use proptest::prelude::*;
+use telegraf_netstat::aggregate::Kind;
 use telegraf_netstat::netlink::{read_batch, Batch};
 use telegraf_netstat::{procfs, wire, Dump};
 
@@ -25,7 +26,7 @@ proptest! {
     #[test]
     fn read_batch_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600), seq in 0u32..3) {
         for dump in [Dump::Tcp, Dump::Udp4, Dump::Unix] {
-            let _ = read_batch(&bytes, dump, seq, &mut |_, _| {});
+            let _ = read_batch(&bytes, dump, seq, &mut |_: &telegraf_netstat::aggregate::Record| {});
         }
     }
 
@@ -45,19 +46,19 @@ proptest! {
         }
         // Unmodified, every state comes out in order.
         let mut seen = Vec::new();
-        prop_assert_eq!(read_batch(&b, Dump::Tcp, 1, &mut |f, s| seen.push((f, s))).unwrap(), Batch::More);
+        prop_assert_eq!(read_batch(&b, Dump::Tcp, 1, &mut |r: &telegraf_netstat::aggregate::Record| seen.push((r.family, r.state))).unwrap(), Batch::More);
         let want: Vec<(u8, u8)> = states.iter().map(|&s| (wire::AF_INET6, s)).collect();
         prop_assert_eq!(&seen, &want);
         // Flipped and cut, it still returns.
         let i = flip_at.index(b.len());
         b[i] = flip_to;
         let n = cut.index(b.len() + 1);
-        let _ = read_batch(&b[..n], Dump::Tcp, 1, &mut |_, _| {});
+        let _ = read_batch(&b[..n], Dump::Tcp, 1, &mut |_: &telegraf_netstat::aggregate::Record| {});
     }
 
     #[test]
     fn proc_parser_never_panics(text in proptest::collection::vec(any::<u8>(), 0..600)) {
-        for table in [procfs::Table::Inet, procfs::Table::Unix] {
+        for table in [procfs::Table::Inet(Kind::Tcp, wire::AF_INET), procfs::Table::Unix] {
             let _ = procfs::parse(std::path::Path::new("/proc/net/x"), table, &text, &mut |_| {});
         }
     }
@@ -69,7 +70,8 @@ proptest! {
             text.push_str(&format!("{i:4}: 0100007F:1388 00000000:0000 {s:02X} 00000000:00000000 00:00000000 00000000 0 0 1 1\n"));
         }
         let mut seen = Vec::new();
-        procfs::parse(std::path::Path::new("/proc/net/tcp"), procfs::Table::Inet, text.as_bytes(), &mut |s| seen.push(s)).unwrap();
-        prop_assert_eq!(seen, states);
+        procfs::parse(std::path::Path::new("/proc/net/tcp"), procfs::Table::Inet(Kind::Udp, wire::AF_INET), text.as_bytes(), &mut |r| seen.push((r.state, r.local_port, r.remote_port))).unwrap();
+        let want: Vec<(u8, u16, u16)> = states.iter().map(|&s| (s, 5000, 0)).collect();
+        prop_assert_eq!(seen, want);
     }
 }

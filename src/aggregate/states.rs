@@ -4,6 +4,8 @@
 //! increment per socket, no branch); turning that into fields is a pure
 //! function here, testable without sockets.
 
+use super::{Kind, Record};
+
 /// A TCP state as the kernel numbers it (`include/net/tcp_states.h`).
 ///
 /// Total: a value this program does not know is `Other`, so a new kernel
@@ -197,6 +199,52 @@ pub fn counts_from_unix_types(types: &StateHistogram) -> Counts {
     }
 }
 
+/// The `netstat` aggregation: TCP states and UDP sockets per address
+/// family, unix socket types.
+#[derive(Debug, Clone, Default)]
+pub struct StateCounts {
+    tcp: [StateHistogram; 2],
+    udp: [u64; 2],
+    unix: StateHistogram,
+}
+
+impl StateCounts {
+    #[inline(always)]
+    pub fn add(&mut self, r: &Record) {
+        match r.kind {
+            Kind::Tcp => self.tcp[r.family_slot()].add(r.state),
+            Kind::Udp => self.udp[r.family_slot()] += 1,
+            Kind::Unix => self.unix.add(r.state),
+        }
+    }
+
+    pub fn reset(&mut self, kind: Kind) {
+        match kind {
+            Kind::Tcp => self.tcp.iter_mut().for_each(StateHistogram::clear),
+            Kind::Udp => self.udp = [0; 2],
+            Kind::Unix => self.unix.clear(),
+        }
+    }
+
+    /// The 13 fields per family (unix sockets only if `include_unix`).
+    pub fn by_family(&self, include_unix: bool) -> ByFamily {
+        ByFamily {
+            ipv4: counts_from_states(&self.tcp[0], self.udp[0]),
+            ipv6: counts_from_states(&self.tcp[1], self.udp[1]),
+            unix: if include_unix {
+                counts_from_unix_types(&self.unix)
+            } else {
+                Counts::default()
+            },
+        }
+    }
+
+    /// TCP states this program does not know, with their counts.
+    pub fn unknown(&self) -> impl Iterator<Item = (u8, u64)> + '_ {
+        self.tcp.iter().flat_map(StateHistogram::unknown)
+    }
+}
+
 /// One namespace's counts, split by address family. Unix sockets are only
 /// counted with `--include-unix`; otherwise `unix` stays zero.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -219,6 +267,49 @@ impl ByFamily {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{AF_INET, AF_INET6, AF_UNIX};
+
+    fn rec(kind: Kind, family: u8, state: u8) -> Record {
+        Record {
+            kind,
+            family,
+            state,
+            local_port: 443,
+            remote_port: 50000,
+        }
+    }
+
+    #[test]
+    fn state_counts_split_families_and_reset_per_kind() {
+        let mut c = StateCounts::default();
+        for r in [
+            rec(Kind::Tcp, AF_INET, 1),
+            rec(Kind::Tcp, AF_INET6, 1),
+            rec(Kind::Tcp, AF_INET6, 12),
+            rec(Kind::Udp, AF_INET, 7),
+            rec(Kind::Udp, AF_INET6, 1),
+            rec(Kind::Unix, AF_UNIX, 2),
+            rec(Kind::Unix, AF_UNIX, 5),
+        ] {
+            c.add(&r);
+        }
+        let f = c.by_family(true);
+        assert_eq!((f.ipv4.tcp_established, f.ipv4.udp_socket), (1, 1));
+        assert_eq!(
+            (
+                f.ipv6.tcp_established,
+                f.ipv6.tcp_syn_recv,
+                f.ipv6.udp_socket
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!((f.unix.udp_socket, f.unix.tcp_none), (1, 1));
+        assert_eq!(c.by_family(false).unix, Counts::default());
+        c.reset(Kind::Tcp);
+        let f = c.by_family(true);
+        assert_eq!(f.total().tcp_established, 0);
+        assert_eq!(f.total().udp_socket, 3);
+    }
 
     fn hist(states: &[(u8, u64)]) -> StateHistogram {
         let mut h = StateHistogram::default();
