@@ -18,7 +18,10 @@ use telegraf_netstat::sink::{Delivery, OutputFile, Stdout};
 use telegraf_netstat::{ByFamily, Collector, Counts, Error, Event, Metric, Options};
 
 use crate::throttle::{say, ErrorThrottle, WarnOnce};
+use std::fmt::Write as _;
+use telegraf_netstat::aggregate::ports::{Direction, PortCounts};
 use telegraf_netstat::cli::{Config, Namespaces};
+use telegraf_netstat::output::{MEASUREMENT, PORT_MEASUREMENT};
 
 /// Exit codes, documented in the README and `--help`.
 pub const EXIT_OK: u8 = 0;
@@ -98,6 +101,8 @@ struct Slot {
     /// options.
     tag: Option<String>,
     throttle: ErrorThrottle,
+    /// More listening ports than the cap: said, then reminded.
+    ports_capped: WarnOnce,
 }
 
 impl Slot {
@@ -106,6 +111,7 @@ impl Slot {
             collector,
             tag,
             throttle: ErrorThrottle::default(),
+            ports_capped: WarnOnce::default(),
         }
     }
 
@@ -168,6 +174,7 @@ impl Gatherer {
             source: config.source,
             proc_root: config.proc_root.clone(),
             include_unix: config.include_unix,
+            ports: config.ports.clone(),
         };
         let slots = match &config.namespaces {
             Namespaces::Own => vec![Slot::new(Some(Collector::new(options.clone())), None)],
@@ -306,6 +313,7 @@ impl Gatherer {
                 collector: Some(collector),
                 tag,
                 throttle,
+                ports_capped,
             } = slot
             else {
                 continue;
@@ -324,7 +332,9 @@ impl Gatherer {
                 .as_ref()
                 .map(|t| format!("network namespace {t}: "))
                 .unwrap_or_default();
-            let events = &mut |event: Event<'_>| report(&log, &prefix, include_unix, event);
+            let events = &mut |event: Event<'_>| {
+                report(&log, &prefix, include_unix, ports_capped, now, event)
+            };
             match collector.gather(&mut self.bufs, events, &mut || listen.stop_requested()) {
                 Err(Error::Stopped) => return None,
                 Ok(counts) => {
@@ -341,41 +351,90 @@ impl Gatherer {
         Some(failed)
     }
 
-    /// Encodes this gather's results into the reused output buffer.
+    /// Encodes this gather's results into the reused output buffer:
+    /// every `netstat` metric, then every `netstat_port` one.
     fn encode(&mut self, time: Option<SystemTime>) {
         let by_family = self.config.by_family;
-        // Counts, up to two tags, how many of them are set.
-        type Row<'t> = (Counts, [(&'t str, &'t str); 2], usize);
+        // The port tag's text for every port row, in one string.
+        let mut port_text = String::new();
+        let mut port_rows: Vec<(usize, Direction, std::ops::Range<usize>, [Counts; 2])> =
+            Vec::new();
+        for (i, _) in &self.results {
+            let ports = self.slots[*i]
+                .collector
+                .as_ref()
+                .and_then(|c| c.aggregations().ports.as_ref());
+            for (direction, port, counts) in ports.into_iter().flat_map(PortCounts::rows) {
+                let start = port_text.len();
+                let _ = write!(port_text, "{port}");
+                port_rows.push((*i, direction, start..port_text.len(), counts));
+            }
+        }
+        // Measurement, counts, up to four tags, how many of them are set.
+        type Row<'t> = (&'static str, Counts, [(&'t str, &'t str); 4], usize);
         let mut rows: Vec<Row<'_>> = Vec::new();
+        // Tag keys in sorted order, as Telegraf writes them.
+        fn row<'t>(
+            measurement: &'static str,
+            c: Counts,
+            tags: [Option<(&'static str, &'t str)>; 4],
+        ) -> Row<'t> {
+            let mut t = [("", ""); 4];
+            let mut n = 0;
+            for tag in tags.into_iter().flatten() {
+                t[n] = tag;
+                n += 1;
+            }
+            (measurement, c, t, n)
+        }
+        let mut push = |measurement, c, tags| rows.push(row(measurement, c, tags));
+        let families: &[(&str, usize)] = &[("ipv4", 0), ("ipv6", 1)];
         for (i, counts) in &self.results {
-            let netns = self.slots[*i].tag.as_deref();
-            let mut push = |family: Option<&'static str>, c: Counts| {
-                let mut tags = [("", ""); 2];
-                let mut n = 0;
-                // Keys in sorted order, as Telegraf writes them.
-                if let Some(f) = family {
-                    tags[n] = ("family", f);
-                    n += 1;
-                }
-                if let Some(t) = netns {
-                    tags[n] = ("netns", t);
-                    n += 1;
-                }
-                rows.push((c, tags, n));
-            };
+            let netns = self.slots[*i].tag.as_deref().map(|t| ("netns", t));
             if by_family {
-                push(Some("ipv4"), counts.ipv4);
-                push(Some("ipv6"), counts.ipv6);
+                push(
+                    MEASUREMENT,
+                    counts.ipv4,
+                    [Some(("family", "ipv4")), netns, None, None],
+                );
+                push(
+                    MEASUREMENT,
+                    counts.ipv6,
+                    [Some(("family", "ipv6")), netns, None, None],
+                );
                 if self.config.include_unix {
-                    push(Some("unix"), counts.unix);
+                    push(
+                        MEASUREMENT,
+                        counts.unix,
+                        [Some(("family", "unix")), netns, None, None],
+                    );
                 }
             } else {
-                push(None, counts.total());
+                push(MEASUREMENT, counts.total(), [netns, None, None, None]);
+            }
+        }
+        for (i, direction, range, counts) in &port_rows {
+            let netns = self.slots[*i].tag.as_deref().map(|t| ("netns", t));
+            let direction = Some(("direction", direction.as_str()));
+            let port = Some(("port", &port_text[range.clone()]));
+            if by_family {
+                for &(name, f) in families {
+                    push(
+                        PORT_MEASUREMENT,
+                        counts[f],
+                        [direction, Some(("family", name)), netns, port],
+                    );
+                }
+            } else {
+                let mut total = counts[0];
+                total.add(&counts[1]);
+                push(PORT_MEASUREMENT, total, [direction, netns, port, None]);
             }
         }
         let metrics: Vec<Metric<'_>> = rows
             .iter()
-            .map(|(counts, tags, n)| Metric {
+            .map(|(measurement, counts, tags, n)| Metric {
+                measurement,
                 tags: &tags[..*n],
                 counts,
                 time,
@@ -386,7 +445,15 @@ impl Gatherer {
     }
 }
 
-fn report(log: &Logger, prefix: &str, include_unix: bool, event: Event<'_>) {
+/// Logs what a collector tells; the port cap at most every few minutes.
+fn report(
+    log: &Logger,
+    prefix: &str,
+    include_unix: bool,
+    ports_capped: &mut WarnOnce,
+    now: Instant,
+    event: Event<'_>,
+) {
     match event {
         Event::Fallback { proto, error } => {
             let what = match proto {
@@ -401,6 +468,14 @@ fn report(log: &Logger, prefix: &str, include_unix: bool, event: Event<'_>) {
         Event::UnknownState { state, count } => log.debug(format_args!(
             "{prefix}ignored {count} tcp sockets in unknown state {state}"
         )),
+        Event::PortsCapped { cap } => {
+            if ports_capped.warn(now) {
+                log.warn(format_args!(
+                    "{prefix}more than {cap} ports have TCP listeners; \
+                     --listening-ports breaks down the first {cap} found"
+                ));
+            }
+        }
     }
 }
 

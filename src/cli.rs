@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::aggregate::ports::{parse_port_list, PortConfig, MAX_PORTS};
 use crate::sink::OutputFile;
 use crate::{Format, Source};
 use clap::{error::ErrorKind, CommandFactory, Parser, ValueEnum};
@@ -132,6 +133,28 @@ struct Args {
     #[arg(long)]
     by_family: bool,
 
+    /// Also print measurement netstat_port for these local ports: one metric
+    /// per port, tagged direction=local and port=N, with the 13 netstat
+    /// fields counting the sockets whose own port is N (listeners, accepted
+    /// connections, bound UDP sockets). LIST: comma-separated ports and
+    /// ranges; repeatable; at most 1024 ports in all. Named ports are always
+    /// printed, zeros included. Example: --local-port 443,8000-8010
+    #[arg(long, value_name = "LIST", value_parser = parse_ports)]
+    local_port: Vec<Vec<u16>>,
+
+    /// Also print netstat_port for these remote ports (direction=remote):
+    /// sockets whose peer's port is N, such as connections to a database.
+    /// Same LIST syntax. Example: --remote-port 5432
+    #[arg(long, value_name = "LIST", value_parser = parse_ports)]
+    remote_port: Vec<Vec<u16>>,
+
+    /// Also print netstat_port (direction=local) for every local port with a
+    /// TCP LISTEN socket at gather time, like collectd's ListeningPorts; at
+    /// most 1024 per namespace (a W! line says when more were found).
+    /// Example: --listening-ports
+    #[arg(long)]
+    listening_ports: bool,
+
     /// Also log debug (`D! `) lines on stderr, e.g. sockets in a state this
     /// program does not know. Example: -v
     #[arg(short, long)]
@@ -180,6 +203,8 @@ pub struct Config {
     pub namespaces: Namespaces,
     pub include_unix: bool,
     pub by_family: bool,
+    /// `netstat_port`: which ports; empty when not asked for.
+    pub ports: PortConfig,
 }
 
 /// Checks `--output` at startup, before any gather (see `sink`): a usage
@@ -195,6 +220,13 @@ fn check_output(path: PathBuf) -> Result<OutputFile, clap::Error> {
             ),
         )
     })
+}
+
+/// `--local-port`/`--remote-port`: one LIST.
+fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
+    let mut v = Vec::new();
+    parse_port_list(s, &mut v)?;
+    Ok(v)
 }
 
 /// The shortest `--interval`: a gather takes about a millisecond even on an
@@ -320,6 +352,29 @@ impl Config {
             },
             include_unix: a.include_unix,
             by_family: a.by_family,
+            ports: {
+                let list = |v: Vec<Vec<u16>>| {
+                    let mut p: Vec<u16> = v.into_iter().flatten().collect();
+                    p.sort_unstable();
+                    p.dedup();
+                    p
+                };
+                let ports = PortConfig {
+                    local: list(a.local_port),
+                    remote: list(a.remote_port),
+                    listening: a.listening_ports,
+                };
+                let n = ports.local.len() + ports.remote.len();
+                if n > MAX_PORTS {
+                    return Err(Args::command().error(
+                        ErrorKind::ValueValidation,
+                        format!(
+                            "--local-port and --remote-port name {n} ports; at most {MAX_PORTS} are allowed"
+                        ),
+                    ));
+                }
+                ports
+            },
         })
     }
 }
@@ -392,6 +447,36 @@ mod tests {
     }
 
     #[test]
+    fn port_flags() {
+        let c = Config::parse([
+            "t",
+            "--local-port",
+            "443,80",
+            "--local-port",
+            "8000-8002,443",
+            "--remote-port",
+            "5432",
+            "--listening-ports",
+        ])
+        .unwrap();
+        assert_eq!(c.ports.local, [80, 443, 8000, 8001, 8002]);
+        assert_eq!(c.ports.remote, [5432]);
+        assert!(c.ports.listening);
+        assert!(Config::parse(["t"]).unwrap().ports.is_empty());
+        for bad in [
+            &["t", "--local-port", "0"][..],
+            &["t", "--local-port", "70000"],
+            &["t", "--remote-port", "x"],
+            &["t", "--local-port", "1-1000", "--remote-port", "1-25"],
+        ] {
+            let e = Config::parse(bad.iter().copied()).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
+        }
+        // 1024 in all is still fine.
+        assert!(Config::parse(["t", "--local-port", "1-1000", "--remote-port", "1-24"]).is_ok());
+    }
+
+    #[test]
     fn durations() {
         let ms = Duration::from_millis;
         assert_eq!(parse_duration("250ms"), Ok(ms(250)));
@@ -438,6 +523,9 @@ mod tests {
             "--all-netns",
             "--include-unix",
             "--by-family",
+            "--local-port 443,8000-8010",
+            "--remote-port 5432",
+            "--listening-ports",
         ] {
             assert!(
                 help.contains(&format!("Example: {flag}")),

@@ -18,6 +18,7 @@
 
 use std::path::PathBuf;
 
+use crate::aggregate::ports::{PortConfig, PortCounts, MAX_PORTS};
 use crate::aggregate::states::ByFamily;
 use crate::aggregate::{Aggregations, Kind};
 use crate::error::{Dump, Error};
@@ -25,6 +26,9 @@ use crate::netlink::DiagSocket;
 use crate::netns::{self, Target};
 use crate::procfs::{self, ProcPaths, Table};
 use crate::wire::{AF_INET, AF_INET6};
+
+/// `TCP_LISTEN`.
+const TCP_LISTEN: u8 = 10;
 
 /// Where socket states come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +48,9 @@ pub struct Options {
     pub proc_root: PathBuf,
     /// Also count unix-domain sockets (`--include-unix`).
     pub include_unix: bool,
+    /// Per-port counts (`--local-port`, `--remote-port`,
+    /// `--listening-ports`); empty: none.
+    pub ports: PortConfig,
 }
 
 /// A transport protocol, as far as source selection is concerned.
@@ -76,6 +83,9 @@ pub enum Event<'a> {
     },
     /// Sockets in a state number this program does not know; counted nowhere.
     UnknownState { state: u8, count: u64 },
+    /// More listening ports than `MAX_PORTS` were found; the rest are not
+    /// broken down.
+    PortsCapped { cap: usize },
 }
 
 /// Scratch memory for gathers, owned by the caller and shared by all its
@@ -133,7 +143,7 @@ impl Collector {
             tcp_via_proc: proc,
             udp_via_proc: proc,
             unix_via_proc: proc,
-            agg: Aggregations::default(),
+            agg: Aggregations::new(Some(&options.ports)),
             options,
         }
     }
@@ -194,6 +204,9 @@ impl Collector {
         }
         for (state, count) in self.agg.states.unknown() {
             events(Event::UnknownState { state, count });
+        }
+        if self.agg.ports.as_ref().is_some_and(PortCounts::capped) {
+            events(Event::PortsCapped { cap: MAX_PORTS });
         }
         Ok(self.agg.states.by_family(self.options.include_unix))
     }
@@ -292,6 +305,31 @@ impl Collector {
             Table::Inet(Kind::Tcp, AF_INET),
             Table::Inet(Kind::Tcp, AF_INET6),
         );
+        if let Some(ports) = agg.ports.as_mut().filter(|p| p.listening()) {
+            // Listening ports before the sockets that use them (see
+            // aggregate::ports): the listeners head each file.
+            for (path, table) in [(&paths.tcp, v4), (&paths.tcp6, v6)] {
+                let past = std::cell::Cell::new(false);
+                let mut stopped = false;
+                let r = procfs::scan_optional(
+                    path,
+                    table,
+                    buf,
+                    &mut |r| match r.state {
+                        TCP_LISTEN => ports.listener(r.local_port),
+                        _ => past.set(true),
+                    },
+                    &mut || {
+                        stopped = stop();
+                        stopped || past.get()
+                    },
+                );
+                match r {
+                    Err(Error::Stopped) if !stopped => {}
+                    r => r?,
+                }
+            }
+        }
         procfs::scan(&paths.tcp, v4, buf, &mut |r| agg.add(r), stop)?;
         procfs::scan_optional(&paths.tcp6, v6, buf, &mut |r| agg.add(r), stop)
     }

@@ -5,10 +5,14 @@
 //! touches neither source.
 //!
 //! - [`states`]: the 13 fields of `netstat`, per address family;
+//! - [`ports`]: the same fields per chosen local and remote port
+//!   (`netstat_port`), when asked for.
 
+pub mod ports;
 pub mod states;
 
 use crate::wire::AF_INET6;
+use ports::{PortConfig, PortCounts};
 use states::StateCounts;
 
 /// What kind of socket a record describes (which dump or table it came
@@ -45,21 +49,38 @@ impl Record {
 }
 
 /// Every aggregation one collector keeps, fed by one pass over the records.
+/// Without a breakdown option only `states` runs: one histogram increment
+/// per socket, as before there were others.
 #[derive(Debug, Default)]
 pub struct Aggregations {
     pub states: StateCounts,
+    pub ports: Option<PortCounts>,
 }
 
 impl Aggregations {
+    /// The aggregations `ports` asks for besides `states`.
+    pub fn new(ports: Option<&PortConfig>) -> Aggregations {
+        Aggregations {
+            states: StateCounts::default(),
+            ports: ports.filter(|p| !p.is_empty()).map(PortCounts::new),
+        }
+    }
+
     /// Counts one socket in every aggregation.
     #[inline(always)]
     pub fn add(&mut self, r: &Record) {
         self.states.add(r);
+        if let Some(p) = &mut self.ports {
+            p.add(r);
+        }
     }
 
     /// Forgets what was counted of `kind` (before a dump or a /proc read of
     /// it, which may follow a failed attempt).
     pub fn reset(&mut self, kind: Kind) {
         self.states.reset(kind);
+        if let Some(p) = &mut self.ports {
+            p.reset(kind);
+        }
     }
 }

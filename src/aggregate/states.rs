@@ -78,6 +78,11 @@ impl StateHistogram {
         self.0[state as usize] += 1;
     }
 
+    /// Adds `n` sockets in `state` at once.
+    pub fn add_n(&mut self, state: u8, n: u64) {
+        self.0[state as usize] += n;
+    }
+
     pub fn get(&self, state: u8) -> u64 {
         self.0[state as usize]
     }

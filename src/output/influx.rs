@@ -8,7 +8,7 @@
 
 use std::io::Write;
 
-use super::{unix_nanos, Metric, MEASUREMENT};
+use super::{unix_nanos, Metric};
 
 /// Escapes a tag key or value: comma, equals sign and space get a
 /// backslash; line breaks and tabs, which would end or split the line, are
@@ -28,7 +28,7 @@ fn escape_tag(s: &str, out: &mut Vec<u8>) {
 
 pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
     for m in metrics {
-        out.extend_from_slice(MEASUREMENT.as_bytes());
+        out.extend_from_slice(m.measurement.as_bytes());
         let mut tags: [(&str, &str); 8] = [("", ""); 8];
         // Line protocol wants tags sorted by key for the best write path.
         let tags = if m.tags.len() <= tags.len() {
@@ -89,6 +89,7 @@ mod tests {
             ..Counts::default()
         };
         let m = Metric {
+            measurement: "netstat",
             tags: &[],
             counts: &counts,
             time: None,
@@ -106,6 +107,7 @@ tcp_syn_recv=0i,tcp_syn_sent=0i,tcp_time_wait=0i,udp_socket=10i\n"
         let counts = Counts::default();
         let t = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123);
         let line = encode(Metric {
+            measurement: "netstat",
             tags: &[],
             counts: &counts,
             time: Some(t),
@@ -124,6 +126,7 @@ tcp_syn_recv=0i,tcp_syn_sent=0i,tcp_time_wait=0i,udp_socket=10i\n"
         };
         let tags = [("netns", "a b,c=d\n"), ("family", "ipv4")];
         let line = encode(Metric {
+            measurement: "netstat",
             tags: &tags,
             counts: &counts,
             time: None,
@@ -144,6 +147,7 @@ tcp_syn_recv=0i,tcp_syn_sent=0i,tcp_time_wait=0i,udp_socket=10i\n"
         let counts = Counts::default();
         let line = |tags: &[(&str, &str)]| {
             encode(Metric {
+                measurement: "netstat",
                 tags,
                 counts: &counts,
                 time: None,

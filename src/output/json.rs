@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use super::{unix_nanos, Metric, MEASUREMENT};
+use super::{unix_nanos, Metric};
 
 fn string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
@@ -37,7 +37,7 @@ pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
             let _ = write!(out, "\"{k}\":{v}");
         }
         out.extend_from_slice(b"},\"name\":");
-        string(MEASUREMENT, out);
+        string(m.measurement, out);
         out.extend_from_slice(b",\"tags\":{");
         for (i, (k, v)) in m.tags.iter().enumerate() {
             if i > 0 {
@@ -70,6 +70,7 @@ mod tests {
         let mut out = Vec::new();
         Format::Json.encode(
             &[Metric {
+                measurement: "netstat",
                 tags: &tags,
                 counts: &counts,
                 time: Some(t),

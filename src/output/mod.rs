@@ -12,9 +12,15 @@ use crate::aggregate::states::Counts;
 /// The measurement name the built-in plugin uses.
 pub const MEASUREMENT: &str = "netstat";
 
+/// The measurement of per-port counts (`--local-port`, `--remote-port`,
+/// `--listening-ports`).
+pub const PORT_MEASUREMENT: &str = "netstat_port";
+
 /// One metric: the counts of one gather, with optional tags.
 #[derive(Debug, Clone, Copy)]
 pub struct Metric<'a> {
+    /// `MEASUREMENT` or `PORT_MEASUREMENT`.
+    pub measurement: &'a str,
     pub tags: &'a [(&'a str, &'a str)],
     pub counts: &'a Counts,
     /// Gather time; `None` leaves stamping to the consumer (Telegraf does).

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use super::{unix_nanos, Metric, MEASUREMENT};
+use super::{unix_nanos, Metric};
 
 /// Label values escape backslash, double quote and line feed.
 fn escape_label_value(s: &str, out: &mut Vec<u8>) {
@@ -29,16 +29,22 @@ fn write_label_name(s: &str, out: &mut Vec<u8>) {
     }
 }
 
+/// One family per field and measurement: `netstat_*` for the metrics of
+/// `netstat`, then `netstat_port_*` (metrics arrive grouped by measurement).
 pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
+    for group in metrics.chunk_by(|a, b| a.measurement == b.measurement) {
+        encode_measurement(group, out);
+    }
+}
+
+fn encode_measurement(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
     let Some(first) = metrics.first() else { return };
+    let name = first.measurement;
     for (i, (field, _)) in first.counts.fields().iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "# HELP {MEASUREMENT}_{field} Telegraf collected metric"
-        );
-        let _ = writeln!(out, "# TYPE {MEASUREMENT}_{field} gauge");
+        let _ = writeln!(out, "# HELP {name}_{field} Telegraf collected metric");
+        let _ = writeln!(out, "# TYPE {name}_{field} gauge");
         for m in metrics {
-            let _ = write!(out, "{MEASUREMENT}_{field}");
+            let _ = write!(out, "{name}_{field}");
             if !m.tags.is_empty() {
                 out.push(b'{');
                 for (j, (k, v)) in m.tags.iter().enumerate() {
@@ -68,6 +74,7 @@ mod tests {
         use std::time::{Duration, SystemTime};
         let counts = crate::aggregate::states::Counts::default();
         let m = super::Metric {
+            measurement: "netstat",
             tags: &[],
             counts: &counts,
             time: Some(SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789)),
@@ -94,6 +101,7 @@ mod tests {
         let mut out = Vec::new();
         Format::Prometheus.encode(
             &[Metric {
+                measurement: "netstat",
                 tags: &[],
                 counts: &counts,
                 time: None,
@@ -116,6 +124,7 @@ mod tests {
         let mut out = Vec::new();
         Format::Prometheus.encode(
             &[Metric {
+                measurement: "netstat",
                 tags: &tags,
                 counts: &counts,
                 time: None,
