@@ -314,6 +314,60 @@ fn promtool_accepts_our_exposition() {
     })
 }
 
+/// `netstat_port`: InfluxDB stores its 13 fields as integers with the
+/// `direction` and `port` tags and the exact counts; promtool accepts the
+/// Prometheus output with both measurements.
+fn port_metrics_reach_influxdb_and_promtool() {
+    in_netns(|| {
+        let p = established(2, 1);
+        check(&p.expected);
+        let ours = run_ok(&["--listening-ports", "--remote-port", "9"]);
+        let influx = Influx::start();
+        influx.query("CREATE DATABASE ports");
+        assert_eq!(influx.write("ports", &ours), (204, String::new()));
+        let keys = rows(&influx.query("SHOW FIELD KEYS ON ports FROM netstat_port"));
+        assert_eq!(keys.len(), 13);
+        for row in &keys {
+            assert_eq!(row[1].1, "integer", "{row:?}");
+        }
+        let tag_keys = rows(&influx.query("SHOW TAG KEYS ON ports FROM netstat_port"));
+        let tag_keys: Vec<&str> = tag_keys.iter().map(|r| r[0].1.as_str().unwrap()).collect();
+        assert_eq!(tag_keys, ["direction", "port"]);
+        // The listeners' ports: both listeners and the three server ends.
+        let stored = rows(&influx.query(
+            "SELECT sum(tcp_listen), sum(tcp_established) FROM ports.autogen.netstat_port WHERE direction = 'local'",
+        ));
+        assert_eq!(
+            (&stored[0][1].1, &stored[0][2].1),
+            (&2.into(), &3.into()),
+            "{stored:?}"
+        );
+        let remote = rows(&influx.query(
+            "SELECT tcp_established FROM ports.autogen.netstat_port WHERE direction = 'remote' AND port = '9'",
+        ));
+        assert_eq!(remote[0][1].1, 0, "{remote:?}");
+        let prom = run_ok(&[
+            "--format",
+            "prometheus",
+            "--listening-ports",
+            "--remote-port",
+            "9",
+            "--by-family",
+        ]);
+        assert!(
+            prom.contains("# TYPE netstat_port_tcp_established gauge"),
+            "{prom}"
+        );
+        assert!(
+            prom.contains(
+                "netstat_port_tcp_established{direction=\"remote\",family=\"ipv4\",port=\"9\"} 0"
+            ),
+            "{prom}"
+        );
+        assert_eq!(promtool(&prom), (true, String::new()));
+    })
+}
+
 /// node_exporter's textfile collector, pointed at our `--output` directory,
 /// serves our values when scraped.
 fn node_exporter_serves_our_textfile() {
@@ -398,7 +452,7 @@ fn is_file(p: &Path) -> bool {
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup().and_then(|()| tools_present());
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 4] = [
         (
             "influxdb_stores_our_fields_as_integers",
             influxdb_stores_our_fields_as_integers,
@@ -410,6 +464,10 @@ fn main() {
         (
             "node_exporter_serves_our_textfile",
             node_exporter_serves_our_textfile,
+        ),
+        (
+            "port_metrics_reach_influxdb_and_promtool",
+            port_metrics_reach_influxdb_and_promtool,
         ),
     ];
     run_trials(args, setup, named("consumer", &tests));

@@ -240,11 +240,23 @@ pub fn fields(c: &Counts) -> Vec<(String, u64)> {
 
 /// Counts as `ss` sees them in the calling thread's namespace.
 pub fn ss_counts() -> Counts {
+    ss_counts_where(None, &[])
+}
+
+/// Counts as `ss` sees them, of the sockets that match the `ss` filter
+/// `filter` (e.g. `["(", "sport", "=", ":443", ")"]`), in the calling
+/// thread's namespace or, with `netns`, in that namespace (via nsenter).
+pub fn ss_counts_where(netns: Option<&str>, filter: &[&str]) -> Counts {
     let ss = |args: &[&str]| {
-        let out = Command::new("ss")
-            .args(args)
-            .output()
-            .expect("cannot run ss");
+        let mut cmd = match netns {
+            Some(path) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={path}")).arg("ss");
+                c
+            }
+            None => Command::new("ss"),
+        };
+        let out = cmd.args(args).args(filter).output().expect("cannot run ss");
         assert!(
             out.status.success(),
             "ss {args:?}: {}",
@@ -927,6 +939,28 @@ pub fn parse_metrics(out: &str) -> Vec<Parsed> {
                 })
                 .collect();
             (tags, parse_line(&format!("netstat {fields}\n")))
+        })
+        .collect()
+}
+
+/// A metric of any measurement: its name, tags and fields.
+pub type AnyMetric = (String, Vec<(String, String)>, Vec<(String, u64)>);
+
+/// Every line of our influx output as (measurement, tags, fields), any
+/// measurement.
+pub fn parse_metrics_any(out: &str) -> Vec<AnyMetric> {
+    out.lines()
+        .map(|line| {
+            let (series, fields) = line.split_once(' ').unwrap();
+            let mut parts = series.split(',');
+            let name = parts.next().unwrap().to_string();
+            let tags = parts
+                .map(|t| {
+                    let (k, v) = t.split_once('=').unwrap();
+                    (k.to_string(), v.to_string())
+                })
+                .collect();
+            (name, tags, parse_line(&format!("netstat {fields}\n")))
         })
         .collect()
 }
