@@ -34,6 +34,9 @@ libc = ctypes.CDLL(None, use_errno=True)
 APPROACHES = {
     "floor": [[FLOOR]],
     "telegraf-netstat (netlink)": [[BIN, "--source", "netlink"]],
+    "telegraf-netstat, 10 ports": [[BIN, "--source", "netlink", "--local-port", "80,443,8080,8443,9000",
+                                    "--remote-port", "80,443,5432,6379,9000"]],
+    "telegraf-netstat --listening-ports": [[BIN, "--source", "netlink", "--listening-ports"]],
     "telegraf-netstat --source proc": [[BIN, "--source", "proc"]],
     "ss -tan + ss -uan": [["ss", "-tan"], ["ss", "-uan"]],
 }

@@ -230,10 +230,40 @@ fn netns_and_by_family() {
     drop(ns);
 }
 
+/// More than 1024 listening ports: the first 1024 are broken down, and one
+/// `W! ` line names the cap; the netstat line still counts them all.
+fn listening_ports_are_capped_with_a_warning() {
+    in_netns(|| {
+        // The test process may sit at a soft limit of 1024 descriptors.
+        let mut lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        lim.current = lim.maximum;
+        let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, lim);
+        let mut p = Population::default();
+        for _ in 0..1030 {
+            p.keep(listener("127.0.0.1:0", 1, |_| {}));
+        }
+        let out = run(&["--listening-ports"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(
+            stderr,
+            "W! more than 1024 ports have TCP listeners; --listening-ports breaks down the first 1024 found\n"
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.lines().count(), 1 + 1024);
+        assert!(text.starts_with("netstat ") && text.contains(",tcp_listen=1030i,"));
+        drop(p);
+    })
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 4] = [
+        (
+            "listening_ports_are_capped_with_a_warning",
+            listening_ports_are_capped_with_a_warning,
+        ),
         ("explicit_ports_match_ss", explicit_ports_match_ss),
         ("listening_ports_match_ss", listening_ports_match_ss),
         ("netns_and_by_family", netns_and_by_family),
