@@ -15,13 +15,15 @@ use telegraf_netstat::collector::Buffers;
 use telegraf_netstat::log::Logger;
 use telegraf_netstat::netns::{self, NsId, Target};
 use telegraf_netstat::sink::{Delivery, OutputFile, Stdout};
-use telegraf_netstat::{ByFamily, Collector, Counts, Error, Event, Metric, Options};
+use telegraf_netstat::{ByFamily, Collector, Error, Event, Metric, Options};
 
 use crate::throttle::{say, ErrorThrottle, WarnOnce};
 use std::fmt::Write as _;
-use telegraf_netstat::aggregate::ports::{Direction, PortCounts};
+use std::ops::Range;
+use telegraf_netstat::aggregate::listen::address_text;
 use telegraf_netstat::cli::{Config, Namespaces};
-use telegraf_netstat::output::{MEASUREMENT, PORT_MEASUREMENT};
+use telegraf_netstat::output::{Field, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT};
+use telegraf_netstat::wire::AF_INET;
 
 /// Exit codes, documented in the README and `--help`.
 pub const EXIT_OK: u8 = 0;
@@ -101,8 +103,9 @@ struct Slot {
     /// options.
     tag: Option<String>,
     throttle: ErrorThrottle,
-    /// More listening ports than the cap: said, then reminded.
+    /// More listening ports (addresses) than the cap: said, then reminded.
     ports_capped: WarnOnce,
+    listeners_capped: WarnOnce,
 }
 
 impl Slot {
@@ -112,6 +115,7 @@ impl Slot {
             tag,
             throttle: ErrorThrottle::default(),
             ports_capped: WarnOnce::default(),
+            listeners_capped: WarnOnce::default(),
         }
     }
 
@@ -175,6 +179,8 @@ impl Gatherer {
             proc_root: config.proc_root.clone(),
             include_unix: config.include_unix,
             ports: config.ports.clone(),
+            listen_queues: config.listen_queues,
+            listeners_only: config.listen_queues && !config.print.netstat && !config.print.port,
         };
         let slots = match &config.namespaces {
             Namespaces::Own => vec![Slot::new(Some(Collector::new(options.clone())), None)],
@@ -314,6 +320,7 @@ impl Gatherer {
                 tag,
                 throttle,
                 ports_capped,
+                listeners_capped,
             } = slot
             else {
                 continue;
@@ -333,7 +340,11 @@ impl Gatherer {
                 .map(|t| format!("network namespace {t}: "))
                 .unwrap_or_default();
             let events = &mut |event: Event<'_>| {
-                report(&log, &prefix, include_unix, ports_capped, now, event)
+                let caps = Caps {
+                    ports: &mut *ports_capped,
+                    listeners: &mut *listeners_capped,
+                };
+                report(&log, &prefix, include_unix, caps, now, event)
             };
             match collector.gather(&mut self.bufs, events, &mut || listen.stop_requested()) {
                 Err(Error::Stopped) => return None,
@@ -352,91 +363,169 @@ impl Gatherer {
     }
 
     /// Encodes this gather's results into the reused output buffer:
-    /// every `netstat` metric, then every `netstat_port` one.
+    /// every `netstat` metric, then every `netstat_port` one, then every
+    /// `netstat_listen` one (those `--only` lets through).
     fn encode(&mut self, time: Option<SystemTime>) {
         let by_family = self.config.by_family;
-        // The port tag's text for every port row, in one string.
-        let mut port_text = String::new();
-        let mut port_rows: Vec<(usize, Direction, std::ops::Range<usize>, [Counts; 2])> =
-            Vec::new();
-        for (i, _) in &self.results {
-            let ports = self.slots[*i]
-                .collector
-                .as_ref()
-                .and_then(|c| c.aggregations().ports.as_ref());
-            for (direction, port, counts) in ports.into_iter().flat_map(PortCounts::rows) {
-                let start = port_text.len();
-                let _ = write!(port_text, "{port}");
-                port_rows.push((*i, direction, start..port_text.len(), counts));
-            }
-        }
-        // Measurement, counts, up to four tags, how many of them are set.
-        type Row<'t> = (&'static str, Counts, [(&'t str, &'t str); 4], usize);
-        let mut rows: Vec<Row<'_>> = Vec::new();
-        // Tag keys in sorted order, as Telegraf writes them.
-        fn row<'t>(
-            measurement: &'static str,
-            c: Counts,
-            tags: [Option<(&'static str, &'t str)>; 4],
-        ) -> Row<'t> {
-            let mut t = [("", ""); 4];
-            let mut n = 0;
-            for tag in tags.into_iter().flatten() {
-                t[n] = tag;
-                n += 1;
-            }
-            (measurement, c, t, n)
-        }
-        let mut push = |measurement, c, tags| rows.push(row(measurement, c, tags));
-        let families: &[(&str, usize)] = &[("ipv4", 0), ("ipv6", 1)];
-        for (i, counts) in &self.results {
-            let netns = self.slots[*i].tag.as_deref().map(|t| ("netns", t));
+        let print = self.config.print;
+        // Tag values made up here (ports, addresses), in one string; the
+        // fields of every row, in one vector.
+        let mut text = String::new();
+        let mut fields: Vec<Field> = Vec::new();
+        // Measurement, where its fields are, up to four tags (keys sorted,
+        // as Telegraf writes them) as ranges of `text` or borrowed strings.
+        let mut rows: Vec<(&'static str, Range<usize>, [Tag; 4])> = Vec::new();
+        let span = |text: &mut String, key: &'static str, s: std::fmt::Arguments<'_>| {
+            let start = text.len();
+            let _ = text.write_fmt(s);
+            Tag::Text(key, start..text.len())
+        };
+        let mut push = |measurement, values: &[Field], tags: [Tag; 4]| {
+            let start = fields.len();
+            fields.extend_from_slice(values);
+            rows.push((measurement, start..fields.len(), tags));
+        };
+        let families: [(&'static str, usize); 2] = [("ipv4", 0), ("ipv6", 1)];
+        for &(i, counts) in self.results.iter().filter(|_| print.netstat) {
+            let netns = Tag::netns(i);
             if by_family {
                 push(
                     MEASUREMENT,
-                    counts.ipv4,
-                    [Some(("family", "ipv4")), netns, None, None],
+                    &Field::of(&counts.ipv4),
+                    [
+                        Tag::kv("family", "ipv4"),
+                        netns.clone(),
+                        Tag::None,
+                        Tag::None,
+                    ],
                 );
                 push(
                     MEASUREMENT,
-                    counts.ipv6,
-                    [Some(("family", "ipv6")), netns, None, None],
+                    &Field::of(&counts.ipv6),
+                    [Tag::kv("family", "ipv6"), netns, Tag::None, Tag::None],
                 );
                 if self.config.include_unix {
                     push(
                         MEASUREMENT,
-                        counts.unix,
-                        [Some(("family", "unix")), netns, None, None],
+                        &Field::of(&counts.unix),
+                        [
+                            Tag::kv("family", "unix"),
+                            Tag::netns(i),
+                            Tag::None,
+                            Tag::None,
+                        ],
                     );
                 }
             } else {
-                push(MEASUREMENT, counts.total(), [netns, None, None, None]);
+                push(
+                    MEASUREMENT,
+                    &Field::of(&counts.total()),
+                    [netns, Tag::None, Tag::None, Tag::None],
+                );
             }
         }
-        for (i, direction, range, counts) in &port_rows {
-            let netns = self.slots[*i].tag.as_deref().map(|t| ("netns", t));
-            let direction = Some(("direction", direction.as_str()));
-            let port = Some(("port", &port_text[range.clone()]));
-            if by_family {
-                for &(name, f) in families {
+        let aggs = |i: usize| self.slots[i].collector.as_ref().map(|c| c.aggregations());
+        for &(i, _) in self.results.iter().filter(|_| print.port) {
+            let Some(ports) = aggs(i).and_then(|a| a.ports.as_ref()) else {
+                continue;
+            };
+            for (direction, port, counts) in ports.rows() {
+                let direction = Tag::kv("direction", direction.as_str());
+                let port = span(&mut text, "port", format_args!("{port}"));
+                if by_family {
+                    for (name, f) in families {
+                        push(
+                            PORT_MEASUREMENT,
+                            &Field::of(&counts[f]),
+                            [
+                                direction.clone(),
+                                Tag::kv("family", name),
+                                Tag::netns(i),
+                                port.clone(),
+                            ],
+                        );
+                    }
+                } else {
+                    let mut total = counts[0];
+                    total.add(&counts[1]);
                     push(
                         PORT_MEASUREMENT,
-                        counts[f],
-                        [direction, Some(("family", name)), netns, port],
+                        &Field::of(&total),
+                        [direction, Tag::netns(i), port, Tag::None],
                     );
                 }
-            } else {
-                let mut total = counts[0];
-                total.add(&counts[1]);
-                push(PORT_MEASUREMENT, total, [direction, netns, port, None]);
             }
         }
+        let syn_recv = !self.options.listeners_only;
+        for &(i, _) in self.results.iter().filter(|_| print.listen) {
+            let Some(listen) = aggs(i).and_then(|a| a.listen.as_ref()) else {
+                continue;
+            };
+            for l in listen.rows() {
+                let address = span(
+                    &mut text,
+                    "address",
+                    format_args!("{}", address_text(l.family, &l.addr)),
+                );
+                let port = span(&mut text, "port", format_args!("{}", l.port));
+                let family = if l.family == AF_INET { "ipv4" } else { "ipv6" };
+                let family = if by_family {
+                    Tag::kv("family", family)
+                } else {
+                    Tag::None
+                };
+                // Sorted by name; what the source does not know is left out.
+                let mut f: Vec<Field> = Vec::with_capacity(5);
+                if let Some(b) = l.backlog {
+                    f.push(Field::gauge("backlog", b));
+                }
+                if let Some(d) = l.drops {
+                    f.push(Field {
+                        name: "drops",
+                        value: d,
+                        counter: true,
+                    });
+                }
+                f.push(Field::gauge("queue", l.queue));
+                f.push(Field::gauge("sockets", l.sockets));
+                if syn_recv {
+                    f.push(Field::gauge("syn_recv", l.syn_recv));
+                }
+                push(
+                    LISTEN_MEASUREMENT,
+                    &f,
+                    [address, family, Tag::netns(i), port],
+                );
+            }
+        }
+        let tag_sets: Vec<([(&str, &str); 4], usize)> = rows
+            .iter()
+            .map(|(_, _, tags)| {
+                let mut t = [("", ""); 4];
+                let mut n = 0;
+                for tag in tags {
+                    let kv = match tag {
+                        Tag::None => continue,
+                        Tag::Kv(k, v) => (*k, *v),
+                        Tag::Netns(slot) => match self.slots[*slot].tag.as_deref() {
+                            Some(v) => ("netns", v),
+                            None => continue,
+                        },
+                        Tag::Text(k, range) => (*k, &text[range.clone()]),
+                    };
+                    t[n] = kv;
+                    n += 1;
+                }
+                (t, n)
+            })
+            .collect();
         let metrics: Vec<Metric<'_>> = rows
             .iter()
-            .map(|(measurement, counts, tags, n)| Metric {
+            .zip(&tag_sets)
+            .map(|((measurement, range, _), (tags, n))| Metric {
                 measurement,
                 tags: &tags[..*n],
-                counts,
+                fields: &fields[range.clone()],
                 time,
             })
             .collect();
@@ -445,12 +534,39 @@ impl Gatherer {
     }
 }
 
-/// Logs what a collector tells; the port cap at most every few minutes.
+/// A tag of a row being built: nothing, a fixed pair, the `netns` tag of a
+/// slot, or a value in the row text buffer.
+#[derive(Clone)]
+enum Tag {
+    None,
+    Kv(&'static str, &'static str),
+    Netns(usize),
+    Text(&'static str, Range<usize>),
+}
+
+impl Tag {
+    fn kv(k: &'static str, v: &'static str) -> Tag {
+        Tag::Kv(k, v)
+    }
+
+    fn netns(slot: usize) -> Tag {
+        Tag::Netns(slot)
+    }
+}
+
+/// The warnings about caps of one namespace, each said at most every few
+/// minutes.
+struct Caps<'a> {
+    ports: &'a mut WarnOnce,
+    listeners: &'a mut WarnOnce,
+}
+
+/// Logs what a collector tells.
 fn report(
     log: &Logger,
     prefix: &str,
     include_unix: bool,
-    ports_capped: &mut WarnOnce,
+    caps: Caps<'_>,
     now: Instant,
     event: Event<'_>,
 ) {
@@ -468,8 +584,16 @@ fn report(
         Event::UnknownState { state, count } => log.debug(format_args!(
             "{prefix}ignored {count} tcp sockets in unknown state {state}"
         )),
+        Event::ListenersCapped { cap } => {
+            if caps.listeners.warn(now) {
+                log.warn(format_args!(
+                    "{prefix}more than {cap} TCP listening addresses; \
+                     --listen-queues reports the first {cap} found"
+                ));
+            }
+        }
         Event::PortsCapped { cap } => {
-            if ports_capped.warn(now) {
+            if caps.ports.warn(now) {
                 log.warn(format_args!(
                     "{prefix}more than {cap} ports have TCP listeners; \
                      --listening-ports breaks down the first {cap} found"

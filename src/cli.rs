@@ -155,6 +155,22 @@ struct Args {
     #[arg(long)]
     listening_ports: bool,
 
+    /// Also print measurement netstat_listen: one metric per TCP listening
+    /// address and port (tags address, port) with fields sockets, queue
+    /// (connections waiting to be accepted), backlog (the queue's limit),
+    /// syn_recv (handshakes in progress), drops (the listeners' drop
+    /// counter); backlog and drops need the netlink source. At most 1024
+    /// per namespace. Example: --listen-queues
+    #[arg(long)]
+    listen_queues: bool,
+
+    /// Print only these measurements, comma-separated: netstat, port,
+    /// listen. --listen-queues --only listen asks the kernel for listeners
+    /// only and skips its walk of established sockets (syn_recv is then
+    /// left out). Example: --only listen
+    #[arg(long, value_name = "MEASUREMENTS", value_delimiter = ',', value_enum)]
+    only: Vec<OnlyArg>,
+
     /// Also log debug (`D! `) lines on stderr, e.g. sockets in a state this
     /// program does not know. Example: -v
     #[arg(short, long)]
@@ -166,6 +182,13 @@ enum FormatArg {
     Influx,
     Prometheus,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnlyArg {
+    Netstat,
+    Port,
+    Listen,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -205,6 +228,18 @@ pub struct Config {
     pub by_family: bool,
     /// `netstat_port`: which ports; empty when not asked for.
     pub ports: PortConfig,
+    /// `netstat_listen` (`--listen-queues`).
+    pub listen_queues: bool,
+    /// Which measurements are printed (`--only`; all asked-for by default).
+    pub print: Measurements,
+}
+
+/// The measurements a gather prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measurements {
+    pub netstat: bool,
+    pub port: bool,
+    pub listen: bool,
 }
 
 /// Checks `--output` at startup, before any gather (see `sink`): a usage
@@ -305,6 +340,7 @@ impl Config {
         T: Into<OsString> + Clone,
     {
         let a = Args::try_parse_from(args)?;
+        let any_ports = a.listening_ports || !a.local_port.is_empty() || !a.remote_port.is_empty();
         // Telegraf's convention; an empty HOST_PROC means unset.
         let host_proc = std::env::var_os("HOST_PROC").filter(|p| !p.is_empty());
         let proc_root = a
@@ -374,6 +410,35 @@ impl Config {
                     ));
                 }
                 ports
+            },
+            listen_queues: a.listen_queues,
+            print: {
+                let want = |m| a.only.is_empty() || a.only.contains(&m);
+                let bad = |what: &str| {
+                    Err(Args::command().error(
+                        ErrorKind::ArgumentConflict,
+                        format!(
+                            "--only {what} needs {}",
+                            match what {
+                                "port" => "--local-port, --remote-port or --listening-ports",
+                                _ => "--listen-queues",
+                            }
+                        ),
+                    ))
+                };
+                if !a.only.is_empty() {
+                    if a.only.contains(&OnlyArg::Port) && !any_ports {
+                        return bad("port");
+                    }
+                    if a.only.contains(&OnlyArg::Listen) && !a.listen_queues {
+                        return bad("listen");
+                    }
+                }
+                Measurements {
+                    netstat: want(OnlyArg::Netstat),
+                    port: want(OnlyArg::Port),
+                    listen: want(OnlyArg::Listen),
+                }
             },
         })
     }
@@ -477,6 +542,32 @@ mod tests {
     }
 
     #[test]
+    fn only_picks_measurements() {
+        let c = Config::parse(["t", "--listen-queues", "--only", "listen"]).unwrap();
+        assert!(c.listen_queues);
+        assert_eq!(
+            c.print,
+            Measurements {
+                netstat: false,
+                port: false,
+                listen: true
+            }
+        );
+        let c = Config::parse(["t", "--listen-queues"]).unwrap();
+        assert!(c.print.netstat && c.print.listen);
+        let c = Config::parse(["t", "--local-port", "1", "--only", "netstat,port"]).unwrap();
+        assert!(c.print.netstat && c.print.port && !c.print.listen);
+        for bad in [
+            &["t", "--only", "listen"][..],
+            &["t", "--only", "port"],
+            &["t", "--only", "bogus"],
+        ] {
+            let e = Config::parse(bad.iter().copied()).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
     fn durations() {
         let ms = Duration::from_millis;
         assert_eq!(parse_duration("250ms"), Ok(ms(250)));
@@ -526,6 +617,8 @@ mod tests {
             "--local-port 443,8000-8010",
             "--remote-port 5432",
             "--listening-ports",
+            "--listen-queues",
+            "--only listen",
         ] {
             assert!(
                 help.contains(&format!("Example: {flag}")),

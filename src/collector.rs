@@ -18,17 +18,15 @@
 
 use std::path::PathBuf;
 
+use crate::aggregate::listen::{ListenCounts, MAX_LISTENERS};
 use crate::aggregate::ports::{PortConfig, PortCounts, MAX_PORTS};
 use crate::aggregate::states::ByFamily;
-use crate::aggregate::{Aggregations, Kind};
+use crate::aggregate::{Aggregations, Kind, LISTEN};
 use crate::error::{Dump, Error};
 use crate::netlink::DiagSocket;
 use crate::netns::{self, Target};
 use crate::procfs::{self, ProcPaths, Table};
 use crate::wire::{AF_INET, AF_INET6};
-
-/// `TCP_LISTEN`.
-const TCP_LISTEN: u8 = 10;
 
 /// Where socket states come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +49,11 @@ pub struct Options {
     /// Per-port counts (`--local-port`, `--remote-port`,
     /// `--listening-ports`); empty: none.
     pub ports: PortConfig,
+    /// Accept queues per listener (`--listen-queues`).
+    pub listen_queues: bool,
+    /// Only `netstat_listen` is printed (`--only listen`): only listeners
+    /// are asked for, and the established table is not walked.
+    pub listeners_only: bool,
 }
 
 /// A transport protocol, as far as source selection is concerned.
@@ -86,6 +89,8 @@ pub enum Event<'a> {
     /// More listening ports than `MAX_PORTS` were found; the rest are not
     /// broken down.
     PortsCapped { cap: usize },
+    /// More listening addresses than `MAX_LISTENERS` were found.
+    ListenersCapped { cap: usize },
 }
 
 /// Scratch memory for gathers, owned by the caller and shared by all its
@@ -143,7 +148,7 @@ impl Collector {
             tcp_via_proc: proc,
             udp_via_proc: proc,
             unix_via_proc: proc,
-            agg: Aggregations::new(Some(&options.ports)),
+            agg: Aggregations::new(Some(&options.ports), options.listen_queues),
             options,
         }
     }
@@ -173,15 +178,26 @@ impl Collector {
         events: &mut dyn FnMut(Event),
         stop: &mut dyn FnMut() -> bool,
     ) -> Result<ByFamily, Error> {
+        let everything = !self.options.listeners_only;
         if !self.tcp_via_proc {
-            if let Err(e) = self.netlink(Dump::Tcp, &mut bufs.recv, stop) {
+            self.agg.reset(Kind::Tcp);
+            // Listeners first, so that the main pass can route handshakes.
+            let mut r = Ok(());
+            if self.options.listen_queues {
+                r = self.netlink(Dump::Listen, &mut bufs.recv, stop);
+            }
+            if everything {
+                r = r.and_then(|()| self.netlink(Dump::Tcp, &mut bufs.recv, stop));
+            }
+            if let Err(e) = r {
                 self.fall_back(Proto::Tcp, e, events)?;
             }
         }
         if self.tcp_via_proc {
             self.proc_tcp(bufs.proc(), stop)?;
         }
-        if !self.udp_via_proc {
+        if everything && !self.udp_via_proc {
+            self.agg.reset(Kind::Udp);
             let r = self
                 .netlink(Dump::Udp4, &mut bufs.recv, stop)
                 .and_then(|()| self.netlink(Dump::Udp6, &mut bufs.recv, stop));
@@ -189,11 +205,12 @@ impl Collector {
                 self.fall_back(Proto::Udp, e, events)?;
             }
         }
-        if self.udp_via_proc {
+        if everything && self.udp_via_proc {
             self.proc_udp(bufs.proc(), stop)?;
         }
-        if self.options.include_unix {
+        if everything && self.options.include_unix {
             if !self.unix_via_proc {
+                self.agg.reset(Kind::Unix);
                 if let Err(e) = self.netlink(Dump::Unix, &mut bufs.recv, stop) {
                     self.fall_back(Proto::Unix, e, events)?;
                 }
@@ -207,6 +224,9 @@ impl Collector {
         }
         if self.agg.ports.as_ref().is_some_and(PortCounts::capped) {
             events(Event::PortsCapped { cap: MAX_PORTS });
+        }
+        if self.agg.listen.as_ref().is_some_and(ListenCounts::capped) {
+            events(Event::ListenersCapped { cap: MAX_LISTENERS });
         }
         Ok(self.agg.states.by_family(self.options.include_unix))
     }
@@ -247,7 +267,7 @@ impl Collector {
         Ok(())
     }
 
-    /// One dump into the aggregations.
+    /// One dump into the aggregations (the caller resets them first).
     fn netlink(
         &mut self,
         dump: Dump,
@@ -264,15 +284,11 @@ impl Collector {
                 Some(t) => netns::open_socket(t)?,
             }),
         };
-        match dump {
-            Dump::Tcp => self.agg.reset(Kind::Tcp),
-            // Both UDP dumps fill one aggregation: reset before the first.
-            Dump::Udp4 => self.agg.reset(Kind::Udp),
-            Dump::Udp6 => {}
-            Dump::Unix => self.agg.reset(Kind::Unix),
-        }
         let agg = &mut self.agg;
-        socket.dump(buf, dump, |r| agg.add(r), stop)
+        match dump {
+            Dump::Listen => socket.dump(buf, dump, |r| agg.add_listener(r), stop),
+            _ => socket.dump(buf, dump, |r| agg.add(r), stop),
+        }
     }
 
     /// For another namespace, the /proc tables of a process inside it,
@@ -305,9 +321,10 @@ impl Collector {
             Table::Inet(Kind::Tcp, AF_INET),
             Table::Inet(Kind::Tcp, AF_INET6),
         );
-        if let Some(ports) = agg.ports.as_mut().filter(|p| p.listening()) {
-            // Listening ports before the sockets that use them (see
-            // aggregate::ports): the listeners head each file.
+        let listens = agg.listen.is_some() || agg.ports.as_ref().is_some_and(|p| p.listening());
+        if listens {
+            // Listeners before the sockets that use them (see
+            // aggregate::ports and aggregate::listen): they head each file.
             for (path, table) in [(&paths.tcp, v4), (&paths.tcp6, v6)] {
                 let past = std::cell::Cell::new(false);
                 let mut stopped = false;
@@ -316,7 +333,7 @@ impl Collector {
                     table,
                     buf,
                     &mut |r| match r.state {
-                        TCP_LISTEN => ports.listener(r.local_port),
+                        LISTEN => agg.add_listener(r),
                         _ => past.set(true),
                     },
                     &mut || {
@@ -329,6 +346,9 @@ impl Collector {
                     r => r?,
                 }
             }
+        }
+        if self.options.listeners_only {
+            return Ok(());
         }
         procfs::scan(&paths.tcp, v4, buf, &mut |r| agg.add(r), stop)?;
         procfs::scan_optional(&paths.tcp6, v6, buf, &mut |r| agg.add(r), stop)

@@ -12,6 +12,8 @@ use crate::wire::WireError;
 pub enum Dump {
     /// TCP, IPv4 and IPv6 in one walk.
     Tcp,
+    /// TCP listeners only, with their drop counters (`--listen-queues`).
+    Listen,
     Udp4,
     Udp6,
     /// Unix-domain sockets of every type.
@@ -22,6 +24,7 @@ impl fmt::Display for Dump {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Dump::Tcp => "tcp",
+            Dump::Listen => "tcp listen",
             Dump::Udp4 => "udp ipv4",
             Dump::Udp6 => "udp ipv6",
             Dump::Unix => "unix",

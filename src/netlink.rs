@@ -18,7 +18,7 @@ use std::os::fd::OwnedFd;
 use rustix::io::Errno;
 use rustix::net::{netlink, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
-use crate::aggregate::{Kind, Record};
+use crate::aggregate::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
 use crate::error::{Dump, Error};
 use crate::wire::{self, InetDiagMsg, Messages, UnixDiagMsg};
 
@@ -83,7 +83,11 @@ impl DiagSocket {
                 &unix
             }
             Dump::Tcp => {
-                tcp = wire::tcp_request(seq, wire::STATES_REAL);
+                tcp = wire::tcp_request(seq, wire::STATES_REAL, 0);
+                &tcp
+            }
+            Dump::Listen => {
+                tcp = wire::tcp_request(seq, wire::STATES_LISTEN, wire::EXT_SKMEMINFO);
                 &tcp
             }
             Dump::Udp4 | Dump::Udp6 => {
@@ -145,7 +149,7 @@ pub enum Batch {
 /// The message type of every record in a reply to `dump`.
 fn reply_kind(dump: Dump) -> u16 {
     match dump {
-        Dump::Tcp => wire::TCPDIAG_GETSOCK,
+        Dump::Tcp | Dump::Listen => wire::TCPDIAG_GETSOCK,
         Dump::Udp4 | Dump::Udp6 | Dump::Unix => wire::SOCK_DIAG_BY_FAMILY,
     }
 }
@@ -163,7 +167,7 @@ pub fn read_batch(
     let malformed = |detail| Error::NetlinkMalformed { dump, detail };
     let record = reply_kind(dump);
     let kind = match dump {
-        Dump::Tcp => Kind::Tcp,
+        Dump::Tcp | Dump::Listen => Kind::Tcp,
         Dump::Udp4 | Dump::Udp6 => Kind::Udp,
         Dump::Unix => Kind::Unix,
     };
@@ -182,16 +186,30 @@ pub fn read_batch(
                     state: r.sock_type(),
                     local_port: 0,
                     remote_port: 0,
+                    listen: None,
                 })
             }
             k if k == record => {
                 let r = InetDiagMsg::new(&msg).map_err(malformed)?;
+                let state = r.state();
+                // Only listeners and handshakes need more than the header's
+                // first bytes (for netstat_listen).
+                let listen =
+                    (kind == Kind::Tcp && (state == LISTEN || state == SYN_RECV)).then(|| {
+                        ListenInfo {
+                            addr: r.src(),
+                            queue: r.rqueue(),
+                            backlog: Some(r.wqueue()),
+                            drops: r.drops(),
+                        }
+                    });
                 on_record(&Record {
                     kind,
                     family: r.family(),
-                    state: r.state(),
+                    state,
                     local_port: r.sport(),
                     remote_port: r.dport(),
+                    listen,
                 })
             }
             wire::NLMSG_DONE | wire::NLMSG_ERROR => {

@@ -22,7 +22,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::aggregate::{Kind, Record};
+use crate::aggregate::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
 use crate::error::Error;
 use crate::wire::AF_UNIX;
 
@@ -81,14 +81,72 @@ fn column_port(line: &[u8], index: usize) -> Result<u16, String> {
     port.ok_or_else(|| format!("bad address {:?}", String::from_utf8_lossy(field)))
 }
 
-/// One line of /proc/net/{tcp,tcp6,udp,udp6} as a [`Record`].
+/// The address of an `ADDRESS:PORT` column: the kernel prints each 32-bit
+/// word of the address as a host-order `%08X` (one word for IPv4, four for
+/// IPv6), so each word's bytes are its native-endian bytes.
+fn column_addr(line: &[u8], index: usize) -> Result<[u8; 16], String> {
+    let field = line
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+        .nth(index)
+        .ok_or_else(|| format!("expected at least {} columns", index + 1))?;
+    let bad = || format!("bad address {:?}", String::from_utf8_lossy(field));
+    let hex = field.split(|&b| b == b':').next().ok_or_else(bad)?;
+    if hex.len() != 8 && hex.len() != 32 {
+        return Err(bad());
+    }
+    let mut addr = [0u8; 16];
+    for (i, word) in hex.chunks(8).enumerate() {
+        let w = std::str::from_utf8(word)
+            .ok()
+            .and_then(|w| u32::from_str_radix(w, 16).ok())
+            .ok_or_else(bad)?;
+        addr[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    Ok(addr)
+}
+
+/// The receive queue of a line (`tx_queue:rx_queue`, fifth column), which
+/// for a listener is its accept queue length (`get_tcp4_sock()`).
+fn column_rx_queue(line: &[u8]) -> Result<u32, String> {
+    let field = line
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+        .nth(4)
+        .ok_or("expected at least 5 columns")?;
+    std::str::from_utf8(field)
+        .ok()
+        .and_then(|f| f.split_once(':'))
+        .and_then(|(_, rx)| u32::from_str_radix(rx, 16).ok())
+        .ok_or_else(|| format!("bad queues {:?}", String::from_utf8_lossy(field)))
+}
+
+/// One line of /proc/net/{tcp,tcp6,udp,udp6} as a [`Record`]. Listeners
+/// and handshakes also get their address and accept queue; /proc does not
+/// show a listener's queue limit or drop counter.
 pub fn inet_record(line: &[u8], kind: Kind, family: u8) -> Result<Record, String> {
+    let state = line_state(line)?;
+    let listen = if kind == Kind::Tcp && (state == LISTEN || state == SYN_RECV) {
+        Some(ListenInfo {
+            addr: column_addr(line, 1)?,
+            queue: if state == LISTEN {
+                column_rx_queue(line)?
+            } else {
+                0
+            },
+            backlog: None,
+            drops: None,
+        })
+    } else {
+        None
+    };
     Ok(Record {
         kind,
         family,
-        state: line_state(line)?,
+        state,
         local_port: column_port(line, 1)?,
         remote_port: column_port(line, 2)?,
+        listen,
     })
 }
 
@@ -197,6 +255,7 @@ impl<'p> Lines<'p> {
             state: ty,
             local_port: 0,
             remote_port: 0,
+            listen: None,
         };
         match self.table {
             Table::Inet(kind, family) => inet_record(line, kind, family).map(Some),
@@ -414,11 +473,19 @@ mod tests {
                 state: 1,
                 local_port: 0x9C40,
                 remote_port: 0x1388,
+                listen: None,
             })
         );
         let v6 = TCP6.lines().nth(2).unwrap().as_bytes();
         let r = inet_record(v6, Kind::Tcp, crate::wire::AF_INET6).unwrap();
         assert_eq!((r.state, r.local_port, r.remote_port), (3, 0x1389, 0xA000));
+        let mut loopback6 = [0u8; 16];
+        loopback6[15] = 1;
+        assert_eq!(r.listen.unwrap().addr, loopback6, "::1, a request socket");
+        let l = inet_record(TCP.lines().nth(1).unwrap().as_bytes(), Kind::Tcp, 2).unwrap();
+        let info = l.listen.unwrap();
+        assert_eq!(&info.addr[..4], &[127, 0, 0, 1]);
+        assert_eq!((info.queue, info.backlog, info.drops), (0, None, None));
         assert!(inet_record(b"   0: 0100007F:13 00000000:0000 0A", Kind::Tcp, 2).is_err());
         assert!(inet_record(b"   0: 0100007F 00000000:0000 0A", Kind::Tcp, 2).is_err());
     }
@@ -468,7 +535,7 @@ mod tests {
             ));
         }
         // No trailing newline on the last line: still counted.
-        text.push_str("1000: 0100007F:1388 0100007F:9C40 0A 0");
+        text.push_str("1000: 0100007F:1388 0100007F:9C40 0A 00000000:00000000");
         std::fs::write(&path, &text).unwrap();
         let mut buf = vec![0u8; 300];
         let mut n = [0u32; 16];

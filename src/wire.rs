@@ -47,6 +47,22 @@ pub const IPPROTO_UDP: u8 = 17;
 /// bind table and report idle bound sockets as CLOSE.
 pub const STATES_REAL: u32 = 0xFFE;
 
+/// `1 << TCP_LISTEN`: a dump of listeners only, which walks the kernel's
+/// listening hash and skips the established one (`inet_diag_dump_icsk()`
+/// only walks the established hash when other states are asked for).
+pub const STATES_LISTEN: u32 = 1 << 10;
+
+/// `INET_DIAG_SKMEMINFO`: the attribute carrying `sk_meminfo` (u32 array).
+pub const INET_DIAG_SKMEMINFO: u16 = 7;
+
+/// `idiag_ext` bit that asks for `INET_DIAG_SKMEMINFO` (`1 << (7 - 1)`).
+pub const EXT_SKMEMINFO: u8 = 1 << (INET_DIAG_SKMEMINFO - 1);
+
+/// `SK_MEMINFO_DROPS`: index of the drop counter in `sk_meminfo`
+/// (include/uapi/linux/sock_diag.h), `sk_drops`, which `tcp_listendrop()`
+/// increments for a listener.
+const SK_MEMINFO_DROPS: usize = 8;
+
 /// Every unix socket state: a unix dump counts sockets of every state.
 pub const UNIX_STATES_ALL: u32 = !0;
 
@@ -247,6 +263,9 @@ impl<'a> InetDiagMsg<'a> {
     const STATE: usize = 1;
     const SPORT: usize = 4;
     const DPORT: usize = 6;
+    const SRC: usize = 8;
+    const RQUEUE: usize = 56;
+    const WQUEUE: usize = 60;
     const INODE: usize = 68;
 
     /// Views a message payload; fails if it is shorter than the struct.
@@ -280,8 +299,51 @@ impl<'a> InetDiagMsg<'a> {
         u16::from_be_bytes([self.bytes[Self::DPORT], self.bytes[Self::DPORT + 1]])
     }
 
+    /// The local address: 16 bytes, of which IPv4 uses the first 4.
+    pub fn src(&self) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&self.bytes[Self::SRC..Self::SRC + 16]);
+        a
+    }
+
+    /// For a listener, its accept queue's length (`sk_ack_backlog`).
+    pub fn rqueue(&self) -> u32 {
+        u32_at(self.bytes, Self::RQUEUE)
+    }
+
+    /// For a listener, its accept queue's limit (`sk_max_ack_backlog`).
+    pub fn wqueue(&self) -> u32 {
+        u32_at(self.bytes, Self::WQUEUE)
+    }
+
     pub fn inode(&self) -> u32 {
         u32_at(self.bytes, Self::INODE)
+    }
+
+    /// The payload of the first attribute of type `kind` after the fixed
+    /// part (`struct rtattr { u16 rta_len; u16 rta_type; }`, 4-byte
+    /// aligned), if present and well formed.
+    pub fn attr(&self, kind: u16) -> Option<&'a [u8]> {
+        let mut rest = &self.bytes[INET_DIAG_MSG_LEN..];
+        while rest.len() >= 4 {
+            let len = u16_at(rest, 0) as usize;
+            if len < 4 || len > rest.len() {
+                return None;
+            }
+            if u16_at(rest, 2) == kind {
+                return Some(&rest[4..len]);
+            }
+            rest = &rest[((len + 3) & !3).min(rest.len())..];
+        }
+        None
+    }
+
+    /// The socket's drop counter, from `INET_DIAG_SKMEMINFO` (present only
+    /// when the request asked for it).
+    pub fn drops(&self) -> Option<u32> {
+        let m = self.attr(INET_DIAG_SKMEMINFO)?;
+        let at = SK_MEMINFO_DROPS * 4;
+        (m.len() >= at + 4).then(|| u32_at(m, at))
     }
 }
 
@@ -345,17 +407,18 @@ fn put_header(buf: &mut [u8], len: usize, kind: u16, seq: u32) {
 ///     __u8  idiag_family;      0   AF_UNSPEC: IPv4 and IPv6 in one walk
 ///     __u8  idiag_src_len;     1
 ///     __u8  idiag_dst_len;     2
-///     __u8  idiag_ext;         3   0: no extensions
+///     __u8  idiag_ext;         3   0, or EXT_SKMEMINFO for listeners
 ///     struct inet_diag_sockid id;  4   zero: no filter
 ///     __u32 idiag_states;      52
 ///     __u32 idiag_dbs;         56
 /// };                           60
 /// ```
-pub fn tcp_request(seq: u32, states: u32) -> [u8; TCP_REQUEST_LEN] {
+pub fn tcp_request(seq: u32, states: u32, ext: u8) -> [u8; TCP_REQUEST_LEN] {
     let mut buf = [0u8; TCP_REQUEST_LEN];
     put_header(&mut buf, TCP_REQUEST_LEN, TCPDIAG_GETSOCK, seq);
     let p = &mut buf[NLMSG_HDRLEN..];
     p[0] = AF_UNSPEC;
+    p[3] = ext;
     p[4 + SOCKID_LEN..8 + SOCKID_LEN].copy_from_slice(&states.to_ne_bytes());
     buf
 }
@@ -573,7 +636,7 @@ pub(crate) mod tests {
 
     #[test]
     fn encodes_requests() {
-        let req = tcp_request(0x01020304, STATES_REAL);
+        let req = tcp_request(0x01020304, STATES_REAL, 0);
         assert_eq!(req.len(), 76);
         assert_eq!(u32_at(&req, 0), 76); // nlmsg_len
         assert_eq!(u16_at(&req, 4), TCPDIAG_GETSOCK);

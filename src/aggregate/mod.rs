@@ -6,12 +6,16 @@
 //!
 //! - [`states`]: the 13 fields of `netstat`, per address family;
 //! - [`ports`]: the same fields per chosen local and remote port
-//!   (`netstat_port`), when asked for.
+//!   (`netstat_port`), when asked for;
+//! - [`listen`]: accept queues per listening address (`netstat_listen`),
+//!   when asked for.
 
+pub mod listen;
 pub mod ports;
 pub mod states;
 
 use crate::wire::AF_INET6;
+use listen::ListenCounts;
 use ports::{PortConfig, PortCounts};
 use states::StateCounts;
 
@@ -38,6 +42,29 @@ pub struct Record {
     pub local_port: u16,
     /// 0 when not connected.
     pub remote_port: u16,
+    /// For TCP listeners and handshakes (state LISTEN or SYN_RECV) only:
+    /// what `netstat_listen` needs.
+    pub listen: Option<ListenInfo>,
+}
+
+/// `TCP_LISTEN`.
+pub const LISTEN: u8 = 10;
+/// `TCP_SYN_RECV`: request sockets are reported in this state by both
+/// sources (`inet_diag_req_fill()`; /proc's `get_openreq4()` prints 03).
+pub const SYN_RECV: u8 = 3;
+
+/// The parts of a listener's (or a handshake's) record that
+/// `netstat_listen` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenInfo {
+    /// The local address, 16 bytes; IPv4 uses the first 4.
+    pub addr: [u8; 16],
+    /// A listener's accept queue length.
+    pub queue: u32,
+    /// A listener's accept queue limit (netlink only: /proc does not show it).
+    pub backlog: Option<u32>,
+    /// A listener's drop counter (netlink's listen dump only).
+    pub drops: Option<u32>,
 }
 
 impl Record {
@@ -55,32 +82,55 @@ impl Record {
 pub struct Aggregations {
     pub states: StateCounts,
     pub ports: Option<PortCounts>,
+    pub listen: Option<ListenCounts>,
 }
 
 impl Aggregations {
-    /// The aggregations `ports` asks for besides `states`.
-    pub fn new(ports: Option<&PortConfig>) -> Aggregations {
+    /// The aggregations asked for besides `states`: `ports` (if not empty)
+    /// and `listen`.
+    pub fn new(ports: Option<&PortConfig>, listen: bool) -> Aggregations {
         Aggregations {
             states: StateCounts::default(),
             ports: ports.filter(|p| !p.is_empty()).map(PortCounts::new),
+            listen: listen.then(ListenCounts::default),
         }
     }
 
-    /// Counts one socket in every aggregation.
+    /// Counts one socket of the main pass in every aggregation.
     #[inline(always)]
     pub fn add(&mut self, r: &Record) {
         self.states.add(r);
         if let Some(p) = &mut self.ports {
             p.add(r);
         }
+        if let Some(l) = &mut self.listen {
+            l.add(r);
+        }
+    }
+
+    /// A listening socket from the listeners' own pass (made before the main
+    /// one): known to `netstat_listen` and, as a listening port, to
+    /// `netstat_port`.
+    pub fn add_listener(&mut self, r: &Record) {
+        if let Some(l) = &mut self.listen {
+            l.add_listener(r);
+        }
+        if let Some(p) = &mut self.ports {
+            if r.state == LISTEN && p.listening() {
+                p.listener(r.local_port);
+            }
+        }
     }
 
     /// Forgets what was counted of `kind` (before a dump or a /proc read of
-    /// it, which may follow a failed attempt).
+    /// it, which may follow a failed attempt); TCP includes the listeners.
     pub fn reset(&mut self, kind: Kind) {
         self.states.reset(kind);
         if let Some(p) = &mut self.ports {
             p.reset(kind);
+        }
+        if let (Kind::Tcp, Some(l)) = (kind, &mut self.listen) {
+            l.reset();
         }
     }
 }

@@ -290,6 +290,7 @@ mod tests {
             state,
             local_port: local,
             remote_port: remote,
+            listen: None,
         }
     }
 
@@ -300,6 +301,7 @@ mod tests {
             state: if remote == 0 { 7 } else { 1 },
             local_port: local,
             remote_port: remote,
+            listen: None,
         }
     }
 
@@ -403,6 +405,7 @@ mod tests {
             state: 1,
             local_port: 80,
             remote_port: 0,
+            listen: None,
         });
         p.add(&tcp(AF_INET, 200, 80, 1));
         assert_eq!(rows(&p)[0].2, [Counts::default(), Counts::default()]);

@@ -281,6 +281,7 @@ mod tests {
             state,
             local_port: 443,
             remote_port: 50000,
+            listen: None,
         }
     }
 

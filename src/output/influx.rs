@@ -8,7 +8,7 @@
 
 use std::io::Write;
 
-use super::{unix_nanos, Metric};
+use super::{unix_nanos, Field, Metric};
 
 /// Escapes a tag key or value: comma, equals sign and space get a
 /// backslash; line breaks and tabs, which would end or split the line, are
@@ -54,7 +54,7 @@ pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
             }
         }
         let mut sep = b' ';
-        for (name, value) in m.counts.fields() {
+        for &Field { name, value, .. } in m.fields {
             out.push(sep);
             sep = b',';
             // Writing to a Vec cannot fail.
@@ -91,7 +91,7 @@ mod tests {
         let m = Metric {
             measurement: "netstat",
             tags: &[],
-            counts: &counts,
+            fields: &super::super::Field::of(&counts),
             time: None,
         };
         assert_eq!(
@@ -109,7 +109,7 @@ tcp_syn_recv=0i,tcp_syn_sent=0i,tcp_time_wait=0i,udp_socket=10i\n"
         let line = encode(Metric {
             measurement: "netstat",
             tags: &[],
-            counts: &counts,
+            fields: &super::super::Field::of(&counts),
             time: Some(t),
         });
         assert!(
@@ -128,7 +128,7 @@ tcp_syn_recv=0i,tcp_syn_sent=0i,tcp_time_wait=0i,udp_socket=10i\n"
         let line = encode(Metric {
             measurement: "netstat",
             tags: &tags,
-            counts: &counts,
+            fields: &super::super::Field::of(&counts),
             time: None,
         });
         assert!(
@@ -149,7 +149,7 @@ tcp_syn_recv=0i,tcp_syn_sent=0i,tcp_time_wait=0i,udp_socket=10i\n"
             encode(Metric {
                 measurement: "netstat",
                 tags,
-                counts: &counts,
+                fields: &super::super::Field::of(&counts),
                 time: None,
             })
         };

@@ -30,11 +30,11 @@ fn string(s: &str, out: &mut Vec<u8>) {
 pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
     for m in metrics {
         out.extend_from_slice(b"{\"fields\":{");
-        for (i, (k, v)) in m.counts.fields().iter().enumerate() {
+        for (i, f) in m.fields.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            let _ = write!(out, "\"{k}\":{v}");
+            let _ = write!(out, "\"{}\":{}", f.name, f.value);
         }
         out.extend_from_slice(b"},\"name\":");
         string(m.measurement, out);
@@ -72,7 +72,7 @@ mod tests {
             &[Metric {
                 measurement: "netstat",
                 tags: &tags,
-                counts: &counts,
+                fields: &super::super::Field::of(&counts),
                 time: Some(t),
             }],
             &mut out,

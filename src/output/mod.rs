@@ -16,13 +16,40 @@ pub const MEASUREMENT: &str = "netstat";
 /// `--listening-ports`).
 pub const PORT_MEASUREMENT: &str = "netstat_port";
 
-/// One metric: the counts of one gather, with optional tags.
+/// The measurement of accept queues per listener (`--listen-queues`).
+pub const LISTEN_MEASUREMENT: &str = "netstat_listen";
+
+/// One field of a metric: an integer, and whether it only ever grows (a
+/// Prometheus counter, named `<name>_total`) or goes up and down (a gauge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub name: &'static str,
+    pub value: u64,
+    pub counter: bool,
+}
+
+impl Field {
+    pub fn gauge(name: &'static str, value: u64) -> Field {
+        Field {
+            name,
+            value,
+            counter: false,
+        }
+    }
+
+    /// The 13 fields of `netstat`, sorted by name, all gauges.
+    pub fn of(c: &Counts) -> [Field; 13] {
+        c.fields().map(|(name, value)| Field::gauge(name, value))
+    }
+}
+
+/// One metric: a measurement's fields, sorted by name, with optional tags.
 #[derive(Debug, Clone, Copy)]
 pub struct Metric<'a> {
-    /// `MEASUREMENT` or `PORT_MEASUREMENT`.
+    /// `MEASUREMENT`, `PORT_MEASUREMENT` or `LISTEN_MEASUREMENT`.
     pub measurement: &'a str,
     pub tags: &'a [(&'a str, &'a str)],
-    pub counts: &'a Counts,
+    pub fields: &'a [Field],
     /// Gather time; `None` leaves stamping to the consumer (Telegraf does).
     pub time: Option<SystemTime>,
 }

@@ -30,7 +30,8 @@ fn write_label_name(s: &str, out: &mut Vec<u8>) {
 }
 
 /// One family per field and measurement: `netstat_*` for the metrics of
-/// `netstat`, then `netstat_port_*` (metrics arrive grouped by measurement).
+/// `netstat`, then `netstat_port_*`, `netstat_listen_*` (metrics arrive
+/// grouped by measurement). A counter field is named `<name>_total`.
 pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
     for group in metrics.chunk_by(|a, b| a.measurement == b.measurement) {
         encode_measurement(group, out);
@@ -40,11 +41,31 @@ pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
 fn encode_measurement(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
     let Some(first) = metrics.first() else { return };
     let name = first.measurement;
-    for (i, (field, _)) in first.counts.fields().iter().enumerate() {
-        let _ = writeln!(out, "# HELP {name}_{field} Telegraf collected metric");
-        let _ = writeln!(out, "# TYPE {name}_{field} gauge");
+    // Every field name in the group, in order (a source may not know some).
+    let mut names: Vec<(&str, bool)> = Vec::new();
+    for m in metrics {
+        for f in m.fields {
+            if !names.iter().any(|(n, _)| *n == f.name) {
+                names.push((f.name, f.counter));
+            }
+        }
+    }
+    for (field, counter) in names {
+        let (suffix, kind) = if counter {
+            ("_total", "counter")
+        } else {
+            ("", "gauge")
+        };
+        let _ = writeln!(
+            out,
+            "# HELP {name}_{field}{suffix} Telegraf collected metric"
+        );
+        let _ = writeln!(out, "# TYPE {name}_{field}{suffix} {kind}");
         for m in metrics {
-            let _ = write!(out, "{name}_{field}");
+            let Some(f) = m.fields.iter().find(|f| f.name == field) else {
+                continue;
+            };
+            let _ = write!(out, "{name}_{field}{suffix}");
             if !m.tags.is_empty() {
                 out.push(b'{');
                 for (j, (k, v)) in m.tags.iter().enumerate() {
@@ -58,7 +79,7 @@ fn encode_measurement(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
                 }
                 out.push(b'}');
             }
-            let _ = write!(out, " {}", m.counts.fields()[i].1);
+            let _ = write!(out, " {}", f.value);
             if let Some(t) = m.time {
                 let _ = write!(out, " {}", unix_nanos(t) / 1_000_000);
             }
@@ -76,7 +97,7 @@ mod tests {
         let m = super::Metric {
             measurement: "netstat",
             tags: &[],
-            counts: &counts,
+            fields: &super::super::Field::of(&counts),
             time: Some(SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789)),
         };
         let mut out = Vec::new();
@@ -103,7 +124,7 @@ mod tests {
             &[Metric {
                 measurement: "netstat",
                 tags: &[],
-                counts: &counts,
+                fields: &super::super::Field::of(&counts),
                 time: None,
             }],
             &mut out,
@@ -126,7 +147,7 @@ mod tests {
             &[Metric {
                 measurement: "netstat",
                 tags: &tags,
-                counts: &counts,
+                fields: &super::super::Field::of(&counts),
                 time: None,
             }],
             &mut out,
