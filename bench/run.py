@@ -37,6 +37,8 @@ APPROACHES = {
     "telegraf-netstat, 10 ports": [[BIN, "--source", "netlink", "--local-port", "80,443,8080,8443,9000",
                                     "--remote-port", "80,443,5432,6379,9000"]],
     "telegraf-netstat --listening-ports": [[BIN, "--source", "netlink", "--listening-ports"]],
+    "telegraf-netstat --listen-queues": [[BIN, "--source", "netlink", "--listen-queues"]],
+    "telegraf-netstat --listen-queues --only listen": [[BIN, "--source", "netlink", "--listen-queues", "--only", "listen"]],
     "telegraf-netstat --source proc": [[BIN, "--source", "proc"]],
     "ss -tan + ss -uan": [["ss", "-tan"], ["ss", "-uan"]],
 }

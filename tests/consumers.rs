@@ -314,14 +314,15 @@ fn promtool_accepts_our_exposition() {
     })
 }
 
-/// `netstat_port`: InfluxDB stores its 13 fields as integers with the
-/// `direction` and `port` tags and the exact counts; promtool accepts the
-/// Prometheus output with both measurements.
+/// `netstat_port` and `netstat_listen`: InfluxDB stores their fields as
+/// integers with their tags and the exact counts; promtool accepts the
+/// Prometheus output with all three measurements (the drop counter typed
+/// counter).
 fn port_metrics_reach_influxdb_and_promtool() {
     in_netns(|| {
         let p = established(2, 1);
         check(&p.expected);
-        let ours = run_ok(&["--listening-ports", "--remote-port", "9"]);
+        let ours = run_ok(&["--listening-ports", "--remote-port", "9", "--listen-queues"]);
         let influx = Influx::start();
         influx.query("CREATE DATABASE ports");
         assert_eq!(influx.write("ports", &ours), (204, String::new()));
@@ -330,6 +331,21 @@ fn port_metrics_reach_influxdb_and_promtool() {
         for row in &keys {
             assert_eq!(row[1].1, "integer", "{row:?}");
         }
+        let listen_keys = rows(&influx.query("SHOW FIELD KEYS ON ports FROM netstat_listen"));
+        let listen_keys: Vec<(String, String)> = listen_keys
+            .iter()
+            .map(|r| {
+                (
+                    r[0].1.as_str().unwrap().into(),
+                    r[1].1.as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        let integer = |k: &str| (k.to_string(), "integer".to_string());
+        assert_eq!(
+            listen_keys,
+            ["backlog", "drops", "queue", "sockets", "syn_recv"].map(integer)
+        );
         let tag_keys = rows(&influx.query("SHOW TAG KEYS ON ports FROM netstat_port"));
         let tag_keys: Vec<&str> = tag_keys.iter().map(|r| r[0].1.as_str().unwrap()).collect();
         assert_eq!(tag_keys, ["direction", "port"]);
@@ -353,7 +369,12 @@ fn port_metrics_reach_influxdb_and_promtool() {
             "--remote-port",
             "9",
             "--by-family",
+            "--listen-queues",
         ]);
+        assert!(
+            prom.contains("# TYPE netstat_listen_drops_total counter"),
+            "{prom}"
+        );
         assert!(
             prom.contains("# TYPE netstat_port_tcp_established gauge"),
             "{prom}"

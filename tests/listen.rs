@@ -1,0 +1,266 @@
+//! `netstat_listen` (`--listen-queues`) on listeners in known states in a
+//! private network namespace, every value compared with what `ss -Hltnm`
+//! (Recv-Q, Send-Q, `d` in skmem) and `ss state syn-recv` show at the same
+//! time, for both sources and with `--only listen`.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Arguments;
+use rustix::net::sockopt;
+use support::*;
+
+/// (address, port) → (sockets, queue, backlog, drops), from `ss -Hltnm`.
+type Listeners = BTreeMap<(String, u16), [u64; 4]>;
+
+/// `ss` prints the address of a dual-stack IPv6 wildcard as `*` and IPv6
+/// addresses in brackets; ours are the bare addresses.
+fn ss_address(s: &str) -> (String, u16) {
+    let (addr, port) = s.rsplit_once(':').unwrap();
+    let addr = match addr.trim_start_matches('[').trim_end_matches(']') {
+        "*" => "::",
+        a => a,
+    };
+    (addr.to_string(), port.parse().unwrap())
+}
+
+fn ss_listeners() -> Listeners {
+    let out = std::process::Command::new("ss")
+        .args(["-Hltnm"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut m = Listeners::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[0], "LISTEN", "{line}");
+        let skmem = lines.next().unwrap();
+        let drops: u64 = skmem
+            .split([',', ')'])
+            .find_map(|f| f.strip_prefix('d'))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let e = m.entry(ss_address(cols[3])).or_default();
+        e[0] += 1;
+        e[1] += cols[1].parse::<u64>().unwrap();
+        e[2] += cols[2].parse::<u64>().unwrap();
+        e[3] += drops;
+    }
+    m
+}
+
+/// Handshakes in progress by local port, from `ss`.
+fn ss_syn_recv() -> BTreeMap<u16, u64> {
+    let out = std::process::Command::new("ss")
+        .args(["-Htn", "state", "syn-recv"])
+        .output()
+        .unwrap();
+    let mut m = BTreeMap::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let local = line.split_whitespace().nth(2).unwrap();
+        *m.entry(ss_address(local).1).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Our netstat_listen lines: (address, port) → fields by name.
+fn ours(out: &str) -> BTreeMap<(String, u16), BTreeMap<String, u64>> {
+    parse_metrics_any(out)
+        .into_iter()
+        .filter(|(name, _, _)| name == "netstat_listen")
+        .map(|(_, tags, fields)| {
+            let tag = |k: &str| tags.iter().find(|t| t.0 == k).unwrap().1.clone();
+            (
+                (tag("address"), tag("port").parse().unwrap()),
+                fields.into_iter().collect(),
+            )
+        })
+        .collect()
+}
+
+fn reuseport_listener(addr: &str, backlog: i32, v6only: bool) -> std::net::TcpListener {
+    listener(addr, backlog, |fd| {
+        sockopt::set_socket_reuseport(fd, true).unwrap();
+        if v6only {
+            sockopt::set_ipv6_v6only(fd, true).unwrap();
+        }
+    })
+}
+
+/// A listener with backlog 2 that never accepts and six clients (queue 3,
+/// the rest dropped and retrying in SYN_SENT); a SO_REUSEPORT group of three
+/// IPv4 wildcards with a specific address and an IPv6-only wildcard on the
+/// same port; TCP_DEFER_ACCEPT listeners whose clients' bare ACKs leave
+/// request sockets, on an exact address and through a wildcard.
+fn population() -> Population {
+    let mut p = Population::default();
+    let full = listener("127.0.0.1:7000", 2, |_| {});
+    for _ in 0..6 {
+        p.keep(connect_nonblocking("127.0.0.1:7000".parse().unwrap()));
+    }
+    p.keep(full);
+    for _ in 0..3 {
+        p.keep(reuseport_listener("0.0.0.0:7100", 8, false));
+    }
+    p.keep(reuseport_listener("127.0.0.1:7100", 16, false));
+    p.keep(reuseport_listener("[::]:7100", 32, true));
+    let exact = listener("127.0.0.1:7200", 16, defer_accept);
+    let wild = listener("0.0.0.0:7300", 16, defer_accept);
+    for to in ["127.0.0.1:7200", "127.0.0.1:7200", "127.0.0.1:7300"] {
+        p.keep(TcpStream::connect(to).unwrap());
+    }
+    p.keep((exact, wild));
+    p
+}
+
+/// Waits until the full queue and the drops and handshakes have settled.
+fn settled() -> (Listeners, BTreeMap<u16, u64>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let l = ss_listeners();
+        let s = ss_syn_recv();
+        let full = l
+            .get(&("127.0.0.1".to_string(), 7000))
+            .copied()
+            .unwrap_or_default();
+        if full[1] == 3 && full[3] > 0 && s.get(&7200) == Some(&2) && s.get(&7300) == Some(&1) {
+            return (l, s);
+        }
+        assert!(Instant::now() < deadline, "did not settle: {l:?} {s:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn listeners_match_ss() {
+    in_netns(|| {
+        let p = population();
+        let (want, syn) = settled();
+        let out = run_ok(&["--listen-queues"]);
+        let (after, syn_after) = (ss_listeners(), ss_syn_recv());
+        let got = ours(&out);
+        // Drops may grow while we look (the SYN_SENT clients retry): compare
+        // with the readings before and after.
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{out}"
+        );
+        for (key, w) in &want {
+            let g = &got[key];
+            let a = after[key];
+            assert_eq!(g["sockets"], w[0], "{key:?} sockets");
+            assert_eq!(g["queue"], w[1], "{key:?} queue");
+            assert_eq!(g["backlog"], w[2], "{key:?} backlog");
+            assert!(
+                g["drops"] >= w[3] && g["drops"] <= a[3],
+                "{key:?} drops {} not in {}..={}",
+                g["drops"],
+                w[3],
+                a[3]
+            );
+            let s = syn.get(&key.1).copied().unwrap_or(0);
+            // Each test port has one kind of listener the handshakes go to.
+            let routed = match key {
+                (a, 7200) if a == "127.0.0.1" => s,
+                (a, 7300) if a == "0.0.0.0" => s,
+                _ => 0,
+            };
+            assert_eq!(g["syn_recv"], routed, "{key:?} syn_recv");
+        }
+        assert_eq!(syn, syn_after);
+        // The shapes the issue names.
+        let full = &got[&("127.0.0.1".to_string(), 7000)];
+        assert_eq!((full["queue"], full["backlog"]), (3, 2));
+        assert!(full["drops"] > 0);
+        let group = &got[&("0.0.0.0".to_string(), 7100)];
+        assert_eq!((group["sockets"], group["backlog"]), (3, 24));
+        assert!(got.contains_key(&("::".to_string(), 7100)));
+        assert!(got.contains_key(&("127.0.0.1".to_string(), 7100)));
+        // The clients the full queue turned away wait in SYN_SENT.
+        assert!(
+            out.lines().next().unwrap().contains(",tcp_syn_sent=3i,"),
+            "{out}"
+        );
+
+        // /proc: what it shows (no backlog, no drops), the same values.
+        let proc = ours(&run_ok(&["--listen-queues", "--source", "proc"]));
+        for (key, g) in &got {
+            let pr = &proc[key];
+            assert_eq!(
+                pr.keys().collect::<Vec<_>>(),
+                ["queue", "sockets", "syn_recv"]
+            );
+            for f in ["queue", "sockets", "syn_recv"] {
+                assert_eq!(pr[f], g[f], "{key:?} {f}");
+            }
+        }
+
+        // --only listen: no netstat line, no syn_recv, the same listeners.
+        let only = run_ok(&["--listen-queues", "--only", "listen"]);
+        assert!(
+            only.lines().all(|l| l.starts_with("netstat_listen,")),
+            "{only}"
+        );
+        for (key, o) in ours(&only) {
+            assert!(!o.contains_key("syn_recv"));
+            assert_eq!(o["queue"], got[&key]["queue"]);
+            assert_eq!(o["backlog"], got[&key]["backlog"]);
+        }
+        let proc_only = run_ok(&["--listen-queues", "--only", "listen", "--source", "proc"]);
+        assert_eq!(ours(&proc_only).len(), got.len());
+        drop(p);
+    })
+}
+
+/// The Prometheus output: the drop counter is a counter named `_total`, the
+/// rest gauges, and promtool-style names; JSON carries the same fields.
+fn formats_type_the_fields() {
+    in_netns(|| {
+        let p = population();
+        settled();
+        let prom = run_ok(&[
+            "--listen-queues",
+            "--format",
+            "prometheus",
+            "--only",
+            "listen",
+        ]);
+        assert!(
+            prom.contains("# TYPE netstat_listen_drops_total counter\n"),
+            "{prom}"
+        );
+        for g in ["backlog", "queue", "sockets"] {
+            assert!(
+                prom.contains(&format!("# TYPE netstat_listen_{g} gauge\n")),
+                "{prom}"
+            );
+        }
+        assert!(
+            prom.contains("netstat_listen_queue{address=\"127.0.0.1\",port=\"7000\"} 3\n"),
+            "{prom}"
+        );
+        let json = run_ok(&["--listen-queues", "--format", "json", "--only", "listen"]);
+        for line in json.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["name"], "netstat_listen");
+            assert!(v["fields"]["backlog"].is_u64() && v["tags"]["address"].is_string());
+        }
+        let _ = p.expected;
+        drop(p);
+    })
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let setup = namespace_setup();
+    let tests: [(&str, fn()); 2] = [
+        ("listeners_match_ss", listeners_match_ss),
+        ("formats_type_the_fields", formats_type_the_fields),
+    ];
+    run_trials(args, setup, named("listen", &tests));
+}
