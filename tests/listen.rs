@@ -115,6 +115,15 @@ fn population() -> Population {
         p.keep(TcpStream::connect(to).unwrap());
     }
     p.keep((exact, wild));
+    // Three accepted-but-waiting connections (both ends established), three
+    // turned-away clients, three deferred handshakes (clients established).
+    p.expected = telegraf_netstat::Counts {
+        tcp_listen: 8,
+        tcp_established: 9,
+        tcp_syn_sent: 3,
+        tcp_syn_recv: 3,
+        ..Default::default()
+    };
     p
 }
 
@@ -255,10 +264,63 @@ fn formats_type_the_fields() {
     })
 }
 
+/// With `--netns`, `--by-family`, the execd loop and `netstat_port`: the
+/// same listeners, tagged with the namespace and family.
+fn loops_namespaces_and_ports() {
+    let ns = Netns::new(population, 1);
+    let path = ns.path();
+    // Settle inside: the full queue and the handshakes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let args = [
+        "--netns",
+        &path,
+        "--listen-queues",
+        "--by-family",
+        "--listening-ports",
+    ];
+    let oneshot = loop {
+        let out = run_ok(&args);
+        let m = ours(&out);
+        let full = m.get(&("127.0.0.1".to_string(), 7000));
+        if full.is_some_and(|f| f["queue"] == 3)
+            && m[&("127.0.0.1".to_string(), 7200)]["syn_recv"] == 2
+        {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "{out}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let all = parse_metrics_any(&oneshot);
+    let listen: Vec<_> = all.iter().filter(|m| m.0 == "netstat_listen").collect();
+    assert_eq!(listen.len(), 6, "{oneshot}");
+    for (_, tags, _) in &listen {
+        let keys: Vec<&str> = tags.iter().map(|t| t.0.as_str()).collect();
+        assert_eq!(keys, ["address", "family", "netns", "port"]);
+        assert!(tags.contains(&("netns".into(), ns.tag())));
+    }
+    assert!(all.iter().any(|m| m.0 == "netstat_port"), "{oneshot}");
+    let mut plugin = Plugin::start(&[&["--execd"][..], &args].concat());
+    plugin.tick("\n");
+    let mut text = plugin.line(Duration::from_secs(5));
+    while let Ok((_, l)) = plugin.stdout.recv_timeout(Duration::from_millis(200)) {
+        text.push_str(&l);
+    }
+    let (a, b) = (ours(&text), ours(&oneshot));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (key, f) in &a {
+        for name in ["sockets", "queue", "backlog", "syn_recv"] {
+            assert_eq!(f[name], b[key][name], "{key:?} {name}");
+        }
+    }
+    drop(plugin);
+    drop(ns);
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 2] = [
+    let tests: [(&str, fn()); 3] = [
+        ("loops_namespaces_and_ports", loops_namespaces_and_ports),
         ("listeners_match_ss", listeners_match_ss),
         ("formats_type_the_fields", formats_type_the_fields),
     ];
