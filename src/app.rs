@@ -13,6 +13,7 @@ use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use telegraf_netstat::collector::Buffers;
 use telegraf_netstat::log::Logger;
+use telegraf_netstat::netns::names::{self, Labels};
 use telegraf_netstat::netns::{self, NsId, Target};
 use telegraf_netstat::sink::{Delivery, OutputFile, Stdout};
 use telegraf_netstat::{ByFamily, Collector, Error, Event, Metric, Options};
@@ -106,6 +107,9 @@ struct Slot {
     /// More listening ports (addresses) than the cap: said, then reminded.
     ports_capped: WarnOnce,
     listeners_capped: WarnOnce,
+    /// The container, pod and hostname tags of the namespace, looked up
+    /// once per namespace identity.
+    labels: Option<(NsId, Labels)>,
 }
 
 impl Slot {
@@ -116,11 +120,31 @@ impl Slot {
             throttle: ErrorThrottle::default(),
             ports_capped: WarnOnce::default(),
             listeners_capped: WarnOnce::default(),
+            labels: None,
         }
     }
 
     fn id(&self) -> Option<NsId> {
         self.collector.as_ref()?.target().map(|t| t.id)
+    }
+
+    /// Looks up the namespace's labels from process `pid` (see
+    /// `netns::names`); what cannot be read is said once, with `W! `.
+    fn name(&mut self, proc_root: &Path, id: NsId, pid: Option<u32>, log: &Logger) {
+        let tag = self.tag.as_deref().unwrap_or_default();
+        let labels = match pid {
+            Some(pid) => {
+                let (labels, problems) = names::lookup(proc_root, pid);
+                for p in problems {
+                    log.warn(format_args!(
+                        "network namespace {tag}: no container or hostname tags from process {pid}: {p}"
+                    ));
+                }
+                labels
+            }
+            None => Labels::default(),
+        };
+        self.labels = Some((id, labels));
     }
 
     /// Points the slot at `target`, keeping its socket if the namespace is
@@ -304,9 +328,42 @@ impl Gatherer {
         }
     }
 
+    /// Gives every namespace seen for the first time its labels: one walk
+    /// over the processes finds their representatives, then one lookup
+    /// each. `None` when `listen` asked to stop.
+    fn name_new_namespaces(&mut self, listen: &mut dyn Listen) -> Option<()> {
+        if !self.config.netns_labels || self.config.namespaces == Namespaces::Own {
+            return Some(());
+        }
+        let new: Vec<(usize, NsId, Option<u32>)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let t = s.collector.as_ref()?.target()?;
+                let known = s.labels.as_ref().is_some_and(|(id, _)| *id == t.id);
+                (!known).then_some((i, t.id, t.pid))
+            })
+            .collect();
+        if new.is_empty() {
+            return Some(());
+        }
+        let ids: Vec<NsId> = new.iter().map(|n| n.1).collect();
+        let reps = names::representatives(&self.options.proc_root, &ids);
+        for (i, id, pid) in new {
+            if listen.stop_requested() {
+                return None;
+            }
+            let pid = reps.get(&id).copied().or(pid);
+            self.slots[i].name(&self.options.proc_root, id, pid, &self.log);
+        }
+        Some(())
+    }
+
     /// Gathers in every resolved slot; returns how many failed (each said),
     /// or `None` when `listen` asked to stop.
     fn count(&mut self, listen: &mut dyn Listen) -> Option<usize> {
+        self.name_new_namespaces(listen)?;
         let log = self.log;
         let all = self.config.namespaces == Namespaces::All;
         let include_unix = self.config.include_unix;
@@ -321,6 +378,7 @@ impl Gatherer {
                 throttle,
                 ports_capped,
                 listeners_capped,
+                ..
             } = slot
             else {
                 continue;
@@ -374,22 +432,23 @@ impl Gatherer {
         let mut fields: Vec<Field> = Vec::new();
         // Measurement, where its fields are, up to four tags (keys sorted,
         // as Telegraf writes them) as ranges of `text` or borrowed strings.
-        let mut rows: Vec<(&'static str, Range<usize>, [Tag; 4])> = Vec::new();
+        let mut rows: Vec<(&'static str, Range<usize>, [Tag; 4], usize)> = Vec::new();
         let span = |text: &mut String, key: &'static str, s: std::fmt::Arguments<'_>| {
             let start = text.len();
             let _ = text.write_fmt(s);
             Tag::Text(key, start..text.len())
         };
-        let mut push = |measurement, values: &[Field], tags: [Tag; 4]| {
+        let mut push = |slot: usize, measurement, values: &[Field], tags: [Tag; 4]| {
             let start = fields.len();
             fields.extend_from_slice(values);
-            rows.push((measurement, start..fields.len(), tags));
+            rows.push((measurement, start..fields.len(), tags, slot));
         };
         let families: [(&'static str, usize); 2] = [("ipv4", 0), ("ipv6", 1)];
         for &(i, counts) in self.results.iter().filter(|_| print.netstat) {
             let netns = Tag::netns(i);
             if by_family {
                 push(
+                    i,
                     MEASUREMENT,
                     &Field::of(&counts.ipv4),
                     [
@@ -400,12 +459,14 @@ impl Gatherer {
                     ],
                 );
                 push(
+                    i,
                     MEASUREMENT,
                     &Field::of(&counts.ipv6),
                     [Tag::kv("family", "ipv6"), netns, Tag::None, Tag::None],
                 );
                 if self.config.include_unix {
                     push(
+                        i,
                         MEASUREMENT,
                         &Field::of(&counts.unix),
                         [
@@ -418,6 +479,7 @@ impl Gatherer {
                 }
             } else {
                 push(
+                    i,
                     MEASUREMENT,
                     &Field::of(&counts.total()),
                     [netns, Tag::None, Tag::None, Tag::None],
@@ -435,6 +497,7 @@ impl Gatherer {
                 if by_family {
                     for (name, f) in families {
                         push(
+                            i,
                             PORT_MEASUREMENT,
                             &Field::of(&counts[f]),
                             [
@@ -449,6 +512,7 @@ impl Gatherer {
                     let mut total = counts[0];
                     total.add(&counts[1]);
                     push(
+                        i,
                         PORT_MEASUREMENT,
                         &Field::of(&total),
                         [direction, Tag::netns(i), port, Tag::None],
@@ -492,39 +556,39 @@ impl Gatherer {
                     f.push(Field::gauge("syn_recv", l.syn_recv));
                 }
                 push(
+                    i,
                     LISTEN_MEASUREMENT,
                     &f,
                     [address, family, Tag::netns(i), port],
                 );
             }
         }
-        let tag_sets: Vec<([(&str, &str); 4], usize)> = rows
+        // Every row's tags, with its namespace's labels, sorted by key.
+        let tag_sets: Vec<Vec<(&str, &str)>> = rows
             .iter()
-            .map(|(_, _, tags)| {
-                let mut t = [("", ""); 4];
-                let mut n = 0;
-                for tag in tags {
-                    let kv = match tag {
-                        Tag::None => continue,
-                        Tag::Kv(k, v) => (*k, *v),
-                        Tag::Netns(slot) => match self.slots[*slot].tag.as_deref() {
-                            Some(v) => ("netns", v),
-                            None => continue,
-                        },
-                        Tag::Text(k, range) => (*k, &text[range.clone()]),
-                    };
-                    t[n] = kv;
-                    n += 1;
+            .map(|(_, _, tags, slot)| {
+                let mut t: Vec<(&str, &str)> = tags
+                    .iter()
+                    .filter_map(|tag| match tag {
+                        Tag::None => None,
+                        Tag::Kv(k, v) => Some((*k, *v)),
+                        Tag::Netns(slot) => self.slots[*slot].tag.as_deref().map(|v| ("netns", v)),
+                        Tag::Text(k, range) => Some((*k, &text[range.clone()])),
+                    })
+                    .collect();
+                if let Some((_, labels)) = &self.slots[*slot].labels {
+                    t.extend(labels.tags());
                 }
-                (t, n)
+                t.sort_unstable_by_key(|kv| kv.0);
+                t
             })
             .collect();
         let metrics: Vec<Metric<'_>> = rows
             .iter()
             .zip(&tag_sets)
-            .map(|((measurement, range, _), (tags, n))| Metric {
+            .map(|((measurement, range, _, _), tags)| Metric {
                 measurement,
-                tags: &tags[..*n],
+                tags,
                 fields: &fields[range.clone()],
                 time,
             })

@@ -171,6 +171,13 @@ struct Args {
     #[arg(long, value_name = "MEASUREMENTS", value_delimiter = ',', value_enum)]
     only: Vec<OnlyArg>,
 
+    /// Leave out the container_id, pod_uid and hostname tags that
+    /// --all-netns and --netns add to a namespace's metrics (found from its
+    /// processes' cgroup and UTS namespace); netns stays.
+    /// Example: --no-netns-labels
+    #[arg(long)]
+    no_netns_labels: bool,
+
     /// Also log debug (`D! `) lines on stderr, e.g. sockets in a state this
     /// program does not know. Example: -v
     #[arg(short, long)]
@@ -230,6 +237,8 @@ pub struct Config {
     pub ports: PortConfig,
     /// `netstat_listen` (`--listen-queues`).
     pub listen_queues: bool,
+    /// Tag namespaces with container, pod and hostname labels.
+    pub netns_labels: bool,
     /// Which measurements are printed (`--only`; all asked-for by default).
     pub print: Measurements,
 }
@@ -412,6 +421,7 @@ impl Config {
                 ports
             },
             listen_queues: a.listen_queues,
+            netns_labels: !a.no_netns_labels,
             print: {
                 let want = |m| a.only.is_empty() || a.only.contains(&m);
                 let bad = |what: &str| {
@@ -619,6 +629,7 @@ mod tests {
             "--listening-ports",
             "--listen-queues",
             "--only listen",
+            "--no-netns-labels",
         ] {
             assert!(
                 help.contains(&format!("Example: {flag}")),

@@ -12,6 +12,8 @@
 //! joined it (`setns(2)` moves only the calling thread). The socket is kept
 //! for later gathers; the caller's threads never change namespace.
 
+pub mod names;
+
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -249,7 +251,7 @@ pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Scan, Error> {
 
 /// Calls `f` with the PID and network namespace of every process under
 /// `proc_root` that can be looked at (others vanish or are not ours to see).
-fn each_process(proc_root: &Path, mut f: impl FnMut(u32, NsId)) -> std::io::Result<()> {
+pub(crate) fn each_process(proc_root: &Path, mut f: impl FnMut(u32, NsId)) -> std::io::Result<()> {
     let mut path = proc_root.to_path_buf();
     for entry in std::fs::read_dir(proc_root)?.flatten() {
         let name = entry.file_name();
