@@ -165,9 +165,10 @@ def run_namespaces():
         finally:
             libc.setns(home, CLONE_NEWNET)
             os.close(home)
-        oneshot = {name: [] for name in ("all", "listed")}
+        oneshot = {name: [] for name in ("all", "all_nolabels", "listed")}
         for _ in range(RUNS):
             oneshot["all"].append(measure([[BIN, "--all-netns"]]))
+            oneshot["all_nolabels"].append(measure([[BIN, "--all-netns", "--no-netns-labels"]]))
             oneshot["listed"].append(measure([[BIN, *listed]]))
         res = {"namespaces": NETNS, "per_namespace": PER_NETNS, "reported": len(out), "processes": procs,
                "floor_x_n_cpu_s": floor}
@@ -179,6 +180,7 @@ def run_namespaces():
                                                check=True).stdout.split()
         res["scan"] = {"namespaces": int(found), "processes": int(procs), "us": float(scan_us)}
         res["execd_all"] = execd_per_gather(20, ["--all-netns"], len(out))
+        res["execd_all_nolabels"] = execd_per_gather(20, ["--all-netns", "--no-netns-labels"], len(out))
         res["execd_listed"] = execd_per_gather(20, listed, NETNS)
         return res
     finally:
@@ -288,7 +290,8 @@ def main():
         print(f"{ns['namespaces']} namespaces x {ns['per_namespace']} sockets ({ns['reported']} namespaces reported "
               f"with the host's, {ns['processes']} processes in /proc); floor dumps x {ns['namespaces']}: "
               f"{ns['floor_x_n_cpu_s']*1e3:.2f} ms")
-        for name in ("oneshot_all", "oneshot_listed", "execd_all", "execd_listed"):
+        for name in ("oneshot_all", "oneshot_all_nolabels", "oneshot_listed", "execd_all",
+                     "execd_all_nolabels", "execd_listed"):
             a = ns[name]
             print(f"{name}: {a['cpu_s']*1e3:.2f} ms CPU/gather ({a['cpu_s']/ns['floor_x_n_cpu_s']:.2f} x floor x n), "
                   f"peak RSS {a['peak_rss_kib']/1024:.1f} MiB")
