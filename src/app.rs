@@ -82,6 +82,17 @@ fn deliver(
     }
 }
 
+/// How one gather's counting ended (before delivery).
+pub enum Collected {
+    /// Encoded; `failed` namespaces could not be counted (each said).
+    Counted {
+        failed: usize,
+    },
+    /// Nothing could be counted (said on stderr).
+    Failed,
+    Stopped,
+}
+
 /// How one gather ended.
 pub enum Outcome {
     /// The metrics were delivered; `failed` namespaces could not be counted
@@ -194,6 +205,8 @@ pub struct Gatherer {
     bufs: Buffers,
     out: Vec<u8>,
     stdout: Stdout,
+    /// This gather's error messages.
+    errors: Vec<String>,
 }
 
 impl Gatherer {
@@ -226,6 +239,7 @@ impl Gatherer {
             bufs: Buffers::default(),
             out: Vec::with_capacity(1024),
             stdout: Stdout::new(),
+            errors: Vec::new(),
             config,
         }
     }
@@ -237,25 +251,47 @@ impl Gatherer {
     /// One gather over every namespace, encoded into the reused buffer and
     /// delivered unless nothing could be counted.
     pub fn gather(&mut self, listen: &mut dyn Listen) -> Outcome {
-        let time =
-            (self.config.timestamp || self.config.format.always_stamped()).then(SystemTime::now);
-        self.results.clear();
-        let failed = match self.resolve() {
-            Ok(failed) => match self.count(listen) {
-                Some(n) => failed + n,
-                None => return Outcome::Stopped,
-            },
-            Err(()) => return Outcome::GatherFailed,
+        let failed = match self.collect(listen) {
+            Collected::Counted { failed } => failed,
+            Collected::Failed => return Outcome::GatherFailed,
+            Collected::Stopped => return Outcome::Stopped,
         };
-        if failed > 0 && self.results.is_empty() {
-            return Outcome::GatherFailed;
-        }
-        self.encode(time);
         match deliver(self.config.output.as_ref(), &self.stdout, &self.out, listen) {
             Ok(()) => Outcome::Delivered { failed },
             Err(Delivery::Stopped) => Outcome::Stopped,
             Err(d) => Outcome::NotDelivered(d),
         }
+    }
+
+    /// One gather over every namespace, encoded into `encoded()`; what
+    /// failed is said on stderr and kept in `errors()`.
+    pub fn collect(&mut self, listen: &mut dyn Listen) -> Collected {
+        let time =
+            (self.config.timestamp || self.config.format.always_stamped()).then(SystemTime::now);
+        self.results.clear();
+        self.errors.clear();
+        let failed = match self.resolve() {
+            Ok(failed) => match self.count(listen) {
+                Some(n) => failed + n,
+                None => return Collected::Stopped,
+            },
+            Err(()) => return Collected::Failed,
+        };
+        if failed > 0 && self.results.is_empty() {
+            return Collected::Failed;
+        }
+        self.encode(time);
+        Collected::Counted { failed }
+    }
+
+    /// The last gather's encoded metrics.
+    pub fn encoded(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// The last gather's errors, as their `E! ` lines would say them.
+    pub fn errors(&self) -> &[String] {
+        &self.errors
     }
 
     /// Brings the slots up to date with the namespaces that exist now.
@@ -275,6 +311,10 @@ impl Gatherer {
                             slot.collector = None;
                             slot.tag = Some(netns::tag_for(path));
                             failed += 1;
+                            self.errors.push(format!(
+                                "gather failed{}: {e}",
+                                context(slot.tag.as_deref())
+                            ));
                             let said = slot.throttle.failed(
                                 &context(slot.tag.as_deref()),
                                 e.to_string(),
@@ -315,11 +355,9 @@ impl Gatherer {
                         Ok(0)
                     }
                     Err(e) => {
-                        let said = self.scan_throttle.failed(
-                            "",
-                            format!("cannot list the network namespaces: {e}"),
-                            now,
-                        );
+                        let msg = format!("cannot list the network namespaces: {e}");
+                        self.errors.push(format!("gather failed: {msg}"));
+                        let said = self.scan_throttle.failed("", msg, now);
                         say(&self.log, said);
                         Err(())
                     }
@@ -413,6 +451,7 @@ impl Gatherer {
                 Err(e) if all && vanished(&e) => slot.collector = None,
                 Err(e) => {
                     failed += 1;
+                    self.errors.push(format!("gather failed{context}: {e}"));
                     say(&log, throttle.failed(&context, e.to_string(), now));
                 }
             }

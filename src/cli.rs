@@ -71,8 +71,8 @@ struct Args {
     /// Output format: `influx` (line protocol, as inputs.netstat), `prometheus`
     /// (text exposition 0.0.4) or `json` (Telegraf's JSON shape).
     /// Example: --format prometheus
-    #[arg(long, value_enum, default_value_t = FormatArg::Influx, value_name = "FORMAT")]
-    format: FormatArg,
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<FormatArg>,
 
     /// Write each gather to FILE instead of stdout, replacing it atomically
     /// (a new temporary file with a random hidden name in the same directory,
@@ -171,6 +171,29 @@ struct Args {
     #[arg(long, value_name = "MEASUREMENTS", value_delimiter = ',', value_enum)]
     only: Vec<OnlyArg>,
 
+    /// Serve Prometheus metrics over HTTP on ADDR (HOST:PORT, or :PORT for
+    /// every address; default :10273), gathering at each scrape; repeatable.
+    /// Example: --listen 127.0.0.1:10273
+    #[arg(
+        long = "listen",
+        visible_alias = "web.listen-address",
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = DEFAULT_LISTEN,
+        conflicts_with_all = ["execd", "interval", "output", "timestamp"]
+    )]
+    listen: Vec<String>,
+
+    /// The path of the metrics page when serving (default /metrics).
+    /// Example: --web.telemetry-path /metrics
+    #[arg(long = "web.telemetry-path", value_name = "PATH", requires = "listen")]
+    telemetry_path: Option<String>,
+
+    /// Serve on the sockets systemd passes (socket activation, LISTEN_FDS)
+    /// instead of opening --listen addresses. Example: --web.systemd-socket
+    #[arg(long = "web.systemd-socket")]
+    systemd_socket: bool,
+
     /// Leave out the container_id, pod_uid and hostname tags that
     /// --all-netns and --netns add to a namespace's metrics (found from its
     /// processes' cgroup and UTS namespace); netns stays.
@@ -239,6 +262,8 @@ pub struct Config {
     pub listen_queues: bool,
     /// Tag namespaces with container, pod and hostname labels.
     pub netns_labels: bool,
+    /// Serve Prometheus metrics over HTTP (`--listen`).
+    pub serve: Option<Serve>,
     /// Which measurements are printed (`--only`; all asked-for by default).
     pub print: Measurements,
 }
@@ -264,6 +289,22 @@ fn check_output(path: PathBuf) -> Result<OutputFile, clap::Error> {
             ),
         )
     })
+}
+
+/// Where `--listen` without a value serves: every address, port 10273
+/// (outside the Prometheus default-port wiki's 9100-9999 range, which is
+/// fully allocated; not registered there).
+pub const DEFAULT_LISTEN: &str = ":10273";
+
+/// `--listen`: HTTP serving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Serve {
+    /// Addresses to bind (empty with `systemd_socket`).
+    pub listen: Vec<String>,
+    /// The metrics page, starting with `/`.
+    pub path: String,
+    /// Take the listening sockets systemd passes.
+    pub systemd_socket: bool,
 }
 
 /// `--local-port`/`--remote-port`: one LIST.
@@ -350,6 +391,34 @@ impl Config {
     {
         let a = Args::try_parse_from(args)?;
         let any_ports = a.listening_ports || !a.local_port.is_empty() || !a.remote_port.is_empty();
+        let serving = !a.listen.is_empty() || a.systemd_socket;
+        if a.systemd_socket
+            && (a.execd || a.interval.is_some() || a.output.is_some() || a.timestamp)
+        {
+            return Err(Args::command().error(
+                ErrorKind::ArgumentConflict,
+                "--web.systemd-socket serves over HTTP: it does not combine with --execd, --interval, --output or --timestamp",
+            ));
+        }
+        let path = a
+            .telemetry_path
+            .clone()
+            .unwrap_or_else(|| "/metrics".into());
+        if !path.starts_with('/') || path.len() > 1024 || path.bytes().any(|b| b <= b' ') {
+            return Err(Args::command().error(
+                ErrorKind::InvalidValue,
+                format!("invalid value '{path}' for '--web.telemetry-path <PATH>': a path starting with '/', without spaces"),
+            ));
+        }
+        let serve = serving.then(|| Serve {
+            listen: if a.systemd_socket {
+                Vec::new()
+            } else {
+                a.listen.clone()
+            },
+            path,
+            systemd_socket: a.systemd_socket,
+        });
         // Telegraf's convention; an empty HOST_PROC means unset.
         let host_proc = std::env::var_os("HOST_PROC").filter(|p| !p.is_empty());
         let proc_root = a
@@ -371,10 +440,17 @@ impl Config {
             proc_root,
             timestamp: a.timestamp,
             verbose: a.verbose,
-            format: match a.format {
-                FormatArg::Influx => Format::Influx,
-                FormatArg::Prometheus => Format::Prometheus,
-                FormatArg::Json => Format::Json,
+            format: match (a.format, serving) {
+                (None | Some(FormatArg::Prometheus), true) => Format::Prometheus,
+                (Some(_), true) => {
+                    return Err(Args::command().error(
+                        ErrorKind::ArgumentConflict,
+                        "--listen serves the Prometheus format only; leave out --format",
+                    ))
+                }
+                (None | Some(FormatArg::Influx), false) => Format::Influx,
+                (Some(FormatArg::Prometheus), false) => Format::Prometheus,
+                (Some(FormatArg::Json), false) => Format::Json,
             },
             output: match a.output {
                 Some(path) => Some(check_output(path)?),
@@ -422,6 +498,7 @@ impl Config {
             },
             listen_queues: a.listen_queues,
             netns_labels: !a.no_netns_labels,
+            serve,
             print: {
                 let want = |m| a.only.is_empty() || a.only.contains(&m);
                 let bad = |what: &str| {
@@ -578,6 +655,40 @@ mod tests {
     }
 
     #[test]
+    fn serve_flags() {
+        let c = Config::parse(["t", "--listen"]).unwrap();
+        let s = c.serve.unwrap();
+        assert_eq!(s.listen, [":10273"]);
+        assert_eq!(s.path, "/metrics");
+        assert_eq!(c.format, Format::Prometheus);
+        let c = Config::parse([
+            "t",
+            "--web.listen-address",
+            "127.0.0.1:9999",
+            "--listen",
+            "[::1]:9999",
+            "--web.telemetry-path",
+            "/m",
+        ])
+        .unwrap();
+        let s = c.serve.unwrap();
+        assert_eq!(s.listen, ["127.0.0.1:9999", "[::1]:9999"]);
+        assert_eq!(s.path, "/m");
+        assert!(Config::parse(["t"]).unwrap().serve.is_none());
+        for bad in [
+            &["t", "--listen", "--format", "json"][..],
+            &["t", "--listen", "--execd"],
+            &["t", "--listen", "--timestamp"],
+            &["t", "--listen", "--web.telemetry-path", "metrics"],
+            &["t", "--web.telemetry-path", "/m"],
+            &["t", "--web.systemd-socket", "--interval", "1s"],
+        ] {
+            let e = Config::parse(bad.iter().copied()).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
     fn durations() {
         let ms = Duration::from_millis;
         assert_eq!(parse_duration("250ms"), Ok(ms(250)));
@@ -630,6 +741,9 @@ mod tests {
             "--listen-queues",
             "--only listen",
             "--no-netns-labels",
+            "--listen 127.0.0.1:10273",
+            "--web.telemetry-path /metrics",
+            "--web.systemd-socket",
         ] {
             assert!(
                 help.contains(&format!("Example: {flag}")),

@@ -43,7 +43,7 @@ pub fn next_tick(first: Instant, interval: Duration, now: Instant) -> Instant {
 
 /// What stdin means to the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StdinRole {
+pub(crate) enum StdinRole {
     /// `--execd`: each line asks for a gather; EOF ends the loop.
     Ticks,
     /// `--interval` with stdin on a pipe or socket (Telegraf's execd with
@@ -55,7 +55,7 @@ enum StdinRole {
 }
 
 impl StdinRole {
-    fn of(execd: bool) -> StdinRole {
+    pub(crate) fn of(execd: bool) -> StdinRole {
         if execd {
             return StdinRole::Ticks;
         }
@@ -209,7 +209,7 @@ enum Wake {
 
 /// Signals only write to a pipe, read by `poll`: a line is never cut short
 /// by a handler, and a blocked loop still hears them.
-fn signal_pipe() -> std::io::Result<OwnedFd> {
+pub(crate) fn signal_pipe() -> std::io::Result<OwnedFd> {
     let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
     let w2 = w.try_clone()?;
     for (sig, fd) in [

@@ -2,6 +2,7 @@
 
 mod app;
 mod execd;
+mod serve;
 mod throttle;
 
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ fn raise_fd_limit() {
 fn main() -> ExitCode {
     raise_fd_limit();
     match telegraf_netstat::cli::Config::parse(std::env::args_os()) {
+        Ok(config) if config.serve.is_some() => serve::run(config),
         Ok(config) if config.execd || config.interval.is_some() => execd::run(config),
         Ok(config) => app::run(config),
         Err(e) => e.exit(),
