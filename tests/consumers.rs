@@ -314,6 +314,99 @@ fn promtool_accepts_our_exposition() {
     })
 }
 
+/// A real Prometheus server scraping our `--listen` exporter every second:
+/// `up` is 1 and `netstat_tcp_established` is the known count of the
+/// namespace the exporter counts; with `--all-netns`, one series per
+/// namespace.
+fn prometheus_scrapes_the_exporter() {
+    let a = Netns::new(|| established(3, 2), 1);
+    let b = Netns::new(|| established(1, 0), 1);
+    in_netns(move || {
+        let scratch = Scratch::new("prometheus");
+        let (ours, theirs, all) = (free_port(), free_port(), free_port());
+        let spawn = |args: &[&str]| {
+            command(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let listen = format!("127.0.0.1:{ours}");
+        let mut one = spawn(&["--listen", &listen, "--netns", &a.path()]);
+        // --all-netns over a proc root holding just the two namespaces.
+        let root = scratch.0.join("proc");
+        std::fs::create_dir(&root).unwrap();
+        for pid in [a.pids[0], b.pids[0]] {
+            std::os::unix::fs::symlink(format!("/proc/{pid}"), root.join(pid.to_string())).unwrap();
+        }
+        let listen_all = format!("127.0.0.1:{all}");
+        let mut both = spawn(&[
+            "--listen",
+            &listen_all,
+            "--all-netns",
+            "--proc-root",
+            root.to_str().unwrap(),
+        ]);
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n\
+             \x20 - job_name: one\n    static_configs:\n      - targets: ['127.0.0.1:{ours}']\n\
+             \x20 - job_name: all\n    static_configs:\n      - targets: ['127.0.0.1:{all}']\n"
+        );
+        let path = scratch.0.join("prometheus.yml");
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = Command::new("prometheus");
+        cmd.arg(format!("--config.file={}", path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                scratch.0.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{theirs}"));
+        let server = Server::start(cmd, theirs, "/-/ready", &scratch);
+        let query = |q: &str| -> Vec<Value> {
+            let (status, body) =
+                server.http("GET", &format!("/api/v1/query?query={}", encode(q)), "");
+            assert_eq!(status, 200, "{body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            v["data"]["result"].as_array().cloned().unwrap_or_default()
+        };
+        let value = |r: &Value| r["value"][1].as_str().unwrap().parse::<f64>().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up: Vec<f64> = query("up").iter().map(value).collect();
+            let est = query("netstat_tcp_established{job=\"one\"}");
+            let series = query("netstat_tcp_established{job=\"all\"}");
+            if up == [1.0, 1.0] && est.len() == 1 && series.len() == 2 {
+                assert_eq!(value(&est[0]), a.expected.tcp_established as f64);
+                let mut by_ns: Vec<(String, f64)> = series
+                    .iter()
+                    .map(|r| (r["metric"]["netns"].as_str().unwrap().to_string(), value(r)))
+                    .collect();
+                by_ns.sort_by(|x, y| x.0.cmp(&y.0));
+                let mut want = vec![
+                    (a.tag(), a.expected.tcp_established as f64),
+                    (b.tag(), b.expected.tcp_established as f64),
+                ];
+                want.sort_by(|x, y| x.0.cmp(&y.0));
+                assert_eq!(by_ns, want);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "up={up:?} est={est:?} series={series:?}\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        for c in [&mut one, &mut both] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        drop((a, b));
+    });
+}
+
 /// `netstat_port` and `netstat_listen`: InfluxDB stores their fields as
 /// integers with their tags and the exact counts; promtool accepts the
 /// Prometheus output with all three measurements (the drop counter typed
@@ -473,7 +566,7 @@ fn is_file(p: &Path) -> bool {
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup().and_then(|()| tools_present());
-    let tests: [(&str, fn()); 4] = [
+    let tests: [(&str, fn()); 5] = [
         (
             "influxdb_stores_our_fields_as_integers",
             influxdb_stores_our_fields_as_integers,
@@ -489,6 +582,10 @@ fn main() {
         (
             "port_metrics_reach_influxdb_and_promtool",
             port_metrics_reach_influxdb_and_promtool,
+        ),
+        (
+            "prometheus_scrapes_the_exporter",
+            prometheus_scrapes_the_exporter,
         ),
     ];
     run_trials(args, setup, named("consumer", &tests));

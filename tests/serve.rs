@@ -1,0 +1,345 @@
+//! `--listen`: the HTTP exporter on loopback in a private network namespace:
+//! the exact Content-Type, the landing page, 404/405/HEAD, idle and hostile
+//! clients that never delay a scrape, concurrent scrapes sharing one gather,
+//! SIGTERM, and descriptors and memory flat over 10 000 scrapes.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Arguments;
+use support::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The exporter on a free loopback port, verbose (a `D!` line per gather),
+/// its stderr read by a thread (a full pipe would block it).
+struct Exporter {
+    child: Child,
+    port: u16,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Exporter {
+    fn start(extra: &[&str]) -> Exporter {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut args = vec!["--listen", &addr, "-v"];
+        args.extend(extra);
+        let mut child = command(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = std::sync::Arc::clone(&stderr);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the exporter did not listen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Exporter {
+            child,
+            port,
+            stderr,
+            reader: Some(reader),
+        }
+    }
+
+    /// One request; the whole answer (the server closes the connection).
+    fn request(&self, raw: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(raw.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn get(&self, path: &str) -> String {
+        self.request(&format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
+    }
+
+    fn stop(mut self) -> String {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let t = Instant::now();
+        let status = self.child.wait().unwrap();
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(status.code(), Some(0));
+        self.reader.take().unwrap().join().unwrap();
+        let err = self.stderr.lock().unwrap().clone();
+        err
+    }
+}
+
+fn body(answer: &str) -> &str {
+    answer.split_once("\r\n\r\n").unwrap().1
+}
+
+/// The metrics page is the Prometheus exposition of the namespace's exact
+/// counts, with exactly the Content-Type Prometheus 3 requires, no
+/// timestamps; `/` is a small HTML page; other paths 404, other methods 405,
+/// HEAD has the headers without the body.
+fn pages_and_methods() {
+    in_netns(|| {
+        let p = established(2, 1);
+        settle(&p.expected);
+        let e = Exporter::start(&[]);
+        let a = e.get("/metrics");
+        assert!(a.starts_with("HTTP/1.1 200 OK\r\n"), "{a}");
+        assert!(
+            a.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            "{a}"
+        );
+        // The population, plus the exporter's listener and both ends of
+        // this scrape's own connection.
+        let want = format!(
+            "\nnetstat_tcp_established {}\n",
+            p.expected.tcp_established + 2
+        );
+        assert!(body(&a).contains(&want), "{a}");
+        let want = format!("\nnetstat_tcp_listen {}\n", p.expected.tcp_listen + 1);
+        assert!(body(&a).contains(&want), "{a}");
+        assert!(
+            !body(&a)
+                .lines()
+                .any(|l| !l.starts_with('#') && l.split(' ').count() != 2),
+            "timestamps: {a}"
+        );
+        let head = e.request("HEAD /metrics HTTP/1.1\r\n\r\n");
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK\r\n") && body(&head).is_empty(),
+            "{head}"
+        );
+        let len = |a: &str| {
+            a.lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        assert_eq!(len(&head), len(&a));
+        let landing = e.get("/");
+        assert!(
+            landing.contains("Content-Type: text/html; charset=utf-8"),
+            "{landing}"
+        );
+        assert!(
+            landing.contains("<a href=\"/metrics\">")
+                && landing.contains(env!("CARGO_PKG_VERSION"))
+        );
+        assert!(e.get("/nope").starts_with("HTTP/1.1 404 "));
+        let post = e.request("POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert!(
+            post.starts_with("HTTP/1.1 405 ") && post.contains("\r\nAllow: GET, HEAD\r\n"),
+            "{post}"
+        );
+        assert!(e.request("garbage\r\n\r\n").starts_with("HTTP/1.1 400 "));
+        e.stop();
+        // Another path for the metrics.
+        let e = Exporter::start(&["--web.telemetry-path", "/stats"]);
+        assert!(e.get("/stats").starts_with("HTTP/1.1 200 OK"));
+        assert!(e.get("/metrics").starts_with("HTTP/1.1 404"));
+        e.stop();
+        drop(p);
+    })
+}
+
+/// 300 idle connections held open: a scrape still answers within 1 s, and
+/// SIGTERM still ends the process at once.
+fn idle_connections_never_delay_a_scrape() {
+    in_netns(|| {
+        let e = Exporter::start(&[]);
+        let idle: Vec<TcpStream> = (0..300)
+            .map(|_| TcpStream::connect(("127.0.0.1", e.port)).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        let a = e.get("/metrics");
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        assert!(a.starts_with("HTTP/1.1 200 OK"));
+        e.stop();
+        drop(idle);
+    })
+}
+
+/// 50 scrapes at once: all answered, with identical bodies, from a few
+/// gathers (one per wave of scrapes that arrive while none runs).
+fn concurrent_scrapes_share_gathers() {
+    in_netns(|| {
+        let p = established(20, 20);
+        settle(&p.expected);
+        let e = Exporter::start(&[]);
+        let port = e.port;
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(50));
+        let threads: Vec<_> = (0..50)
+            .map(|_| {
+                let b = std::sync::Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    b.wait();
+                    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+                    let mut out = String::new();
+                    s.read_to_string(&mut out).unwrap();
+                    out
+                })
+            })
+            .collect();
+        let answers: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(answers.iter().all(|a| a.starts_with("HTTP/1.1 200 OK")));
+        assert!(answers.iter().all(|a| body(a) == body(&answers[0])));
+        let stderr = e.stop();
+        let gathers = stderr
+            .lines()
+            .filter(|l| l.starts_with("D! gathered for "))
+            .count();
+        assert!(
+            (1..=5).contains(&gathers),
+            "{gathers} gathers for 50 scrapes:\n{stderr}"
+        );
+        drop(p);
+    })
+}
+
+/// A 1 MB header is refused with 431 and the connection closed; a client
+/// that sends its request a byte at a time (slowloris) is cut off after the
+/// request timeout; meanwhile scrapes are answered at once.
+fn hostile_clients_are_cut_off() {
+    in_netns(|| {
+        let e = Exporter::start(&[]);
+        let mut big = TcpStream::connect(("127.0.0.1", e.port)).unwrap();
+        big.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut req = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+        req.extend(std::iter::repeat_n(b'a', 1 << 20));
+        let _ = big.write_all(&req); // the server may close before all is sent
+        let mut out = Vec::new();
+        let _ = big.read_to_end(&mut out);
+        assert!(
+            String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431 "),
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
+
+        let mut slow = TcpStream::connect(("127.0.0.1", e.port)).unwrap();
+        slow.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+        let start = Instant::now();
+        let closed = loop {
+            std::thread::sleep(Duration::from_millis(250));
+            let t = Instant::now();
+            assert!(e.get("/metrics").starts_with("HTTP/1.1 200"));
+            assert!(t.elapsed() < Duration::from_secs(1));
+            if slow.write_all(b"X-Slow: y\r\n").is_err() {
+                break start.elapsed();
+            }
+            let mut b = [0u8; 1];
+            slow.set_nonblocking(true).unwrap();
+            let r = slow.read(&mut b);
+            slow.set_nonblocking(false).unwrap();
+            if matches!(r, Ok(0)) {
+                break start.elapsed();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "slowloris never cut off"
+            );
+        };
+        assert!(closed >= Duration::from_secs(4), "{closed:?}");
+        e.stop();
+    })
+}
+
+/// 10 000 scrapes: the process's descriptors and RSS after 10 000 are those
+/// after 1 000.
+fn descriptors_and_memory_stay_flat() {
+    in_netns(|| {
+        let p = established(2, 2);
+        settle(&p.expected);
+        let e = Exporter::start(&[]);
+        let pid = e.child.id();
+        let fds = || {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .unwrap()
+                .count()
+        };
+        let rss = || {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap()
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .unwrap()
+                .trim()
+                .trim_end_matches(" kB")
+                .parse::<u64>()
+                .unwrap()
+        };
+        let scrape = |n: usize| {
+            for _ in 0..n {
+                assert!(e.get("/metrics").starts_with("HTTP/1.1 200"));
+            }
+        };
+        scrape(1_000);
+        let (fds_1k, rss_1k) = (fds(), rss());
+        scrape(9_000);
+        let (fds_10k, rss_10k) = (fds(), rss());
+        assert_eq!(fds_10k, fds_1k);
+        assert!(
+            rss_10k <= rss_1k + 64,
+            "RSS grew from {rss_1k} to {rss_10k} KiB"
+        );
+        e.stop();
+        drop(p);
+    })
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let setup = namespace_setup();
+    let tests: [(&str, fn()); 5] = [
+        ("pages_and_methods", pages_and_methods),
+        (
+            "idle_connections_never_delay_a_scrape",
+            idle_connections_never_delay_a_scrape,
+        ),
+        (
+            "concurrent_scrapes_share_gathers",
+            concurrent_scrapes_share_gathers,
+        ),
+        ("hostile_clients_are_cut_off", hostile_clients_are_cut_off),
+        (
+            "descriptors_and_memory_stay_flat",
+            descriptors_and_memory_stay_flat,
+        ),
+    ];
+    run_trials(args, setup, named("serve", &tests));
+}
