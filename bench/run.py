@@ -12,6 +12,8 @@ Run as root (namespaces, fd limits): bench/run
 """
 import ctypes
 import json
+import socket
+import time
 import os
 import statistics
 import subprocess
@@ -96,6 +98,51 @@ def execd_per_gather(gathers, args=(), lines=1):
             "peak_rss_kib": max(r[1] for r in runs)}
 
 
+def proc_cpu_s(pid):
+    """CPU seconds of a running process, every thread, from the scheduler's
+    nanosecond clock (/proc/PID/task/*/schedstat; /proc/PID/stat counts in
+    10 ms ticks)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total / 1e9
+
+
+def scrape(port):
+    """One GET /metrics; wall seconds."""
+    t = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        while s.recv(65536):
+            pass
+    return time.perf_counter() - t
+
+
+def serve_per_scrape(scrapes, idle=False):
+    """CPU per scrape of the --listen exporter (its process's CPU over
+    `scrapes` scrapes, after one to warm up), and the median wall time of a
+    scrape seen by the client."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen([BIN, "--listen", f"127.0.0.1:{port}"], stdin=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                scrape(port)
+                break
+            except OSError:
+                time.sleep(0.01)
+        before = proc_cpu_s(p.pid)
+        walls = [scrape(port) for _ in range(scrapes)]
+        cpu = (proc_cpu_s(p.pid) - before) / scrapes
+        return {"cpu_s": cpu, "wall_s": statistics.median(walls)}
+    finally:
+        p.terminate()
+        p.wait()
+
+
 def count_line(out):
     fields = dict(f.split("=") for f in out.split()[1].split(","))
     return {k: int(v.rstrip("i")) for k, v in fields.items()}
@@ -119,6 +166,7 @@ def run_scale(established):
             for name, cmds in APPROACHES.items():
                 samples[name].append(measure(cmds))
         res["execd"] = execd_per_gather(20)
+        res["serve"] = serve_per_scrape(20)
         for name, s in samples.items():
             res["approaches"][name] = {
                 "cpu_s": statistics.median(x[0] for x in s),
@@ -196,7 +244,9 @@ def idle_wall():
     pid = os.fork()
     if pid == 0:
         unshare_net()
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
         out = {}
+        out["serve"] = serve_per_scrape(500)
         for name, cmd in [("telegraf-netstat", [BIN]), ("/bin/true", ["/bin/true"])]:
             walls, cpus, rss = [], [], 0
             for _ in range(100):
@@ -279,6 +329,13 @@ def main():
         e = r["execd"]
         floor = r["approaches"]["floor"]["cpu_s"]
         print(f"execd at {r['sockets']} sockets: {e['cpu_s']:.4f} CPU s/gather ({e['cpu_s']/floor:.2f} x floor), peak RSS {e['peak_rss_kib']/1024:.1f} MiB")
+    sv = idle.pop("serve")
+    print(f"exporter idle: {sv['cpu_s']*1e6:.1f} us CPU/scrape, {sv['wall_s']*1e3:.3f} ms wall per scrape (median)")
+    for r in results:
+        sv2 = r["serve"]
+        floor = r["approaches"]["floor"]["cpu_s"]
+        print(f"exporter at {r['sockets']} sockets: {sv2['cpu_s']:.4f} CPU s/scrape ({sv2['cpu_s']/floor:.2f} x floor), "
+              f"{sv2['wall_s']*1e3:.1f} ms wall per scrape")
     e = idle.pop("execd")
     f = idle.pop("floor_repeat")
     print(f"execd idle: {e['cpu_s']*1e6:.1f} us CPU/gather, peak RSS {e['peak_rss_kib']/1024:.1f} MiB; "

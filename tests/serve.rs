@@ -322,10 +322,51 @@ fn descriptors_and_memory_stay_flat() {
     })
 }
 
+/// Socket activation: `systemd-socket-activate` (what a `.socket` unit does)
+/// holds the listening socket and starts the program with it on the first
+/// connection (`LISTEN_FDS`, `LISTEN_PID`); the program serves on it, and
+/// exits 0 on SIGTERM.
+fn systemd_socket_activation() {
+    in_netns(|| {
+        let port = free_port();
+        let mut child = std::process::Command::new("systemd-socket-activate")
+            .arg("-l")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(BIN)
+            .arg("--web.systemd-socket")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let answer = loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                break out;
+            }
+            assert!(Instant::now() < deadline, "nothing listens on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        assert!(answer.contains("netstat_tcp_established"), "{answer}");
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+    })
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 5] = [
+    let tests: [(&str, fn()); 6] = [
+        ("systemd_socket_activation", systemd_socket_activation),
         ("pages_and_methods", pages_and_methods),
         (
             "idle_connections_never_delay_a_scrape",
@@ -341,5 +382,17 @@ fn main() {
             descriptors_and_memory_stay_flat,
         ),
     ];
-    run_trials(args, setup, named("serve", &tests));
+    let activate = match std::process::Command::new("systemd-socket-activate")
+        .arg("--version")
+        .output()
+    {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => Err("systemd-socket-activate (Debian package systemd) is not installed".to_string()),
+    };
+    run_trials_needing(
+        args,
+        setup,
+        named("serve", &tests),
+        &[("systemd_socket_activation", activate)],
+    );
 }
