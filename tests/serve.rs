@@ -176,6 +176,36 @@ fn pages_and_methods() {
     })
 }
 
+/// A gather that fails answers 500 with the `E!` text, and the exporter
+/// goes on serving: the next scrape, once the cause is gone, answers 200.
+fn failed_gathers_answer_500_and_the_exporter_goes_on() {
+    in_netns(|| {
+        let root = Scratch::new("serve-proc");
+        std::fs::create_dir(root.0.join("net")).unwrap();
+        let r = root.0.to_str().unwrap();
+        let e = Exporter::start(&["--source", "proc", "--proc-root", r]);
+        let a = e.get("/metrics");
+        assert!(
+            a.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+            "{a}"
+        );
+        assert_eq!(
+            body(&a),
+            format!(
+                "E! gather failed: cannot read {r}/net/tcp: No such file or directory (os error 2)\n"
+            )
+        );
+        let header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+        for t in ["tcp", "udp"] {
+            std::fs::write(root.0.join("net").join(t), header).unwrap();
+        }
+        let a = e.get("/metrics");
+        assert!(a.starts_with("HTTP/1.1 200 OK\r\n"), "{a}");
+        assert!(body(&a).contains("\nnetstat_tcp_established 0\n"), "{a}");
+        e.stop();
+    })
+}
+
 /// 300 idle connections held open: a scrape still answers within 1 s, and
 /// SIGTERM still ends the process at once.
 fn idle_connections_never_delay_a_scrape() {
@@ -367,7 +397,11 @@ fn systemd_socket_activation() {
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 6] = [
+    let tests: [(&str, fn()); 7] = [
+        (
+            "failed_gathers_answer_500_and_the_exporter_goes_on",
+            failed_gathers_answer_500_and_the_exporter_goes_on,
+        ),
         ("systemd_socket_activation", systemd_socket_activation),
         ("pages_and_methods", pages_and_methods),
         (
