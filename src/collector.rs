@@ -99,6 +99,8 @@ pub enum Event<'a> {
 pub struct Buffers {
     recv: Box<[u8]>,
     proc: Option<Box<[u8]>>,
+    /// The inodes of /proc/net/unix, to count each once.
+    unix_inodes: std::collections::HashSet<u64>,
 }
 
 impl Default for Buffers {
@@ -106,6 +108,7 @@ impl Default for Buffers {
         Buffers {
             recv: crate::netlink::recv_buffer(),
             proc: None,
+            unix_inodes: Default::default(),
         }
     }
 }
@@ -216,7 +219,7 @@ impl Collector {
                 }
             }
             if self.unix_via_proc {
-                self.proc_unix(bufs.proc(), stop)?;
+                self.proc_unix(bufs, stop)?;
             }
         }
         for (state, count) in self.agg.states.unknown() {
@@ -367,11 +370,20 @@ impl Collector {
         procfs::scan_optional(&paths.udp6, v6, buf, &mut |r| agg.add(r), stop)
     }
 
-    fn proc_unix(&mut self, buf: &mut [u8], stop: &mut dyn FnMut() -> bool) -> Result<(), Error> {
+    fn proc_unix(
+        &mut self,
+        bufs: &mut Buffers,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<(), Error> {
         let ns = self.namespace_paths()?;
         let paths = ns.as_ref().unwrap_or(&self.own_paths);
         let agg = &mut self.agg;
         agg.reset(Kind::Unix);
-        procfs::scan(&paths.unix, Table::Unix, buf, &mut |r| agg.add(r), stop)
+        bufs.proc();
+        let Buffers {
+            proc, unix_inodes, ..
+        } = bufs;
+        let buf = proc.as_deref_mut().expect("allocated above");
+        procfs::scan_unix(&paths.unix, buf, unix_inodes, &mut |r| agg.add(r), stop)
     }
 }

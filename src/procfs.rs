@@ -12,12 +12,15 @@
 //! path column is never parsed: a record is a line whose fixed columns
 //! parse, and a line that does not parse is taken as the continuation of
 //! the previous record's path as long as that path could still be that long
-//! (at most `UNIX_PATH_PRINTED` bytes); beyond that it is malformed. A name
-//! can still hold a line that looks like a record, but at most one (a fixed
-//! part is ~60 bytes) per socket that carries it: no more than the user who
-//! binds it could add by opening one more socket. The netlink source has no
-//! such text and is exact.
+//! (at most `UNIX_PATH_PRINTED` bytes); beyond that it is malformed. Each
+//! inode counts once, so a name that repeats an existing socket's record
+//! adds nothing. A name can still hold a record of an inode that no socket
+//! has, at most one (a fixed part is ~60 bytes) per socket that carries it:
+//! no more than the user who binds it could add by opening one more socket.
+//! The text alone cannot tell such a record from a real one; the netlink
+//! source has no such text and is exact.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -162,9 +165,9 @@ const UNIX_PATH_PRINTED: usize = 108;
 /// ```
 ///
 /// Returns the socket type (the fifth column: `SOCK_STREAM` 1, `SOCK_DGRAM`
-/// 2, `SOCK_SEQPACKET` 5) and how many path bytes follow on this line
-/// (`None`: unbound, no path).
-pub fn unix_record(line: &[u8]) -> Option<(u8, Option<usize>)> {
+/// 2, `SOCK_SEQPACKET` 5), how many path bytes follow on this line (`None`:
+/// unbound, no path) and the inode.
+pub fn unix_record(line: &[u8]) -> Option<(u8, Option<usize>, u64)> {
     let hex = |f: &[u8], width: usize| f.len() == width && f.iter().all(u8::is_ascii_hexdigit);
     let colon = line.iter().position(|&b| b == b':')?;
     // %pK: 16 hex digits on 64-bit kernels, 8 on 32-bit.
@@ -191,16 +194,17 @@ pub fn unix_record(line: &[u8]) -> Option<(u8, Option<usize>)> {
     if digits == 0 || digits_at + digits < 5 {
         return None;
     }
+    let inode: u64 = std::str::from_utf8(&tail[..digits]).ok()?.parse().ok()?;
     match &tail[digits..] {
-        [] => Some((ty, None)),
-        [b' ', path @ ..] if path.len() <= UNIX_PATH_PRINTED => Some((ty, Some(path.len()))),
+        [] => Some((ty, None, inode)),
+        [b' ', path @ ..] if path.len() <= UNIX_PATH_PRINTED => Some((ty, Some(path.len()), inode)),
         _ => None,
     }
 }
 
 /// The socket type from one line of /proc/net/unix (see `unix_record`).
 pub fn unix_line_type(line: &[u8]) -> Result<u8, String> {
-    unix_record(line).map(|(ty, _)| ty).ok_or_else(|| {
+    unix_record(line).map(|(ty, _, _)| ty).ok_or_else(|| {
         format!(
             "not a unix socket record: {:?}",
             String::from_utf8_lossy(line)
@@ -235,6 +239,9 @@ struct Lines<'p> {
     /// /proc/net/unix: how many more bytes the last record's path may still
     /// hold on the lines after its own.
     path_left: usize,
+    /// /proc/net/unix: the inodes seen so far; a record repeating one (a
+    /// name imitating an existing socket's line) is not counted twice.
+    seen: Option<&'p mut HashSet<u64>>,
 }
 
 impl<'p> Lines<'p> {
@@ -244,6 +251,7 @@ impl<'p> Lines<'p> {
             table,
             line: 0,
             path_left: 0,
+            seen: None,
         }
     }
 
@@ -260,9 +268,10 @@ impl<'p> Lines<'p> {
         match self.table {
             Table::Inet(kind, family) => inet_record(line, kind, family).map(Some),
             Table::Unix => match unix_record(line) {
-                Some((ty, path)) => {
+                Some((ty, path, inode)) => {
                     self.path_left = path.map_or(0, |n| UNIX_PATH_PRINTED - n);
-                    Ok(Some(unix(ty)))
+                    let repeated = self.seen.as_mut().is_some_and(|s| !s.insert(inode));
+                    Ok((!repeated).then(|| unix(ty)))
                 }
                 // The newline inside the path, then this line's bytes.
                 None if self.path_left > line.len() => {
@@ -342,6 +351,21 @@ pub fn parse(
     lines.finish()
 }
 
+/// Streams /proc/net/unix like `scan`, counting each inode once: `seen`
+/// is cleared first and kept by the caller, so its memory is reused.
+pub fn scan_unix(
+    path: &Path,
+    buf: &mut [u8],
+    seen: &mut HashSet<u64>,
+    on_record: &mut dyn FnMut(&Record),
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<(), Error> {
+    seen.clear();
+    let mut lines = Lines::new(path, Table::Unix);
+    lines.seen = Some(seen);
+    stream(path, buf, lines, on_record, stop)
+}
+
 /// Streams the file at `path` through `buf` and calls `on_record` per
 /// socket. `stop` is asked after every read; when it says so the scan ends
 /// with `Error::Stopped`.
@@ -352,12 +376,21 @@ pub fn scan(
     on_record: &mut dyn FnMut(&Record),
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<(), Error> {
+    stream(path, buf, Lines::new(path, table), on_record, stop)
+}
+
+fn stream(
+    path: &Path,
+    buf: &mut [u8],
+    mut lines: Lines<'_>,
+    on_record: &mut dyn FnMut(&Record),
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<(), Error> {
     let read_err = |source: io::Error| Error::ProcRead {
         path: path.to_owned(),
         source,
     };
     let mut file = File::open(path).map_err(read_err)?;
-    let mut lines = Lines::new(path, table);
     let mut fill = 0;
     loop {
         let n = match file.read(&mut buf[fill..]) {
@@ -642,6 +675,45 @@ mod tests {
                 String::from_utf8_lossy(line)
             );
         }
+    }
+
+    #[test]
+    fn a_record_repeated_inside_a_name_counts_once() {
+        let header = UNIX.lines().next().unwrap();
+        // The second socket's name repeats the first one's record.
+        let text = format!(
+            "{header}\n000000000000a001: 00000002 00000000 00000000 0002 07 41000\n\
+             000000000000a002: 00000002 00000000 00010000 0001 01 41001 @x\n\
+             000000000000a001: 00000002 00000000 00000000 0002 07 41000\n"
+        );
+        let dir = std::env::temp_dir().join(format!("tn-unix-dup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("unix");
+        std::fs::write(&path, text).unwrap();
+        let mut seen = HashSet::new();
+        let mut types = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        scan_unix(
+            &path,
+            &mut buf,
+            &mut seen,
+            &mut |r| types.push(r.state),
+            &mut || false,
+        )
+        .unwrap();
+        assert_eq!(types, [2, 1]);
+        // The set is the caller's, cleared at each scan.
+        types.clear();
+        scan_unix(
+            &path,
+            &mut buf,
+            &mut seen,
+            &mut |r| types.push(r.state),
+            &mut || false,
+        )
+        .unwrap();
+        assert_eq!(types, [2, 1]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -632,8 +632,9 @@ fn include_unix_counts_unix_sockets() {
 
 /// Unix socket names are chosen by any local user and printed raw in
 /// /proc/net/unix: names with newlines (one shaped like the start of a
-/// record, abstract and on the filesystem) neither fail the /proc source
-/// nor change its counts, which equal netlink's and the sockets made.
+/// record, one repeating another socket's whole record, abstract and on the
+/// filesystem) neither fail the /proc source nor change its counts, which
+/// equal netlink's and the sockets made.
 fn unix_names_with_newlines_do_not_fool_the_proc_source() {
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::{SocketAddr, UnixDatagram, UnixListener};
@@ -646,10 +647,23 @@ fn unix_names_with_newlines_do_not_fool_the_proc_source() {
         }
         p.keep(UnixDatagram::bind(scratch.0.join("new\nline")).unwrap());
         p.keep(UnixDatagram::bind(scratch.0.join("trailing\n")).unwrap());
+        // A name that repeats the record of an existing socket (its inode).
+        let victim = UnixDatagram::unbound().unwrap();
+        let ino = {
+            use std::os::unix::fs::MetadataExt;
+            let fd = std::os::fd::AsFd::as_fd(&victim)
+                .try_clone_to_owned()
+                .unwrap();
+            std::fs::File::from(fd).metadata().unwrap().ino()
+        };
+        let forged = format!("y\n0000000000000000: 00000002 00000000 00000000 0002 07 {ino:5}");
+        let addr = SocketAddr::from_abstract_name(forged.as_bytes()).unwrap();
+        p.keep(UnixListener::bind_addr(&addr).unwrap());
+        p.keep(victim);
         // (`ss -x` prints these names raw too, so the expectation is ours.)
         let with_unix = Counts {
-            tcp_none: 4,
-            udp_socket: 2,
+            tcp_none: 5,
+            udp_socket: 3,
             ..Counts::default()
         };
         let netlink = run_ok(&["--include-unix", "--source", "netlink"]);
