@@ -691,28 +691,14 @@ mod tests {
         let path = dir.join("unix");
         std::fs::write(&path, text).unwrap();
         let mut seen = HashSet::new();
-        let mut types = Vec::new();
         let mut buf = vec![0u8; 4096];
-        scan_unix(
-            &path,
-            &mut buf,
-            &mut seen,
-            &mut |r| types.push(r.state),
-            &mut || false,
-        )
-        .unwrap();
-        assert_eq!(types, [2, 1]);
-        // The set is the caller's, cleared at each scan.
-        types.clear();
-        scan_unix(
-            &path,
-            &mut buf,
-            &mut seen,
-            &mut |r| types.push(r.state),
-            &mut || false,
-        )
-        .unwrap();
-        assert_eq!(types, [2, 1]);
+        // Twice: the set is the caller's, cleared at each scan.
+        for _ in 0..2 {
+            let mut types = Vec::new();
+            let record = &mut |r: &Record| types.push(r.state);
+            scan_unix(&path, &mut buf, &mut seen, record, &mut || false).unwrap();
+            assert_eq!(types, [2, 1]);
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

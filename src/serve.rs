@@ -531,29 +531,15 @@ mod tests {
                 .unwrap()
                 .to_string(),
         };
-        assert_eq!(
-            status(route(b"GET /metrics HTTP/1.1", "/metrics")),
-            "metrics head=false"
-        );
-        assert_eq!(
-            status(route(b"HEAD /metrics HTTP/1.1", "/metrics")),
-            "metrics head=true"
-        );
-        assert_eq!(
-            status(route(b"GET / HTTP/1.1", "/metrics")),
-            "HTTP/1.1 200 OK"
-        );
-        assert_eq!(
-            status(route(b"GET /x HTTP/1.1", "/metrics")),
-            "HTTP/1.1 404 Not Found"
-        );
-        assert_eq!(
-            status(route(b"POST /metrics HTTP/1.1", "/metrics")),
-            "HTTP/1.1 405 Method Not Allowed"
-        );
-        assert_eq!(
-            status(route(b"nonsense", "/metrics")),
-            "HTTP/1.1 400 Bad Request"
-        );
+        for (request, want) in [
+            (&b"GET /metrics HTTP/1.1"[..], "metrics head=false"),
+            (b"HEAD /metrics HTTP/1.1", "metrics head=true"),
+            (b"GET / HTTP/1.1", "HTTP/1.1 200 OK"),
+            (b"GET /x HTTP/1.1", "HTTP/1.1 404 Not Found"),
+            (b"POST /metrics HTTP/1.1", "HTTP/1.1 405 Method Not Allowed"),
+            (b"nonsense", "HTTP/1.1 400 Bad Request"),
+        ] {
+            assert_eq!(status(route(request, "/metrics")), want);
+        }
     }
 }

@@ -31,6 +31,18 @@ fn fake_proc_root(name: &str) -> std::path::PathBuf {
     root
 }
 
+/// A FIFO at `path`.
+fn mkfifo(path: &std::path::Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+}
+
 fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut c = Command::new(BIN);
     c.args(args).env_remove("HOST_PROC");
@@ -271,14 +283,7 @@ fn output_never_follows_what_others_plant() {
     let pid = child.id();
     std::os::unix::fs::symlink(&victim, dir.join(format!(".out.prom.tmp.{pid}"))).unwrap();
     let fifo = dir.join(format!(".out.prom.tmp.{}", pid + 1));
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o666),
-        0,
-    )
-    .unwrap();
+    mkfifo(&fifo);
     std::thread::sleep(std::time::Duration::from_millis(150));
     // After startup, the final name becomes a symlink to the victim.
     let _ = std::fs::remove_file(&out);
@@ -312,14 +317,7 @@ fn output_never_follows_what_others_plant() {
 fn output_targets_that_are_not_regular_files_are_usage_errors() {
     let root = fake_proc_root("targets");
     let fifo = root.join("fifo");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o666),
-        0,
-    )
-    .unwrap();
+    mkfifo(&fifo);
     for (target, why) in [
         ("/dev/null", "it exists and is not a regular file"),
         ("/dev/full", "it exists and is not a regular file"),
@@ -354,14 +352,7 @@ fn output_targets_that_are_not_regular_files_are_usage_errors() {
 fn netns_paths_that_are_not_network_namespaces_are_said_so() {
     let root = fake_proc_root("not-netns");
     let fifo = root.join("fifo");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
+    mkfifo(&fifo);
     let file = root.join("net/tcp");
     let dir = root.join("net");
     for path in [
