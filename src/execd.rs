@@ -20,7 +20,7 @@ use rustix::pipe::PipeFlags;
 use telegraf_netstat::log::Logger;
 use telegraf_netstat::sink::Delivery;
 
-use crate::app::{Gatherer, Listen, Outcome, EXIT_GATHER_FAILED, EXIT_OK};
+use crate::gather::{Gatherer, Listen, Outcome, EXIT_GATHER_FAILED, EXIT_OK};
 use crate::throttle::{say, ErrorThrottle};
 use telegraf_netstat::cli::Config;
 

@@ -1,7 +1,7 @@
 //! The `telegraf-netstat` binary: parse flags into a `Config`, then run.
 
-mod app;
 mod execd;
+mod gather;
 mod serve;
 mod throttle;
 
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     match telegraf_netstat::cli::Config::parse(std::env::args_os()) {
         Ok(config) if config.serve.is_some() => serve::run(config),
         Ok(config) if config.execd || config.interval.is_some() => execd::run(config),
-        Ok(config) => app::run(config),
+        Ok(config) => gather::run(config),
         Err(e) => e.exit(),
     }
 }

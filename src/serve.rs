@@ -32,8 +32,8 @@ use rustix::io::Errno;
 use telegraf_netstat::cli::{Config, Serve};
 use telegraf_netstat::log::Logger;
 
-use crate::app::{Collected, Gatherer, Listen, EXIT_GATHER_FAILED, EXIT_OK};
 use crate::execd::{signal_pipe, StdinRole};
+use crate::gather::{Collected, Gatherer, Listen, EXIT_GATHER_FAILED, EXIT_OK};
 
 /// Request line and headers, at most.
 const MAX_REQUEST: usize = 8 * 1024;

@@ -1,6 +1,9 @@
-//! Running a gather over every namespace asked for and delivering it: events
-//! and errors to stderr, the encoded metrics to stdout in one write, and the
-//! exit code.
+//! One gather over every namespace asked for: the `Gatherer` keeps a
+//! collector per namespace (`CountedNamespace`), resolves `--netns` and
+//! `--all-netns` anew each time, names new namespaces, counts, encodes the
+//! rows of every measurement, and delivers them (stdout, `--output`) or
+//! hands them over (`--listen`); events and errors go to stderr. Also the
+//! one-shot run and its exit code.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -107,8 +110,9 @@ pub enum Outcome {
     Stopped,
 }
 
-/// One namespace: its collector, its tag, and the memory of its failures.
-struct Slot {
+/// One namespace counted: its collector, its tag and labels, and the memory
+/// of its failures and warnings.
+struct CountedNamespace {
     /// `None` while a `--netns` path does not resolve.
     collector: Option<Collector>,
     /// The `netns` tag; `None` for the own namespace without namespace
@@ -123,9 +127,9 @@ struct Slot {
     labels: Option<(NsId, Labels)>,
 }
 
-impl Slot {
-    fn new(collector: Option<Collector>, tag: Option<String>) -> Slot {
-        Slot {
+impl CountedNamespace {
+    fn new(collector: Option<Collector>, tag: Option<String>) -> CountedNamespace {
+        CountedNamespace {
             collector,
             tag,
             throttle: ErrorThrottle::default(),
@@ -160,7 +164,7 @@ impl Slot {
 
     /// Points the slot at `target`, keeping its socket if the namespace is
     /// the one it already counts.
-    fn aim(&mut self, options: &Options, target: Target) {
+    fn point_at(&mut self, options: &Options, target: Target) {
         self.tag = Some(target.tag.clone());
         match &mut self.collector {
             Some(c) if c.target().is_some_and(|t| t.id == target.id) => c.retarget(target),
@@ -194,7 +198,7 @@ pub struct Gatherer {
     log: Logger,
     /// `Namespaces::Own`: one slot. `Listed`: one per path, in order.
     /// `All`: the namespaces of the last scan, in its order.
-    slots: Vec<Slot>,
+    slots: Vec<CountedNamespace>,
     /// Failures to list the namespaces for `--all-netns`.
     scan_throttle: ErrorThrottle,
     /// `--all-netns` found no process to look at.
@@ -220,10 +224,13 @@ impl Gatherer {
             listeners_only: config.listen_queues && !config.print.netstat && !config.print.port,
         };
         let slots = match &config.namespaces {
-            Namespaces::Own => vec![Slot::new(Some(Collector::new(options.clone())), None)],
+            Namespaces::Own => vec![CountedNamespace::new(
+                Some(Collector::new(options.clone())),
+                None,
+            )],
             Namespaces::Listed(paths) => paths
                 .iter()
-                .map(|p| Slot::new(None, Some(netns::tag_for(p))))
+                .map(|p| CountedNamespace::new(None, Some(netns::tag_for(p))))
                 .collect(),
             Namespaces::All => Vec::new(),
         };
@@ -305,7 +312,7 @@ impl Gatherer {
                 let mut failed = 0;
                 for (slot, path) in self.slots.iter_mut().zip(paths) {
                     match Target::at(path) {
-                        Ok(t) => slot.aim(&self.options, t),
+                        Ok(t) => slot.point_at(&self.options, t),
                         Err(e) => {
                             // Let go of the namespace; keep the failure memory.
                             slot.collector = None;
@@ -341,15 +348,16 @@ impl Gatherer {
                         } else if !none {
                             self.no_processes = WarnOnce::default();
                         }
-                        let mut old: HashMap<NsId, Slot> = self
+                        let mut old: HashMap<NsId, CountedNamespace> = self
                             .slots
                             .drain(..)
                             .filter_map(|s| Some((s.id()?, s)))
                             .collect();
                         for t in targets {
-                            let mut slot =
-                                old.remove(&t.id).unwrap_or_else(|| Slot::new(None, None));
-                            slot.aim(&self.options, t);
+                            let mut slot = old
+                                .remove(&t.id)
+                                .unwrap_or_else(|| CountedNamespace::new(None, None));
+                            slot.point_at(&self.options, t);
                             self.slots.push(slot);
                         }
                         Ok(0)
@@ -410,7 +418,7 @@ impl Gatherer {
         // `--netns` paths that name one namespace twice count it once.
         let mut seen: Vec<NsId> = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            let Slot {
+            let CountedNamespace {
                 collector: Some(collector),
                 tag,
                 throttle,
