@@ -33,24 +33,45 @@ use crate::wire::AF_UNIX;
 /// carries a few hundred of them.
 pub const CHUNK_LEN: usize = 64 * 1024;
 
-/// The hex number in column `index` (0-based) of a whitespace-separated
-/// line, which must be exactly `digits` wide; `what` names it in errors.
-fn hex_column(line: &[u8], index: usize, digits: usize, what: &str) -> Result<u8, String> {
-    let field = line
+/// The first five whitespace-separated columns of a line, split once, and
+/// how many there are (at most five).
+fn columns(line: &[u8]) -> ([&[u8]; 5], usize) {
+    let mut out: [&[u8]; 5] = [&[]; 5];
+    let mut n = 0;
+    for field in line
         .split(|b| b.is_ascii_whitespace())
         .filter(|f| !f.is_empty())
-        .nth(index)
-        .ok_or_else(|| {
-            format!(
-                "expected at least {} columns in {:?}",
-                index + 1,
-                String::from_utf8_lossy(line)
-            )
-        })?;
+        .take(5)
+    {
+        out[n] = field;
+        n += 1;
+    }
+    (out, n)
+}
+
+/// Column `index` of a line split by `columns`.
+fn column<'l>(
+    cols: &([&'l [u8]; 5], usize),
+    index: usize,
+    line: &[u8],
+) -> Result<&'l [u8], String> {
+    if index < cols.1 {
+        Ok(cols.0[index])
+    } else {
+        Err(format!(
+            "expected at least {} columns in {:?}",
+            index + 1,
+            String::from_utf8_lossy(line)
+        ))
+    }
+}
+
+/// The state column: two hex digits.
+fn field_state(field: &[u8]) -> Result<u8, String> {
     let s = std::str::from_utf8(field).ok();
     match s.and_then(|s| u8::from_str_radix(s, 16).ok()) {
-        Some(v) if field.len() == digits => Ok(v),
-        _ => Err(format!("bad {what} {:?}", String::from_utf8_lossy(field))),
+        Some(v) if field.len() == 2 => Ok(v),
+        _ => Err(format!("bad state {:?}", String::from_utf8_lossy(field))),
     }
 }
 
@@ -63,17 +84,12 @@ fn hex_column(line: &[u8], index: usize, digits: usize, what: &str) -> Result<u8
 ///
 /// The fourth column, two hex digits.
 pub fn line_state(line: &[u8]) -> Result<u8, String> {
-    hex_column(line, 3, 2, "state")
+    field_state(column(&columns(line), 3, line)?)
 }
 
 /// The port of an `ADDRESS:PORT` column (hex address, four hex digits of
 /// port in host order as the kernel prints `ntohs(port)` with `%04X`).
-fn column_port(line: &[u8], index: usize) -> Result<u16, String> {
-    let field = line
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|f| !f.is_empty())
-        .nth(index)
-        .ok_or_else(|| format!("expected at least {} columns", index + 1))?;
+fn field_port(field: &[u8]) -> Result<u16, String> {
     let port = field
         .iter()
         .rposition(|&b| b == b':')
@@ -87,12 +103,7 @@ fn column_port(line: &[u8], index: usize) -> Result<u16, String> {
 /// The address of an `ADDRESS:PORT` column: the kernel prints each 32-bit
 /// word of the address as a host-order `%08X` (one word for IPv4, four for
 /// IPv6), so each word's bytes are its native-endian bytes.
-fn column_addr(line: &[u8], index: usize) -> Result<[u8; 16], String> {
-    let field = line
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|f| !f.is_empty())
-        .nth(index)
-        .ok_or_else(|| format!("expected at least {} columns", index + 1))?;
+fn field_addr(field: &[u8]) -> Result<[u8; 16], String> {
     let bad = || format!("bad address {:?}", String::from_utf8_lossy(field));
     let hex = field.split(|&b| b == b':').next().ok_or_else(bad)?;
     if hex.len() != 8 && hex.len() != 32 {
@@ -109,14 +120,9 @@ fn column_addr(line: &[u8], index: usize) -> Result<[u8; 16], String> {
     Ok(addr)
 }
 
-/// The receive queue of a line (`tx_queue:rx_queue`, fifth column), which
-/// for a listener is its accept queue length (`get_tcp4_sock()`).
-fn column_rx_queue(line: &[u8]) -> Result<u32, String> {
-    let field = line
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|f| !f.is_empty())
-        .nth(4)
-        .ok_or("expected at least 5 columns")?;
+/// The receive queue of a `tx_queue:rx_queue` column, which for a listener
+/// is its accept queue length (`get_tcp4_sock()`).
+fn field_rx_queue(field: &[u8]) -> Result<u32, String> {
     std::str::from_utf8(field)
         .ok()
         .and_then(|f| f.split_once(':'))
@@ -128,12 +134,14 @@ fn column_rx_queue(line: &[u8]) -> Result<u32, String> {
 /// and handshakes also get their address and accept queue; /proc does not
 /// show a listener's queue limit or drop counter.
 pub fn inet_record(line: &[u8], kind: Kind, family: u8) -> Result<Record, String> {
-    let state = line_state(line)?;
+    let cols = columns(line);
+    let state = field_state(column(&cols, 3, line)?)?;
+    let local = column(&cols, 1, line)?;
     let listen = if kind == Kind::Tcp && (state == LISTEN || state == SYN_RECV) {
         Some(ListenInfo {
-            addr: column_addr(line, 1)?,
+            addr: field_addr(local)?,
             queue: if state == LISTEN {
-                column_rx_queue(line)?
+                field_rx_queue(column(&cols, 4, line)?)?
             } else {
                 0
             },
@@ -147,8 +155,8 @@ pub fn inet_record(line: &[u8], kind: Kind, family: u8) -> Result<Record, String
         kind,
         family,
         state,
-        local_port: column_port(line, 1)?,
-        remote_port: column_port(line, 2)?,
+        local_port: field_port(local)?,
+        remote_port: field_port(column(&cols, 2, line)?)?,
         listen,
     })
 }
