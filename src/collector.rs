@@ -151,7 +151,7 @@ impl Collector {
             tcp_via_proc: proc,
             udp_via_proc: proc,
             unix_via_proc: proc,
-            agg: Aggregations::new(Some(&options.ports), options.listen_queues),
+            agg: Aggregations::new(&options.ports, options.listen_queues),
             options,
         }
     }

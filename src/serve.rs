@@ -8,7 +8,8 @@
 //! for the others. Gathers run on a second thread that owns the `Gatherer`;
 //! a scrape that arrives while a gather runs waits for that gather's result
 //! instead of starting another, so any number of concurrent scrapes cost one
-//! dump.
+//! dump. A gather is never stopped half way (`OneShot`): the main thread
+//! exits the process on SIGTERM.
 //!
 //! Limits: a request line and headers of at most `MAX_REQUEST` bytes
 //! (431 beyond), `REQUEST_TIMEOUT` to send them and `WRITE_TIMEOUT` to take
@@ -21,7 +22,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -33,7 +34,7 @@ use telegraf_netstat::cli::{Config, Serve};
 use telegraf_netstat::log::Logger;
 
 use crate::execd::{signal_pipe, StdinRole};
-use crate::gather::{Collected, Gatherer, Listen, EXIT_GATHER_FAILED, EXIT_OK};
+use crate::gather::{Collected, Gatherer, OneShot, EXIT_GATHER_FAILED, EXIT_OK};
 
 /// Request line and headers, at most.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -107,20 +108,6 @@ type GatherResult = (u16, Arc<Vec<u8>>);
 /// The gather thread's side: what it last produced.
 struct Shared {
     result: Mutex<Option<GatherResult>>,
-}
-
-/// A gather on the gather thread never stops half way: the main thread
-/// exits the process on SIGTERM.
-struct Never;
-
-impl Listen for Never {
-    fn stop_requested(&mut self) -> bool {
-        false
-    }
-
-    fn wait_writable(&mut self, _: BorrowedFd<'_>) -> std::io::Result<bool> {
-        Ok(true)
-    }
 }
 
 /// The listening sockets: bound from `--listen`, or passed by systemd
@@ -241,7 +228,7 @@ pub fn run(config: Config) -> ExitCode {
             .spawn(move || {
                 for waiting in requests {
                     let started = Instant::now();
-                    let result = match gatherer.collect(&mut Never) {
+                    let result = match gatherer.collect(&mut OneShot) {
                         Collected::Counted { .. } => (200, Arc::new(gatherer.encoded().to_vec())),
                         Collected::Failed | Collected::Stopped => {
                             let mut body = String::new();
@@ -279,12 +266,8 @@ pub fn run(config: Config) -> ExitCode {
         }
         let first_listener = fds.len();
         for l in &listeners {
-            let flags = if conns.len() < MAX_CONNECTIONS + 1 {
-                PollFlags::IN
-            } else {
-                PollFlags::empty()
-            };
-            fds.push(PollFd::new(l, flags));
+            // Always: past MAX_CONNECTIONS a connection is refused at once.
+            fds.push(PollFd::new(l, PollFlags::IN));
         }
         let first_conn = fds.len();
         for c in &conns {

@@ -88,10 +88,10 @@ pub struct Aggregations {
 impl Aggregations {
     /// The aggregations asked for besides `states`: `ports` (if not empty)
     /// and `listen`.
-    pub fn new(ports: Option<&PortConfig>, listen: bool) -> Aggregations {
+    pub fn new(ports: &PortConfig, listen: bool) -> Aggregations {
         Aggregations {
             states: StateCounts::default(),
-            ports: ports.filter(|p| !p.is_empty()).map(PortCounts::new),
+            ports: (!ports.is_empty()).then(|| PortCounts::new(ports)),
             listen: listen.then(ListenCounts::default),
         }
     }
