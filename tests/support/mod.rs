@@ -238,6 +238,19 @@ pub fn fields(c: &Counts) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// `program` to run in the calling thread's namespace or, with `netns`, in
+/// the namespace of that file (through nsenter).
+pub fn tool_in(netns: Option<&str>, program: &str) -> Command {
+    match netns {
+        Some(path) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={path}")).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
 /// Counts as `ss` sees them in the calling thread's namespace.
 pub fn ss_counts() -> Counts {
     ss_counts_where(None, &[])
@@ -248,15 +261,11 @@ pub fn ss_counts() -> Counts {
 /// thread's namespace or, with `netns`, in that namespace (via nsenter).
 pub fn ss_counts_where(netns: Option<&str>, filter: &[&str]) -> Counts {
     let ss = |args: &[&str]| {
-        let mut cmd = match netns {
-            Some(path) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net={path}")).arg("ss");
-                c
-            }
-            None => Command::new("ss"),
-        };
-        let out = cmd.args(args).args(filter).output().expect("cannot run ss");
+        let out = tool_in(netns, "ss")
+            .args(args)
+            .args(filter)
+            .output()
+            .expect("cannot run ss");
         assert!(
             out.status.success(),
             "ss {args:?}: {}",
@@ -1043,8 +1052,8 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// `here` and `there`: the addresses (with prefix) of the two ends.
-    pub fn new(here: &str, there: &str) -> Peer {
+    /// `here` and `there_addr`: the addresses (with prefix) of the two ends.
+    pub fn new(here: &str, there_addr: &str) -> Peer {
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
         let thread = std::thread::spawn(move || {
@@ -1058,39 +1067,29 @@ impl Peer {
             }
         });
         let tid = tid_rx.recv().expect("peer thread failed").to_string();
-        let ip = |args: &[&str]| {
-            let out = Command::new("ip")
+        let ip = |netns: Option<&str>, args: &[&str]| {
+            let out = tool_in(netns, "ip")
                 .args(args)
                 .output()
                 .expect("cannot run ip");
             assert!(
                 out.status.success(),
-                "ip {args:?}: {}",
+                "ip {args:?} (in {netns:?}): {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         };
         let there_ns = format!("/proc/{tid}/ns/net");
-        ip(&[
-            "link", "add", "tn0", "type", "veth", "peer", "name", "tn1", "netns", &tid,
-        ]);
-        ip(&["addr", "add", here, "dev", "tn0"]);
-        ip(&["link", "set", "tn0", "up"]);
-        for args in [
-            &["addr", "add", there, "dev", "tn1"][..],
-            &["link", "set", "tn1", "up"],
-        ] {
-            let out = Command::new("nsenter")
-                .arg(format!("--net={there_ns}"))
-                .arg("ip")
-                .args(args)
-                .output()
-                .expect("cannot run nsenter");
-            assert!(
-                out.status.success(),
-                "nsenter ip {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        let there = Some(there_ns.as_str());
+        ip(
+            None,
+            &[
+                "link", "add", "tn0", "type", "veth", "peer", "name", "tn1", "netns", &tid,
+            ],
+        );
+        ip(None, &["addr", "add", here, "dev", "tn0"]);
+        ip(None, &["link", "set", "tn0", "up"]);
+        ip(there, &["addr", "add", there_addr, "dev", "tn1"]);
+        ip(there, &["link", "set", "tn1", "up"]);
         Peer {
             connect: Some(tx),
             thread: Some(thread),
