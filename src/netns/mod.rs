@@ -93,13 +93,21 @@ fn open_ns_file(path: &Path) -> Result<OwnedFd, Error> {
 }
 
 impl Target {
-    /// Resolves a `--netns PATH` argument.
+    /// Resolves a `--netns PATH` argument (at every gather): checks that it
+    /// is a namespace file without opening it (the socket is opened from it
+    /// later, checked again, by `open_socket`).
     pub fn at(path: &Path) -> Result<Target, Error> {
-        let fd = open_ns_file(path)?;
-        let m = rustix::fs::fstat(&fd).map_err(|e| Error::NetnsOpen {
+        let open_err = |e: Errno| Error::NetnsOpen {
             path: path.to_owned(),
             source: e.into(),
-        })?;
+        };
+        let fs = rustix::fs::statfs(path).map_err(open_err)?;
+        if fs.f_type as i64 != NSFS_MAGIC {
+            return Err(Error::NotNetns {
+                path: path.to_owned(),
+            });
+        }
+        let m = rustix::fs::stat(path).map_err(open_err)?;
         let id = NsId {
             dev: m.st_dev,
             ino: m.st_ino,
