@@ -16,7 +16,7 @@ use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use telegraf_netstat::collector::Buffers;
 use telegraf_netstat::log::Logger;
-use telegraf_netstat::netns::names::{self, Labels};
+use telegraf_netstat::netns::names::{self, Labels, Representative};
 use telegraf_netstat::netns::{self, NsId, Target};
 use telegraf_netstat::sink::{Delivery, OutputFile, Stdout};
 use telegraf_netstat::{ByFamily, Collector, Error, Event, Metric, Options};
@@ -122,9 +122,21 @@ struct CountedNamespace {
     /// More listening ports (addresses) than the cap: said, then reminded.
     ports_capped: WarnOnce,
     listeners_capped: WarnOnce,
-    /// The container, pod and hostname tags of the namespace, looked up
-    /// once per namespace identity.
-    labels: Option<(NsId, Labels)>,
+    /// The container, pod and hostname tags of the namespace and how they
+    /// were found (see `netns::names`).
+    naming: Option<Naming>,
+    /// The last label problem said, not repeated while it lasts.
+    label_problem: Option<String>,
+}
+
+/// The labels of one namespace identity and the process to check they
+/// still hold.
+struct Naming {
+    id: NsId,
+    labels: Labels,
+    representative: Option<Representative>,
+    /// Some process could not be read: try again at the next gather.
+    incomplete: bool,
 }
 
 impl CountedNamespace {
@@ -135,7 +147,8 @@ impl CountedNamespace {
             throttle: ErrorThrottle::default(),
             ports_capped: WarnOnce::default(),
             listeners_capped: WarnOnce::default(),
-            labels: None,
+            naming: None,
+            label_problem: None,
         }
     }
 
@@ -143,23 +156,46 @@ impl CountedNamespace {
         self.collector.as_ref()?.target().map(|t| t.id)
     }
 
-    /// Looks up the namespace's labels from process `pid` (see
-    /// `netns::names`); what cannot be read is said once, with `W! `.
-    fn name(&mut self, proc_root: &Path, id: NsId, pid: Option<u32>, log: &Logger) {
+    fn labels(&self) -> Option<&Labels> {
+        self.naming.as_ref().map(|n| &n.labels)
+    }
+
+    /// Whether the namespace `id` needs its labels derived (again): never
+    /// derived, another namespace now, a failed lookup, or the process that
+    /// named it is gone.
+    fn needs_naming(&self, proc_root: &Path, id: NsId) -> bool {
+        match &self.naming {
+            Some(n) if n.id == id && !n.incomplete => n
+                .representative
+                .is_some_and(|r| !names::still_there(proc_root, r, id)),
+            _ => true,
+        }
+    }
+
+    /// Takes the labels derived from the namespace's processes; what could
+    /// not be read or decided is said with `W! `, once while it lasts.
+    fn name(&mut self, id: NsId, named: names::Named, log: &Logger) {
         let tag = self.tag.as_deref().unwrap_or_default();
-        let labels = match pid {
-            Some(pid) => {
-                let (labels, problems) = names::lookup(proc_root, pid);
-                for p in problems {
-                    log.warn(format_args!(
-                        "network namespace {tag}: no container or hostname tags from process {pid}: {p}"
-                    ));
-                }
-                labels
-            }
-            None => Labels::default(),
-        };
-        self.labels = Some((id, labels));
+        let problem = named.problems.first().map(|p| {
+            format!(
+                "network namespace {tag}: no container, pod or hostname tags until its \
+                 processes can be read (tried again at every gather): {p}"
+            )
+        });
+        match &problem {
+            Some(p) if self.label_problem.as_ref() != Some(p) => log.warn(format_args!("{p}")),
+            _ => {}
+        }
+        self.label_problem = problem;
+        if let Some(a) = &named.ambiguous {
+            log.warn(format_args!("network namespace {tag}: {a}"));
+        }
+        self.naming = Some(Naming {
+            id,
+            labels: named.labels,
+            representative: named.representative,
+            incomplete: !named.problems.is_empty(),
+        });
     }
 
     /// Points the slot at `target`, keeping its socket if the namespace is
@@ -203,6 +239,8 @@ pub struct Gatherer {
     scan_throttle: ErrorThrottle,
     /// `--all-netns` found no process to look at.
     no_processes: WarnOnce,
+    /// `--all-netns` could not look at some processes' namespaces.
+    unreadable: WarnOnce,
     /// This gather's counts, by slot index.
     results: Vec<(usize, ByFamily)>,
     /// One receive buffer (and /proc buffer) for every namespace.
@@ -242,6 +280,7 @@ impl Gatherer {
             slots,
             scan_throttle: ErrorThrottle::default(),
             no_processes: WarnOnce::default(),
+            unreadable: WarnOnce::default(),
             results: Vec::new(),
             bufs: Buffers::default(),
             out: Vec::with_capacity(1024),
@@ -336,8 +375,29 @@ impl Gatherer {
             Namespaces::All => {
                 let dirs = netns::NAMED_DIRS.map(Path::new);
                 match netns::scan(&self.options.proc_root, &dirs) {
-                    Ok(netns::Scan { targets, processes }) => {
+                    Ok(netns::Scan {
+                        targets,
+                        processes,
+                        unreadable,
+                    }) => {
                         say(&self.log, self.scan_throttle.succeeded(""));
+                        let mut failed = 0;
+                        if unreadable > 0 {
+                            // Incomplete: the namespaces only those processes
+                            // are in are missing, so the gather is a partial one.
+                            failed = 1;
+                            let msg = format!(
+                                "cannot look at the network namespace of {unreadable} processes under {} \
+                                 (CAP_SYS_PTRACE is missing): namespaces that only they are in are not counted",
+                                self.options.proc_root.display()
+                            );
+                            if self.unreadable.warn(now) {
+                                self.log.error(format_args!("{msg}"));
+                            }
+                            self.errors.push(msg);
+                        } else {
+                            self.unreadable = WarnOnce::default();
+                        }
                         let none = processes == 0;
                         if none && self.no_processes.warn(now) {
                             self.log.warn(format_args!(
@@ -360,7 +420,7 @@ impl Gatherer {
                             slot.point_at(&self.options, t);
                             self.slots.push(slot);
                         }
-                        Ok(0)
+                        Ok(failed)
                     }
                     Err(e) => {
                         let msg = format!("cannot list the network namespaces: {e}");
@@ -374,34 +434,38 @@ impl Gatherer {
         }
     }
 
-    /// Gives every namespace seen for the first time its labels: one walk
-    /// over the processes finds their representatives, then one lookup
-    /// each. `None` when `listen` asked to stop.
-    fn name_new_namespaces(&mut self, listen: &mut dyn Listen) -> Option<()> {
+    /// Gives every namespace seen for the first time its labels, and
+    /// derives them again where they may no longer hold (see
+    /// `CountedNamespace::needs_naming`): one walk over the processes finds
+    /// the members of those namespaces, then one lookup each. `None` when
+    /// `listen` asked to stop.
+    fn name_namespaces(&mut self, listen: &mut dyn Listen) -> Option<()> {
         if !self.config.netns_labels || self.config.namespaces == Namespaces::Own {
             return Some(());
         }
-        let new: Vec<(usize, NsId, Option<u32>)> = self
+        let root = &self.options.proc_root;
+        let stale: Vec<(usize, NsId)> = self
             .slots
             .iter()
             .enumerate()
             .filter_map(|(i, s)| {
-                let t = s.collector.as_ref()?.target()?;
-                let known = s.labels.as_ref().is_some_and(|(id, _)| *id == t.id);
-                (!known).then_some((i, t.id, t.pid))
+                let id = s.collector.as_ref()?.target()?.id;
+                s.needs_naming(root, id).then_some((i, id))
             })
             .collect();
-        if new.is_empty() {
+        if stale.is_empty() {
             return Some(());
         }
-        let ids: Vec<NsId> = new.iter().map(|n| n.1).collect();
-        let reps = names::representatives(&self.options.proc_root, &ids);
-        for (i, id, pid) in new {
+        let ids: Vec<NsId> = stale.iter().map(|n| n.1).collect();
+        let members = names::members(root, &ids);
+        let host = names::Host::look(root);
+        for (i, id) in stale {
             if listen.stop_requested() {
                 return None;
             }
-            let pid = reps.get(&id).copied().or(pid);
-            self.slots[i].name(&self.options.proc_root, id, pid, &self.log);
+            let pids = members.get(&id).map(Vec::as_slice).unwrap_or_default();
+            let named = names::derive(root, id, pids, &host);
+            self.slots[i].name(id, named, &self.log);
         }
         Some(())
     }
@@ -409,7 +473,7 @@ impl Gatherer {
     /// Gathers in every resolved slot; returns how many failed (each said),
     /// or `None` when `listen` asked to stop.
     fn count(&mut self, listen: &mut dyn Listen) -> Option<usize> {
-        self.name_new_namespaces(listen)?;
+        self.name_namespaces(listen)?;
         let log = self.log;
         let all = self.config.namespaces == Namespaces::All;
         let include_unix = self.config.include_unix;
@@ -623,7 +687,7 @@ impl Gatherer {
                         Tag::Text(k, range) => Some((*k, &text[range.clone()])),
                     })
                     .collect();
-                if let Some((_, labels)) = &self.slots[*slot].labels {
+                if let Some(labels) = self.slots[*slot].labels() {
                     t.extend(labels.tags());
                 }
                 t.sort_unstable_by_key(|kv| kv.0);

@@ -27,10 +27,27 @@ struct Box {
 
 impl Box {
     fn new(hostname: Option<&'static str>, n: usize, sockets: fn() -> Population) -> Box {
+        Box::with(true, hostname, n, sockets)
+    }
+
+    /// A UTS namespace only (the network namespace stays the test's).
+    fn uts_only(hostname: &'static str) -> Box {
+        Box::with(false, Some(hostname), 1, Population::default)
+    }
+
+    fn with(
+        net: bool,
+        hostname: Option<&'static str>,
+        n: usize,
+        sockets: fn() -> Population,
+    ) -> Box {
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let mut flags = rustix::thread::UnshareFlags::NEWNET;
+            let mut flags = rustix::thread::UnshareFlags::empty();
+            if net {
+                flags |= rustix::thread::UnshareFlags::NEWNET;
+            }
             if hostname.is_some() {
                 flags |= rustix::thread::UnshareFlags::NEWUTS;
             }
@@ -39,7 +56,9 @@ impl Box {
             if let Some(h) = hostname {
                 rustix::system::sethostname(h.as_bytes()).unwrap();
             }
-            loopback_up().unwrap();
+            if net {
+                loopback_up().unwrap();
+            }
             let p = sockets();
             let mut kids: Vec<_> = (0..n)
                 .map(|_| Command::new("sleep").arg("600").spawn().unwrap())
@@ -71,7 +90,8 @@ impl Drop for Box {
 }
 
 /// A proc root of chosen process entries: `<root>/<pid>/` with `ns/net` and
-/// `ns/uts` linking to a real process's, `comm` and `cgroup` as given.
+/// `ns/uts` linking to a real process's, `comm`, `cgroup` and `stat` (with
+/// the start time given) as given.
 struct Proc(Scratch);
 
 impl Proc {
@@ -84,6 +104,19 @@ impl Proc {
     }
 
     fn add(&self, as_pid: u32, real: u32, comm: &str, cgroup: Option<&str>) {
+        self.add_started(as_pid, real, comm, cgroup.map(str::as_bytes), 1000 + as_pid as u64);
+    }
+
+    /// An entry whose network namespace is `real`'s and UTS namespace
+    /// `uts`'s.
+    fn add_mixed(&self, as_pid: u32, real: u32, uts: u32, comm: &str, cgroup: &str) {
+        self.add_started(as_pid, real, comm, Some(cgroup.as_bytes()), 1000 + as_pid as u64);
+        let link = self.0 .0.join(format!("{as_pid}/ns/uts"));
+        std::fs::remove_file(&link).unwrap();
+        symlink(format!("/proc/{uts}/ns/uts"), link).unwrap();
+    }
+
+    fn add_started(&self, as_pid: u32, real: u32, comm: &str, cgroup: Option<&[u8]>, start: u64) {
         let dir = self.0 .0.join(as_pid.to_string());
         std::fs::create_dir_all(dir.join("ns")).unwrap();
         for ns in ["net", "uts"] {
@@ -91,11 +124,28 @@ impl Proc {
         }
         symlink(format!("/proc/{real}/net"), dir.join("net")).unwrap();
         std::fs::write(dir.join("comm"), format!("{comm}\n")).unwrap();
+        self.set_start(as_pid, comm, start);
         match cgroup {
             Some(text) => std::fs::write(dir.join("cgroup"), text).unwrap(),
             // Unreadable: a directory where the file should be.
             None => std::fs::create_dir(dir.join("cgroup")).unwrap(),
         }
+    }
+
+    /// Rewrites the entry's start time (a reused PID has another).
+    fn set_start(&self, pid: u32, comm: &str, start: u64) {
+        let stat = format!("{pid} ({comm}) S 1 {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0\n");
+        std::fs::write(self.0 .0.join(format!("{pid}/stat")), stat).unwrap();
+    }
+
+    fn set_cgroup(&self, pid: u32, text: &str) {
+        let path = self.0 .0.join(format!("{pid}/cgroup"));
+        let _ = std::fs::remove_dir(&path);
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn remove(&self, pid: u32) {
+        std::fs::remove_dir_all(self.0 .0.join(pid.to_string())).unwrap();
     }
 }
 
@@ -107,37 +157,50 @@ fn t(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     tags(pairs)
 }
 
+fn docker_v1(id: &str) -> String {
+    format!("12:pids:/docker/{id}\n0::/\n")
+}
+
+fn pod_cgroup(id: &str) -> String {
+    let uid_ = UID.replace('-', "_");
+    format!(
+        "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/cri-containerd-{id}.scope\n"
+    )
+}
+
+/// The W! lines of a run.
+fn warnings(out: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("W! "))
+        .map(str::to_string)
+        .collect()
+}
+
 /// A pod (sandbox and app container, one network namespace, the pod's
 /// hostname), a Docker container (cgroup v1, its short ID as hostname) and
 /// a plain namespace: each named as its users know it, the pod by its
-/// sandbox whatever the PIDs' order; none of it with --no-netns-labels.
+/// sandbox (the process that started first) whatever the PIDs' order and
+/// whatever the app calls itself; none of it with --no-netns-labels.
 fn pods_containers_and_plain_namespaces() {
     let pod = Box::new(Some("web-7f9c"), 2, || established(1, 0));
     let docker = Box::new(Some("4f1d2a3b5c6e"), 1, Population::default);
     let plain = Box::new(None, 1, Population::default);
     let p = Proc::new();
-    let uid_ = UID.replace('-', "_");
-    let pod_cgroup = |id: &str| {
-        format!(
-            "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/cri-containerd-{id}.scope\n"
-        )
-    };
-    // The app container has the lower PID; the sandbox ("pause") names the pod.
-    p.add(300, pod.pids[0], "nginx", Some(&pod_cgroup(APP)));
-    p.add(301, pod.pids[1], "pause", Some(&pod_cgroup(SANDBOX)));
-    p.add(
-        400,
-        docker.pids[0],
-        "sleep",
-        Some(&format!("12:pids:/docker/{DOCKER}\n0::/\n")),
-    );
+    // The app container has the lower PID and calls itself "pause"; the
+    // sandbox started first.
+    p.add_started(300, pod.pids[0], "pause", Some(pod_cgroup(APP).as_bytes()), 5000);
+    p.add_started(301, pod.pids[1], "pause", Some(pod_cgroup(SANDBOX).as_bytes()), 4000);
+    p.add(400, docker.pids[0], "sleep", Some(&docker_v1(DOCKER)));
     p.add(
         500,
         plain.pids[0],
         "sleep",
         Some("0::/user.slice/user-1000.slice/session-2.scope\n"),
     );
-    let out = run_ok(&["--all-netns", "--proc-root", p.root()]);
+    let out = run(&["--all-netns", "--proc-root", p.root()]);
+    assert!(warnings(&out).is_empty(), "{out:?}");
+    let out = String::from_utf8(out.stdout).unwrap();
     let got = tags_of(&out);
     assert!(
         got.contains(&t(&[
@@ -188,10 +251,108 @@ fn pods_containers_and_plain_namespaces() {
     drop((pod, docker, plain));
 }
 
+/// The host's namespace (PID 1's) is never labelled from a process in it:
+/// not from a hostNetwork pod's sandbox, not from a user's own UTS
+/// namespace with a hostname of their choosing. Nor is our own namespace
+/// when PID 1 cannot be looked at (it may be the host's).
+fn the_host_namespace_is_never_labelled() {
+    let me = std::process::id();
+    let spoof = Box::uts_only("spoofed");
+    let p = Proc::new();
+    p.add(1, me, "systemd", Some("0::/init.scope\n"));
+    // kube-proxy's sandbox, hostNetwork: in the host's network namespace.
+    p.add_started(2, me, "pause", Some(pod_cgroup(SANDBOX).as_bytes()), 10);
+    // `unshare -Ur --uts sh -c 'hostname spoofed; exec ./pause'`.
+    p.add_mixed(3, me, spoof.pids[0], "pause", "0::/user.slice/user-65534.slice\n");
+    let out = run(&["--all-netns", "--proc-root", p.root()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(tags_of(&stdout), [t(&[("netns", "host")])], "{out:?}");
+    // Without PID 1 our namespace is `self`, and not labelled either.
+    p.remove(1);
+    let out = run(&["--all-netns", "--proc-root", p.root()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(tags_of(&stdout), [t(&[("netns", "self")])], "{out:?}");
+    drop(spoof);
+}
+
+/// Runtime-shaped cgroup names count only where the runtime creates them;
+/// processes that disagree leave the labels out, with a W! line; a
+/// container's sub-cgroup of any name (not UTF-8) keeps its labels.
+fn only_unambiguous_evidence_labels() {
+    let planted = Box::new(Some("planted"), 1, Population::default);
+    let mixed = Box::new(None, 2, Population::default);
+    let nested = Box::new(None, 1, Population::default);
+    let p = Proc::new();
+    // A user's delegated cgroup named like Docker's and a pod's.
+    let uid_ = UID.replace('-', "_");
+    p.add(
+        700,
+        planted.pids[0],
+        "sleep",
+        Some(&format!(
+            "0::/user.slice/user-1000.slice/user@1000.service/kubepods-pod{uid_}.slice/docker-{DOCKER}.scope\n"
+        )),
+    );
+    // Two containers, no pod, one namespace.
+    p.add(710, mixed.pids[0], "sleep", Some(&docker_v1(DOCKER)));
+    p.add(711, mixed.pids[1], "sleep", Some(&docker_v1(APP)));
+    let mut text = format!("0::/system.slice/docker-{DOCKER}.scope/").into_bytes();
+    text.extend_from_slice(b"\xff\xfe\n");
+    p.add_started(720, nested.pids[0], "sleep", Some(&text), 1);
+    let out = run(&["--all-netns", "--proc-root", p.root()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let got = tags_of(&stdout);
+    // The hostname is the kernel's, from a namespace that is not the host's.
+    assert!(got.contains(&t(&[("hostname", "planted"), ("netns", "pid:700")])), "{out:?}");
+    assert!(got.contains(&t(&[("netns", "pid:710")])), "{out:?}");
+    assert!(
+        got.contains(&t(&[("container_id", DOCKER), ("netns", "pid:720")])),
+        "{out:?}"
+    );
+    let w = warnings(&out);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("W! network namespace pid:710: its processes disagree on the container or pod"),
+        "{w:?}"
+    );
+    drop((planted, mixed, nested));
+}
+
+/// Labels are derived again when the process that named the namespace is
+/// gone or its PID now belongs to another process (another start time): no
+/// stale labels after a restart.
+fn labels_follow_the_namespace_s_processes() {
+    let b = Box::new(None, 2, Population::default);
+    let p = Proc::new();
+    p.add_started(800, b.pids[0], "sleep", Some(docker_v1(DOCKER).as_bytes()), 100);
+    let mut plugin = Plugin::start(&["--execd", "--all-netns", "--proc-root", p.root()]);
+    let next = |plugin: &mut Plugin| {
+        plugin.tick("\n");
+        plugin.line(std::time::Duration::from_secs(20))
+    };
+    let line = next(&mut plugin);
+    assert!(line.contains(&format!("container_id={DOCKER}")), "{line}");
+    // The container restarted in the same namespace: PID 800 is gone, 801
+    // is the new container's.
+    p.remove(800);
+    p.add_started(801, b.pids[1], "sleep", Some(docker_v1(APP).as_bytes()), 200);
+    let line = next(&mut plugin);
+    assert!(line.contains(&format!("container_id={APP}")), "{line}");
+    // PID 801 reused by another process (another start time, another
+    // container).
+    p.set_cgroup(801, &docker_v1(SANDBOX));
+    p.set_start(801, "sleep", 300);
+    let line = next(&mut plugin);
+    assert!(line.contains(&format!("container_id={SANDBOX}")), "{line}");
+    drop(plugin);
+    drop(b);
+}
+
 /// A namespace whose process's cgroup cannot be read is still counted,
-/// without those tags, with one `W! ` line; in a loop the line is not
-/// repeated (the lookup is once per namespace).
-fn unreadable_labels_are_said_once() {
+/// without labels, with one `W! ` line; in a loop the line is not repeated,
+/// and the lookup is tried again at every gather: the labels come once the
+/// process can be read.
+fn unreadable_labels_are_said_once_and_tried_again() {
     let b = Box::new(Some("db-0"), 1, || established(1, 0));
     let p = Proc::new();
     p.add(600, b.pids[0], "sleep", None);
@@ -199,20 +360,33 @@ fn unreadable_labels_are_said_once() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("W! network namespace pid:600: no container or hostname tags from process 600: cannot read "), "{stderr}");
+    assert!(stderr.starts_with("W! network namespace pid:600: no container, pod or hostname tags until its processes can be read (tried again at every gather): cannot read "), "{stderr}");
     let stdout = String::from_utf8(out.stdout).unwrap();
-    // The hostname could still be read.
-    assert!(
-        tags_of(&stdout).contains(&t(&[("hostname", "db-0"), ("netns", "pid:600")])),
-        "{stdout}"
-    );
+    assert!(tags_of(&stdout).contains(&t(&[("netns", "pid:600")])), "{stdout}");
     let mut plugin = Plugin::start(&["--execd", "--all-netns", "--proc-root", p.root()]);
     for _ in 0..3 {
         plugin.tick("\n");
-        plugin.line(std::time::Duration::from_secs(5));
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        let line = plugin.line(std::time::Duration::from_secs(20));
+        assert!(!line.contains("hostname="), "{line}");
     }
-    let said: Vec<String> = plugin.stderr.try_iter().collect();
+    p.set_cgroup(600, &docker_v1(DOCKER));
+    plugin.tick("\n");
+    let line = plugin.line(std::time::Duration::from_secs(20));
+    assert!(
+        line.contains(&format!("container_id={DOCKER},hostname=db-0,")),
+        "{line}"
+    );
+    // Stdout lines come after the stderr lines of their gather, so every
+    // warning is in by now... give the reader thread time to pass them on.
+    drop(plugin.stdin.take());
+    plugin.exit_within(std::time::Duration::from_secs(20));
+    let said: Vec<String> = std::iter::from_fn(|| {
+        plugin
+            .stderr
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .ok()
+    })
+    .collect();
     assert_eq!(said.len(), 1, "{said:?}");
     drop(plugin);
     drop(b);
@@ -221,14 +395,26 @@ fn unreadable_labels_are_said_once() {
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 2] = [
+    let tests: [(&str, fn()); 5] = [
         (
             "pods_containers_and_plain_namespaces",
             pods_containers_and_plain_namespaces,
         ),
         (
-            "unreadable_labels_are_said_once",
-            unreadable_labels_are_said_once,
+            "the_host_namespace_is_never_labelled",
+            the_host_namespace_is_never_labelled,
+        ),
+        (
+            "only_unambiguous_evidence_labels",
+            only_unambiguous_evidence_labels,
+        ),
+        (
+            "labels_follow_the_namespace_s_processes",
+            labels_follow_the_namespace_s_processes,
+        ),
+        (
+            "unreadable_labels_are_said_once_and_tried_again",
+            unreadable_labels_are_said_once_and_tried_again,
         ),
     ];
     run_trials(args, setup, named("labels", &tests));

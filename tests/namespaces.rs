@@ -510,6 +510,31 @@ fn without_cap_sys_admin_the_others_still_count() {
     drop(a);
 }
 
+/// `--all-netns` without ptrace access to every process (here: as `nobody`,
+/// who cannot look at root's processes, the host's PID 1 among them) says
+/// how many processes it could not look at and the capability missing, and
+/// exits 3: the namespaces only they are in are missing from the output.
+fn all_netns_says_what_it_cannot_see() {
+    let Some(out) = run_as_nobody(&["--all-netns"]) else {
+        assert!(!in_ci(), "cannot run as nobody (not real root)");
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let e: Vec<&str> = stderr.lines().filter(|l| l.starts_with("E! ")).collect();
+    assert_eq!(e.len(), 1, "{stderr}");
+    assert!(
+        e[0].starts_with("E! cannot look at the network namespace of ")
+            && e[0].contains(" processes under /proc (CAP_SYS_PTRACE is missing): namespaces that only they are in are not counted"),
+        "{stderr}"
+    );
+    // What could be counted is still printed: our own namespace.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("netns=self"),
+        "{out:?}"
+    );
+}
+
 /// `--by-family` splits every field between IPv4 and IPv6; with `--netns`
 /// both tags are there, sorted.
 fn by_family_splits_ipv4_and_ipv6() {
@@ -713,7 +738,11 @@ fn sigterm_between_namespaces_exits_at_once() {
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 14] = [
+    let tests: [(&str, fn()); 15] = [
+        (
+            "all_netns_says_what_it_cannot_see",
+            all_netns_says_what_it_cannot_see,
+        ),
         (
             "netns_paths_get_one_metric_each",
             netns_paths_get_one_metric_each,

@@ -182,6 +182,9 @@ pub struct Scan {
     /// Processes whose namespace could be looked at: 0 means the unnamed
     /// namespaces could not be found at all (an empty or foreign proc root).
     pub processes: usize,
+    /// Processes whose namespace could not be looked at (missing
+    /// CAP_SYS_PTRACE): namespaces only they are in are missing.
+    pub unreadable: usize,
 }
 
 /// Every distinct namespace reachable through the named directories and
@@ -215,7 +218,7 @@ pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Scan, Error> {
         }
     }
     let mut processes = 0;
-    each_process(proc_root, |pid, id| {
+    let unreadable = each_process(proc_root, |pid, id| {
         processes += 1;
         let f = found.entry(id).or_default();
         f.lowest_pid = Some(f.lowest_pid.map_or(pid, |p| p.min(pid)));
@@ -254,12 +257,19 @@ pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Scan, Error> {
     Ok(Scan {
         targets: targets.into_iter().map(|(_, _, t)| t).collect(),
         processes,
+        unreadable,
     })
 }
 
 /// Calls `f` with the PID and network namespace of every process under
-/// `proc_root` that can be looked at (others vanish or are not ours to see).
-pub(crate) fn each_process(proc_root: &Path, mut f: impl FnMut(u32, NsId)) -> std::io::Result<()> {
+/// `proc_root` that can be looked at. Returns how many processes could not
+/// be looked at although they exist (without CAP_SYS_PTRACE, those of other
+/// users); processes that exit meanwhile are not counted.
+pub(crate) fn each_process(
+    proc_root: &Path,
+    mut f: impl FnMut(u32, NsId),
+) -> std::io::Result<usize> {
+    let mut unreadable = 0;
     let mut path = proc_root.to_path_buf();
     for entry in std::fs::read_dir(proc_root)?.flatten() {
         let name = entry.file_name();
@@ -272,11 +282,15 @@ pub(crate) fn each_process(proc_root: &Path, mut f: impl FnMut(u32, NsId)) -> st
         path.pop();
         path.pop();
         path.pop();
-        if let Ok(id) = id {
-            f(pid, id);
+        match id {
+            Ok(id) => f(pid, id),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // ESRCH: exited between the listing and the look.
+            Err(e) if e.raw_os_error() == Some(Errno::SRCH.raw_os_error()) => {}
+            Err(_) => unreadable += 1,
         }
     }
-    Ok(())
+    Ok(unreadable)
 }
 
 /// The lowest PID under `proc_root` that runs in namespace `id`, if any.

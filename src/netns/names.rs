@@ -1,45 +1,93 @@
 //! Naming namespaces the way their users know them: the container ID and
-//! Kubernetes pod UID from a process's cgroup path, and the hostname of its
-//! UTS namespace, without talking to any container runtime.
+//! Kubernetes pod UID from their processes' cgroup paths, and the hostname
+//! of their UTS namespace, without talking to any container runtime, and
+//! never from evidence a local user can plant.
 //!
-//! The process that names a namespace (its *representative*) is chosen to
-//! keep the name stable: a Kubernetes pod's sandbox ("pause") process,
-//! which holds the pod's network namespace for the pod's whole life, if
-//! there is one in it; else the lowest PID. The lookup runs once per
-//! namespace (the caller caches by namespace identity), never per gather.
+//! # Trust rules
+//!
+//! A label is a claim that every connection of the namespace belongs to a
+//! container or pod, and dashboards charge them to it; so a label is set
+//! only when no one but the runtime (root) can have made the evidence:
+//!
+//! 1. **The host's namespace is never labelled from a process in it.**
+//!    hostNetwork pods (kube-proxy, CNI agents) run in it, and so does any
+//!    local user. The host's network namespace is the one of PID 1 under the
+//!    proc root, or the one with the kernel's fixed inode for the initial
+//!    namespace (`NET_NS_INIT_INO`, 0xEFFFFFF9, fixed since Linux 6.18:
+//!    `net_ns_net_init` in net/core/net_namespace.c); when PID 1 cannot be
+//!    looked at, our own namespace may be the host's and is not labelled
+//!    either.
+//! 2. **Cgroup paths count only at the runtime's own place.** A runtime's
+//!    path component (`docker-<id>.scope`, `kubepods-…-pod<uid>.slice`) is
+//!    trusted only where the runtime puts it, anchored at the root of the
+//!    hierarchy (`/system.slice/docker-<id>.scope`, `/kubepods.slice/…`,
+//!    table below). Those directories belong to root: a user can create
+//!    cgroups only under a subtree delegated to them (`/user.slice/…`), so
+//!    the same name there names nothing. What follows the container's own
+//!    component (cgroups a container made inside its own) is ignored, so a
+//!    container cannot drop its labels with a sub-cgroup of any name, UTF-8
+//!    or not.
+//! 3. **All of a namespace's processes must agree.** `pod_uid` is set when
+//!    every process in the namespace names the same pod; `container_id`
+//!    when every process names the same container, or, in a pod, the
+//!    pod's sandbox: of processes that all name one pod, the one that
+//!    started first (the kernel's start time, field 22 of `/proc/PID/stat`,
+//!    which no process can set). The runtime starts the sandbox before any
+//!    container of the pod, and the sandbox holds the namespace for the
+//!    pod's whole life, so no process of the pod can be older. A process's
+//!    name (`pause`) is not evidence: any process can take it.
+//! 4. **The hostname** is read only when every process shares one UTS
+//!    namespace, and that namespace is neither the host's (the kernel's
+//!    fixed `UTS_NS_INIT_INO`, 0xEFFFFFFE, include/uapi/linux/nsfs.h, or
+//!    PID 1's) nor ours.
+//!
+//! Each process is read through a descriptor of its `/proc/PID` directory:
+//! once the process exits, reads through it fail (ESRCH) even if its PID is
+//! reused, and its network namespace is checked again after its other files
+//! were read, so a reused PID never lends its labels to another namespace.
+//! The caller keeps the *representative* (the sandbox or first-started
+//! process, with its start time) and derives the labels again when it is
+//! gone; a lookup that failed is tried again at the next gather.
 //!
 //! Cgroup paths, as runtimes lay them out (`/proc/PID/cgroup`, v2 `0::PATH`,
-//! v1 `N:controllers:PATH`):
+//! v1 `N:controllers:PATH`), each anchored at the root:
 //!
 //! | runtime | path |
 //! | --- | --- |
 //! | Docker, systemd driver | `/system.slice/docker-<64 hex>.scope` |
 //! | Docker, cgroupfs driver | `/docker/<64 hex>` |
-//! | containerd CRI, systemd driver | `/kubepods.slice/kubepods-<qos>.slice/kubepods-<qos>-pod<uid, _ for ->.slice/cri-containerd-<64 hex>.scope` |
-//! | Kubernetes, cgroupfs driver | `/kubepods/<qos>/pod<uid>/<64 hex>` |
-//! | CRI-O | `…/crio-<64 hex>.scope` |
-//! | Podman | `…/libpod-<64 hex>.scope` |
-//! | systemd-nspawn | `/machine.slice/systemd-nspawn@<name>.service/…` or `/machine.slice/machine-<name>.scope/…` |
+//! | Kubernetes, systemd driver (containerd, CRI-O, cri-dockerd) | `/kubepods.slice/[kubepods-<qos>.slice/]kubepods[-<qos>]-pod<uid, _ for ->.slice/{cri-containerd,crio,docker}-<64 hex>.scope` |
+//! | Kubernetes, cgroupfs driver | `/kubepods/[<qos>/]pod<uid>/<64 hex>` |
+//! | Podman (root, systemd driver) | `/machine.slice/libpod-<64 hex>.scope` |
+//! | systemd-nspawn | `/machine.slice/systemd-nspawn@<name>.service` or `/machine.slice/machine-<name>.scope` |
 //!
-//! (Docker's and Podman's cgroup drivers, the kubelet's
-//! `cgroupManager` naming in pkg/kubelet/cm, containerd's CRI plugin and
-//! CRI-O's `crio-` scope prefix; the Guaranteed QoS class has no
-//! `<qos>` level.)
+//! (Docker's and Podman's cgroup drivers, the kubelet's `cgroupManager`
+//! naming in pkg/kubelet/cm, containerd's CRI plugin and CRI-O's `crio-`
+//! scope prefix; the Guaranteed QoS class has no `<qos>` level.) Rootless
+//! containers live in their user's delegated subtree and are not labelled:
+//! their user could have named them anything.
 //!
 //! The hostname is read by a short-lived helper thread that joins the
-//! representative's UTS namespace (`setns`, CAP_SYS_ADMIN, as for its
-//! network namespace) and calls `uname`: the kernel's value, not a file in
-//! the container's filesystem that its owner may edit (`/etc/hostname` is
-//! only what the runtime wrote at start). It is only read when that UTS
-//! namespace differs from the collector's.
+//! UTS namespace (`setns`, CAP_SYS_ADMIN, as for a network namespace) and
+//! calls `uname`: the kernel's value, not a file in the container's
+//! filesystem that its owner may edit.
 
 use std::collections::HashMap;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
 use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
 
 use super::NsId;
+
+/// The inode the kernel gives the initial network namespace (Linux 6.18+:
+/// `NET_NS_INIT_INO` in include/uapi/linux/nsfs.h).
+pub const NET_NS_INIT_INO: u64 = 0xEFFF_FFF9;
+/// The inode of the initial UTS namespace (`UTS_NS_INIT_INO`, fixed since
+/// Linux 3.8 as `PROC_UTS_INIT_INO`).
+pub const UTS_NS_INIT_INO: u64 = 0xEFFF_FFFE;
 
 /// The tags found for one namespace.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,64 +110,136 @@ impl Labels {
     }
 }
 
-fn is_container_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+fn is_container_id(s: &[u8]) -> bool {
+    s.len() == 64 && s.iter().all(|b| b.is_ascii_hexdigit())
 }
 
 /// A Kubernetes pod UID as the kubelet prints it: 36 characters of hex and
-/// dashes.
-fn is_uid(s: &str) -> bool {
-    s.len() == 36 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+/// dashes (underscores in systemd slice names).
+fn uid_of(s: &[u8]) -> Option<String> {
+    let ok = s.len() == 36
+        && s.iter()
+            .all(|&b| b.is_ascii_hexdigit() || b == b'-' || b == b'_');
+    ok.then(|| {
+        s.iter()
+            .map(|&b| if b == b'_' { '-' } else { b as char })
+            .collect()
+    })
 }
 
-/// The container ID and pod UID in one cgroup path, if any.
-fn parse_path(path: &str) -> (Option<String>, Option<String>) {
-    let mut container = None;
-    let mut pod = None;
-    for part in path.split('/') {
-        let scope = part.strip_suffix(".scope");
-        let id = scope
-            .and_then(|s| {
-                ["docker-", "cri-containerd-", "crio-", "libpod-"]
-                    .iter()
-                    .find_map(|p| s.strip_prefix(p))
-            })
-            .or(Some(part).filter(|p| is_container_id(p)));
-        if let Some(id) = id.filter(|id| is_container_id(id)) {
-            container = Some(id.to_string());
+/// What one cgroup path says: the container and the pod, each if any.
+type Claim = (Option<String>, Option<String>);
+
+fn id(s: &[u8]) -> Option<String> {
+    is_container_id(s).then(|| String::from_utf8_lossy(s).into_owned())
+}
+
+/// `<prefix><64 hex><suffix>`'s ID.
+fn wrapped(part: &[u8], prefixes: &[&str], suffix: &str) -> Option<String> {
+    let inner = part.strip_suffix(suffix.as_bytes())?;
+    prefixes
+        .iter()
+        .find_map(|p| inner.strip_prefix(p.as_bytes()))
+        .and_then(id)
+}
+
+/// A systemd unit name's escapes undone (`\x2d` is `-`); names that are not
+/// UTF-8 name nothing.
+fn unit_name(s: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(s).ok().filter(|s| !s.is_empty())?;
+    Some(s.replace("\\x2d", "-"))
+}
+
+/// The container ID and pod UID one cgroup path claims, read only at the
+/// places runtimes create (see the module doc): anchored at the root,
+/// ignoring whatever follows the container's own component.
+fn parse_path(path: &[u8]) -> Claim {
+    let Some(rest) = path.strip_prefix(b"/") else {
+        return (None, None);
+    };
+    let mut parts = rest.split(|&b| b == b'/');
+    match parts.next().unwrap_or_default() {
+        b"system.slice" => {
+            let c = parts
+                .next()
+                .and_then(|p| wrapped(p, &["docker-"], ".scope"));
+            (c, None)
         }
-        if let Some(name) = part
-            .strip_prefix("systemd-nspawn@")
-            .and_then(|s| s.strip_suffix(".service"))
-            .or_else(|| scope.and_then(|s| s.strip_prefix("machine-")))
-        {
-            // systemd escapes '-' in unit names as \x2d.
-            container = Some(name.replace("\\x2d", "-"));
+        b"docker" => (parts.next().and_then(id), None),
+        b"machine.slice" => {
+            let Some(p) = parts.next() else {
+                return (None, None);
+            };
+            let c = wrapped(p, &["libpod-"], ".scope")
+                .or_else(|| {
+                    p.strip_prefix(b"systemd-nspawn@")
+                        .and_then(|s| s.strip_suffix(b".service"))
+                        .and_then(unit_name)
+                })
+                .or_else(|| {
+                    p.strip_prefix(b"machine-")
+                        .and_then(|s| s.strip_suffix(b".scope"))
+                        .and_then(unit_name)
+                });
+            (c, None)
         }
-        // kubepods-<qos>-pod<uid>.slice (systemd) or pod<uid> (cgroupfs).
-        let slice = part.strip_suffix(".slice").unwrap_or(part);
-        if let Some(uid) = slice.rsplit_once("pod").map(|(_, u)| u.replace('_', "-")) {
-            if is_uid(&uid) && (slice.starts_with("kubepods") || slice.starts_with("pod")) {
-                pod = Some(uid);
+        b"kubepods.slice" => {
+            // [kubepods-<qos>.slice/]kubepods[-<qos>]-pod<uid>.slice
+            let mut p = parts.next().unwrap_or_default();
+            let qos = |p: &[u8]| {
+                [&b"kubepods-burstable.slice"[..], b"kubepods-besteffort.slice"].contains(&p)
+            };
+            if qos(p) {
+                p = parts.next().unwrap_or_default();
             }
+            let pod = p
+                .strip_suffix(b".slice")
+                .and_then(|s| {
+                    [
+                        &b"kubepods-pod"[..],
+                        b"kubepods-burstable-pod",
+                        b"kubepods-besteffort-pod",
+                    ]
+                    .iter()
+                    .find_map(|pre| s.strip_prefix(*pre))
+                })
+                .and_then(uid_of);
+            let Some(pod) = pod else {
+                return (None, None);
+            };
+            let c = parts.next().and_then(|p| {
+                wrapped(p, &["cri-containerd-", "crio-", "docker-"], ".scope")
+            });
+            (c, Some(pod))
         }
+        b"kubepods" => {
+            // [<qos>/]pod<uid>/<64 hex>
+            let mut p = parts.next().unwrap_or_default();
+            if p == b"burstable" || p == b"besteffort" {
+                p = parts.next().unwrap_or_default();
+            }
+            let Some(pod) = p.strip_prefix(b"pod").and_then(uid_of) else {
+                return (None, None);
+            };
+            (parts.next().and_then(id), Some(pod))
+        }
+        _ => (None, None),
     }
-    (container, pod)
 }
 
-/// The container ID and pod UID in a `/proc/PID/cgroup` text: the v2 line
-/// (`0::PATH`) if it names them, else the first v1 line that does.
-pub fn parse_cgroup(text: &str) -> (Option<String>, Option<String>) {
-    let mut best = (None, None);
-    let mut lines: Vec<(&str, &str)> = text
-        .lines()
+/// The container ID and pod UID a `/proc/PID/cgroup` text claims: the v2
+/// line (`0::PATH`) if it names them, else the first v1 line that does.
+pub fn parse_cgroup(text: &[u8]) -> Claim {
+    let mut lines: Vec<(&[u8], &[u8])> = text
+        .split(|&b| b == b'\n')
         .filter_map(|l| {
-            let mut it = l.splitn(3, ':');
+            let mut it = l.splitn(3, |&b| b == b':');
             Some((it.next()?, it.nth(1)?))
         })
         .collect();
     // The unified hierarchy first.
-    lines.sort_by_key(|(h, _)| *h != "0");
+    lines.sort_by_key(|(h, _)| *h != b"0");
+    let mut best: Claim = (None, None);
     for (_, path) in lines {
         let (c, p) = parse_path(path);
         if best.0.is_none() {
@@ -132,71 +252,330 @@ pub fn parse_cgroup(text: &str) -> (Option<String>, Option<String>) {
     best
 }
 
-/// The processes that name namespaces `ids` under `proc_root`, in one walk
-/// over the processes: per namespace the lowest PID whose command is
-/// `pause` (a pod's sandbox), else the lowest PID. Namespaces without a
-/// process are left out.
-pub fn representatives(proc_root: &Path, ids: &[NsId]) -> HashMap<NsId, u32> {
-    let mut lowest: HashMap<NsId, u32> = HashMap::new();
-    let mut pause: HashMap<NsId, u32> = HashMap::new();
+/// The start time of a process (field 22 of `/proc/PID/stat`, in clock
+/// ticks since boot). The command name (field 2) may hold spaces and
+/// parentheses, so fields are counted after the last `)`.
+pub fn start_time(stat: &[u8]) -> Option<u64> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    // Field 3 (state) is the first after the name; 22 is the 20th.
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// A process that names a namespace, and the one to check it is still
+/// there: its PID and start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Representative {
+    pub pid: u32,
+    pub start: u64,
+}
+
+/// What is known of the host, to keep its namespaces unlabelled.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Host {
+    /// PID 1's network namespace, if it can be looked at.
+    pub net: Option<NsId>,
+    /// PID 1's UTS namespace, if it can be looked at.
+    pub uts: Option<NsId>,
+    /// Our own network and UTS namespaces.
+    pub own_net: Option<NsId>,
+    pub own_uts: Option<NsId>,
+}
+
+impl Host {
+    /// What `proc_root` and our own /proc tell now.
+    pub fn look(proc_root: &Path) -> Host {
+        let of = |p: &Path| NsId::of(p).ok();
+        Host {
+            net: of(&proc_root.join("1/ns/net")),
+            uts: of(&proc_root.join("1/ns/uts")),
+            own_net: NsId::own(),
+            own_uts: of(Path::new("/proc/self/ns/uts")),
+        }
+    }
+
+    /// Whether network namespace `id` is, or may be, the host's.
+    pub fn may_be_host_net(&self, id: NsId) -> bool {
+        id.ino == NET_NS_INIT_INO
+            || Some(id) == self.net
+            || (self.net.is_none() && Some(id) == self.own_net)
+    }
+
+    fn shared_uts(&self, id: NsId) -> bool {
+        id.ino == UTS_NS_INIT_INO || Some(id) == self.uts || Some(id) == self.own_uts
+    }
+}
+
+/// What the processes of one namespace said.
+#[derive(Debug, Default)]
+pub struct Named {
+    pub labels: Labels,
+    /// `None` when no process could be read: nothing to re-check.
+    pub representative: Option<Representative>,
+    /// Reads that failed: the labels may be missing something, and the
+    /// lookup should be tried again.
+    pub problems: Vec<String>,
+    /// Why a label was left out although processes claimed one (they
+    /// disagree).
+    pub ambiguous: Option<String>,
+}
+
+/// One process's evidence.
+struct Evidence {
+    pid: u32,
+    start: u64,
+    claim: Claim,
+    uts: NsId,
+}
+
+fn io(e: Errno) -> std::io::Error {
+    e.into()
+}
+
+/// Whether an error means the process is gone (or never was).
+fn gone(e: Errno) -> bool {
+    matches!(e, Errno::NOENT | Errno::SRCH)
+}
+
+fn ns_at(dir: BorrowedFd<'_>, name: &str) -> Result<NsId, Errno> {
+    let m = rustix::fs::statat(dir, name, AtFlags::empty())?;
+    Ok(NsId {
+        dev: m.st_dev,
+        ino: m.st_ino,
+    })
+}
+
+/// Reads a small /proc file through the process's directory descriptor.
+fn read_at(dir: BorrowedFd<'_>, name: &str) -> Result<Vec<u8>, Errno> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+        Mode::empty(),
+    )?;
+    let mut out = Vec::with_capacity(512);
+    let mut buf = [0u8; 4096];
+    loop {
+        match rustix::io::read(&fd, &mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+        // A cgroup path is at most a few KiB; more is not a /proc file.
+        if out.len() > 64 * 1024 {
+            return Err(Errno::FBIG);
+        }
+    }
+}
+
+/// Opens a process's directory under the proc root (which the
+/// administrator chose: a mount of /proc, or in tests a tree of links to
+/// its entries, so links are followed here).
+fn open_process(proc_root: &Path, pid: u32) -> Result<OwnedFd, Errno> {
+    rustix::fs::open(
+        proc_root.join(pid.to_string()),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// One process's evidence, `Ok(None)` if it is gone or no longer in `ns`.
+fn evidence(proc_root: &Path, pid: u32, ns: NsId) -> Result<Option<(Evidence, OwnedFd)>, String> {
+    let dir = match open_process(proc_root, pid) {
+        Ok(d) => d,
+        Err(e) if gone(e) => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "cannot open {}: {}",
+                proc_root.join(pid.to_string()).display(),
+                io(e)
+            ))
+        }
+    };
+    let d = dir.as_fd();
+    let said = |what: &str, e: Errno| {
+        format!(
+            "cannot read {}: {}",
+            proc_root.join(pid.to_string()).join(what).display(),
+            io(e)
+        )
+    };
+    let step = |r: Result<NsId, Errno>, what: &str| -> Result<Option<NsId>, String> {
+        match r {
+            Ok(id) => Ok(Some(id)),
+            Err(e) if gone(e) => Ok(None),
+            Err(e) => Err(said(what, e)),
+        }
+    };
+    if step(ns_at(d, "ns/net"), "ns/net")? != Some(ns) {
+        return Ok(None);
+    }
+    let cgroup = match read_at(d, "cgroup") {
+        Ok(c) => c,
+        Err(e) if gone(e) => return Ok(None),
+        Err(e) => return Err(said("cgroup", e)),
+    };
+    let start = match read_at(d, "stat") {
+        Ok(s) => start_time(&s).ok_or_else(|| {
+            format!(
+                "cannot read {}: no start time",
+                proc_root.join(pid.to_string()).join("stat").display()
+            )
+        })?,
+        Err(e) if gone(e) => return Ok(None),
+        Err(e) => return Err(said("stat", e)),
+    };
+    let Some(uts) = step(ns_at(d, "ns/uts"), "ns/uts")? else {
+        return Ok(None);
+    };
+    // Still the same process in the same namespace: what was read is its.
+    if step(ns_at(d, "ns/net"), "ns/net")? != Some(ns) {
+        return Ok(None);
+    }
+    let e = Evidence {
+        pid,
+        start,
+        claim: parse_cgroup(&cgroup),
+        uts,
+    };
+    Ok(Some((e, dir)))
+}
+
+/// The one value every item has, if they all have the same.
+fn agreed<T: PartialEq + Clone>(mut it: impl Iterator<Item = T>) -> Result<T, ()> {
+    let first = it.next().ok_or(())?;
+    if it.all(|x| x == first) {
+        Ok(first)
+    } else {
+        Err(())
+    }
+}
+
+/// Derives the labels of network namespace `ns` from its processes `pids`
+/// (see the module doc for the rules).
+pub fn derive(proc_root: &Path, ns: NsId, pids: &[u32], host: &Host) -> Named {
+    let mut named = Named::default();
+    if host.may_be_host_net(ns) {
+        return named;
+    }
+    let mut seen: Vec<(Evidence, OwnedFd)> = Vec::new();
+    for &pid in pids {
+        match evidence(proc_root, pid, ns) {
+            Ok(Some(e)) => seen.push(e),
+            Ok(None) => {}
+            Err(p) => named.problems.push(p),
+        }
+    }
+    if !named.problems.is_empty() {
+        // Labels from some processes only could be wrong: none, and the
+        // caller tries again.
+        seen.clear();
+    }
+    // The earliest-started process (the lowest PID among equals).
+    let Some(first) = seen
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, (e, _))| (e.start, e.pid))
+        .map(|(i, _)| i)
+    else {
+        return named;
+    };
+    named.representative = Some(Representative {
+        pid: seen[first].0.pid,
+        start: seen[first].0.start,
+    });
+    let pod = agreed(seen.iter().map(|(e, _)| e.claim.1.clone()));
+    let container = agreed(seen.iter().map(|(e, _)| e.claim.0.clone()));
+    named.labels.pod_uid = pod.clone().ok().flatten();
+    named.labels.container_id = match (&container, &named.labels.pod_uid) {
+        (Ok(c), _) => c.clone(),
+        // A pod's containers share its namespace: the sandbox started
+        // first, unless another container's process started in the same
+        // tick.
+        (Err(()), Some(_)) => {
+            let (sandbox, _) = &seen[first];
+            let tie = seen
+                .iter()
+                .any(|(e, _)| e.start == sandbox.start && e.claim.0 != sandbox.claim.0);
+            if tie {
+                None
+            } else {
+                sandbox.claim.0.clone()
+            }
+        }
+        (Err(()), None) => None,
+    };
+    let claims = seen
+        .iter()
+        .any(|(e, _)| e.claim.0.is_some() || e.claim.1.is_some());
+    if claims && (pod.is_err() || named.labels.container_id.is_none() && container.is_err()) {
+        let pids: Vec<String> = seen
+            .iter()
+            .map(|(e, _)| {
+                let c = e.claim.0.as_deref().unwrap_or("none");
+                let p = e.claim.1.as_deref().unwrap_or("none");
+                format!("{} (container {c}, pod {p})", e.pid)
+            })
+            .take(4)
+            .collect();
+        named.ambiguous = Some(format!(
+            "its processes disagree on the container or pod, so those tags are left out: {}",
+            pids.join(", ")
+        ));
+    }
+    match agreed(seen.iter().map(|(e, _)| e.uts)) {
+        Ok(uts) if !host.shared_uts(uts) => match hostname_in(seen[first].1.as_fd()) {
+            Ok(h) => named.labels.hostname = Some(h),
+            Err(e) => named.problems.push(format!(
+                "cannot read the hostname of {}: {e}",
+                proc_root.join(seen[first].0.pid.to_string()).display()
+            )),
+        },
+        _ => {}
+    }
+    named
+}
+
+/// Whether `rep` still runs in namespace `ns` (the same process: same PID
+/// and start time).
+pub fn still_there(proc_root: &Path, rep: Representative, ns: NsId) -> bool {
+    let Ok(dir) = open_process(proc_root, rep.pid) else {
+        return false;
+    };
+    let d = dir.as_fd();
+    ns_at(d, "ns/net").ok() == Some(ns)
+        && read_at(d, "stat").ok().and_then(|s| start_time(&s)) == Some(rep.start)
+}
+
+/// The processes of each namespace in `ids` under `proc_root`, in one walk.
+pub fn members(proc_root: &Path, ids: &[NsId]) -> HashMap<NsId, Vec<u32>> {
+    let mut found: HashMap<NsId, Vec<u32>> = HashMap::new();
     let _ = super::each_process(proc_root, |pid, ns| {
-        if !ids.contains(&ns) {
-            return;
-        }
-        let l = lowest.entry(ns).or_insert(pid);
-        *l = (*l).min(pid);
-        if pause.get(&ns).is_some_and(|&p| p < pid) {
-            return;
-        }
-        let comm = std::fs::read(proc_root.join(pid.to_string()).join("comm"));
-        if comm.is_ok_and(|c| c.trim_ascii_end() == b"pause") {
-            pause.insert(ns, pid);
+        if ids.contains(&ns) {
+            found.entry(ns).or_default().push(pid);
         }
     });
-    lowest.extend(pause);
-    lowest
+    found
 }
 
-/// Looks up the labels of process `pid` under `proc_root`. Errors say what
-/// could not be read; the labels found so far are still returned.
-pub fn lookup(proc_root: &Path, pid: u32) -> (Labels, Vec<String>) {
-    let dir = proc_root.join(pid.to_string());
-    let mut labels = Labels::default();
-    let mut problems = Vec::new();
-    match std::fs::read_to_string(dir.join("cgroup")) {
-        Ok(text) => (labels.container_id, labels.pod_uid) = parse_cgroup(&text),
-        Err(e) => problems.push(format!("cannot read {}: {e}", dir.join("cgroup").display())),
-    }
-    let uts = dir.join("ns/uts");
-    let own = NsId::of(Path::new("/proc/self/ns/uts")).ok();
-    match NsId::of(&uts) {
-        Ok(id) if Some(id) == own => {}
-        Ok(_) => match hostname_in(&uts) {
-            Ok(h) => labels.hostname = Some(h),
-            Err(e) => problems.push(e),
-        },
-        Err(e) => problems.push(format!("cannot look at {}: {e}", uts.display())),
-    }
-    (labels, problems)
-}
-
-/// The hostname of the UTS namespace `path` refers to, read by a helper
-/// thread that joins it (the caller's threads never change namespace).
-fn hostname_in(path: &Path) -> Result<String, String> {
+/// The hostname of the UTS namespace of the process whose /proc directory
+/// is `dir`, read by a helper thread that joins it (the caller's threads
+/// never change namespace).
+fn hostname_in(dir: BorrowedFd<'_>) -> Result<String, String> {
     let read = || -> Result<String, String> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let file = rustix::fs::openat(
+            dir,
+            "ns/uts",
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("cannot open its UTS namespace: {}", io(e)))?;
         move_into_link_name_space(
             file.as_fd(),
             Some(LinkNameSpaceType::HostNameAndNISDomainName),
         )
-        .map_err(|e| {
-            format!(
-                "cannot enter UTS namespace {}: {}",
-                path.display(),
-                std::io::Error::from(e)
-            )
-        })?;
+        .map_err(|e| format!("cannot enter its UTS namespace: {}", io(e)))?;
         let name = rustix::system::uname();
         Ok(name.nodename().to_string_lossy().into_owned())
     };
@@ -218,8 +597,8 @@ mod tests {
     const ID: &str = "4f1d2a3b5c6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8";
     const UID: &str = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
 
-    fn parsed(text: &str) -> (Option<String>, Option<String>) {
-        parse_cgroup(text)
+    fn parsed(text: &str) -> Claim {
+        parse_cgroup(text.as_bytes())
     }
 
     #[test]
@@ -227,66 +606,144 @@ mod tests {
         let uid_ = UID.replace('-', "_");
         let id = || Some(ID.to_string());
         let uid = || Some(UID.to_string());
-        // Docker, cgroup v2 with the systemd driver.
-        assert_eq!(
-            parsed(&format!("0::/system.slice/docker-{ID}.scope\n")),
-            (id(), None)
-        );
-        // Docker, cgroup v1 with the cgroupfs driver.
-        assert_eq!(
-            parsed(&format!(
-                "12:pids:/docker/{ID}\n11:cpu,cpuacct:/docker/{ID}\n0::/\n"
-            )),
-            (id(), None)
-        );
-        // containerd under Kubernetes, systemd driver, Burstable QoS.
-        assert_eq!(
-            parsed(&format!(
-                "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/cri-containerd-{ID}.scope\n"
-            )),
-            (id(), uid())
-        );
-        // Guaranteed QoS has no QoS level.
-        assert_eq!(
-            parsed(&format!(
-                "0::/kubepods.slice/kubepods-pod{uid_}.slice/cri-containerd-{ID}.scope\n"
-            )),
-            (id(), uid())
-        );
-        // Kubernetes, cgroupfs driver, cgroup v1.
-        assert_eq!(
-            parsed(&format!("10:memory:/kubepods/besteffort/pod{UID}/{ID}\n")),
-            (id(), uid())
-        );
-        // CRI-O and Podman.
-        assert_eq!(
-            parsed(&format!("0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{uid_}.slice/crio-{ID}.scope\n")),
-            (id(), uid())
-        );
-        assert_eq!(
-            parsed(&format!("0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/container\n")),
-            (id(), None)
-        );
-        // systemd-nspawn machines, named.
-        assert_eq!(
-            parsed("0::/machine.slice/systemd-nspawn@web\\x2d1.service/payload\n"),
-            (Some("web-1".into()), None)
-        );
-        assert_eq!(
-            parsed("0::/machine.slice/machine-db.scope/payload\n"),
-            (Some("db".into()), None)
-        );
-        // Not containers.
-        for text in [
-            "0::/init.scope\n",
-            "0::/system.slice/ssh.service\n",
-            "0::/user.slice/user-1000.slice/session-3.scope\n",
-            "0::/system.slice/docker-notanid.scope\n",
-            "",
-            "garbage",
+        for (text, want) in [
+            // Docker, cgroup v2 with the systemd driver.
+            (format!("0::/system.slice/docker-{ID}.scope\n"), (id(), None)),
+            // Docker, cgroup v1 with the cgroupfs driver.
+            (
+                format!("12:pids:/docker/{ID}\n11:cpu,cpuacct:/docker/{ID}\n0::/\n"),
+                (id(), None),
+            ),
+            // containerd under Kubernetes, systemd driver, Burstable QoS.
+            (
+                format!("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/cri-containerd-{ID}.scope\n"),
+                (id(), uid()),
+            ),
+            // Guaranteed QoS has no QoS level.
+            (
+                format!("0::/kubepods.slice/kubepods-pod{uid_}.slice/cri-containerd-{ID}.scope\n"),
+                (id(), uid()),
+            ),
+            // The pod's own slice: a pod, no container.
+            (
+                format!("0::/kubepods.slice/kubepods-pod{uid_}.slice\n"),
+                (None, uid()),
+            ),
+            // Kubernetes, cgroupfs driver, cgroup v1.
+            (
+                format!("10:memory:/kubepods/besteffort/pod{UID}/{ID}\n"),
+                (id(), uid()),
+            ),
+            // CRI-O and Podman.
+            (
+                format!("0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{uid_}.slice/crio-{ID}.scope\n"),
+                (id(), uid()),
+            ),
+            (format!("0::/machine.slice/libpod-{ID}.scope/container\n"), (id(), None)),
+            // systemd-nspawn machines, named.
+            (
+                "0::/machine.slice/systemd-nspawn@web\\x2d1.service/payload\n".into(),
+                (Some("web-1".into()), None),
+            ),
+            (
+                "0::/machine.slice/machine-db.scope/payload\n".into(),
+                (Some("db".into()), None),
+            ),
         ] {
-            assert_eq!(parsed(text), (None, None), "{text:?}");
+            assert_eq!(parsed(&text), want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn runtime_names_elsewhere_name_nothing() {
+        let uid_ = UID.replace('-', "_");
+        for text in [
+            "0::/init.scope\n".to_string(),
+            "0::/system.slice/ssh.service\n".into(),
+            "0::/user.slice/user-1000.slice/session-3.scope\n".into(),
+            "0::/system.slice/docker-notanid.scope\n".into(),
+            String::new(),
+            "garbage".into(),
+            // A user's delegated subtree: any name can be made there.
+            format!("0::/user.slice/user-1000.slice/user@1000.service/app.slice/docker-{ID}.scope\n"),
+            format!("0::/user.slice/user-1000.slice/user@1000.service/kubepods-pod{uid_}.slice/cri-containerd-{ID}.scope\n"),
+            format!("0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope\n"),
+            format!("0::/system.slice/foo.service/docker-{ID}.scope\n"),
+            format!("0::/x/docker/{ID}\n"),
+            format!("0::/x/kubepods/pod{UID}/{ID}\n"),
+            format!("0::docker/{ID}\n"),
+        ] {
+            assert_eq!(parsed(&text), (None, None), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_sub_cgroup_of_any_name_keeps_the_labels() {
+        let mut text = format!("0::/system.slice/docker-{ID}.scope/").into_bytes();
+        text.extend_from_slice(b"\xff\xfe/x\n");
+        assert_eq!(parse_cgroup(&text), (Some(ID.into()), None));
+        let mut text = b"1:name=x:/\xff\n".to_vec();
+        text.extend_from_slice(format!("0::/docker/{ID}/").as_bytes());
+        text.extend_from_slice(b"\xc3\x28\n");
+        assert_eq!(parse_cgroup(&text), (Some(ID.into()), None));
+    }
+
+    #[test]
+    fn start_times() {
+        let stat = b"42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 100 1";
+        assert_eq!(start_time(stat), Some(123456));
+        assert_eq!(start_time(b"42 (x) S 1"), None);
+        assert_eq!(start_time(b"no parens"), None);
+    }
+
+    #[test]
+    fn the_host_and_maybe_host() {
+        let ns = |ino| NsId { dev: 4, ino };
+        let h = Host {
+            net: Some(ns(10)),
+            uts: Some(ns(20)),
+            own_net: Some(ns(11)),
+            own_uts: Some(ns(21)),
+        };
+        assert!(h.may_be_host_net(ns(10)));
+        assert!(h.may_be_host_net(ns(NET_NS_INIT_INO)));
+        assert!(!h.may_be_host_net(ns(11)));
+        assert!(!h.may_be_host_net(ns(12)));
+        // PID 1 unseen: our own namespace may be the host's.
+        let blind = Host { net: None, ..h };
+        assert!(blind.may_be_host_net(ns(11)));
+        assert!(!blind.may_be_host_net(ns(12)));
+        assert!(h.shared_uts(ns(UTS_NS_INIT_INO)));
+        assert!(h.shared_uts(ns(20)) && h.shared_uts(ns(21)));
+        assert!(!h.shared_uts(ns(22)));
+    }
+
+    #[test]
+    fn processes_that_are_gone_or_elsewhere_are_skipped_without_a_word() {
+        let own = NsId::own().unwrap();
+        let other = NsId { dev: own.dev, ino: own.ino ^ 1 };
+        let host = Host::default();
+        // PID 0 never has a /proc entry; our own process is in `own`, not
+        // `other`.
+        let me = std::process::id();
+        let n = derive(Path::new("/proc"), other, &[0, me], &host);
+        assert!(n.problems.is_empty() && n.ambiguous.is_none(), "{n:?}");
+        assert_eq!((n.representative, n.labels), (None, Labels::default()));
+        // Our own process in our own namespace is read.
+        let (e, _) = evidence(Path::new("/proc"), me, own).unwrap().unwrap();
+        assert_eq!(e.pid, me);
+        let rep = Representative { pid: me, start: e.start };
+        assert!(still_there(Path::new("/proc"), rep, own));
+        let reused = Representative { start: e.start + 1, ..rep };
+        assert!(!still_there(Path::new("/proc"), reused, own));
+        assert!(!still_there(Path::new("/proc"), rep, other));
+    }
+
+    #[test]
+    fn agreement() {
+        assert_eq!(agreed([1, 1, 1].into_iter()), Ok(1));
+        assert_eq!(agreed([1, 2].into_iter()), Err(()));
+        assert_eq!(agreed(std::iter::empty::<u8>()), Err(()));
     }
 
     #[test]
