@@ -186,7 +186,7 @@ struct Args {
 
     /// The path of the metrics page when serving (default /metrics).
     /// Example: --web.telemetry-path /metrics
-    #[arg(long = "web.telemetry-path", value_name = "PATH", requires = "listen")]
+    #[arg(long = "web.telemetry-path", value_name = "PATH")]
     telemetry_path: Option<String>,
 
     /// Serve on the sockets systemd passes (socket activation, LISTEN_FDS)
@@ -296,11 +296,55 @@ fn check_output(path: PathBuf) -> Result<OutputFile, clap::Error> {
 /// fully allocated; not registered there).
 pub const DEFAULT_LISTEN: &str = ":10273";
 
+/// One `--listen` address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// `:PORT`: every address, IPv4 and IPv6.
+    Any(u16),
+    /// `localhost:PORT`: 127.0.0.1 and ::1 (where IPv6 is present).
+    Localhost(u16),
+    /// `IPV4:PORT` or `[IPV6]:PORT`.
+    Addr(std::net::SocketAddr),
+}
+
+/// The forms `--listen` takes, for error messages.
+const LISTEN_FORMS: &str =
+    "give :PORT (every address), IPV4:PORT, [IPV6]:PORT or localhost:PORT, PORT from 0 to 65535";
+
+impl ListenAddr {
+    /// Parses one `--listen` value; host names other than `localhost` are
+    /// not resolved (a name's addresses change; say the address).
+    pub fn parse(s: &str) -> Result<ListenAddr, String> {
+        let bad =
+            |why: &str| format!("invalid value '{s}' for '--listen <ADDR>': {why}; {LISTEN_FORMS}");
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+        if port.is_empty() || port.starts_with('+') {
+            return Err(bad("no port"));
+        }
+        let port: u16 = port.parse().map_err(|_| bad("not a port"))?;
+        match host {
+            "" => Ok(ListenAddr::Any(port)),
+            "localhost" => Ok(ListenAddr::Localhost(port)),
+            h if h.starts_with('[') && h.ends_with(']') => h[1..h.len() - 1]
+                .parse::<std::net::Ipv6Addr>()
+                .map(|ip| ListenAddr::Addr((ip, port).into()))
+                .map_err(|_| bad("not an IPv6 address")),
+            h if h.contains(':') => Err(bad("an IPv6 address goes in brackets")),
+            h => h
+                .parse::<std::net::Ipv4Addr>()
+                .map(|ip| ListenAddr::Addr((ip, port).into()))
+                .map_err(|_| {
+                    bad("not an IP address (host names other than localhost are not resolved)")
+                }),
+        }
+    }
+}
+
 /// `--listen`: HTTP serving.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Serve {
     /// Addresses to bind (empty with `systemd_socket`).
-    pub listen: Vec<String>,
+    pub listen: Vec<ListenAddr>,
     /// The metrics page, starting with `/`.
     pub path: String,
     /// Take the listening sockets systemd passes.
@@ -400,22 +444,42 @@ impl Config {
                 "--web.systemd-socket serves over HTTP: it does not combine with --execd, --interval, --output or --timestamp",
             ));
         }
+        if a.systemd_socket && !a.listen.is_empty() {
+            return Err(Args::command().error(
+                ErrorKind::ArgumentConflict,
+                "--web.systemd-socket serves on the sockets systemd passes: leave out --listen",
+            ));
+        }
+        if a.telemetry_path.is_some() && !serving {
+            return Err(Args::command().error(
+                ErrorKind::MissingRequiredArgument,
+                "--web.telemetry-path needs --listen or --web.systemd-socket",
+            ));
+        }
         let path = a
             .telemetry_path
             .clone()
             .unwrap_or_else(|| "/metrics".into());
-        if !path.starts_with('/') || path.len() > 1024 || path.bytes().any(|b| b <= b' ') {
+        if !path.starts_with('/')
+            || path.len() > 1024
+            || path
+                .bytes()
+                .any(|b| b <= b' ' || b == b'?' || b == b'#' || b >= 0x7f)
+        {
             return Err(Args::command().error(
                 ErrorKind::InvalidValue,
-                format!("invalid value '{path}' for '--web.telemetry-path <PATH>': a path starting with '/', without spaces"),
+                format!("invalid value '{path}' for '--web.telemetry-path <PATH>': a path starting with '/', of printable ASCII without spaces, '?' or '#'"),
             ));
         }
-        let serve = serving.then(|| Serve {
-            listen: if a.systemd_socket {
-                Vec::new()
-            } else {
-                a.listen.clone()
-            },
+        let mut listen = Vec::new();
+        for l in &a.listen {
+            listen.push(
+                ListenAddr::parse(l)
+                    .map_err(|e| Args::command().error(ErrorKind::InvalidValue, e))?,
+            );
+        }
+        let serve = serving.then_some(Serve {
+            listen,
             path,
             systemd_socket: a.systemd_socket,
         });
@@ -658,7 +722,7 @@ mod tests {
     fn serve_flags() {
         let c = Config::parse(["t", "--listen"]).unwrap();
         let s = c.serve.unwrap();
-        assert_eq!(s.listen, [":10273"]);
+        assert_eq!(s.listen, [ListenAddr::Any(10273)]);
         assert_eq!(s.path, "/metrics");
         assert_eq!(c.format, Format::Prometheus);
         let c = Config::parse([
@@ -672,7 +736,19 @@ mod tests {
         ])
         .unwrap();
         let s = c.serve.unwrap();
-        assert_eq!(s.listen, ["127.0.0.1:9999", "[::1]:9999"]);
+        assert_eq!(
+            s.listen,
+            [
+                ListenAddr::Addr("127.0.0.1:9999".parse().unwrap()),
+                ListenAddr::Addr("[::1]:9999".parse().unwrap())
+            ]
+        );
+        let c = Config::parse(["t", "--listen", "localhost:0", "--web.systemd-socket"]);
+        assert_eq!(c.unwrap_err().exit_code(), 2);
+        let c = Config::parse(["t", "--web.systemd-socket", "--web.telemetry-path", "/m"]);
+        assert_eq!(c.unwrap().serve.unwrap().path, "/m");
+        let c = Config::parse(["t", "--listen", "localhost:0"]).unwrap();
+        assert_eq!(c.serve.unwrap().listen, [ListenAddr::Localhost(0)]);
         assert_eq!(s.path, "/m");
         assert!(Config::parse(["t"]).unwrap().serve.is_none());
         for bad in [
@@ -682,6 +758,16 @@ mod tests {
             &["t", "--listen", "--web.telemetry-path", "metrics"],
             &["t", "--web.telemetry-path", "/m"],
             &["t", "--web.systemd-socket", "--interval", "1s"],
+            &["t", "--listen", "/m?x", "--web.telemetry-path", "/m?x"],
+            &["t", "--listen", ":1", "--web.telemetry-path", "/m#x"],
+            &["t", "--listen", "garbage"],
+            &["t", "--listen", ":65536"],
+            &["t", "--listen", ""],
+            &["t", "--listen", "::1:9999"],
+            &["t", "--listen", "10273"],
+            &["t", "--listen", "example.org:80"],
+            &["t", "--listen", "[nonsense]:80"],
+            &["t", "--listen", "1.2.3.4:"],
         ] {
             let e = Config::parse(bad.iter().copied()).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");

@@ -14,13 +14,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use rustix::fs::FileType;
 use rustix::io::Errno;
-use rustix::pipe::PipeFlags;
 use telegraf_netstat::log::Logger;
 use telegraf_netstat::sink::Delivery;
 
 use crate::gather::{Gatherer, Listen, Outcome, EXIT_GATHER_FAILED, EXIT_OK};
+use crate::signals::{signal_pipe, StdinRole};
 use crate::throttle::{say, ErrorThrottle};
 use telegraf_netstat::cli::Config;
 
@@ -39,32 +38,6 @@ pub fn next_tick(first: Instant, interval: Duration, now: Instant) -> Instant {
         (offset % 1_000_000_000) as u32,
     );
     first.checked_add(offset).unwrap_or_else(|| now + interval)
-}
-
-/// What stdin means to the loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StdinRole {
-    /// `--execd`: each line asks for a gather; EOF ends the loop.
-    Ticks,
-    /// `--interval` with stdin on a pipe or socket (Telegraf's execd with
-    /// `signal = "none"`): what arrives is ignored; EOF ends the loop.
-    EndOnly,
-    /// `--interval` with stdin on a terminal, `/dev/null` or a file (a
-    /// shell, systemd): not looked at.
-    Ignored,
-}
-
-impl StdinRole {
-    pub(crate) fn of(execd: bool) -> StdinRole {
-        if execd {
-            return StdinRole::Ticks;
-        }
-        match rustix::fs::fstat(rustix::stdio::stdin()).map(|s| FileType::from_raw_mode(s.st_mode))
-        {
-            Ok(FileType::Fifo | FileType::Socket) => StdinRole::EndOnly,
-            _ => StdinRole::Ignored,
-        }
-    }
 }
 
 /// The loop's ears: the signal pipe and stdin.
@@ -205,20 +178,6 @@ impl Listen for Control {
 enum Wake {
     Gather,
     Exit,
-}
-
-/// Signals only write to a pipe, read by `poll`: a line is never cut short
-/// by a handler, and a blocked loop still hears them.
-pub(crate) fn signal_pipe() -> std::io::Result<OwnedFd> {
-    let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-    let w2 = w.try_clone()?;
-    for (sig, fd) in [
-        (signal_hook::consts::SIGTERM, w),
-        (signal_hook::consts::SIGINT, w2),
-    ] {
-        signal_hook::low_level::pipe::register(sig, fd)?;
-    }
-    Ok(r)
 }
 
 pub fn run(config: Config) -> ExitCode {

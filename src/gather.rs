@@ -247,8 +247,6 @@ pub struct Gatherer {
     bufs: Buffers,
     out: Vec<u8>,
     stdout: Stdout,
-    /// This gather's error messages.
-    errors: Vec<String>,
 }
 
 impl Gatherer {
@@ -285,7 +283,6 @@ impl Gatherer {
             bufs: Buffers::default(),
             out: Vec::with_capacity(1024),
             stdout: Stdout::new(),
-            errors: Vec::new(),
             config,
         }
     }
@@ -310,12 +307,11 @@ impl Gatherer {
     }
 
     /// One gather over every namespace, encoded into `encoded()`; what
-    /// failed is said on stderr and kept in `errors()`.
+    /// failed is said on stderr.
     pub fn collect(&mut self, listen: &mut dyn Listen) -> Collected {
         let time =
             (self.config.timestamp || self.config.format.always_stamped()).then(SystemTime::now);
         self.results.clear();
-        self.errors.clear();
         let failed = match self.resolve() {
             Ok(failed) => match self.count(listen) {
                 Some(n) => failed + n,
@@ -335,11 +331,6 @@ impl Gatherer {
         &self.out
     }
 
-    /// The last gather's errors, as their `E! ` lines would say them.
-    pub fn errors(&self) -> &[String] {
-        &self.errors
-    }
-
     /// Brings the slots up to date with the namespaces that exist now.
     /// Returns how many `--netns` paths do not resolve (each said), or
     /// `Err` when `--all-netns` cannot list the namespaces (said).
@@ -357,10 +348,6 @@ impl Gatherer {
                             slot.collector = None;
                             slot.tag = Some(netns::tag_for(path));
                             failed += 1;
-                            self.errors.push(format!(
-                                "gather failed{}: {e}",
-                                context(slot.tag.as_deref())
-                            ));
                             let said = slot.throttle.failed(
                                 &context(slot.tag.as_deref()),
                                 e.to_string(),
@@ -394,7 +381,6 @@ impl Gatherer {
                             if self.unreadable.warn(now) {
                                 self.log.error(format_args!("{msg}"));
                             }
-                            self.errors.push(msg);
                         } else {
                             self.unreadable = WarnOnce::default();
                         }
@@ -424,7 +410,6 @@ impl Gatherer {
                     }
                     Err(e) => {
                         let msg = format!("cannot list the network namespaces: {e}");
-                        self.errors.push(format!("gather failed: {msg}"));
                         let said = self.scan_throttle.failed("", msg, now);
                         say(&self.log, said);
                         Err(())
@@ -523,7 +508,6 @@ impl Gatherer {
                 Err(e) if all && vanished(&e) => slot.collector = None,
                 Err(e) => {
                     failed += 1;
-                    self.errors.push(format!("gather failed{context}: {e}"));
                     say(&log, throttle.failed(&context, e.to_string(), now));
                 }
             }

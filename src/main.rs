@@ -3,6 +3,7 @@
 mod execd;
 mod gather;
 mod serve;
+mod signals;
 mod throttle;
 
 use std::process::ExitCode;

@@ -104,13 +104,25 @@ impl Proc {
     }
 
     fn add(&self, as_pid: u32, real: u32, comm: &str, cgroup: Option<&str>) {
-        self.add_started(as_pid, real, comm, cgroup.map(str::as_bytes), 1000 + as_pid as u64);
+        self.add_started(
+            as_pid,
+            real,
+            comm,
+            cgroup.map(str::as_bytes),
+            1000 + as_pid as u64,
+        );
     }
 
     /// An entry whose network namespace is `real`'s and UTS namespace
     /// `uts`'s.
     fn add_mixed(&self, as_pid: u32, real: u32, uts: u32, comm: &str, cgroup: &str) {
-        self.add_started(as_pid, real, comm, Some(cgroup.as_bytes()), 1000 + as_pid as u64);
+        self.add_started(
+            as_pid,
+            real,
+            comm,
+            Some(cgroup.as_bytes()),
+            1000 + as_pid as u64,
+        );
         let link = self.0 .0.join(format!("{as_pid}/ns/uts"));
         std::fs::remove_file(&link).unwrap();
         symlink(format!("/proc/{uts}/ns/uts"), link).unwrap();
@@ -134,7 +146,8 @@ impl Proc {
 
     /// Rewrites the entry's start time (a reused PID has another).
     fn set_start(&self, pid: u32, comm: &str, start: u64) {
-        let stat = format!("{pid} ({comm}) S 1 {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0\n");
+        let stat =
+            format!("{pid} ({comm}) S 1 {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0\n");
         std::fs::write(self.0 .0.join(format!("{pid}/stat")), stat).unwrap();
     }
 
@@ -189,8 +202,20 @@ fn pods_containers_and_plain_namespaces() {
     let p = Proc::new();
     // The app container has the lower PID and calls itself "pause"; the
     // sandbox started first.
-    p.add_started(300, pod.pids[0], "pause", Some(pod_cgroup(APP).as_bytes()), 5000);
-    p.add_started(301, pod.pids[1], "pause", Some(pod_cgroup(SANDBOX).as_bytes()), 4000);
+    p.add_started(
+        300,
+        pod.pids[0],
+        "pause",
+        Some(pod_cgroup(APP).as_bytes()),
+        5000,
+    );
+    p.add_started(
+        301,
+        pod.pids[1],
+        "pause",
+        Some(pod_cgroup(SANDBOX).as_bytes()),
+        4000,
+    );
     p.add(400, docker.pids[0], "sleep", Some(&docker_v1(DOCKER)));
     p.add(
         500,
@@ -263,7 +288,13 @@ fn the_host_namespace_is_never_labelled() {
     // kube-proxy's sandbox, hostNetwork: in the host's network namespace.
     p.add_started(2, me, "pause", Some(pod_cgroup(SANDBOX).as_bytes()), 10);
     // `unshare -Ur --uts sh -c 'hostname spoofed; exec ./pause'`.
-    p.add_mixed(3, me, spoof.pids[0], "pause", "0::/user.slice/user-65534.slice\n");
+    p.add_mixed(
+        3,
+        me,
+        spoof.pids[0],
+        "pause",
+        "0::/user.slice/user-65534.slice\n",
+    );
     let out = run(&["--all-netns", "--proc-root", p.root()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(tags_of(&stdout), [t(&[("netns", "host")])], "{out:?}");
@@ -303,7 +334,10 @@ fn only_unambiguous_evidence_labels() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let got = tags_of(&stdout);
     // The hostname is the kernel's, from a namespace that is not the host's.
-    assert!(got.contains(&t(&[("hostname", "planted"), ("netns", "pid:700")])), "{out:?}");
+    assert!(
+        got.contains(&t(&[("hostname", "planted"), ("netns", "pid:700")])),
+        "{out:?}"
+    );
     assert!(got.contains(&t(&[("netns", "pid:710")])), "{out:?}");
     assert!(
         got.contains(&t(&[("container_id", DOCKER), ("netns", "pid:720")])),
@@ -312,7 +346,9 @@ fn only_unambiguous_evidence_labels() {
     let w = warnings(&out);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
-        w[0].starts_with("W! network namespace pid:710: its processes disagree on the container or pod"),
+        w[0].starts_with(
+            "W! network namespace pid:710: its processes disagree on the container or pod"
+        ),
         "{w:?}"
     );
     drop((planted, mixed, nested));
@@ -324,7 +360,13 @@ fn only_unambiguous_evidence_labels() {
 fn labels_follow_the_namespace_s_processes() {
     let b = Box::new(None, 2, Population::default);
     let p = Proc::new();
-    p.add_started(800, b.pids[0], "sleep", Some(docker_v1(DOCKER).as_bytes()), 100);
+    p.add_started(
+        800,
+        b.pids[0],
+        "sleep",
+        Some(docker_v1(DOCKER).as_bytes()),
+        100,
+    );
     let mut plugin = Plugin::start(&["--execd", "--all-netns", "--proc-root", p.root()]);
     let next = |plugin: &mut Plugin| {
         plugin.tick("\n");
@@ -335,7 +377,13 @@ fn labels_follow_the_namespace_s_processes() {
     // The container restarted in the same namespace: PID 800 is gone, 801
     // is the new container's.
     p.remove(800);
-    p.add_started(801, b.pids[1], "sleep", Some(docker_v1(APP).as_bytes()), 200);
+    p.add_started(
+        801,
+        b.pids[1],
+        "sleep",
+        Some(docker_v1(APP).as_bytes()),
+        200,
+    );
     let line = next(&mut plugin);
     assert!(line.contains(&format!("container_id={APP}")), "{line}");
     // PID 801 reused by another process (another start time, another
@@ -362,7 +410,10 @@ fn unreadable_labels_are_said_once_and_tried_again() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("W! network namespace pid:600: no container, pod or hostname tags until its processes can be read (tried again at every gather): cannot read "), "{stderr}");
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(tags_of(&stdout).contains(&t(&[("netns", "pid:600")])), "{stdout}");
+    assert!(
+        tags_of(&stdout).contains(&t(&[("netns", "pid:600")])),
+        "{stdout}"
+    );
     let mut plugin = Plugin::start(&["--execd", "--all-netns", "--proc-root", p.root()]);
     for _ in 0..3 {
         plugin.tick("\n");

@@ -187,7 +187,11 @@ fn parse_path(path: &[u8]) -> Claim {
             // [kubepods-<qos>.slice/]kubepods[-<qos>]-pod<uid>.slice
             let mut p = parts.next().unwrap_or_default();
             let qos = |p: &[u8]| {
-                [&b"kubepods-burstable.slice"[..], b"kubepods-besteffort.slice"].contains(&p)
+                [
+                    &b"kubepods-burstable.slice"[..],
+                    b"kubepods-besteffort.slice",
+                ]
+                .contains(&p)
             };
             if qos(p) {
                 p = parts.next().unwrap_or_default();
@@ -207,9 +211,9 @@ fn parse_path(path: &[u8]) -> Claim {
             let Some(pod) = pod else {
                 return (None, None);
             };
-            let c = parts.next().and_then(|p| {
-                wrapped(p, &["cri-containerd-", "crio-", "docker-"], ".scope")
-            });
+            let c = parts
+                .next()
+                .and_then(|p| wrapped(p, &["cri-containerd-", "crio-", "docker-"], ".scope"));
             (c, Some(pod))
         }
         b"kubepods" => {
@@ -690,7 +694,8 @@ mod tests {
 
     #[test]
     fn start_times() {
-        let stat = b"42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 100 1";
+        let stat =
+            b"42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 100 1";
         assert_eq!(start_time(stat), Some(123456));
         assert_eq!(start_time(b"42 (x) S 1"), None);
         assert_eq!(start_time(b"no parens"), None);
@@ -721,7 +726,10 @@ mod tests {
     #[test]
     fn processes_that_are_gone_or_elsewhere_are_skipped_without_a_word() {
         let own = NsId::own().unwrap();
-        let other = NsId { dev: own.dev, ino: own.ino ^ 1 };
+        let other = NsId {
+            dev: own.dev,
+            ino: own.ino ^ 1,
+        };
         let host = Host::default();
         // PID 0 never has a /proc entry; our own process is in `own`, not
         // `other`.
@@ -732,9 +740,15 @@ mod tests {
         // Our own process in our own namespace is read.
         let (e, _) = evidence(Path::new("/proc"), me, own).unwrap().unwrap();
         assert_eq!(e.pid, me);
-        let rep = Representative { pid: me, start: e.start };
+        let rep = Representative {
+            pid: me,
+            start: e.start,
+        };
         assert!(still_there(Path::new("/proc"), rep, own));
-        let reused = Representative { start: e.start + 1, ..rep };
+        let reused = Representative {
+            start: e.start + 1,
+            ..rep
+        };
         assert!(!still_there(Path::new("/proc"), reused, own));
         assert!(!still_there(Path::new("/proc"), rep, other));
     }
