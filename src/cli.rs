@@ -171,9 +171,10 @@ struct Args {
     #[arg(long, value_name = "MEASUREMENTS", value_delimiter = ',', value_enum)]
     only: Vec<OnlyArg>,
 
-    /// Serve Prometheus metrics over HTTP on ADDR (HOST:PORT, or :PORT for
-    /// every address; default :10273), gathering at each scrape; repeatable.
-    /// Example: --listen 127.0.0.1:10273
+    /// Serve Prometheus metrics over HTTP on ADDR, gathering at each scrape;
+    /// repeatable. ADDR is :PORT (every address, IPv4 and IPv6; default
+    /// :10273), IPV4:PORT, [IPV6]:PORT or localhost:PORT; exit 1 if it
+    /// cannot be bound. Example: --listen 127.0.0.1:10273
     #[arg(
         long = "listen",
         visible_alias = "web.listen-address",
@@ -190,7 +191,8 @@ struct Args {
     telemetry_path: Option<String>,
 
     /// Serve on the sockets systemd passes (socket activation, LISTEN_FDS)
-    /// instead of opening --listen addresses. Example: --web.systemd-socket
+    /// instead of opening --listen addresses; each must be a listening TCP
+    /// socket (exit 2 otherwise). Example: --web.systemd-socket
     #[arg(long = "web.systemd-socket")]
     systemd_socket: bool,
 
