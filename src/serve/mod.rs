@@ -100,18 +100,15 @@ fn accept_all(
         if conns.len() >= MAX_CONNECTIONS && !evict_idle(conns) {
             // Every slot is a scrape in progress.
             let mut c = Conn::new(stream, now);
-            let _ = c.gathered(
-                |_| {
-                    Answer::text(
-                        "503 Service Unavailable",
-                        "too many scrapes at once\n",
-                        false,
-                        "",
-                    )
-                },
-                now,
+            let refusal = Answer::text(
+                "503 Service Unavailable",
+                "too many scrapes at once\n",
+                false,
+                "",
             );
-            c.reset_if_unsent();
+            if c.refuse(refusal, now) == Next::Keep {
+                c.reset_if_unsent();
+            }
             continue;
         }
         let mut c = Conn::new(stream, now);
