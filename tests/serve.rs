@@ -513,19 +513,7 @@ fn complete(answer: &str) {
 fn out_of_descriptors_pauses_and_says_so_once() {
     in_netns(|| {
         let e = Exporter::start_with(&[], |cmd| {
-            // SAFETY: only setrlimit between fork and exec.
-            unsafe {
-                std::os::unix::process::CommandExt::pre_exec(cmd, || {
-                    let l = libc::rlimit {
-                        rlim_cur: 16,
-                        rlim_max: 16,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            with_fd_limit(cmd, 16, 16);
         });
         let pid = e.child.id();
         // More clients than descriptors; none sends a request.

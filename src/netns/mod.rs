@@ -47,6 +47,14 @@ impl NsId {
         })
     }
 
+    /// The namespace of an nsfs file `stat` describes.
+    pub fn of_stat(m: &rustix::fs::Stat) -> NsId {
+        NsId {
+            dev: m.st_dev,
+            ino: m.st_ino,
+        }
+    }
+
     /// The namespace this process runs in, if /proc tells.
     pub fn own() -> Option<NsId> {
         NsId::of(Path::new("/proc/self/ns/net")).ok()
@@ -108,10 +116,7 @@ impl Target {
             });
         }
         let m = rustix::fs::stat(path).map_err(open_err)?;
-        let id = NsId {
-            dev: m.st_dev,
-            ino: m.st_ino,
-        };
+        let id = NsId::of_stat(&m);
         Ok(Target {
             tag: tag_for(path),
             path: path.to_owned(),
@@ -319,11 +324,7 @@ pub fn open_socket(target: &Target) -> Result<DiagSocket, Error> {
             path: path.clone(),
             source: e.into(),
         })?;
-        if (NsId {
-            dev: m.st_dev,
-            ino: m.st_ino,
-        }) != target.id
-        {
+        if NsId::of_stat(&m) != target.id {
             return Err(Error::NetnsOpen {
                 path: path.clone(),
                 source: std::io::Error::new(
@@ -344,17 +345,27 @@ pub fn open_socket(target: &Target) -> Result<DiagSocket, Error> {
         })?;
         DiagSocket::open()
     };
+    on_helper_thread("netns", open).map_err(|source| Error::NetnsEnter {
+        path: path.clone(),
+        source,
+    })?
+}
+
+/// Runs `f` on a short-lived thread named `name` and returns what it
+/// returns: `setns(2)` moves only the calling thread, so a thread that joins
+/// another namespace is one made for it and then ended; the caller's threads
+/// never change namespace. `Err` only if the thread cannot be started; a
+/// panic in `f` is passed on.
+pub(crate) fn on_helper_thread<T: Send>(
+    name: &str,
+    f: impl FnOnce() -> T + Send,
+) -> std::io::Result<T> {
     std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name("netns".into())
+        let t = std::thread::Builder::new()
+            .name(name.into())
             .stack_size(64 * 1024)
-            .spawn_scoped(s, open)
-            .map_err(|source| Error::NetnsEnter {
-                path: path.clone(),
-                source,
-            })?
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            .spawn_scoped(s, f)?;
+        Ok(t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     })
 }
 

@@ -342,11 +342,11 @@ fn gone(e: Errno) -> bool {
 }
 
 fn ns_at(dir: BorrowedFd<'_>, name: &str) -> Result<NsId, Errno> {
-    let m = rustix::fs::statat(dir, name, AtFlags::empty())?;
-    Ok(NsId {
-        dev: m.st_dev,
-        ino: m.st_ino,
-    })
+    Ok(NsId::of_stat(&rustix::fs::statat(
+        dir,
+        name,
+        AtFlags::empty(),
+    )?))
 }
 
 /// Reads a small /proc file through the process's directory descriptor.
@@ -583,15 +583,7 @@ fn hostname_in(dir: BorrowedFd<'_>) -> Result<String, String> {
         let name = rustix::system::uname();
         Ok(name.nodename().to_string_lossy().into_owned())
     };
-    std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name("uts".into())
-            .stack_size(64 * 1024)
-            .spawn_scoped(s, read)
-            .map_err(|e| format!("cannot start a thread: {e}"))?
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-    })
+    super::on_helper_thread("uts", read).map_err(|e| format!("cannot start a thread: {e}"))?
 }
 
 #[cfg(test)]

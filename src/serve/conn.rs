@@ -161,14 +161,9 @@ impl Conn {
         }
     }
 
-    /// Answers at once without reading the request (every slot is a scrape
-    /// in progress); the caller drops the connection after this.
-    pub fn refuse(&mut self, answer: Answer, now: Instant) -> Next {
-        self.answer(answer, now)
-    }
-
-    /// Starts writing `answer`, writing what the socket takes at once.
-    fn answer(&mut self, answer: Answer, now: Instant) -> Next {
+    /// Starts writing `answer`, writing what the socket takes at once (also
+    /// for a connection refused before its request is read).
+    pub fn answer(&mut self, answer: Answer, now: Instant) -> Next {
         self.state = State::Writing { answer, done: 0 };
         self.deadline = now + WRITE_TIMEOUT;
         self.write(now)

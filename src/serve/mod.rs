@@ -106,7 +106,7 @@ fn accept_all(
                 false,
                 "",
             );
-            if c.refuse(refusal, now) == Next::Keep {
+            if c.answer(refusal, now) == Next::Keep {
                 c.reset_if_unsent();
             }
             continue;

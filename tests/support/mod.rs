@@ -1112,3 +1112,21 @@ impl Drop for Peer {
         }
     }
 }
+
+/// Makes `cmd` start with RLIMIT_NOFILE `soft`/`hard` (the binary raises its
+/// soft limit to the hard one at start).
+pub fn with_fd_limit(cmd: &mut Command, soft: u64, hard: u64) -> &mut Command {
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            let lim = libc::rlimit {
+                rlim_cur: soft as libc::rlim_t,
+                rlim_max: hard as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
