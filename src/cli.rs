@@ -314,6 +314,14 @@ const LISTEN_FORMS: &str =
     "give :PORT (every address), IPV4:PORT, [IPV6]:PORT or localhost:PORT, PORT from 0 to 65535";
 
 impl ListenAddr {
+    /// The port asked for (0: any the kernel chooses).
+    pub fn port(&self) -> u16 {
+        match *self {
+            ListenAddr::Any(p) | ListenAddr::Localhost(p) => p,
+            ListenAddr::Addr(a) => a.port(),
+        }
+    }
+
     /// Parses one `--listen` value; host names other than `localhost` are
     /// not resolved (a name's addresses change; say the address).
     pub fn parse(s: &str) -> Result<ListenAddr, String> {

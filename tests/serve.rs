@@ -617,6 +617,35 @@ fn any_address_serves_both_families() {
         }
         let _ = child.kill();
         let _ = child.wait();
+        // localhost:0 then a fixed address: the port-0 line names both
+        // loopback sockets, and only them.
+        let fixed = format!("127.0.0.1:{}", free_port());
+        // Killed when dropped, also when an assertion fails.
+        let exporter = Plugin::start(&["--listen", "localhost:0", "--listen", &fixed]);
+        let lines: Vec<String> = (0..2)
+            .map(|_| {
+                exporter
+                    .stderr
+                    .recv_timeout(Duration::from_secs(20))
+                    .unwrap_or_else(|e| panic!("no I! line: {e}"))
+            })
+            .collect();
+        assert!(
+            lines[0].starts_with("I! listening on 127.0.0.1:"),
+            "{lines:?}"
+        );
+        let port = lines[0]
+            .split(':')
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        assert!(
+            lines[1].starts_with(&format!("I! listening on [::1]:{port} ")),
+            "{lines:?}"
+        );
+        drop(exporter);
     })
 }
 

@@ -23,6 +23,9 @@ pub enum ListenError {
 /// A bound (or passed) listening socket, non-blocking.
 pub struct Listener {
     pub socket: TcpListener,
+    /// Bound for a `--listen` address with port 0: the port is the kernel's
+    /// choice, to be told.
+    pub port_chosen: bool,
 }
 
 pub fn open(serve: &Serve) -> Result<Vec<Listener>, ListenError> {
@@ -34,6 +37,7 @@ pub fn open(serve: &Serve) -> Result<Vec<Listener>, ListenError> {
     }
     let mut v = Vec::new();
     for addr in &serve.listen {
+        let first = v.len();
         match *addr {
             ListenAddr::Any(port) => v.push(any(port)?),
             ListenAddr::Localhost(port) => {
@@ -51,6 +55,9 @@ pub fn open(serve: &Serve) -> Result<Vec<Listener>, ListenError> {
                 }
             }
             ListenAddr::Addr(a) => v.push(bind(a, false)?),
+        }
+        for l in &mut v[first..] {
+            l.port_chosen = addr.port() == 0;
         }
     }
     Ok(v)
@@ -97,6 +104,7 @@ fn bind(addr: SocketAddr, dual: bool) -> Result<Listener, ListenError> {
     rustix::net::listen(&fd, BACKLOG).map_err(err)?;
     Ok(Listener {
         socket: TcpListener::from(fd),
+        port_chosen: false,
     })
 }
 
@@ -130,7 +138,10 @@ fn from_systemd(pid: Option<&str>, fds: Option<&str>) -> Result<Vec<Listener>, L
         let l = TcpListener::from(owned);
         l.set_nonblocking(true)
             .map_err(|e| usage(format!("descriptor {fd}: {e}")))?;
-        v.push(Listener { socket: l });
+        v.push(Listener {
+            socket: l,
+            port_chosen: false,
+        });
     }
     Ok(v)
 }

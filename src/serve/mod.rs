@@ -167,13 +167,8 @@ pub fn run(config: Config) -> ExitCode {
             return ExitCode::from(EXIT_GATHER_FAILED);
         }
     };
-    for (l, asked) in listeners.iter().zip(&serve.listen) {
-        let zero = match asked {
-            telegraf_netstat::cli::ListenAddr::Any(p)
-            | telegraf_netstat::cli::ListenAddr::Localhost(p) => *p == 0,
-            telegraf_netstat::cli::ListenAddr::Addr(a) => a.port() == 0,
-        };
-        if let (true, Ok(a)) = (zero, l.socket.local_addr()) {
+    for l in listeners.iter().filter(|l| l.port_chosen) {
+        if let Ok(a) = l.socket.local_addr() {
             log.info(format_args!(
                 "listening on {a} (port 0 asked: the kernel chose {})",
                 a.port()
