@@ -23,13 +23,13 @@ Examples:
 
 Telegraf (inputs.execd, one gather per interval through stdin):
   [[inputs.execd]]
-    command = [\"/usr/local/bin/telegraf-netstat\", \"--execd\"]
+    command = [\"/usr/bin/telegraf-netstat\", \"--execd\"]
     signal = \"STDIN\"
     data_format = \"influx\"
 
-Telegraf (inputs.exec; before Telegraf 1.39: commands = [\"/usr/local/bin/telegraf-netstat\"]):
+Telegraf (inputs.exec; before Telegraf 1.39: commands = [\"/usr/bin/telegraf-netstat\"]):
   [[inputs.exec]]
-    commands = [[\"/usr/local/bin/telegraf-netstat\"]]
+    commands = [[\"/usr/bin/telegraf-netstat\"]]
     timeout = \"5s\"
     data_format = \"influx\"
     log_stderr = true      # Telegraf 1.38.1+: log our E!/W!/I! lines
@@ -48,6 +48,9 @@ const VERSION: &str = concat!(
     ")"
 );
 
+// The field doc comments are --help text, written for a terminal: `<proc
+// root>` and `[IPV6]` there are placeholders, not HTML or rustdoc links.
+#[allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 #[derive(Parser, Debug)]
 #[command(
     name = "telegraf-netstat",

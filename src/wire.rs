@@ -1,14 +1,16 @@
 //! The sock_diag wire format: length-checked views over received bytes and
 //! encoders for the dump requests we send (inet: TCP and UDP; unix).
 //!
-//! Hand-written instead of using a netlink crate: a gather touches one byte of
-//! every 72-byte record, and a generic parser that decodes every attribute
-//! costs more than the kernel's own walk. Everything here works on borrowed
-//! byte slices and allocates nothing.
+//! Hand-written instead of using a netlink crate: a gather reads a few fixed
+//! fields of each 72-byte record in place (family, state, and with the
+//! aggregations that need them ports, source address, queues, inode) and one
+//! attribute of listeners only, where a generic parser that decodes every
+//! attribute costs more than the kernel's own walk. Everything here works on
+//! borrowed byte slices and allocates nothing.
 //!
 //! All netlink integers are in host byte order (`from_ne_bytes`); only the
-//! port and address fields of `inet_diag_sockid` are big-endian, and we never
-//! read those.
+//! port and address fields of `inet_diag_sockid` are big-endian, read with
+//! `from_be_bytes` in [`InetDiagMsg::sport`] and its neighbours.
 
 use std::fmt;
 

@@ -215,7 +215,7 @@ fn help_and_version() {
     );
     // The exec snippet is the array form of Telegraf 1.39+, with the old one named.
     assert!(
-        help.contains("commands = [[\"/usr/local/bin/telegraf-netstat\"]]"),
+        help.contains("commands = [[\"/usr/bin/telegraf-netstat\"]]"),
         "{help}"
     );
 }
