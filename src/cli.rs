@@ -35,10 +35,13 @@ Telegraf (inputs.exec; before Telegraf 1.39: commands = [\"/usr/bin/telegraf-net
     log_stderr = true      # Telegraf 1.38.1+: log our E!/W!/I! lines
 
 Exit status: 0 on success (and when stdout is closed by the reader; with
---execd or --interval also on stdin EOF, SIGTERM and SIGINT), 1 when a one-shot
-gather failed (one E! line on stderr, nothing on stdout; the loops log the error
-and go on), 2 on a usage error, 3 when some network namespaces could not be
-counted (an E! line for each) while the others were printed.";
+--execd, --interval or --listen also on stdin EOF, SIGTERM and SIGINT), 1 when a
+one-shot gather failed (one E! line on stderr, nothing on stdout; the loops log
+the error and go on) or --listen cannot bind its address, 2 on a usage error
+(among them a --web.systemd-socket descriptor that is not a listening TCP
+socket), 3 when some network namespaces could not be counted, or --all-netns
+could not look at some processes' namespaces (an E! line each), while the
+others were printed.";
 
 /// `--version`: the version and the target it was built for.
 const VERSION: &str = concat!(

@@ -373,13 +373,18 @@ impl Gatherer {
                             // Incomplete: the namespaces only those processes
                             // are in are missing, so the gather is a partial one.
                             failed = 1;
-                            let msg = format!(
-                                "cannot look at the network namespace of {unreadable} processes under {} \
-                                 (CAP_SYS_PTRACE is missing): namespaces that only they are in are not counted",
-                                self.options.proc_root.display()
-                            );
                             if self.unreadable.warn(now) {
-                                self.log.error(format_args!("{msg}"));
+                                let why = if netns::holds_cap_sys_ptrace() {
+                                    "refused although CAP_SYS_PTRACE is held: they are in a user namespace \
+                                     above this program's, or a security module refuses"
+                                } else {
+                                    "CAP_SYS_PTRACE is missing"
+                                };
+                                self.log.error(format_args!(
+                                    "cannot look at the network namespace of {unreadable} processes under {} \
+                                     ({why}): namespaces that only they are in are not counted",
+                                    self.options.proc_root.display()
+                                ));
                             }
                         } else {
                             self.unreadable = WarnOnce::default();

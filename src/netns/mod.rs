@@ -192,6 +192,14 @@ pub struct Scan {
     pub unreadable: usize,
 }
 
+/// Whether this thread holds CAP_SYS_PTRACE: an unreadable `/proc/PID/ns/net`
+/// is then refused for another reason (a user namespace above ours, an LSM),
+/// and the log line must not blame a missing capability.
+pub fn holds_cap_sys_ptrace() -> bool {
+    use rustix::thread::{capabilities, CapabilitySet};
+    capabilities(None).is_ok_and(|c| c.effective.contains(CapabilitySet::SYS_PTRACE))
+}
+
 /// Every distinct namespace reachable through the named directories and
 /// `<proc_root>/*/ns/net`, each once. Named ones are tagged by name (see
 /// `name_tag`); the one of PID 1 `host`; the one this program runs in, if

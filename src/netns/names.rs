@@ -651,6 +651,14 @@ mod tests {
     }
 
     #[test]
+    fn captured_runtime_cgroup_files() {
+        // Read from real containers (tests/data/cgroup/README.md says how).
+        let docker = include_bytes!("../../tests/data/cgroup/docker-20.10-cgroupfs-hybrid");
+        let want = "c005bebff0dca06eba3ec7070537d2000c40cd0780136b4663f2701f021d6ec4";
+        assert_eq!(parse_cgroup(docker), (Some(want.to_string()), None));
+    }
+
+    #[test]
     fn runtime_names_elsewhere_name_nothing() {
         let uid_ = UID.replace('-', "_");
         for text in [
