@@ -201,8 +201,14 @@ fn help_and_version() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!(
-            "telegraf-netstat {} (x86_64-unknown-linux-gnu)\n",
-            env!("CARGO_PKG_VERSION")
+            "telegraf-netstat {} ({}-unknown-linux-{})\n",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::ARCH,
+            if cfg!(target_env = "musl") {
+                "musl"
+            } else {
+                "gnu"
+            }
         )
     );
     // A mistyped flag gets a suggestion.
@@ -258,13 +264,20 @@ fn output_writes_the_same_bytes_as_stdout_and_bad_directories_are_usage_errors()
     std::fs::remove_dir_all(root).unwrap();
 }
 
-/// Another user who can write to the output directory plants a symlink to a
-/// file of root's, a FIFO and a file of their own at the temporary names the
-/// program used to write (`.NAME.tmp.<pid>`), and symlinks at the final name
-/// after startup: nothing planted is followed, opened or published, and the
-/// loop still exits at once on SIGTERM.
+/// Another user who can write to the output directory plants symlinks to a
+/// file of root's and a FIFO at names of the program's temporary-file pattern
+/// (`.NAME.<16 hex>.tmp`), swaps each temporary file the program creates for
+/// a symlink to that file the moment it appears (inotify), and puts a symlink
+/// at the final name: nothing planted is followed, opened, removed or written
+/// through, and the loop still exits at once on SIGTERM.
 #[test]
 fn output_never_follows_what_others_plant() {
+    use rustix::fs::inotify;
+    use std::os::unix::fs::FileTypeExt;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
     let root = fake_proc_root("planted");
     let r = root.to_str().unwrap();
     let dir = root.join("textfile");
@@ -272,6 +285,47 @@ fn output_never_follows_what_others_plant() {
     let victim = root.join("victim");
     std::fs::write(&victim, "precious").unwrap();
     let out = dir.join("out.prom");
+    // Planted before startup, at names of the pattern.
+    let planted_link = dir.join(".out.prom.0000000000000000.tmp");
+    std::os::unix::fs::symlink(&victim, &planted_link).unwrap();
+    let planted_fifo = dir.join(".out.prom.ffffffffffffffff.tmp");
+    mkfifo(&planted_fifo);
+
+    // The swapper: each temporary file the program creates is unlinked and
+    // replaced by a symlink to the victim, racing the program's write and
+    // rename. `swapped` counts the times it got there first.
+    let ino = inotify::init(inotify::CreateFlags::CLOEXEC).unwrap();
+    inotify::add_watch(&ino, &dir, inotify::WatchFlags::CREATE).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapped = Arc::new(AtomicUsize::new(0));
+    let swapper = {
+        let (dir, victim, stop, swapped) =
+            (dir.clone(), victim.clone(), stop.clone(), swapped.clone());
+        std::thread::spawn(move || {
+            let mut buf = [std::mem::MaybeUninit::uninit(); 4096];
+            let mut events = inotify::Reader::new(&ino, &mut buf);
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(event) = events.next() else { break };
+                let Some(name) = event.file_name() else {
+                    continue;
+                };
+                let name = name.to_str().unwrap().to_string();
+                if !(name.starts_with(".out.prom.") && name.ends_with(".tmp")) {
+                    continue;
+                }
+                let path = dir.join(&name);
+                if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                    continue; // one of ours
+                }
+                if std::fs::remove_file(&path).is_ok()
+                    && std::os::unix::fs::symlink(&victim, &path).is_ok()
+                {
+                    swapped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+
     let mut child = Command::new(BIN)
         .args(["--source", "proc", "--proc-root", r, "--interval", "20ms"])
         .arg("--output")
@@ -281,34 +335,61 @@ fn output_never_follows_what_others_plant() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    std::os::unix::fs::symlink(&victim, dir.join(format!(".out.prom.tmp.{pid}"))).unwrap();
-    let fifo = dir.join(format!(".out.prom.tmp.{}", pid + 1));
-    mkfifo(&fifo);
-    std::thread::sleep(std::time::Duration::from_millis(150));
-    // After startup, the final name becomes a symlink to the victim.
+    // Polled, with bounds for a loaded machine: the swapper has won a race
+    // at least once, and a gather has been published since.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while swapped.load(Ordering::Relaxed) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the swapper never beat the program's rename"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // After startup, the final name becomes a symlink to the victim, until
+    // a gather replaces it with a regular file.
     let _ = std::fs::remove_file(&out);
     std::os::unix::fs::symlink(&victim, &out).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(150));
-    let start = std::time::Instant::now();
+    while !std::fs::symlink_metadata(&out).is_ok_and(|m| m.file_type().is_file()) {
+        assert!(
+            Instant::now() < deadline,
+            "the symlink at the final name stayed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let start = Instant::now();
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(pid as i32).unwrap(),
         rustix::process::Signal::TERM,
     )
     .unwrap();
     let status = child.wait().unwrap();
-    assert!(start.elapsed() < std::time::Duration::from_millis(500));
+    assert!(start.elapsed() < Duration::from_secs(2));
     assert_eq!(status.code(), Some(0));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-    let m = std::fs::symlink_metadata(&out).unwrap();
-    assert!(
-        m.file_type().is_file(),
-        "the symlink was replaced, not followed"
-    );
+    // What was planted at the pattern's names is where it was.
+    assert_eq!(std::fs::read_link(&planted_link).unwrap(), victim);
+    assert!(std::fs::symlink_metadata(&planted_fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
     let stdout = run(&["--source", "proc", "--proc-root", r], &[]).stdout;
     assert_eq!(std::fs::read(&out).unwrap(), stdout);
-    // Only what was planted and the output remain: no temporary files.
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3);
-    std::fs::remove_dir_all(root).unwrap();
+    // A gather that lost its temporary file to the swapper either published
+    // the swapper's symlink (replaced by the next gather) or failed and said
+    // so; nothing else is left behind but the swapper's own symlinks.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let entry = entry.unwrap();
+        let t = entry.file_type().unwrap();
+        assert!(
+            entry.path() == out || t.is_symlink() || entry.path() == planted_fifo,
+            "left behind: {:?}",
+            entry.path()
+        );
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+    // Removing the watched directory wakes the swapper to see `stop`.
+    swapper.join().unwrap();
 }
 
 /// Targets that are not regular files are usage errors at startup, before

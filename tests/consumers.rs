@@ -24,6 +24,16 @@ const TOOLS: [(&str, &str); 3] = [
     ("prometheus-node-exporter", "prometheus-node-exporter"),
 ];
 
+/// A child process killed and reaped when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A server process on a loopback port of the calling thread's namespace,
 /// killed when dropped.
 struct Server {
@@ -324,16 +334,19 @@ fn prometheus_scrapes_the_exporter() {
     in_netns(move || {
         let scratch = Scratch::new("prometheus");
         let (ours, theirs, all) = (free_port(), free_port(), free_port());
+        // Killed when dropped, so a failed assertion leaves no exporter behind.
         let spawn = |args: &[&str]| {
-            command(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
+            Reaped(
+                command(args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
         };
         let listen = format!("127.0.0.1:{ours}");
-        let mut one = spawn(&["--listen", &listen, "--netns", &a.path()]);
+        let one = spawn(&["--listen", &listen, "--netns", &a.path()]);
         // --all-netns over a proc root holding just the two namespaces.
         let root = scratch.0.join("proc");
         std::fs::create_dir(&root).unwrap();
@@ -341,7 +354,7 @@ fn prometheus_scrapes_the_exporter() {
             std::os::unix::fs::symlink(format!("/proc/{pid}"), root.join(pid.to_string())).unwrap();
         }
         let listen_all = format!("127.0.0.1:{all}");
-        let mut both = spawn(&[
+        let both = spawn(&[
             "--listen",
             &listen_all,
             "--all-netns",
@@ -399,10 +412,7 @@ fn prometheus_scrapes_the_exporter() {
             );
             std::thread::sleep(Duration::from_millis(250));
         }
-        for c in [&mut one, &mut both] {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        drop((one, both));
         drop((a, b));
     });
 }
@@ -588,5 +598,16 @@ fn main() {
             prometheus_scrapes_the_exporter,
         ),
     ];
-    run_trials(args, setup, named("consumer", &tests));
+    // The Prometheus server itself only for the test that runs it.
+    let prometheus = if on_path("prometheus") {
+        Ok(())
+    } else {
+        Err("missing prometheus (Debian package prometheus)".to_string())
+    };
+    run_trials_needing(
+        args,
+        setup,
+        named("consumer", &tests),
+        &[("prometheus_scrapes_the_exporter", prometheus)],
+    );
 }

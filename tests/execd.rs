@@ -272,8 +272,17 @@ fn a_stalled_reader_does_not_deafen_the_loop() {
             .stdout(std::process::Stdio::from(write_end))
             .spawn()
             .unwrap();
-        // 4096 bytes hold about 14 lines: full after a fraction of a second.
-        std::thread::sleep(Duration::from_millis(600));
+        // 4096 bytes hold about 14 lines: polled until the pipe cannot take
+        // another line (a line is under 300 bytes), and then a while longer
+        // with nothing drained, so the loop is blocked on it.
+        let full = 4096 - 300;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while rustix::io::ioctl_fionread(&read_end).unwrap() < full {
+            assert!(Instant::now() < deadline, "the pipe never filled");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(rustix::io::ioctl_fionread(&read_end).unwrap() >= full);
         assert!(child.try_wait().unwrap().is_none());
         let t = Instant::now();
         if by_eof {

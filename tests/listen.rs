@@ -259,7 +259,6 @@ fn formats_type_the_fields() {
             assert_eq!(v["name"], "netstat_listen");
             assert!(v["fields"]["backlog"].is_u64() && v["tags"]["address"].is_string());
         }
-        let _ = p.expected;
         drop(p);
     })
 }
@@ -316,10 +315,94 @@ fn loops_namespaces_and_ports() {
     drop(ns);
 }
 
+/// Handshakes to a port where an exact-address listener and wildcards
+/// compete (one SO_REUSEPORT port: 127.0.0.1, a group of two 0.0.0.0, an
+/// IPv6-only [::]): each listener's `syn_recv` is what the kernel routes to
+/// it. The kernel's own answer: once the deferred clients send a byte, each
+/// request socket becomes a connection in its listener's accept queue, which
+/// `ss -ltn` shows per listener.
+fn exact_and_wildcard_listeners_compete() {
+    in_netns(|| {
+        let mut p = Population::default();
+        let port = 7400;
+        let mut listeners = vec![
+            listener(&format!("127.0.0.1:{port}"), 16, |fd| {
+                sockopt::set_socket_reuseport(fd, true).unwrap();
+                defer_accept(fd);
+            }),
+            listener(&format!("[::]:{port}"), 16, |fd| {
+                sockopt::set_socket_reuseport(fd, true).unwrap();
+                sockopt::set_ipv6_v6only(fd, true).unwrap();
+                defer_accept(fd);
+            }),
+        ];
+        for _ in 0..2 {
+            listeners.push(listener(&format!("0.0.0.0:{port}"), 16, |fd| {
+                sockopt::set_socket_reuseport(fd, true).unwrap();
+                defer_accept(fd);
+            }));
+        }
+        // 3 to the exact address, 2 to another loopback address (only the
+        // wildcard takes them), 1 over IPv6.
+        let mut clients = Vec::new();
+        for to in [
+            "127.0.0.1",
+            "127.0.0.1",
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.0.0.2",
+            "[::1]",
+        ] {
+            clients.push(TcpStream::connect(format!("{to}:{port}")).unwrap());
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ss_syn_recv().get(&port) != Some(&6) {
+            assert!(Instant::now() < deadline, "handshakes: {:?}", ss_syn_recv());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ours_now = ours(&run_ok(&["--listen-queues"]));
+        let syn: BTreeMap<String, u64> = ours_now
+            .iter()
+            .filter(|((_, p), _)| *p == port)
+            .map(|((a, _), f)| (a.clone(), f["syn_recv"]))
+            .collect();
+        assert_eq!(syn.values().sum::<u64>(), 6, "{syn:?}");
+
+        // The kernel's routing: data turns each request into a connection
+        // queued on the listener that owned it.
+        for c in &mut clients {
+            use std::io::Write;
+            c.write_all(b"x").unwrap();
+        }
+        let queued = loop {
+            let l = ss_listeners();
+            let q: BTreeMap<String, u64> = l
+                .iter()
+                .filter(|((_, p), _)| *p == port)
+                .map(|((a, _), v)| (a.clone(), v[1]))
+                .collect();
+            if q.values().sum::<u64>() == 6 {
+                break q;
+            }
+            assert!(Instant::now() < deadline, "accept queues: {l:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(syn, queued, "ours (syn_recv) vs the kernel (accept queues)");
+        // The shape: the exact address wins over the wildcard for its own.
+        assert_eq!(syn["127.0.0.1"], 3);
+        p.keep((listeners, clients));
+        drop(p);
+    })
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 4] = [
+        (
+            "exact_and_wildcard_listeners_compete",
+            exact_and_wildcard_listeners_compete,
+        ),
         ("loops_namespaces_and_ports", loops_namespaces_and_ports),
         ("listeners_match_ss", listeners_match_ss),
         ("formats_type_the_fields", formats_type_the_fields),

@@ -417,7 +417,7 @@ fn run_without_cap_sys_admin(args: &[&str]) -> Output {
 
 /// Runs the binary as user `nobody` when the tests run as real root;
 /// `None` inside a user namespace, where only root is mapped.
-fn run_as_nobody(args: &[&str]) -> Option<Output> {
+fn nobody_command(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args).env_remove("HOST_PROC").current_dir("/");
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -433,11 +433,23 @@ fn run_as_nobody(args: &[&str]) -> Option<Output> {
             Ok(())
         });
     }
-    match cmd.output() {
-        Ok(out) => Some(out),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EPERM)) => None,
-        Err(e) => panic!("cannot run {BIN} as nobody: {e}"),
+    cmd
+}
+
+/// The tests run as `nobody` need real root to become it (in a user
+/// namespace of our own, `nobody` is not mapped).
+fn can_become_nobody() -> Result<(), String> {
+    match nobody_command(&["--version"]).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!("{BIN} --version as nobody: {}", out.status)),
+        Err(e) => Err(format!("cannot become nobody (not real root): {e}")),
     }
+}
+
+fn run_as_nobody(args: &[&str]) -> Output {
+    nobody_command(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BIN} as nobody: {e}"))
 }
 
 /// Without CAP_SYS_ADMIN another namespace cannot be entered: one `E! `
@@ -466,24 +478,6 @@ fn without_cap_sys_admin_the_others_still_count() {
             vec![(tags(&[("netns", "/proc/self/ns/net")]), fields(&p.expected))]
         );
 
-        // An unprivileged user cannot even open root's /proc/PID/ns/net.
-        if let Some(out) = run_as_nobody(&["--netns", &a_path, "--netns", "/proc/self/ns/net"]) {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(3), "{stderr}");
-            assert_eq!(
-                stderr,
-                format!(
-                    "E! gather failed in network namespace {a_tag}: cannot open network namespace \
-                     {a_path}: Permission denied (os error 13); opening another process's \
-                     /proc/PID/ns/net needs ptrace access to it (CAP_SYS_PTRACE)\n"
-                )
-            );
-            assert_eq!(
-                parse_metrics(&String::from_utf8(out.stdout).unwrap()),
-                vec![(tags(&[("netns", "/proc/self/ns/net")]), fields(&p.expected))]
-            );
-        }
-
         let out = run_without_cap_sys_admin(&["--netns", &a_path]);
         assert_eq!(out.status.code(), Some(1));
         assert!(out.stdout.is_empty());
@@ -498,15 +492,40 @@ fn without_cap_sys_admin_the_others_still_count() {
     drop(a);
 }
 
+/// An unprivileged user cannot even open root's /proc/PID/ns/net: one `E! `
+/// line naming the namespace and what it needs, the others printed, exit 3.
+fn as_nobody_others_namespaces_cannot_be_opened() {
+    let a = Netns::new(|| established(1, 0), 1);
+    let a_path = a.path();
+    let a_tag = a.tag();
+    in_netns(move || {
+        let p = established(2, 2);
+        settle(&p.expected);
+        let out = run_as_nobody(&["--netns", &a_path, "--netns", "/proc/self/ns/net"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "E! gather failed in network namespace {a_tag}: cannot open network namespace \
+                 {a_path}: Permission denied (os error 13); opening another process's \
+                 /proc/PID/ns/net needs ptrace access to it (CAP_SYS_PTRACE)\n"
+            )
+        );
+        assert_eq!(
+            parse_metrics(&String::from_utf8(out.stdout).unwrap()),
+            vec![(tags(&[("netns", "/proc/self/ns/net")]), fields(&p.expected))]
+        );
+    });
+    drop(a);
+}
+
 /// `--all-netns` without ptrace access to every process (here: as `nobody`,
 /// who cannot look at root's processes, the host's PID 1 among them) says
 /// how many processes it could not look at and the capability missing, and
 /// exits 3: the namespaces only they are in are missing from the output.
 fn all_netns_says_what_it_cannot_see() {
-    let Some(out) = run_as_nobody(&["--all-netns"]) else {
-        assert!(!in_ci(), "cannot run as nobody (not real root)");
-        return;
-    };
+    let out = run_as_nobody(&["--all-netns"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     let e: Vec<&str> = stderr.lines().filter(|l| l.starts_with("E! ")).collect();
@@ -688,8 +707,7 @@ fn unix_names_with_newlines_do_not_fool_the_proc_source() {
 
 /// SIGTERM in the middle of an `--all-netns` gather: the rest of the
 /// namespaces are dropped and the program exits 0 at once instead of
-/// finishing the gather (the first gather, which enters every namespace,
-/// is the longest).
+/// finishing the gather: it prints nothing of it.
 fn sigterm_between_namespaces_exits_at_once() {
     // 300 namespaces, and 10 000 TIME_WAIT entries elsewhere (no descriptors
     // held) that every one of their TCP dumps walks past in the host-wide
@@ -703,9 +721,31 @@ fn sigterm_between_namespaces_exits_at_once() {
         fake.add(n.pids[0], n.pids[0]);
     }
     let mut plugin = Plugin::start(&["--execd", "--all-netns", "--proc-root", fake.root()]);
+    // Two whole gathers first (the first also opens a socket per namespace):
+    // the second's time is what an interrupted one would take.
+    let mut gather = || {
+        let start = std::time::Instant::now();
+        plugin.tick("\n");
+        let _first = plugin.line(Duration::from_secs(60));
+        let took = start.elapsed();
+        // The rest of the gather's lines come with the first.
+        while plugin
+            .stdout
+            .recv_timeout(Duration::from_millis(300))
+            .is_ok()
+        {}
+        took
+    };
+    gather();
+    let whole = gather();
+    // The claim needs a gather long enough to be cut in the middle.
+    assert!(
+        whole >= Duration::from_millis(40),
+        "a gather takes only {whole:?}: too short to interrupt"
+    );
     let start = std::time::Instant::now();
     plugin.tick("\n");
-    std::thread::sleep(Duration::from_millis(20));
+    std::thread::sleep(whole / 4);
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&plugin.child),
         rustix::process::Signal::TERM,
@@ -720,13 +760,22 @@ fn sigterm_between_namespaces_exits_at_once() {
         "exited {took:?} after SIGTERM ({:?} after the tick)",
         start.elapsed()
     );
+    // Cut off: the interrupted gather printed nothing (SIGTERM came a
+    // quarter of the way into it).
+    if let Ok((_, l)) = plugin.stdout.recv_timeout(Duration::from_millis(200)) {
+        panic!("the interrupted gather printed {l:?} (a whole gather takes {whole:?})");
+    }
     drop((spaces, busy));
 }
 
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 15] = [
+    let tests: [(&str, fn()); 16] = [
+        (
+            "as_nobody_others_namespaces_cannot_be_opened",
+            as_nobody_others_namespaces_cannot_be_opened,
+        ),
         (
             "all_netns_says_what_it_cannot_see",
             all_netns_says_what_it_cannot_see,
@@ -786,6 +835,7 @@ fn main() {
         ),
     ];
     let named_ok = setup.clone().and_then(|()| named_namespaces_available());
+    let nobody_ok = setup.clone().and_then(|()| can_become_nobody());
     run_trials_needing(
         args,
         setup,
@@ -797,6 +847,11 @@ fn main() {
                 "proc_source_says_which_named_namespace_it_cannot_read",
                 named_ok,
             ),
+            (
+                "as_nobody_others_namespaces_cannot_be_opened",
+                nobody_ok.clone(),
+            ),
+            ("all_netns_says_what_it_cannot_see", nobody_ok),
         ],
     );
 }
