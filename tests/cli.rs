@@ -16,8 +16,9 @@ fn tcp_line(i: usize, state: u8) -> String {
 
 /// A proc root with only IPv4 tables (as with IPv6 disabled): listen, two
 /// established, a request socket, one unknown state 0x0E; two UDP sockets.
-fn fake_proc_root(name: &str) -> std::path::PathBuf {
-    let root = std::env::temp_dir().join(format!("tn-cli-{}-{name}", std::process::id()));
+/// Removed when dropped, also when the test fails.
+fn fake_proc_root(name: &str) -> support::Scratch {
+    let root = support::Scratch::new(&format!("cli-{name}"));
     std::fs::create_dir_all(root.join("net")).unwrap();
     let mut tcp = String::from(TCP_HEADER);
     for (i, s) in [0x0A, 0x01, 0x01, 0x03, 0x0E].into_iter().enumerate() {
@@ -80,7 +81,6 @@ fn proc_source_reads_the_given_root_and_missing_ipv6_tables_count_zero() {
         6,
         "state 0x0E counted somewhere"
     );
-    std::fs::remove_dir_all(root).unwrap();
 }
 
 #[test]
@@ -98,7 +98,6 @@ fn host_proc_is_honoured_and_the_flag_wins() {
         &[("HOST_PROC", root.to_str().unwrap())],
     );
     assert_eq!(out.status.code(), Some(1));
-    std::fs::remove_dir_all(root).unwrap();
 }
 
 #[test]
@@ -113,7 +112,6 @@ fn verbose_logs_unknown_states_at_debug_level() {
         "D! ignored 1 tcp sockets in unknown state 14\n"
     );
     assert_eq!(quiet.stdout, loud.stdout);
-    std::fs::remove_dir_all(root).unwrap();
 }
 
 #[test]
@@ -138,7 +136,6 @@ fn malformed_proc_files_fail_with_the_line_number() {
             root.join("net/tcp").display()
         )
     );
-    std::fs::remove_dir_all(root).unwrap();
 }
 
 #[test]
@@ -261,7 +258,6 @@ fn output_writes_the_same_bytes_as_stdout_and_bad_directories_are_usage_errors()
         ),
         "{stderr}"
     );
-    std::fs::remove_dir_all(root).unwrap();
 }
 
 /// Another user who can write to the output directory plants symlinks to a
@@ -387,8 +383,8 @@ fn output_never_follows_what_others_plant() {
             entry.path()
         );
     }
-    std::fs::remove_dir_all(&root).unwrap();
     // Removing the watched directory wakes the swapper to see `stop`.
+    drop(root);
     swapper.join().unwrap();
 }
 
@@ -423,7 +419,6 @@ fn output_targets_that_are_not_regular_files_are_usage_errors() {
     let m = std::fs::metadata("/dev/null").unwrap();
     use std::os::unix::fs::FileTypeExt;
     assert!(m.file_type().is_char_device());
-    std::fs::remove_dir_all(root).unwrap();
 }
 
 /// `--netns` on something that is not a network namespace (a FIFO, which
@@ -456,7 +451,6 @@ fn netns_paths_that_are_not_network_namespaces_are_said_so() {
             )
         );
     }
-    std::fs::remove_dir_all(root).unwrap();
 }
 
 /// A 0-byte table (a broken mount, a fake proc root) is malformed, not a
@@ -478,5 +472,4 @@ fn an_empty_table_is_malformed_not_zero() {
             root.join("net/tcp").display()
         )
     );
-    std::fs::remove_dir_all(root).unwrap();
 }

@@ -905,6 +905,15 @@ pub fn run_trials_needing(
     libtest_mimic::run(&args, trials).exit()
 }
 
+/// Raises this test process's soft descriptor limit to its hard one, for
+/// tests that hold thousands of sockets. Called from `main` before any test
+/// thread starts: the limit is process-wide.
+pub fn raise_fd_limit() {
+    let mut l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    l.current = l.maximum;
+    let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, l);
+}
+
 /// A fresh directory for one test, removed with everything in it when
 /// dropped.
 pub struct Scratch(pub PathBuf);
@@ -919,6 +928,13 @@ impl Scratch {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
     }
 }
 
