@@ -22,11 +22,11 @@ use crate::aggregate::listen::{ListenCounts, MAX_LISTENERS};
 use crate::aggregate::ports::{PortConfig, PortCounts, MAX_PORTS};
 use crate::aggregate::states::ByFamily;
 use crate::aggregate::{Aggregations, Kind, LISTEN};
-use crate::error::{Dump, Error};
+use crate::error::Error;
 use crate::netlink::DiagSocket;
 use crate::netns::{self, Target};
 use crate::procfs::{self, ProcPaths, Table};
-use crate::wire::{AF_INET, AF_INET6};
+use crate::wire::{Dump, AF_INET, AF_INET6};
 
 /// Where socket states come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,24 +56,6 @@ pub struct Options {
     pub listeners_only: bool,
 }
 
-/// A transport protocol, as far as source selection is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proto {
-    Tcp,
-    Udp,
-    Unix,
-}
-
-impl std::fmt::Display for Proto {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-            Proto::Unix => "unix",
-        })
-    }
-}
-
 /// Something worth telling the operator that did not fail the gather.
 #[derive(Debug)]
 pub enum Event<'a> {
@@ -81,7 +63,7 @@ pub enum Event<'a> {
     /// it counts when `None`: the socket itself was refused) and reads /proc
     /// for it from now on. Sent once per collector and protocol.
     Fallback {
-        proto: Option<Proto>,
+        proto: Option<Kind>,
         error: &'a Error,
     },
     /// Sockets in a state number this program does not know; counted nowhere.
@@ -187,13 +169,13 @@ impl Collector {
             // Listeners first, so that the main pass can route handshakes.
             let mut r = Ok(());
             if self.options.listen_queues {
-                r = self.netlink(Dump::Listen, &mut bufs.recv, stop);
+                r = self.netlink(Dump::Listeners, &mut bufs.recv, stop);
             }
             if everything {
                 r = r.and_then(|()| self.netlink(Dump::Tcp, &mut bufs.recv, stop));
             }
             if let Err(e) = r {
-                self.fall_back(Proto::Tcp, e, events)?;
+                self.fall_back(Kind::Tcp, e, events)?;
             }
         }
         if self.tcp_via_proc {
@@ -205,7 +187,7 @@ impl Collector {
                 .netlink(Dump::Udp4, &mut bufs.recv, stop)
                 .and_then(|()| self.netlink(Dump::Udp6, &mut bufs.recv, stop));
             if let Err(e) = r {
-                self.fall_back(Proto::Udp, e, events)?;
+                self.fall_back(Kind::Udp, e, events)?;
             }
         }
         if everything && self.udp_via_proc {
@@ -215,7 +197,7 @@ impl Collector {
             if !self.unix_via_proc {
                 self.agg.reset(Kind::Unix);
                 if let Err(e) = self.netlink(Dump::Unix, &mut bufs.recv, stop) {
-                    self.fall_back(Proto::Unix, e, events)?;
+                    self.fall_back(Kind::Unix, e, events)?;
                 }
             }
             if self.unix_via_proc {
@@ -239,7 +221,7 @@ impl Collector {
     /// gather and drops the socket so the next gather starts on a fresh one.
     fn fall_back(
         &mut self,
-        proto: Proto,
+        proto: Kind,
         e: Error,
         events: &mut dyn FnMut(Event),
     ) -> Result<(), Error> {
@@ -263,9 +245,9 @@ impl Collector {
             error: &e,
         });
         match proto {
-            Proto::Tcp => self.tcp_via_proc = true,
-            Proto::Udp => self.udp_via_proc = true,
-            Proto::Unix => self.unix_via_proc = true,
+            Kind::Tcp => self.tcp_via_proc = true,
+            Kind::Udp => self.udp_via_proc = true,
+            Kind::Unix => self.unix_via_proc = true,
         }
         Ok(())
     }
@@ -289,7 +271,7 @@ impl Collector {
         };
         let agg = &mut self.agg;
         match dump {
-            Dump::Listen => socket.dump(buf, dump, |r| agg.add_listener(r), stop),
+            Dump::Listeners => socket.dump(buf, dump, |r| agg.add_listener(r), stop),
             _ => socket.dump(buf, dump, |r| agg.add(r), stop),
         }
     }

@@ -5,32 +5,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use crate::wire::WireError;
-
-/// One of the kernel dumps a gather performs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dump {
-    /// TCP, IPv4 and IPv6 in one walk.
-    Tcp,
-    /// TCP listeners only, with their drop counters (`--listen-queues`).
-    Listen,
-    Udp4,
-    Udp6,
-    /// Unix-domain sockets of every type.
-    Unix,
-}
-
-impl fmt::Display for Dump {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Dump::Tcp => "tcp",
-            Dump::Listen => "tcp listen",
-            Dump::Udp4 => "udp ipv4",
-            Dump::Udp6 => "udp ipv6",
-            Dump::Unix => "unix",
-        })
-    }
-}
+use crate::wire::{Dump, WireError};
 
 #[derive(Debug)]
 pub enum Error {

@@ -4,7 +4,7 @@
 //!
 //! The loop hears those within milliseconds in every state: idle in
 //! `poll(2)`, overdue (the signal pipe and stdin are looked at before every
-//! gather), mid-gather (`Listen::stop_requested`, asked between namespaces
+//! gather), mid-gather (`Interrupt::stop_requested`, asked between namespaces
 //! and every few hundred sockets, polls them at most every
 //! `CHECK_EVERY`), and blocked on a stdout reader that stopped reading
 //! (the write waits in the same `poll`).
@@ -18,8 +18,8 @@ use rustix::io::Errno;
 use telegraf_netstat::log::Logger;
 use telegraf_netstat::sink::Delivery;
 
-use crate::gather::{Gatherer, Listen, Outcome, EXIT_GATHER_FAILED, EXIT_OK};
-use crate::signals::{signal_pipe, StdinRole};
+use crate::gather::{Gatherer, Outcome, EXIT_GATHER_FAILED, EXIT_OK};
+use crate::signals::{signal_pipe, Interrupt, StdinRole};
 use crate::throttle::{say, ErrorThrottle};
 use telegraf_netstat::cli::Config;
 
@@ -152,7 +152,7 @@ impl Control {
     }
 }
 
-impl Listen for Control {
+impl Interrupt for Control {
     fn stop_requested(&mut self) -> bool {
         if !self.exit && self.last_check.elapsed() >= CHECK_EVERY {
             // An error here is met again, and reported, by the next wait.

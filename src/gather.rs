@@ -10,10 +10,6 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime};
 
-use std::os::fd::BorrowedFd;
-
-use rustix::event::{poll, PollFd, PollFlags};
-use rustix::io::Errno;
 use telegraf_netstat::collector::Buffers;
 use telegraf_netstat::log::Logger;
 use telegraf_netstat::netns::names::{self, Labels, Representative};
@@ -21,7 +17,8 @@ use telegraf_netstat::netns::{self, NsId, Target};
 use telegraf_netstat::sink::{Delivery, OutputFile, Stdout};
 use telegraf_netstat::{ByFamily, Collector, Error, Event, Metric, Options};
 
-use crate::throttle::{say, ErrorThrottle, WarnOnce};
+use crate::signals::{Interrupt, Uninterrupted};
+use crate::throttle::{say, ErrorThrottle, Reminder};
 use std::fmt::Write as _;
 use std::ops::Range;
 use telegraf_netstat::aggregate::listen::address_text;
@@ -34,48 +31,16 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_GATHER_FAILED: u8 = 1;
 pub const EXIT_NAMESPACE_FAILED: u8 = 3;
 
-/// What a gather consults besides the kernel: whether to stop now, and how
-/// to wait for a stdout reader that is behind. The loops answer from their
-/// signal pipe and stdin; a one-shot run never stops.
-pub trait Listen {
-    /// Whether to drop the gather and exit (SIGTERM, stdin EOF). Asked
-    /// between namespaces and every few hundred sockets, so it must be cheap.
-    fn stop_requested(&mut self) -> bool;
-    /// Blocks until `fd` takes more bytes (`true`) or the program must exit
-    /// (`false`).
-    fn wait_writable(&mut self, fd: BorrowedFd<'_>) -> std::io::Result<bool>;
-}
-
-/// A one-shot run: nothing to listen to.
-pub struct OneShot;
-
-impl Listen for OneShot {
-    fn stop_requested(&mut self) -> bool {
-        false
-    }
-
-    fn wait_writable(&mut self, fd: BorrowedFd<'_>) -> std::io::Result<bool> {
-        let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::OUT)];
-        loop {
-            match poll(&mut fds, None) {
-                Ok(_) => return Ok(true),
-                Err(Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-}
-
 /// Delivers one gather's bytes: to stdout, or the `--output` file replaced
 /// atomically.
 fn deliver(
     output: Option<&OutputFile>,
     stdout: &Stdout,
     bytes: &[u8],
-    listen: &mut dyn Listen,
+    interrupt: &mut dyn Interrupt,
 ) -> Result<(), Delivery> {
     match output {
-        None => stdout.write_all(bytes, &mut |fd| listen.wait_writable(fd)),
+        None => stdout.write_all(bytes, &mut |fd| interrupt.wait_writable(fd)),
         Some(file) => file.replace(bytes).map_err(|e| {
             Delivery::Failed(std::io::Error::new(
                 e.kind(),
@@ -106,7 +71,7 @@ pub enum Outcome {
     /// Nothing could be counted (said on stderr); nothing was delivered.
     GatherFailed,
     NotDelivered(Delivery),
-    /// `Listen::stop_requested` said so; the rest of the gather was dropped.
+    /// `Interrupt::stop_requested` said so; the rest of the gather was dropped.
     Stopped,
 }
 
@@ -120,8 +85,8 @@ struct CountedNamespace {
     tag: Option<String>,
     throttle: ErrorThrottle,
     /// More listening ports (addresses) than the cap: said, then reminded.
-    ports_capped: WarnOnce,
-    listeners_capped: WarnOnce,
+    ports_capped: Reminder,
+    listeners_capped: Reminder,
     /// The container, pod and hostname tags of the namespace and how they
     /// were found (see `netns::names`).
     naming: Option<Naming>,
@@ -145,8 +110,8 @@ impl CountedNamespace {
             collector,
             tag,
             throttle: ErrorThrottle::default(),
-            ports_capped: WarnOnce::default(),
-            listeners_capped: WarnOnce::default(),
+            ports_capped: Reminder::default(),
+            listeners_capped: Reminder::default(),
             naming: None,
             label_problem: None,
         }
@@ -238,9 +203,9 @@ pub struct Gatherer {
     /// Failures to list the namespaces for `--all-netns`.
     scan_throttle: ErrorThrottle,
     /// `--all-netns` found no process to look at.
-    no_processes: WarnOnce,
+    no_processes: Reminder,
     /// `--all-netns` could not look at some processes' namespaces.
-    unreadable: WarnOnce,
+    unreadable: Reminder,
     /// This gather's counts, by slot index.
     results: Vec<(usize, ByFamily)>,
     /// One receive buffer (and /proc buffer) for every namespace.
@@ -277,8 +242,8 @@ impl Gatherer {
             options,
             slots,
             scan_throttle: ErrorThrottle::default(),
-            no_processes: WarnOnce::default(),
-            unreadable: WarnOnce::default(),
+            no_processes: Reminder::default(),
+            unreadable: Reminder::default(),
             results: Vec::new(),
             bufs: Buffers::default(),
             out: Vec::with_capacity(1024),
@@ -293,13 +258,18 @@ impl Gatherer {
 
     /// One gather over every namespace, encoded into the reused buffer and
     /// delivered unless nothing could be counted.
-    pub fn gather(&mut self, listen: &mut dyn Listen) -> Outcome {
-        let failed = match self.collect(listen) {
+    pub fn gather(&mut self, interrupt: &mut dyn Interrupt) -> Outcome {
+        let failed = match self.collect(interrupt) {
             Collected::Counted { failed } => failed,
             Collected::Failed => return Outcome::GatherFailed,
             Collected::Stopped => return Outcome::Stopped,
         };
-        match deliver(self.config.output.as_ref(), &self.stdout, &self.out, listen) {
+        match deliver(
+            self.config.output.as_ref(),
+            &self.stdout,
+            &self.out,
+            interrupt,
+        ) {
             Ok(()) => Outcome::Delivered { failed },
             Err(Delivery::Stopped) => Outcome::Stopped,
             Err(d) => Outcome::NotDelivered(d),
@@ -308,12 +278,12 @@ impl Gatherer {
 
     /// One gather over every namespace, encoded into `encoded()`; what
     /// failed is said on stderr.
-    pub fn collect(&mut self, listen: &mut dyn Listen) -> Collected {
+    pub fn collect(&mut self, interrupt: &mut dyn Interrupt) -> Collected {
         let time =
             (self.config.timestamp || self.config.format.always_stamped()).then(SystemTime::now);
         self.results.clear();
         let failed = match self.resolve() {
-            Ok(failed) => match self.count(listen) {
+            Ok(failed) => match self.count(interrupt) {
                 Some(n) => failed + n,
                 None => return Collected::Stopped,
             },
@@ -373,7 +343,7 @@ impl Gatherer {
                             // Incomplete: the namespaces only those processes
                             // are in are missing, so the gather is a partial one.
                             failed = 1;
-                            if self.unreadable.warn(now) {
+                            if self.unreadable.due(now) {
                                 let why = if netns::holds_cap_sys_ptrace() {
                                     "refused although CAP_SYS_PTRACE is held: they are in a user namespace \
                                      above this program's, or a security module refuses"
@@ -387,17 +357,17 @@ impl Gatherer {
                                 ));
                             }
                         } else {
-                            self.unreadable = WarnOnce::default();
+                            self.unreadable = Reminder::default();
                         }
                         let none = processes == 0;
-                        if none && self.no_processes.warn(now) {
+                        if none && self.no_processes.due(now) {
                             self.log.warn(format_args!(
                                 "found no process under {} whose network namespace can be looked at: \
                                  only the namespaces named in /run/netns are counted",
                                 self.options.proc_root.display()
                             ));
                         } else if !none {
-                            self.no_processes = WarnOnce::default();
+                            self.no_processes = Reminder::default();
                         }
                         let mut old: HashMap<NsId, CountedNamespace> = self
                             .slots
@@ -429,7 +399,7 @@ impl Gatherer {
     /// `CountedNamespace::needs_naming`): one walk over the processes finds
     /// the members of those namespaces, then one lookup each. `None` when
     /// `listen` asked to stop.
-    fn name_namespaces(&mut self, listen: &mut dyn Listen) -> Option<()> {
+    fn name_namespaces(&mut self, interrupt: &mut dyn Interrupt) -> Option<()> {
         if !self.config.netns_labels || self.config.namespaces == Namespaces::Own {
             return Some(());
         }
@@ -450,7 +420,7 @@ impl Gatherer {
         let members = names::members(root, &ids);
         let host = names::Host::look(root);
         for (i, id) in stale {
-            if listen.stop_requested() {
+            if interrupt.stop_requested() {
                 return None;
             }
             let pids = members.get(&id).map(Vec::as_slice).unwrap_or_default();
@@ -462,8 +432,8 @@ impl Gatherer {
 
     /// Gathers in every resolved slot; returns how many failed (each said),
     /// or `None` when `listen` asked to stop.
-    fn count(&mut self, listen: &mut dyn Listen) -> Option<usize> {
-        self.name_namespaces(listen)?;
+    fn count(&mut self, interrupt: &mut dyn Interrupt) -> Option<usize> {
+        self.name_namespaces(interrupt)?;
         let log = self.log;
         let all = self.config.namespaces == Namespaces::All;
         let include_unix = self.config.include_unix;
@@ -483,7 +453,7 @@ impl Gatherer {
             else {
                 continue;
             };
-            if listen.stop_requested() {
+            if interrupt.stop_requested() {
                 return None;
             }
             if let Some(t) = collector.target() {
@@ -504,7 +474,7 @@ impl Gatherer {
                 };
                 report(&log, &prefix, include_unix, caps, now, event)
             };
-            match collector.gather(&mut self.bufs, events, &mut || listen.stop_requested()) {
+            match collector.gather(&mut self.bufs, events, &mut || interrupt.stop_requested()) {
                 Err(Error::Stopped) => return None,
                 Ok(counts) => {
                     self.results.push((i, counts));
@@ -721,8 +691,8 @@ impl Tag {
 /// The warnings about caps of one namespace, each said at most every few
 /// minutes.
 struct Caps<'a> {
-    ports: &'a mut WarnOnce,
-    listeners: &'a mut WarnOnce,
+    ports: &'a mut Reminder,
+    listeners: &'a mut Reminder,
 }
 
 /// Logs what a collector tells.
@@ -749,7 +719,7 @@ fn report(
             "{prefix}ignored {count} tcp sockets in unknown state {state}"
         )),
         Event::ListenersCapped { cap } => {
-            if caps.listeners.warn(now) {
+            if caps.listeners.due(now) {
                 log.warn(format_args!(
                     "{prefix}more than {cap} TCP listening addresses; \
                      --listen-queues reports the first {cap} found"
@@ -757,7 +727,7 @@ fn report(
             }
         }
         Event::PortsCapped { cap } => {
-            if caps.ports.warn(now) {
+            if caps.ports.due(now) {
                 log.warn(format_args!(
                     "{prefix}more than {cap} ports have TCP listeners; \
                      --listening-ports breaks down the first {cap} found"
@@ -771,7 +741,7 @@ fn report(
 pub fn run(config: Config) -> ExitCode {
     let mut g = Gatherer::new(config);
     let log = *g.log();
-    match g.gather(&mut OneShot) {
+    match g.gather(&mut Uninterrupted) {
         Outcome::Delivered { failed: 0 }
         | Outcome::NotDelivered(Delivery::Closed | Delivery::Stopped)
         | Outcome::Stopped => ExitCode::from(EXIT_OK),

@@ -22,6 +22,8 @@ pub mod wire;
 pub use aggregate::states::{
     counts_from_states, counts_from_unix_types, ByFamily, Counts, StateHistogram, TcpState,
 };
-pub use collector::{Collector, Event, Options, Proto, Source};
-pub use error::{Dump, Error};
+pub use aggregate::Kind;
+pub use collector::{Collector, Event, Options, Source};
+pub use error::Error;
 pub use output::{Format, Metric};
+pub use wire::Dump;

@@ -19,8 +19,8 @@ use rustix::io::Errno;
 use rustix::net::{netlink, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use crate::aggregate::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
-use crate::error::{Dump, Error};
-use crate::wire::{self, InetDiagMsg, Messages, UnixDiagMsg};
+use crate::error::Error;
+use crate::wire::{self, Dump, InetDiagMsg, Messages, UnixDiagMsg};
 
 /// The kernel hands out a dump in batches of at most 32 KiB
 /// (`SKB_WITH_OVERHEAD(32768)`); a larger buffer would never be filled and a
@@ -86,7 +86,7 @@ impl DiagSocket {
                 tcp = wire::tcp_request(seq, wire::STATES_REAL, 0);
                 &tcp
             }
-            Dump::Listen => {
+            Dump::Listeners => {
                 tcp = wire::tcp_request(seq, wire::STATES_LISTEN, wire::EXT_SKMEMINFO);
                 &tcp
             }
@@ -149,7 +149,7 @@ pub enum Batch {
 /// The message type of every record in a reply to `dump`.
 fn reply_kind(dump: Dump) -> u16 {
     match dump {
-        Dump::Tcp | Dump::Listen => wire::TCPDIAG_GETSOCK,
+        Dump::Tcp | Dump::Listeners => wire::TCPDIAG_GETSOCK,
         Dump::Udp4 | Dump::Udp6 | Dump::Unix => wire::SOCK_DIAG_BY_FAMILY,
     }
 }
@@ -167,7 +167,7 @@ pub fn read_batch(
     let malformed = |detail| Error::NetlinkMalformed { dump, detail };
     let record = reply_kind(dump);
     let kind = match dump {
-        Dump::Tcp | Dump::Listen => Kind::Tcp,
+        Dump::Tcp | Dump::Listeners => Kind::Tcp,
         Dump::Udp4 | Dump::Udp6 => Kind::Udp,
         Dump::Unix => Kind::Unix,
     };

@@ -1,7 +1,11 @@
-//! What the long-running modes listen to besides their work: SIGTERM and
-//! SIGINT through a pipe, and what stdin means (ticks, end only, nothing).
+//! What interrupts a gather or a loop: SIGTERM and SIGINT through a pipe,
+//! what stdin means (ticks, end only, nothing), and the `Interrupt` a
+//! gather asks between namespaces and while waiting for a slow reader.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::io::Errno;
 
 use rustix::fs::FileType;
 use rustix::pipe::PipeFlags;
@@ -44,4 +48,36 @@ pub(crate) fn signal_pipe() -> std::io::Result<OwnedFd> {
         signal_hook::low_level::pipe::register(sig, fd)?;
     }
     Ok(r)
+}
+
+/// What a gather consults besides the kernel: whether to stop now, and how
+/// to wait for a stdout reader that is behind. The loops answer from their
+/// signal pipe and stdin; a one-shot run never stops.
+pub trait Interrupt {
+    /// Whether to drop the gather and exit (SIGTERM, stdin EOF). Asked
+    /// between namespaces and every few hundred sockets, so it must be cheap.
+    fn stop_requested(&mut self) -> bool;
+    /// Blocks until `fd` takes more bytes (`true`) or the program must exit
+    /// (`false`).
+    fn wait_writable(&mut self, fd: BorrowedFd<'_>) -> std::io::Result<bool>;
+}
+
+/// A one-shot run, or a scrape's gather: nothing interrupts it.
+pub struct Uninterrupted;
+
+impl Interrupt for Uninterrupted {
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
+
+    fn wait_writable(&mut self, fd: BorrowedFd<'_>) -> std::io::Result<bool> {
+        let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::OUT)];
+        loop {
+            match poll(&mut fds, None) {
+                Ok(_) => return Ok(true),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
 }

@@ -70,13 +70,14 @@ impl ErrorThrottle {
 /// A warning about a lasting condition: said when it starts, then at most
 /// every `REMIND_EVERY` while it lasts; reset it when the condition ends.
 #[derive(Default)]
-pub struct WarnOnce {
+pub struct Reminder {
     said: Option<Instant>,
 }
 
-impl WarnOnce {
-    /// Whether to say the warning now.
-    pub fn warn(&mut self, now: Instant) -> bool {
+impl Reminder {
+    /// Whether to say the warning now: when the condition is new, or
+    /// `REMIND_EVERY` after it was last said.
+    pub fn due(&mut self, now: Instant) -> bool {
         match self.said {
             Some(t) if now.duration_since(t) < REMIND_EVERY => false,
             _ => {
@@ -129,7 +130,7 @@ mod tests {
     #[test]
     fn lasting_warnings_are_said_then_reminded() {
         let t0 = Instant::now();
-        let mut w = WarnOnce::default();
+        let mut w = Reminder::default();
         assert!(w.warn(t0));
         assert!(!w.warn(t0 + Duration::from_secs(10)));
         assert!(w.warn(t0 + REMIND_EVERY));

@@ -14,6 +14,31 @@
 
 use std::fmt;
 
+/// One of the kernel dumps a gather performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dump {
+    /// TCP, IPv4 and IPv6 in one walk.
+    Tcp,
+    /// TCP listeners only, with their drop counters (`--listen-queues`).
+    Listeners,
+    Udp4,
+    Udp6,
+    /// Unix-domain sockets of every type.
+    Unix,
+}
+
+impl fmt::Display for Dump {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dump::Tcp => "tcp",
+            Dump::Listeners => "tcp listen",
+            Dump::Udp4 => "udp ipv4",
+            Dump::Udp6 => "udp ipv6",
+            Dump::Unix => "unix",
+        })
+    }
+}
+
 /// `NLMSG_HDRLEN`: size of `struct nlmsghdr`.
 pub const NLMSG_HDRLEN: usize = 16;
 /// `NLMSG_ERROR`: payload is `struct nlmsgerr`.

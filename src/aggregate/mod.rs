@@ -28,6 +28,16 @@ pub enum Kind {
     Unix,
 }
 
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Tcp => "tcp",
+            Kind::Udp => "udp",
+            Kind::Unix => "unix",
+        })
+    }
+}
+
 /// One socket as either source reports it: the fixed fields of a netlink
 /// record's header or of a /proc line. Built on the stack, never allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

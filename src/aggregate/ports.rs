@@ -21,15 +21,12 @@
 //! `TCP_SEQ_STATE_LISTENING`).
 
 use super::states::Counts;
-use super::{Kind, Record};
+use super::{Kind, Record, LISTEN};
 use crate::aggregate::states::{counts_from_states, StateHistogram};
 
 /// At most this many ports in all on the command line, and this many
 /// listening ports per namespace.
 pub const MAX_PORTS: usize = 1024;
-
-/// `TCP_LISTEN`.
-const LISTEN: u8 = 10;
 
 /// Which ports to count, from the command line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

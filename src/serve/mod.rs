@@ -8,7 +8,7 @@
 //! for the others. Gathers run on a second thread that owns the `Gatherer`;
 //! a scrape that arrives while a gather runs waits for that gather's result
 //! instead of starting another, so any number of concurrent scrapes cost one
-//! dump. A gather is never stopped half way (`OneShot`): the main thread
+//! dump. A gather is never stopped half way (`Uninterrupted`): the main thread
 //! exits the process on SIGTERM.
 //!
 //! Modules: `listeners` (binding, socket activation), `http` (parsing a
@@ -44,8 +44,8 @@ use rustix::io::Errno;
 use telegraf_netstat::cli::Config;
 use telegraf_netstat::log::Logger;
 
-use crate::gather::{Collected, Gatherer, OneShot, EXIT_GATHER_FAILED, EXIT_OK};
-use crate::signals::{signal_pipe, StdinRole};
+use crate::gather::{Collected, Gatherer, EXIT_GATHER_FAILED, EXIT_OK};
+use crate::signals::{signal_pipe, StdinRole, Uninterrupted};
 use conn::{Conn, Next};
 use http::{Answer, CONTENT_TYPE};
 use listeners::ListenError;
@@ -206,7 +206,7 @@ pub fn run(config: Config) -> ExitCode {
             .spawn(move || {
                 for waiting in requests {
                     let started = Instant::now();
-                    let result = match gatherer.collect(&mut OneShot) {
+                    let result = match gatherer.collect(&mut Uninterrupted) {
                         Collected::Counted { .. } => (200, Arc::new(gatherer.encoded().to_vec())),
                         // The detail (paths, OS errors) is on stderr, not
                         // for any client that asks.
