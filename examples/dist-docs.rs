@@ -12,6 +12,13 @@ use std::path::PathBuf;
 
 use clap_complete::{generate_to, Shell};
 
+// The binary's own flag definitions: the library does not carry clap's
+// parser, so the page is made from the same source file the binary
+// compiles.
+#[allow(dead_code)]
+#[path = "../src/cli.rs"]
+mod cli;
+
 fn main() -> std::io::Result<()> {
     let usage = "usage: dist-docs OUT_DIR TARGET";
     let mut args = std::env::args().skip(1);
@@ -21,7 +28,7 @@ fn main() -> std::io::Result<()> {
     // clap keeps &'static str; this process writes one page and exits.
     let version: &'static str =
         Box::leak(format!("{} ({target})", env!("CARGO_PKG_VERSION")).into_boxed_str());
-    let cmd = telegraf_netstat::cli::command().version(version);
+    let cmd = cli::command().version(version);
     let mut page = Vec::new();
     clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
     std::fs::write(out.join("telegraf-netstat.1"), page)?;

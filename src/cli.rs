@@ -7,10 +7,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::aggregate::ports::{parse_port_list, PortConfig, MAX_PORTS};
-use crate::sink::OutputFile;
-use crate::{Format, Source};
 use clap::{error::ErrorKind, CommandFactory, Parser, ValueEnum};
+use telegraf_netstat::aggregate::ports::{PortConfig, MAX_PORTS};
+use telegraf_netstat::rows::Measurements;
+use telegraf_netstat::{Format, Source};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -255,8 +255,9 @@ pub struct Config {
     pub timestamp: bool,
     pub verbose: bool,
     pub format: Format,
-    /// Where each gather goes: stdout, or a file replaced atomically.
-    pub output: Option<OutputFile>,
+    /// Where each gather goes: stdout, or this file replaced atomically
+    /// (opened at startup, see [`output_error`]).
+    pub output: Option<PathBuf>,
     /// Gather per stdin line.
     pub execd: bool,
     /// Gather on this period.
@@ -276,27 +277,17 @@ pub struct Config {
     pub print: Measurements,
 }
 
-/// The measurements a gather prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Measurements {
-    pub netstat: bool,
-    pub port: bool,
-    pub listen: bool,
-}
-
-/// Checks `--output` at startup, before any gather (see `sink`): a usage
-/// error (exit 2) when its directory cannot take new files or the target
-/// exists and is not a regular file.
-fn check_output(path: PathBuf) -> Result<OutputFile, clap::Error> {
-    OutputFile::open(&path).map_err(|why| {
-        Args::command().error(
-            ErrorKind::InvalidValue,
-            format!(
-                "invalid value '{}' for '--output <FILE>': {why}",
-                path.display()
-            ),
-        )
-    })
+/// The usage error (exit 2) for an `--output` FILE that startup could not
+/// open (see `sink::OutputFile::open`): its directory cannot take new files,
+/// or it exists and is not a regular file.
+pub fn output_error(path: &std::path::Path, why: impl std::fmt::Display) -> clap::Error {
+    Args::command().error(
+        ErrorKind::InvalidValue,
+        format!(
+            "invalid value '{}' for '--output <FILE>': {why}",
+            path.display()
+        ),
+    )
 }
 
 /// Where `--listen` without a value serves: every address, port 10273
@@ -365,6 +356,38 @@ pub struct Serve {
     pub path: String,
     /// Take the listening sockets systemd passes.
     pub systemd_socket: bool,
+}
+
+/// Parses one `--local-port`/`--remote-port` value: comma-separated ports
+/// and inclusive ranges (`443,8000-8010`), each port 1..=65535. Appends to
+/// `into`.
+fn parse_port_list(s: &str, into: &mut Vec<u16>) -> Result<(), String> {
+    let port = |t: &str| -> Result<u16, String> {
+        match t.trim().parse::<u16>() {
+            Ok(0) | Err(_) => Err(format!(
+                "invalid port {t:?} in {s:?}: expected a number from 1 to 65535"
+            )),
+            Ok(p) => Ok(p),
+        }
+    };
+    for item in s.split(',') {
+        match item.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (port(a)?, port(b)?);
+                if a > b {
+                    return Err(format!("invalid port range {item:?} in {s:?}: {a} > {b}"));
+                }
+                if usize::from(b - a) >= MAX_PORTS {
+                    return Err(format!(
+                        "port range {item:?} holds more than {MAX_PORTS} ports"
+                    ));
+                }
+                into.extend(a..=b);
+            }
+            None => into.push(port(item)?),
+        }
+    }
+    Ok(())
 }
 
 /// `--local-port`/`--remote-port`: one LIST.
@@ -436,7 +459,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// The clap definition of the command line.
+/// The clap definition of the command line, for the man page and shell
+/// completions (`examples/dist-docs.rs` compiles this file too).
+#[allow(dead_code)]
 pub fn command() -> clap::Command {
     Args::command()
 }
@@ -532,10 +557,7 @@ impl Config {
                 (Some(FormatArg::Prometheus), false) => Format::Prometheus,
                 (Some(FormatArg::Json), false) => Format::Json,
             },
-            output: match a.output {
-                Some(path) => Some(check_output(path)?),
-                None => None,
-            },
+            output: a.output,
             execd: a.execd,
             interval: a.interval,
             namespaces: if a.all_netns {
@@ -855,5 +877,15 @@ mod tests {
             checked += 1;
         }
         assert!(checked >= 20, "only {checked} arguments");
+    }
+
+    #[test]
+    fn port_lists() {
+        let mut v = Vec::new();
+        parse_port_list("443,8000-8002, 22", &mut v).unwrap();
+        assert_eq!(v, [443, 8000, 8001, 8002, 22]);
+        for bad in ["0", "65536", "a", "", "10-5", "1-2000", "443,", "-5"] {
+            assert!(parse_port_list(bad, &mut Vec::new()).is_err(), "{bad:?}");
+        }
     }
 }

@@ -20,12 +20,12 @@ use std::path::PathBuf;
 
 use crate::aggregate::listen::{ListenCounts, MAX_LISTENERS};
 use crate::aggregate::ports::{PortConfig, PortCounts, MAX_PORTS};
-use crate::aggregate::states::ByFamily;
 use crate::aggregate::{Aggregations, Kind, LISTEN};
 use crate::error::Error;
 use crate::netlink::DiagSocket;
 use crate::netns::{self, Target};
 use crate::procfs::{self, ProcPaths, Table};
+use crate::rows::Gathered;
 use crate::wire::{Dump, AF_INET, AF_INET6};
 
 /// Where socket states come from.
@@ -59,11 +59,11 @@ pub struct Options {
 /// Something worth telling the operator that did not fail the gather.
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// `Source::Auto` found netlink refused for `proto` (for every protocol
+    /// `Source::Auto` found netlink refused for `kind` (for every protocol
     /// it counts when `None`: the socket itself was refused) and reads /proc
     /// for it from now on. Sent once per collector and protocol.
     Fallback {
-        proto: Option<Kind>,
+        kind: Option<Kind>,
         error: &'a Error,
     },
     /// Sockets in a state number this program does not know; counted nowhere.
@@ -142,11 +142,6 @@ impl Collector {
         self.target.as_ref()
     }
 
-    /// What the last successful gather counted.
-    pub fn aggregations(&self) -> &Aggregations {
-        &self.agg
-    }
-
     /// Takes a fresher description (tag, path, PID) of the namespace this
     /// collector already counts, keeping its socket.
     pub fn retarget(&mut self, target: Target) {
@@ -154,7 +149,8 @@ impl Collector {
         self.target = Some(target);
     }
 
-    /// Counts the sockets of the collector's namespace. `stop` is asked
+    /// Counts the sockets of the collector's namespace into every
+    /// aggregation asked for, and returns their results. `stop` is asked
     /// between dumps and every few hundred sockets; when it says so the
     /// gather ends with `Error::Stopped`.
     pub fn gather(
@@ -162,7 +158,7 @@ impl Collector {
         bufs: &mut Buffers,
         events: &mut dyn FnMut(Event),
         stop: &mut dyn FnMut() -> bool,
-    ) -> Result<ByFamily, Error> {
+    ) -> Result<Gathered<'_>, Error> {
         let everything = !self.options.listeners_only;
         if !self.tcp_via_proc {
             self.agg.reset(Kind::Tcp);
@@ -213,7 +209,11 @@ impl Collector {
         if self.agg.listen.as_ref().is_some_and(ListenCounts::capped) {
             events(Event::ListenersCapped { cap: MAX_LISTENERS });
         }
-        Ok(self.agg.states.by_family(self.options.include_unix))
+        Ok(Gathered {
+            by_family: self.agg.states.by_family(self.options.include_unix),
+            ports: self.agg.ports.as_ref(),
+            listen: self.agg.listen.as_ref(),
+        })
     }
 
     /// Decides what a failed netlink dump means: a refusal under `auto`
@@ -221,7 +221,7 @@ impl Collector {
     /// gather and drops the socket so the next gather starts on a fresh one.
     fn fall_back(
         &mut self,
-        proto: Kind,
+        kind: Kind,
         e: Error,
         events: &mut dyn FnMut(Event),
     ) -> Result<(), Error> {
@@ -232,7 +232,7 @@ impl Collector {
         // No socket at all means no protocol can use netlink: say it once.
         if matches!(e, Error::NetlinkOpen(_)) {
             events(Event::Fallback {
-                proto: None,
+                kind: None,
                 error: &e,
             });
             self.tcp_via_proc = true;
@@ -241,10 +241,10 @@ impl Collector {
             return Ok(());
         }
         events(Event::Fallback {
-            proto: Some(proto),
+            kind: Some(kind),
             error: &e,
         });
-        match proto {
+        match kind {
             Kind::Tcp => self.tcp_via_proc = true,
             Kind::Udp => self.udp_via_proc = true,
             Kind::Unix => self.unix_via_proc = true,

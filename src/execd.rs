@@ -16,12 +16,14 @@ use std::time::{Duration, Instant};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use telegraf_netstat::log::Logger;
-use telegraf_netstat::sink::Delivery;
+use telegraf_netstat::sink::{Delivery, Sink};
 
-use crate::gather::{Gatherer, Outcome, EXIT_GATHER_FAILED, EXIT_OK};
+use crate::cli::Config;
+use crate::deliver::{Outcome, Printer};
+use crate::exit::{EXIT_GATHER_FAILED, EXIT_OK};
+use crate::gather::Gatherer;
 use crate::signals::{signal_pipe, Interrupt, StdinRole};
 use crate::throttle::{say, ErrorThrottle};
-use telegraf_netstat::cli::Config;
 
 /// How often a running gather looks at the signal pipe and stdin.
 const CHECK_EVERY: Duration = Duration::from_millis(10);
@@ -180,7 +182,7 @@ enum Wake {
     Exit,
 }
 
-pub fn run(config: Config) -> ExitCode {
+pub fn run(config: Config, sink: Sink) -> ExitCode {
     let log = Logger {
         verbose: config.verbose,
     };
@@ -202,8 +204,9 @@ pub fn run(config: Config) -> ExitCode {
     let interval = config.interval;
     let first = Instant::now();
     let mut due = interval.map(|_| first);
-    let to_file = config.output.is_some();
-    let mut gatherer = Gatherer::new(config);
+    let mut gatherer: Gatherer = Gatherer::new(&config);
+    let mut printer = Printer::new(config.format, sink);
+    let to_file = printer.to_file();
     let mut throttle = ErrorThrottle::default();
 
     loop {
@@ -218,7 +221,7 @@ pub fn run(config: Config) -> ExitCode {
                 return ExitCode::from(EXIT_GATHER_FAILED);
             }
         }
-        match gatherer.gather(&mut control) {
+        match printer.gather(&mut gatherer, &mut control) {
             Outcome::Delivered { .. } => say(&log, throttle.succeeded("")),
             Outcome::Stopped | Outcome::NotDelivered(Delivery::Closed | Delivery::Stopped) => {
                 return ExitCode::from(EXIT_OK)

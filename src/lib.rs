@@ -8,7 +8,6 @@
 //! (printing).
 
 pub mod aggregate;
-pub mod cli;
 pub mod collector;
 pub mod error;
 pub mod log;
@@ -16,6 +15,7 @@ pub mod netlink;
 pub mod netns;
 pub mod output;
 pub mod procfs;
+pub mod rows;
 pub mod sink;
 pub mod wire;
 

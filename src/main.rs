@@ -1,12 +1,21 @@
-//! The `telegraf-netstat` binary: parse flags into a `Config`, then run.
+//! The `telegraf-netstat` binary: flags checked into one `Config`, the sink
+//! opened, then one mode runs. The library (`telegraf_netstat`) holds kernel
+//! access, aggregation, rows, encoders and sinks; the binary holds the
+//! command line, the gather loop over namespaces and the modes.
 
+mod cli;
+mod deliver;
 mod execd;
+mod exit;
 mod gather;
+mod oneshot;
 mod serve;
 mod signals;
 mod throttle;
 
 use std::process::ExitCode;
+
+use telegraf_netstat::sink::{OutputFile, Sink, Stdout};
 
 /// Each namespace counted keeps one netlink socket open; the common soft
 /// limit of 1024 descriptors would cap `--all-netns` well below the hard
@@ -23,10 +32,25 @@ fn raise_fd_limit() {
 
 fn main() -> ExitCode {
     raise_fd_limit();
-    match telegraf_netstat::cli::Config::parse(std::env::args_os()) {
-        Ok(config) if config.serve.is_some() => serve::run(config),
-        Ok(config) if config.execd || config.interval.is_some() => execd::run(config),
-        Ok(config) => gather::run(config),
+    let config = match cli::Config::parse(std::env::args_os()) {
+        Ok(config) => config,
         Err(e) => e.exit(),
+    };
+    if config.serve.is_some() {
+        return serve::run(config);
+    }
+    // The sink is opened before any gather: a bad `--output` is a usage
+    // error (exit 2), not a failed gather.
+    let sink = match &config.output {
+        None => Sink::Stdout(Stdout::new()),
+        Some(path) => match OutputFile::open(path) {
+            Ok(file) => Sink::File(file),
+            Err(why) => cli::output_error(path, why).exit(),
+        },
+    };
+    if config.execd || config.interval.is_some() {
+        execd::run(config, sink)
+    } else {
+        oneshot::run(config, sink)
     }
 }

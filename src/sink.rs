@@ -1,6 +1,6 @@
-//! Where a gather's bytes go: stdout without ever blocking a loop that
-//! must hear SIGTERM, or the `--output` file, replaced atomically without
-//! trusting anything in its directory.
+//! Where a gather's bytes go ([`Sink`]): stdout without ever blocking a
+//! loop that must hear SIGTERM, or the `--output` file, replaced atomically
+//! without trusting anything in its directory.
 //!
 //! ## stdout
 //!
@@ -44,6 +44,37 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, CWD};
 use rustix::io::Errno;
+
+/// Where each gather goes: stdout, or the `--output` file.
+#[derive(Debug)]
+pub enum Sink {
+    Stdout(Stdout),
+    File(OutputFile),
+}
+
+impl Sink {
+    /// Delivers one gather's bytes. `wait` blocks until a stdout reader
+    /// that is behind takes more (`true`) or the caller must stop (`false`).
+    pub fn deliver(
+        &self,
+        bytes: &[u8],
+        wait: &mut dyn FnMut(BorrowedFd<'_>) -> std::io::Result<bool>,
+    ) -> Result<(), Delivery> {
+        match self {
+            Sink::Stdout(stdout) => stdout.write_all(bytes, wait),
+            Sink::File(file) => file.replace(bytes).map_err(|e| {
+                Delivery::Failed(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", file.path().display()),
+                ))
+            }),
+        }
+    }
+
+    pub fn is_file(&self) -> bool {
+        matches!(self, Sink::File(_))
+    }
+}
 
 /// Why bytes could not be delivered.
 #[derive(Debug)]

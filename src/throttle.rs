@@ -131,9 +131,9 @@ mod tests {
     fn lasting_warnings_are_said_then_reminded() {
         let t0 = Instant::now();
         let mut w = Reminder::default();
-        assert!(w.warn(t0));
-        assert!(!w.warn(t0 + Duration::from_secs(10)));
-        assert!(w.warn(t0 + REMIND_EVERY));
+        assert!(w.due(t0));
+        assert!(!w.due(t0 + Duration::from_secs(10)));
+        assert!(w.due(t0 + REMIND_EVERY));
     }
 
     #[test]

@@ -243,38 +243,6 @@ impl PortCounts {
     }
 }
 
-/// Parses one `--local-port`/`--remote-port` value: comma-separated ports
-/// and inclusive ranges (`443,8000-8010`), each port 1..=65535. Appends to
-/// `into`.
-pub fn parse_port_list(s: &str, into: &mut Vec<u16>) -> Result<(), String> {
-    let port = |t: &str| -> Result<u16, String> {
-        match t.trim().parse::<u16>() {
-            Ok(0) | Err(_) => Err(format!(
-                "invalid port {t:?} in {s:?}: expected a number from 1 to 65535"
-            )),
-            Ok(p) => Ok(p),
-        }
-    };
-    for item in s.split(',') {
-        match item.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (port(a)?, port(b)?);
-                if a > b {
-                    return Err(format!("invalid port range {item:?} in {s:?}: {a} > {b}"));
-                }
-                if usize::from(b - a) >= MAX_PORTS {
-                    return Err(format!(
-                        "port range {item:?} holds more than {MAX_PORTS} ports"
-                    ));
-                }
-                into.extend(a..=b);
-            }
-            None => into.push(port(item)?),
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,15 +374,5 @@ mod tests {
         });
         p.add(&tcp(AF_INET, 200, 80, 1));
         assert_eq!(rows(&p)[0].2, [Counts::default(), Counts::default()]);
-    }
-
-    #[test]
-    fn port_lists() {
-        let mut v = Vec::new();
-        parse_port_list("443,8000-8002, 22", &mut v).unwrap();
-        assert_eq!(v, [443, 8000, 8001, 8002, 22]);
-        for bad in ["0", "65536", "a", "", "10-5", "1-2000", "443,", "-5"] {
-            assert!(parse_port_list(bad, &mut Vec::new()).is_err(), "{bad:?}");
-        }
     }
 }

@@ -4,9 +4,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::cli::{ListenAddr, Serve};
 use rustix::io::Errno;
 use rustix::net::{sockopt, AddressFamily, SocketType};
-use telegraf_netstat::cli::{ListenAddr, Serve};
 
 /// Pending connections the kernel queues for us.
 const BACKLOG: i32 = 1024;

@@ -39,12 +39,13 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::cli::Config;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
-use telegraf_netstat::cli::Config;
 use telegraf_netstat::log::Logger;
 
-use crate::gather::{Collected, Gatherer, EXIT_GATHER_FAILED, EXIT_OK};
+use crate::exit::{EXIT_GATHER_FAILED, EXIT_OK};
+use crate::gather::{Collected, Gatherer};
 use crate::signals::{signal_pipe, StdinRole, Uninterrupted};
 use conn::{Conn, Next};
 use http::{Answer, CONTENT_TYPE};
@@ -200,14 +201,19 @@ pub fn run(config: Config) -> ExitCode {
     let (go, requests) = mpsc::channel::<usize>();
     {
         let shared = Arc::clone(&shared);
-        let mut gatherer = Gatherer::new(config);
+        let mut gatherer: Gatherer = Gatherer::new(&config);
+        let format = config.format;
+        let mut out = Vec::with_capacity(1024);
         std::thread::Builder::new()
             .name("gather".into())
             .spawn(move || {
                 for waiting in requests {
                     let started = Instant::now();
                     let result = match gatherer.collect(&mut Uninterrupted) {
-                        Collected::Counted { .. } => (200, Arc::new(gatherer.encoded().to_vec())),
+                        Collected::Counted { .. } => {
+                            gatherer.rows().encode(format, &mut out);
+                            (200, Arc::new(out.clone()))
+                        }
                         // The detail (paths, OS errors) is on stderr, not
                         // for any client that asks.
                         Collected::Failed | Collected::Stopped => (

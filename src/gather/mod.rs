@@ -1,0 +1,218 @@
+//! One gather over every namespace asked for: brings the namespaces up to
+//! date ([`namespaces`]), counts each with its collector, and hands each
+//! result, with the namespace's tags, forward to [`Rows`]; what a collector
+//! reports goes to the log ([`report`]). Printing and delivering the rows
+//! are the caller's (`deliver`, `serve`).
+
+mod namespaces;
+mod report;
+
+use std::time::{Instant, SystemTime};
+
+use telegraf_netstat::collector::Buffers;
+use telegraf_netstat::log::Logger;
+use telegraf_netstat::netns::{NsId, Target};
+use telegraf_netstat::rows::{Gathered, Rows, Shape};
+use telegraf_netstat::{Collector, Error, Event, Options};
+
+use crate::cli::Config;
+use crate::signals::Interrupt;
+use crate::throttle::say;
+use namespaces::{CountedNamespace, NamespaceSet};
+use report::{context, report, vanished, Caps};
+
+/// What the gather loop needs of a collector: [`Collector`] in the program,
+/// a fake in the tests below.
+pub trait Count {
+    /// A collector for `target`, or for the own namespace when `None`.
+    fn for_namespace(options: &Options, target: Option<Target>) -> Self;
+    fn target(&self) -> Option<&Target>;
+    /// A fresher description of the namespace it already counts.
+    fn retarget(&mut self, target: Target);
+    /// Counts the namespace's sockets; `stop` is asked as it goes.
+    fn gather(
+        &mut self,
+        bufs: &mut Buffers,
+        events: &mut dyn FnMut(Event),
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<Gathered<'_>, Error>;
+}
+
+impl Count for Collector {
+    fn for_namespace(options: &Options, target: Option<Target>) -> Self {
+        Collector::in_namespace(options.clone(), target)
+    }
+
+    fn target(&self) -> Option<&Target> {
+        Collector::target(self)
+    }
+
+    fn retarget(&mut self, target: Target) {
+        Collector::retarget(self, target)
+    }
+
+    fn gather(
+        &mut self,
+        bufs: &mut Buffers,
+        events: &mut dyn FnMut(Event),
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<Gathered<'_>, Error> {
+        Collector::gather(self, bufs, events, stop)
+    }
+}
+
+/// How one gather's counting ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Collected {
+    /// The rows are ready; `failed` namespaces could not be counted (each
+    /// said).
+    Counted { failed: usize },
+    /// Nothing could be counted (said on stderr).
+    Failed,
+    /// `Interrupt::stop_requested` said so; the rest of the gather was
+    /// dropped.
+    Stopped,
+}
+
+/// The collectors of every namespace counted and the rows of the last
+/// gather.
+pub struct Gatherer<C: Count = Collector> {
+    namespaces: NamespaceSet<C>,
+    shape: Shape,
+    include_unix: bool,
+    /// Rows carry the gather time (`--timestamp`, or a format that always
+    /// does).
+    stamped: bool,
+    log: Logger,
+    /// One receive buffer (and /proc buffer) for every namespace.
+    bufs: Buffers,
+    rows: Rows,
+}
+
+impl<C: Count> Gatherer<C> {
+    pub fn new(config: &Config) -> Self {
+        let listeners_only = config.listen_queues && !config.print.netstat && !config.print.port;
+        let options = Options {
+            source: config.source,
+            proc_root: config.proc_root.clone(),
+            include_unix: config.include_unix,
+            ports: config.ports.clone(),
+            listen_queues: config.listen_queues,
+            listeners_only,
+        };
+        Gatherer {
+            namespaces: NamespaceSet::new(config.namespaces.clone(), options, config.netns_labels),
+            shape: Shape {
+                by_family: config.by_family,
+                include_unix: config.include_unix,
+                print: config.print,
+                syn_recv: !listeners_only,
+            },
+            include_unix: config.include_unix,
+            stamped: config.timestamp || config.format.always_stamped(),
+            log: Logger {
+                verbose: config.verbose,
+            },
+            bufs: Buffers::default(),
+            rows: Rows::default(),
+        }
+    }
+
+    pub fn log(&self) -> &Logger {
+        &self.log
+    }
+
+    /// The rows of the last gather that counted something.
+    pub fn rows(&self) -> &Rows {
+        &self.rows
+    }
+
+    /// One gather over every namespace, into `rows()`; what failed is said
+    /// on stderr.
+    pub fn collect(&mut self, interrupt: &mut dyn Interrupt) -> Collected {
+        self.rows.start(self.stamped.then(SystemTime::now));
+        let failed = match self.namespaces.resolve(&self.log) {
+            Ok(failed) => match self.count(interrupt) {
+                Some((counted, n)) if counted == 0 && failed + n > 0 => return Collected::Failed,
+                Some((_, n)) => failed + n,
+                None => return Collected::Stopped,
+            },
+            Err(()) => return Collected::Failed,
+        };
+        Collected::Counted { failed }
+    }
+
+    /// Names the namespaces, then gathers in each resolved one, its rows
+    /// added as it is counted. Returns how many were counted and how many
+    /// failed (each said), or `None` when `interrupt` asked to stop.
+    fn count(&mut self, interrupt: &mut dyn Interrupt) -> Option<(usize, usize)> {
+        self.namespaces.name(&self.log, interrupt)?;
+        let log = self.log;
+        let scanned = self.namespaces.scanned();
+        let include_unix = self.include_unix;
+        let now = Instant::now();
+        let (mut counted, mut failed) = (0, 0);
+        // `--netns` paths that name one namespace twice count it once.
+        let mut seen: Vec<NsId> = Vec::new();
+        for ns in self.namespaces.list.iter_mut() {
+            let CountedNamespace {
+                collector: Some(collector),
+                tag,
+                throttle,
+                ports_capped,
+                listeners_capped,
+                naming,
+                ..
+            } = ns
+            else {
+                continue;
+            };
+            if interrupt.stop_requested() {
+                return None;
+            }
+            if let Some(t) = collector.target() {
+                if seen.contains(&t.id) {
+                    continue;
+                }
+                seen.push(t.id);
+            }
+            let context = context(tag.as_deref());
+            let prefix = tag
+                .as_ref()
+                .map(|t| format!("network namespace {t}: "))
+                .unwrap_or_default();
+            let events = &mut |event: Event<'_>| {
+                let caps = Caps {
+                    ports: &mut *ports_capped,
+                    listeners: &mut *listeners_capped,
+                };
+                report(&log, &prefix, include_unix, caps, now, event)
+            };
+            match collector.gather(&mut self.bufs, events, &mut || interrupt.stop_requested()) {
+                Err(Error::Stopped) => return None,
+                Ok(gathered) => {
+                    // The namespace's own tags: `netns`, then its labels.
+                    let mut tags: Vec<(&'static str, &str)> = Vec::with_capacity(4);
+                    if let Some(t) = tag.as_deref() {
+                        tags.push(("netns", t));
+                    }
+                    if let Some(n) = naming.as_ref() {
+                        tags.extend(n.labels.tags());
+                    }
+                    self.rows.add(&self.shape, &tags, &gathered);
+                    counted += 1;
+                    say(&log, throttle.succeeded(&context));
+                }
+                Err(e) if scanned && vanished(&e) => ns.collector = None,
+                Err(e) => {
+                    failed += 1;
+                    say(&log, throttle.failed(&context, e.to_string(), now));
+                }
+            }
+        }
+        Some((counted, failed))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,76 @@
+//! What a gather tells the operator: a collector's events (a fallback to
+//! /proc, unknown states, caps hit) as log lines, throttled where they
+//! would repeat every gather.
+
+use std::time::Instant;
+
+use telegraf_netstat::log::Logger;
+use telegraf_netstat::{Error, Event};
+
+use crate::throttle::Reminder;
+
+/// Where, for log lines: empty, or " in network namespace NAME".
+pub(super) fn context(tag: Option<&str>) -> String {
+    tag.map(|t| format!(" in network namespace {t}"))
+        .unwrap_or_default()
+}
+
+/// An error that means the namespace went away between the scan and the
+/// gather: `--all-netns` drops it without a word. (A named namespace
+/// without a process, which the proc source cannot read, has not gone: it
+/// is an error like any other.)
+pub(super) fn vanished(e: &Error) -> bool {
+    match e {
+        Error::NetnsOpen { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
+/// The warnings about caps of one namespace, each said at most every few
+/// minutes.
+pub(super) struct Caps<'a> {
+    pub(super) ports: &'a mut Reminder,
+    pub(super) listeners: &'a mut Reminder,
+}
+
+/// Logs what a collector tells.
+pub(super) fn report(
+    log: &Logger,
+    prefix: &str,
+    include_unix: bool,
+    caps: Caps<'_>,
+    now: Instant,
+    event: Event<'_>,
+) {
+    match event {
+        Event::Fallback { kind, error } => {
+            let what = match kind {
+                Some(p) => p.to_string(),
+                None if include_unix => "tcp, udp and unix".to_string(),
+                None => "tcp and udp".to_string(),
+            };
+            log.warn(format_args!(
+                "{prefix}{error}; reading {what} sockets from /proc from now on"
+            ))
+        }
+        Event::UnknownState { state, count } => log.debug(format_args!(
+            "{prefix}ignored {count} tcp sockets in unknown state {state}"
+        )),
+        Event::ListenersCapped { cap } => {
+            if caps.listeners.due(now) {
+                log.warn(format_args!(
+                    "{prefix}more than {cap} TCP listening addresses; \
+                     --listen-queues reports the first {cap} found"
+                ));
+            }
+        }
+        Event::PortsCapped { cap } => {
+            if caps.ports.due(now) {
+                log.warn(format_args!(
+                    "{prefix}more than {cap} ports have TCP listeners; \
+                     --listening-ports breaks down the first {cap} found"
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The gather loop with a fake collector: what is counted, what fails, what
+//! stops, and the rows it hands on.
+
+use std::cell::Cell;
+
+use telegraf_netstat::aggregate::states::{ByFamily, Counts};
+use telegraf_netstat::Format;
+
+use super::*;
+use crate::cli::Config;
+use crate::signals::Uninterrupted;
+
+thread_local! {
+    /// The fake's next gather fails with this errno.
+    static FAIL: Cell<Option<i32>> = const { Cell::new(None) };
+    /// The fake's next gather is cut off (`Error::Stopped`).
+    static STOP: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Counts one established connection more at each of its gathers.
+struct Fake {
+    target: Option<Target>,
+    gathers: u64,
+}
+
+impl Count for Fake {
+    fn for_namespace(_: &Options, target: Option<Target>) -> Self {
+        Fake { target, gathers: 0 }
+    }
+
+    fn target(&self) -> Option<&Target> {
+        self.target.as_ref()
+    }
+
+    fn retarget(&mut self, target: Target) {
+        self.target = Some(target);
+    }
+
+    fn gather(
+        &mut self,
+        _: &mut Buffers,
+        _: &mut dyn FnMut(Event),
+        _: &mut dyn FnMut() -> bool,
+    ) -> Result<Gathered<'_>, Error> {
+        if STOP.take() {
+            return Err(Error::Stopped);
+        }
+        if let Some(errno) = FAIL.take() {
+            return Err(Error::NetlinkOpen(std::io::Error::from_raw_os_error(errno)));
+        }
+        self.gathers += 1;
+        Ok(Gathered {
+            by_family: ByFamily {
+                ipv4: Counts {
+                    tcp_established: self.gathers,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            ports: None,
+            listen: None,
+        })
+    }
+}
+
+/// Asks to stop at once.
+struct Now;
+
+impl Interrupt for Now {
+    fn stop_requested(&mut self) -> bool {
+        true
+    }
+    fn wait_writable(&mut self, _: std::os::fd::BorrowedFd<'_>) -> std::io::Result<bool> {
+        Ok(false)
+    }
+}
+
+fn gatherer(args: &[&str]) -> Gatherer<Fake> {
+    let config = Config::parse(std::iter::once("telegraf-netstat").chain(args.iter().copied()))
+        .expect("flags");
+    Gatherer::new(&config)
+}
+
+fn influx(g: &Gatherer<Fake>) -> String {
+    let mut out = Vec::new();
+    g.rows().encode(Format::Influx, &mut out);
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn the_own_namespace_keeps_its_collector_between_gathers() {
+    let mut g = gatherer(&[]);
+    assert_eq!(
+        g.collect(&mut Uninterrupted),
+        Collected::Counted { failed: 0 }
+    );
+    assert!(influx(&g).starts_with("netstat tcp_close=0i,"));
+    assert!(influx(&g).contains(",tcp_established=1i,"));
+    assert_eq!(
+        g.collect(&mut Uninterrupted),
+        Collected::Counted { failed: 0 }
+    );
+    assert!(
+        influx(&g).contains(",tcp_established=2i,"),
+        "{}",
+        influx(&g)
+    );
+}
+
+#[test]
+fn a_failed_gather_of_the_only_namespace_is_a_failed_gather() {
+    let mut g = gatherer(&[]);
+    FAIL.set(Some(libc::EIO));
+    assert_eq!(g.collect(&mut Uninterrupted), Collected::Failed);
+    assert_eq!(influx(&g), "", "no rows from a failed gather");
+    assert_eq!(
+        g.collect(&mut Uninterrupted),
+        Collected::Counted { failed: 0 }
+    );
+}
+
+#[test]
+fn listed_namespaces_count_once_and_failures_are_counted() {
+    // The same namespace twice (counted once) and a path that is none.
+    let mut g = gatherer(&[
+        "--netns",
+        "/proc/self/ns/net",
+        "--netns",
+        "/nonexistent/telegraf-netstat",
+        "--netns",
+        "/proc/thread-self/ns/net",
+    ]);
+    assert_eq!(
+        g.collect(&mut Uninterrupted),
+        Collected::Counted { failed: 1 }
+    );
+    let out = influx(&g);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("netstat,netns=/proc/self/ns/net "), "{out}");
+
+    // Nothing that resolves: the gather failed.
+    let mut g = gatherer(&["--netns", "/nonexistent/telegraf-netstat"]);
+    assert_eq!(g.collect(&mut Uninterrupted), Collected::Failed);
+}
+
+#[test]
+fn a_stop_drops_the_gather() {
+    let mut g = gatherer(&[]);
+    assert_eq!(g.collect(&mut Now), Collected::Stopped);
+    // A collector cut off mid-gather.
+    STOP.set(true);
+    assert_eq!(g.collect(&mut Uninterrupted), Collected::Stopped);
+    assert_eq!(
+        g.collect(&mut Uninterrupted),
+        Collected::Counted { failed: 0 }
+    );
+}
+
+#[test]
+fn rows_follow_the_flags() {
+    let mut g = gatherer(&["--by-family", "--timestamp"]);
+    assert_eq!(
+        g.collect(&mut Uninterrupted),
+        Collected::Counted { failed: 0 }
+    );
+    let out = influx(&g);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("netstat,family=ipv4 "), "{out}");
+    assert!(lines[1].starts_with("netstat,family=ipv6 "), "{out}");
+    // --timestamp: each line ends with the gather time in nanoseconds.
+    assert!(lines[0].rsplit(' ').next().unwrap().len() >= 19, "{out}");
+}

@@ -1,0 +1,388 @@
+//! Rows: one gather's results as the metrics every format prints
+//! (measurement, sorted tags, sorted fields). Pure: the gather loop hands
+//! each namespace's [`Gathered`] here as it is counted, and an encoder from
+//! [`crate::output`] prints the rows; no I/O and no kernel access here.
+//!
+//! Order, which the Prometheus format needs (one metric family together):
+//! every `netstat` row, then every `netstat_port` row, then every
+//! `netstat_listen` row; within each, namespaces in the order they were
+//! counted.
+//!
+//! A new measurement plugs in as one more section: its aggregation's
+//! result in [`Gathered`], its rows in [`Rows::add`].
+
+use std::time::SystemTime;
+
+use crate::aggregate::listen::{address_text, ListenCounts};
+use crate::aggregate::ports::PortCounts;
+use crate::aggregate::states::ByFamily;
+use crate::output::{Field, Format, Metric, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT};
+use crate::wire::AF_INET;
+
+/// The measurements a gather prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measurements {
+    pub netstat: bool,
+    pub port: bool,
+    pub listen: bool,
+}
+
+/// How rows are cut, from the flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// One row per address family, tagged `family` (`--by-family`).
+    pub by_family: bool,
+    /// Unix sockets are counted (`--include-unix`): a `family=unix` row.
+    pub include_unix: bool,
+    pub print: Measurements,
+    /// `netstat_listen` has `syn_recv` (not with `--only listen`, which does
+    /// not walk the table the handshakes are in).
+    pub syn_recv: bool,
+}
+
+/// What one namespace's gather computed: every aggregation's result.
+#[derive(Debug, Clone, Copy)]
+pub struct Gathered<'a> {
+    pub by_family: ByFamily,
+    /// `netstat_port`, when asked for.
+    pub ports: Option<&'a PortCounts>,
+    /// `netstat_listen`, when asked for.
+    pub listen: Option<&'a ListenCounts>,
+}
+
+/// One row, owning its tag values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Row {
+    measurement: &'static str,
+    /// Sorted by key, as Telegraf writes them.
+    tags: Vec<(&'static str, String)>,
+    /// Sorted by name.
+    fields: Vec<Field>,
+}
+
+/// The rows of one gather, built namespace by namespace. Reused between
+/// gathers: [`Rows::start`] clears it.
+#[derive(Debug, Default)]
+pub struct Rows {
+    time: Option<SystemTime>,
+    /// `netstat`, `netstat_port`, `netstat_listen`.
+    sections: [Vec<Row>; 3],
+}
+
+impl Rows {
+    /// Starts a gather's rows, stamped with `time` (`None`: the consumer
+    /// stamps them).
+    pub fn start(&mut self, time: Option<SystemTime>) {
+        self.time = time;
+        for s in &mut self.sections {
+            s.clear();
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sections.iter().all(Vec::is_empty)
+    }
+
+    /// Adds the rows of one namespace, whose own tags (`netns`, labels) are
+    /// `tags`.
+    pub fn add(&mut self, shape: &Shape, tags: &[(&'static str, &str)], g: &Gathered<'_>) {
+        let row = |measurement, fields: &[Field], own: &[(&'static str, String)]| {
+            let mut t: Vec<(&'static str, String)> = own.to_vec();
+            t.extend(tags.iter().map(|&(k, v)| (k, v.to_string())));
+            t.sort_unstable_by_key(|kv| kv.0);
+            Row {
+                measurement,
+                tags: t,
+                fields: fields.to_vec(),
+            }
+        };
+        let family = |name: &str| ("family", name.to_string());
+        let [netstat, port, listen] = &mut self.sections;
+        if shape.print.netstat {
+            let c = &g.by_family;
+            if shape.by_family {
+                netstat.push(row(MEASUREMENT, &Field::of(&c.ipv4), &[family("ipv4")]));
+                netstat.push(row(MEASUREMENT, &Field::of(&c.ipv6), &[family("ipv6")]));
+                if shape.include_unix {
+                    netstat.push(row(MEASUREMENT, &Field::of(&c.unix), &[family("unix")]));
+                }
+            } else {
+                netstat.push(row(MEASUREMENT, &Field::of(&c.total()), &[]));
+            }
+        }
+        if let (true, Some(ports)) = (shape.print.port, g.ports) {
+            for (direction, p, counts) in ports.rows() {
+                let direction = ("direction", direction.as_str().to_string());
+                let p = ("port", p.to_string());
+                if shape.by_family {
+                    for (name, c) in [("ipv4", &counts[0]), ("ipv6", &counts[1])] {
+                        let own = [direction.clone(), family(name), p.clone()];
+                        port.push(row(PORT_MEASUREMENT, &Field::of(c), &own));
+                    }
+                } else {
+                    let mut total = counts[0];
+                    total.add(&counts[1]);
+                    port.push(row(PORT_MEASUREMENT, &Field::of(&total), &[direction, p]));
+                }
+            }
+        }
+        if let (true, Some(listeners)) = (shape.print.listen, g.listen) {
+            for l in listeners.rows() {
+                let mut own = vec![
+                    ("address", address_text(l.family, &l.addr)),
+                    ("port", l.port.to_string()),
+                ];
+                if shape.by_family {
+                    own.push(family(if l.family == AF_INET { "ipv4" } else { "ipv6" }));
+                }
+                // Sorted by name; what the source does not know is left out.
+                let mut f: Vec<Field> = Vec::with_capacity(5);
+                if let Some(b) = l.backlog {
+                    f.push(Field::gauge("backlog", b));
+                }
+                if let Some(d) = l.drops {
+                    f.push(Field {
+                        name: "drops",
+                        value: d,
+                        counter: true,
+                    });
+                }
+                f.push(Field::gauge("queue", l.queue));
+                f.push(Field::gauge("sockets", l.sockets));
+                if shape.syn_recv {
+                    f.push(Field::gauge("syn_recv", l.syn_recv));
+                }
+                listen.push(row(LISTEN_MEASUREMENT, &f, &own));
+            }
+        }
+    }
+
+    /// Every row as a `Metric`, in order, handed to `f`.
+    pub fn with_metrics<R>(&self, f: impl FnOnce(&[Metric<'_>]) -> R) -> R {
+        let tags: Vec<Vec<(&str, &str)>> = self
+            .rows()
+            .map(|r| r.tags.iter().map(|(k, v)| (*k, v.as_str())).collect())
+            .collect();
+        let metrics: Vec<Metric<'_>> = self
+            .rows()
+            .zip(&tags)
+            .map(|(r, tags)| Metric {
+                measurement: r.measurement,
+                tags,
+                fields: &r.fields,
+                time: self.time,
+            })
+            .collect();
+        f(&metrics)
+    }
+
+    /// Encodes every row into `out` (cleared first).
+    pub fn encode(&self, format: Format, out: &mut Vec<u8>) {
+        out.clear();
+        self.with_metrics(|m| format.encode(m, out));
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &Row> {
+        self.sections.iter().flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::listen::ListenCounts;
+    use crate::aggregate::ports::{PortConfig, PortCounts};
+    use crate::aggregate::states::Counts;
+    use crate::aggregate::{Kind, ListenInfo, Record, LISTEN};
+    use crate::wire::AF_INET6;
+
+    const ALL: Measurements = Measurements {
+        netstat: true,
+        port: true,
+        listen: true,
+    };
+
+    fn shape(by_family: bool) -> Shape {
+        Shape {
+            by_family,
+            include_unix: false,
+            print: ALL,
+            syn_recv: true,
+        }
+    }
+
+    fn by_family() -> ByFamily {
+        ByFamily {
+            ipv4: Counts {
+                tcp_established: 3,
+                ..Default::default()
+            },
+            ipv6: Counts {
+                tcp_listen: 1,
+                udp_socket: 2,
+                ..Default::default()
+            },
+            unix: Counts {
+                udp_socket: 7,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn influx(rows: &Rows) -> String {
+        let mut out = Vec::new();
+        rows.encode(Format::Influx, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn record(family: u8, state: u8, local_port: u16, listen: Option<ListenInfo>) -> Record {
+        Record {
+            kind: Kind::Tcp,
+            family,
+            state,
+            local_port,
+            remote_port: if state == LISTEN { 0 } else { 40000 },
+            listen,
+        }
+    }
+
+    const ZERO: &str = "tcp_close=0i,tcp_close_wait=0i,tcp_closing=0i";
+
+    #[test]
+    fn netstat_rows_total_or_per_family_with_the_namespace_s_tags() {
+        let g = Gathered {
+            by_family: by_family(),
+            ports: None,
+            listen: None,
+        };
+        let mut rows = Rows::default();
+        rows.start(None);
+        rows.add(&shape(false), &[], &g);
+        let out = influx(&rows);
+        assert!(out.starts_with(&format!("netstat {ZERO},")), "{out}");
+        assert!(
+            out.contains(",tcp_established=3i,") && out.contains(",udp_socket=9i\n"),
+            "{out}"
+        );
+
+        // Per family; the namespace's tags merged in key order.
+        let tags = [("netns", "blue"), ("container_id", "abc")];
+        rows.start(None);
+        rows.add(&shape(true), &tags, &g);
+        let out = influx(&rows);
+        let lines: Vec<&str> = out.lines().map(|l| l.split(' ').next().unwrap()).collect();
+        // Without --include-unix there is no unix row.
+        assert_eq!(
+            lines,
+            [
+                "netstat,container_id=abc,family=ipv4,netns=blue",
+                "netstat,container_id=abc,family=ipv6,netns=blue"
+            ]
+        );
+        let unix = Shape {
+            include_unix: true,
+            ..shape(true)
+        };
+        rows.start(None);
+        rows.add(&unix, &[], &g);
+        assert!(influx(&rows).contains("netstat,family=unix "));
+    }
+
+    #[test]
+    fn sections_in_order_across_namespaces_and_only_what_is_printed() {
+        let config = PortConfig {
+            local: vec![443],
+            remote: Vec::new(),
+            listening: false,
+        };
+        let mut ports = PortCounts::new(&config);
+        ports.add(&record(AF_INET, 1, 443, None));
+        ports.add(&record(AF_INET6, 1, 443, None));
+        let mut listen = ListenCounts::default();
+        let info = ListenInfo {
+            addr: [0; 16],
+            queue: 2,
+            backlog: Some(128),
+            drops: Some(5),
+        };
+        listen.add_listener(&record(AF_INET, LISTEN, 443, Some(info)));
+        let g = Gathered {
+            by_family: by_family(),
+            ports: Some(&ports),
+            listen: Some(&listen),
+        };
+        let mut rows = Rows::default();
+        rows.start(None);
+        rows.add(&shape(false), &[("netns", "a")], &g);
+        rows.add(&shape(false), &[("netns", "b")], &g);
+        let out = influx(&rows);
+        let heads: Vec<&str> = out.lines().map(|l| l.split(' ').next().unwrap()).collect();
+        assert_eq!(
+            heads,
+            [
+                "netstat,netns=a",
+                "netstat,netns=b",
+                "netstat_port,direction=local,netns=a,port=443",
+                "netstat_port,direction=local,netns=b,port=443",
+                "netstat_listen,address=0.0.0.0,netns=a,port=443",
+                "netstat_listen,address=0.0.0.0,netns=b,port=443",
+            ],
+            "{out}"
+        );
+        assert!(
+            out.contains(",tcp_established=2i,"),
+            "ports summed over families: {out}"
+        );
+        assert!(
+            out.contains("netstat_listen,address=0.0.0.0,netns=a,port=443 backlog=128i,drops=5i,queue=2i,sockets=1i,syn_recv=0i\n"),
+            "{out}"
+        );
+
+        // Per family, and `--only listen` (no syn_recv).
+        let only_listen = Shape {
+            by_family: true,
+            include_unix: false,
+            print: Measurements {
+                netstat: false,
+                port: false,
+                listen: true,
+            },
+            syn_recv: false,
+        };
+        rows.start(None);
+        rows.add(&only_listen, &[], &g);
+        assert_eq!(
+            influx(&rows),
+            "netstat_listen,address=0.0.0.0,family=ipv4,port=443 backlog=128i,drops=5i,queue=2i,sockets=1i\n"
+        );
+        rows.start(None);
+        rows.add(&shape(true), &[], &g);
+        let out = influx(&rows);
+        assert!(
+            out.contains("netstat_port,direction=local,family=ipv6,port=443 "),
+            "{out}"
+        );
+        assert!(
+            out.contains("netstat_port,direction=local,family=ipv4,port=443 "),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn rows_carry_the_gather_time_and_start_clears() {
+        let g = Gathered {
+            by_family: by_family(),
+            ports: None,
+            listen: None,
+        };
+        let mut rows = Rows::default();
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(2);
+        rows.start(Some(t));
+        rows.add(&shape(false), &[], &g);
+        assert!(influx(&rows).ends_with(" 2000000000\n"));
+        assert!(rows.with_metrics(|m| m.len() == 1 && m[0].time == Some(t)));
+        rows.start(None);
+        assert!(rows.is_empty());
+        assert_eq!(influx(&rows), "");
+    }
+}
