@@ -144,8 +144,12 @@ impl Collector {
 
     /// Takes a fresher description (tag, path, PID) of the namespace this
     /// collector already counts, keeping its socket.
-    pub fn retarget(&mut self, target: Target) {
+    pub fn retarget(&mut self, mut target: Target) {
         debug_assert_eq!(self.target.as_ref().map(|t| t.id), Some(target.id));
+        // A process found inside earlier is still worth checking first.
+        if target.pid.is_none() {
+            target.pid = self.target.as_ref().and_then(|t| t.pid);
+        }
         self.target = Some(target);
     }
 
@@ -278,22 +282,25 @@ impl Collector {
 
     /// For another namespace, the /proc tables of a process inside it,
     /// `<proc root>/PID/net`; `None` for the own namespace, whose tables
-    /// are `<proc root>/net`.
-    fn namespace_paths(&self) -> Result<Option<ProcPaths>, Error> {
-        let Some(t) = &self.target else {
+    /// are `<proc root>/net`. The process found is kept and checked first
+    /// next time, so /proc is walked again only when it has left.
+    fn namespace_paths(&mut self) -> Result<Option<ProcPaths>, Error> {
+        let Some(t) = &mut self.target else {
             return Ok(None);
         };
         let root = &self.options.proc_root;
+        let id = t.id;
         let still_inside = |pid: u32| {
-            netns::NsId::of(&root.join(pid.to_string()).join("ns/net")).is_ok_and(|id| id == t.id)
+            netns::NsId::of(&root.join(pid.to_string()).join("ns/net")).is_ok_and(|i| i == id)
         };
         let pid = t
             .pid
             .filter(|&p| still_inside(p))
-            .or_else(|| netns::find_pid(root, t.id))
+            .or_else(|| netns::find_pid(root, id))
             .ok_or_else(|| Error::NetnsNoProcess {
                 path: t.path.clone(),
             })?;
+        t.pid = Some(pid);
         Ok(Some(ProcPaths::new(&root.join(pid.to_string()))))
     }
 
@@ -367,5 +374,130 @@ impl Collector {
         } = bufs;
         let buf = proc.as_deref_mut().expect("allocated above");
         procfs::scan_unix(&paths.unix, buf, unix_inodes, &mut |r| agg.add(r), stop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::ports::PortConfig;
+    use std::path::Path;
+
+    const HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+
+    /// A fresh directory, removed when dropped.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(what: &str) -> Dir {
+            let d = std::env::temp_dir().join(format!(
+                "telegraf-netstat-collector-{what}-{}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            Dir(d)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// `<dir>/net/{tcp,udp}` with `established` connections from port 443
+    /// and one listener on 443.
+    fn tables(dir: &Path, established: usize) {
+        std::fs::create_dir_all(dir.join("net")).unwrap();
+        let mut tcp = String::from(HEADER);
+        tcp.push_str(
+            "   0: 00000000:01BB 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1 1\n",
+        );
+        for i in 0..established {
+            tcp.push_str(&format!(
+                "{:4}: 0100007F:01BB 0100007F:9C40 01 00000000:00000000 00:00000000 00000000 0 0 1 1\n",
+                i + 1
+            ));
+        }
+        std::fs::write(dir.join("net/tcp"), tcp).unwrap();
+        std::fs::write(dir.join("net/udp"), HEADER).unwrap();
+    }
+
+    fn options(root: &Path) -> Options {
+        Options {
+            source: Source::Proc,
+            proc_root: root.to_owned(),
+            include_unix: false,
+            ports: PortConfig {
+                local: vec![443],
+                remote: Vec::new(),
+                listening: false,
+            },
+            listen_queues: true,
+            listeners_only: false,
+        }
+    }
+
+    fn gather(c: &mut Collector) -> (u64, u64, usize) {
+        let mut bufs = Buffers::default();
+        let g = c.gather(&mut bufs, &mut |_| {}, &mut || false).unwrap();
+        let ports: u64 = g
+            .ports
+            .unwrap()
+            .rows()
+            .map(|(_, _, c)| c[0].tcp_established)
+            .sum();
+        (
+            g.by_family.ipv4.tcp_established,
+            ports,
+            g.listen.unwrap().rows().len(),
+        )
+    }
+
+    #[test]
+    fn one_gather_feeds_every_aggregation_asked_for() {
+        let d = Dir::new("own");
+        tables(&d.0, 3);
+        let mut c = Collector::new(options(&d.0));
+        assert_eq!(gather(&mut c), (3, 3, 1));
+        // The next gather starts afresh.
+        tables(&d.0, 1);
+        assert_eq!(gather(&mut c), (1, 1, 1));
+    }
+
+    #[test]
+    fn another_namespace_is_read_through_a_process_found_once() {
+        // A fake proc root whose processes 123 and 122 are in our namespace.
+        let d = Dir::new("other");
+        let own = Path::new("/proc/self/ns/net");
+        let process = |pid: u32, established: usize| {
+            let p = d.0.join(pid.to_string());
+            tables(&p, established);
+            std::fs::create_dir_all(p.join("ns")).unwrap();
+            std::os::unix::fs::symlink(own, p.join("ns/net")).unwrap();
+        };
+        process(123, 1);
+        let target = Target {
+            tag: "blue".into(),
+            path: own.to_owned(),
+            id: netns::NsId::of(own).unwrap(),
+            pid: None,
+        };
+        let mut c = Collector::in_namespace(options(&d.0), Some(target.clone()));
+        assert_eq!(gather(&mut c).0, 1);
+        // Another process appears: 123, found before, is still read; a
+        // fresher description without a process keeps it too.
+        process(122, 2);
+        c.retarget(target);
+        assert_eq!(gather(&mut c).0, 1);
+        // 123 leaves: /proc is walked again and 122 is found.
+        std::fs::remove_dir_all(d.0.join("123")).unwrap();
+        assert_eq!(gather(&mut c).0, 2);
+        // None left: said, naming the namespace.
+        std::fs::remove_dir_all(d.0.join("122")).unwrap();
+        let mut bufs = Buffers::default();
+        let e = c.gather(&mut bufs, &mut |_| {}, &mut || false).unwrap_err();
+        assert!(matches!(e, Error::NetnsNoProcess { .. }), "{e}");
     }
 }

@@ -2,10 +2,18 @@
 //! UDP sockets over NETLINK_SOCK_DIAG (or /proc), and prints them the way
 //! Telegraf's built-in `inputs.netstat` plugin does.
 //!
-//! Layers, each usable alone: [`wire`] (bytes), [`netlink`] and [`procfs`]
-//! (kernel I/O), [`netns`] (other network namespaces), [`aggregate`]
-//! (counting), [`collector`] (one gather in one namespace), [`output`]
-//! (printing).
+//! The library is everything below the command line, in the order data
+//! flows: [`wire`] (bytes), [`netlink`] and [`procfs`] (kernel I/O),
+//! [`netns`] (other network namespaces and their labels), [`aggregate`]
+//! (one pass over the records), [`collector`] (one gather in one namespace,
+//! returning every aggregation's result), [`rows`] (results as metrics),
+//! [`output`] (one encoder per format) and [`sink`] (stdout, the atomic
+//! file). Each depends only on those before it.
+//!
+//! The binary adds the command line (clap), the loop over namespaces, the
+//! modes (one-shot, execd and interval loops, the exporter) and the man
+//! page. Its crates sit behind the default `cli` feature: with
+//! `default-features = false` the library needs only `rustix`.
 
 pub mod aggregate;
 pub mod collector;
