@@ -20,12 +20,13 @@ use std::path::PathBuf;
 
 use crate::aggregate::listen::{ListenCounts, MAX_LISTENERS};
 use crate::aggregate::ports::{PortConfig, PortCounts, MAX_PORTS};
-use crate::aggregate::{Aggregations, Kind, LISTEN};
+use crate::aggregate::Aggregations;
+use crate::aggregate::Gathered;
 use crate::error::Error;
 use crate::netlink::DiagSocket;
 use crate::netns::{self, Target};
 use crate::procfs::{self, ProcPaths, Table};
-use crate::rows::Gathered;
+use crate::record::{Kind, LISTEN};
 use crate::wire::{Dump, AF_INET, AF_INET6};
 
 /// Where socket states come from.

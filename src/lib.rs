@@ -3,7 +3,8 @@
 //! Telegraf's built-in `inputs.netstat` plugin does.
 //!
 //! The library is everything below the command line, in the order data
-//! flows: [`wire`] (bytes), [`netlink`] and [`procfs`] (kernel I/O),
+//! flows: [`wire`] (bytes), [`record`] (one socket), [`netlink`] and
+//! [`procfs`] (kernel I/O),
 //! [`netns`] (other network namespaces and their labels), [`aggregate`]
 //! (one pass over the records), [`collector`] (one gather in one namespace,
 //! returning every aggregation's result), [`rows`] (results as metrics),
@@ -23,6 +24,7 @@ pub mod netlink;
 pub mod netns;
 pub mod output;
 pub mod procfs;
+pub mod record;
 pub mod rows;
 pub mod sink;
 pub mod wire;

@@ -18,8 +18,8 @@ use std::os::fd::OwnedFd;
 use rustix::io::Errno;
 use rustix::net::{netlink, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
-use crate::aggregate::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
 use crate::error::Error;
+use crate::record::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
 use crate::wire::{self, Dump, InetDiagMsg, Messages, UnixDiagMsg};
 
 /// The kernel hands out a dump in batches of at most 32 KiB

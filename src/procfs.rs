@@ -25,8 +25,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::aggregate::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
 use crate::error::Error;
+use crate::record::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
 use crate::wire::AF_UNIX;
 
 /// Read size; /proc/net/tcp lines are 150 bytes (tcp6: 178), so one read

@@ -13,9 +13,8 @@
 
 use std::time::SystemTime;
 
-use crate::aggregate::listen::{address_text, ListenCounts};
-use crate::aggregate::ports::PortCounts;
-use crate::aggregate::states::ByFamily;
+use crate::aggregate::listen::address_text;
+use crate::aggregate::Gathered;
 use crate::output::{Field, Format, Metric, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT};
 use crate::wire::AF_INET;
 
@@ -38,16 +37,6 @@ pub struct Shape {
     /// `netstat_listen` has `syn_recv` (not with `--only listen`, which does
     /// not walk the table the handshakes are in).
     pub syn_recv: bool,
-}
-
-/// What one namespace's gather computed: every aggregation's result.
-#[derive(Debug, Clone, Copy)]
-pub struct Gathered<'a> {
-    pub by_family: ByFamily,
-    /// `netstat_port`, when asked for.
-    pub ports: Option<&'a PortCounts>,
-    /// `netstat_listen`, when asked for.
-    pub listen: Option<&'a ListenCounts>,
 }
 
 /// One row, owning its tag values.
@@ -192,7 +181,7 @@ mod tests {
     use super::*;
     use crate::aggregate::listen::ListenCounts;
     use crate::aggregate::ports::{PortConfig, PortCounts};
-    use crate::aggregate::states::Counts;
+    use crate::aggregate::states::{ByFamily, Counts};
     use crate::aggregate::{Kind, ListenInfo, Record, LISTEN};
     use crate::wire::AF_INET6;
 

@@ -1,6 +1,7 @@
 //! Aggregations: what a gather computes from the socket records it reads,
 //! in one pass. The sources (`netlink`, `procfs`) turn each socket into a
-//! [`Record`] and hand it to [`Aggregations::add`]; each aggregation is a
+//! [`Record`] (defined in [`crate::record`], below both) and hand it to
+//! [`Aggregations::add`]; each aggregation is a
 //! small type of its own that reads the fields it needs, so adding one
 //! touches neither source.
 //!
@@ -14,75 +15,20 @@ pub mod listen;
 pub mod ports;
 pub mod states;
 
-use crate::wire::AF_INET6;
+pub use crate::record::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
 use listen::ListenCounts;
 use ports::{PortConfig, PortCounts};
-use states::StateCounts;
+use states::{ByFamily, StateCounts};
 
-/// What kind of socket a record describes (which dump or table it came
-/// from).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Tcp,
-    Udp,
-    Unix,
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Kind::Tcp => "tcp",
-            Kind::Udp => "udp",
-            Kind::Unix => "unix",
-        })
-    }
-}
-
-/// One socket as either source reports it: the fixed fields of a netlink
-/// record's header or of a /proc line. Built on the stack, never allocated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Record {
-    pub kind: Kind,
-    /// `AF_INET`, `AF_INET6` (`AF_UNIX` for unix sockets).
-    pub family: u8,
-    /// The TCP state number (UDP sockets: `TCP_ESTABLISHED` when connected,
-    /// else `TCP_CLOSE`); for unix sockets, the socket type.
-    pub state: u8,
-    /// Host byte order; 0 for unix sockets.
-    pub local_port: u16,
-    /// 0 when not connected.
-    pub remote_port: u16,
-    /// For TCP listeners and handshakes (state LISTEN or SYN_RECV) only:
-    /// what `netstat_listen` needs.
-    pub listen: Option<ListenInfo>,
-}
-
-/// `TCP_LISTEN`.
-pub const LISTEN: u8 = 10;
-/// `TCP_SYN_RECV`: request sockets are reported in this state by both
-/// sources (`inet_diag_req_fill()`; /proc's `get_openreq4()` prints 03).
-pub const SYN_RECV: u8 = 3;
-
-/// The parts of a listener's (or a handshake's) record that
-/// `netstat_listen` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenInfo {
-    /// The local address, 16 bytes; IPv4 uses the first 4.
-    pub addr: [u8; 16],
-    /// A listener's accept queue length.
-    pub queue: u32,
-    /// A listener's accept queue limit (netlink only: /proc does not show it).
-    pub backlog: Option<u32>,
-    /// A listener's drop counter (netlink's listen dump only).
-    pub drops: Option<u32>,
-}
-
-impl Record {
-    /// Index of the address family in per-family arrays: 0 IPv4, 1 IPv6.
-    #[inline(always)]
-    pub fn family_slot(&self) -> usize {
-        (self.family == AF_INET6) as usize
-    }
+/// What the last gather of one namespace computed: every aggregation's
+/// result, borrowed from the collector and handed forward to `rows`.
+#[derive(Debug, Clone, Copy)]
+pub struct Gathered<'a> {
+    pub by_family: ByFamily,
+    /// `netstat_port`, when asked for.
+    pub ports: Option<&'a PortCounts>,
+    /// `netstat_listen`, when asked for.
+    pub listen: Option<&'a ListenCounts>,
 }
 
 /// Every aggregation one collector keeps, fed by one pass over the records.

@@ -9,10 +9,11 @@ mod report;
 
 use std::time::{Instant, SystemTime};
 
+use telegraf_netstat::aggregate::Gathered;
 use telegraf_netstat::collector::Buffers;
 use telegraf_netstat::log::Logger;
 use telegraf_netstat::netns::{NsId, Target};
-use telegraf_netstat::rows::{Gathered, Rows, Shape};
+use telegraf_netstat::rows::{Rows, Shape};
 use telegraf_netstat::{Collector, Error, Event, Options};
 
 use crate::cli::Config;

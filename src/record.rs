@@ -1,0 +1,71 @@
+//! One socket as either source reports it ([`Record`]): the type the kernel
+//! readers (`netlink`, `procfs`) produce and the aggregations consume,
+//! below both so that neither reaches up into the other.
+
+use crate::wire::AF_INET6;
+
+/// What kind of socket a record describes (which dump or table it came
+/// from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tcp,
+    Udp,
+    Unix,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Tcp => "tcp",
+            Kind::Udp => "udp",
+            Kind::Unix => "unix",
+        })
+    }
+}
+
+/// One socket as either source reports it: the fixed fields of a netlink
+/// record's header or of a /proc line. Built on the stack, never allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    pub kind: Kind,
+    /// `AF_INET`, `AF_INET6` (`AF_UNIX` for unix sockets).
+    pub family: u8,
+    /// The TCP state number (UDP sockets: `TCP_ESTABLISHED` when connected,
+    /// else `TCP_CLOSE`); for unix sockets, the socket type.
+    pub state: u8,
+    /// Host byte order; 0 for unix sockets.
+    pub local_port: u16,
+    /// 0 when not connected.
+    pub remote_port: u16,
+    /// For TCP listeners and handshakes (state LISTEN or SYN_RECV) only:
+    /// what `netstat_listen` needs.
+    pub listen: Option<ListenInfo>,
+}
+
+/// `TCP_LISTEN`.
+pub const LISTEN: u8 = 10;
+/// `TCP_SYN_RECV`: request sockets are reported in this state by both
+/// sources (`inet_diag_req_fill()`; /proc's `get_openreq4()` prints 03).
+pub const SYN_RECV: u8 = 3;
+
+/// The parts of a listener's (or a handshake's) record that
+/// `netstat_listen` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenInfo {
+    /// The local address, 16 bytes; IPv4 uses the first 4.
+    pub addr: [u8; 16],
+    /// A listener's accept queue length.
+    pub queue: u32,
+    /// A listener's accept queue limit (netlink only: /proc does not show it).
+    pub backlog: Option<u32>,
+    /// A listener's drop counter (netlink's listen dump only).
+    pub drops: Option<u32>,
+}
+
+impl Record {
+    /// Index of the address family in per-family arrays: 0 IPv4, 1 IPv6.
+    #[inline(always)]
+    pub fn family_slot(&self) -> usize {
+        (self.family == AF_INET6) as usize
+    }
+}
