@@ -1,6 +1,6 @@
 //! `--listen`: a Prometheus exporter. Serves `/metrics` (a fresh gather per
 //! scrape) and a landing page over HTTP/1.x, on a small blocking server
-//! built on `poll(2)`: no async runtime, no HTTP crate.
+//! built on `poll(2)`: no async runtime; requests are parsed by `httparse`.
 //!
 //! One thread owns every connection and never blocks on one: sockets are
 //! non-blocking and `poll` watches them all, the listening sockets, the
@@ -13,7 +13,7 @@
 //!
 //! Modules: `listeners` (binding, socket activation), `http` (parsing a
 //! request, building answers), `conn` (one connection's states and
-//! deadlines); this one owns the loop and the gather thread.
+//! deadlines); this one owns the loop (`Exporter`) and the gather thread.
 //!
 //! Limits: a request line and headers of at most 8 KiB (414/431 beyond),
 //! `REQUEST_TIMEOUT` to send them and `WRITE_TIMEOUT` to take the answer
@@ -34,6 +34,7 @@ mod conn;
 mod http;
 mod listeners;
 
+use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -44,7 +45,7 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use telegraf_netstat::log::Logger;
 
-use crate::exit::{EXIT_GATHER_FAILED, EXIT_OK};
+use crate::exit::{EXIT_GATHER_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::gather::{Collected, Gatherer};
 use crate::signals::{signal_pipe, StdinRole, Uninterrupted};
 use conn::{Conn, Next};
@@ -55,8 +56,6 @@ use listeners::ListenError;
 const MAX_CONNECTIONS: usize = 1024;
 /// How long listening pauses when `accept` finds no free descriptor.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// The usage exit code (clap's), for sockets systemd passed that are unusable.
-const EXIT_USAGE: u8 = 2;
 
 /// The result of one gather: status and body.
 type GatherResult = (u16, Arc<Vec<u8>>);
@@ -153,173 +152,259 @@ fn evict_idle(conns: &mut Vec<Conn>) -> bool {
 }
 
 pub fn run(config: Config) -> ExitCode {
-    let log = Logger {
-        verbose: config.verbose,
-    };
-    let serve = config.serve.clone().expect("serve mode");
-    let listeners = match listeners::open(&serve) {
-        Ok(l) => l,
-        Err(ListenError::Usage(e)) => {
-            log.error(format_args!("{e}"));
-            return ExitCode::from(EXIT_USAGE);
-        }
-        Err(ListenError::Bind(e)) => {
-            log.error(format_args!("{e}"));
-            return ExitCode::from(EXIT_GATHER_FAILED);
-        }
-    };
-    for l in listeners.iter().filter(|l| l.port_chosen) {
-        if let Ok(a) = l.socket.local_addr() {
-            log.info(format_args!(
-                "listening on {a} (port 0 asked: the kernel chose {})",
-                a.port()
-            ));
-        }
+    match Exporter::start(&config) {
+        Ok(mut exporter) => exporter.serve(),
+        Err(code) => code,
     }
-    let signals = match signal_pipe() {
-        Ok(r) => r,
-        Err(e) => {
-            log.error(format_args!("cannot install signal handlers: {e}"));
-            return ExitCode::from(EXIT_GATHER_FAILED);
-        }
-    };
-    let (wake_r, wake_w) = match rustix::pipe::pipe_with(
-        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
-    ) {
-        Ok(p) => p,
-        Err(e) => {
-            log.error(format_args!("cannot create a pipe: {e}"));
-            return ExitCode::from(EXIT_GATHER_FAILED);
-        }
-    };
-    let stdin = StdinRole::of(false);
+}
 
-    // The gather thread: one gather per request on `go`, result in `shared`.
+/// The gather thread: one gather per request on the returned sender (the
+/// number of scrapes waiting), its result in `Shared`, then a byte on
+/// `wake`.
+fn spawn_gatherer(config: &Config, wake: OwnedFd) -> (mpsc::Sender<usize>, Arc<Shared>) {
     let shared = Arc::new(Shared {
         result: Mutex::new(None),
     });
     let (go, requests) = mpsc::channel::<usize>();
-    {
-        let shared = Arc::clone(&shared);
-        let mut gatherer: Gatherer = Gatherer::new(&config);
-        let format = config.format;
-        let mut out = Vec::with_capacity(1024);
-        std::thread::Builder::new()
-            .name("gather".into())
-            .spawn(move || {
-                for waiting in requests {
-                    let started = Instant::now();
-                    let result = match gatherer.collect(&mut Uninterrupted) {
-                        Collected::Counted { .. } => {
-                            gatherer.rows().encode(format, &mut out);
-                            (200, Arc::new(out.clone()))
-                        }
-                        // The detail (paths, OS errors) is on stderr, not
-                        // for any client that asks.
-                        Collected::Failed | Collected::Stopped => (
-                            500,
-                            Arc::new(b"gather failed: see the exporter's log\n".to_vec()),
-                        ),
-                    };
-                    gatherer.log().debug(format_args!(
-                        "gathered for {waiting} scrapes in {:.1} ms",
-                        started.elapsed().as_secs_f64() * 1e3
-                    ));
-                    *shared.result.lock().unwrap() = Some(result);
-                    let _ = rustix::io::write(&wake_w, b"x");
-                }
-            })
-            .expect("cannot start the gather thread");
+    let theirs = Arc::clone(&shared);
+    let mut gatherer: Gatherer = Gatherer::new(config);
+    let format = config.format;
+    let mut out = Vec::with_capacity(1024);
+    std::thread::Builder::new()
+        .name("gather".into())
+        .spawn(move || {
+            for waiting in requests {
+                let started = Instant::now();
+                let result = match gatherer.collect(&mut Uninterrupted) {
+                    Collected::Counted { .. } => {
+                        gatherer.rows().encode(format, &mut out);
+                        (200, Arc::new(out.clone()))
+                    }
+                    // The detail (paths, OS errors) is on stderr, not for
+                    // any client that asks.
+                    Collected::Failed | Collected::Stopped => (
+                        500,
+                        Arc::new(b"gather failed: see the exporter's log\n".to_vec()),
+                    ),
+                };
+                gatherer.log().debug(format_args!(
+                    "gathered for {waiting} scrapes in {:.1} ms",
+                    started.elapsed().as_secs_f64() * 1e3
+                ));
+                *theirs.result.lock().unwrap() = Some(result);
+                let _ = rustix::io::write(&wake, b"x");
+            }
+        })
+        .expect("cannot start the gather thread");
+    (go, shared)
+}
+
+/// Where each kind of descriptor sits in one round's poll set.
+struct Layout {
+    stdin: Option<usize>,
+    first_listener: usize,
+    first_conn: usize,
+}
+
+/// The main thread's state: what it polls and the connections it serves.
+struct Exporter {
+    log: Logger,
+    path: String,
+    listeners: Vec<listeners::Listener>,
+    signals: OwnedFd,
+    /// Readable when the gather thread has a result.
+    wake: OwnedFd,
+    stdin: StdinRole,
+    go: mpsc::Sender<usize>,
+    shared: Arc<Shared>,
+    conns: Vec<Conn>,
+    gathering: bool,
+    /// Scrapes that arrived since the last gather started.
+    pending: usize,
+    accept_paused: Option<Instant>,
+    emfile_said: bool,
+}
+
+impl Exporter {
+    /// Binds (or takes) the listening sockets, installs the signal pipe and
+    /// starts the gather thread; `Err` is the exit code, the reason said.
+    fn start(config: &Config) -> Result<Exporter, ExitCode> {
+        let log = Logger {
+            verbose: config.verbose,
+        };
+        let fail = |what: &str, e: &dyn std::fmt::Display, code: u8| {
+            log.error(format_args!("{what}{e}"));
+            ExitCode::from(code)
+        };
+        let serve = config.serve.clone().expect("serve mode");
+        let listeners = listeners::open(&serve).map_err(|e| match e {
+            ListenError::Usage(e) => fail("", &e, EXIT_USAGE),
+            ListenError::Bind(e) => fail("", &e, EXIT_GATHER_FAILED),
+        })?;
+        for l in listeners.iter().filter(|l| l.port_chosen) {
+            if let Ok(a) = l.socket.local_addr() {
+                log.info(format_args!(
+                    "listening on {a} (port 0 asked: the kernel chose {})",
+                    a.port()
+                ));
+            }
+        }
+        let signals = signal_pipe()
+            .map_err(|e| fail("cannot install signal handlers: ", &e, EXIT_GATHER_FAILED))?;
+        let (wake, wake_w) = rustix::pipe::pipe_with(
+            rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+        )
+        .map_err(|e| fail("cannot create a pipe: ", &e, EXIT_GATHER_FAILED))?;
+        let (go, shared) = spawn_gatherer(config, wake_w);
+        Ok(Exporter {
+            log,
+            path: serve.path,
+            listeners,
+            signals,
+            wake,
+            stdin: StdinRole::of(false),
+            go,
+            shared,
+            conns: Vec::new(),
+            gathering: false,
+            pending: 0,
+            accept_paused: None,
+            emfile_said: false,
+        })
     }
 
-    let mut conns: Vec<Conn> = Vec::new();
-    let mut gathering = false;
-    let mut pending = 0usize;
-    let mut accept_paused: Option<Instant> = None;
-    let mut emfile_said = false;
-    loop {
-        // Poll set: signals, wake pipe, stdin?, listeners, connections.
-        let now = Instant::now();
-        if accept_paused.is_some_and(|t| now >= t) {
-            accept_paused = None;
+    /// Serves until SIGTERM or stdin EOF (exit 0) or `poll` fails.
+    fn serve(&mut self) -> ExitCode {
+        loop {
+            let (revents, layout) = match self.wait() {
+                Ok(r) => r,
+                Err(e) => {
+                    self.log
+                        .error(format_args!("cannot wait for connections: {e}"));
+                    return ExitCode::from(EXIT_GATHER_FAILED);
+                }
+            };
+            if !revents[0].is_empty() || self.stdin_ended(&revents, &layout) {
+                return ExitCode::from(EXIT_OK);
+            }
+            let now = Instant::now();
+            let mut close = vec![false; self.conns.len()];
+            if !revents[1].is_empty() {
+                self.answer_waiting(&mut close, now);
+            }
+            self.service(&revents[layout.first_conn..], &mut close, now);
+            let mut i = 0;
+            self.conns.retain(|_| {
+                let keep = !close[i];
+                i += 1;
+                keep
+            });
+            self.accept(&revents[layout.first_listener..layout.first_conn]);
+            self.start_gather();
         }
-        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(3 + listeners.len() + conns.len());
-        fds.push(PollFd::new(&signals, PollFlags::IN));
-        fds.push(PollFd::new(&wake_r, PollFlags::IN));
-        let stdin_fd = rustix::stdio::stdin();
-        if stdin == StdinRole::EndOnly {
-            fds.push(PollFd::from_borrowed_fd(stdin_fd, PollFlags::IN));
+    }
+
+    /// One `poll` over signals, the wake pipe, stdin (when its end
+    /// matters), the listeners (unless paused) and every connection, until
+    /// the nearest deadline. Returns what each descriptor reported.
+    fn wait(&mut self) -> std::io::Result<(Vec<PollFlags>, Layout)> {
+        let now = Instant::now();
+        if self.accept_paused.is_some_and(|t| now >= t) {
+            self.accept_paused = None;
+        }
+        let mut fds: Vec<PollFd<'_>> =
+            Vec::with_capacity(3 + self.listeners.len() + self.conns.len());
+        fds.push(PollFd::new(&self.signals, PollFlags::IN));
+        fds.push(PollFd::new(&self.wake, PollFlags::IN));
+        let mut stdin = None;
+        if self.stdin == StdinRole::EndOnly {
+            stdin = Some(fds.len());
+            fds.push(PollFd::from_borrowed_fd(
+                rustix::stdio::stdin(),
+                PollFlags::IN,
+            ));
         }
         let first_listener = fds.len();
-        for l in &listeners {
-            let flags = if accept_paused.is_some() {
-                PollFlags::empty()
-            } else {
-                PollFlags::IN
-            };
-            fds.push(PollFd::new(&l.socket, flags));
+        let listening = if self.accept_paused.is_some() {
+            PollFlags::empty()
+        } else {
+            PollFlags::IN
+        };
+        for l in &self.listeners {
+            fds.push(PollFd::new(&l.socket, listening));
         }
         let first_conn = fds.len();
-        for c in &conns {
+        for c in &self.conns {
             fds.push(PollFd::new(c.stream(), c.interest()));
         }
-        let wake_at = conns.iter().map(Conn::deadline).chain(accept_paused).min();
+        let wake_at = self
+            .conns
+            .iter()
+            .map(Conn::deadline)
+            .chain(self.accept_paused)
+            .min();
         let timeout = wake_at.map(|t| timespec(t.saturating_duration_since(now)));
         match poll(&mut fds, timeout.as_ref()) {
             Ok(_) | Err(Errno::INTR) => {}
-            Err(e) => {
-                log.error(format_args!(
-                    "cannot wait for connections: {}",
-                    std::io::Error::from(e)
-                ));
-                return ExitCode::from(EXIT_GATHER_FAILED);
-            }
+            Err(e) => return Err(e.into()),
         }
-        let revents: Vec<PollFlags> = fds.iter().map(|f| f.revents()).collect();
-        drop(fds);
-        if !revents[0].is_empty() {
-            return ExitCode::from(EXIT_OK);
+        let revents = fds.iter().map(|f| f.revents()).collect();
+        let layout = Layout {
+            stdin,
+            first_listener,
+            first_conn,
+        };
+        Ok((revents, layout))
+    }
+
+    /// Whether stdin (a pipe whose end means exit) reached its end.
+    fn stdin_ended(&self, revents: &[PollFlags], layout: &Layout) -> bool {
+        if layout.stdin.is_none_or(|i| revents[i].is_empty()) {
+            return false;
         }
-        if stdin == StdinRole::EndOnly && !revents[2].is_empty() {
-            let mut b = [0u8; 512];
-            if matches!(rustix::io::read(stdin_fd, &mut b), Ok(0) | Err(_)) {
-                return ExitCode::from(EXIT_OK);
-            }
-        }
-        let now = Instant::now();
-        let mut close = vec![false; conns.len()];
-        // A gather finished: every waiting scrape gets its result.
-        if !revents[1].is_empty() {
-            let mut b = [0u8; 64];
-            while matches!(rustix::io::read(&wake_r, &mut b), Ok(n) if n > 0) {}
-            if let Some((status, body)) = shared.result.lock().unwrap().take() {
-                gathering = false;
-                for (i, c) in conns.iter_mut().enumerate() {
-                    let answer = |head_only| {
-                        if status == 200 {
-                            Answer::new("200 OK", CONTENT_TYPE, Arc::clone(&body), head_only, "")
-                        } else {
-                            Answer::new(
-                                "500 Internal Server Error",
-                                "text/plain; charset=utf-8",
-                                Arc::clone(&body),
-                                head_only,
-                                "",
-                            )
-                        }
-                    };
-                    close[i] |= c.gathered(answer, now) == Next::Close;
+        let mut b = [0u8; 512];
+        matches!(
+            rustix::io::read(rustix::stdio::stdin(), &mut b),
+            Ok(0) | Err(_)
+        )
+    }
+
+    /// A gather finished: every waiting scrape gets its result.
+    fn answer_waiting(&mut self, close: &mut [bool], now: Instant) {
+        let mut b = [0u8; 64];
+        while matches!(rustix::io::read(&self.wake, &mut b), Ok(n) if n > 0) {}
+        let Some((status, body)) = self.shared.result.lock().unwrap().take() else {
+            return;
+        };
+        self.gathering = false;
+        for (i, c) in self.conns.iter_mut().enumerate() {
+            let answer = |head_only| {
+                if status == 200 {
+                    Answer::new("200 OK", CONTENT_TYPE, Arc::clone(&body), head_only, "")
+                } else {
+                    Answer::new(
+                        "500 Internal Server Error",
+                        "text/plain; charset=utf-8",
+                        Arc::clone(&body),
+                        head_only,
+                        "",
+                    )
                 }
-            }
+            };
+            close[i] |= c.gathered(answer, now) == Next::Close;
         }
-        // Existing connections (those accepted below have no poll entry).
-        for (i, c) in conns.iter_mut().enumerate() {
-            let ev = revents[first_conn + i];
+    }
+
+    /// Moves every polled connection on: what it sent or can take, or its
+    /// deadline passing.
+    fn service(&mut self, revents: &[PollFlags], close: &mut [bool], now: Instant) {
+        for (i, c) in self.conns.iter_mut().enumerate() {
             if close[i] {
                 continue;
             }
+            let ev = revents[i];
             let next = if !ev.is_empty() {
-                c.ready(ev, &serve.path, now)
+                c.ready(ev, &self.path, now)
             } else if now >= c.deadline() {
                 c.expired(now)
             } else {
@@ -327,39 +412,40 @@ pub fn run(config: Config) -> ExitCode {
             };
             match next {
                 Next::Close => close[i] = true,
-                Next::Scrape => pending += 1,
+                Next::Scrape => self.pending += 1,
                 Next::Keep => {}
             }
         }
-        let mut i = 0;
-        conns.retain(|_| {
-            let keep = !close[i];
-            i += 1;
-            keep
-        });
-        // New connections.
-        for (i, l) in listeners.iter().enumerate() {
-            if revents[first_listener + i].is_empty() {
+    }
+
+    /// Takes new connections from every listener that has some; pauses
+    /// listening, said once, when descriptors run out.
+    fn accept(&mut self, revents: &[PollFlags]) {
+        for (l, ev) in self.listeners.iter().zip(revents) {
+            if ev.is_empty() {
                 continue;
             }
-            if let Err(e) = accept_all(&l.socket, &mut conns, &serve.path, &mut pending) {
-                accept_paused = Some(Instant::now() + ACCEPT_PAUSE);
-                if !emfile_said {
-                    emfile_said = true;
-                    log.error(format_args!(
+            if let Err(e) = accept_all(&l.socket, &mut self.conns, &self.path, &mut self.pending) {
+                self.accept_paused = Some(Instant::now() + ACCEPT_PAUSE);
+                if !self.emfile_said {
+                    self.emfile_said = true;
+                    self.log.error(format_args!(
                         "cannot accept connections: {e}; pausing {} ms each time (said once)",
                         ACCEPT_PAUSE.as_millis()
                     ));
                 }
             }
         }
-        // Scrapes waiting and no gather running: start one for all of them.
-        if pending > 0 && !gathering {
-            let waiting = conns.iter().filter(|c| c.is_waiting()).count();
-            if waiting > 0 && go.send(waiting).is_ok() {
-                gathering = true;
+    }
+
+    /// Scrapes waiting and no gather running: starts one for all of them.
+    fn start_gather(&mut self) {
+        if self.pending > 0 && !self.gathering {
+            let waiting = self.conns.iter().filter(|c| c.is_waiting()).count();
+            if waiting > 0 && self.go.send(waiting).is_ok() {
+                self.gathering = true;
             }
-            pending = 0;
+            self.pending = 0;
         }
     }
 }
