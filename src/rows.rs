@@ -11,11 +11,13 @@
 //! A new measurement plugs in as one more section: its aggregation's
 //! result in [`Gathered`], its rows in [`Rows::add`].
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::aggregate::listen::address_text;
 use crate::aggregate::Gathered;
-use crate::output::{Field, Format, Metric, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT};
+use crate::output::{
+    Field, Format, Health, Metric, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT,
+};
 use crate::wire::AF_INET;
 
 /// The measurements a gather prints.
@@ -49,13 +51,20 @@ struct Row {
     fields: Vec<Field>,
 }
 
-/// The rows of one gather, built namespace by namespace. Reused between
-/// gathers: [`Rows::start`] clears it.
+/// The rows of one gather, built namespace by namespace, and how the
+/// gather went (for the Prometheus self-metrics). Reused between gathers:
+/// [`Rows::start`] clears it.
 #[derive(Debug, Default)]
 pub struct Rows {
     time: Option<SystemTime>,
     /// `netstat`, `netstat_port`, `netstat_listen`.
     sections: [Vec<Row>; 3],
+    /// Every namespace counted (true) or attempted and failed (false), with
+    /// its own tags, sorted by key.
+    outcomes: Vec<(Vec<(&'static str, String)>, bool)>,
+    /// `--all-netns`: processes whose namespace could not be looked at.
+    unreadable: Option<u64>,
+    duration: Duration,
 }
 
 impl Rows {
@@ -66,6 +75,24 @@ impl Rows {
         for s in &mut self.sections {
             s.clear();
         }
+        self.outcomes.clear();
+        self.unreadable = None;
+        self.duration = Duration::ZERO;
+    }
+
+    /// A namespace that was attempted and could not be counted.
+    pub fn failed(&mut self, tags: &[(&'static str, &str)]) {
+        self.outcomes.push((sorted(tags), false));
+    }
+
+    /// `--all-netns`: how many processes' namespaces could not be looked at.
+    pub fn unreadable(&mut self, processes: u64) {
+        self.unreadable = Some(processes);
+    }
+
+    /// The gather's wall time, once it is over.
+    pub fn finish(&mut self, duration: Duration) {
+        self.duration = duration;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -75,6 +102,7 @@ impl Rows {
     /// Adds the rows of one namespace, whose own tags (`netns`, labels) are
     /// `tags`.
     pub fn add(&mut self, shape: &Shape, tags: &[(&'static str, &str)], g: &Gathered<'_>) {
+        self.outcomes.push((sorted(tags), true));
         let row = |measurement, fields: &[Field], own: &[(&'static str, String)]| {
             let mut t: Vec<(&'static str, String)> = own.to_vec();
             t.extend(tags.iter().map(|&(k, v)| (k, v.to_string())));
@@ -165,15 +193,39 @@ impl Rows {
         f(&metrics)
     }
 
-    /// Encodes every row into `out` (cleared first).
+    /// Encodes every row into `out` (cleared first). The Prometheus format
+    /// also gets the self-metrics (build, per-namespace success, unreadable
+    /// processes, gather time); influx and JSON print the rows only.
     pub fn encode(&self, format: Format, out: &mut Vec<u8>) {
         out.clear();
         self.with_metrics(|m| format.encode(m, out));
+        if format == Format::Prometheus {
+            let outcomes: Vec<(Vec<(&str, &str)>, bool)> = self
+                .outcomes
+                .iter()
+                .map(|(t, ok)| (t.iter().map(|(k, v)| (*k, v.as_str())).collect(), *ok))
+                .collect();
+            let health = Health {
+                outcomes: &outcomes,
+                unreadable: self.unreadable,
+                duration: self.duration,
+                time: self.time,
+            };
+            health.encode(out);
+        }
     }
 
     fn rows(&self) -> impl Iterator<Item = &Row> {
         self.sections.iter().flatten()
     }
+}
+
+/// Tags as owned pairs, sorted by key.
+fn sorted(tags: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    let mut t: Vec<(&'static str, String)> =
+        tags.iter().map(|&(k, v)| (k, v.to_string())).collect();
+    t.sort_unstable_by_key(|kv| kv.0);
+    t
 }
 
 #[cfg(test)]
@@ -355,6 +407,51 @@ mod tests {
             out.contains("netstat_port,direction=local,family=ipv4,port=443 "),
             "{out}"
         );
+    }
+
+    #[test]
+    fn prometheus_gets_the_self_metrics_and_the_others_do_not() {
+        let g = Gathered {
+            by_family: by_family(),
+            ports: None,
+            listen: None,
+        };
+        let mut rows = Rows::default();
+        rows.start(None);
+        rows.add(&shape(false), &[("netns", "a"), ("container_id", "c1")], &g);
+        rows.failed(&[("netns", "b\"q")]);
+        rows.unreadable(4);
+        rows.finish(std::time::Duration::from_millis(1500));
+        let mut out = Vec::new();
+        rows.encode(Format::Prometheus, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let health = &text[text.find("# HELP netstat_build_info ").unwrap()..];
+        let samples: Vec<&str> = health.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [
+                format!(
+                    "netstat_build_info{{target=\"{}\",version=\"{}\"}} 1",
+                    env!("TELEGRAF_NETSTAT_TARGET"),
+                    env!("CARGO_PKG_VERSION")
+                )
+                .as_str(),
+                "netstat_gather_success{container_id=\"c1\",netns=\"a\"} 1",
+                "netstat_gather_success{netns=\"b\\\"q\"} 0",
+                "netstat_scan_unreadable_processes 4",
+                "netstat_gather_duration_seconds 1.5",
+            ]
+        );
+        assert!(
+            health.contains("\n# TYPE netstat_gather_success gauge\n"),
+            "{health}"
+        );
+        // Influx and JSON print the rows only.
+        for format in [Format::Influx, Format::Json] {
+            let mut out = Vec::new();
+            rows.encode(format, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap().lines().count(), 1);
+        }
     }
 
     #[test]

@@ -473,3 +473,51 @@ fn an_empty_table_is_malformed_not_zero() {
         )
     );
 }
+
+/// The Prometheus format says how the gather went: the build, every
+/// namespace counted (1) or not (0; here a path that is none), and the
+/// gather's time. Influx says it on stderr and in the exit code only.
+#[test]
+fn prometheus_self_metrics_say_what_failed() {
+    let out = run(
+        &[
+            "--format",
+            "prometheus",
+            "--netns",
+            "/proc/self/ns/net",
+            "--netns",
+            "/nonexistent/telegraf-netstat",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "\nnetstat_gather_success{netns=\"/proc/self/ns/net\"} 1\n",
+        "\nnetstat_gather_success{netns=\"/nonexistent/telegraf-netstat\"} 0\n",
+        "\n# TYPE netstat_gather_duration_seconds gauge\n",
+        &format!(
+            "\nnetstat_build_info{{target=\"{}-unknown-linux-",
+            std::env::consts::ARCH
+        ),
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+    // Not a scan: no unreadable count.
+    assert!(
+        !text.contains("netstat_scan_unreadable_processes"),
+        "{text}"
+    );
+    let influx = run(
+        &[
+            "--netns",
+            "/nonexistent/telegraf-netstat",
+            "--netns",
+            "/proc/self/ns/net",
+        ],
+        &[],
+    );
+    assert!(!String::from_utf8(influx.stdout)
+        .unwrap()
+        .contains("gather_success"));
+}

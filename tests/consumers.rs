@@ -346,7 +346,15 @@ fn prometheus_scrapes_the_exporter() {
             )
         };
         let listen = format!("127.0.0.1:{ours}");
-        let one = spawn(&["--listen", &listen, "--netns", &a.path()]);
+        // Besides namespace a, a path that is none: its success gauge is 0.
+        let one = spawn(&[
+            "--listen",
+            &listen,
+            "--netns",
+            &a.path(),
+            "--netns",
+            "/nonexistent/telegraf-netstat",
+        ]);
         // --all-netns over a proc root holding just the two namespaces.
         let root = scratch.0.join("proc");
         std::fs::create_dir(&root).unwrap();
@@ -390,7 +398,19 @@ fn prometheus_scrapes_the_exporter() {
             let up: Vec<f64> = query("up").iter().map(value).collect();
             let est = query("netstat_tcp_established{job=\"one\"}");
             let series = query("netstat_tcp_established{job=\"all\"}");
-            if up == [1.0, 1.0] && est.len() == 1 && series.len() == 2 {
+            let success = query("netstat_gather_success{job=\"one\"}");
+            if up == [1.0, 1.0] && est.len() == 1 && series.len() == 2 && success.len() == 2 {
+                let mut by_ns: Vec<(String, f64)> = success
+                    .iter()
+                    .map(|r| (r["metric"]["netns"].as_str().unwrap().to_string(), value(r)))
+                    .collect();
+                by_ns.sort_by(|x, y| x.0.cmp(&y.0));
+                let mut want = vec![
+                    (a.tag(), 1.0),
+                    ("/nonexistent/telegraf-netstat".to_string(), 0.0),
+                ];
+                want.sort_by(|x, y| x.0.cmp(&y.0));
+                assert_eq!(by_ns, want);
                 assert_eq!(value(&est[0]), a.expected.tcp_established as f64);
                 let mut by_ns: Vec<(String, f64)> = series
                     .iter()

@@ -150,9 +150,17 @@ fn output_file_is_replaced_atomically_on_every_tick() {
             continue;
         };
         reads += 1;
-        assert_eq!(text.lines().count(), 39, "partial file:\n{text}");
+        // 13 families of 3 lines, then 3 self-metric families of 3 lines,
+        // the gather time last.
+        assert_eq!(text.lines().count(), 39 + 9, "partial file:\n{text}");
         assert!(
-            text.ends_with('\n') && text.contains("\nnetstat_udp_socket "),
+            text.contains("\nnetstat_udp_socket ")
+                && text
+                    .lines()
+                    .last()
+                    .unwrap()
+                    .starts_with("netstat_gather_duration_seconds ")
+                && text.ends_with('\n'),
             "{text}"
         );
         versions.insert(std::fs::metadata(&file).unwrap().modified().unwrap());

@@ -540,6 +540,26 @@ fn all_netns_says_what_it_cannot_see() {
         String::from_utf8_lossy(&out.stdout).contains("netns=self"),
         "{out:?}"
     );
+    // The Prometheus self-metric says how many, as the E! line does.
+    let said: u64 = e[0]
+        .strip_prefix("E! cannot look at the network namespace of ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(said > 0, "{stderr}");
+    let prom = run_as_nobody(&["--all-netns", "--format", "prometheus"]);
+    let text = String::from_utf8_lossy(&prom.stdout);
+    let shown: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("netstat_scan_unreadable_processes "))
+        .unwrap_or_else(|| panic!("no unreadable count:\n{text}"))
+        .parse()
+        .unwrap();
+    // Processes may come and go between the two runs.
+    assert!(
+        shown > 0 && shown.abs_diff(said) <= 5,
+        "{said} said, {shown} shown"
+    );
 }
 
 /// `--by-family` splits every field between IPv4 and IPv6; with `--netns`

@@ -260,8 +260,11 @@ fn json_and_prometheus_carry_the_same_counts() {
         assert_eq!(got, want);
 
         let prom = run_ok(&["--format", "prometheus"]);
+        // The counts, up to the self-metrics (tested in tests/consumers.rs).
+        let (counts, health) = prom.split_once("# HELP netstat_build_info ").unwrap();
+        assert!(health.contains("\nnetstat_gather_success 1\n"), "{prom}");
         let mut samples = Vec::new();
-        let mut lines = prom.lines();
+        let mut lines = counts.lines();
         while let Some(help) = lines.next() {
             let name = help
                 .strip_prefix("# HELP ")

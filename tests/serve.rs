@@ -527,7 +527,13 @@ fn complete(answer: &str) {
         .parse()
         .unwrap();
     assert_eq!(body(answer).len(), len, "{answer}");
-    assert!(answer.ends_with("\nnetstat_udp_socket 0\n"), "{answer}");
+    assert!(answer.contains("\nnetstat_udp_socket 0\n"), "{answer}");
+    let last = answer.trim_end_matches('\n').rsplit('\n').next().unwrap();
+    let seconds = last.strip_prefix("netstat_gather_duration_seconds ");
+    assert!(
+        seconds.is_some_and(|s| s.parse::<f64>().is_ok()) && answer.ends_with('\n'),
+        "{answer}"
+    );
 }
 
 /// With its descriptors used up (RLIMIT_NOFILE 16), the exporter does not

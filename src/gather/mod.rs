@@ -131,6 +131,7 @@ impl<C: Count> Gatherer<C> {
     /// One gather over every namespace, into `rows()`; what failed is said
     /// on stderr.
     pub fn collect(&mut self, interrupt: &mut dyn Interrupt) -> Collected {
+        let started = Instant::now();
         self.rows.start(self.stamped.then(SystemTime::now));
         let failed = match self.namespaces.resolve(&self.log) {
             Ok(failed) => match self.count(interrupt) {
@@ -140,6 +141,10 @@ impl<C: Count> Gatherer<C> {
             },
             Err(()) => return Collected::Failed,
         };
+        if let Some(n) = self.namespaces.unreadable_processes {
+            self.rows.unreadable(n);
+        }
+        self.rows.finish(started.elapsed());
         Collected::Counted { failed }
     }
 
@@ -156,16 +161,25 @@ impl<C: Count> Gatherer<C> {
         // `--netns` paths that name one namespace twice count it once.
         let mut seen: Vec<NsId> = Vec::new();
         for ns in self.namespaces.list.iter_mut() {
+            // The namespace's own tags: `netns`, then its labels.
+            let mut tags: Vec<(&'static str, &str)> = Vec::with_capacity(4);
+            if let Some(t) = ns.tag.as_deref() {
+                tags.push(("netns", t));
+            }
+            if let Some(n) = ns.naming.as_ref() {
+                tags.extend(n.labels.tags());
+            }
+            let tag = ns.tag.as_deref();
             let CountedNamespace {
                 collector: Some(collector),
-                tag,
                 throttle,
                 ports_capped,
                 listeners_capped,
-                naming,
                 ..
             } = ns
             else {
+                // A `--netns` path that does not resolve (said).
+                self.rows.failed(&tags);
                 continue;
             };
             if interrupt.stop_requested() {
@@ -177,9 +191,8 @@ impl<C: Count> Gatherer<C> {
                 }
                 seen.push(t.id);
             }
-            let context = context(tag.as_deref());
+            let context = context(tag);
             let prefix = tag
-                .as_ref()
                 .map(|t| format!("network namespace {t}: "))
                 .unwrap_or_default();
             let events = &mut |event: Event<'_>| {
@@ -192,14 +205,6 @@ impl<C: Count> Gatherer<C> {
             match collector.gather(&mut self.bufs, events, &mut || interrupt.stop_requested()) {
                 Err(Error::Stopped) => return None,
                 Ok(gathered) => {
-                    // The namespace's own tags: `netns`, then its labels.
-                    let mut tags: Vec<(&'static str, &str)> = Vec::with_capacity(4);
-                    if let Some(t) = tag.as_deref() {
-                        tags.push(("netns", t));
-                    }
-                    if let Some(n) = naming.as_ref() {
-                        tags.extend(n.labels.tags());
-                    }
                     self.rows.add(&self.shape, &tags, &gathered);
                     counted += 1;
                     say(&log, throttle.succeeded(&context));
@@ -207,6 +212,7 @@ impl<C: Count> Gatherer<C> {
                 Err(e) if scanned && vanished(&e) => ns.collector = None,
                 Err(e) => {
                     failed += 1;
+                    self.rows.failed(&tags);
                     say(&log, throttle.failed(&context, e.to_string(), now));
                 }
             }

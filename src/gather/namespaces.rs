@@ -128,6 +128,8 @@ pub(super) struct NamespaceSet<C> {
     no_processes: Reminder,
     /// `--all-netns` could not look at some processes' namespaces.
     unreadable: Reminder,
+    /// `--all-netns`: how many, at the last scan.
+    pub(super) unreadable_processes: Option<u64>,
 }
 
 impl<C: Count> NamespaceSet<C> {
@@ -151,6 +153,7 @@ impl<C: Count> NamespaceSet<C> {
             scan_throttle: ErrorThrottle::default(),
             no_processes: Reminder::default(),
             unreadable: Reminder::default(),
+            unreadable_processes: None,
         }
     }
 
@@ -195,6 +198,7 @@ impl<C: Count> NamespaceSet<C> {
                         unreadable,
                     }) => {
                         say(log, self.scan_throttle.succeeded(""));
+                        self.unreadable_processes = Some(unreadable as u64);
                         let mut failed = 0;
                         if unreadable > 0 {
                             // Incomplete: the namespaces only those processes

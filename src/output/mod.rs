@@ -81,6 +81,26 @@ impl Format {
     }
 }
 
+/// How a gather went, printed after the rows in the Prometheus format so a
+/// partial gather is visible to the scraper, not only on stderr.
+#[derive(Debug, Clone, Copy)]
+pub struct Health<'a> {
+    /// Every namespace counted (`true`) or attempted and failed, with its
+    /// own tags.
+    pub outcomes: &'a [(Vec<(&'a str, &'a str)>, bool)],
+    /// `--all-netns`: processes whose namespace could not be looked at.
+    pub unreadable: Option<u64>,
+    pub duration: std::time::Duration,
+    pub time: Option<SystemTime>,
+}
+
+impl Health<'_> {
+    /// Appends the self-metrics in the Prometheus text format.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        prometheus::encode_health(self, out)
+    }
+}
+
 /// Nanoseconds since the Unix epoch (0 for times before it).
 pub(crate) fn unix_nanos(t: SystemTime) -> u128 {
     t.duration_since(SystemTime::UNIX_EPOCH)

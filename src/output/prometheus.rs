@@ -2,11 +2,52 @@
 //! `outputs.prometheus_client` names this measurement's fields
 //! (`netstat_tcp_established`, ...): one gauge family per field, tags as
 //! labels. No timestamps unless `--timestamp` asks (then the gather time in
-//! milliseconds since the epoch, as the format defines them).
+//! milliseconds since the epoch, as the format defines them). HELP lines
+//! say what each series counts (HELP is not part of a series' identity, so
+//! this does not change Telegraf's names). After the rows come the
+//! self-metrics ([`encode_health`]).
 
 use std::io::Write;
 
-use super::{unix_nanos, Metric};
+use super::{unix_nanos, Health, Metric, LISTEN_MEASUREMENT, PORT_MEASUREMENT};
+
+/// What one field counts, in a sentence ending before the full stop.
+fn field_help(field: &str) -> String {
+    let state = |s: &str| format!("TCP sockets in state {s}");
+    match field {
+        "tcp_established" => state("ESTABLISHED"),
+        "tcp_syn_sent" => state("SYN_SENT (connecting)"),
+        "tcp_syn_recv" => "TCP handshakes in progress (SYN_RECV, request sockets included)".into(),
+        "tcp_fin_wait1" => state("FIN_WAIT1"),
+        "tcp_fin_wait2" => state("FIN_WAIT2"),
+        "tcp_time_wait" => state("TIME_WAIT"),
+        "tcp_close" => state("CLOSE"),
+        "tcp_close_wait" => state("CLOSE_WAIT"),
+        "tcp_last_ack" => state("LAST_ACK"),
+        "tcp_listen" => "TCP listening sockets".into(),
+        "tcp_closing" => state("CLOSING"),
+        "tcp_none" => "TCP sockets in no known state (inputs.netstat's NONE field, kept for its 13 fields)".into(),
+        "udp_socket" => "UDP sockets".into(),
+        "backlog" => "Accept queue limit of the listening sockets on this address and port (summed over SO_REUSEPORT sockets)".into(),
+        "drops" => "Connections the listening sockets dropped since they were created (SYNs and handshakes refused when the accept queue was full, among others)".into(),
+        "queue" => "Connections waiting in the accept queue of the listening sockets on this address and port".into(),
+        "sockets" => "Listening sockets bound to this address and port".into(),
+        "syn_recv" => "Handshakes in progress that the kernel routes to the listening sockets on this address and port".into(),
+        other => format!("The {other} field of telegraf-netstat"),
+    }
+}
+
+/// The HELP text of one family.
+fn help(measurement: &str, field: &str) -> String {
+    let what = field_help(field);
+    match measurement {
+        PORT_MEASUREMENT => {
+            format!("{what}, by port (label direction: the local or the remote port).")
+        }
+        LISTEN_MEASUREMENT => format!("{what}."),
+        _ => format!("{what}, as counted by Telegraf's inputs.netstat."),
+    }
+}
 
 /// Label values escape backslash, double quote and line feed.
 fn escape_label_value(s: &str, out: &mut Vec<u8>) {
@@ -56,36 +97,100 @@ fn encode_measurement(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
         } else {
             ("", "gauge")
         };
-        let _ = writeln!(
-            out,
-            "# HELP {name}_{field}{suffix} Telegraf collected metric"
-        );
+        let _ = writeln!(out, "# HELP {name}_{field}{suffix} {}", help(name, field));
         let _ = writeln!(out, "# TYPE {name}_{field}{suffix} {kind}");
         for m in metrics {
             let Some(f) = m.fields.iter().find(|f| f.name == field) else {
                 continue;
             };
             let _ = write!(out, "{name}_{field}{suffix}");
-            if !m.tags.is_empty() {
-                out.push(b'{');
-                for (j, (k, v)) in m.tags.iter().enumerate() {
-                    if j > 0 {
-                        out.push(b',');
-                    }
-                    write_label_name(k, out);
-                    out.extend_from_slice(b"=\"");
-                    escape_label_value(v, out);
-                    out.push(b'"');
-                }
-                out.push(b'}');
-            }
+            write_labels(m.tags, out);
             let _ = write!(out, " {}", f.value);
-            if let Some(t) = m.time {
-                let _ = write!(out, " {}", unix_nanos(t) / 1_000_000);
-            }
-            out.push(b'\n');
+            write_time(m.time, out);
         }
     }
+}
+
+fn write_labels(tags: &[(&str, &str)], out: &mut Vec<u8>) {
+    if tags.is_empty() {
+        return;
+    }
+    out.push(b'{');
+    for (j, (k, v)) in tags.iter().enumerate() {
+        if j > 0 {
+            out.push(b',');
+        }
+        write_label_name(k, out);
+        out.extend_from_slice(b"=\"");
+        escape_label_value(v, out);
+        out.push(b'"');
+    }
+    out.push(b'}');
+}
+
+/// The sample's timestamp when asked for, and the line's end.
+fn write_time(time: Option<std::time::SystemTime>, out: &mut Vec<u8>) {
+    if let Some(t) = time {
+        let _ = write!(out, " {}", unix_nanos(t) / 1_000_000);
+    }
+    out.push(b'\n');
+}
+
+/// The self-metrics: the build, whether each namespace was counted, the
+/// processes `--all-netns` could not look at, and the gather's wall time.
+pub(super) fn encode_health(h: &Health<'_>, out: &mut Vec<u8>) {
+    let family = |out: &mut Vec<u8>, name: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+    };
+    family(
+        out,
+        "netstat_build_info",
+        "A constant 1, labelled with the version of telegraf-netstat and the target it was built for.",
+    );
+    out.extend_from_slice(b"netstat_build_info");
+    write_labels(
+        &[
+            ("target", env!("TELEGRAF_NETSTAT_TARGET")),
+            ("version", env!("CARGO_PKG_VERSION")),
+        ],
+        out,
+    );
+    out.extend_from_slice(b" 1");
+    write_time(h.time, out);
+    if !h.outcomes.is_empty() {
+        family(
+            out,
+            "netstat_gather_success",
+            "Whether the last gather counted this network namespace (1) or could not (0; the reason is in the log).",
+        );
+        for (tags, ok) in h.outcomes {
+            out.extend_from_slice(b"netstat_gather_success");
+            write_labels(tags, out);
+            let _ = write!(out, " {}", u8::from(*ok));
+            write_time(h.time, out);
+        }
+    }
+    if let Some(n) = h.unreadable {
+        family(
+            out,
+            "netstat_scan_unreadable_processes",
+            "Processes whose network namespace --all-netns could not look at (CAP_SYS_PTRACE missing); namespaces only they are in are not counted.",
+        );
+        let _ = write!(out, "netstat_scan_unreadable_processes {n}");
+        write_time(h.time, out);
+    }
+    family(
+        out,
+        "netstat_gather_duration_seconds",
+        "Wall time of the last gather, in seconds.",
+    );
+    let _ = write!(
+        out,
+        "netstat_gather_duration_seconds {}",
+        h.duration.as_secs_f64()
+    );
+    write_time(h.time, out);
 }
 
 #[cfg(test)]
@@ -132,7 +237,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 13 * 3);
         assert!(text.starts_with(
-            "# HELP netstat_tcp_close Telegraf collected metric\n# TYPE netstat_tcp_close gauge\nnetstat_tcp_close 0\n"
+            "# HELP netstat_tcp_close TCP sockets in state CLOSE, as counted by Telegraf's inputs.netstat.\n# TYPE netstat_tcp_close gauge\nnetstat_tcp_close 0\n"
         ));
         assert!(text.contains("\nnetstat_tcp_listen 3\n"));
         assert!(text.ends_with("# TYPE netstat_udp_socket gauge\nnetstat_udp_socket 7\n"));

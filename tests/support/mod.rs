@@ -295,10 +295,11 @@ pub fn ss_counts_where(netns: Option<&str>, filter: &[&str]) -> Counts {
     c
 }
 
-/// Waits (at most 5 s) until `ss` shows exactly `expected`: some transitions
-/// (FIN handshakes, TIME_WAIT) finish in softirq after the syscall returns.
+/// Waits (at most 20 s, a bound for a loaded machine) until `ss` shows
+/// exactly `expected`: some transitions (FIN handshakes, TIME_WAIT) finish
+/// in softirq after the syscall returns.
 pub fn settle(expected: &Counts) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let seen = ss_counts();
         if seen == *expected {
