@@ -593,10 +593,50 @@ fn is_file(p: &Path) -> bool {
     p.is_file()
 }
 
+/// The alerting rules in `deploy/prometheus/` pass `promtool check rules`,
+/// and their unit tests (every alert firing and not firing) pass
+/// `promtool test rules`; a wrong expectation makes them fail.
+fn alert_rules_are_checked_and_tested() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus");
+    let promtool = |args: &[&str]| {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, said) = promtool(&["check", "rules", "rules.yml"]);
+    assert!(ok && said.contains("SUCCESS: 5 rules found"), "{said}");
+    let (ok, said) = promtool(&["test", "rules", "rules.test.yml"]);
+    assert!(ok, "{said}");
+    // The tests can fail: the same file expecting a wrong port.
+    let scratch = Scratch::new("rules");
+    std::fs::copy(dir.join("rules.yml"), scratch.join("rules.yml")).unwrap();
+    let wrong = std::fs::read_to_string(dir.join("rules.test.yml"))
+        .unwrap()
+        .replacen("port: \"443\"}", "port: \"444\"}", 1);
+    std::fs::write(scratch.join("rules.test.yml"), wrong).unwrap();
+    let out = Command::new("promtool")
+        .args(["test", "rules", "rules.test.yml"])
+        .current_dir(&scratch.0)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a wrong expectation passed");
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup().and_then(|()| tools_present());
-    let tests: [(&str, fn()); 5] = [
+    let tests: [(&str, fn()); 6] = [
+        (
+            "alert_rules_are_checked_and_tested",
+            alert_rules_are_checked_and_tested,
+        ),
         (
             "influxdb_stores_our_fields_as_integers",
             influxdb_stores_our_fields_as_integers,
