@@ -80,6 +80,14 @@ struct Args {
     #[arg(long, value_enum, value_name = "FORMAT")]
     format: Option<FormatArg>,
 
+    /// Metric names in the Prometheus format: `telegraf` (default; the names
+    /// Telegraf's prometheus_client output gives, e.g. netstat_tcp_established)
+    /// or `native` (Prometheus practice: netstat_tcp_connections{state=...},
+    /// netstat_udp_sockets, queued bytes, listener names with units). Needs
+    /// --format prometheus or --listen. Example: --prometheus-names native
+    #[arg(long, value_enum, value_name = "NAMES")]
+    prometheus_names: Option<NamesArg>,
+
     /// Write each gather to FILE instead of stdout, replacing it atomically
     /// (a new temporary file with a random hidden name in the same directory,
     /// never following or reusing anything found there, then rename), mode
@@ -215,11 +223,17 @@ struct Args {
     verbose: bool,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum FormatArg {
     Influx,
     Prometheus,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum NamesArg {
+    Telegraf,
+    Native,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -545,17 +559,27 @@ impl Config {
             proc_root,
             timestamp: a.timestamp,
             verbose: a.verbose,
-            format: match (a.format, serving) {
-                (None | Some(FormatArg::Prometheus), true) => Format::Prometheus,
-                (Some(_), true) => {
+            format: match (a.format, serving, a.prometheus_names) {
+                (None | Some(FormatArg::Prometheus), true, Some(NamesArg::Native))
+                | (Some(FormatArg::Prometheus), false, Some(NamesArg::Native)) => {
+                    Format::PrometheusNative
+                }
+                (None | Some(FormatArg::Prometheus), true, _) => Format::Prometheus,
+                (Some(_), true, _) => {
                     return Err(Args::command().error(
                         ErrorKind::ArgumentConflict,
                         "--listen serves the Prometheus format only; leave out --format",
                     ))
                 }
-                (None | Some(FormatArg::Influx), false) => Format::Influx,
-                (Some(FormatArg::Prometheus), false) => Format::Prometheus,
-                (Some(FormatArg::Json), false) => Format::Json,
+                (_, false, Some(_)) if a.format != Some(FormatArg::Prometheus) => {
+                    return Err(Args::command().error(
+                        ErrorKind::ArgumentConflict,
+                        "--prometheus-names names the Prometheus format's metrics: give it with --format prometheus or --listen",
+                    ))
+                }
+                (None | Some(FormatArg::Influx), false, _) => Format::Influx,
+                (Some(FormatArg::Prometheus), false, _) => Format::Prometheus,
+                (Some(FormatArg::Json), false, _) => Format::Json,
             },
             output: a.output,
             execd: a.execd,

@@ -216,6 +216,7 @@ impl Collector {
         }
         Ok(Gathered {
             by_family: self.agg.states.by_family(self.options.include_unix),
+            queued: self.agg.states.queued(),
             ports: self.agg.ports.as_ref(),
             listen: self.agg.listen.as_ref(),
         })

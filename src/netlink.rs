@@ -187,6 +187,8 @@ pub fn read_batch(
                     local_port: 0,
                     remote_port: 0,
                     listen: None,
+                    rqueue: 0,
+                    wqueue: 0,
                 })
             }
             k if k == record => {
@@ -210,6 +212,8 @@ pub fn read_batch(
                     local_port: r.sport(),
                     remote_port: r.dport(),
                     listen,
+                    rqueue: r.rqueue(),
+                    wqueue: r.wqueue(),
                 })
             }
             wire::NLMSG_DONE | wire::NLMSG_ERROR => {

@@ -120,13 +120,18 @@ fn field_addr(field: &[u8]) -> Result<[u8; 16], String> {
     Ok(addr)
 }
 
-/// The receive queue of a `tx_queue:rx_queue` column, which for a listener
-/// is its accept queue length (`get_tcp4_sock()`).
-fn field_rx_queue(field: &[u8]) -> Result<u32, String> {
+/// A `tx_queue:rx_queue` column as (rx, tx); for a listener the receive
+/// queue is its accept queue length (`get_tcp4_sock()`).
+fn field_queues(field: &[u8]) -> Result<(u32, u32), String> {
     std::str::from_utf8(field)
         .ok()
         .and_then(|f| f.split_once(':'))
-        .and_then(|(_, rx)| u32::from_str_radix(rx, 16).ok())
+        .and_then(|(tx, rx)| {
+            Some((
+                u32::from_str_radix(rx, 16).ok()?,
+                u32::from_str_radix(tx, 16).ok()?,
+            ))
+        })
         .ok_or_else(|| format!("bad queues {:?}", String::from_utf8_lossy(field)))
 }
 
@@ -137,14 +142,11 @@ pub fn inet_record(line: &[u8], kind: Kind, family: u8) -> Result<Record, String
     let cols = columns(line);
     let state = field_state(column(&cols, 3, line)?)?;
     let local = column(&cols, 1, line)?;
+    let (rqueue, wqueue) = field_queues(column(&cols, 4, line)?)?;
     let listen = if kind == Kind::Tcp && (state == LISTEN || state == SYN_RECV) {
         Some(ListenInfo {
             addr: field_addr(local)?,
-            queue: if state == LISTEN {
-                field_rx_queue(column(&cols, 4, line)?)?
-            } else {
-                0
-            },
+            queue: if state == LISTEN { rqueue } else { 0 },
             backlog: None,
             drops: None,
         })
@@ -158,6 +160,8 @@ pub fn inet_record(line: &[u8], kind: Kind, family: u8) -> Result<Record, String
         local_port: field_port(local)?,
         remote_port: field_port(column(&cols, 2, line)?)?,
         listen,
+        rqueue,
+        wqueue,
     })
 }
 
@@ -272,6 +276,8 @@ impl<'p> Lines<'p> {
             local_port: 0,
             remote_port: 0,
             listen: None,
+            rqueue: 0,
+            wqueue: 0,
         };
         match self.table {
             Table::Inet(kind, family) => inet_record(line, kind, family).map(Some),
@@ -515,6 +521,8 @@ mod tests {
                 local_port: 0x9C40,
                 remote_port: 0x1388,
                 listen: None,
+                rqueue: 0,
+                wqueue: 0,
             })
         );
         let v6 = TCP6.lines().nth(2).unwrap().as_bytes();
@@ -535,7 +543,7 @@ mod tests {
     fn parses_captured_tables() {
         assert_eq!(states(TCP), [10, 1, 1, 6]);
         assert_eq!(states(TCP6), [10, 3]);
-        assert_eq!(states(TCP.lines().next().unwrap()), []);
+        assert!(states(TCP.lines().next().unwrap()).is_empty());
     }
 
     #[test]

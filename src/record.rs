@@ -40,6 +40,14 @@ pub struct Record {
     /// For TCP listeners and handshakes (state LISTEN or SYN_RECV) only:
     /// what `netstat_listen` needs.
     pub listen: Option<ListenInfo>,
+    /// Bytes queued: received and not yet read by the application
+    /// (`idiag_rqueue`, /proc's `rx_queue`), and sent and not yet
+    /// acknowledged (`idiag_wqueue`, `tx_queue`); both sources compute them
+    /// alike (`tcp_diag_get_info()`, `get_tcp4_sock()`). For a listener the
+    /// kernel puts its accept queue length and limit here instead. 0 for
+    /// unix sockets.
+    pub rqueue: u32,
+    pub wqueue: u32,
 }
 
 /// `TCP_LISTEN`.

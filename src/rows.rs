@@ -14,9 +14,11 @@
 use std::time::{Duration, SystemTime};
 
 use crate::aggregate::listen::address_text;
+use crate::aggregate::states::Queued;
 use crate::aggregate::Gathered;
 use crate::output::{
     Field, Format, Health, Metric, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT,
+    QUEUE_MEASUREMENT,
 };
 use crate::wire::AF_INET;
 
@@ -57,8 +59,9 @@ struct Row {
 #[derive(Debug, Default)]
 pub struct Rows {
     time: Option<SystemTime>,
-    /// `netstat`, `netstat_port`, `netstat_listen`.
-    sections: [Vec<Row>; 3],
+    /// `netstat`, the queued bytes (native Prometheus names only),
+    /// `netstat_port`, `netstat_listen`.
+    sections: [Vec<Row>; 4],
     /// Every namespace counted (true) or attempted and failed (false), with
     /// its own tags, sorted by key.
     outcomes: Vec<(Vec<(&'static str, String)>, bool)>,
@@ -114,17 +117,28 @@ impl Rows {
             }
         };
         let family = |name: &str| ("family", name.to_string());
-        let [netstat, port, listen] = &mut self.sections;
+        let [netstat, queued, port, listen] = &mut self.sections;
         if shape.print.netstat {
             let c = &g.by_family;
+            let q = |q: &Queued| {
+                [
+                    Field::gauge("receive_queue_bytes", q.receive),
+                    Field::gauge("send_queue_bytes", q.send),
+                ]
+            };
             if shape.by_family {
                 netstat.push(row(MEASUREMENT, &Field::of(&c.ipv4), &[family("ipv4")]));
                 netstat.push(row(MEASUREMENT, &Field::of(&c.ipv6), &[family("ipv6")]));
                 if shape.include_unix {
                     netstat.push(row(MEASUREMENT, &Field::of(&c.unix), &[family("unix")]));
                 }
+                queued.push(row(QUEUE_MEASUREMENT, &q(&g.queued[0]), &[family("ipv4")]));
+                queued.push(row(QUEUE_MEASUREMENT, &q(&g.queued[1]), &[family("ipv6")]));
             } else {
                 netstat.push(row(MEASUREMENT, &Field::of(&c.total()), &[]));
+                let mut total = g.queued[0];
+                total.add(&g.queued[1]);
+                queued.push(row(QUEUE_MEASUREMENT, &q(&total), &[]));
             }
         }
         if let (true, Some(ports)) = (shape.print.port, g.ports) {
@@ -174,14 +188,14 @@ impl Rows {
         }
     }
 
-    /// Every row as a `Metric`, in order, handed to `f`.
-    pub fn with_metrics<R>(&self, f: impl FnOnce(&[Metric<'_>]) -> R) -> R {
+    /// Every row of `format` as a `Metric`, in order, handed to `f`.
+    pub fn with_metrics<R>(&self, format: Format, f: impl FnOnce(&[Metric<'_>]) -> R) -> R {
         let tags: Vec<Vec<(&str, &str)>> = self
-            .rows()
+            .rows_of(format)
             .map(|r| r.tags.iter().map(|(k, v)| (*k, v.as_str())).collect())
             .collect();
         let metrics: Vec<Metric<'_>> = self
-            .rows()
+            .rows_of(format)
             .zip(&tags)
             .map(|(r, tags)| Metric {
                 measurement: r.measurement,
@@ -198,8 +212,8 @@ impl Rows {
     /// processes, gather time); influx and JSON print the rows only.
     pub fn encode(&self, format: Format, out: &mut Vec<u8>) {
         out.clear();
-        self.with_metrics(|m| format.encode(m, out));
-        if format == Format::Prometheus {
+        self.with_metrics(format, |m| format.encode(m, out));
+        if format.is_prometheus() {
             let outcomes: Vec<(Vec<(&str, &str)>, bool)> = self
                 .outcomes
                 .iter()
@@ -215,8 +229,14 @@ impl Rows {
         }
     }
 
-    fn rows(&self) -> impl Iterator<Item = &Row> {
-        self.sections.iter().flatten()
+    /// The rows `format` prints: the queued bytes only with native names.
+    fn rows_of(&self, format: Format) -> impl Iterator<Item = &Row> {
+        let native = format == Format::PrometheusNative;
+        self.sections
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| *i != 1 || native)
+            .flat_map(|(_, s)| s)
     }
 }
 
@@ -284,6 +304,8 @@ mod tests {
             local_port,
             remote_port: if state == LISTEN { 0 } else { 40000 },
             listen,
+            rqueue: 0,
+            wqueue: 0,
         }
     }
 
@@ -293,6 +315,7 @@ mod tests {
     fn netstat_rows_total_or_per_family_with_the_namespace_s_tags() {
         let g = Gathered {
             by_family: by_family(),
+            queued: Default::default(),
             ports: None,
             listen: None,
         };
@@ -349,6 +372,7 @@ mod tests {
         listen.add_listener(&record(AF_INET, LISTEN, 443, Some(info)));
         let g = Gathered {
             by_family: by_family(),
+            queued: Default::default(),
             ports: Some(&ports),
             listen: Some(&listen),
         };
@@ -413,6 +437,7 @@ mod tests {
     fn prometheus_gets_the_self_metrics_and_the_others_do_not() {
         let g = Gathered {
             by_family: by_family(),
+            queued: Default::default(),
             ports: None,
             listen: None,
         };
@@ -458,6 +483,7 @@ mod tests {
     fn rows_carry_the_gather_time_and_start_clears() {
         let g = Gathered {
             by_family: by_family(),
+            queued: Default::default(),
             ports: None,
             listen: None,
         };
@@ -466,7 +492,7 @@ mod tests {
         rows.start(Some(t));
         rows.add(&shape(false), &[], &g);
         assert!(influx(&rows).ends_with(" 2000000000\n"));
-        assert!(rows.with_metrics(|m| m.len() == 1 && m[0].time == Some(t)));
+        assert!(rows.with_metrics(Format::Influx, |m| m.len() == 1 && m[0].time == Some(t)));
         rows.start(None);
         assert!(rows.is_empty());
         assert_eq!(influx(&rows), "");

@@ -194,6 +194,8 @@ mod tests {
                 backlog: Some(backlog),
                 drops: Some(drops),
             }),
+            rqueue: queue,
+            wqueue: backlog,
         }
     }
 
@@ -210,6 +212,8 @@ mod tests {
                 backlog: None,
                 drops: None,
             }),
+            rqueue: 0,
+            wqueue: 0,
         }
     }
 

@@ -18,13 +18,15 @@ pub mod states;
 pub use crate::record::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
 use listen::ListenCounts;
 use ports::{PortConfig, PortCounts};
-use states::{ByFamily, StateCounts};
+use states::{ByFamily, Queued, StateCounts};
 
 /// What the last gather of one namespace computed: every aggregation's
 /// result, borrowed from the collector and handed forward to `rows`.
 #[derive(Debug, Clone, Copy)]
 pub struct Gathered<'a> {
     pub by_family: ByFamily,
+    /// Bytes queued on TCP sockets other than listeners: IPv4, IPv6.
+    pub queued: [Queued; 2],
     /// `netstat_port`, when asked for.
     pub ports: Option<&'a PortCounts>,
     /// `netstat_listen`, when asked for.

@@ -256,6 +256,8 @@ mod tests {
             local_port: local,
             remote_port: remote,
             listen: None,
+            rqueue: 0,
+            wqueue: 0,
         }
     }
 
@@ -267,6 +269,8 @@ mod tests {
             local_port: local,
             remote_port: remote,
             listen: None,
+            rqueue: 0,
+            wqueue: 0,
         }
     }
 
@@ -371,6 +375,8 @@ mod tests {
             local_port: 80,
             remote_port: 0,
             listen: None,
+            rqueue: 0,
+            wqueue: 0,
         });
         p.add(&tcp(AF_INET, 200, 80, 1));
         assert_eq!(rows(&p)[0].2, [Counts::default(), Counts::default()]);

@@ -4,7 +4,7 @@
 //! increment per socket, no branch); turning that into fields is a pure
 //! function here, testable without sockets.
 
-use super::{Kind, Record};
+use super::{Kind, Record, LISTEN};
 
 /// A TCP state as the kernel numbers it (`include/net/tcp_states.h`).
 ///
@@ -209,15 +209,43 @@ pub fn counts_from_unix_types(types: &StateHistogram) -> Counts {
 #[derive(Debug, Clone, Default)]
 pub struct StateCounts {
     tcp: [StateHistogram; 2],
+    /// Bytes queued on TCP sockets other than listeners, per family.
+    queued: [Queued; 2],
     udp: [u64; 2],
     unix: StateHistogram,
+}
+
+/// Bytes queued on TCP sockets other than listeners (whose two numbers are
+/// connections, not bytes: their accept queue's length and limit), what
+/// node_exporter's tcpstat calls `rx_queued_bytes` and `tx_queued_bytes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Queued {
+    /// Received, not yet read by the application.
+    pub receive: u64,
+    /// Sent, not yet acknowledged by the peer.
+    pub send: u64,
+}
+
+impl Queued {
+    pub fn add(&mut self, o: &Queued) {
+        self.receive += o.receive;
+        self.send += o.send;
+    }
 }
 
 impl StateCounts {
     #[inline(always)]
     pub fn add(&mut self, r: &Record) {
         match r.kind {
-            Kind::Tcp => self.tcp[r.family_slot()].add(r.state),
+            Kind::Tcp => {
+                let family = r.family_slot();
+                self.tcp[family].add(r.state);
+                if r.state != LISTEN {
+                    let q = &mut self.queued[family];
+                    q.receive += u64::from(r.rqueue);
+                    q.send += u64::from(r.wqueue);
+                }
+            }
             Kind::Udp => self.udp[r.family_slot()] += 1,
             Kind::Unix => self.unix.add(r.state),
         }
@@ -225,10 +253,18 @@ impl StateCounts {
 
     pub fn reset(&mut self, kind: Kind) {
         match kind {
-            Kind::Tcp => self.tcp.iter_mut().for_each(StateHistogram::clear),
+            Kind::Tcp => {
+                self.tcp.iter_mut().for_each(StateHistogram::clear);
+                self.queued = Default::default();
+            }
             Kind::Udp => self.udp = [0; 2],
             Kind::Unix => self.unix.clear(),
         }
+    }
+
+    /// Bytes queued on TCP sockets other than listeners: IPv4, IPv6.
+    pub fn queued(&self) -> [Queued; 2] {
+        self.queued
     }
 
     /// The 13 fields per family (unix sockets only if `include_unix`).
@@ -282,6 +318,8 @@ mod tests {
             local_port: 443,
             remote_port: 50000,
             listen: None,
+            rqueue: 0,
+            wqueue: 0,
         }
     }
 

@@ -50,6 +50,7 @@ impl Count for Fake {
         }
         self.gathers += 1;
         Ok(Gathered {
+            queued: Default::default(),
             by_family: ByFamily {
                 ipv4: Counts {
                     tcp_established: self.gathers,

@@ -19,6 +19,11 @@ pub const PORT_MEASUREMENT: &str = "netstat_port";
 /// The measurement of accept queues per listener (`--listen-queues`).
 pub const LISTEN_MEASUREMENT: &str = "netstat_listen";
 
+/// Bytes queued on TCP sockets: printed only with native Prometheus names
+/// (`netstat_tcp_receive_queue_bytes`, `netstat_tcp_send_queue_bytes`), so
+/// the other outputs stay exactly Telegraf's.
+pub const QUEUE_MEASUREMENT: &str = "netstat_tcp";
+
 /// One field of a metric: an integer, and whether it only ever grows (a
 /// Prometheus counter, named `<name>_total`) or goes up and down (a gauge).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +63,11 @@ pub struct Metric<'a> {
 pub enum Format {
     /// Influx line protocol, integer fields, as `inputs.netstat` emits.
     Influx,
-    /// Prometheus text exposition format 0.0.4.
+    /// Prometheus text exposition format 0.0.4, with Telegraf's names.
     Prometheus,
+    /// The same format, with names after Prometheus practice
+    /// (`--prometheus-names native`).
+    PrometheusNative,
     /// One JSON object per metric per line, like Telegraf's serializer.
     Json,
 }
@@ -71,11 +79,17 @@ impl Format {
         self == Format::Json
     }
 
+    /// Either Prometheus naming.
+    pub fn is_prometheus(self) -> bool {
+        matches!(self, Format::Prometheus | Format::PrometheusNative)
+    }
+
     /// Appends the encoding of `metrics` to `out`.
     pub fn encode(self, metrics: &[Metric<'_>], out: &mut Vec<u8>) {
         match self {
             Format::Influx => influx::encode(metrics, out),
             Format::Prometheus => prometheus::encode(metrics, out),
+            Format::PrometheusNative => prometheus::encode_native(metrics, out),
             Format::Json => json::encode(metrics, out),
         }
     }

@@ -9,7 +9,10 @@
 
 use std::io::Write;
 
-use super::{unix_nanos, Health, Metric, LISTEN_MEASUREMENT, PORT_MEASUREMENT};
+use super::{
+    unix_nanos, Health, Metric, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT,
+    QUEUE_MEASUREMENT,
+};
 
 /// What one field counts, in a sentence ending before the full stop.
 fn field_help(field: &str) -> String {
@@ -107,6 +110,124 @@ fn encode_measurement(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
             write_labels(m.tags, out);
             let _ = write!(out, " {}", f.value);
             write_time(m.time, out);
+        }
+    }
+}
+
+/// A family of the native names: its name, HELP, whether a counter, and
+/// the `state` label a TCP state field becomes.
+struct Native {
+    name: &'static str,
+    help: &'static str,
+    counter: bool,
+    state: Option<&'static str>,
+}
+
+/// The native family of a row's field; `None` for a field native names
+/// leave out (`tcp_none`, inputs.netstat's artefact with no kernel state).
+fn native(measurement: &str, field: &'static str) -> Option<Native> {
+    let plain = |name, help| {
+        Some(Native {
+            name,
+            help,
+            counter: false,
+            state: None,
+        })
+    };
+    match (measurement, field) {
+        (_, "tcp_none") => None,
+        (MEASUREMENT, "udp_socket") => plain("netstat_udp_sockets", "UDP sockets."),
+        (PORT_MEASUREMENT, "udp_socket") => plain(
+            "netstat_port_udp_sockets",
+            "UDP sockets by port (label direction: the local or the remote port).",
+        ),
+        (MEASUREMENT, f) if f.starts_with("tcp_") => Some(Native {
+            name: "netstat_tcp_connections",
+            help: "TCP sockets by state (state as node_exporter's tcpstat spells it; syn_recv includes request sockets).",
+            counter: false,
+            state: Some(&f[4..]),
+        }),
+        (PORT_MEASUREMENT, f) if f.starts_with("tcp_") => Some(Native {
+            name: "netstat_port_tcp_connections",
+            help: "TCP sockets by port and state (label direction: the local or the remote port).",
+            counter: false,
+            state: Some(&f[4..]),
+        }),
+        (QUEUE_MEASUREMENT, "receive_queue_bytes") => plain(
+            "netstat_tcp_receive_queue_bytes",
+            "Bytes received on TCP sockets (listeners left out) and not yet read by the application.",
+        ),
+        (QUEUE_MEASUREMENT, "send_queue_bytes") => plain(
+            "netstat_tcp_send_queue_bytes",
+            "Bytes sent on TCP sockets (listeners left out) and not yet acknowledged by the peer.",
+        ),
+        (LISTEN_MEASUREMENT, "sockets") => plain(
+            "netstat_listen_sockets",
+            "Listening TCP sockets bound to this address and port.",
+        ),
+        (LISTEN_MEASUREMENT, "queue") => plain(
+            "netstat_listen_queue_connections",
+            "Connections waiting in the accept queue of the listening sockets on this address and port.",
+        ),
+        (LISTEN_MEASUREMENT, "backlog") => plain(
+            "netstat_listen_queue_limit_connections",
+            "The accept queue limit (backlog) of the listening sockets on this address and port, summed over SO_REUSEPORT sockets.",
+        ),
+        (LISTEN_MEASUREMENT, "syn_recv") => plain(
+            "netstat_listen_handshakes",
+            "Handshakes in progress that the kernel routes to the listening sockets on this address and port.",
+        ),
+        (LISTEN_MEASUREMENT, "drops") => Some(Native {
+            name: "netstat_listen_drops_total",
+            help: "Connections the listening sockets on this address and port dropped since they were created (SYNs and handshakes refused when the accept queue was full, among others).",
+            counter: true,
+            state: None,
+        }),
+        _ => None,
+    }
+}
+
+/// One native sample: its family, labels, value and time.
+type Sample<'a> = (Native, Vec<(&'a str, &'a str)>, u64, Option<std::time::SystemTime>);
+
+/// Native names (`--prometheus-names native`): one family per quantity,
+/// the TCP state as a label, base units, `_total` for the counter; families
+/// in the order they first appear, each family's samples together.
+pub(super) fn encode_native(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
+    // (family, labels, value, time), in row order.
+    let mut samples: Vec<Sample<'_>> = Vec::new();
+    for m in metrics {
+        for f in m.fields {
+            let Some(n) = native(m.measurement, f.name) else {
+                continue;
+            };
+            let mut labels: Vec<(&str, &str)> = m.tags.to_vec();
+            if let Some(state) = n.state {
+                labels.push(("state", state));
+                labels.sort_unstable_by_key(|kv| kv.0);
+            }
+            samples.push((n, labels, f.value, m.time));
+        }
+    }
+    let mut order: Vec<&'static str> = Vec::new();
+    for (n, ..) in &samples {
+        if !order.contains(&n.name) {
+            order.push(n.name);
+        }
+    }
+    for name in order {
+        let mut first = true;
+        for (n, labels, value, time) in samples.iter().filter(|s| s.0.name == name) {
+            if first {
+                let kind = if n.counter { "counter" } else { "gauge" };
+                let _ = writeln!(out, "# HELP {name} {}", n.help);
+                let _ = writeln!(out, "# TYPE {name} {kind}");
+                first = false;
+            }
+            out.extend_from_slice(name.as_bytes());
+            write_labels(labels, out);
+            let _ = write!(out, " {value}");
+            write_time(*time, out);
         }
     }
 }
