@@ -904,6 +904,34 @@ mod tests {
     }
 
     #[test]
+    fn prometheus_names_need_the_prometheus_format() {
+        let native = ["t", "--prometheus-names", "native"];
+        let e = Config::parse(native).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string()
+                .contains("give it with --format prometheus or --listen"),
+            "{e}"
+        );
+        let c = Config::parse([
+            "t",
+            "--format",
+            "prometheus",
+            "--prometheus-names",
+            "native",
+        ])
+        .unwrap();
+        assert_eq!(c.format, Format::PrometheusNative);
+        let c = Config::parse(["t", "--listen", "--prometheus-names", "native"]).unwrap();
+        assert_eq!(c.format, Format::PrometheusNative);
+        let c = Config::parse(["t", "--listen", "--prometheus-names", "telegraf"]).unwrap();
+        assert_eq!(c.format, Format::Prometheus);
+        assert!(
+            Config::parse(["t", "--format", "json", "--prometheus-names", "telegraf"]).is_err()
+        );
+    }
+
+    #[test]
     fn port_lists() {
         let mut v = Vec::new();
         parse_port_list("443,8000-8002, 22", &mut v).unwrap();

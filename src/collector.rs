@@ -448,7 +448,7 @@ mod tests {
             .ports
             .unwrap()
             .rows()
-            .map(|(_, _, c)| c[0].tcp_established)
+            .map(|(_, _, c, _)| c[0].tcp_established)
             .sum();
         (
             g.by_family.ipv4.tcp_established,

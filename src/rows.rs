@@ -18,7 +18,7 @@ use crate::aggregate::states::Queued;
 use crate::aggregate::Gathered;
 use crate::output::{
     Field, Format, Health, Metric, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT,
-    QUEUE_MEASUREMENT,
+    PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
 };
 use crate::wire::AF_INET;
 
@@ -59,9 +59,10 @@ struct Row {
 #[derive(Debug, Default)]
 pub struct Rows {
     time: Option<SystemTime>,
-    /// `netstat`, the queued bytes (native Prometheus names only),
-    /// `netstat_port`, `netstat_listen`.
-    sections: [Vec<Row>; 4],
+    /// `netstat`, its queued bytes, `netstat_port`, its queued bytes,
+    /// `netstat_listen`. The queued bytes are printed with native
+    /// Prometheus names only.
+    sections: [Vec<Row>; 5],
     /// Every namespace counted (true) or attempted and failed (false), with
     /// its own tags, sorted by key.
     outcomes: Vec<(Vec<(&'static str, String)>, bool)>,
@@ -117,15 +118,15 @@ impl Rows {
             }
         };
         let family = |name: &str| ("family", name.to_string());
-        let [netstat, queued, port, listen] = &mut self.sections;
+        let [netstat, queued, port, port_queued, listen] = &mut self.sections;
+        let q = |q: &Queued| {
+            [
+                Field::gauge("receive_queue_bytes", q.receive),
+                Field::gauge("send_queue_bytes", q.send),
+            ]
+        };
         if shape.print.netstat {
             let c = &g.by_family;
-            let q = |q: &Queued| {
-                [
-                    Field::gauge("receive_queue_bytes", q.receive),
-                    Field::gauge("send_queue_bytes", q.send),
-                ]
-            };
             if shape.by_family {
                 netstat.push(row(MEASUREMENT, &Field::of(&c.ipv4), &[family("ipv4")]));
                 netstat.push(row(MEASUREMENT, &Field::of(&c.ipv6), &[family("ipv6")]));
@@ -142,18 +143,23 @@ impl Rows {
             }
         }
         if let (true, Some(ports)) = (shape.print.port, g.ports) {
-            for (direction, p, counts) in ports.rows() {
+            for (direction, p, counts, bytes) in ports.rows() {
                 let direction = ("direction", direction.as_str().to_string());
                 let p = ("port", p.to_string());
                 if shape.by_family {
-                    for (name, c) in [("ipv4", &counts[0]), ("ipv6", &counts[1])] {
+                    for (i, name) in ["ipv4", "ipv6"].into_iter().enumerate() {
                         let own = [direction.clone(), family(name), p.clone()];
-                        port.push(row(PORT_MEASUREMENT, &Field::of(c), &own));
+                        port.push(row(PORT_MEASUREMENT, &Field::of(&counts[i]), &own));
+                        port_queued.push(row(PORT_QUEUE_MEASUREMENT, &q(&bytes[i]), &own));
                     }
                 } else {
                     let mut total = counts[0];
                     total.add(&counts[1]);
-                    port.push(row(PORT_MEASUREMENT, &Field::of(&total), &[direction, p]));
+                    let mut b = bytes[0];
+                    b.add(&bytes[1]);
+                    let own = [direction, p];
+                    port.push(row(PORT_MEASUREMENT, &Field::of(&total), &own));
+                    port_queued.push(row(PORT_QUEUE_MEASUREMENT, &q(&b), &own));
                 }
             }
         }
@@ -235,7 +241,7 @@ impl Rows {
         self.sections
             .iter()
             .enumerate()
-            .filter(move |(i, _)| *i != 1 || native)
+            .filter(move |(i, _)| native || (*i != 1 && *i != 3))
             .flat_map(|(_, s)| s)
     }
 }

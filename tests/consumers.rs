@@ -313,6 +313,24 @@ fn promtool_accepts_our_exposition() {
             "{labelled}"
         );
         assert_eq!(promtool(&labelled), (true, String::new()));
+        // Native names, every measurement, no lint either.
+        let native = run_ok(&[
+            "--format",
+            "prometheus",
+            "--prometheus-names",
+            "native",
+            "--by-family",
+            "--listening-ports",
+            "--listen-queues",
+            "--netns",
+            "/proc/self/ns/net",
+        ]);
+        assert!(
+            native.contains("\n# TYPE netstat_listen_drops_total counter\n")
+                && native.contains("netstat_tcp_connections{family=\"ipv4\",netns=\"/proc/self/ns/net\",state=\"listen\"} "),
+            "{native}"
+        );
+        assert_eq!(promtool(&native), (true, String::new()));
 
         let broken = ours.replacen(
             "# TYPE netstat_tcp_close gauge",
@@ -333,7 +351,7 @@ fn prometheus_scrapes_the_exporter() {
     let b = Netns::new(|| established(1, 0), 1);
     in_netns(move || {
         let scratch = Scratch::new("prometheus");
-        let (ours, theirs, all) = (free_port(), free_port(), free_port());
+        let (ours, theirs, all, native) = (free_port(), free_port(), free_port(), free_port());
         // Killed when dropped, so a failed assertion leaves no exporter behind.
         let spawn = |args: &[&str]| {
             Reaped(
@@ -369,11 +387,22 @@ fn prometheus_scrapes_the_exporter() {
             "--proc-root",
             root.to_str().unwrap(),
         ]);
+        // Namespace b again, with native names.
+        let listen_native = format!("127.0.0.1:{native}");
+        let natively = spawn(&[
+            "--listen",
+            &listen_native,
+            "--prometheus-names",
+            "native",
+            "--netns",
+            &b.path(),
+        ]);
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              scrape_configs:\n\
              \x20 - job_name: one\n    static_configs:\n      - targets: ['127.0.0.1:{ours}']\n\
-             \x20 - job_name: all\n    static_configs:\n      - targets: ['127.0.0.1:{all}']\n"
+             \x20 - job_name: all\n    static_configs:\n      - targets: ['127.0.0.1:{all}']\n\
+             \x20 - job_name: native\n    static_configs:\n      - targets: ['127.0.0.1:{native}']\n"
         );
         let path = scratch.0.join("prometheus.yml");
         std::fs::write(&path, config).unwrap();
@@ -399,7 +428,19 @@ fn prometheus_scrapes_the_exporter() {
             let est = query("netstat_tcp_established{job=\"one\"}");
             let series = query("netstat_tcp_established{job=\"all\"}");
             let success = query("netstat_gather_success{job=\"one\"}");
-            if up == [1.0, 1.0] && est.len() == 1 && series.len() == 2 && success.len() == 2 {
+            let states = query("netstat_tcp_connections{job=\"native\"}");
+            if up == [1.0, 1.0, 1.0]
+                && est.len() == 1
+                && series.len() == 2
+                && success.len() == 2
+                && states.len() == 11
+            {
+                let established: Vec<f64> = states
+                    .iter()
+                    .filter(|r| r["metric"]["state"] == "established")
+                    .map(value)
+                    .collect();
+                assert_eq!(established, [b.expected.tcp_established as f64]);
                 let mut by_ns: Vec<(String, f64)> = success
                     .iter()
                     .map(|r| (r["metric"]["netns"].as_str().unwrap().to_string(), value(r)))
@@ -432,7 +473,7 @@ fn prometheus_scrapes_the_exporter() {
             );
             std::thread::sleep(Duration::from_millis(250));
         }
-        drop((one, both));
+        drop((one, both, natively));
         drop((a, b));
     });
 }
@@ -611,7 +652,7 @@ fn alert_rules_are_checked_and_tested() {
         )
     };
     let (ok, said) = promtool(&["check", "rules", "rules.yml"]);
-    assert!(ok && said.contains("SUCCESS: 5 rules found"), "{said}");
+    assert!(ok && said.contains("SUCCESS: 6 rules found"), "{said}");
     let (ok, said) = promtool(&["test", "rules", "rules.test.yml"]);
     assert!(ok, "{said}");
     // The tests can fail: the same file expecting a wrong port.

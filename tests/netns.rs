@@ -7,6 +7,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use libtest_mimic::Arguments;
 use support::*;
 use telegraf_netstat::Counts;
@@ -318,6 +320,94 @@ fn shell_fallback_matches_the_binary() {
     })
 }
 
+/// `--prometheus-names native`: the state counts as labels, and the bytes
+/// queued on non-listening TCP sockets equal the sums of `ss`'s Recv-Q and
+/// Send-Q, in total and on the port, from both sources. The data: a server
+/// that does not read (its Recv-Q fills) and a client whose peer's window
+/// is full (its Send-Q fills), and a listener whose accept queue is left
+/// out.
+fn native_names_count_queued_bytes_like_ss() {
+    in_netns(|| {
+        let l = listener("127.0.0.1:7600", 16, |_| {});
+        let (mut client, server) = connect_pair(&l, big_sndbuf);
+        fill(&mut client);
+        // ss: Recv-Q and Send-Q of every socket that is not listening, once
+        // the queues stop moving.
+        let ss_queues = || {
+            let out = std::process::Command::new("ss")
+                .args(["-Htna"])
+                .output()
+                .unwrap();
+            let mut q = (0u64, 0u64);
+            for line in String::from_utf8(out.stdout).unwrap().lines() {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                if cols[0] != "LISTEN" {
+                    q.0 += cols[1].parse::<u64>().unwrap();
+                    q.1 += cols[2].parse::<u64>().unwrap();
+                }
+            }
+            q
+        };
+        let mut last = ss_queues();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = ss_queues();
+            if now == last && now.0 > 0 && now.1 > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "queues never settled: {now:?}"
+            );
+            last = now;
+        }
+        for source in ["netlink", "proc"] {
+            let out = run_ok(&[
+                "--format",
+                "prometheus",
+                "--prometheus-names",
+                "native",
+                "--source",
+                source,
+                "--local-port",
+                "7600",
+            ]);
+            let value = |name: &str| -> u64 {
+                out.lines()
+                    .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+                    .unwrap_or_else(|| panic!("{name} missing:\n{out}"))
+                    .parse()
+                    .unwrap()
+            };
+            assert_eq!(
+                (
+                    value("netstat_tcp_receive_queue_bytes"),
+                    value("netstat_tcp_send_queue_bytes")
+                ),
+                last,
+                "{source}:\n{out}"
+            );
+            // Port 7600 is the server's end: what it has not read.
+            assert_eq!(
+                value("netstat_port_tcp_receive_queue_bytes{direction=\"local\",port=\"7600\"}"),
+                last.0,
+                "{source}"
+            );
+            assert!(
+                out.contains("\nnetstat_tcp_connections{state=\"established\"} 2\n"),
+                "{out}"
+            );
+            assert!(
+                out.contains("\nnetstat_tcp_connections{state=\"listen\"} 1\n"),
+                "{out}"
+            );
+            assert!(!out.contains("tcp_none"), "{out}");
+        }
+        drop((l, client, server));
+    })
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
@@ -343,7 +433,11 @@ fn main() {
             (format!("population::{name}"), f)
         })
         .collect();
-    let others: [(&str, fn()); 10] = [
+    let others: [(&str, fn()); 11] = [
+        (
+            "native_names_count_queued_bytes_like_ss",
+            native_names_count_queued_bytes_like_ss,
+        ),
         (
             "shell_fallback_matches_the_binary",
             shell_fallback_matches_the_binary,

@@ -20,7 +20,7 @@
 //! /proc/net/tcp and tcp6 (`tcp_seq_start()` begins with
 //! `TCP_SEQ_STATE_LISTENING`).
 
-use super::states::Counts;
+use super::states::{Counts, Queued};
 use super::{Kind, Record, LISTEN};
 use crate::aggregate::states::{counts_from_states, StateHistogram};
 
@@ -60,12 +60,17 @@ impl Direction {
     }
 }
 
+/// One port's row: direction, port, counts and queued bytes by family.
+pub type PortRow = (Direction, u16, [Counts; 2], [Queued; 2]);
+
 /// The counts of one port and family: TCP states 0..16 (a state number
-/// this program knows is below 16) and UDP sockets.
+/// this program knows is below 16), UDP sockets, and the bytes queued on
+/// its TCP sockets other than listeners.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Cell {
     tcp: [u64; 16],
     udp: u64,
+    queued: Queued,
 }
 
 impl Cell {
@@ -157,6 +162,10 @@ impl PortCounts {
                 if let Some(n) = c.tcp.get_mut(r.state as usize) {
                     *n += 1;
                 }
+                if r.state != LISTEN {
+                    c.queued.receive += u64::from(r.rqueue);
+                    c.queued.send += u64::from(r.wqueue);
+                }
             }
             Kind::Udp => c.udp += 1,
             Kind::Unix => {}
@@ -196,7 +205,10 @@ impl PortCounts {
             for slot in &mut side.slots {
                 for c in &mut slot.cells {
                     match kind {
-                        Kind::Tcp => c.tcp = [0; 16],
+                        Kind::Tcp => {
+                            c.tcp = [0; 16];
+                            c.queued = Queued::default();
+                        }
                         Kind::Udp => c.udp = 0,
                         Kind::Unix => {}
                     }
@@ -222,13 +234,10 @@ impl PortCounts {
         self.capped
     }
 
-    /// Every counted (direction, port) with its counts per family (IPv4,
-    /// IPv6): local ports first, each direction by port.
-    pub fn rows(&self) -> impl Iterator<Item = (Direction, u16, [Counts; 2])> + '_ {
-        fn side(
-            d: Direction,
-            s: &Side,
-        ) -> impl Iterator<Item = (Direction, u16, [Counts; 2])> + '_ {
+    /// Every counted (direction, port) with its counts and queued bytes
+    /// per family (IPv4, IPv6): local ports first, each direction by port.
+    pub fn rows(&self) -> impl Iterator<Item = PortRow> + '_ {
+        fn side(d: Direction, s: &Side) -> impl Iterator<Item = PortRow> + '_ {
             let mut order: Vec<&Slot> = s.slots.iter().collect();
             order.sort_unstable_by_key(|slot| slot.port);
             order.into_iter().map(move |slot| {
@@ -236,6 +245,7 @@ impl PortCounts {
                     d,
                     slot.port,
                     [slot.cells[0].counts(), slot.cells[1].counts()],
+                    [slot.cells[0].queued, slot.cells[1].queued],
                 )
             })
         }
@@ -275,7 +285,7 @@ mod tests {
     }
 
     fn rows(p: &PortCounts) -> Vec<(Direction, u16, [Counts; 2])> {
-        p.rows().collect()
+        p.rows().map(|(d, port, c, _)| (d, port, c)).collect()
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub const LISTEN_MEASUREMENT: &str = "netstat_listen";
 /// the other outputs stay exactly Telegraf's.
 pub const QUEUE_MEASUREMENT: &str = "netstat_tcp";
 
+/// The same per port, native names only (`netstat_port_tcp_*_queue_bytes`).
+pub const PORT_QUEUE_MEASUREMENT: &str = "netstat_port_tcp";
+
 /// One field of a metric: an integer, and whether it only ever grows (a
 /// Prometheus counter, named `<name>_total`) or goes up and down (a gauge).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

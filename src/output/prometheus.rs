@@ -11,7 +11,7 @@ use std::io::Write;
 
 use super::{
     unix_nanos, Health, Metric, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT,
-    QUEUE_MEASUREMENT,
+    PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
 };
 
 /// What one field counts, in a sentence ending before the full stop.
@@ -161,6 +161,14 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
             "netstat_tcp_send_queue_bytes",
             "Bytes sent on TCP sockets (listeners left out) and not yet acknowledged by the peer.",
         ),
+        (PORT_QUEUE_MEASUREMENT, "receive_queue_bytes") => plain(
+            "netstat_port_tcp_receive_queue_bytes",
+            "Bytes received on TCP sockets (listeners left out) and not yet read by the application, by port.",
+        ),
+        (PORT_QUEUE_MEASUREMENT, "send_queue_bytes") => plain(
+            "netstat_port_tcp_send_queue_bytes",
+            "Bytes sent on TCP sockets (listeners left out) and not yet acknowledged by the peer, by port.",
+        ),
         (LISTEN_MEASUREMENT, "sockets") => plain(
             "netstat_listen_sockets",
             "Listening TCP sockets bound to this address and port.",
@@ -188,7 +196,12 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
 }
 
 /// One native sample: its family, labels, value and time.
-type Sample<'a> = (Native, Vec<(&'a str, &'a str)>, u64, Option<std::time::SystemTime>);
+type Sample<'a> = (
+    Native,
+    Vec<(&'a str, &'a str)>,
+    u64,
+    Option<std::time::SystemTime>,
+);
 
 /// Native names (`--prometheus-names native`): one family per quantity,
 /// the TCP state as a label, base units, `_total` for the counter; families
