@@ -670,10 +670,141 @@ fn alert_rules_are_checked_and_tested() {
     assert!(!out.status.success(), "a wrong expectation passed");
 }
 
+/// The Grafana dashboard in `deploy/grafana/`: the fields Grafana needs,
+/// every panel's PromQL accepted by promtool, and every query answered with
+/// data by a real Prometheus scraping a native-named exporter.
+fn grafana_dashboard_queries_return_data() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/telegraf-netstat.json");
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(
+        dash["title"].is_string() && dash["uid"].is_string(),
+        "title and uid"
+    );
+    assert!(dash["schemaVersion"].as_u64().is_some_and(|v| v >= 36));
+    let vars: Vec<&str> = dash["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(vars, ["datasource", "instance"]);
+    let mut exprs = Vec::new();
+    let mut ids = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        assert!(p["type"].is_string() && p["title"].is_string(), "{p}");
+        for k in ["h", "w", "x", "y"] {
+            assert!(p["gridPos"][k].is_u64(), "{p}");
+        }
+        ids.push(p["id"].as_u64().unwrap());
+        for t in p["targets"].as_array().unwrap() {
+            let e = t["expr"].as_str().unwrap();
+            // What Grafana substitutes before it asks Prometheus.
+            exprs.push(
+                e.replace("$instance", ".*")
+                    .replace("$__rate_interval", "1m"),
+            );
+        }
+    }
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "panel ids are unique");
+    assert!(exprs.len() >= 8);
+
+    // promtool parses every query (as recording rules).
+    let scratch = Scratch::new("grafana");
+    let rules: String = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!("      - record: dashboard:query_{i}\n        expr: '{e}'\n"))
+        .collect();
+    std::fs::write(
+        scratch.join("rules.yml"),
+        format!("groups:\n  - name: dashboard\n    rules:\n{rules}"),
+    )
+    .unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(scratch.join("rules.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A real Prometheus: every query returns data.
+    let ns = Netns::new(|| established(3, 2), 1);
+    let ns_path = ns.path();
+    in_netns(move || {
+        let (ours, theirs) = (free_port(), free_port());
+        let listen = format!("127.0.0.1:{ours}");
+        let _exporter = Reaped(
+            command(&[
+                "--listen",
+                &listen,
+                "--prometheus-names",
+                "native",
+                "--listen-queues",
+                "--listening-ports",
+                "--netns",
+                &ns_path,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        );
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n\
+             scrape_configs:\n\
+             \x20 - job_name: netstat\n    static_configs:\n      - targets: ['127.0.0.1:{ours}']\n"
+        );
+        std::fs::write(scratch.join("prometheus.yml"), config).unwrap();
+        let mut cmd = Command::new("prometheus");
+        cmd.arg(format!(
+            "--config.file={}",
+            scratch.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            scratch.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{theirs}"));
+        let server = Server::start(cmd, theirs, "/-/ready", &scratch);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for e in &exprs {
+            loop {
+                let (status, body) =
+                    server.http("GET", &format!("/api/v1/query?query={}", encode(e)), "");
+                assert_eq!(status, 200, "{e}: {body}");
+                let v: Value = serde_json::from_str(&body).unwrap();
+                if v["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no data for {e}\n{}",
+                    server.log()
+                );
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    });
+    drop(ns);
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup().and_then(|()| tools_present());
-    let tests: [(&str, fn()); 6] = [
+    let tests: [(&str, fn()); 7] = [
+        (
+            "grafana_dashboard_queries_return_data",
+            grafana_dashboard_queries_return_data,
+        ),
         (
             "alert_rules_are_checked_and_tested",
             alert_rules_are_checked_and_tested,
@@ -709,6 +840,9 @@ fn main() {
         args,
         setup,
         named("consumer", &tests),
-        &[("prometheus_scrapes_the_exporter", prometheus)],
+        &[
+            ("prometheus_scrapes_the_exporter", prometheus.clone()),
+            ("grafana_dashboard_queries_return_data", prometheus),
+        ],
     );
 }
