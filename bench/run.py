@@ -130,14 +130,14 @@ def scrape(port):
     return time.perf_counter() - t
 
 
-def serve_per_scrape(scrapes, idle=False):
+def serve_per_scrape(scrapes, args=()):
     """CPU per scrape of the --listen exporter (its process's CPU over
     `scrapes` scrapes, after one to warm up), and the median wall time of a
     scrape seen by the client."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    p = subprocess.Popen([BIN, "--listen", f"127.0.0.1:{port}"], stdin=subprocess.DEVNULL)
+    p = subprocess.Popen([BIN, "--listen", f"127.0.0.1:{port}", *args], stdin=subprocess.DEVNULL)
     try:
         for _ in range(200):
             try:
@@ -178,6 +178,7 @@ def run_scale(established):
                 samples[name].append(measure(cmds))
         res["execd"] = execd_per_gather(20)
         res["serve"] = serve_per_scrape(20)
+        res["serve_native"] = serve_per_scrape(20, ["--prometheus-names", "native"])
         for name, s in samples.items():
             res["approaches"][name] = {
                 "cpu_s": statistics.median(x[0] for x in s),
@@ -350,6 +351,9 @@ def main():
         floor = r["approaches"]["floor"]["cpu_s"]
         print(f"exporter at {r['sockets']} sockets: {sv2['cpu_s']:.4f} CPU s/scrape ({sv2['cpu_s']/floor:.2f} x floor), "
               f"{sv2['wall_s']*1e3:.1f} ms wall per scrape")
+        sv3 = r["serve_native"]
+        print(f"exporter --prometheus-names native at {r['sockets']} sockets: {sv3['cpu_s']:.4f} CPU s/scrape "
+              f"({sv3['cpu_s']/floor:.2f} x floor)")
     e = idle.pop("execd")
     f = idle.pop("floor_repeat")
     print(f"execd idle: {e['cpu_s']*1e6:.1f} us CPU/gather, peak RSS {e['peak_rss_kib']/1024:.1f} MiB; "
