@@ -209,7 +209,12 @@ impl<C: Count> Gatherer<C> {
                     counted += 1;
                     say(&log, throttle.succeeded(&context));
                 }
-                Err(e) if scanned && vanished(&e) => ns.collector = None,
+                Err(e) if scanned && vanished(&e) => {
+                    // Gone since the scan: not said (it is not an error),
+                    // but attempted, so its success gauge is 0 this once.
+                    self.rows.failed(&tags);
+                    ns.collector = None;
+                }
                 Err(e) => {
                     failed += 1;
                     self.rows.failed(&tags);

@@ -46,7 +46,15 @@ impl Count for Fake {
             return Err(Error::Stopped);
         }
         if let Some(errno) = FAIL.take() {
-            return Err(Error::NetlinkOpen(std::io::Error::from_raw_os_error(errno)));
+            let source = std::io::Error::from_raw_os_error(errno);
+            return Err(match (&self.target, errno) {
+                // A namespace file that is gone: the namespace vanished.
+                (Some(t), libc::ENOENT) => Error::NetnsOpen {
+                    path: t.path.clone(),
+                    source,
+                },
+                _ => Error::NetlinkOpen(source),
+            });
         }
         self.gathers += 1;
         Ok(Gathered {
@@ -171,4 +179,30 @@ fn rows_follow_the_flags() {
     assert!(lines[1].starts_with("netstat,family=ipv6 "), "{out}");
     // --timestamp: each line ends with the gather time in nanoseconds.
     assert!(lines[0].rsplit(' ').next().unwrap().len() >= 19, "{out}");
+}
+
+#[test]
+fn a_namespace_gone_since_the_scan_is_not_a_failure_but_is_not_counted() {
+    // --all-netns over a proc root holding only this process.
+    let root = std::env::temp_dir().join(format!("telegraf-netstat-gather-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let me = std::process::id().to_string();
+    std::os::unix::fs::symlink(format!("/proc/{me}"), root.join(&me)).unwrap();
+    let r = root.to_str().unwrap();
+    let mut g = gatherer(&["--all-netns", "--proc-root", r, "--format", "prometheus"]);
+    FAIL.set(Some(libc::ENOENT));
+    let collected = g.collect(&mut Uninterrupted);
+    let mut out = Vec::new();
+    g.rows().encode(Format::Prometheus, &mut out);
+    let text = String::from_utf8(out).unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    // Not a failure (exit 0, no E! line), but its gauge says it was not
+    // counted this time.
+    assert_eq!(collected, Collected::Counted { failed: 0 });
+    let zeros = text
+        .lines()
+        .filter(|l| l.starts_with("netstat_gather_success") && l.ends_with(" 0"))
+        .count();
+    assert_eq!(zeros, 1, "{text}");
 }
