@@ -218,6 +218,31 @@ fn static_binary_prints_what_the_default_build_prints() {
                 // Stamped with the gather time: compare all but the timestamp.
                 let strip = |s: &str| s.split("\"timestamp\"").next().unwrap().to_string();
                 assert_eq!(strip(&theirs), strip(&ours), "{args:?}");
+            } else if args.contains(&"prometheus") {
+                // The self-metrics name the build's target (musl, gnu) and
+                // time the gather: the same lines but for those values.
+                let strip = |s: &str| -> String {
+                    s.lines()
+                        .map(|l| {
+                            if l.starts_with("netstat_build_info{") {
+                                "netstat_build_info".to_string()
+                            } else if l.starts_with("netstat_gather_duration_seconds ") {
+                                "netstat_gather_duration_seconds".to_string()
+                            } else {
+                                l.to_string()
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                assert_eq!(strip(&theirs), strip(&ours), "{args:?}");
+                assert!(
+                    theirs.contains(&format!(
+                        "target=\"{}-unknown-linux-musl\"",
+                        std::env::consts::ARCH
+                    )),
+                    "{theirs}"
+                );
             } else {
                 assert_eq!(theirs, ours, "{args:?}");
             }
