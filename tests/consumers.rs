@@ -422,6 +422,10 @@ fn prometheus_scrapes_the_exporter() {
             v["data"]["result"].as_array().cloned().unwrap_or_default()
         };
         let value = |r: &Value| r["value"][1].as_str().unwrap().parse::<f64>().unwrap();
+        // The populations are what `ss` sees in their namespaces.
+        for ns in [&a, &b] {
+            assert_eq!(ss_counts_where(Some(&ns.path()), &[]), ns.expected);
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let up: Vec<f64> = query("up").iter().map(value).collect();
