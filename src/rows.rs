@@ -470,7 +470,7 @@ mod tests {
                 "netstat_gather_success{container_id=\"c1\",netns=\"a\"} 1",
                 "netstat_gather_success{netns=\"b\\\"q\"} 0",
                 "netstat_scan_unreadable_processes 4",
-                "netstat_gather_duration_seconds 1.5",
+                "netstat_gather_duration_seconds 1.500000",
             ]
         );
         assert!(

@@ -319,9 +319,11 @@ pub(super) fn encode_health(h: &Health<'_>, out: &mut Vec<u8>) {
         "netstat_gather_duration_seconds",
         "Wall time of the last gather, in seconds.",
     );
+    // Microseconds, at a fixed width below 10 s: a HEAD answers with the
+    // Content-Length of the GET it stands for.
     let _ = write!(
         out,
-        "netstat_gather_duration_seconds {}",
+        "netstat_gather_duration_seconds {:.6}",
         h.duration.as_secs_f64()
     );
     write_time(h.time, out);
