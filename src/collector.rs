@@ -387,26 +387,7 @@ mod tests {
 
     const HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
 
-    /// A fresh directory, removed when dropped.
-    struct Dir(PathBuf);
-
-    impl Dir {
-        fn new(what: &str) -> Dir {
-            let d = std::env::temp_dir().join(format!(
-                "telegraf-netstat-collector-{what}-{}",
-                std::process::id()
-            ));
-            let _ = std::fs::remove_dir_all(&d);
-            std::fs::create_dir_all(&d).unwrap();
-            Dir(d)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testdir::TestDir as Dir;
 
     /// `<dir>/net/{tcp,udp}` with `established` connections from port 443
     /// and one listener on 443.

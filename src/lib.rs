@@ -29,6 +29,9 @@ pub mod rows;
 pub mod sink;
 pub mod wire;
 
+#[cfg(test)]
+mod testdir;
+
 pub use aggregate::states::{
     counts_from_states, counts_from_unix_types, ByFamily, Counts, StateHistogram, TcpState,
 };

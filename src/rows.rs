@@ -296,6 +296,19 @@ mod tests {
         }
     }
 
+    /// `by_family()`'s counts with these breakdowns.
+    fn gathered<'a>(
+        ports: Option<&'a PortCounts>,
+        listen: Option<&'a ListenCounts>,
+    ) -> Gathered<'a> {
+        Gathered {
+            by_family: by_family(),
+            queued: Default::default(),
+            ports,
+            listen,
+        }
+    }
+
     fn influx(rows: &Rows) -> String {
         let mut out = Vec::new();
         rows.encode(Format::Influx, &mut out);
@@ -319,12 +332,7 @@ mod tests {
 
     #[test]
     fn netstat_rows_total_or_per_family_with_the_namespace_s_tags() {
-        let g = Gathered {
-            by_family: by_family(),
-            queued: Default::default(),
-            ports: None,
-            listen: None,
-        };
+        let g = gathered(None, None);
         let mut rows = Rows::default();
         rows.start(None);
         rows.add(&shape(false), &[], &g);
@@ -376,12 +384,7 @@ mod tests {
             drops: Some(5),
         };
         listen.add_listener(&record(AF_INET, LISTEN, 443, Some(info)));
-        let g = Gathered {
-            by_family: by_family(),
-            queued: Default::default(),
-            ports: Some(&ports),
-            listen: Some(&listen),
-        };
+        let g = gathered(Some(&ports), Some(&listen));
         let mut rows = Rows::default();
         rows.start(None);
         rows.add(&shape(false), &[("netns", "a")], &g);
@@ -441,12 +444,7 @@ mod tests {
 
     #[test]
     fn prometheus_gets_the_self_metrics_and_the_others_do_not() {
-        let g = Gathered {
-            by_family: by_family(),
-            queued: Default::default(),
-            ports: None,
-            listen: None,
-        };
+        let g = gathered(None, None);
         let mut rows = Rows::default();
         rows.start(None);
         rows.add(&shape(false), &[("netns", "a"), ("container_id", "c1")], &g);
@@ -487,12 +485,7 @@ mod tests {
 
     #[test]
     fn rows_carry_the_gather_time_and_start_clears() {
-        let g = Gathered {
-            by_family: by_family(),
-            queued: Default::default(),
-            ports: None,
-            listen: None,
-        };
+        let g = gathered(None, None);
         let mut rows = Rows::default();
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(2);
         rows.start(Some(t));

@@ -320,20 +320,7 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-    struct Dir(PathBuf);
-    impl Dir {
-        fn new(what: &str) -> Dir {
-            let d = std::env::temp_dir().join(format!("tn-sink-{what}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&d);
-            std::fs::create_dir_all(&d).unwrap();
-            Dir(d)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testdir::TestDir as Dir;
 
     #[test]
     fn replaces_atomically_with_mode_0644_and_leaves_no_temporary_file() {

@@ -452,43 +452,46 @@ fn run_as_nobody(args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {BIN} as nobody: {e}"))
 }
 
+/// Namespace `a` cannot be counted by `run` while this thread's can: one
+/// `E! ` line, `said(tag, path)`, the other namespace still printed, exit 3.
+fn the_others_still_count(a: &Netns, run: fn(&[&str]) -> Output, said: fn(&str, &str) -> String) {
+    let (a_path, a_tag) = (a.path(), a.tag());
+    in_netns(move || {
+        let p = established(2, 2);
+        settle(&p.expected);
+        let out = run(&["--netns", &a_path, "--netns", "/proc/self/ns/net"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert_eq!(stderr, said(&a_tag, &a_path));
+        assert_eq!(
+            parse_metrics(&String::from_utf8(out.stdout).unwrap()),
+            vec![(tags(&[("netns", "/proc/self/ns/net")]), fields(&p.expected))]
+        );
+    });
+}
+
 /// Without CAP_SYS_ADMIN another namespace cannot be entered: one `E! `
 /// line naming it and the capability, the other namespaces are still
 /// printed, exit 3. When nothing can be counted: exit 1.
 fn without_cap_sys_admin_the_others_still_count() {
     let a = Netns::new(|| established(1, 0), 1);
-    let a_path = a.path();
-    let a_tag = a.tag();
-    in_netns(move || {
-        let p = established(2, 2);
-        settle(&p.expected);
-        let out = run_without_cap_sys_admin(&["--netns", &a_path, "--netns", "/proc/self/ns/net"]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{stderr}");
-        assert_eq!(
-            stderr,
-            format!(
-                "E! gather failed in network namespace {a_tag}: cannot enter network namespace \
-                 {a_path}: Operation not permitted (os error 1); joining another network \
-                 namespace needs CAP_SYS_ADMIN over it\n"
-            )
-        );
-        assert_eq!(
-            parse_metrics(&String::from_utf8(out.stdout).unwrap()),
-            vec![(tags(&[("netns", "/proc/self/ns/net")]), fields(&p.expected))]
-        );
-
-        let out = run_without_cap_sys_admin(&["--netns", &a_path]);
-        assert_eq!(out.status.code(), Some(1));
-        assert!(out.stdout.is_empty());
-        let out = run(&["--netns", "/run/netns/telegraf-netstat-none"]);
-        assert_eq!(out.status.code(), Some(1));
-        assert_eq!(
-            String::from_utf8_lossy(&out.stderr),
-            "E! gather failed in network namespace telegraf-netstat-none: cannot open network \
-             namespace /run/netns/telegraf-netstat-none: No such file or directory (os error 2)\n"
-        );
+    the_others_still_count(&a, run_without_cap_sys_admin, |tag, path| {
+        format!(
+            "E! gather failed in network namespace {tag}: cannot enter network namespace \
+             {path}: Operation not permitted (os error 1); joining another network \
+             namespace needs CAP_SYS_ADMIN over it\n"
+        )
     });
+    let out = run_without_cap_sys_admin(&["--netns", &a.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let out = run(&["--netns", "/run/netns/telegraf-netstat-none"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "E! gather failed in network namespace telegraf-netstat-none: cannot open network \
+         namespace /run/netns/telegraf-netstat-none: No such file or directory (os error 2)\n"
+    );
     drop(a);
 }
 
@@ -496,26 +499,12 @@ fn without_cap_sys_admin_the_others_still_count() {
 /// line naming the namespace and what it needs, the others printed, exit 3.
 fn as_nobody_others_namespaces_cannot_be_opened() {
     let a = Netns::new(|| established(1, 0), 1);
-    let a_path = a.path();
-    let a_tag = a.tag();
-    in_netns(move || {
-        let p = established(2, 2);
-        settle(&p.expected);
-        let out = run_as_nobody(&["--netns", &a_path, "--netns", "/proc/self/ns/net"]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{stderr}");
-        assert_eq!(
-            stderr,
-            format!(
-                "E! gather failed in network namespace {a_tag}: cannot open network namespace \
-                 {a_path}: Permission denied (os error 13); opening another process's \
-                 /proc/PID/ns/net needs ptrace access to it (CAP_SYS_PTRACE)\n"
-            )
-        );
-        assert_eq!(
-            parse_metrics(&String::from_utf8(out.stdout).unwrap()),
-            vec![(tags(&[("netns", "/proc/self/ns/net")]), fields(&p.expected))]
-        );
+    the_others_still_count(&a, run_as_nobody, |tag, path| {
+        format!(
+            "E! gather failed in network namespace {tag}: cannot open network namespace \
+             {path}: Permission denied (os error 13); opening another process's \
+             /proc/PID/ns/net needs ptrace access to it (CAP_SYS_PTRACE)\n"
+        )
     });
     drop(a);
 }
