@@ -34,6 +34,53 @@ impl Drop for Reaped {
     }
 }
 
+/// Our `--listen` exporter on a free loopback port of the calling thread's
+/// namespace, with `args`; killed when dropped, so a failed assertion leaves
+/// no exporter behind.
+fn exporter(args: &[&str]) -> (Reaped, u16) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = command(&[&["--listen", listen.as_str()][..], args].concat())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (Reaped(child), port)
+}
+
+/// A Prometheus server scraping and evaluating every second, one job per
+/// (name, port) on loopback, its configuration and data in `scratch`.
+fn prometheus_scraping(jobs: &[(&str, u16)], scratch: &Scratch) -> Server {
+    let mut config = String::from(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
+    );
+    for (job, port) in jobs {
+        config.push_str(&format!(
+            "  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ));
+    }
+    let path = scratch.join("prometheus.yml");
+    std::fs::write(&path, config).unwrap();
+    let port = free_port();
+    let mut cmd = Command::new("prometheus");
+    cmd.arg(format!("--config.file={}", path.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            scratch.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+    Server::start(cmd, port, "/-/ready", scratch)
+}
+
+/// The result vector of an instant query.
+fn query(server: &Server, q: &str) -> Vec<Value> {
+    let (status, body) = server.http("GET", &format!("/api/v1/query?query={}", encode(q)), "");
+    assert_eq!(status, 200, "{q}: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
 /// A server process on a loopback port of the calling thread's namespace,
 /// killed when dropped.
 struct Server {
@@ -291,6 +338,19 @@ fn promtool(text: &str) -> (bool, String) {
     (out.status.success(), said)
 }
 
+/// promtool with `args`, run in `dir`: whether it succeeded, and what it said
+/// on stdout and stderr.
+fn promtool_in(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let mut said = String::from_utf8_lossy(&out.stdout).into_owned();
+    said.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), said)
+}
+
 /// promtool finds nothing to say about our exposition; it does complain
 /// about a broken one, so its silence means something.
 fn promtool_accepts_our_exposition() {
@@ -351,23 +411,8 @@ fn prometheus_scrapes_the_exporter() {
     let b = Netns::new(|| established(1, 0), 1);
     in_netns(move || {
         let scratch = Scratch::new("prometheus");
-        let (ours, theirs, all, native) = (free_port(), free_port(), free_port(), free_port());
-        // Killed when dropped, so a failed assertion leaves no exporter behind.
-        let spawn = |args: &[&str]| {
-            Reaped(
-                command(args)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            )
-        };
-        let listen = format!("127.0.0.1:{ours}");
         // Besides namespace a, a path that is none: its success gauge is 0.
-        let one = spawn(&[
-            "--listen",
-            &listen,
+        let (one, ours) = exporter(&[
             "--netns",
             &a.path(),
             "--netns",
@@ -379,48 +424,12 @@ fn prometheus_scrapes_the_exporter() {
         for pid in [a.pids[0], b.pids[0]] {
             std::os::unix::fs::symlink(format!("/proc/{pid}"), root.join(pid.to_string())).unwrap();
         }
-        let listen_all = format!("127.0.0.1:{all}");
-        let both = spawn(&[
-            "--listen",
-            &listen_all,
-            "--all-netns",
-            "--proc-root",
-            root.to_str().unwrap(),
-        ]);
+        let (both, all) = exporter(&["--all-netns", "--proc-root", root.to_str().unwrap()]);
         // Namespace b again, with native names.
-        let listen_native = format!("127.0.0.1:{native}");
-        let natively = spawn(&[
-            "--listen",
-            &listen_native,
-            "--prometheus-names",
-            "native",
-            "--netns",
-            &b.path(),
-        ]);
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n\
-             \x20 - job_name: one\n    static_configs:\n      - targets: ['127.0.0.1:{ours}']\n\
-             \x20 - job_name: all\n    static_configs:\n      - targets: ['127.0.0.1:{all}']\n\
-             \x20 - job_name: native\n    static_configs:\n      - targets: ['127.0.0.1:{native}']\n"
-        );
-        let path = scratch.0.join("prometheus.yml");
-        std::fs::write(&path, config).unwrap();
-        let mut cmd = Command::new("prometheus");
-        cmd.arg(format!("--config.file={}", path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                scratch.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{theirs}"));
-        let server = Server::start(cmd, theirs, "/-/ready", &scratch);
-        let query = |q: &str| -> Vec<Value> {
-            let (status, body) =
-                server.http("GET", &format!("/api/v1/query?query={}", encode(q)), "");
-            assert_eq!(status, 200, "{body}");
-            let v: Value = serde_json::from_str(&body).unwrap();
-            v["data"]["result"].as_array().cloned().unwrap_or_default()
-        };
+        let (natively, native) = exporter(&["--prometheus-names", "native", "--netns", &b.path()]);
+        let server =
+            prometheus_scraping(&[("one", ours), ("all", all), ("native", native)], &scratch);
+        let query = |q: &str| query(&server, q);
         let value = |r: &Value| r["value"][1].as_str().unwrap().parse::<f64>().unwrap();
         // The populations are what `ss` sees in their namespaces.
         for ns in [&a, &b] {
@@ -643,21 +652,9 @@ fn is_file(p: &Path) -> bool {
 /// `promtool test rules`; a wrong expectation makes them fail.
 fn alert_rules_are_checked_and_tested() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus");
-    let promtool = |args: &[&str]| {
-        let out = Command::new("promtool")
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
-    let (ok, said) = promtool(&["check", "rules", "rules.yml"]);
+    let (ok, said) = promtool_in(&dir, &["check", "rules", "rules.yml"]);
     assert!(ok && said.contains("SUCCESS: 6 rules found"), "{said}");
-    let (ok, said) = promtool(&["test", "rules", "rules.test.yml"]);
+    let (ok, said) = promtool_in(&dir, &["test", "rules", "rules.test.yml"]);
     assert!(ok, "{said}");
     // The tests can fail: the same file expecting a wrong port.
     let scratch = Scratch::new("rules");
@@ -666,12 +663,8 @@ fn alert_rules_are_checked_and_tested() {
         .unwrap()
         .replacen("port: \"443\"}", "port: \"444\"}", 1);
     std::fs::write(scratch.join("rules.test.yml"), wrong).unwrap();
-    let out = Command::new("promtool")
-        .args(["test", "rules", "rules.test.yml"])
-        .current_dir(&scratch.0)
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "a wrong expectation passed");
+    let (ok, _) = promtool_in(&scratch, &["test", "rules", "rules.test.yml"]);
+    assert!(!ok, "a wrong expectation passed");
 }
 
 /// The Grafana dashboard in `deploy/grafana/`: the fields Grafana needs,
@@ -725,70 +718,25 @@ fn grafana_dashboard_queries_return_data() {
         format!("groups:\n  - name: dashboard\n    rules:\n{rules}"),
     )
     .unwrap();
-    let out = Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(scratch.join("rules.yml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (ok, said) = promtool_in(&scratch, &["check", "rules", "rules.yml"]);
+    assert!(ok, "{said}");
 
     // A real Prometheus: every query returns data.
     let ns = Netns::new(|| established(3, 2), 1);
     let ns_path = ns.path();
     in_netns(move || {
-        let (ours, theirs) = (free_port(), free_port());
-        let listen = format!("127.0.0.1:{ours}");
-        let _exporter = Reaped(
-            command(&[
-                "--listen",
-                &listen,
-                "--prometheus-names",
-                "native",
-                "--listen-queues",
-                "--listening-ports",
-                "--netns",
-                &ns_path,
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        );
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n\
-             scrape_configs:\n\
-             \x20 - job_name: netstat\n    static_configs:\n      - targets: ['127.0.0.1:{ours}']\n"
-        );
-        std::fs::write(scratch.join("prometheus.yml"), config).unwrap();
-        let mut cmd = Command::new("prometheus");
-        cmd.arg(format!(
-            "--config.file={}",
-            scratch.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            scratch.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{theirs}"));
-        let server = Server::start(cmd, theirs, "/-/ready", &scratch);
+        let (_exporter, ours) = exporter(&[
+            "--prometheus-names",
+            "native",
+            "--listen-queues",
+            "--listening-ports",
+            "--netns",
+            &ns_path,
+        ]);
+        let server = prometheus_scraping(&[("netstat", ours)], &scratch);
         let deadline = Instant::now() + Duration::from_secs(60);
         for e in &exprs {
-            loop {
-                let (status, body) =
-                    server.http("GET", &format!("/api/v1/query?query={}", encode(e)), "");
-                assert_eq!(status, 200, "{e}: {body}");
-                let v: Value = serde_json::from_str(&body).unwrap();
-                if v["data"]["result"]
-                    .as_array()
-                    .is_some_and(|r| !r.is_empty())
-                {
-                    break;
-                }
+            while query(&server, e).is_empty() {
                 assert!(
                     Instant::now() < deadline,
                     "no data for {e}\n{}",
