@@ -238,11 +238,9 @@ impl Rows {
     /// The rows `format` prints: the queued bytes only with native names.
     fn rows_of(&self, format: Format) -> impl Iterator<Item = &Row> {
         let native = format == Format::PrometheusNative;
-        self.sections
-            .iter()
-            .enumerate()
-            .filter(move |(i, _)| native || (*i != 1 && *i != 3))
-            .flat_map(|(_, s)| s)
+        self.sections.iter().flatten().filter(move |r| {
+            native || !matches!(r.measurement, QUEUE_MEASUREMENT | PORT_QUEUE_MEASUREMENT)
+        })
     }
 }
 
