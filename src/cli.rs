@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{error::ErrorKind, CommandFactory, Parser, ValueEnum};
+use telegraf_netstat::aggregate::destinations::MAX_TOP;
 use telegraf_netstat::aggregate::ports::{PortConfig, MAX_PORTS};
 use telegraf_netstat::rows::Measurements;
 use telegraf_netstat::{Format, Source};
@@ -178,10 +179,31 @@ struct Args {
     #[arg(long)]
     listen_queues: bool,
 
+    /// Also print measurement netstat_ephemeral: one metric per namespace
+    /// with range_size (the ports of net.ipv4.ip_local_port_range minus
+    /// ip_local_reserved_ports, read inside the namespace), ports_used
+    /// (of those, held by a TCP socket), max_per_destination (the most
+    /// outbound TCP sockets from one local address to one remote address and
+    /// port), destinations (distinct remote addresses and ports of outbound
+    /// TCP sockets) and utilization (max_per_destination / range_size, a
+    /// float: alert when it nears 1). Example: --ephemeral-ports
+    #[arg(long)]
+    ephemeral_ports: bool,
+
+    /// Also print measurement netstat_destination: the N remote addresses
+    /// and ports with the most outbound sockets (TCP other than listeners
+    /// and connected UDP, from a local port of the ephemeral range that no
+    /// TCP listener uses), tagged address and port, with the 13 netstat
+    /// fields and utilization; then one row tagged address=other,port=other
+    /// for the rest, when there is a rest. N from 1 to 1000.
+    /// Example: --destinations 10
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=MAX_TOP as i64))]
+    destinations: Option<u16>,
+
     /// Print only these measurements, comma-separated: netstat, port,
-    /// listen. --listen-queues --only listen asks the kernel for listeners
-    /// only and skips its walk of established sockets (syn_recv is then
-    /// left out). Example: --only listen
+    /// listen, ephemeral, destination. --listen-queues --only listen asks
+    /// the kernel for listeners only and skips its walk of established
+    /// sockets (syn_recv is then left out). Example: --only listen
     #[arg(long, value_name = "MEASUREMENTS", value_delimiter = ',', value_enum)]
     only: Vec<OnlyArg>,
 
@@ -241,6 +263,8 @@ enum OnlyArg {
     Netstat,
     Port,
     Listen,
+    Ephemeral,
+    Destination,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -283,6 +307,8 @@ pub struct Config {
     pub ports: PortConfig,
     /// `netstat_listen` (`--listen-queues`).
     pub listen_queues: bool,
+    /// `netstat_destination`: how many destinations (`--destinations N`).
+    pub destinations: Option<usize>,
     /// Tag namespaces with container, pod and hostname labels.
     pub netns_labels: bool,
     /// Serve Prometheus metrics over HTTP (`--listen`).
@@ -623,6 +649,7 @@ impl Config {
                 ports
             },
             listen_queues: a.listen_queues,
+            destinations: a.destinations.map(usize::from),
             netns_labels: !a.no_netns_labels,
             serve,
             print: {
@@ -634,6 +661,8 @@ impl Config {
                             "--only {what} needs {}",
                             match what {
                                 "port" => "--local-port, --remote-port or --listening-ports",
+                                "ephemeral" => "--ephemeral-ports",
+                                "destination" => "--destinations",
                                 _ => "--listen-queues",
                             }
                         ),
@@ -646,11 +675,19 @@ impl Config {
                     if a.only.contains(&OnlyArg::Listen) && !a.listen_queues {
                         return bad("listen");
                     }
+                    if a.only.contains(&OnlyArg::Ephemeral) && !a.ephemeral_ports {
+                        return bad("ephemeral");
+                    }
+                    if a.only.contains(&OnlyArg::Destination) && a.destinations.is_none() {
+                        return bad("destination");
+                    }
                 }
                 Measurements {
                     netstat: want(OnlyArg::Netstat),
                     port: want(OnlyArg::Port),
                     listen: want(OnlyArg::Listen),
+                    ephemeral: want(OnlyArg::Ephemeral) && a.ephemeral_ports,
+                    destination: want(OnlyArg::Destination) && a.destinations.is_some(),
                 }
             },
         })
@@ -761,19 +798,36 @@ mod tests {
         assert_eq!(
             c.print,
             Measurements {
-                netstat: false,
-                port: false,
-                listen: true
+                listen: true,
+                ..Measurements::default()
             }
         );
         let c = Config::parse(["t", "--listen-queues"]).unwrap();
         assert!(c.print.netstat && c.print.listen);
         let c = Config::parse(["t", "--local-port", "1", "--only", "netstat,port"]).unwrap();
         assert!(c.print.netstat && c.print.port && !c.print.listen);
+        let c = Config::parse(["t", "--ephemeral-ports", "--destinations", "1000"]).unwrap();
+        assert!(c.print.netstat && c.print.ephemeral && c.print.destination);
+        assert_eq!(c.destinations, Some(1000));
+        let c = Config::parse([
+            "t",
+            "--destinations",
+            "1",
+            "--ephemeral-ports",
+            "--only",
+            "destination",
+        ])
+        .unwrap();
+        assert!(!c.print.netstat && !c.print.ephemeral && c.print.destination);
         for bad in [
             &["t", "--only", "listen"][..],
             &["t", "--only", "port"],
             &["t", "--only", "bogus"],
+            &["t", "--only", "ephemeral"],
+            &["t", "--destinations", "5", "--only", "ephemeral"],
+            &["t", "--only", "destination"],
+            &["t", "--destinations", "0"],
+            &["t", "--destinations", "1001"],
         ] {
             let e = Config::parse(bad.iter().copied()).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");

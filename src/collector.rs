@@ -18,6 +18,7 @@
 
 use std::path::PathBuf;
 
+use crate::aggregate::destinations::MAX_TRACKED;
 use crate::aggregate::listen::{ListenCounts, MAX_LISTENERS};
 use crate::aggregate::ports::{PortConfig, PortCounts, MAX_PORTS};
 use crate::aggregate::Aggregations;
@@ -25,6 +26,7 @@ use crate::aggregate::Gathered;
 use crate::error::Error;
 use crate::netlink::DiagSocket;
 use crate::netns::{self, Target};
+use crate::portrange::PortRangeFiles;
 use crate::procfs::{self, ProcPaths, Table};
 use crate::record::{Kind, LISTEN};
 use crate::wire::{Dump, AF_INET, AF_INET6};
@@ -55,6 +57,9 @@ pub struct Options {
     /// Only `netstat_listen` is printed (`--only listen`): only listeners
     /// are asked for, and the established table is not walked.
     pub listeners_only: bool,
+    /// Outbound sockets per destination and the ephemeral port range
+    /// (`--destinations`, `--ephemeral-ports`).
+    pub outbound: bool,
 }
 
 /// Something worth telling the operator that did not fail the gather.
@@ -74,6 +79,9 @@ pub enum Event<'a> {
     PortsCapped { cap: usize },
     /// More listening addresses than `MAX_LISTENERS` were found.
     ListenersCapped { cap: usize },
+    /// More than `MAX_TRACKED` (local address, remote address, remote port)
+    /// were found: the rest count only in totals and the `other` row.
+    DestinationsCapped { cap: usize },
 }
 
 /// Scratch memory for gathers, owned by the caller and shared by all its
@@ -110,6 +118,8 @@ pub struct Collector {
     target: Option<Target>,
     own_paths: ProcPaths,
     socket: Option<DiagSocket>,
+    /// The namespace's ephemeral port range sysctls, opened inside it.
+    port_range: Option<PortRangeFiles>,
     tcp_via_proc: bool,
     udp_via_proc: bool,
     unix_via_proc: bool,
@@ -131,10 +141,11 @@ impl Collector {
             own_paths: ProcPaths::new(&options.proc_root),
             target,
             socket: None,
+            port_range: None,
             tcp_via_proc: proc,
             udp_via_proc: proc,
             unix_via_proc: proc,
-            agg: Aggregations::new(&options.ports, options.listen_queues),
+            agg: Aggregations::new(&options.ports, options.listen_queues, options.outbound),
             options,
         }
     }
@@ -165,6 +176,9 @@ impl Collector {
         stop: &mut dyn FnMut() -> bool,
     ) -> Result<Gathered<'_>, Error> {
         let everything = !self.options.listeners_only;
+        if self.agg.outbound.is_some() {
+            self.read_port_range()?;
+        }
         if !self.tcp_via_proc {
             self.agg.reset(Kind::Tcp);
             // Listeners first, so that the main pass can route handshakes.
@@ -214,12 +228,37 @@ impl Collector {
         if self.agg.listen.as_ref().is_some_and(ListenCounts::capped) {
             events(Event::ListenersCapped { cap: MAX_LISTENERS });
         }
+        if let Some(o) = &mut self.agg.outbound {
+            o.finish();
+            if o.capped() {
+                events(Event::DestinationsCapped { cap: MAX_TRACKED });
+            }
+        }
         Ok(Gathered {
             by_family: self.agg.states.by_family(self.options.include_unix),
             queued: self.agg.states.queued(),
             ports: self.agg.ports.as_ref(),
             listen: self.agg.listen.as_ref(),
+            outbound: self.agg.outbound.as_ref(),
         })
+    }
+
+    /// Reads the namespace's ephemeral port range into the aggregation,
+    /// through files opened inside the namespace on the first gather and
+    /// kept (opened again after a failed read).
+    fn read_port_range(&mut self) -> Result<(), Error> {
+        let files = match &mut self.port_range {
+            Some(f) => f,
+            None => {
+                let root = &self.options.proc_root;
+                self.port_range.insert(match &self.target {
+                    None => PortRangeFiles::open(root)?,
+                    Some(t) => netns::inside(t, || PortRangeFiles::open(root))?,
+                })
+            }
+        };
+        let range = &mut self.agg.outbound.as_mut().expect("asked for").range;
+        files.read(range).inspect_err(|_| self.port_range = None)
     }
 
     /// Decides what a failed netlink dump means: a refusal under `auto`
@@ -315,8 +354,7 @@ impl Collector {
             Table::Inet(Kind::Tcp, AF_INET),
             Table::Inet(Kind::Tcp, AF_INET6),
         );
-        let listens = agg.listen.is_some() || agg.ports.as_ref().is_some_and(|p| p.listening());
-        if listens {
+        if agg.needs_listeners_first() {
             // Listeners before the sockets that use them (see
             // aggregate::ports and aggregate::listen): they head each file.
             for (path, table) in [(&paths.tcp, v4), (&paths.tcp6, v6)] {
@@ -419,6 +457,7 @@ mod tests {
             },
             listen_queues: true,
             listeners_only: false,
+            outbound: false,
         }
     }
 

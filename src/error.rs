@@ -43,6 +43,12 @@ pub enum Error {
         line: u64,
         detail: String,
     },
+    /// A sysctl file (the ephemeral port range) did not read as the kernel
+    /// writes it.
+    SysctlParse {
+        path: PathBuf,
+        detail: String,
+    },
     /// The namespace file could not be opened (gone, or another user's
     /// `/proc/PID/ns/net`).
     NetnsOpen {
@@ -135,6 +141,9 @@ impl fmt::Display for Error {
             }
             Error::ProcParse { path, line, detail } => {
                 write!(f, "malformed line {line} of {}: {detail}", path.display())
+            }
+            Error::SysctlParse { path, detail } => {
+                write!(f, "malformed {}: {detail}", path.display())
             }
             Error::NetnsOpen { path, source } => {
                 write!(f, "cannot open network namespace {}: {source}", path.display())?;

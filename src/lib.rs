@@ -4,7 +4,7 @@
 //!
 //! The library is everything below the command line, in the order data
 //! flows: [`wire`] (bytes), [`record`] (one socket), [`netlink`] and
-//! [`procfs`] (kernel I/O),
+//! [`procfs`] (kernel I/O), [`portrange`] (a namespace's ephemeral ports),
 //! [`netns`] (other network namespaces and their labels), [`aggregate`]
 //! (one pass over the records), [`collector`] (one gather in one namespace,
 //! returning every aggregation's result), [`rows`] (results as metrics),
@@ -14,7 +14,8 @@
 //! The binary adds the command line (clap), the loop over namespaces, the
 //! modes (one-shot, execd and interval loops, the exporter) and the man
 //! page. Its crates sit behind the default `cli` feature: with
-//! `default-features = false` the library needs only `rustix`.
+//! `default-features = false` the library needs only `rustix` and
+//! `foldhash` (the destinations' hash map).
 
 pub mod aggregate;
 pub mod collector;
@@ -23,6 +24,7 @@ pub mod log;
 pub mod netlink;
 pub mod netns;
 pub mod output;
+pub mod portrange;
 pub mod procfs;
 pub mod record;
 pub mod rows;

@@ -186,6 +186,8 @@ pub fn read_batch(
                     state: r.sock_type(),
                     local_port: 0,
                     remote_port: 0,
+                    local_addr: [0; 16],
+                    remote_addr: [0; 16],
                     listen: None,
                     rqueue: 0,
                     wqueue: 0,
@@ -199,7 +201,6 @@ pub fn read_batch(
                 let listen =
                     (kind == Kind::Tcp && (state == LISTEN || state == SYN_RECV)).then(|| {
                         ListenInfo {
-                            addr: r.src(),
                             queue: r.rqueue(),
                             backlog: Some(r.wqueue()),
                             drops: r.drops(),
@@ -211,6 +212,8 @@ pub fn read_batch(
                     state,
                     local_port: r.sport(),
                     remote_port: r.dport(),
+                    local_addr: r.src(),
+                    remote_addr: r.dst(),
                     listen,
                     rqueue: r.rqueue(),
                     wqueue: r.wqueue(),

@@ -142,10 +142,10 @@ pub fn inet_record(line: &[u8], kind: Kind, family: u8) -> Result<Record, String
     let cols = columns(line);
     let state = field_state(column(&cols, 3, line)?)?;
     let local = column(&cols, 1, line)?;
+    let remote = column(&cols, 2, line)?;
     let (rqueue, wqueue) = field_queues(column(&cols, 4, line)?)?;
     let listen = if kind == Kind::Tcp && (state == LISTEN || state == SYN_RECV) {
         Some(ListenInfo {
-            addr: field_addr(local)?,
             queue: if state == LISTEN { rqueue } else { 0 },
             backlog: None,
             drops: None,
@@ -158,7 +158,9 @@ pub fn inet_record(line: &[u8], kind: Kind, family: u8) -> Result<Record, String
         family,
         state,
         local_port: field_port(local)?,
-        remote_port: field_port(column(&cols, 2, line)?)?,
+        remote_port: field_port(remote)?,
+        local_addr: field_addr(local)?,
+        remote_addr: field_addr(remote)?,
         listen,
         rqueue,
         wqueue,
@@ -275,6 +277,8 @@ impl<'p> Lines<'p> {
             state: ty,
             local_port: 0,
             remote_port: 0,
+            local_addr: [0; 16],
+            remote_addr: [0; 16],
             listen: None,
             rqueue: 0,
             wqueue: 0,
@@ -520,6 +524,8 @@ mod tests {
                 state: 1,
                 local_port: 0x9C40,
                 remote_port: 0x1388,
+                local_addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                remote_addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
                 listen: None,
                 rqueue: 0,
                 wqueue: 0,
@@ -530,10 +536,10 @@ mod tests {
         assert_eq!((r.state, r.local_port, r.remote_port), (3, 0x1389, 0xA000));
         let mut loopback6 = [0u8; 16];
         loopback6[15] = 1;
-        assert_eq!(r.listen.unwrap().addr, loopback6, "::1, a request socket");
+        assert_eq!(r.local_addr, loopback6, "::1, a request socket");
         let l = inet_record(TCP.lines().nth(1).unwrap().as_bytes(), Kind::Tcp, 2).unwrap();
         let info = l.listen.unwrap();
-        assert_eq!(&info.addr[..4], &[127, 0, 0, 1]);
+        assert_eq!(&l.local_addr[..4], &[127, 0, 0, 1]);
         assert_eq!((info.queue, info.backlog, info.drops), (0, None, None));
         assert!(inet_record(b"   0: 0100007F:13 00000000:0000 0A", Kind::Tcp, 2).is_err());
         assert!(inet_record(b"   0: 0100007F 00000000:0000 0A", Kind::Tcp, 2).is_err());

@@ -37,6 +37,11 @@ pub struct Record {
     pub local_port: u16,
     /// 0 when not connected.
     pub remote_port: u16,
+    /// The local and remote addresses, 16 bytes each in network order; an
+    /// IPv4 address uses the first 4 (the other 12 are 0). All zero for
+    /// unix sockets, and the remote one for sockets not connected.
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
     /// For TCP listeners and handshakes (state LISTEN or SYN_RECV) only:
     /// what `netstat_listen` needs.
     pub listen: Option<ListenInfo>,
@@ -60,8 +65,6 @@ pub const SYN_RECV: u8 = 3;
 /// `netstat_listen` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenInfo {
-    /// The local address, 16 bytes; IPv4 uses the first 4.
-    pub addr: [u8; 16],
     /// A listener's accept queue length.
     pub queue: u32,
     /// A listener's accept queue limit (netlink only: /proc does not show it).

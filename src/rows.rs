@@ -5,7 +5,8 @@
 //!
 //! Order, which the Prometheus format needs (one metric family together):
 //! every `netstat` row, then every `netstat_port` row, then every
-//! `netstat_listen` row; within each, namespaces in the order they were
+//! `netstat_listen` row, then `netstat_ephemeral`, then
+//! `netstat_destination`; within each, namespaces in the order they were
 //! counted.
 //!
 //! A new measurement plugs in as one more section: its aggregation's
@@ -13,21 +14,24 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::aggregate::destinations::{self, utilization, Tally};
 use crate::aggregate::listen::address_text;
 use crate::aggregate::states::Queued;
 use crate::aggregate::Gathered;
 use crate::output::{
-    Field, Format, Health, Metric, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT,
-    PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
+    Field, Format, Health, Metric, Value, DESTINATION_MEASUREMENT, EPHEMERAL_MEASUREMENT,
+    LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT, PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
 };
 use crate::wire::AF_INET;
 
 /// The measurements a gather prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Measurements {
     pub netstat: bool,
     pub port: bool,
     pub listen: bool,
+    pub ephemeral: bool,
+    pub destination: bool,
 }
 
 /// How rows are cut, from the flags.
@@ -41,10 +45,13 @@ pub struct Shape {
     /// `netstat_listen` has `syn_recv` (not with `--only listen`, which does
     /// not walk the table the handshakes are in).
     pub syn_recv: bool,
+    /// `netstat_destination`: this many destinations per namespace
+    /// (`--destinations N`), then one row for the rest.
+    pub top: usize,
 }
 
 /// One row, owning its tag values.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Row {
     measurement: &'static str,
     /// Sorted by key, as Telegraf writes them.
@@ -60,9 +67,9 @@ struct Row {
 pub struct Rows {
     time: Option<SystemTime>,
     /// `netstat`, its queued bytes, `netstat_port`, its queued bytes,
-    /// `netstat_listen`. The queued bytes are printed with native
-    /// Prometheus names only.
-    sections: [Vec<Row>; 5],
+    /// `netstat_listen`, `netstat_ephemeral`, `netstat_destination`. The
+    /// queued bytes are printed with native Prometheus names only.
+    sections: [Vec<Row>; 7],
     /// Every namespace counted (true) or attempted and failed (false), with
     /// its own tags, sorted by key.
     outcomes: Vec<(Vec<(&'static str, String)>, bool)>,
@@ -118,7 +125,8 @@ impl Rows {
             }
         };
         let family = |name: &str| ("family", name.to_string());
-        let [netstat, queued, port, port_queued, listen] = &mut self.sections;
+        let [netstat, queued, port, port_queued, listen, ephemeral, destination] =
+            &mut self.sections;
         let q = |q: &Queued| {
             [
                 Field::gauge("receive_queue_bytes", q.receive),
@@ -180,7 +188,7 @@ impl Rows {
                 if let Some(d) = l.drops {
                     f.push(Field {
                         name: "drops",
-                        value: d,
+                        value: Value::Int(d),
                         counter: true,
                     });
                 }
@@ -190,6 +198,43 @@ impl Rows {
                     f.push(Field::gauge("syn_recv", l.syn_recv));
                 }
                 listen.push(row(LISTEN_MEASUREMENT, &f, &own));
+            }
+        }
+        if let Some(o) = g.outbound {
+            let e = o.summary();
+            if shape.print.ephemeral {
+                let f = [
+                    Field::gauge("destinations", e.destinations),
+                    Field::gauge("max_per_destination", e.max_per_destination),
+                    Field::gauge("ports_used", e.ports_used),
+                    Field::gauge("range_size", e.range_size),
+                    Field::ratio(
+                        "utilization",
+                        utilization(e.max_per_destination, e.range_size),
+                    ),
+                ];
+                ephemeral.push(row(EPHEMERAL_MEASUREMENT, &f, &[]));
+            }
+            if shape.print.destination {
+                let fields = |sockets: &Tally, max: u64| {
+                    let mut f = Field::of(&sockets.counts()).to_vec();
+                    f.push(Field::ratio("utilization", utilization(max, e.range_size)));
+                    f
+                };
+                let (top, rest) = o.top(shape.top);
+                for d in top {
+                    let own = [
+                        ("address", destinations::address_text(&d.addr)),
+                        ("port", d.port.to_string()),
+                    ];
+                    let f = fields(&d.sockets, d.max_per_local);
+                    destination.push(row(DESTINATION_MEASUREMENT, &f, &own));
+                }
+                if let Some((sockets, max)) = rest {
+                    let own = [("address", "other".into()), ("port", "other".into())];
+                    let f = fields(&sockets, max);
+                    destination.push(row(DESTINATION_MEASUREMENT, &f, &own));
+                }
             }
         }
     }
@@ -265,6 +310,8 @@ mod tests {
         netstat: true,
         port: true,
         listen: true,
+        ephemeral: true,
+        destination: true,
     };
 
     fn shape(by_family: bool) -> Shape {
@@ -273,6 +320,7 @@ mod tests {
             include_unix: false,
             print: ALL,
             syn_recv: true,
+            top: 2,
         }
     }
 
@@ -304,6 +352,7 @@ mod tests {
             queued: Default::default(),
             ports,
             listen,
+            outbound: None,
         }
     }
 
@@ -320,6 +369,8 @@ mod tests {
             state,
             local_port,
             remote_port: if state == LISTEN { 0 } else { 40000 },
+            local_addr: [0; 16],
+            remote_addr: [0; 16],
             listen,
             rqueue: 0,
             wqueue: 0,
@@ -376,7 +427,6 @@ mod tests {
         ports.add(&record(AF_INET6, 1, 443, None));
         let mut listen = ListenCounts::default();
         let info = ListenInfo {
-            addr: [0; 16],
             queue: 2,
             backlog: Some(128),
             drops: Some(5),
@@ -415,11 +465,11 @@ mod tests {
             by_family: true,
             include_unix: false,
             print: Measurements {
-                netstat: false,
-                port: false,
                 listen: true,
+                ..Measurements::default()
             },
             syn_recv: false,
+            top: 0,
         };
         rows.start(None);
         rows.add(&only_listen, &[], &g);

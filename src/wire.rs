@@ -291,6 +291,7 @@ impl<'a> InetDiagMsg<'a> {
     const SPORT: usize = 4;
     const DPORT: usize = 6;
     const SRC: usize = 8;
+    const DST: usize = 24;
     const RQUEUE: usize = 56;
     const WQUEUE: usize = 60;
     const INODE: usize = 68;
@@ -330,6 +331,13 @@ impl<'a> InetDiagMsg<'a> {
     pub fn src(&self) -> [u8; 16] {
         let mut a = [0u8; 16];
         a.copy_from_slice(&self.bytes[Self::SRC..Self::SRC + 16]);
+        a
+    }
+
+    /// The remote address, laid out as [`Self::src`].
+    pub fn dst(&self) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&self.bytes[Self::DST..Self::DST + 16]);
         a
     }
 

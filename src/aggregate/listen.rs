@@ -75,7 +75,7 @@ impl ListenCounts {
         let Some(info) = r.listen.filter(|_| r.state == LISTEN) else {
             return;
         };
-        let key = (r.family, info.addr, r.local_port);
+        let key = (r.family, r.local_addr, r.local_port);
         match self.index.get(&key) {
             Some(&i) => {
                 let l = &mut self.listeners[i];
@@ -89,7 +89,7 @@ impl ListenCounts {
                 self.index.insert(key, self.listeners.len());
                 self.listeners.push(Listener {
                     family: r.family,
-                    addr: info.addr,
+                    addr: r.local_addr,
                     port: r.local_port,
                     sockets: 1,
                     queue: u64::from(info.queue),
@@ -108,10 +108,8 @@ impl ListenCounts {
         if r.state != SYN_RECV {
             return;
         }
-        if let Some(info) = r.listen {
-            if let Some(i) = self.route(r.family, info.addr, r.local_port) {
-                self.listeners[i].syn_recv += 1;
-            }
+        if let Some(i) = self.route(r.family, r.local_addr, r.local_port) {
+            self.listeners[i].syn_recv += 1;
         }
     }
 
@@ -188,8 +186,9 @@ mod tests {
             state: LISTEN,
             local_port: port,
             remote_port: 0,
+            local_addr: addr,
+            remote_addr: [0; 16],
             listen: Some(ListenInfo {
-                addr,
                 queue,
                 backlog: Some(backlog),
                 drops: Some(drops),
@@ -206,8 +205,9 @@ mod tests {
             state: SYN_RECV,
             local_port: port,
             remote_port: 40000,
+            local_addr: addr,
+            remote_addr: [0; 16],
             listen: Some(ListenInfo {
-                addr,
                 queue: 0,
                 backlog: None,
                 drops: None,

@@ -9,13 +9,18 @@
 //! - [`ports`]: the same fields per chosen local and remote port
 //!   (`netstat_port`), when asked for;
 //! - [`listen`]: accept queues per listening address (`netstat_listen`),
-//!   when asked for.
+//!   when asked for;
+//! - [`destinations`]: outbound sockets per destination and the
+//!   namespace's ephemeral ports (`netstat_destination`,
+//!   `netstat_ephemeral`), when asked for.
 
+pub mod destinations;
 pub mod listen;
 pub mod ports;
 pub mod states;
 
 pub use crate::record::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
+use destinations::Outbound;
 use listen::ListenCounts;
 use ports::{PortConfig, PortCounts};
 use states::{ByFamily, Queued, StateCounts};
@@ -31,6 +36,8 @@ pub struct Gathered<'a> {
     pub ports: Option<&'a PortCounts>,
     /// `netstat_listen`, when asked for.
     pub listen: Option<&'a ListenCounts>,
+    /// `netstat_destination` and `netstat_ephemeral`, when asked for.
+    pub outbound: Option<&'a Outbound>,
 }
 
 /// Every aggregation one collector keeps, fed by one pass over the records.
@@ -41,16 +48,18 @@ pub struct Aggregations {
     pub states: StateCounts,
     pub ports: Option<PortCounts>,
     pub listen: Option<ListenCounts>,
+    pub outbound: Option<Outbound>,
 }
 
 impl Aggregations {
-    /// The aggregations asked for besides `states`: `ports` (if not empty)
-    /// and `listen`.
-    pub fn new(ports: &PortConfig, listen: bool) -> Aggregations {
+    /// The aggregations asked for besides `states`: `ports` (if not empty),
+    /// `listen` and `outbound`.
+    pub fn new(ports: &PortConfig, listen: bool, outbound: bool) -> Aggregations {
         Aggregations {
             states: StateCounts::default(),
             ports: (!ports.is_empty()).then(|| PortCounts::new(ports)),
             listen: listen.then(ListenCounts::default),
+            outbound: outbound.then(Outbound::default),
         }
     }
 
@@ -63,6 +72,9 @@ impl Aggregations {
         }
         if let Some(l) = &mut self.listen {
             l.add(r);
+        }
+        if let Some(o) = &mut self.outbound {
+            o.add(r);
         }
     }
 
@@ -78,6 +90,9 @@ impl Aggregations {
                 p.listener(r.local_port);
             }
         }
+        if let (LISTEN, Some(o)) = (r.state, &mut self.outbound) {
+            o.listener(r.local_port);
+        }
     }
 
     /// Forgets what was counted of `kind` (before a dump or a /proc read of
@@ -90,5 +105,16 @@ impl Aggregations {
         if let (Kind::Tcp, Some(l)) = (kind, &mut self.listen) {
             l.reset();
         }
+        if let Some(o) = &mut self.outbound {
+            o.reset(kind);
+        }
+    }
+
+    /// Whether the main pass needs every listening port before the
+    /// sockets that use them.
+    pub fn needs_listeners_first(&self) -> bool {
+        self.listen.is_some()
+            || self.outbound.is_some()
+            || self.ports.as_ref().is_some_and(|p| p.listening())
     }
 }

@@ -317,6 +317,8 @@ mod tests {
             state,
             local_port: 443,
             remote_port: 50000,
+            local_addr: [0; 16],
+            remote_addr: [0; 16],
             listen: None,
             rqueue: 0,
             wqueue: 0,

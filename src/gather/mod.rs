@@ -20,7 +20,7 @@ use crate::cli::Config;
 use crate::signals::Interrupt;
 use crate::throttle::say;
 use namespaces::{CountedNamespace, NamespaceSet};
-use report::{context, report, vanished, Caps};
+use report::{context, report, vanished};
 
 /// What the gather loop needs of a collector: [`Collector`] in the program,
 /// a fake in the tests below.
@@ -92,7 +92,9 @@ pub struct Gatherer<C: Count = Collector> {
 
 impl<C: Count> Gatherer<C> {
     pub fn new(config: &Config) -> Self {
-        let listeners_only = config.listen_queues && !config.print.netstat && !config.print.port;
+        let p = &config.print;
+        let listeners_only =
+            config.listen_queues && !p.netstat && !p.port && !p.ephemeral && !p.destination;
         let options = Options {
             source: config.source,
             proc_root: config.proc_root.clone(),
@@ -100,6 +102,7 @@ impl<C: Count> Gatherer<C> {
             ports: config.ports.clone(),
             listen_queues: config.listen_queues,
             listeners_only,
+            outbound: p.ephemeral || p.destination,
         };
         Gatherer {
             namespaces: NamespaceSet::new(config.namespaces.clone(), options, config.netns_labels),
@@ -108,6 +111,7 @@ impl<C: Count> Gatherer<C> {
                 include_unix: config.include_unix,
                 print: config.print,
                 syn_recv: !listeners_only,
+                top: config.destinations.unwrap_or(0),
             },
             include_unix: config.include_unix,
             stamped: config.timestamp || config.format.always_stamped(),
@@ -173,8 +177,7 @@ impl<C: Count> Gatherer<C> {
             let CountedNamespace {
                 collector: Some(collector),
                 throttle,
-                ports_capped,
-                listeners_capped,
+                caps,
                 ..
             } = ns
             else {
@@ -195,13 +198,8 @@ impl<C: Count> Gatherer<C> {
             let prefix = tag
                 .map(|t| format!("network namespace {t}: "))
                 .unwrap_or_default();
-            let events = &mut |event: Event<'_>| {
-                let caps = Caps {
-                    ports: &mut *ports_capped,
-                    listeners: &mut *listeners_capped,
-                };
-                report(&log, &prefix, include_unix, caps, now, event)
-            };
+            let events =
+                &mut |event: Event<'_>| report(&log, &prefix, include_unix, caps, now, event);
             match collector.gather(&mut self.bufs, events, &mut || interrupt.stop_requested()) {
                 Err(Error::Stopped) => return None,
                 Ok(gathered) => {

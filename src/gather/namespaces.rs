@@ -13,6 +13,7 @@ use telegraf_netstat::netns::{self, NsId, Target};
 use telegraf_netstat::Options;
 
 use super::report::context;
+use super::report::Caps;
 use super::Count;
 use crate::cli::Namespaces;
 use crate::signals::Interrupt;
@@ -27,9 +28,8 @@ pub(super) struct CountedNamespace<C> {
     /// options.
     pub(super) tag: Option<String>,
     pub(super) throttle: ErrorThrottle,
-    /// More listening ports (addresses) than the cap: said, then reminded.
-    pub(super) ports_capped: Reminder,
-    pub(super) listeners_capped: Reminder,
+    /// Caps hit: said, then reminded.
+    pub(super) caps: Caps,
     /// The container, pod and hostname tags of the namespace and how they
     /// were found (see `netns::names`).
     pub(super) naming: Option<Naming>,
@@ -53,8 +53,7 @@ impl<C: Count> CountedNamespace<C> {
             collector,
             tag,
             throttle: ErrorThrottle::default(),
-            ports_capped: Reminder::default(),
-            listeners_capped: Reminder::default(),
+            caps: Caps::default(),
             naming: None,
             label_problem: None,
         }

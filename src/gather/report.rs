@@ -28,9 +28,11 @@ pub(super) fn vanished(e: &Error) -> bool {
 
 /// The warnings about caps of one namespace, each said at most every few
 /// minutes.
-pub(super) struct Caps<'a> {
-    pub(super) ports: &'a mut Reminder,
-    pub(super) listeners: &'a mut Reminder,
+#[derive(Default)]
+pub(super) struct Caps {
+    ports: Reminder,
+    listeners: Reminder,
+    destinations: Reminder,
 }
 
 /// Logs what a collector tells.
@@ -38,7 +40,7 @@ pub(super) fn report(
     log: &Logger,
     prefix: &str,
     include_unix: bool,
-    caps: Caps<'_>,
+    caps: &mut Caps,
     now: Instant,
     event: Event<'_>,
 ) {
@@ -69,6 +71,16 @@ pub(super) fn report(
                 log.warn(format_args!(
                     "{prefix}more than {cap} ports have TCP listeners; \
                      --listening-ports breaks down the first {cap} found"
+                ));
+            }
+        }
+        Event::DestinationsCapped { cap } => {
+            if caps.destinations.due(now) {
+                log.warn(format_args!(
+                    "{prefix}more than {cap} (local address, destination) pairs \
+                     have outbound sockets; the rest are counted in totals and in \
+                     the destination row tagged other, so the top destinations and \
+                     max_per_destination may miss one"
                 ));
             }
         }

@@ -318,15 +318,24 @@ pub fn find_pid(proc_root: &Path, id: NsId) -> Option<u32> {
     lowest
 }
 
-/// Opens a sock_diag socket inside the namespace `target` refers to, from a
-/// helper thread, and checks that it is still the namespace `target.id`.
-/// The namespace the process runs in needs no helper and no privilege.
+/// Opens a sock_diag socket inside the namespace `target` refers to.
 pub fn open_socket(target: &Target) -> Result<DiagSocket, Error> {
+    inside(target, DiagSocket::open)
+}
+
+/// Runs `f` inside the namespace `target` refers to, on a helper thread
+/// that first checks that it is still the namespace `target.id`. The
+/// namespace the process runs in needs no helper and no privilege. What
+/// `f` opens (a socket, a /proc/sys file) belongs to that namespace.
+pub fn inside<T: Send>(
+    target: &Target,
+    f: impl FnOnce() -> Result<T, Error> + Send,
+) -> Result<T, Error> {
     if NsId::own() == Some(target.id) {
-        return DiagSocket::open();
+        return f();
     }
     let path = &target.path;
-    let open = || -> Result<DiagSocket, Error> {
+    let enter_and_run = || -> Result<T, Error> {
         let file = open_ns_file(path)?;
         let m = rustix::fs::fstat(&file).map_err(|e| Error::NetnsOpen {
             path: path.clone(),
@@ -351,9 +360,9 @@ pub fn open_socket(target: &Target) -> Result<DiagSocket, Error> {
                 },
             }
         })?;
-        DiagSocket::open()
+        f()
     };
-    on_helper_thread("netns", open).map_err(|source| Error::NetnsEnter {
+    on_helper_thread("netns", enter_and_run).map_err(|source| Error::NetnsEnter {
         path: path.clone(),
         source,
     })?

@@ -8,7 +8,7 @@
 
 use std::io::Write;
 
-use super::{unix_nanos, Field, Metric};
+use super::{unix_nanos, Field, Metric, Value};
 
 /// Escapes a tag key or value: comma, equals sign and space get a
 /// backslash; line breaks and tabs, which would end or split the line, are
@@ -58,7 +58,11 @@ pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
             out.push(sep);
             sep = b',';
             // Writing to a Vec cannot fail.
-            let _ = write!(out, "{name}={}i", value.min(i64::MAX as u64));
+            let _ = match value {
+                Value::Int(n) => write!(out, "{name}={}i", n.min(i64::MAX as u64)),
+                // A float needs no suffix: `0.5`, and `1` read as 1.0.
+                Value::Float(_) => write!(out, "{name}={value}"),
+            };
         }
         if let Some(t) = m.time {
             let _ = write!(out, " {}", unix_nanos(t));

@@ -19,6 +19,12 @@ pub const PORT_MEASUREMENT: &str = "netstat_port";
 /// The measurement of accept queues per listener (`--listen-queues`).
 pub const LISTEN_MEASUREMENT: &str = "netstat_listen";
 
+/// The ephemeral ports of each namespace (`--ephemeral-ports`).
+pub const EPHEMERAL_MEASUREMENT: &str = "netstat_ephemeral";
+
+/// Outbound sockets per destination (`--destinations N`).
+pub const DESTINATION_MEASUREMENT: &str = "netstat_destination";
+
 /// Bytes queued on TCP sockets: printed only with native Prometheus names
 /// (`netstat_tcp_receive_queue_bytes`, `netstat_tcp_send_queue_bytes`), so
 /// the other outputs stay exactly Telegraf's.
@@ -27,20 +33,52 @@ pub const QUEUE_MEASUREMENT: &str = "netstat_tcp";
 /// The same per port, native names only (`netstat_port_tcp_*_queue_bytes`).
 pub const PORT_QUEUE_MEASUREMENT: &str = "netstat_port_tcp";
 
-/// One field of a metric: an integer, and whether it only ever grows (a
+/// One field of a metric: its value, and whether it only ever grows (a
 /// Prometheus counter, named `<name>_total`) or goes up and down (a gauge).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Field {
     pub name: &'static str,
-    pub value: u64,
+    pub value: Value,
     pub counter: bool,
+}
+
+/// A field's value. Counts are integers (`14i` in line protocol, as the
+/// built-in writes them); a ratio is a float. InfluxDB fixes a field's type
+/// on its first write, so a field is always one or the other.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    Int(u64),
+    /// Finite, never NaN (the rows make sure).
+    Float(f64),
+}
+
+impl std::fmt::Display for Value {
+    /// The number as every format writes it: an integer in decimal, a float
+    /// in Rust's shortest form that reads back to the same value (never in
+    /// exponent notation, so line protocol and JSON take it as it is).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Value::Int(n) => write!(f, "{n}"),
+            Value::Float(x) => write!(f, "{x}"),
+        }
+    }
 }
 
 impl Field {
     pub fn gauge(name: &'static str, value: u64) -> Field {
         Field {
             name,
-            value,
+            value: Value::Int(value),
+            counter: false,
+        }
+    }
+
+    /// A float gauge (a ratio).
+    pub fn ratio(name: &'static str, value: f64) -> Field {
+        debug_assert!(value.is_finite());
+        Field {
+            name,
+            value: Value::Float(value),
             counter: false,
         }
     }

@@ -10,8 +10,8 @@
 use std::io::Write;
 
 use super::{
-    unix_nanos, Health, Metric, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT,
-    PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
+    unix_nanos, Health, Metric, DESTINATION_MEASUREMENT, EPHEMERAL_MEASUREMENT, LISTEN_MEASUREMENT,
+    MEASUREMENT, PORT_MEASUREMENT, PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
 };
 
 /// What one field counts, in a sentence ending before the full stop.
@@ -36,6 +36,11 @@ fn field_help(field: &str) -> String {
         "queue" => "Connections waiting in the accept queue of the listening sockets on this address and port".into(),
         "sockets" => "Listening sockets bound to this address and port".into(),
         "syn_recv" => "Handshakes in progress that the kernel routes to the listening sockets on this address and port".into(),
+        "range_size" => "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports".into(),
+        "ports_used" => "Ports of the ephemeral range held by a TCP socket (any state, listeners and TIME_WAIT included)".into(),
+        "max_per_destination" => "The most outbound TCP sockets from one local address to one remote address and port, whose ceiling is range_size".into(),
+        "destinations" => "Distinct remote addresses and ports of outbound TCP sockets".into(),
+        "utilization" => "The most outbound TCP sockets from one local address to one remote address and port, over range_size: at 1 connect() fails with EADDRNOTAVAIL".into(),
         other => format!("The {other} field of telegraf-netstat"),
     }
 }
@@ -47,7 +52,11 @@ fn help(measurement: &str, field: &str) -> String {
         PORT_MEASUREMENT => {
             format!("{what}, by port (label direction: the local or the remote port).")
         }
-        LISTEN_MEASUREMENT => format!("{what}."),
+        LISTEN_MEASUREMENT | EPHEMERAL_MEASUREMENT => format!("{what}."),
+        DESTINATION_MEASUREMENT if field == "utilization" => format!("{what}, by destination."),
+        DESTINATION_MEASUREMENT => {
+            format!("{what}, outbound to this destination (address and port; other: the rest).")
+        }
         _ => format!("{what}, as counted by Telegraf's inputs.netstat."),
     }
 }
@@ -147,6 +156,40 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
             counter: false,
             state: Some(&f[4..]),
         }),
+        (DESTINATION_MEASUREMENT, "udp_socket") => plain(
+            "netstat_destination_udp_sockets",
+            "Connected UDP sockets to this destination (address and port; other: the rest).",
+        ),
+        (DESTINATION_MEASUREMENT, "utilization") => plain(
+            "netstat_destination_utilization_ratio",
+            "The most outbound TCP sockets from one local address to this destination, over the ephemeral ports connect() may pick from: at 1 connect() fails with EADDRNOTAVAIL.",
+        ),
+        (DESTINATION_MEASUREMENT, f) if f.starts_with("tcp_") => Some(Native {
+            name: "netstat_destination_tcp_connections",
+            help: "Outbound TCP sockets to this destination (address and port; other: the rest) by state.",
+            counter: false,
+            state: Some(&f[4..]),
+        }),
+        (EPHEMERAL_MEASUREMENT, "range_size") => plain(
+            "netstat_ephemeral_range_ports",
+            "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports, in this namespace.",
+        ),
+        (EPHEMERAL_MEASUREMENT, "ports_used") => plain(
+            "netstat_ephemeral_used_ports",
+            "Ports of the ephemeral range held by a TCP socket (any state, listeners and TIME_WAIT included).",
+        ),
+        (EPHEMERAL_MEASUREMENT, "max_per_destination") => plain(
+            "netstat_ephemeral_destination_max_connections",
+            "The most outbound TCP sockets from one local address to one remote address and port; its ceiling is netstat_ephemeral_range_ports.",
+        ),
+        (EPHEMERAL_MEASUREMENT, "destinations") => plain(
+            "netstat_ephemeral_destinations",
+            "Distinct remote addresses and ports of outbound TCP sockets.",
+        ),
+        (EPHEMERAL_MEASUREMENT, "utilization") => plain(
+            "netstat_ephemeral_utilization_ratio",
+            "netstat_ephemeral_destination_max_connections over netstat_ephemeral_range_ports: at 1 connect() to that destination fails with EADDRNOTAVAIL.",
+        ),
         (PORT_MEASUREMENT, f) if f.starts_with("tcp_") => Some(Native {
             name: "netstat_port_tcp_connections",
             help: "TCP sockets by port and state (label direction: the local or the remote port).",
@@ -199,7 +242,7 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
 type Sample<'a> = (
     Native,
     Vec<(&'a str, &'a str)>,
-    u64,
+    super::Value,
     Option<std::time::SystemTime>,
 );
 
