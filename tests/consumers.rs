@@ -566,6 +566,79 @@ fn port_metrics_reach_influxdb_and_promtool() {
     })
 }
 
+/// `netstat_ephemeral` and `netstat_destination`: InfluxDB stores the counts
+/// as integers and `utilization` as a float, with their tags; promtool
+/// accepts both Prometheus namings.
+fn destination_metrics_reach_influxdb_and_promtool() {
+    in_netns(|| {
+        // InfluxDB first: its own ports come from the default range.
+        let influx = Influx::start();
+        std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", "40000 40009").unwrap();
+        let p = established(3, 1);
+        // Every output before talking to InfluxDB, whose connections would
+        // be outbound too.
+        let args = ["--ephemeral-ports", "--destinations", "1"];
+        let ours = run_ok(&args);
+        let prom = ["telegraf", "native"].map(|names| {
+            let mut a = vec!["--format", "prometheus", "--prometheus-names", names];
+            a.extend(args);
+            (names, run_ok(&a))
+        });
+        influx.query("CREATE DATABASE out");
+        assert_eq!(influx.write("out", &ours), (204, String::new()));
+        let types = |m: &str| -> Vec<(String, String)> {
+            rows(&influx.query(&format!("SHOW FIELD KEYS ON out FROM {m}")))
+                .iter()
+                .map(|r| {
+                    (
+                        r[0].1.as_str().unwrap().into(),
+                        r[1].1.as_str().unwrap().into(),
+                    )
+                })
+                .collect()
+        };
+        let eph = types("netstat_ephemeral");
+        let of = |k: &str, t: &str| (k.to_string(), t.to_string());
+        assert_eq!(
+            eph,
+            [
+                of("destinations", "integer"),
+                of("max_per_destination", "integer"),
+                of("ports_used", "integer"),
+                of("range_size", "integer"),
+                of("utilization", "float"),
+            ]
+        );
+        let dest = types("netstat_destination");
+        assert_eq!(dest.len(), 14);
+        assert_eq!(dest[13], of("utilization", "float"));
+        // Three IPv4 clients to one listener, each from its own port of the
+        // ten: 0.3; the IPv6 one is in the other row.
+        let stored = rows(&influx.query(
+            "SELECT utilization, tcp_established FROM out.autogen.netstat_destination WHERE address = '127.0.0.1'",
+        ));
+        assert_eq!(
+            (&stored[0][1].1, &stored[0][2].1),
+            (&0.3.into(), &3.into()),
+            "{stored:?}"
+        );
+        let other = rows(&influx.query(
+            "SELECT tcp_established FROM out.autogen.netstat_destination WHERE port = 'other'",
+        ));
+        assert_eq!(other[0][1].1, 1, "{other:?}");
+        drop(p);
+        for (names, prom) in prom {
+            assert_eq!(promtool(&prom), (true, String::new()), "{names}");
+            let line = if names == "native" {
+                "netstat_ephemeral_utilization_ratio 0.3\n"
+            } else {
+                "netstat_ephemeral_utilization 0.3\n"
+            };
+            assert!(prom.contains(line), "{prom}");
+        }
+    })
+}
+
 /// node_exporter's textfile collector, pointed at our `--output` directory,
 /// serves our values when scraped.
 fn node_exporter_serves_our_textfile() {
@@ -752,7 +825,11 @@ fn grafana_dashboard_queries_return_data() {
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup().and_then(|()| tools_present());
-    let tests: [(&str, fn()); 7] = [
+    let tests: [(&str, fn()); 8] = [
+        (
+            "destination_metrics_reach_influxdb_and_promtool",
+            destination_metrics_reach_influxdb_and_promtool,
+        ),
         (
             "grafana_dashboard_queries_return_data",
             grafana_dashboard_queries_return_data,
