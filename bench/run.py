@@ -41,6 +41,7 @@ APPROACHES = {
     "telegraf-netstat --listening-ports": [[BIN, "--source", "netlink", "--listening-ports"]],
     "telegraf-netstat --listen-queues": [[BIN, "--source", "netlink", "--listen-queues"]],
     "telegraf-netstat --listen-queues --only listen": [[BIN, "--source", "netlink", "--listen-queues", "--only", "listen"]],
+    "telegraf-netstat --destinations 10 --ephemeral-ports": [[BIN, "--source", "netlink", "--destinations", "10", "--ephemeral-ports"]],
     "telegraf-netstat --source proc": [[BIN, "--source", "proc"]],
     "ss -tan + ss -uan": [["ss", "-tan"], ["ss", "-uan"]],
 }
@@ -156,7 +157,7 @@ def serve_per_scrape(scrapes, args=()):
 
 def count_line(out):
     fields = dict(f.split("=") for f in out.split()[1].split(","))
-    return {k: int(v.rstrip("i")) for k, v in fields.items()}
+    return {k: int(v[:-1]) for k, v in fields.items() if v.endswith("i")}
 
 
 def run_scale(established):
@@ -171,7 +172,10 @@ def run_scale(established):
     try:
         counts = count_line(subprocess.run([BIN], capture_output=True, text=True, check=True).stdout)
         total = sum(counts.values())
-        res = {"established": established, "counts": counts, "sockets": total, "approaches": {}}
+        eph = count_line(subprocess.run([BIN, "--ephemeral-ports", "--only", "ephemeral"], capture_output=True,
+                                        text=True, check=True).stdout)
+        res = {"established": established, "counts": counts, "sockets": total, "approaches": {},
+               "destinations": eph["destinations"], "outbound_max": eph["max_per_destination"]}
         samples = {name: [] for name in APPROACHES}
         for _ in range(RUNS):  # interleaved, so drifts in machine load hit all alike
             for name, cmds in APPROACHES.items():
@@ -340,6 +344,9 @@ def main():
         for name, a in r["approaches"].items():
             print(f"| {r['sockets']} | {name} | {a['cpu_s']:.4f} | {a['cpu_s']/floor:.2f} | {a['peak_rss_kib']/1024:.1f} |")
     print()
+    for r in results:
+        print(f"{r['sockets']} sockets: {r['destinations']} TCP destinations of the outbound ends, "
+              f"at most {r['outbound_max']} sockets per (local address, destination)")
     for r in results:
         e = r["execd"]
         floor = r["approaches"]["floor"]["cpu_s"]

@@ -6,8 +6,11 @@
 //! usage: populate ESTABLISHED_SOCKETS TIME_WAIT LISTENERS UDP
 //!
 //! ESTABLISHED pairs are made by worker processes (this program again, with
-//! `worker PAIRS`), each within a per-process fd limit that cannot be raised
-//! without CAP_SYS_RESOURCE.
+//! `worker PAIRS SPREAD`), each within a per-process fd limit that cannot be
+//! raised without CAP_SYS_RESOURCE. Their client ends are outbound to about
+//! `DESTINATIONS` destinations in all: each worker's two IPv4 listeners
+//! listen on every address and are reached through SPREAD loopback
+//! addresses each (127.0.0.1, .2, ...), its two IPv6 ones through ::1.
 
 use std::io::{BufRead, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -56,10 +59,14 @@ fn hold_until_stdin_closes() {
     for _ in std::io::stdin().lock().lines() {}
 }
 
-/// A worker: `pairs` connected pairs over four listeners of its own.
-fn worker(pairs: usize) {
+/// Destinations the client ends go to, in all.
+const DESTINATIONS: usize = 1000;
+
+/// A worker: `pairs` connected pairs over four listeners of its own, the
+/// IPv4 ones reached through `spread` addresses each.
+fn worker(pairs: usize, spread: usize) {
     fd_limit();
-    let ls: Vec<TcpListener> = ["127.0.0.1:0", "[::1]:0", "127.0.0.1:0", "[::1]:0"]
+    let ls: Vec<TcpListener> = ["0.0.0.0:0", "[::1]:0", "0.0.0.0:0", "[::1]:0"]
         .iter()
         .map(|a| TcpListener::bind(a).unwrap())
         .collect();
@@ -69,7 +76,13 @@ fn worker(pairs: usize) {
         // std listeners have a backlog of 128: stay under it per listener.
         let batch = (pairs - made).min(400);
         for j in 0..batch {
-            keep.push(TcpStream::connect(ls[(made + j) % 4].local_addr().unwrap()).unwrap());
+            let (i, l) = ((made + j) % 4, &ls[(made + j) % 4]);
+            let mut to = l.local_addr().unwrap();
+            if i % 2 == 0 {
+                let host = 1 + ((made + j) / 4) % spread;
+                to.set_ip(std::net::Ipv4Addr::new(127, 0, (host >> 8) as u8, host as u8).into());
+            }
+            keep.push(TcpStream::connect(to).unwrap());
         }
         for j in 0..batch {
             keep.push(ls[(made + j) % 4].accept().unwrap().0);
@@ -82,7 +95,7 @@ fn worker(pairs: usize) {
 
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("worker") {
-        return worker(arg(2));
+        return worker(arg(2), arg(3));
     }
     let (established, time_wait, listeners, udp) = (arg(1), arg(2), arg(3), arg(4));
     let per_worker = (fd_limit().saturating_sub(64) / 2).clamp(1, 8000);
@@ -92,10 +105,11 @@ fn main() {
 
     let mut workers = Vec::new();
     let mut left = established / 2;
+    let spread = (DESTINATIONS / (2 * left.div_ceil(per_worker)).max(1)).max(1);
     while left > 0 {
         let n = left.min(per_worker);
         let mut w = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["worker", &n.to_string()])
+            .args(["worker", &n.to_string(), &spread.to_string()])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
