@@ -53,7 +53,8 @@ fn bind_to(addr: &'static str) -> impl FnOnce(std::os::fd::BorrowedFd<'_>) {
 /// `LOW..=HIGH` minus `RESERVED`:
 /// - a database at 127.0.0.1:5432 (outside the range): two connections,
 ///   two more in TIME_WAIT (the client closed first), two bound first to
-///   127.0.0.5, one from an IPv6 socket to ::ffff:127.0.0.1;
+///   127.0.0.5, one from an IPv6 socket to ::ffff:127.0.0.1, one bound to
+///   the reserved port;
 /// - a cache at [::1]:6379, three connections;
 /// - 127.0.0.2, .3 and .4 port 80, one each (one listener on 0.0.0.0);
 /// - a listener on `INBOUND`, inside the range, with two connections: its
@@ -78,6 +79,9 @@ fn population() -> Population {
         p.keep(connect_pair(&db, bind_to("127.0.0.5:0")));
     }
     p.keep(connect_v6(&db, "[::ffff:127.0.0.1]:5432"));
+    // Bound explicitly to the reserved port: connect() could not have
+    // picked it, so it is not outbound and not among the ports used.
+    p.keep(connect_pair(&db, bind_to("127.0.0.1:40005")));
     let cache = listener("[::1]:6379", 16, |_| {});
     for _ in 0..3 {
         p.keep(connect_pair(&cache, |_| {}));
@@ -99,7 +103,7 @@ fn population() -> Population {
     p.keep((db, cache, web, inbound));
     p.expected = Counts {
         tcp_listen: 4,
-        tcp_established: 2 * (2 + 2 + 1 + 3 + 3 + 2),
+        tcp_established: 2 * (2 + 2 + 1 + 1 + 3 + 3 + 2),
         tcp_time_wait: 2,
         udp_socket: 3,
         ..Counts::default()
