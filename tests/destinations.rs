@@ -94,8 +94,10 @@ fn population() -> Population {
     for _ in 0..2 {
         p.keep(connect_pair(&inbound, |_| {}));
     }
-    for _ in 0..2 {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // UDP ports are chosen here: an automatic one could be INBOUND (TCP
+    // and UDP ports are apart), which is then not outbound by the rule.
+    for port in [40011, 40012] {
+        let u = UdpSocket::bind(("127.0.0.1", port)).unwrap();
         u.connect("127.0.0.1:53").unwrap();
         p.keep(u);
     }
@@ -412,7 +414,98 @@ fn netns_and_by_family() {
     // The host's own range is not the namespace's.
     let host = run_ok(&["--ephemeral-ports", "--only", "ephemeral"]);
     assert_ne!(lines(&host)[0].2["range_size"], 19.0, "{host}");
+    // --all-netns finds it among the others (exit 3 where some process
+    // cannot be looked at, as on machines whose PID 1 is hidden).
+    let all = run(&["--all-netns", "--ephemeral-ports", "--only", "ephemeral"]);
+    assert!(matches!(all.status.code(), Some(0 | 3)), "{all:?}");
+    let text = String::from_utf8(all.stdout).unwrap();
+    let mine: Vec<Line> = lines(&text)
+        .into_iter()
+        .filter(|l| l.1.get("netns") == Some(&ns.tag()))
+        .collect();
+    assert_eq!(mine.len(), 1, "{text}");
+    assert_eq!(mine[0].2["range_size"], 19.0);
+    assert_eq!(mine[0].2["max_per_destination"], want.ephemeral[2] as f64);
     drop(ns);
+}
+
+/// The exporter serves both measurements with native names, and a loop's
+/// memory stays flat over thousands of gathers that fill the map.
+fn exporter_and_memory() {
+    in_netns(|| {
+        let p = population();
+        settle(&p.expected);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut child = command(&[
+            "--listen",
+            &addr,
+            "--prometheus-names",
+            "native",
+            "--ephemeral-ports",
+            "--destinations",
+            "2",
+        ])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let page = loop {
+            use std::io::{Read, Write};
+            if let Ok(mut s) = TcpStream::connect(&addr) {
+                s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                let mut page = String::new();
+                s.read_to_string(&mut page).unwrap();
+                break page;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the exporter did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            page.contains("\nnetstat_ephemeral_range_ports 19\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("\nnetstat_ephemeral_utilization_ratio 0.2631578947368421\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("\nnetstat_destination_tcp_connections{address=\"127.0.0.1\",port=\"5432\",state=\"time_wait\"} 2\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains(
+                "netstat_destination_utilization_ratio{address=\"other\",port=\"other\"}"
+            ),
+            "{page}"
+        );
+        let mut plugin = Plugin::start(&["--execd", "--ephemeral-ports", "--only", "ephemeral"]);
+        let mut gather = |n: usize| {
+            for _ in 0..n {
+                plugin.tick("\n");
+                plugin.line(Duration::from_secs(5));
+            }
+            plugin.rss_kib()
+        };
+        let after_1k = gather(1_000);
+        let after_4k = gather(3_000);
+        assert!(
+            after_4k <= after_1k + 8,
+            "RSS grew from {after_1k} KiB to {after_4k} KiB"
+        );
+        drop(plugin);
+        drop(p);
+    })
 }
 
 /// The worked example of the README: with a 10-port range, ten
@@ -501,7 +594,8 @@ fn main() {
     raise_fd_limit();
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 5] = [
+    let tests: [(&str, fn()); 6] = [
+        ("exporter_and_memory", exporter_and_memory),
         ("destinations_match_ss", destinations_match_ss),
         ("the_rest_is_summed_as_other", the_rest_is_summed_as_other),
         ("netns_and_by_family", netns_and_by_family),

@@ -16,7 +16,7 @@
 //! no socket holds the same 4-tuple, so one local port serves many
 //! destinations, and toward one destination from one local address at most
 //! `range_size` sockets can exist. So the pass counts outbound sockets per
-//! such triple ([`Tuple`]); a destination's figures are the sum over its
+//! such triple (`Tuple`); a destination's figures are the sum over its
 //! triples, and its `utilization` the largest TCP count of one triple over
 //! `range_size`. An IPv4 address is kept as its IPv4-mapped IPv6 form, the
 //! form an IPv6 socket connected to it reports, so both are one destination
