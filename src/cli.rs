@@ -200,8 +200,18 @@ struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=MAX_TOP as i64))]
     destinations: Option<u16>,
 
+    /// Also print measurement netstat_cgroup: the 13 netstat fields per
+    /// cgroup v2 (tag cgroup, the path below the cgroup2 mount, e.g.
+    /// /system.slice/nginx.service; container_id and pod_uid where the
+    /// runtime's own path names them), from the cgroup id the kernel
+    /// attaches to each socket (Linux 5.8+, netlink only). Sockets without
+    /// one (TIME_WAIT, handshakes, unix) are in the row cgroup=unattributed,
+    /// so the rows add up to netstat's. Example: --by-cgroup
+    #[arg(long)]
+    by_cgroup: bool,
+
     /// Print only these measurements, comma-separated: netstat, port,
-    /// listen, ephemeral, destination. --listen-queues --only listen asks
+    /// listen, ephemeral, destination, cgroup. --listen-queues --only listen asks
     /// the kernel for listeners only and skips its walk of established
     /// sockets (syn_recv is then left out). Example: --only listen
     #[arg(long, value_name = "MEASUREMENTS", value_delimiter = ',', value_enum)]
@@ -265,6 +275,7 @@ enum OnlyArg {
     Listen,
     Ephemeral,
     Destination,
+    Cgroup,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -531,6 +542,12 @@ impl Config {
                 "--web.systemd-socket serves on the sockets systemd passes: leave out --listen",
             ));
         }
+        if a.by_cgroup && matches!(a.source, SourceArg::Proc) {
+            return Err(Args::command().error(
+                ErrorKind::ArgumentConflict,
+                "--by-cgroup reads the cgroup the kernel attaches to each socket over netlink; the /proc tables of --source proc carry none",
+            ));
+        }
         if a.telemetry_path.is_some() && !serving {
             return Err(Args::command().error(
                 ErrorKind::MissingRequiredArgument,
@@ -663,6 +680,7 @@ impl Config {
                                 "port" => "--local-port, --remote-port or --listening-ports",
                                 "ephemeral" => "--ephemeral-ports",
                                 "destination" => "--destinations",
+                                "cgroup" => "--by-cgroup",
                                 _ => "--listen-queues",
                             }
                         ),
@@ -681,6 +699,9 @@ impl Config {
                     if a.only.contains(&OnlyArg::Destination) && a.destinations.is_none() {
                         return bad("destination");
                     }
+                    if a.only.contains(&OnlyArg::Cgroup) && !a.by_cgroup {
+                        return bad("cgroup");
+                    }
                 }
                 Measurements {
                     netstat: want(OnlyArg::Netstat),
@@ -688,6 +709,7 @@ impl Config {
                     listen: want(OnlyArg::Listen),
                     ephemeral: want(OnlyArg::Ephemeral) && a.ephemeral_ports,
                     destination: want(OnlyArg::Destination) && a.destinations.is_some(),
+                    cgroup: want(OnlyArg::Cgroup) && a.by_cgroup,
                 }
             },
         })
@@ -826,6 +848,7 @@ mod tests {
             &["t", "--only", "ephemeral"],
             &["t", "--destinations", "5", "--only", "ephemeral"],
             &["t", "--only", "destination"],
+            &["t", "--only", "cgroup"],
             &["t", "--destinations", "0"],
             &["t", "--destinations", "1001"],
         ] {

@@ -16,13 +16,15 @@
 //! them, so no rule can prove a skipped TCP dump exact; the UDP half saved
 //! ~9 µs per dump here and went with it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use crate::aggregate::cgroups::MAX_CGROUPS;
 use crate::aggregate::destinations::MAX_TRACKED;
 use crate::aggregate::listen::{ListenCounts, MAX_LISTENERS};
 use crate::aggregate::ports::{PortConfig, PortCounts, MAX_PORTS};
 use crate::aggregate::Aggregations;
 use crate::aggregate::Gathered;
+use crate::cgroupfs::CgroupPaths;
 use crate::error::Error;
 use crate::netlink::DiagSocket;
 use crate::netns::{self, Target};
@@ -60,6 +62,8 @@ pub struct Options {
     /// Outbound sockets per destination and the ephemeral port range
     /// (`--destinations`, `--ephemeral-ports`).
     pub outbound: bool,
+    /// Sockets per cgroup (`--by-cgroup`).
+    pub by_cgroup: bool,
 }
 
 /// Something worth telling the operator that did not fail the gather.
@@ -82,6 +86,23 @@ pub enum Event<'a> {
     /// More than `MAX_TRACKED` (local address, remote address, remote port)
     /// were found: the rest count only in totals and the `other` row.
     DestinationsCapped { cap: usize },
+    /// More than `MAX_CGROUPS` cgroups were found: the rest count in the
+    /// `other` row.
+    CgroupsCapped { cap: usize },
+    /// `--by-cgroup` could not tell sockets' cgroups: every socket (or
+    /// every one of a protocol read from /proc) is counted as unattributed.
+    CgroupsUnknown { why: NoCgroups },
+}
+
+/// Why `--by-cgroup` counted sockets as unattributed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoCgroups {
+    /// The /proc tables were read (for `kind`, or every protocol).
+    Proc,
+    /// The kernel reports no cgroup ids (before Linux 5.8).
+    Kernel,
+    /// No cgroup2 filesystem is mounted here (a cgroup v1-only host).
+    NoMount,
 }
 
 /// Scratch memory for gathers, owned by the caller and shared by all its
@@ -92,6 +113,9 @@ pub struct Buffers {
     proc: Option<Box<[u8]>>,
     /// The inodes of /proc/net/unix, to count each once.
     unix_inodes: std::collections::HashSet<u64>,
+    /// The host's cgroup v2 paths by id (`--by-cgroup`): one hierarchy for
+    /// every namespace, walked at most once per gather.
+    cgroup_paths: CgroupPaths,
 }
 
 impl Default for Buffers {
@@ -100,11 +124,17 @@ impl Default for Buffers {
             recv: crate::netlink::recv_buffer(),
             proc: None,
             unix_inodes: Default::default(),
+            cgroup_paths: CgroupPaths::default(),
         }
     }
 }
 
 impl Buffers {
+    /// A new gather starts: the cgroup paths may be walked again.
+    pub fn start_gather(&mut self) {
+        self.cgroup_paths.start_gather();
+    }
+
     /// The /proc read buffer, allocated on first use and kept.
     fn proc(&mut self) -> &mut [u8] {
         self.proc
@@ -145,7 +175,12 @@ impl Collector {
             tcp_via_proc: proc,
             udp_via_proc: proc,
             unix_via_proc: proc,
-            agg: Aggregations::new(&options.ports, options.listen_queues, options.outbound),
+            agg: Aggregations::new(
+                &options.ports,
+                options.listen_queues,
+                options.outbound,
+                options.by_cgroup,
+            ),
             options,
         }
     }
@@ -234,13 +269,49 @@ impl Collector {
                 events(Event::DestinationsCapped { cap: MAX_TRACKED });
             }
         }
+        if self.agg.cgroups.is_some() {
+            self.name_cgroups(&mut bufs.cgroup_paths, events);
+        }
         Ok(Gathered {
             by_family: self.agg.states.by_family(self.options.include_unix),
             queued: self.agg.states.queued(),
             ports: self.agg.ports.as_ref(),
             listen: self.agg.listen.as_ref(),
             outbound: self.agg.outbound.as_ref(),
+            cgroups: self.agg.cgroups.as_ref(),
         })
+    }
+
+    /// Gives each cgroup counted its path, and says what kept sockets
+    /// unattributed.
+    fn name_cgroups(&mut self, paths: &mut CgroupPaths, events: &mut dyn FnMut(Event)) {
+        let Some(c) = &mut self.agg.cgroups else {
+            return;
+        };
+        let proc = self.tcp_via_proc || self.udp_via_proc;
+        let mount = paths.mount(&self.options.proc_root).map(Path::to_path_buf);
+        for g in c.cgroups_mut() {
+            g.path = mount
+                .as_deref()
+                .and_then(|m| paths.path(m, g.id))
+                .map(str::to_owned);
+        }
+        c.finish();
+        let why = if proc {
+            Some(NoCgroups::Proc)
+        } else if c.kernel_reports_none() {
+            Some(NoCgroups::Kernel)
+        } else if mount.is_none() && !c.cgroups().is_empty() {
+            Some(NoCgroups::NoMount)
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            events(Event::CgroupsUnknown { why });
+        }
+        if c.capped() {
+            events(Event::CgroupsCapped { cap: MAX_CGROUPS });
+        }
     }
 
     /// Reads the namespace's ephemeral port range into the aggregation,
@@ -315,9 +386,10 @@ impl Collector {
             }),
         };
         let agg = &mut self.agg;
+        let cgroups = agg.cgroups.is_some();
         match dump {
-            Dump::Listeners => socket.dump(buf, dump, |r| agg.add_listener(r), stop),
-            _ => socket.dump(buf, dump, |r| agg.add(r), stop),
+            Dump::Listeners => socket.dump(buf, dump, false, |r| agg.add_listener(r), stop),
+            _ => socket.dump(buf, dump, cgroups, |r| agg.add(r), stop),
         }
     }
 
@@ -458,6 +530,7 @@ mod tests {
             listen_queues: true,
             listeners_only: false,
             outbound: false,
+            by_cgroup: false,
         }
     }
 

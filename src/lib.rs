@@ -5,6 +5,7 @@
 //! The library is everything below the command line, in the order data
 //! flows: [`wire`] (bytes), [`record`] (one socket), [`netlink`] and
 //! [`procfs`] (kernel I/O), [`portrange`] (a namespace's ephemeral ports),
+//! [`cgroupfs`] (cgroup ids to paths),
 //! [`netns`] (other network namespaces and their labels), [`aggregate`]
 //! (one pass over the records), [`collector`] (one gather in one namespace,
 //! returning every aggregation's result), [`rows`] (results as metrics),
@@ -18,6 +19,7 @@
 //! `foldhash` (the destinations' hash map).
 
 pub mod aggregate;
+pub mod cgroupfs;
 pub mod collector;
 pub mod error;
 pub mod log;

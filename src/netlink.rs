@@ -65,10 +65,13 @@ impl DiagSocket {
     /// walk. `stop` is asked after every batch (~300 sockets); when it says
     /// so the dump is abandoned with `Error::Stopped` and the socket must
     /// not be reused.
+    /// Runs one dump, handing each socket to `on_record`; with `cgroups`
+    /// the records carry their cgroup id.
     pub fn dump(
         &mut self,
         buf: &mut [u8],
         dump: Dump,
+        cgroups: bool,
         mut on_record: impl FnMut(&Record),
         stop: &mut dyn FnMut() -> bool,
     ) -> Result<(), Error> {
@@ -129,7 +132,7 @@ impl DiagSocket {
                     },
                 });
             }
-            if read_batch(&buf[..len], dump, seq, &mut on_record)? == Batch::Done {
+            if read_batch(&buf[..len], dump, seq, cgroups, &mut on_record)? == Batch::Done {
                 return Ok(());
             }
             if stop() {
@@ -155,13 +158,14 @@ fn reply_kind(dump: Dump) -> u16 {
 }
 
 /// Reads the messages of one received batch of the dump with sequence
-/// number `seq`: calls `on_record` per socket record, and says whether the
-/// dump is done. Pure: no I/O, so it is
+/// number `seq`: calls `on_record` per socket record (with its cgroup id
+/// when `cgroups`), and says whether the dump is done. Pure: no I/O, so it is
 /// tested on captured bytes.
 pub fn read_batch(
     batch: &[u8],
     dump: Dump,
     seq: u32,
+    cgroups: bool,
     on_record: &mut impl FnMut(&Record),
 ) -> Result<Batch, Error> {
     let malformed = |detail| Error::NetlinkMalformed { dump, detail };
@@ -191,6 +195,7 @@ pub fn read_batch(
                     listen: None,
                     rqueue: 0,
                     wqueue: 0,
+                    cgroup: None,
                 })
             }
             k if k == record => {
@@ -217,6 +222,7 @@ pub fn read_batch(
                     listen,
                     rqueue: r.rqueue(),
                     wqueue: r.wqueue(),
+                    cgroup: if cgroups { r.cgroup_id() } else { None },
                 })
             }
             wire::NLMSG_DONE | wire::NLMSG_ERROR => {
@@ -252,7 +258,7 @@ mod tests {
 
     fn run(batch: &[u8], dump: Dump, seq: u32) -> (Result<Batch, Error>, Vec<u8>) {
         let mut states = Vec::new();
-        let r = read_batch(batch, dump, seq, &mut |r: &Record| {
+        let r = read_batch(batch, dump, seq, false, &mut |r: &Record| {
             assert_eq!(r.family, if dump == Dump::Unix { 1 } else { 2 });
             states.push(r.state)
         });

@@ -164,6 +164,7 @@ pub fn inet_record(line: &[u8], kind: Kind, family: u8) -> Result<Record, String
         listen,
         rqueue,
         wqueue,
+        cgroup: None,
     })
 }
 
@@ -282,6 +283,7 @@ impl<'p> Lines<'p> {
             listen: None,
             rqueue: 0,
             wqueue: 0,
+            cgroup: None,
         };
         match self.table {
             Table::Inet(kind, family) => inet_record(line, kind, family).map(Some),
@@ -529,6 +531,7 @@ mod tests {
                 listen: None,
                 rqueue: 0,
                 wqueue: 0,
+                cgroup: None,
             })
         );
         let v6 = TCP6.lines().nth(2).unwrap().as_bytes();

@@ -53,6 +53,10 @@ pub struct Record {
     /// unix sockets.
     pub rqueue: u32,
     pub wqueue: u32,
+    /// The socket's cgroup v2 id (the inode of its cgroup directory), when
+    /// asked for (`--by-cgroup`) and the kernel reported one: netlink only,
+    /// full sockets only (not TIME_WAIT, not request sockets), Linux 5.8+.
+    pub cgroup: Option<u64>,
 }
 
 /// `TCP_LISTEN`.

@@ -14,13 +14,16 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::aggregate::destinations::{self, utilization, Tally};
+use crate::aggregate::destinations::{self, utilization};
 use crate::aggregate::listen::address_text;
 use crate::aggregate::states::Queued;
+use crate::aggregate::states::Tally;
 use crate::aggregate::Gathered;
+use crate::netns::names;
 use crate::output::{
-    Field, Format, Health, Metric, Value, DESTINATION_MEASUREMENT, EPHEMERAL_MEASUREMENT,
-    LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT, PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
+    Field, Format, Health, Metric, Value, CGROUP_MEASUREMENT, DESTINATION_MEASUREMENT,
+    EPHEMERAL_MEASUREMENT, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT,
+    PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
 };
 use crate::wire::AF_INET;
 
@@ -32,6 +35,7 @@ pub struct Measurements {
     pub listen: bool,
     pub ephemeral: bool,
     pub destination: bool,
+    pub cgroup: bool,
 }
 
 /// How rows are cut, from the flags.
@@ -67,9 +71,10 @@ struct Row {
 pub struct Rows {
     time: Option<SystemTime>,
     /// `netstat`, its queued bytes, `netstat_port`, its queued bytes,
-    /// `netstat_listen`, `netstat_ephemeral`, `netstat_destination`. The
-    /// queued bytes are printed with native Prometheus names only.
-    sections: [Vec<Row>; 7],
+    /// `netstat_listen`, `netstat_ephemeral`, `netstat_destination`,
+    /// `netstat_cgroup`. The queued bytes are printed with native
+    /// Prometheus names only.
+    sections: [Vec<Row>; 8],
     /// Every namespace counted (true) or attempted and failed (false), with
     /// its own tags, sorted by key.
     outcomes: Vec<(Vec<(&'static str, String)>, bool)>,
@@ -125,7 +130,7 @@ impl Rows {
             }
         };
         let family = |name: &str| ("family", name.to_string());
-        let [netstat, queued, port, port_queued, listen, ephemeral, destination] =
+        let [netstat, queued, port, port_queued, listen, ephemeral, destination, cgroup] =
             &mut self.sections;
         let q = |q: &Queued| {
             [
@@ -237,6 +242,35 @@ impl Rows {
                 }
             }
         }
+        if let (true, Some(c)) = (shape.print.cgroup, g.cgroups) {
+            // Ids without a path are one row, so no two rows share tags.
+            let mut unresolved = Tally::default();
+            for cg in c.cgroups() {
+                let Some(path) = &cg.path else {
+                    unresolved.add(&cg.sockets);
+                    continue;
+                };
+                let (container, pod) = names::parse_path(path.as_bytes());
+                let mut own = vec![("cgroup", path.clone())];
+                own.extend(container.map(|v| ("container_id", v)));
+                own.extend(pod.map(|v| ("pod_uid", v)));
+                cgroup.push(row(
+                    CGROUP_MEASUREMENT,
+                    &Field::of(&cg.sockets.counts()),
+                    &own,
+                ));
+            }
+            for (name, t) in [
+                ("unresolved", &unresolved),
+                ("other", &c.other),
+                ("unattributed", &c.unattributed),
+            ] {
+                if t.total() > 0 || name == "unattributed" {
+                    let own = [("cgroup", name.to_string())];
+                    cgroup.push(row(CGROUP_MEASUREMENT, &Field::of(&t.counts()), &own));
+                }
+            }
+        }
     }
 
     /// Every row of `format` as a `Metric`, in order, handed to `f`.
@@ -312,6 +346,7 @@ mod tests {
         listen: true,
         ephemeral: true,
         destination: true,
+        cgroup: true,
     };
 
     fn shape(by_family: bool) -> Shape {
@@ -353,6 +388,7 @@ mod tests {
             ports,
             listen,
             outbound: None,
+            cgroups: None,
         }
     }
 
@@ -374,6 +410,7 @@ mod tests {
             listen,
             rqueue: 0,
             wqueue: 0,
+            cgroup: None,
         }
     }
 

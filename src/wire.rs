@@ -79,6 +79,13 @@ pub const STATES_REAL: u32 = 0xFFE;
 /// only walks the established hash when other states are asked for).
 pub const STATES_LISTEN: u32 = 1 << 10;
 
+/// `INET_DIAG_CGROUP_ID`: the id of the socket's cgroup v2 (a u64 in host
+/// byte order, the inode number of the cgroup's directory), written for
+/// every full socket whatever `idiag_ext` asks (`inet_diag_msg_attrs_fill()`,
+/// net/ipv4/inet_diag.c, Linux 5.8+, `CONFIG_SOCK_CGROUP_DATA`); timewait
+/// and request sockets have none.
+pub const INET_DIAG_CGROUP_ID: u16 = 21;
+
 /// `INET_DIAG_SKMEMINFO`: the attribute carrying `sk_meminfo` (u32 array).
 pub const INET_DIAG_SKMEMINFO: u16 = 7;
 
@@ -371,6 +378,13 @@ impl<'a> InetDiagMsg<'a> {
             rest = &rest[((len + 3) & !3).min(rest.len())..];
         }
         None
+    }
+
+    /// The socket's cgroup v2 id (`INET_DIAG_CGROUP_ID`), if the record
+    /// carries one.
+    pub fn cgroup_id(&self) -> Option<u64> {
+        let a = self.attr(INET_DIAG_CGROUP_ID)?;
+        Some(u64::from_ne_bytes(a.get(..8)?.try_into().ok()?))
     }
 
     /// The socket's drop counter, from `INET_DIAG_SKMEMINFO` (present only

@@ -36,7 +36,7 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
-use super::states::{counts_from_states, Counts, StateHistogram};
+use super::states::Tally;
 use super::{Kind, Record, LISTEN};
 use crate::portrange::{PortBits, PortRange};
 use crate::wire::AF_INET;
@@ -85,52 +85,6 @@ pub fn address_text(addr: &[u8; 16]) -> String {
         std::net::Ipv4Addr::new(addr[12], addr[13], addr[14], addr[15]).to_string()
     } else {
         std::net::Ipv6Addr::from(*addr).to_string()
-    }
-}
-
-/// Sockets by TCP state (below 16: every state this program knows) and
-/// connected UDP sockets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tally {
-    tcp: [u32; 16],
-    udp: u32,
-}
-
-impl Tally {
-    #[inline(always)]
-    fn add_record(&mut self, r: &Record) {
-        match r.kind {
-            Kind::Tcp => {
-                if let Some(n) = self.tcp.get_mut(r.state as usize) {
-                    *n += 1;
-                }
-            }
-            _ => self.udp += 1,
-        }
-    }
-
-    fn tcp_total(&self) -> u64 {
-        self.tcp.iter().map(|&n| u64::from(n)).sum()
-    }
-
-    fn total(&self) -> u64 {
-        self.tcp_total() + u64::from(self.udp)
-    }
-
-    fn add(&mut self, o: &Tally) {
-        for (a, b) in self.tcp.iter_mut().zip(o.tcp) {
-            *a += b;
-        }
-        self.udp += o.udp;
-    }
-
-    /// The 13 `netstat` fields.
-    pub fn counts(&self) -> Counts {
-        let mut h = StateHistogram::default();
-        for (state, &n) in self.tcp.iter().enumerate() {
-            h.add_n(state as u8, u64::from(n));
-        }
-        counts_from_states(&h, u64::from(self.udp))
     }
 }
 
@@ -199,9 +153,9 @@ impl Outbound {
             }
             Kind::Udp => {
                 for (_, t) in &mut self.tuples {
-                    t.udp = 0;
+                    t.reset(Kind::Udp);
                 }
-                self.beyond.udp = 0;
+                self.beyond.reset(Kind::Udp);
             }
             Kind::Unix => {}
         }
@@ -351,6 +305,7 @@ mod tests {
             listen: None,
             rqueue: 0,
             wqueue: 0,
+            cgroup: None,
         }
     }
 

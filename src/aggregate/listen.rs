@@ -195,6 +195,7 @@ mod tests {
             }),
             rqueue: queue,
             wqueue: backlog,
+            cgroup: None,
         }
     }
 
@@ -214,6 +215,7 @@ mod tests {
             }),
             rqueue: 0,
             wqueue: 0,
+            cgroup: None,
         }
     }
 

@@ -12,14 +12,18 @@
 //!   when asked for;
 //! - [`destinations`]: outbound sockets per destination and the
 //!   namespace's ephemeral ports (`netstat_destination`,
-//!   `netstat_ephemeral`), when asked for.
+//!   `netstat_ephemeral`), when asked for;
+//! - [`cgroups`]: the same 13 fields per cgroup (`netstat_cgroup`), when
+//!   asked for.
 
+pub mod cgroups;
 pub mod destinations;
 pub mod listen;
 pub mod ports;
 pub mod states;
 
 pub use crate::record::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
+use cgroups::CgroupCounts;
 use destinations::Outbound;
 use listen::ListenCounts;
 use ports::{PortConfig, PortCounts};
@@ -38,6 +42,8 @@ pub struct Gathered<'a> {
     pub listen: Option<&'a ListenCounts>,
     /// `netstat_destination` and `netstat_ephemeral`, when asked for.
     pub outbound: Option<&'a Outbound>,
+    /// `netstat_cgroup`, when asked for.
+    pub cgroups: Option<&'a CgroupCounts>,
 }
 
 /// Every aggregation one collector keeps, fed by one pass over the records.
@@ -49,17 +55,19 @@ pub struct Aggregations {
     pub ports: Option<PortCounts>,
     pub listen: Option<ListenCounts>,
     pub outbound: Option<Outbound>,
+    pub cgroups: Option<CgroupCounts>,
 }
 
 impl Aggregations {
     /// The aggregations asked for besides `states`: `ports` (if not empty),
-    /// `listen` and `outbound`.
-    pub fn new(ports: &PortConfig, listen: bool, outbound: bool) -> Aggregations {
+    /// `listen`, `outbound` and `cgroups`.
+    pub fn new(ports: &PortConfig, listen: bool, outbound: bool, cgroups: bool) -> Aggregations {
         Aggregations {
             states: StateCounts::default(),
             ports: (!ports.is_empty()).then(|| PortCounts::new(ports)),
             listen: listen.then(ListenCounts::default),
             outbound: outbound.then(Outbound::default),
+            cgroups: cgroups.then(CgroupCounts::default),
         }
     }
 
@@ -75,6 +83,9 @@ impl Aggregations {
         }
         if let Some(o) = &mut self.outbound {
             o.add(r);
+        }
+        if let Some(c) = &mut self.cgroups {
+            c.add(r);
         }
     }
 
@@ -107,6 +118,9 @@ impl Aggregations {
         }
         if let Some(o) = &mut self.outbound {
             o.reset(kind);
+        }
+        if let Some(c) = &mut self.cgroups {
+            c.reset(kind);
         }
     }
 

@@ -270,6 +270,7 @@ mod tests {
             listen: None,
             rqueue: 0,
             wqueue: 0,
+            cgroup: None,
         }
     }
 
@@ -285,6 +286,7 @@ mod tests {
             listen: None,
             rqueue: 0,
             wqueue: 0,
+            cgroup: None,
         }
     }
 
@@ -393,6 +395,7 @@ mod tests {
             listen: None,
             rqueue: 0,
             wqueue: 0,
+            cgroup: None,
         });
         p.add(&tcp(AF_INET, 200, 80, 1));
         assert_eq!(rows(&p)[0].2, [Counts::default(), Counts::default()]);

@@ -204,6 +204,71 @@ pub fn counts_from_unix_types(types: &StateHistogram) -> Counts {
     }
 }
 
+/// The sockets of one group (a destination, a cgroup), small enough to keep
+/// one per group: TCP states below 16 (every state this program knows), UDP
+/// sockets, and unix sockets by type (datagram; stream and seqpacket).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    tcp: [u32; 16],
+    udp: u32,
+    unix: [u32; 2],
+}
+
+impl Tally {
+    #[inline(always)]
+    pub fn add_record(&mut self, r: &Record) {
+        match r.kind {
+            Kind::Tcp => {
+                if let Some(n) = self.tcp.get_mut(r.state as usize) {
+                    *n += 1;
+                }
+            }
+            Kind::Udp => self.udp += 1,
+            // SOCK_DGRAM; SOCK_STREAM, SOCK_SEQPACKET.
+            Kind::Unix => self.unix[usize::from(r.state != 2)] += 1,
+        }
+    }
+
+    /// Forgets what was counted of `kind`.
+    pub fn reset(&mut self, kind: Kind) {
+        match kind {
+            Kind::Tcp => self.tcp = [0; 16],
+            Kind::Udp => self.udp = 0,
+            Kind::Unix => self.unix = [0; 2],
+        }
+    }
+
+    pub fn tcp_total(&self) -> u64 {
+        self.tcp.iter().map(|&n| u64::from(n)).sum()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.tcp_total() + u64::from(self.udp) + u64::from(self.unix[0] + self.unix[1])
+    }
+
+    pub fn add(&mut self, o: &Tally) {
+        for (a, b) in self.tcp.iter_mut().zip(o.tcp) {
+            *a += b;
+        }
+        self.udp += o.udp;
+        self.unix[0] += o.unix[0];
+        self.unix[1] += o.unix[1];
+    }
+
+    /// The 13 `netstat` fields, unix sockets counted as `--include-unix`
+    /// counts them.
+    pub fn counts(&self) -> Counts {
+        let mut h = StateHistogram::default();
+        for (state, &n) in self.tcp.iter().enumerate() {
+            h.add_n(state as u8, u64::from(n));
+        }
+        let mut c = counts_from_states(&h, u64::from(self.udp));
+        c.udp_socket += u64::from(self.unix[0]);
+        c.tcp_none += u64::from(self.unix[1]);
+        c
+    }
+}
+
 /// The `netstat` aggregation: TCP states and UDP sockets per address
 /// family, unix socket types.
 #[derive(Debug, Clone, Default)]
@@ -322,6 +387,7 @@ mod tests {
             listen: None,
             rqueue: 0,
             wqueue: 0,
+            cgroup: None,
         }
     }
 

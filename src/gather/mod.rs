@@ -93,8 +93,12 @@ pub struct Gatherer<C: Count = Collector> {
 impl<C: Count> Gatherer<C> {
     pub fn new(config: &Config) -> Self {
         let p = &config.print;
-        let listeners_only =
-            config.listen_queues && !p.netstat && !p.port && !p.ephemeral && !p.destination;
+        let listeners_only = config.listen_queues
+            && !p.netstat
+            && !p.port
+            && !p.ephemeral
+            && !p.destination
+            && !p.cgroup;
         let options = Options {
             source: config.source,
             proc_root: config.proc_root.clone(),
@@ -103,6 +107,7 @@ impl<C: Count> Gatherer<C> {
             listen_queues: config.listen_queues,
             listeners_only,
             outbound: p.ephemeral || p.destination,
+            by_cgroup: p.cgroup,
         };
         Gatherer {
             namespaces: NamespaceSet::new(config.namespaces.clone(), options, config.netns_labels),
@@ -137,6 +142,7 @@ impl<C: Count> Gatherer<C> {
     pub fn collect(&mut self, interrupt: &mut dyn Interrupt) -> Collected {
         let started = Instant::now();
         self.rows.start(self.stamped.then(SystemTime::now));
+        self.bufs.start_gather();
         let failed = match self.namespaces.resolve(&self.log) {
             Ok(failed) => match self.count(interrupt) {
                 Some((counted, n)) if counted == 0 && failed + n > 0 => return Collected::Failed,

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use telegraf_netstat::collector::NoCgroups;
 use telegraf_netstat::log::Logger;
 use telegraf_netstat::{Error, Event};
 
@@ -33,6 +34,8 @@ pub(super) struct Caps {
     ports: Reminder,
     listeners: Reminder,
     destinations: Reminder,
+    cgroups: Reminder,
+    no_cgroups: Reminder,
 }
 
 /// Logs what a collector tells.
@@ -71,6 +74,30 @@ pub(super) fn report(
                 log.warn(format_args!(
                     "{prefix}more than {cap} ports have TCP listeners; \
                      --listening-ports breaks down the first {cap} found"
+                ));
+            }
+        }
+        Event::CgroupsCapped { cap } => {
+            if caps.cgroups.due(now) {
+                log.warn(format_args!(
+                    "{prefix}more than {cap} cgroups have sockets; --by-cgroup \
+                     counts the rest in the row tagged cgroup=other"
+                ));
+            }
+        }
+        Event::CgroupsUnknown { why } => {
+            if caps.no_cgroups.due(now) {
+                let why = match why {
+                    NoCgroups::Proc => "sockets read from /proc carry no cgroup",
+                    NoCgroups::Kernel => {
+                        "the kernel reports no socket cgroups (INET_DIAG_CGROUP_ID needs Linux 5.8)"
+                    }
+                    NoCgroups::NoMount => {
+                        "no cgroup2 filesystem is mounted (a cgroup v1-only host), so cgroup ids have no path"
+                    }
+                };
+                log.warn(format_args!(
+                    "{prefix}{why}; --by-cgroup counts them in the row tagged cgroup=unattributed"
                 ));
             }
         }

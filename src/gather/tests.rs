@@ -59,6 +59,7 @@ impl Count for Fake {
         self.gathers += 1;
         Ok(Gathered {
             outbound: None,
+            cgroups: None,
             queued: Default::default(),
             by_family: ByFamily {
                 ipv4: Counts {

@@ -128,7 +128,7 @@ fn uid_of(s: &[u8]) -> Option<String> {
 }
 
 /// What one cgroup path says: the container and the pod, each if any.
-type Claim = (Option<String>, Option<String>);
+pub type Claim = (Option<String>, Option<String>);
 
 fn id(s: &[u8]) -> Option<String> {
     is_container_id(s).then(|| String::from_utf8_lossy(s).into_owned())
@@ -153,7 +153,7 @@ fn unit_name(s: &[u8]) -> Option<String> {
 /// The container ID and pod UID one cgroup path claims, read only at the
 /// places runtimes create (see the module doc): anchored at the root,
 /// ignoring whatever follows the container's own component.
-fn parse_path(path: &[u8]) -> Claim {
+pub fn parse_path(path: &[u8]) -> Claim {
     let Some(rest) = path.strip_prefix(b"/") else {
         return (None, None);
     };

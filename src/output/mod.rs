@@ -25,6 +25,9 @@ pub const EPHEMERAL_MEASUREMENT: &str = "netstat_ephemeral";
 /// Outbound sockets per destination (`--destinations N`).
 pub const DESTINATION_MEASUREMENT: &str = "netstat_destination";
 
+/// Sockets per cgroup v2 (`--by-cgroup`).
+pub const CGROUP_MEASUREMENT: &str = "netstat_cgroup";
+
 /// Bytes queued on TCP sockets: printed only with native Prometheus names
 /// (`netstat_tcp_receive_queue_bytes`, `netstat_tcp_send_queue_bytes`), so
 /// the other outputs stay exactly Telegraf's.

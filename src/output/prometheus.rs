@@ -10,8 +10,8 @@
 use std::io::Write;
 
 use super::{
-    unix_nanos, Health, Metric, DESTINATION_MEASUREMENT, EPHEMERAL_MEASUREMENT, LISTEN_MEASUREMENT,
-    MEASUREMENT, PORT_MEASUREMENT, PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
+    unix_nanos, Health, Metric, CGROUP_MEASUREMENT, DESTINATION_MEASUREMENT, EPHEMERAL_MEASUREMENT,
+    LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT, PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
 };
 
 /// What one field counts, in a sentence ending before the full stop.
@@ -53,6 +53,9 @@ fn help(measurement: &str, field: &str) -> String {
             format!("{what}, by port (label direction: the local or the remote port).")
         }
         LISTEN_MEASUREMENT | EPHEMERAL_MEASUREMENT => format!("{what}."),
+        CGROUP_MEASUREMENT => format!(
+            "{what}, by cgroup (label cgroup: its path; unattributed: sockets without one)."
+        ),
         DESTINATION_MEASUREMENT if field == "utilization" => format!("{what}, by destination."),
         DESTINATION_MEASUREMENT => {
             format!("{what}, outbound to this destination (address and port; other: the rest).")
@@ -153,6 +156,16 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
         (MEASUREMENT, f) if f.starts_with("tcp_") => Some(Native {
             name: "netstat_tcp_connections",
             help: "TCP sockets by state (state as node_exporter's tcpstat spells it; syn_recv includes request sockets).",
+            counter: false,
+            state: Some(&f[4..]),
+        }),
+        (CGROUP_MEASUREMENT, "udp_socket") => plain(
+            "netstat_cgroup_udp_sockets",
+            "UDP sockets by cgroup (label cgroup: its path; unattributed: sockets without one).",
+        ),
+        (CGROUP_MEASUREMENT, f) if f.starts_with("tcp_") => Some(Native {
+            name: "netstat_cgroup_tcp_connections",
+            help: "TCP sockets by cgroup and state (label cgroup: its path; unattributed: TIME_WAIT, handshakes and sockets read from /proc).",
             counter: false,
             state: Some(&f[4..]),
         }),

@@ -1,0 +1,338 @@
+//! `netstat_cgroup` (`--by-cgroup`) with processes placed in cgroup v2
+//! directories made here, in a private network namespace, compared with
+//! `ss -tan --cgroup` and `ss -uan --cgroup`: a service-like cgroup holding
+//! a listener and its accepted connections, a Docker-like scope and a
+//! pod-like scope holding clients (named by container ID and pod UID), and
+//! a TIME_WAIT socket, which no cgroup owns.
+//!
+//! Needs root and a writable cgroup2 mount; otherwise ignored (failed
+//! under CI).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Arguments;
+use support::*;
+use telegraf_netstat::cgroupfs::cgroup2_mount;
+
+const ID: &str = "5f0c3b1e9a7d4c2b8e6f1a3d5c7b9e0f2a4c6e8b0d1f3a5c7e9b2d4f6a8c0e1b";
+const POD: &str = "2b3c4d5e-6f70-4182-93a4-b5c6d7e8f901";
+
+/// The cgroup2 mount point.
+fn mount() -> Option<PathBuf> {
+    cgroup2_mount(&std::fs::read("/proc/self/mountinfo").ok()?)
+}
+
+fn setup() -> Result<(), String> {
+    namespace_setup()?;
+    if !rustix::process::geteuid().is_root() {
+        return Err("needs root (making cgroups and moving processes into them)".into());
+    }
+    let m = mount().ok_or("no cgroup2 mount")?;
+    let probe = m.join(format!("telegraf-netstat-probe-{}", std::process::id()));
+    std::fs::create_dir(&probe)
+        .map_err(|e| format!("cannot make a cgroup in {}: {e}", m.display()))?;
+    let _ = std::fs::remove_dir(&probe);
+    match Command::new("python3").arg("-V").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => Err("no python3 to hold sockets".into()),
+    }
+}
+
+/// Cgroup directories made for the test (parents only if they did not
+/// exist), removed afterwards, deepest first, once their processes are gone.
+struct Cgroups {
+    made: Vec<PathBuf>,
+}
+
+impl Cgroups {
+    fn make(&mut self, path: &Path) {
+        let mut missing = Vec::new();
+        let mut p = path;
+        while !p.exists() {
+            missing.push(p.to_path_buf());
+            p = p.parent().unwrap();
+        }
+        for dir in missing.into_iter().rev() {
+            std::fs::create_dir(&dir).unwrap();
+            self.made.push(dir);
+        }
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        for dir in self.made.iter().rev() {
+            // Processes leave a cgroup a moment after they are reaped.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::fs::remove_dir(dir).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+const SCRIPT: &str = r#"
+import socket, sys
+role, keep = sys.argv[1], []
+if role == "server":
+    l = socket.socket()
+    l.bind(("127.0.0.1", 8080))
+    l.listen(64)
+    print("listening", flush=True)
+    first, _ = l.accept()
+    first.close()
+    keep = [l] + [l.accept()[0] for _ in range(4)]
+elif role == "client":
+    cs = [socket.create_connection(("127.0.0.1", 8080)) for _ in range(3)]
+    cs[0].recv(1)
+    cs[0].close()
+    keep = cs[1:]
+else:
+    keep = [socket.create_connection(("127.0.0.1", 8080)) for _ in range(2)]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 5353))
+    keep.append(u)
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+
+/// python3 running `SCRIPT` as `role`, moved into cgroup `dir` before it
+/// starts; returns once it printed `line`.
+fn start(dir: &Path, role: &str, line: &str) -> Child {
+    let procs = CString::new(
+        dir.join("cgroup.procs")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", SCRIPT, role])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    // SAFETY: only async-signal-safe calls (open, write, close) between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(fd);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut got = String::new();
+    out.read_line(&mut got).unwrap();
+    assert_eq!(got.trim(), line, "{role} did not start");
+    child.stdout = Some(out.into_inner());
+    child
+}
+
+/// Per cgroup path as `ss` shows it (`unattributed` for sockets without
+/// one), the sockets by `ss` state name (UDP as "UDP").
+fn from_ss() -> BTreeMap<String, BTreeMap<String, u64>> {
+    let mut m: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for (args, udp) in [
+        (["-Htan", "--cgroup"], false),
+        (["-Huan", "--cgroup"], true),
+    ] {
+        let out = Command::new("ss").args(args).output().unwrap();
+        assert!(out.status.success());
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            let cgroup = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("cgroup:"))
+                .unwrap_or("unattributed");
+            let state = if udp {
+                "UDP".to_string()
+            } else {
+                line.split_whitespace().next().unwrap().to_string()
+            };
+            *m.entry(cgroup.to_string())
+                .or_default()
+                .entry(state)
+                .or_default() += 1;
+        }
+    }
+    m
+}
+
+/// Our `netstat_cgroup` rows in the same shape, with their other tags.
+fn ours(out: &str) -> (BTreeMap<String, BTreeMap<String, u64>>, Vec<AnyMetric>) {
+    let all: Vec<AnyMetric> = parse_metrics_any(out)
+        .into_iter()
+        .filter(|m| m.0 == "netstat_cgroup")
+        .collect();
+    let states = [
+        ("tcp_established", "ESTAB"),
+        ("tcp_time_wait", "TIME-WAIT"),
+        ("tcp_listen", "LISTEN"),
+        ("tcp_syn_sent", "SYN-SENT"),
+        ("tcp_syn_recv", "SYN-RECV"),
+        ("tcp_fin_wait1", "FIN-WAIT-1"),
+        ("tcp_fin_wait2", "FIN-WAIT-2"),
+        ("tcp_close_wait", "CLOSE-WAIT"),
+        ("tcp_last_ack", "LAST-ACK"),
+        ("tcp_closing", "CLOSING"),
+        ("tcp_close", "CLOSE"),
+        ("udp_socket", "UDP"),
+    ];
+    let mut m = BTreeMap::new();
+    for (_, tags, fields) in &all {
+        let cgroup = tags.iter().find(|t| t.0 == "cgroup").unwrap().1.clone();
+        let mut by: BTreeMap<String, u64> = BTreeMap::new();
+        for (field, n) in fields {
+            if *n > 0 {
+                let ss = states
+                    .iter()
+                    .find(|s| s.0 == field)
+                    .unwrap_or_else(|| panic!("{field}"));
+                by.insert(ss.1.to_string(), *n);
+            }
+        }
+        if !by.is_empty() {
+            assert!(
+                m.insert(cgroup, by).is_none(),
+                "two rows for one cgroup:\n{out}"
+            );
+        }
+    }
+    (m, all)
+}
+
+fn counted_by_cgroup_as_ss_sees_them() {
+    let root = mount().unwrap();
+    let tag = format!("telegraf-netstat-test-{}", std::process::id());
+    let service = format!("/{tag}.slice/web.service");
+    let docker = format!("/system.slice/docker-{ID}.scope");
+    let pod = format!(
+        "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice/cri-containerd-{ID}.scope",
+        POD.replace('-', "_")
+    );
+    let mut cgroups = Cgroups { made: Vec::new() };
+    for p in [&service, &docker, &pod] {
+        cgroups.make(&root.join(&p[1..]));
+    }
+    let dir = |p: &str| root.join(&p[1..]);
+    let (service_dir, docker_dir, pod_dir) = (dir(&service), dir(&docker), dir(&pod));
+    in_netns(move || {
+        let mut server = start(&service_dir, "server", "listening");
+        let client = start(&docker_dir, "client", "ready");
+        let podc = start(&pod_dir, "pod", "ready");
+        let out = server.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(out).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        let expected = telegraf_netstat::Counts {
+            tcp_listen: 1,
+            tcp_established: 8,
+            tcp_time_wait: 1,
+            udp_socket: 1,
+            ..Default::default()
+        };
+        settle(&expected);
+        let want = from_ss();
+        // The population is what it says: the service holds its listener
+        // and every accepted connection, though the clients are elsewhere.
+        let est = |c: &str| want.get(c).and_then(|s| s.get("ESTAB")).copied();
+        assert_eq!(
+            (est(&service), est(&docker), est(&pod)),
+            (Some(4), Some(2), Some(2)),
+            "{want:?}"
+        );
+        assert_eq!(want["unattributed"]["TIME-WAIT"], 1, "{want:?}");
+        let out = run_ok(&["--by-cgroup"]);
+        let (got, rows) = ours(&out);
+        assert_eq!(got, want, "{out}");
+        // Container and pod tags only where the runtime's own path names
+        // them.
+        let tags_of = |c: &str| {
+            rows.iter()
+                .find(|m| m.1.contains(&("cgroup".to_string(), c.to_string())))
+                .unwrap()
+                .1
+                .clone()
+        };
+        assert_eq!(tags_of(&service), tags(&[("cgroup", &service)]));
+        assert_eq!(
+            tags_of(&docker),
+            tags(&[("cgroup", &docker), ("container_id", ID)])
+        );
+        assert_eq!(
+            tags_of(&pod),
+            tags(&[("cgroup", &pod), ("container_id", ID), ("pod_uid", POD)])
+        );
+        // The rows add up to the netstat line.
+        let netstat = &parse_metrics_any(&out)[0];
+        assert_eq!(netstat.0, "netstat");
+        for (field, n) in &netstat.2 {
+            let sum: u64 = rows
+                .iter()
+                .map(|r| r.2.iter().find(|f| &f.0 == field).unwrap().1)
+                .sum();
+            assert_eq!(sum, *n, "{field}:\n{out}");
+        }
+        // Native Prometheus names, accepted by promtool where it is.
+        let prom = run_ok(&[
+            "--by-cgroup",
+            "--only",
+            "cgroup",
+            "--format",
+            "prometheus",
+            "--prometheus-names",
+            "native",
+        ]);
+        let line = format!(
+            "netstat_cgroup_tcp_connections{{cgroup=\"{service}\",state=\"established\"}} 4\n"
+        );
+        assert!(prom.contains(&line), "{prom}");
+        // An execd loop prints the same.
+        let mut plugin = Plugin::start(&["--execd", "--by-cgroup", "--only", "cgroup"]);
+        plugin.tick("\n");
+        let mut text = String::new();
+        while !text.contains("cgroup=unattributed") {
+            text.push_str(&plugin.line(Duration::from_secs(5)));
+        }
+        assert_eq!(ours(&text).0, want, "{text}");
+        drop(plugin);
+        // /proc knows no cgroups: said, and everything is unattributed.
+        let blocked = run_blocked(&["--by-cgroup", "--only", "cgroup"]);
+        let stderr = String::from_utf8_lossy(&blocked.stderr);
+        assert!(
+            stderr.contains("W! sockets read from /proc carry no cgroup; --by-cgroup counts them in the row tagged cgroup=unattributed\n"),
+            "{stderr}"
+        );
+        let text = String::from_utf8(blocked.stdout).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.starts_with("netstat_cgroup,cgroup=unattributed "),
+            "{text}"
+        );
+        for mut c in [server, client, podc] {
+            drop(c.stdin.take());
+            c.wait().unwrap();
+        }
+    });
+    drop(cgroups);
+    let _ = std::io::stdout().flush();
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let setup = setup();
+    let tests: [(&str, fn()); 1] = [(
+        "counted_by_cgroup_as_ss_sees_them",
+        counted_by_cgroup_as_ss_sees_them,
+    )];
+    run_trials(args, setup, named("cgroups", &tests));
+}
