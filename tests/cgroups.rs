@@ -225,7 +225,7 @@ fn counted_by_cgroup_as_ss_sees_them() {
     }
     let dir = |p: &str| root.join(&p[1..]);
     let (service_dir, docker_dir, pod_dir) = (dir(&service), dir(&docker), dir(&pod));
-    in_netns(move || {
+    let (want, children) = in_netns(move || {
         let mut server = start(&service_dir, "server", "listening");
         let client = start(&docker_dir, "client", "ready");
         let podc = start(&pod_dir, "pod", "ready");
@@ -318,11 +318,33 @@ fn counted_by_cgroup_as_ss_sees_them() {
             text.starts_with("netstat_cgroup,cgroup=unattributed "),
             "{text}"
         );
-        for mut c in [server, client, podc] {
-            drop(c.stdin.take());
-            c.wait().unwrap();
-        }
+        (want, [server, client, podc])
     });
+    // From the host's namespace, through --netns: the same rows, tagged.
+    // (The namespace's processes name different containers, so it gets no
+    // namespace labels, which a W! line would say: they are left out.)
+    let path = format!("/proc/{}/ns/net", children[0].id());
+    let out = run_ok(&[
+        "--netns",
+        &path,
+        "--no-netns-labels",
+        "--by-cgroup",
+        "--only",
+        "cgroup",
+    ]);
+    assert_eq!(ours(&out).0, want, "{out}");
+    let tag = format!("pid:{}", children[0].id());
+    assert!(
+        ours(&out)
+            .1
+            .iter()
+            .all(|m| m.1.contains(&("netns".to_string(), tag.clone()))),
+        "{out}"
+    );
+    for mut c in children {
+        drop(c.stdin.take());
+        c.wait().unwrap();
+    }
     drop(cgroups);
     let _ = std::io::stdout().flush();
 }

@@ -138,11 +138,82 @@ fn a_container_is_named_by_its_docker_id_and_hostname() {
     assert!(line.contains(",tcp_established=0i,"), "{line}");
 }
 
+/// A host-network container shares the host's namespace, so no namespace
+/// label can name it; `--by-cgroup` does, from the cgroup the kernel
+/// attaches to its listener: the cgroup v2 path the container's process is
+/// in (`0::` of /proc/PID/cgroup; `/docker/<id>` with the cgroupfs driver,
+/// `/system.slice/docker-<id>.scope` with systemd's), tagged with Docker's
+/// full ID.
+fn a_host_network_container_is_named_by_its_cgroup() {
+    let image = format!("telegraf-netstat-test-busybox-host:{}", std::process::id());
+    let mut cleanup = Cleanup {
+        image: image.clone(),
+        containers: Vec::new(),
+    };
+    import_image(&image);
+    let port = std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let id = docker_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "host",
+        &image,
+        "/bin/busybox",
+        "httpd",
+        "-f",
+        "-p",
+        &port,
+    ]);
+    cleanup.containers.push(id.clone());
+    let pid = docker_ok(&["inspect", "-f", "{{.State.Pid}}", &id]);
+    let v2 = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = v2
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("no cgroup v2 line")
+        .to_string();
+    assert!(
+        path.contains(&id),
+        "the container's v2 cgroup {path} names no container"
+    );
+    let want = format!("netstat_cgroup,cgroup={path},container_id={id} ");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new(BIN)
+            .args(["--by-cgroup", "--only", "cgroup"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        if let Some(line) = stdout.lines().find(|l| l.starts_with(&want)) {
+            if line.contains(",tcp_listen=1i,") {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no row {want}with its listener: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn main() {
     let args = Arguments::from_args();
-    let tests: [(&str, fn()); 1] = [(
-        "a_container_is_named_by_its_docker_id_and_hostname",
-        a_container_is_named_by_its_docker_id_and_hostname,
-    )];
+    let tests: [(&str, fn()); 2] = [
+        (
+            "a_container_is_named_by_its_docker_id_and_hostname",
+            a_container_is_named_by_its_docker_id_and_hostname,
+        ),
+        (
+            "a_host_network_container_is_named_by_its_cgroup",
+            a_host_network_container_is_named_by_its_cgroup,
+        ),
+    ];
     run_trials(args, setup(), named("docker", &tests));
 }
