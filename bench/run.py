@@ -42,6 +42,7 @@ APPROACHES = {
     "telegraf-netstat --listen-queues": [[BIN, "--source", "netlink", "--listen-queues"]],
     "telegraf-netstat --listen-queues --only listen": [[BIN, "--source", "netlink", "--listen-queues", "--only", "listen"]],
     "telegraf-netstat --destinations 10 --ephemeral-ports": [[BIN, "--source", "netlink", "--destinations", "10", "--ephemeral-ports"]],
+    "telegraf-netstat --by-cgroup": [[BIN, "--source", "netlink", "--by-cgroup"]],
     "telegraf-netstat --source proc": [[BIN, "--source", "proc"]],
     "ss -tan + ss -uan": [["ss", "-tan"], ["ss", "-uan"]],
 }
@@ -174,8 +175,11 @@ def run_scale(established):
         total = sum(counts.values())
         eph = count_line(subprocess.run([BIN, "--ephemeral-ports", "--only", "ephemeral"], capture_output=True,
                                         text=True, check=True).stdout)
+        cg = subprocess.run([BIN, "--by-cgroup", "--only", "cgroup"], capture_output=True, text=True,
+                            check=True).stdout.splitlines()
         res = {"established": established, "counts": counts, "sockets": total, "approaches": {},
-               "destinations": eph["destinations"], "outbound_max": eph["max_per_destination"]}
+               "destinations": eph["destinations"], "outbound_max": eph["max_per_destination"],
+               "cgroups": len([l for l in cg if not l.startswith("netstat_cgroup,cgroup=unattributed ")])}
         samples = {name: [] for name in APPROACHES}
         for _ in range(RUNS):  # interleaved, so drifts in machine load hit all alike
             for name, cmds in APPROACHES.items():
@@ -346,7 +350,7 @@ def main():
     print()
     for r in results:
         print(f"{r['sockets']} sockets: {r['destinations']} TCP destinations of the outbound ends, "
-              f"at most {r['outbound_max']} sockets per (local address, destination)")
+              f"at most {r['outbound_max']} sockets per (local address, destination); {r['cgroups']} cgroups")
     for r in results:
         e = r["execd"]
         floor = r["approaches"]["floor"]["cpu_s"]

@@ -11,6 +11,12 @@
 //! `DESTINATIONS` destinations in all: each worker's two IPv4 listeners
 //! listen on every address and are reached through SPREAD loopback
 //! addresses each (127.0.0.1, .2, ...), its two IPv6 ones through ::1.
+//!
+//! Run as root on a host with a writable cgroup2 mount, the client sockets
+//! are spread over `CGROUPS` cgroups made for the run (each worker moves
+//! itself to the next one every 40 connections; the kernel charges a
+//! socket to its creator's cgroup, an accepted one to its listener's), for
+//! `--by-cgroup`. The cgroups are removed when the run ends.
 
 use std::io::{BufRead, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -62,6 +68,47 @@ fn hold_until_stdin_closes() {
 /// Destinations the client ends go to, in all.
 const DESTINATIONS: usize = 1000;
 
+/// Cgroups the client ends are spread over.
+const CGROUPS: usize = 50;
+
+/// The variable that hands the workers the cgroups' parent directory.
+const CGROUPS_VAR: &str = "TELEGRAF_NETSTAT_BENCH_CGROUPS";
+
+/// The cgroup2 mount, from mountinfo.
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-")?;
+        (f.get(sep + 1) == Some(&"cgroup2")).then(|| f[4].into())
+    })
+}
+
+/// Makes `CGROUPS` cgroups under the cgroup2 mount; `None` where that is
+/// not possible (not root, no cgroup2).
+fn make_cgroups() -> Option<std::path::PathBuf> {
+    let base = cgroup2_mount()?.join(format!("telegraf-netstat-bench-{}", std::process::id()));
+    std::fs::create_dir(&base).ok()?;
+    for i in 0..CGROUPS {
+        std::fs::create_dir(base.join(format!("c{i:02}"))).ok()?;
+    }
+    Some(base)
+}
+
+fn remove_cgroups(base: &std::path::Path) {
+    for i in 0..CGROUPS {
+        let dir = base.join(format!("c{i:02}"));
+        // A reaped process leaves its cgroup a moment later.
+        for _ in 0..500 {
+            if std::fs::remove_dir(&dir).is_ok() || !dir.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    let _ = std::fs::remove_dir(base);
+}
+
 /// A worker: `pairs` connected pairs over four listeners of its own, the
 /// IPv4 ones reached through `spread` addresses each.
 fn worker(pairs: usize, spread: usize) {
@@ -70,12 +117,17 @@ fn worker(pairs: usize, spread: usize) {
         .iter()
         .map(|a| TcpListener::bind(a).unwrap())
         .collect();
+    let cgroups = std::env::var_os(CGROUPS_VAR).map(std::path::PathBuf::from);
     let mut keep = Vec::with_capacity(2 * pairs);
     let mut made = 0;
     while made < pairs {
         // std listeners have a backlog of 128: stay under it per listener.
         let batch = (pairs - made).min(400);
         for j in 0..batch {
+            if let (Some(base), 0) = (&cgroups, (made + j) % 40) {
+                let c = base.join(format!("c{:02}", ((made + j) / 40) % CGROUPS));
+                std::fs::write(c.join("cgroup.procs"), "0").unwrap();
+            }
             let (i, l) = ((made + j) % 4, &ls[(made + j) % 4]);
             let mut to = l.local_addr().unwrap();
             if i % 2 == 0 {
@@ -103,16 +155,19 @@ fn main() {
     // Per-namespace sysctls: room for many connections per destination.
     std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", "1024 65535").unwrap();
 
+    let cgroups = make_cgroups();
     let mut workers = Vec::new();
     let mut left = established / 2;
     let spread = (DESTINATIONS / (2 * left.div_ceil(per_worker)).max(1)).max(1);
     while left > 0 {
         let n = left.min(per_worker);
-        let mut w = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["worker", &n.to_string(), &spread.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["worker", &n.to_string(), &spread.to_string()])
+            .stdout(std::process::Stdio::piped());
+        if let Some(base) = &cgroups {
+            cmd.env(CGROUPS_VAR, base);
+        }
+        let mut w = cmd.spawn().unwrap();
         let mut line = String::new();
         std::io::BufReader::new(w.stdout.take().unwrap())
             .read_line(&mut line)
@@ -141,6 +196,9 @@ fn main() {
     hold_until_stdin_closes();
     for mut w in workers {
         w.wait().unwrap();
+    }
+    if let Some(base) = &cgroups {
+        remove_cgroups(base);
     }
     drop((keep_l, keep_u));
 }
