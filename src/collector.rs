@@ -289,20 +289,24 @@ impl Collector {
             return;
         };
         let proc = self.tcp_via_proc || self.udp_via_proc;
-        let mount = paths.mount(&self.options.proc_root).map(Path::to_path_buf);
+        let Some(mount) = paths.mount(&self.options.proc_root).map(Path::to_path_buf) else {
+            let any = !c.cgroups().is_empty();
+            c.unattribute_all();
+            if any {
+                events(Event::CgroupsUnknown {
+                    why: NoCgroups::NoMount,
+                });
+            }
+            return;
+        };
         for g in c.cgroups_mut() {
-            g.path = mount
-                .as_deref()
-                .and_then(|m| paths.path(m, g.id))
-                .map(str::to_owned);
+            g.path = paths.path(&mount, g.id).map(str::to_owned);
         }
         c.finish();
         let why = if proc {
             Some(NoCgroups::Proc)
         } else if c.kernel_reports_none() {
             Some(NoCgroups::Kernel)
-        } else if mount.is_none() && !c.cgroups().is_empty() {
-            Some(NoCgroups::NoMount)
         } else {
             None
         };

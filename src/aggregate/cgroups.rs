@@ -131,6 +131,17 @@ impl CgroupCounts {
         &mut self.cgroups
     }
 
+    /// Counts every cgroup's sockets as unattributed (no cgroup2 mount
+    /// gives their ids a path).
+    pub fn unattribute_all(&mut self) {
+        for c in self.cgroups.drain(..) {
+            self.unattributed.add(&c.sockets);
+        }
+        self.unattributed.add(&self.other);
+        self.other = Tally::default();
+        self.index.clear();
+    }
+
     /// Drops cgroups left without sockets (a UDP pass read again), and
     /// sorts the rest by path (unresolved ones last, by id).
     pub fn finish(&mut self) {
@@ -214,5 +225,9 @@ mod tests {
         assert!(c.capped());
         assert_eq!(c.other.total(), 3);
         assert_eq!(c.cgroups().len(), MAX_CGROUPS);
+        // Without a cgroup2 mount, everything is unattributed.
+        c.unattribute_all();
+        assert!(c.cgroups().is_empty());
+        assert_eq!(c.unattributed.total(), MAX_CGROUPS as u64 + 3);
     }
 }

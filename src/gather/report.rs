@@ -87,19 +87,17 @@ pub(super) fn report(
         }
         Event::CgroupsUnknown { why } => {
             if caps.no_cgroups.due(now) {
-                let (why, row) = match why {
-                    NoCgroups::Proc => ("sockets read from /proc carry no cgroup", "unattributed"),
-                    NoCgroups::Kernel => (
-                        "the kernel reports no socket cgroups (INET_DIAG_CGROUP_ID needs Linux 5.8)",
-                        "unattributed",
-                    ),
-                    NoCgroups::NoMount => (
-                        "no cgroup2 filesystem is mounted (a cgroup v1-only host), so cgroup ids have no path",
-                        "unresolved",
-                    ),
+                let why = match why {
+                    NoCgroups::Proc => "sockets read from /proc carry no cgroup",
+                    NoCgroups::Kernel => {
+                        "the kernel reports no socket cgroups (INET_DIAG_CGROUP_ID needs Linux 5.8)"
+                    }
+                    NoCgroups::NoMount => {
+                        "no cgroup2 filesystem is mounted (a cgroup v1-only host), so cgroup ids have no path"
+                    }
                 };
                 log.warn(format_args!(
-                    "{prefix}{why}; --by-cgroup counts them in the row tagged cgroup={row}"
+                    "{prefix}{why}; --by-cgroup counts them in the row tagged cgroup=unattributed"
                 ));
             }
         }
