@@ -777,7 +777,7 @@ fn grafana_dashboard_queries_return_data() {
     }
     let unique: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "panel ids are unique");
-    assert!(exprs.len() >= 8);
+    assert!(exprs.len() >= 11);
 
     // promtool parses every query (as recording rules).
     let scratch = Scratch::new("grafana");
@@ -803,6 +803,10 @@ fn grafana_dashboard_queries_return_data() {
             "native",
             "--listen-queues",
             "--listening-ports",
+            "--ephemeral-ports",
+            "--destinations",
+            "5",
+            "--by-cgroup",
             "--netns",
             &ns_path,
         ]);
