@@ -215,14 +215,7 @@ fn lines(out: &str) -> Vec<Line> {
         .map(|line| {
             let (series, fields) = line.split_once(' ').unwrap();
             assert!(!fields.contains(' '), "timestamp or space: {line}");
-            let mut parts = series.split(',');
-            let name = parts.next().unwrap().to_string();
-            let tags = parts
-                .map(|t| {
-                    let (k, v) = t.split_once('=').unwrap();
-                    (k.to_string(), v.to_string())
-                })
-                .collect();
+            let (name, tags) = parse_series(series);
             let fields = fields
                 .split(',')
                 .map(|f| {
@@ -489,21 +482,12 @@ fn exporter_and_memory() {
             ),
             "{page}"
         );
-        let mut plugin = Plugin::start(&["--execd", "--ephemeral-ports", "--only", "ephemeral"]);
-        let mut gather = |n: usize| {
-            for _ in 0..n {
-                plugin.tick("\n");
-                plugin.line(Duration::from_secs(5));
-            }
-            plugin.rss_kib()
-        };
-        let after_1k = gather(1_000);
-        let after_4k = gather(3_000);
+        let (after_1k, after_4k) =
+            rss_over_gathers(&["--ephemeral-ports", "--only", "ephemeral"], 1_000, 3_000);
         assert!(
             after_4k <= after_1k + 8,
             "RSS grew from {after_1k} KiB to {after_4k} KiB"
         );
-        drop(plugin);
         drop(p);
     })
 }

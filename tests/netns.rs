@@ -170,21 +170,11 @@ fn memory_does_not_grow_over_10000_gathers() {
     in_netns(|| {
         let p = established(3, 2);
         settle(&p.expected);
-        let mut plugin = Plugin::start(&["--execd"]);
-        let mut gather = |n: usize| {
-            for _ in 0..n {
-                plugin.tick("\n");
-                plugin.line(std::time::Duration::from_secs(5));
-            }
-            plugin.rss_kib()
-        };
-        let after_1k = gather(1_000);
-        let after_10k = gather(9_000);
+        let (after_1k, after_10k) = rss_over_gathers(&[], 1_000, 9_000);
         assert!(
             after_10k <= after_1k + 8,
             "RSS grew from {after_1k} KiB to {after_10k} KiB"
         );
-        drop(plugin);
         drop(p);
     })
 }

@@ -978,17 +978,41 @@ pub fn parse_metrics_any(out: &str) -> Vec<AnyMetric> {
     out.lines()
         .map(|line| {
             let (series, fields) = line.split_once(' ').unwrap();
-            let mut parts = series.split(',');
-            let name = parts.next().unwrap().to_string();
-            let tags = parts
-                .map(|t| {
-                    let (k, v) = t.split_once('=').unwrap();
-                    (k.to_string(), v.to_string())
-                })
-                .collect();
+            let (name, tags) = parse_series(series);
             (name, tags, parse_line(&format!("netstat {fields}\n")))
         })
         .collect()
+}
+
+/// A line's measurement and tags (`netstat_port,direction=local,port=1`),
+/// any collection of pairs (test tags hold nothing that needs escaping).
+pub fn parse_series<T: FromIterator<(String, String)>>(series: &str) -> (String, T) {
+    let mut parts = series.split(',');
+    let name = parts.next().unwrap().to_string();
+    let tags = parts
+        .map(|t| {
+            let (k, v) = t.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    (name, tags)
+}
+
+/// A long-running `--execd` with `args` (one line per gather), after
+/// `first` gathers and after `then` more: its RSS in KiB each time.
+pub fn rss_over_gathers(args: &[&str], first: usize, then: usize) -> (u64, u64) {
+    let mut a = vec!["--execd"];
+    a.extend(args);
+    let mut plugin = Plugin::start(&a);
+    let mut gather = |n: usize| {
+        for _ in 0..n {
+            plugin.tick("\n");
+            plugin.line(Duration::from_secs(5));
+        }
+        plugin.rss_kib()
+    };
+    let before = gather(first);
+    (before, gather(then))
 }
 
 /// Tags as the tests write them.
