@@ -40,10 +40,16 @@ fn setup() -> Result<(), String> {
     std::fs::create_dir(&probe)
         .map_err(|e| format!("cannot make a cgroup in {}: {e}", m.display()))?;
     let _ = std::fs::remove_dir(&probe);
-    match Command::new("python3").arg("-V").output() {
-        Ok(o) if o.status.success() => Ok(()),
-        _ => Err("no python3 to hold sockets".into()),
+    for (tool, why) in [
+        ("python3", "to hold sockets"),
+        ("promtool", "to check the exposition (Debian prometheus)"),
+    ] {
+        match Command::new(tool).arg("--version").output() {
+            Ok(o) if o.status.success() => {}
+            _ => return Err(format!("no {tool} {why}")),
+        }
     }
+    Ok(())
 }
 
 /// Cgroup directories made for the test (parents only if they did not
@@ -272,17 +278,24 @@ fn counted_by_cgroup_as_ss_sees_them() {
             tags_of(&pod),
             tags(&[("cgroup", &pod), ("container_id", ID), ("pod_uid", POD)])
         );
-        // The rows add up to the netstat line.
-        let netstat = &parse_metrics_any(&out)[0];
-        assert_eq!(netstat.0, "netstat");
-        for (field, n) in &netstat.2 {
-            let sum: u64 = rows
-                .iter()
-                .map(|r| r.2.iter().find(|f| &f.0 == field).unwrap().1)
-                .sum();
-            assert_eq!(sum, *n, "{field}:\n{out}");
+        // The rows add up to the netstat line, with unix sockets too (in
+        // the unattributed row: unix_diag reports no cgroup).
+        let _unix = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        for args in [&["--by-cgroup"][..], &["--by-cgroup", "--include-unix"]] {
+            let out = run_ok(args);
+            let all = parse_metrics_any(&out);
+            let netstat = &all[0];
+            assert_eq!(netstat.0, "netstat");
+            let rows: Vec<&AnyMetric> = all.iter().filter(|m| m.0 == "netstat_cgroup").collect();
+            for (field, n) in &netstat.2 {
+                let sum: u64 = rows
+                    .iter()
+                    .map(|r| r.2.iter().find(|f| &f.0 == field).unwrap().1)
+                    .sum();
+                assert_eq!(sum, *n, "{args:?} {field}:\n{out}");
+            }
         }
-        // Native Prometheus names, accepted by promtool where it is.
+        // Native Prometheus names, which promtool accepts.
         let prom = run_ok(&[
             "--by-cgroup",
             "--only",
@@ -296,6 +309,23 @@ fn counted_by_cgroup_as_ss_sees_them() {
             "netstat_cgroup_tcp_connections{{cgroup=\"{service}\",state=\"established\"}} 4\n"
         );
         assert!(prom.contains(&line), "{prom}");
+        let mut lint = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        lint.stdin
+            .take()
+            .unwrap()
+            .write_all(prom.as_bytes())
+            .unwrap();
+        let lint = lint.wait_with_output().unwrap();
+        assert!(
+            lint.status.success() && lint.stdout.is_empty() && lint.stderr.is_empty(),
+            "{lint:?}"
+        );
         // An execd loop prints the same.
         let mut plugin = Plugin::start(&["--execd", "--by-cgroup", "--only", "cgroup"]);
         plugin.tick("\n");
