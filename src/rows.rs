@@ -5,8 +5,8 @@
 //!
 //! Order, which the Prometheus format needs (one metric family together):
 //! every `netstat` row, then every `netstat_port` row, then every
-//! `netstat_listen` row, then `netstat_ephemeral`, then
-//! `netstat_destination`; within each, namespaces in the order they were
+//! `netstat_listen` row, then `netstat_ephemeral`, `netstat_destination`
+//! and `netstat_cgroup`; within each, namespaces in the order they were
 //! counted.
 //!
 //! A new measurement plugs in as one more section: its aggregation's

@@ -95,7 +95,7 @@ impl Field {
 /// One metric: a measurement's fields, sorted by name, with optional tags.
 #[derive(Debug, Clone, Copy)]
 pub struct Metric<'a> {
-    /// `MEASUREMENT`, `PORT_MEASUREMENT` or `LISTEN_MEASUREMENT`.
+    /// One of the `*_MEASUREMENT` names above.
     pub measurement: &'a str,
     pub tags: &'a [(&'a str, &'a str)],
     pub fields: &'a [Field],
