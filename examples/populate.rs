@@ -74,20 +74,12 @@ const CGROUPS: usize = 50;
 /// The variable that hands the workers the cgroups' parent directory.
 const CGROUPS_VAR: &str = "TELEGRAF_NETSTAT_BENCH_CGROUPS";
 
-/// The cgroup2 mount, from mountinfo.
-fn cgroup2_mount() -> Option<std::path::PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    text.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        let sep = f.iter().position(|x| *x == "-")?;
-        (f.get(sep + 1) == Some(&"cgroup2")).then(|| f[4].into())
-    })
-}
-
 /// Makes `CGROUPS` cgroups under the cgroup2 mount; `None` where that is
 /// not possible (not root, no cgroup2).
 fn make_cgroups() -> Option<std::path::PathBuf> {
-    let base = cgroup2_mount()?.join(format!("telegraf-netstat-bench-{}", std::process::id()));
+    let mountinfo = std::fs::read("/proc/self/mountinfo").ok()?;
+    let base = telegraf_netstat::cgroupfs::cgroup2_mount(&mountinfo)?
+        .join(format!("telegraf-netstat-bench-{}", std::process::id()));
     std::fs::create_dir(&base).ok()?;
     for i in 0..CGROUPS {
         std::fs::create_dir(base.join(format!("c{i:02}"))).ok()?;

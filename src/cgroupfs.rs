@@ -41,19 +41,24 @@ impl CgroupPaths {
         self.walked = false;
     }
 
-    /// The cgroup2 mount point from `<proc_root>/self/mountinfo`, looked up
-    /// once; `None` on a host with cgroup v1 only (or an unreadable file).
-    pub fn mount(&mut self, proc_root: &Path) -> Option<&Path> {
+    /// Whether a cgroup2 filesystem is mounted, from
+    /// `<proc_root>/self/mountinfo`, looked up once; false on a host with
+    /// cgroup v1 only (or an unreadable file).
+    pub fn mounted(&mut self, proc_root: &Path) -> bool {
         self.mount
             .get_or_insert_with(|| {
                 let text = std::fs::read(proc_root.join("self/mountinfo")).ok()?;
                 cgroup2_mount(&text)
             })
-            .as_deref()
+            .is_some()
     }
 
-    /// The path of cgroup `id` below the mount (`/` for its root).
-    pub fn path(&mut self, mount: &Path, id: u64) -> Option<&str> {
+    /// The path of cgroup `id` below the mount (`/` for its root); `None`
+    /// also before `mounted` found a mount.
+    pub fn path(&mut self, id: u64) -> Option<&str> {
+        let Some(Some(mount)) = &self.mount else {
+            return None;
+        };
         if !self.by_id.contains_key(&id) && !self.walked {
             self.walked = true;
             self.by_id.clear();
@@ -159,20 +164,19 @@ mod tests {
         std::fs::write(d.0.join("system.slice/cgroup.procs"), "").unwrap();
         let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
         let mut c = CgroupPaths::default();
+        assert_eq!(c.path(ino(&svc)), None, "no mount looked up yet");
+        c.mount = Some(Some(d.0.clone()));
         c.start_gather();
-        assert_eq!(c.path(&d.0, ino(&svc)), Some("/system.slice/nginx.service"));
-        assert_eq!(c.path(&d.0, ino(&d.0)), Some("/"));
+        assert_eq!(c.path(ino(&svc)), Some("/system.slice/nginx.service"));
+        assert_eq!(c.path(ino(&d.0)), Some("/"));
         // A cgroup made later is found by the next gather's walk, not by
         // a second walk in this one.
         let late = d.0.join("late.scope");
         std::fs::create_dir(&late).unwrap();
-        assert_eq!(c.path(&d.0, ino(&late)), None);
+        assert_eq!(c.path(ino(&late)), None);
         c.start_gather();
-        assert_eq!(c.path(&d.0, ino(&late)), Some("/late.scope"));
+        assert_eq!(c.path(ino(&late)), Some("/late.scope"));
         // Files are not cgroups.
-        assert_eq!(
-            c.path(&d.0, ino(&d.0.join("system.slice/cgroup.procs"))),
-            None
-        );
+        assert_eq!(c.path(ino(&d.0.join("system.slice/cgroup.procs"))), None);
     }
 }

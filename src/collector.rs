@@ -16,7 +16,7 @@
 //! them, so no rule can prove a skipped TCP dump exact; the UDP half saved
 //! ~9 µs per dump here and went with it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::aggregate::cgroups::MAX_CGROUPS;
 use crate::aggregate::destinations::MAX_TRACKED;
@@ -289,7 +289,7 @@ impl Collector {
             return;
         };
         let proc = self.tcp_via_proc || self.udp_via_proc;
-        let Some(mount) = paths.mount(&self.options.proc_root).map(Path::to_path_buf) else {
+        if !paths.mounted(&self.options.proc_root) {
             let any = !c.cgroups().is_empty();
             c.unattribute_all();
             if any {
@@ -298,9 +298,9 @@ impl Collector {
                 });
             }
             return;
-        };
+        }
         for g in c.cgroups_mut() {
-            g.path = paths.path(&mount, g.id).map(str::to_owned);
+            g.path = paths.path(g.id).map(str::to_owned);
         }
         c.finish();
         let why = if proc {

@@ -309,23 +309,7 @@ fn counted_by_cgroup_as_ss_sees_them() {
             "netstat_cgroup_tcp_connections{{cgroup=\"{service}\",state=\"established\"}} 4\n"
         );
         assert!(prom.contains(&line), "{prom}");
-        let mut lint = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        lint.stdin
-            .take()
-            .unwrap()
-            .write_all(prom.as_bytes())
-            .unwrap();
-        let lint = lint.wait_with_output().unwrap();
-        assert!(
-            lint.status.success() && lint.stdout.is_empty() && lint.stderr.is_empty(),
-            "{lint:?}"
-        );
+        assert_eq!(promtool(&prom), (true, String::new()));
         // An execd loop prints the same.
         let mut plugin = Plugin::start(&["--execd", "--by-cgroup", "--only", "cgroup"]);
         plugin.tick("\n");

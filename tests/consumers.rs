@@ -316,28 +316,6 @@ fn influxdb_stores_our_fields_as_integers() {
     })
 }
 
-/// Runs `promtool check metrics` on `text`; returns its exit status and
-/// everything it printed.
-fn promtool(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let mut said = String::from_utf8_lossy(&out.stdout).into_owned();
-    said.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), said)
-}
-
 /// promtool with `args`, run in `dir`: whether it succeeded, and what it said
 /// on stdout and stderr.
 fn promtool_in(dir: &Path, args: &[&str]) -> (bool, String) {

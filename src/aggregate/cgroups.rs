@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
-use super::states::Tally;
+use super::states::{Tally, TcpState};
 use super::{Kind, Record};
 
 /// At most this many cgroups are told apart per namespace.
@@ -58,7 +58,13 @@ pub struct CgroupCounts {
 /// the state request sockets are reported in).
 fn full_socket(r: &Record) -> bool {
     match r.kind {
-        Kind::Tcp => matches!(r.state, 1 | 2 | 4 | 7 | 8 | 9 | 10 | 11),
+        Kind::Tcp => {
+            use TcpState::*;
+            matches!(
+                TcpState::from(r.state),
+                Established | SynSent | FinWait1 | Close | CloseWait | LastAck | Listen | Closing
+            )
+        }
         Kind::Udp => true,
         Kind::Unix => false,
     }

@@ -13,7 +13,7 @@ use telegraf_netstat::aggregate::Gathered;
 use telegraf_netstat::collector::Buffers;
 use telegraf_netstat::log::Logger;
 use telegraf_netstat::netns::{NsId, Target};
-use telegraf_netstat::rows::{Rows, Shape};
+use telegraf_netstat::rows::{Measurements, Rows, Shape};
 use telegraf_netstat::{Collector, Error, Event, Options};
 
 use crate::cli::Config;
@@ -93,12 +93,14 @@ pub struct Gatherer<C: Count = Collector> {
 impl<C: Count> Gatherer<C> {
     pub fn new(config: &Config) -> Self {
         let p = &config.print;
+        // Only listeners are asked for when netstat_listen is all that is
+        // printed.
         let listeners_only = config.listen_queues
-            && !p.netstat
-            && !p.port
-            && !p.ephemeral
-            && !p.destination
-            && !p.cgroup;
+            && *p
+                == Measurements {
+                    listen: true,
+                    ..Measurements::default()
+                };
         let options = Options {
             source: config.source,
             proc_root: config.proc_root.clone(),
