@@ -2,8 +2,9 @@
 //! directories made here, in a private network namespace, compared with
 //! `ss -tan --cgroup` and `ss -uan --cgroup`: a service-like cgroup holding
 //! a listener and its accepted connections, a Docker-like scope and a
-//! pod-like scope holding clients (named by container ID and pod UID), and
-//! a TIME_WAIT socket, which no cgroup owns.
+//! pod-like scope holding clients (named by container ID and pod UID), a
+//! Docker name made below the root as any delegated user could (named
+//! nothing), and a TIME_WAIT socket, which no cgroup owns.
 //!
 //! Needs root and a writable cgroup2 mount; otherwise ignored (failed
 //! under CI).
@@ -101,11 +102,15 @@ elif role == "client":
     cs[0].recv(1)
     cs[0].close()
     keep = cs[1:]
-else:
+elif role == "pod":
     keep = [socket.create_connection(("127.0.0.1", 8080)) for _ in range(2)]
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     u.bind(("127.0.0.1", 5353))
     keep.append(u)
+else:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 5354))
+    keep = [u]
 print("ready", flush=True)
 sys.stdin.read()
 "#;
@@ -225,16 +230,21 @@ fn counted_by_cgroup_as_ss_sees_them() {
         "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice/cri-containerd-{ID}.scope",
         POD.replace('-', "_")
     );
+    // A runtime's name below the root of the hierarchy, as anyone given a
+    // subtree could make it: it names no container.
+    let forged = format!("/{tag}.slice/system.slice/docker-{ID}.scope");
     let mut cgroups = Cgroups { made: Vec::new() };
-    for p in [&service, &docker, &pod] {
+    for p in [&service, &docker, &pod, &forged] {
         cgroups.make(&root.join(&p[1..]));
     }
     let dir = |p: &str| root.join(&p[1..]);
     let (service_dir, docker_dir, pod_dir) = (dir(&service), dir(&docker), dir(&pod));
+    let forged_dir = dir(&forged);
     let (want, children) = in_netns(move || {
         let mut server = start(&service_dir, "server", "listening");
         let client = start(&docker_dir, "client", "ready");
         let podc = start(&pod_dir, "pod", "ready");
+        let forger = start(&forged_dir, "forged", "ready");
         let out = server.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(out).read_line(&mut line).unwrap();
@@ -243,7 +253,7 @@ fn counted_by_cgroup_as_ss_sees_them() {
             tcp_listen: 1,
             tcp_established: 8,
             tcp_time_wait: 1,
-            udp_socket: 1,
+            udp_socket: 2,
             ..Default::default()
         };
         settle(&expected);
@@ -270,6 +280,7 @@ fn counted_by_cgroup_as_ss_sees_them() {
                 .clone()
         };
         assert_eq!(tags_of(&service), tags(&[("cgroup", &service)]));
+        assert_eq!(tags_of(&forged), tags(&[("cgroup", &forged)]));
         assert_eq!(
             tags_of(&docker),
             tags(&[("cgroup", &docker), ("container_id", ID)])
@@ -332,7 +343,7 @@ fn counted_by_cgroup_as_ss_sees_them() {
             text.starts_with("netstat_cgroup,cgroup=unattributed "),
             "{text}"
         );
-        (want, [server, client, podc])
+        (want, [server, client, podc, forger])
     });
     // From the host's namespace, through --netns: the same rows, tagged.
     // (The namespace's processes name different containers, so it gets no
