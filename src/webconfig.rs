@@ -1,0 +1,406 @@
+//! `--web.config.file`: the web configuration file every Prometheus
+//! exporter built on the exporter-toolkit reads (docs/web-configuration.md
+//! and web/tls_config.go in prometheus/exporter-toolkit, v0.17.1-12), parsed
+//! and checked into one [`WebConfig`]: TLS (`tls_server_config`), response
+//! headers (`http_server_config`), basic auth (`basic_auth_users`) and
+//! `rate_limit`.
+//!
+//! Read as the toolkit reads it: unknown keys are errors (it unmarshals
+//! strictly); the defaults are its own (TLS 1.2 to 1.3, `NoClientCert`,
+//! `prefer_server_cipher_suites: true`, `http2: true`); TLS is on when any of
+//! the certificate, key, client CA or client auth keys is set; relative
+//! file names are taken from the file's directory; a client CA without a
+//! client auth policy, an unknown policy, a header other than the five the
+//! toolkit allows (or a value it does not allow) and a password that is not
+//! a bcrypt hash are errors.
+//!
+//! Crates: `yaml-rust2` (maintained, pure Rust, no `unsafe` in its parser)
+//! reads YAML into a tree we walk ourselves, so every unknown key is named
+//! with its path; `bcrypt` checks the hashes (and, when serving, passwords,
+//! with a constant-time comparison).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// Where a certificate, key or CA comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pem {
+    File(PathBuf),
+    Inline(String),
+}
+
+/// `client_auth_type`, named as Go's `tls.ClientAuthType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    NoClientCert,
+    RequestClientCert,
+    /// Also spelled `RequireClientCert` (kept by the toolkit).
+    RequireAnyClientCert,
+    VerifyClientCertIfGiven,
+    RequireAndVerifyClientCert,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    Tls10,
+    Tls11,
+    Tls12,
+    Tls13,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert: Pem,
+    pub key: Pem,
+    pub client_auth: ClientAuth,
+    pub client_ca: Option<Pem>,
+    /// Subject alternative names a client certificate must carry one of.
+    pub client_allowed_sans: Vec<String>,
+    pub min_version: TlsVersion,
+    pub max_version: TlsVersion,
+    /// Go's names (`TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`, ...); empty:
+    /// the library's defaults.
+    pub cipher_suites: Vec<String>,
+    /// Go's names (`X25519`, `CurveP256`, ...); empty: the defaults.
+    pub curve_preferences: Vec<String>,
+    pub prefer_server_cipher_suites: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    pub tls: Option<TlsConfig>,
+    /// `http_server_config.http2` (this exporter speaks HTTP/1.1 only; a
+    /// client asking for HTTP/2 over TLS gets HTTP/1.1, as ALPN allows).
+    pub http2: bool,
+    /// Response headers, in the file's order.
+    pub headers: Vec<(String, String)>,
+    /// User and bcrypt hash, in the file's order; empty: no basic auth.
+    pub users: Vec<(String, String)>,
+    /// `rate_limit`: at most `burst` requests at once, one more per
+    /// `interval`; `None` when absent or the interval is 0.
+    pub rate_limit: Option<(Duration, u32)>,
+}
+
+/// Headers the toolkit lets a file set, and the values it allows (`None`:
+/// any) (`extraHTTPHeaders` in web/handler.go).
+const HEADERS: [(&str, Option<&[&str]>); 5] = [
+    ("Strict-Transport-Security", None),
+    ("X-Content-Type-Options", Some(&["nosniff"])),
+    ("X-Frame-Options", Some(&["deny", "sameorigin"])),
+    ("X-XSS-Protection", None),
+    ("Content-Security-Policy", None),
+];
+
+/// Reads and checks the file at `path`; the error names the problem.
+pub fn load(path: &Path) -> Result<WebConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    parse(&text, dir)
+}
+
+/// A mapping's entries, with string keys.
+fn entries<'a>(y: &'a Yaml, at: &str) -> Result<Vec<(&'a str, &'a Yaml)>, String> {
+    match y {
+        Yaml::Null => Ok(Vec::new()),
+        Yaml::Hash(h) => h
+            .iter()
+            .map(|(k, v)| match k {
+                Yaml::String(k) => Ok((k.as_str(), v)),
+                other => Err(format!("{at}: a key is not a string: {other:?}")),
+            })
+            .collect(),
+        _ => Err(format!("{at}: expected a mapping")),
+    }
+}
+
+fn string(y: &Yaml, at: &str) -> Result<String, String> {
+    match y {
+        Yaml::String(s) => Ok(s.clone()),
+        Yaml::Integer(n) => Ok(n.to_string()),
+        Yaml::Null => Ok(String::new()),
+        _ => Err(format!("{at}: expected a string")),
+    }
+}
+
+fn boolean(y: &Yaml, at: &str) -> Result<bool, String> {
+    match y {
+        Yaml::Boolean(b) => Ok(*b),
+        _ => Err(format!("{at}: expected true or false")),
+    }
+}
+
+fn strings(y: &Yaml, at: &str) -> Result<Vec<String>, String> {
+    match y {
+        Yaml::Null => Ok(Vec::new()),
+        Yaml::Array(a) => a.iter().map(|v| string(v, at)).collect(),
+        _ => Err(format!("{at}: expected a list")),
+    }
+}
+
+fn version(s: &str, at: &str) -> Result<TlsVersion, String> {
+    Ok(match s {
+        "TLS10" => TlsVersion::Tls10,
+        "TLS11" => TlsVersion::Tls11,
+        "TLS12" => TlsVersion::Tls12,
+        "TLS13" => TlsVersion::Tls13,
+        _ => {
+            return Err(format!(
+                "{at}: unknown TLS version {s:?} (TLS10, TLS11, TLS12 or TLS13)"
+            ))
+        }
+    })
+}
+
+/// Parses the file's text; relative file names are taken from `dir`.
+pub fn parse(text: &str, dir: &Path) -> Result<WebConfig, String> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not YAML: {e}"))?;
+    let root = match docs.as_slice() {
+        [] => &Yaml::Null,
+        [one] => one,
+        _ => return Err("more than one YAML document".into()),
+    };
+    let mut c = WebConfig {
+        tls: None,
+        http2: true,
+        headers: Vec::new(),
+        users: Vec::new(),
+        rate_limit: None,
+    };
+    for (key, v) in entries(root, "the file")? {
+        match key {
+            "tls_server_config" => c.tls = tls(v, dir)?,
+            "http_server_config" => {
+                for (k, v) in entries(v, key)? {
+                    let at = format!("{key}.{k}");
+                    match k {
+                        "http2" => c.http2 = boolean(v, &at)?,
+                        "headers" => {
+                            for (name, value) in entries(v, &at)? {
+                                let value = string(value, &format!("{at}.{name}"))?;
+                                let Some((_, allowed)) = HEADERS.iter().find(|h| h.0 == name)
+                                else {
+                                    return Err(format!(
+                                        "{at}: HTTP header {name:?} can not be configured"
+                                    ));
+                                };
+                                if let Some(allowed) = allowed {
+                                    if !allowed.contains(&value.as_str()) {
+                                        return Err(format!(
+                                            "{at}.{name}: {value:?} is not one of {allowed:?}"
+                                        ));
+                                    }
+                                }
+                                c.headers.push((name.to_string(), value));
+                            }
+                        }
+                        _ => return Err(format!("unknown key {at}")),
+                    }
+                }
+            }
+            "basic_auth_users" => {
+                for (user, hash) in entries(v, key)? {
+                    let hash = string(hash, &format!("{key}.{user}"))?;
+                    hash.parse::<bcrypt::HashParts>()
+                        .map_err(|e| format!("{key}.{user}: not a bcrypt hash ({e})"))?;
+                    c.users.push((user.to_string(), hash));
+                }
+            }
+            "rate_limit" => {
+                let (mut interval, mut burst) = (Duration::ZERO, 0u32);
+                for (k, v) in entries(v, key)? {
+                    let at = format!("{key}.{k}");
+                    match k {
+                        "interval" => {
+                            let s = string(v, &at)?;
+                            interval =
+                                crate::cli::parse_duration(&s).map_err(|e| format!("{at}: {e}"))?;
+                        }
+                        "burst" => {
+                            burst = match v {
+                                Yaml::Integer(n) => {
+                                    u32::try_from(*n).map_err(|_| format!("{at}: out of range"))?
+                                }
+                                _ => return Err(format!("{at}: expected a whole number")),
+                            }
+                        }
+                        _ => return Err(format!("unknown key {at}")),
+                    }
+                }
+                c.rate_limit = (!interval.is_zero()).then_some((interval, burst));
+            }
+            _ => return Err(format!("unknown key {key}")),
+        }
+    }
+    Ok(c)
+}
+
+fn tls(y: &Yaml, dir: &Path) -> Result<Option<TlsConfig>, String> {
+    const AT: &str = "tls_server_config";
+    let file = |s: String| {
+        Pem::File(if Path::new(&s).is_absolute() {
+            s.into()
+        } else {
+            dir.join(s)
+        })
+    };
+    let (mut cert, mut cert_file, mut key, mut key_file) = (None, None, None, None);
+    let (mut ca, mut ca_file, mut auth) = (None, None, None);
+    let mut t = TlsConfig {
+        cert: Pem::Inline(String::new()),
+        key: Pem::Inline(String::new()),
+        client_auth: ClientAuth::NoClientCert,
+        client_ca: None,
+        client_allowed_sans: Vec::new(),
+        min_version: TlsVersion::Tls12,
+        max_version: TlsVersion::Tls13,
+        cipher_suites: Vec::new(),
+        curve_preferences: Vec::new(),
+        prefer_server_cipher_suites: true,
+    };
+    for (k, v) in entries(y, AT)? {
+        let at = format!("{AT}.{k}");
+        let s = || string(v, &at).map(|s| Some(s).filter(|s| !s.is_empty()));
+        match k {
+            "cert" => cert = s()?,
+            "cert_file" => cert_file = s()?,
+            "key" => key = s()?,
+            "key_file" => key_file = s()?,
+            "client_ca" => ca = s()?,
+            "client_ca_file" => ca_file = s()?,
+            "client_auth_type" => auth = s()?,
+            "client_allowed_sans" => t.client_allowed_sans = strings(v, &at)?,
+            "min_version" => t.min_version = version(&string(v, &at)?, &at)?,
+            "max_version" => t.max_version = version(&string(v, &at)?, &at)?,
+            "cipher_suites" => t.cipher_suites = strings(v, &at)?,
+            "curve_preferences" => t.curve_preferences = strings(v, &at)?,
+            "prefer_server_cipher_suites" => t.prefer_server_cipher_suites = boolean(v, &at)?,
+            _ => return Err(format!("unknown key {at}")),
+        }
+    }
+    let enabled = [&cert, &cert_file, &key, &key_file, &ca, &ca_file, &auth]
+        .iter()
+        .any(|v| v.is_some());
+    if !enabled {
+        return Ok(None);
+    }
+    t.cert = match (cert_file, cert) {
+        (Some(f), _) => file(f),
+        (None, Some(pem)) => Pem::Inline(pem),
+        (None, None) => return Err(format!("{AT}: missing one of cert or cert_file")),
+    };
+    t.key = match (key_file, key) {
+        (Some(f), _) => file(f),
+        (None, Some(pem)) => Pem::Inline(pem),
+        (None, None) => return Err(format!("{AT}: missing one of key or key_file")),
+    };
+    t.client_ca = match (ca_file, ca) {
+        (Some(f), _) => Some(file(f)),
+        (None, pem) => pem.map(Pem::Inline),
+    };
+    t.client_auth = match auth.as_deref() {
+        None | Some("NoClientCert") => ClientAuth::NoClientCert,
+        Some("RequestClientCert") => ClientAuth::RequestClientCert,
+        Some("RequireAnyClientCert" | "RequireClientCert") => ClientAuth::RequireAnyClientCert,
+        Some("VerifyClientCertIfGiven") => ClientAuth::VerifyClientCertIfGiven,
+        Some("RequireAndVerifyClientCert") => ClientAuth::RequireAndVerifyClientCert,
+        Some(other) => return Err(format!("{AT}.client_auth_type: invalid value {other:?}")),
+    };
+    if t.client_ca.is_some() && t.client_auth == ClientAuth::NoClientCert {
+        return Err(format!(
+            "{AT}: a client CA is configured without a client auth policy (client_auth_type)"
+        ));
+    }
+    if t.min_version > t.max_version {
+        return Err(format!("{AT}: min_version is above max_version"));
+    }
+    Ok(Some(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
+
+    fn ok(text: &str) -> WebConfig {
+        parse(text, Path::new("/etc/x")).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    fn err(text: &str) -> String {
+        parse(text, Path::new("/etc/x")).unwrap_err()
+    }
+
+    #[test]
+    fn an_empty_file_is_plain_http_without_auth() {
+        let c = ok("");
+        assert_eq!(
+            (c.tls, c.http2, c.users.len(), c.rate_limit),
+            (None, true, 0, None)
+        );
+        assert_eq!(ok("tls_server_config:\n").tls, None);
+    }
+
+    #[test]
+    fn tls_with_the_toolkit_s_defaults_and_relative_files() {
+        let c = ok("tls_server_config:\n  cert_file: server.crt\n  key_file: /k/server.key\n");
+        let t = c.tls.unwrap();
+        assert_eq!(t.cert, Pem::File("/etc/x/server.crt".into()));
+        assert_eq!(t.key, Pem::File("/k/server.key".into()));
+        assert_eq!(
+            (t.min_version, t.max_version),
+            (TlsVersion::Tls12, TlsVersion::Tls13)
+        );
+        assert_eq!(t.client_auth, ClientAuth::NoClientCert);
+        assert!(t.prefer_server_cipher_suites);
+        let m = ok("tls_server_config:\n  cert: |\n    PEM\n  key: K\n  client_auth_type: RequireClientCert\n  client_ca_file: ca.pem\n  min_version: TLS13\n");
+        let t = m.tls.unwrap();
+        assert_eq!(t.cert, Pem::Inline("PEM\n".into()));
+        assert_eq!(t.client_auth, ClientAuth::RequireAnyClientCert);
+        assert_eq!(t.client_ca, Some(Pem::File("/etc/x/ca.pem".into())));
+        assert_eq!(t.min_version, TlsVersion::Tls13);
+    }
+
+    #[test]
+    fn what_the_toolkit_refuses_is_refused_with_its_place() {
+        for (text, says) in [
+            ("tls_server_config:\n  cert_file: a\n", "missing one of key or key_file"),
+            ("tls_server_config:\n  key_file: a\n", "missing one of cert or cert_file"),
+            ("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n", "without a client auth policy"),
+            ("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: Maybe\n", "client_auth_type: invalid value \"Maybe\""),
+            ("tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS14\n", "unknown TLS version"),
+            ("tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS13\n  max_version: TLS12\n", "min_version is above max_version"),
+            ("tls_server_config:\n  cert_fil: a\n", "unknown key tls_server_config.cert_fil"),
+            ("basic_auth: {}\n", "unknown key basic_auth"),
+            ("http_server_config:\n  headers:\n    Server: x\n", "\"Server\" can not be configured"),
+            ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n", "is not one of"),
+            ("basic_auth_users:\n  alice: secret\n", "basic_auth_users.alice: not a bcrypt hash"),
+            ("rate_limit:\n  interval: soon\n", "rate_limit.interval"),
+            ("- a\n", "expected a mapping"),
+            ("a: [\n", "not YAML"),
+        ] {
+            let e = err(text);
+            assert!(e.contains(says), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn users_headers_and_rate_limit() {
+        let c = ok(&format!(
+            "basic_auth_users:\n  alice: {HASH}\n  bob: '{HASH}'\nhttp_server_config:\n  http2: false\n  headers:\n    X-Frame-Options: deny\n    Strict-Transport-Security: max-age=3600\nrate_limit:\n  interval: 1s\n  burst: 5\n"
+        ));
+        assert_eq!(
+            c.users.iter().map(|u| u.0.as_str()).collect::<Vec<_>>(),
+            ["alice", "bob"]
+        );
+        assert!(!c.http2);
+        assert_eq!(
+            c.headers[1],
+            ("Strict-Transport-Security".into(), "max-age=3600".into())
+        );
+        assert_eq!(c.rate_limit, Some((Duration::from_secs(1), 5)));
+        // The toolkit's own fixed hash is of "fakepassword".
+        assert!(bcrypt::verify("fakepassword", HASH).unwrap());
+    }
+}
