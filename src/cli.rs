@@ -242,6 +242,15 @@ struct Args {
     #[arg(long = "web.systemd-socket")]
     systemd_socket: bool,
 
+    /// Serve over TLS and/or with basic authentication as this file says:
+    /// the web configuration file of Prometheus exporters
+    /// (exporter-toolkit format: tls_server_config, basic_auth_users,
+    /// http_server_config.headers, rate_limit). Read again for every new
+    /// connection, so certificates rotate without a restart; invalid at
+    /// startup: exit 2. Example: --web.config.file /etc/telegraf-netstat/web.yml
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config: Option<PathBuf>,
+
     /// Leave out the container_id, pod_uid and hostname tags that
     /// --all-netns and --netns add to a namespace's metrics (found from its
     /// processes' cgroup and UTS namespace); netns stays.
@@ -407,6 +416,8 @@ pub struct Serve {
     pub path: String,
     /// Take the listening sockets systemd passes.
     pub systemd_socket: bool,
+    /// `--web.config.file`: TLS and authentication.
+    pub web_config: Option<PathBuf>,
 }
 
 /// Parses one `--local-port`/`--remote-port` value: comma-separated ports
@@ -548,6 +559,12 @@ impl Config {
                 "--by-cgroup reads the cgroup the kernel attaches to each socket over netlink; the /proc tables of --source proc carry none",
             ));
         }
+        if a.web_config.is_some() && !serving {
+            return Err(Args::command().error(
+                ErrorKind::MissingRequiredArgument,
+                "--web.config.file needs --listen or --web.systemd-socket",
+            ));
+        }
         if a.telemetry_path.is_some() && !serving {
             return Err(Args::command().error(
                 ErrorKind::MissingRequiredArgument,
@@ -580,6 +597,7 @@ impl Config {
             listen,
             path,
             systemd_socket: a.systemd_socket,
+            web_config: a.web_config.clone(),
         });
         // Telegraf's convention; an empty HOST_PROC means unset.
         let host_proc = std::env::var_os("HOST_PROC").filter(|p| !p.is_empty());

@@ -12,9 +12,6 @@ mod oneshot;
 mod serve;
 mod signals;
 mod throttle;
-// Parsed and tested; not yet wired into `serve` (work in progress on this branch).
-#[allow(dead_code)]
-mod webconfig;
 
 use std::process::ExitCode;
 

@@ -11,16 +11,28 @@
 //! the answer in flight. A client that takes neither its answer nor the
 //! close within the deadline is reset (`SO_LINGER` 0): the kernel then
 //! frees the unsent bytes at once instead of retrying them for minutes.
+//!
+//! Under TLS the same states carry a rustls `ServerConnection`: the
+//! handshake runs while the request is read (so `REQUEST_TIMEOUT` cuts off
+//! a client that stalls in it, and the connection can be evicted like any
+//! other still sending its request), records are read and written only as
+//! the socket allows, and the answer ends with a `close_notify`. A request
+//! that passes the rate limit and names credentials not seen before waits
+//! in `Checking` while the auth thread checks them (`auth`).
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::event::PollFlags;
+use rustls::ServerConnection;
 
+use super::auth::{Gate, Key, Verdict};
 use super::http::{self, Answer, Parsed, Route};
+use super::web::Web;
 
-/// To send the whole request.
+/// To send the whole request (and, under TLS, finish the handshake).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// To take the whole answer and close.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,13 +41,12 @@ pub const GATHER_TIMEOUT: Duration = Duration::from_secs(60);
 
 enum State {
     Reading,
+    /// Credentials being checked; then `route` is served or 401.
+    Checking { route: Route, key: Key },
     /// Waiting for the running gather (`HEAD` if true).
     Waiting(bool),
     /// Writing the answer, `done` bytes so far.
-    Writing {
-        answer: Answer,
-        done: usize,
-    },
+    Writing { answer: Answer, done: usize },
     /// Answer sent and sending side shut: reading until the client closes.
     Lingering,
 }
@@ -49,8 +60,18 @@ pub enum Next {
     Close,
 }
 
+/// What serving a request needs besides the connection.
+pub struct Ctx<'a> {
+    pub path: &'a str,
+    pub gate: &'a mut Gate,
+}
+
 pub struct Conn {
     stream: TcpStream,
+    /// The TLS session, when the port speaks TLS.
+    tls: Option<Box<ServerConnection>>,
+    /// The web configuration it was accepted under.
+    web: Arc<Web>,
     buf: Vec<u8>,
     state: State,
     deadline: Instant,
@@ -58,15 +79,36 @@ pub struct Conn {
     pub accepted: Instant,
 }
 
+/// Sends what rustls has queued; `Ok(false)` if the socket took not all.
+fn flush(tls: &mut ServerConnection, mut stream: &TcpStream) -> io::Result<bool> {
+    while tls.wants_write() {
+        match tls.write_tls(&mut stream) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
 impl Conn {
-    pub fn new(stream: TcpStream, now: Instant) -> Conn {
-        Conn {
+    /// A connection served under `web`; `Err` if its TLS session cannot be
+    /// made (rustls refuses the configuration, which it checked when built).
+    pub fn new(stream: TcpStream, web: Arc<Web>, now: Instant) -> Result<Conn, rustls::Error> {
+        let tls = match &web.tls {
+            Some(config) => Some(Box::new(ServerConnection::new(Arc::clone(config))?)),
+            None => None,
+        };
+        Ok(Conn {
             stream,
+            tls,
+            web,
             buf: Vec::new(),
             state: State::Reading,
             deadline: now + REQUEST_TIMEOUT,
             accepted: now,
-        }
+        })
     }
 
     pub fn stream(&self) -> &TcpStream {
@@ -75,8 +117,14 @@ impl Conn {
 
     /// What to poll for.
     pub fn interest(&self) -> PollFlags {
+        // Handshake records the socket did not take yet.
+        let unsent = self.tls.as_ref().is_some_and(|t| t.wants_write());
         match self.state {
             State::Writing { .. } => PollFlags::OUT,
+            // Nothing to read until the verdict.
+            State::Checking { .. } if unsent => PollFlags::OUT,
+            State::Checking { .. } => PollFlags::empty(),
+            _ if unsent => PollFlags::IN | PollFlags::OUT,
             _ => PollFlags::IN,
         }
     }
@@ -95,9 +143,20 @@ impl Conn {
     }
 
     /// Handles a poll event (or a first look right after `accept`).
-    pub fn ready(&mut self, revents: PollFlags, metrics_path: &str, now: Instant) -> Next {
+    pub fn ready(&mut self, revents: PollFlags, ctx: &mut Ctx<'_>, now: Instant) -> Next {
+        if !matches!(self.state, State::Writing { .. }) {
+            if let Some(Err(_)) = self.tls.as_deref_mut().map(|t| flush(t, &self.stream)) {
+                return Next::Close;
+            }
+        }
         match &mut self.state {
-            State::Reading => self.read_request(metrics_path, now),
+            State::Reading => self.read_request(ctx, now),
+            // Polled for nothing but what the handshake has left to send;
+            // a hang-up (reported anyway) closes.
+            State::Checking { .. } if revents.intersects(PollFlags::HUP | PollFlags::ERR) => {
+                Next::Close
+            }
+            State::Checking { .. } => Next::Keep,
             State::Waiting(_) | State::Lingering => {
                 // Whatever arrives is not ours to answer: drained, so the
                 // close is not a reset; end of stream or an error closes.
@@ -111,43 +170,122 @@ impl Conn {
         }
     }
 
-    fn read_request(&mut self, metrics_path: &str, now: Instant) -> Next {
+    /// Reads what the client sent (decrypted under TLS, the handshake's
+    /// replies sent on the way): `Ok(0)` at its end, `WouldBlock` when
+    /// nothing more is there now.
+    fn read_some(&mut self, chunk: &mut [u8]) -> io::Result<usize> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return (&self.stream).read(chunk);
+        };
+        loop {
+            match tls.reader().read(chunk) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return other,
+            }
+            if tls.read_tls(&mut &self.stream)? == 0 {
+                return Ok(0);
+            }
+            match tls.process_new_packets() {
+                // The handshake's next records.
+                Ok(_) => {
+                    flush(tls, &self.stream)?;
+                }
+                // Bytes that are not TLS records (a plain-HTTP request):
+                // closed without a word, since an alert would only reach a
+                // client that does not speak TLS.
+                Err(e @ rustls::Error::InvalidMessage(_)) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e))
+                }
+                // A TLS client refused (no client certificate, a protocol
+                // it does not share): it gets the alert saying why.
+                Err(e) => {
+                    let _ = flush(tls, &self.stream);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+            }
+        }
+    }
+
+    fn read_request(&mut self, ctx: &mut Ctx<'_>, now: Instant) -> Next {
         let mut chunk = [0u8; 4096];
         loop {
-            match (&self.stream).read(&mut chunk) {
+            match self.read_some(&mut chunk) {
                 Ok(0) => return Next::Close,
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
-                    match http::parse(&self.buf, metrics_path) {
+                    match http::parse(&self.buf, ctx.path) {
                         Parsed::Partial => {}
-                        Parsed::Done(Route::Metrics(head_only)) => {
+                        Parsed::Done(route, basic) => {
                             self.buf = Vec::new();
-                            self.state = State::Waiting(head_only);
-                            self.deadline = now + GATHER_TIMEOUT;
-                            return Next::Scrape;
-                        }
-                        Parsed::Done(Route::Answer(a)) => {
-                            self.buf = Vec::new();
-                            return self.answer(a, now);
+                            if let Route::Refused(a) = route {
+                                return self.answer(a, now);
+                            }
+                            let verdict = ctx.gate.admit(&self.web.users, basic.as_ref(), now);
+                            return self.admitted(route, verdict, now);
                         }
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Next::Keep,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Next::Close,
             }
         }
     }
 
+    /// Serves `route` as `verdict` says.
+    fn admitted(&mut self, route: Route, verdict: Verdict, now: Instant) -> Next {
+        let refuse = |status, body: &str, extra| Answer::text(status, body, false, extra);
+        match verdict {
+            Verdict::Pass => match route {
+                Route::Metrics(head_only) => {
+                    self.state = State::Waiting(head_only);
+                    self.deadline = now + GATHER_TIMEOUT;
+                    Next::Scrape
+                }
+                Route::Answer(a) | Route::Refused(a) => self.answer(a, now),
+            },
+            Verdict::Checking(key) => {
+                self.state = State::Checking { route, key };
+                self.deadline = now + REQUEST_TIMEOUT;
+                Next::Keep
+            }
+            Verdict::Denied => self.answer(
+                refuse("401 Unauthorized", "Unauthorized\n", "WWW-Authenticate: Basic\r\n"),
+                now,
+            ),
+            Verdict::Limited => self.answer(refuse("429 Too Many Requests", "Too Many Requests\n", ""), now),
+            Verdict::Busy => self.answer(
+                refuse("503 Service Unavailable", "too many credentials to check at once\n", ""),
+                now,
+            ),
+        }
+    }
+
+    /// The auth thread's verdict on `key`: a connection waiting for it
+    /// goes on.
+    pub fn checked(&mut self, key: &Key, ok: bool, now: Instant) -> Next {
+        match std::mem::replace(&mut self.state, State::Reading) {
+            State::Checking { route, key: k } if k == *key => {
+                let verdict = if ok { Verdict::Pass } else { Verdict::Denied };
+                self.admitted(route, verdict, now)
+            }
+            other => {
+                self.state = other;
+                Next::Keep
+            }
+        }
+    }
+
     /// Reads and drops what is readable; `true` at end of stream or error.
+    /// Raw bytes even under TLS: nothing more will be read from the session.
     fn drain(&mut self) -> bool {
         let mut chunk = [0u8; 4096];
         loop {
             match (&self.stream).read(&mut chunk) {
                 Ok(0) => return true,
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return true,
             }
         }
@@ -161,9 +299,11 @@ impl Conn {
         }
     }
 
-    /// Starts writing `answer`, writing what the socket takes at once (also
-    /// for a connection refused before its request is read).
-    pub fn answer(&mut self, answer: Answer, now: Instant) -> Next {
+    /// Starts writing `answer` with the configured headers, writing what
+    /// the socket takes at once (also for a connection refused before its
+    /// request is read).
+    pub fn answer(&mut self, mut answer: Answer, now: Instant) -> Next {
+        answer.add_headers(&self.web.headers);
         self.state = State::Writing { answer, done: 0 };
         self.deadline = now + WRITE_TIMEOUT;
         self.write(now)
@@ -173,13 +313,37 @@ impl Conn {
         let State::Writing { answer, done } = &mut self.state else {
             return Next::Keep;
         };
-        while *done < answer.len() {
-            match (&self.stream).write(answer.rest(*done)) {
-                Ok(n) => *done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Next::Keep,
-                Err(_) => return Next::Close,
+        match self.tls.as_deref_mut() {
+            None => {
+                while *done < answer.len() {
+                    match (&self.stream).write(answer.rest(*done)) {
+                        Ok(n) => *done += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
+                        Err(_) => return Next::Close,
+                    }
+                }
             }
+            Some(tls) => loop {
+                // rustls takes plaintext up to its buffer limit; what it
+                // encrypted goes out as the socket takes it.
+                match flush(tls, &self.stream) {
+                    Ok(true) => {}
+                    Ok(false) => return Next::Keep,
+                    Err(_) => return Next::Close,
+                }
+                if *done == answer.len() {
+                    tls.send_close_notify();
+                    if !tls.wants_write() {
+                        break;
+                    }
+                    continue;
+                }
+                match tls.writer().write(answer.rest(*done)) {
+                    Ok(n) => *done += n,
+                    Err(_) => return Next::Close,
+                }
+            },
         }
         let _ = self.stream.shutdown(Shutdown::Write);
         self.state = State::Lingering;
@@ -193,21 +357,17 @@ impl Conn {
         }
     }
 
-    /// The deadline passed: a request that did not arrive is dropped, a
-    /// gather that did not end answers 503, a client that does not take its
-    /// answer is reset.
+    /// The deadline passed: a request (or handshake) that did not arrive
+    /// is dropped, a check or gather that did not end answers 503, a
+    /// client that does not take its answer is reset.
     pub fn expired(&mut self, now: Instant) -> Next {
+        let unavailable = |why: &str, head_only| Answer::text("503 Service Unavailable", why, head_only, "");
         match self.state {
             State::Reading => Next::Close,
-            State::Waiting(head_only) => self.answer(
-                Answer::text(
-                    "503 Service Unavailable",
-                    "the gather did not end in time\n",
-                    head_only,
-                    "",
-                ),
-                now,
-            ),
+            State::Checking { .. } => self.answer(unavailable("the credentials' check did not end in time\n", false), now),
+            State::Waiting(head_only) => {
+                self.answer(unavailable("the gather did not end in time\n", head_only), now)
+            }
             State::Writing { .. } | State::Lingering => {
                 self.reset();
                 Next::Close

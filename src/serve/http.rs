@@ -52,6 +52,13 @@ impl Answer {
         )
     }
 
+    /// Adds header lines (`Name: value\r\n` each) before the blank line
+    /// that ends the head.
+    pub fn add_headers(&mut self, lines: &str) {
+        let end = self.head.len() - 2;
+        self.head.splice(end..end, lines.bytes());
+    }
+
     pub fn len(&self) -> usize {
         self.head.len() + self.body.len()
     }
@@ -69,23 +76,33 @@ impl Answer {
 pub enum Route {
     /// A scrape: wait for a gather (`HEAD` if true).
     Metrics(bool),
+    /// An answer of ours (landing page, 404, 405): given to those let in.
     Answer(Answer),
+    /// Not a request we can serve (400, 414, 431): answered before any
+    /// authentication, as Go's server does.
+    Refused(Answer),
+}
+
+/// Credentials of `Authorization: Basic` (RFC 7617), as Go's
+/// `Request.BasicAuth` reads them.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Basic {
+    pub user: String,
+    pub password: String,
 }
 
 /// What the bytes received so far make.
 pub enum Parsed {
     /// Not a whole head yet.
     Partial,
-    Done(Route),
+    Done(Route, Option<Basic>),
 }
 
 fn bad_request() -> Parsed {
-    Parsed::Done(Route::Answer(Answer::text(
-        "400 Bad Request",
-        "bad request\n",
-        false,
-        "",
-    )))
+    Parsed::Done(
+        Route::Refused(Answer::text("400 Bad Request", "bad request\n", false, "")),
+        None,
+    )
 }
 
 /// Parses the request head in `buf` (what has arrived so far).
@@ -94,7 +111,7 @@ pub fn parse(buf: &[u8], metrics_path: &str) -> Parsed {
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) if n <= MAX_REQUEST => {
-            Parsed::Done(route(&req, metrics_path))
+            Parsed::Done(route(&req, metrics_path), basic(&req))
         }
         Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => too_large(buf),
         Ok(httparse::Status::Partial) if buf.len() > MAX_REQUEST => too_large(buf),
@@ -111,7 +128,62 @@ fn too_large(buf: &[u8]) -> Parsed {
     } else {
         ("414 URI Too Long", "request line too long\n")
     };
-    Parsed::Done(Route::Answer(Answer::text(status, body, false, "")))
+    Parsed::Done(Route::Refused(Answer::text(status, body, false, "")), None)
+}
+
+/// The first `Authorization` header's basic credentials: `Basic ` (any
+/// case), base64 of `user:password`; `None` when absent or malformed.
+fn basic(req: &httparse::Request<'_, '_>) -> Option<Basic> {
+    let h = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"))?;
+    let v = h.value;
+    if v.len() < 6 || !v[..6].eq_ignore_ascii_case(b"basic ") {
+        return None;
+    }
+    let decoded = base64_decode(&v[6..])?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some(Basic {
+        user: user.to_string(),
+        password: password.to_string(),
+    })
+}
+
+/// Standard base64 with padding (RFC 4648 §4), as Go's `StdEncoding`
+/// decodes it; `None` for anything else. Written here: a dozen lines
+/// against a crate for one header.
+fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
+    if s.len() % 4 != 0 {
+        return None;
+    }
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    let quads = s.len() / 4;
+    for (i, q) in s.chunks(4).enumerate() {
+        let pad = q.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && i + 1 != quads) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &q[..4 - pad] {
+            n = n << 6 | value(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..4 - pad]);
+    }
+    Some(out)
 }
 
 /// The path of a request target: origin form as it is, absolute form
@@ -134,7 +206,7 @@ fn target_path(target: &str) -> Option<&str> {
 
 fn route(req: &httparse::Request<'_, '_>, metrics_path: &str) -> Route {
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
-        return Route::Answer(Answer::text("400 Bad Request", "bad request\n", false, ""));
+        return Route::Refused(Answer::text("400 Bad Request", "bad request\n", false, ""));
     };
     // HTTP/1.1 requests carry exactly one Host (RFC 9112 §3.2).
     let hosts = req
@@ -143,7 +215,7 @@ fn route(req: &httparse::Request<'_, '_>, metrics_path: &str) -> Route {
         .filter(|h| h.name.eq_ignore_ascii_case("host"))
         .count();
     if version == 1 && hosts != 1 || hosts > 1 {
-        return Route::Answer(Answer::text(
+        return Route::Refused(Answer::text(
             "400 Bad Request",
             "exactly one Host header\n",
             false,
@@ -207,8 +279,8 @@ mod tests {
     fn status(buf: &[u8]) -> String {
         match parse(buf, "/metrics") {
             Parsed::Partial => "partial".into(),
-            Parsed::Done(Route::Metrics(h)) => format!("metrics head={h}"),
-            Parsed::Done(Route::Answer(a)) => String::from_utf8_lossy(&a.head)
+            Parsed::Done(Route::Metrics(h), _) => format!("metrics head={h}"),
+            Parsed::Done(Route::Answer(a) | Route::Refused(a), _) => String::from_utf8_lossy(&a.head)
                 .lines()
                 .next()
                 .unwrap()
@@ -307,6 +379,36 @@ mod tests {
             status(&many),
             "HTTP/1.1 431 Request Header Fields Too Large"
         );
+    }
+
+    #[test]
+    fn basic_credentials_as_go_reads_them() {
+        let creds = |header: &str| {
+            let r = format!("GET /metrics HTTP/1.1\r\nHost: a\r\n{header}\r\n\r\n");
+            match parse(r.as_bytes(), "/metrics") {
+                Parsed::Done(_, b) => b.map(|b| (b.user, b.password)),
+                Parsed::Partial => panic!("partial"),
+            }
+        };
+        let pair = |u: &str, p: &str| Some((u.to_string(), p.to_string()));
+        // "alice:open sesame", "bob:", ":x", "a:b:c", "é:ü".
+        assert_eq!(creds("Authorization: Basic YWxpY2U6b3BlbiBzZXNhbWU="), pair("alice", "open sesame"));
+        assert_eq!(creds("authorization: basic Ym9iOg=="), pair("bob", ""));
+        assert_eq!(creds("Authorization: BASIC Ong="), pair("", "x"));
+        assert_eq!(creds("Authorization: Basic YTpiOmM="), pair("a", "b:c"));
+        assert_eq!(creds("Authorization: Basic w6k6w7w="), pair("é", "ü"));
+        for bad in [
+            "X-Other: Basic YTpi",
+            "Authorization: Bearer YTpi",
+            "Authorization: Basic YTpi=",
+            "Authorization: Basic YT=pi",
+            "Authorization: Basic YWxpY2U",
+            "Authorization: Basic !!!!",
+            "Authorization: Basic bm9jb2xvbg==",
+            "Authorization: Basic",
+        ] {
+            assert_eq!(creds(bad), None, "{bad}");
+        }
     }
 
     #[test]

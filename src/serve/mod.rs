@@ -13,7 +13,10 @@
 //!
 //! Modules: `listeners` (binding, socket activation), `http` (parsing a
 //! request, building answers), `conn` (one connection's states and
-//! deadlines); this one owns the loop (`Exporter`) and the gather thread.
+//! deadlines, over TCP or TLS), `webconfig` (the `--web.config.file`
+//! format), `web` (loading it, again for every connection), `auth` (rate
+//! limit and basic authentication, with its bcrypt thread); this one owns
+//! the loop (`Exporter`) and the gather thread.
 //!
 //! Limits: a request line and headers of at most 8 KiB (414/431 beyond),
 //! `REQUEST_TIMEOUT` to send them and `WRITE_TIMEOUT` to take the answer
@@ -27,12 +30,16 @@
 //! 100 ms and one `E! ` line says so. Every answer closes its connection
 //! (`Connection: close`).
 //! Responses are never compressed: gzip would need a new dependency, and an
-//! exposition of a few KiB gains little. No TLS, no authentication: bind to
-//! loopback behind a reverse proxy where those are needed.
+//! exposition of a few KiB gains little. TLS and basic authentication come
+//! from `--web.config.file` (the exporter-toolkit's format); under TLS the
+//! same limits hold, the handshake counting as part of the request.
 
+mod auth;
 mod conn;
 mod http;
 mod listeners;
+mod web;
+mod webconfig;
 
 use std::os::fd::OwnedFd;
 use std::process::ExitCode;
@@ -48,7 +55,9 @@ use telegraf_netstat::log::Logger;
 use crate::exit::{EXIT_GATHER_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::gather::{Collected, Gatherer};
 use crate::signals::{signal_pipe, StdinRole, Uninterrupted};
-use conn::{Conn, Next};
+use auth::Gate;
+use conn::{Conn, Ctx, Next};
+use web::{Web, WebFile};
 use http::{Answer, CONTENT_TYPE};
 use listeners::ListenError;
 
@@ -69,58 +78,6 @@ fn timespec(d: Duration) -> Timespec {
     Timespec {
         tv_sec: d.as_secs() as _,
         tv_nsec: d.subsec_nanos() as _,
-    }
-}
-
-/// Accepts what is pending on `l` into `conns`, evicting the oldest idle
-/// connection when full. `Err` when descriptors ran out.
-fn accept_all(
-    l: &std::net::TcpListener,
-    conns: &mut Vec<Conn>,
-    path: &str,
-    pending: &mut usize,
-) -> Result<(), std::io::Error> {
-    loop {
-        let stream = match l.accept() {
-            Ok((stream, _)) => stream,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if out_of_descriptors(&e) => {
-                // Free one descriptor for the next try.
-                evict_idle(conns);
-                return Err(e);
-            }
-            // The peer gave up before we took it (ECONNABORTED) and the like.
-            Err(_) => continue,
-        };
-        if stream.set_nonblocking(true).is_err() {
-            continue;
-        }
-        let now = Instant::now();
-        if conns.len() >= MAX_CONNECTIONS && !evict_idle(conns) {
-            // Every slot is a scrape in progress.
-            let mut c = Conn::new(stream, now);
-            let refusal = Answer::text(
-                "503 Service Unavailable",
-                "too many scrapes at once\n",
-                false,
-                "",
-            );
-            if c.answer(refusal, now) == Next::Keep {
-                c.reset_if_unsent();
-            }
-            continue;
-        }
-        let mut c = Conn::new(stream, now);
-        // The request is often there already.
-        match c.ready(PollFlags::IN, path, now) {
-            Next::Close => {}
-            Next::Scrape => {
-                *pending += 1;
-                conns.push(c);
-            }
-            Next::Keep => conns.push(c),
-        }
     }
 }
 
@@ -223,6 +180,11 @@ struct Exporter {
     pending: usize,
     accept_paused: Option<Instant>,
     emfile_said: bool,
+    /// `--web.config.file`, read again for every connection.
+    web: Option<WebFile>,
+    /// Plain HTTP without authentication, when there is no such file.
+    plain: Arc<Web>,
+    gate: Gate,
 }
 
 impl Exporter {
@@ -249,12 +211,25 @@ impl Exporter {
                 ));
             }
         }
+        let web = match &serve.web_config {
+            Some(path) => Some(WebFile::open(path, &log).map_err(|e| {
+                fail(
+                    &format!("invalid --web.config.file {}: ", path.display()),
+                    &e,
+                    EXIT_USAGE,
+                )
+            })?),
+            None => None,
+        };
         let signals = signal_pipe()
             .map_err(|e| fail("cannot install signal handlers: ", &e, EXIT_GATHER_FAILED))?;
         let (wake, wake_w) = rustix::pipe::pipe_with(
             rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
         )
         .map_err(|e| fail("cannot create a pipe: ", &e, EXIT_GATHER_FAILED))?;
+        let auth_wake = rustix::io::fcntl_dupfd_cloexec(&wake_w, 0)
+            .map_err(|e| fail("cannot duplicate a pipe: ", &e, EXIT_GATHER_FAILED))?;
+        let gate = Gate::new(web.as_ref().and_then(WebFile::rate_limit), auth_wake);
         let (go, shared) = spawn_gatherer(config, wake_w);
         Ok(Exporter {
             log,
@@ -270,6 +245,9 @@ impl Exporter {
             pending: 0,
             accept_paused: None,
             emfile_said: false,
+            web,
+            plain: Web::plain(),
+            gate,
         })
     }
 
@@ -369,10 +347,20 @@ impl Exporter {
         )
     }
 
-    /// A gather finished: every waiting scrape gets its result.
+    /// The auth thread or the gather thread finished something: waiting
+    /// requests go on, waiting scrapes get the gather's result.
     fn answer_waiting(&mut self, close: &mut [bool], now: Instant) {
         let mut b = [0u8; 64];
         while matches!(rustix::io::read(&self.wake, &mut b), Ok(n) if n > 0) {}
+        for (key, ok) in self.gate.finished() {
+            for (i, c) in self.conns.iter_mut().enumerate() {
+                match c.checked(&key, ok, now) {
+                    Next::Close => close[i] = true,
+                    Next::Scrape => self.pending += 1,
+                    Next::Keep => {}
+                }
+            }
+        }
         let Some((status, body)) = self.shared.result.lock().unwrap().take() else {
             return;
         };
@@ -398,13 +386,17 @@ impl Exporter {
     /// Moves every polled connection on: what it sent or can take, or its
     /// deadline passing.
     fn service(&mut self, revents: &[PollFlags], close: &mut [bool], now: Instant) {
+        let mut ctx = Ctx {
+            path: &self.path,
+            gate: &mut self.gate,
+        };
         for (i, c) in self.conns.iter_mut().enumerate() {
             if close[i] {
                 continue;
             }
             let ev = revents[i];
             let next = if !ev.is_empty() {
-                c.ready(ev, &self.path, now)
+                c.ready(ev, &mut ctx, now)
             } else if now >= c.deadline() {
                 c.expired(now)
             } else {
@@ -421,11 +413,11 @@ impl Exporter {
     /// Takes new connections from every listener that has some; pauses
     /// listening, said once, when descriptors run out.
     fn accept(&mut self, revents: &[PollFlags]) {
-        for (l, ev) in self.listeners.iter().zip(revents) {
+        for (i, ev) in revents.iter().enumerate() {
             if ev.is_empty() {
                 continue;
             }
-            if let Err(e) = accept_all(&l.socket, &mut self.conns, &self.path, &mut self.pending) {
+            if let Err(e) = self.accept_from(i) {
                 self.accept_paused = Some(Instant::now() + ACCEPT_PAUSE);
                 if !self.emfile_said {
                     self.emfile_said = true;
@@ -434,6 +426,71 @@ impl Exporter {
                         ACCEPT_PAUSE.as_millis()
                     ));
                 }
+            }
+        }
+    }
+
+    /// Accepts what is pending on listener `i`, evicting the oldest idle
+    /// connection when full. `Err` when descriptors ran out.
+    fn accept_from(&mut self, i: usize) -> std::io::Result<()> {
+        let l = &self.listeners[i].socket;
+        loop {
+            let stream = match l.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if out_of_descriptors(&e) => {
+                    // Free one descriptor for the next try.
+                    evict_idle(&mut self.conns);
+                    return Err(e);
+                }
+                // The peer gave up before we took it (ECONNABORTED) and the like.
+                Err(_) => continue,
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let web = match &mut self.web {
+                Some(w) => w.current(&self.log),
+                None => Arc::clone(&self.plain),
+            };
+            let now = Instant::now();
+            if self.conns.len() >= MAX_CONNECTIONS && !evict_idle(&mut self.conns) {
+                // Every slot is a scrape in progress. Over TLS, no answer
+                // can be written before a handshake: the close says it.
+                if web.tls.is_some() {
+                    let _ = rustix::net::sockopt::set_socket_linger(&stream, Some(Duration::ZERO));
+                    continue;
+                }
+                let Ok(mut c) = Conn::new(stream, web, now) else {
+                    continue;
+                };
+                let refusal = Answer::text(
+                    "503 Service Unavailable",
+                    "too many scrapes at once\n",
+                    false,
+                    "",
+                );
+                if c.answer(refusal, now) == Next::Keep {
+                    c.reset_if_unsent();
+                }
+                continue;
+            }
+            let Ok(mut c) = Conn::new(stream, web, now) else {
+                continue;
+            };
+            let mut ctx = Ctx {
+                path: &self.path,
+                gate: &mut self.gate,
+            };
+            // The request (or the TLS hello) is often there already.
+            match c.ready(PollFlags::IN, &mut ctx, now) {
+                Next::Close => {}
+                Next::Scrape => {
+                    self.pending += 1;
+                    self.conns.push(c);
+                }
+                Next::Keep => self.conns.push(c),
             }
         }
     }
