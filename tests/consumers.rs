@@ -8,7 +8,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,6 +60,11 @@ fn prometheus_scraping(jobs: &[(&str, u16)], scratch: &Scratch) -> Server {
             "  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
         ));
     }
+    prometheus_with(&config, scratch)
+}
+
+/// A Prometheus server with configuration `config`, its data in `scratch`.
+fn prometheus_with(config: &str, scratch: &Scratch) -> Server {
     let path = scratch.join("prometheus.yml");
     std::fs::write(&path, config).unwrap();
     let port = free_port();
@@ -161,14 +166,6 @@ impl Drop for Server {
 }
 
 /// A loopback port nobody in this namespace listens on.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Percent-encodes a form or query value.
 fn encode(s: &str) -> String {
     s.bytes()
@@ -469,6 +466,68 @@ fn prometheus_scrapes_the_exporter() {
     });
 }
 
+/// A real Prometheus server scrapes the exporter over HTTPS, checking its
+/// certificate against the test's CA (`tls_config.ca_file`) and sending
+/// basic-auth credentials: `up` is 1 and the counts are the namespace's.
+/// A second job with a wrong password is refused (`up` 0, 401 in its
+/// scrape error).
+fn prometheus_scrapes_over_tls_with_basic_auth() {
+    let a = Netns::new(|| established(2, 1), 1);
+    in_netns(move || {
+        let scratch = Scratch::new("prometheus-tls");
+        let ca = make_ca(&scratch, "ca");
+        let server_cert = make_leaf(&scratch, &ca, "server");
+        let web = scratch.join("web.yml");
+        std::fs::write(
+            &web,
+            format!(
+                "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prometheus: {}\n",
+                bcrypt_hash("s3cret", 10)
+            ),
+        )
+        .unwrap();
+        let (_ours, port) = exporter(&[
+            "--netns",
+            &a.path(),
+            "--web.config.file",
+            web.to_str().unwrap(),
+        ]);
+        let mut config = String::from(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
+        );
+        for (job, password) in [("tls", "s3cret"), ("wrong", "guess")] {
+            config.push_str(&format!(
+                "  - job_name: {job}\n    scheme: https\n    tls_config:\n      ca_file: {}\n    basic_auth:\n      username: prometheus\n      password: {password}\n    static_configs:\n      - targets: ['localhost:{port}']\n",
+                ca.cert.display()
+            ));
+        }
+        drop(server_cert);
+        let server = prometheus_with(&config, &scratch);
+        let value = |r: &Value| r["value"][1].as_str().unwrap().parse::<f64>().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = query(&server, "up{job=\"tls\"}");
+            let wrong = query(&server, "up{job=\"wrong\"}");
+            let est = query(&server, "netstat_tcp_established{job=\"tls\"}");
+            if up.len() == 1 && value(&up[0]) == 1.0 && est.len() == 1 && wrong.len() == 1 {
+                assert_eq!(value(&est[0]), a.expected.tcp_established as f64);
+                assert_eq!(value(&wrong[0]), 0.0);
+                let (status, targets) = server.http("GET", "/api/v1/targets", "");
+                assert_eq!(status, 200);
+                assert!(targets.contains("401 Unauthorized"), "{targets}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "up={up:?} est={est:?} wrong={wrong:?}\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        drop(a);
+    });
+}
+
 /// `netstat_port` and `netstat_listen`: InfluxDB stores their fields as
 /// integers with their tags and the exact counts; promtool accepts the
 /// Prometheus output with all three measurements (the drop counter typed
@@ -675,6 +734,17 @@ fn sample(scrape: &str, name: &str) -> Option<f64> {
 }
 
 /// Which of the consumer programs are missing, with their packages.
+/// What making certificates and bcrypt hashes needs.
+fn tls_tools() -> Result<(), String> {
+    match [("openssl", "openssl"), ("htpasswd", "apache2-utils")]
+        .iter()
+        .find(|(bin, _)| !on_path(bin))
+    {
+        Some((bin, pkg)) => Err(format!("missing {bin} (Debian package {pkg})")),
+        None => Ok(()),
+    }
+}
+
 fn tools_present() -> Result<(), String> {
     let missing: Vec<String> = TOOLS
         .iter()
@@ -686,16 +756,6 @@ fn tools_present() -> Result<(), String> {
     } else {
         Err(format!("missing {}", missing.join(", ")))
     }
-}
-
-fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| is_file(&d.join(bin))))
-        .unwrap_or(false)
-}
-
-fn is_file(p: &Path) -> bool {
-    p.is_file()
 }
 
 /// The alerting rules in `deploy/prometheus/` pass `promtool check rules`,
@@ -807,7 +867,11 @@ fn grafana_dashboard_queries_return_data() {
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup().and_then(|()| tools_present());
-    let tests: [(&str, fn()); 8] = [
+    let tests: [(&str, fn()); 9] = [
+        (
+            "prometheus_scrapes_over_tls_with_basic_auth",
+            prometheus_scrapes_over_tls_with_basic_auth,
+        ),
         (
             "destination_metrics_reach_influxdb_and_promtool",
             destination_metrics_reach_influxdb_and_promtool,
@@ -853,7 +917,11 @@ fn main() {
         named("consumer", &tests),
         &[
             ("prometheus_scrapes_the_exporter", prometheus.clone()),
-            ("grafana_dashboard_queries_return_data", prometheus),
+            ("grafana_dashboard_queries_return_data", prometheus.clone()),
+            (
+                "prometheus_scrapes_over_tls_with_basic_auth",
+                prometheus.and(tls_tools()),
+            ),
         ],
     );
 }

@@ -58,7 +58,8 @@ struct RateLimit {
 
 impl RateLimit {
     fn allow(&mut self, now: Instant) -> bool {
-        let gained = now.saturating_duration_since(self.last).as_secs_f64() / self.every.as_secs_f64();
+        let gained =
+            now.saturating_duration_since(self.last).as_secs_f64() / self.every.as_secs_f64();
         self.tokens = (self.tokens + gained).min(f64::from(self.burst));
         self.last = now;
         if self.tokens >= 1.0 {
@@ -133,7 +134,12 @@ impl Gate {
 
     /// Decides on a request with credentials `basic`, for `users` (none:
     /// no authentication).
-    pub fn admit(&mut self, users: &[(String, String)], basic: Option<&Basic>, now: Instant) -> Verdict {
+    pub fn admit(
+        &mut self,
+        users: &[(String, String)],
+        basic: Option<&Basic>,
+        now: Instant,
+    ) -> Verdict {
         if let Some(l) = &mut self.limit {
             if !l.allow(now) {
                 return Verdict::Limited;
@@ -159,7 +165,12 @@ impl Gate {
             if self.checking.len() >= MAX_CHECKS {
                 return Verdict::Busy;
             }
-            let job = (key, hash.to_string(), basic.password.clone(), found.is_some());
+            let job = (
+                key,
+                hash.to_string(),
+                basic.password.clone(),
+                found.is_some(),
+            );
             if !self.send(job) {
                 return Verdict::Busy;
             }
@@ -272,7 +283,10 @@ mod tests {
             .into_iter()
             .map(|ms| g.admit(&[], None, at(ms)) == Verdict::Pass)
             .collect();
-        assert_eq!(got, [true, true, false, false, true, false, true, true, false]);
+        assert_eq!(
+            got,
+            [true, true, false, false, true, false, true, true, false]
+        );
         let mut none = Gate::new(Some((Duration::from_secs(1), 0)), wake());
         assert_eq!(none.admit(&[], None, at(5000)), Verdict::Limited);
     }

@@ -42,11 +42,17 @@ pub const GATHER_TIMEOUT: Duration = Duration::from_secs(60);
 enum State {
     Reading,
     /// Credentials being checked; then `route` is served or 401.
-    Checking { route: Route, key: Key },
+    Checking {
+        route: Route,
+        key: Key,
+    },
     /// Waiting for the running gather (`HEAD` if true).
     Waiting(bool),
     /// Writing the answer, `done` bytes so far.
-    Writing { answer: Answer, done: usize },
+    Writing {
+        answer: Answer,
+        done: usize,
+    },
     /// Answer sent and sending side shut: reading until the client closes.
     Lingering,
 }
@@ -250,12 +256,23 @@ impl Conn {
                 Next::Keep
             }
             Verdict::Denied => self.answer(
-                refuse("401 Unauthorized", "Unauthorized\n", "WWW-Authenticate: Basic\r\n"),
+                refuse(
+                    "401 Unauthorized",
+                    "Unauthorized\n",
+                    "WWW-Authenticate: Basic\r\n",
+                ),
                 now,
             ),
-            Verdict::Limited => self.answer(refuse("429 Too Many Requests", "Too Many Requests\n", ""), now),
+            Verdict::Limited => self.answer(
+                refuse("429 Too Many Requests", "Too Many Requests\n", ""),
+                now,
+            ),
             Verdict::Busy => self.answer(
-                refuse("503 Service Unavailable", "too many credentials to check at once\n", ""),
+                refuse(
+                    "503 Service Unavailable",
+                    "too many credentials to check at once\n",
+                    "",
+                ),
                 now,
             ),
         }
@@ -361,13 +378,18 @@ impl Conn {
     /// is dropped, a check or gather that did not end answers 503, a
     /// client that does not take its answer is reset.
     pub fn expired(&mut self, now: Instant) -> Next {
-        let unavailable = |why: &str, head_only| Answer::text("503 Service Unavailable", why, head_only, "");
+        let unavailable =
+            |why: &str, head_only| Answer::text("503 Service Unavailable", why, head_only, "");
         match self.state {
             State::Reading => Next::Close,
-            State::Checking { .. } => self.answer(unavailable("the credentials' check did not end in time\n", false), now),
-            State::Waiting(head_only) => {
-                self.answer(unavailable("the gather did not end in time\n", head_only), now)
-            }
+            State::Checking { .. } => self.answer(
+                unavailable("the credentials' check did not end in time\n", false),
+                now,
+            ),
+            State::Waiting(head_only) => self.answer(
+                unavailable("the gather did not end in time\n", head_only),
+                now,
+            ),
             State::Writing { .. } | State::Lingering => {
                 self.reset();
                 Next::Close

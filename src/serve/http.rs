@@ -280,11 +280,13 @@ mod tests {
         match parse(buf, "/metrics") {
             Parsed::Partial => "partial".into(),
             Parsed::Done(Route::Metrics(h), _) => format!("metrics head={h}"),
-            Parsed::Done(Route::Answer(a) | Route::Refused(a), _) => String::from_utf8_lossy(&a.head)
-                .lines()
-                .next()
-                .unwrap()
-                .to_string(),
+            Parsed::Done(Route::Answer(a) | Route::Refused(a), _) => {
+                String::from_utf8_lossy(&a.head)
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_string()
+            }
         }
     }
 
@@ -392,7 +394,10 @@ mod tests {
         };
         let pair = |u: &str, p: &str| Some((u.to_string(), p.to_string()));
         // "alice:open sesame", "bob:", ":x", "a:b:c", "é:ü".
-        assert_eq!(creds("Authorization: Basic YWxpY2U6b3BlbiBzZXNhbWU="), pair("alice", "open sesame"));
+        assert_eq!(
+            creds("Authorization: Basic YWxpY2U6b3BlbiBzZXNhbWU="),
+            pair("alice", "open sesame")
+        );
         assert_eq!(creds("authorization: basic Ym9iOg=="), pair("bob", ""));
         assert_eq!(creds("Authorization: BASIC Ong="), pair("", "x"));
         assert_eq!(creds("Authorization: Basic YTpiOmM="), pair("a", "b:c"));

@@ -57,9 +57,9 @@ use crate::gather::{Collected, Gatherer};
 use crate::signals::{signal_pipe, StdinRole, Uninterrupted};
 use auth::Gate;
 use conn::{Conn, Ctx, Next};
-use web::{Web, WebFile};
 use http::{Answer, CONTENT_TYPE};
 use listeners::ListenError;
+use web::{Web, WebFile};
 
 /// Connections served at once, at most.
 const MAX_CONNECTIONS: usize = 1024;
@@ -199,6 +199,17 @@ impl Exporter {
             ExitCode::from(code)
         };
         let serve = config.serve.clone().expect("serve mode");
+        // Checked before binding: a usage error opens nothing.
+        let web = match &serve.web_config {
+            Some(path) => Some(WebFile::open(path, &log).map_err(|e| {
+                fail(
+                    &format!("invalid --web.config.file {}: ", path.display()),
+                    &e,
+                    EXIT_USAGE,
+                )
+            })?),
+            None => None,
+        };
         let listeners = listeners::open(&serve).map_err(|e| match e {
             ListenError::Usage(e) => fail("", &e, EXIT_USAGE),
             ListenError::Bind(e) => fail("", &e, EXIT_GATHER_FAILED),
@@ -211,16 +222,6 @@ impl Exporter {
                 ));
             }
         }
-        let web = match &serve.web_config {
-            Some(path) => Some(WebFile::open(path, &log).map_err(|e| {
-                fail(
-                    &format!("invalid --web.config.file {}: ", path.display()),
-                    &e,
-                    EXIT_USAGE,
-                )
-            })?),
-            None => None,
-        };
         let signals = signal_pipe()
             .map_err(|e| fail("cannot install signal handlers: ", &e, EXIT_GATHER_FAILED))?;
         let (wake, wake_w) = rustix::pipe::pipe_with(

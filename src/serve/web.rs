@@ -266,7 +266,9 @@ fn server_config(t: &TlsConfig, files: &[Vec<u8>]) -> Result<ServerConfig, Strin
         versions.push(&rustls::version::TLS13);
     }
     if versions.is_empty() {
-        return Err("tls_server_config.max_version: this exporter offers TLS 1.2 and 1.3 only".into());
+        return Err(
+            "tls_server_config.max_version: this exporter offers TLS 1.2 and 1.3 only".into(),
+        );
     }
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)
@@ -292,10 +294,8 @@ fn server_config(t: &TlsConfig, files: &[Vec<u8>]) -> Result<ServerConfig, Strin
                     .add(c)
                     .map_err(|e| format!("{}: {e}", pem_name(ca, "client_ca")))?;
             }
-            let b = WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                Arc::clone(&provider),
-            );
+            let b =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
             let b = if t.client_auth == ClientAuth::VerifyClientCertIfGiven {
                 b.allow_unauthenticated()
             } else {
@@ -331,7 +331,11 @@ fn provider(t: &TlsConfig) -> Result<CryptoProvider, String> {
             .copied()
             .collect();
         for name in &t.cipher_suites {
-            let tls13 = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"];
+            let tls13 = [
+                "TLS_AES_128_GCM_SHA256",
+                "TLS_AES_256_GCM_SHA384",
+                "TLS_CHACHA20_POLY1305_SHA256",
+            ];
             if tls13.contains(&name.as_str()) {
                 continue;
             }

@@ -272,7 +272,9 @@ fn tls(y: &Yaml, dir: &Path) -> Result<Option<TlsConfig>, String> {
             // IP and URI names; the verifier here (webpki) lists none of
             // them, so the key is refused rather than ignored.
             "client_allowed_sans" if !strings(v, &at)?.is_empty() => {
-                return Err(format!("{at}: not supported by this exporter (leave it out)"))
+                return Err(format!(
+                    "{at}: not supported by this exporter (leave it out)"
+                ))
             }
             "client_allowed_sans" => {}
             "min_version" => t.min_version = version(&string(v, &at)?, &at)?,

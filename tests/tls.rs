@@ -1,0 +1,450 @@
+//! `--web.config.file`: the exporter behind TLS and basic authentication,
+//! checked with curl and openssl's certificates in a private network
+//! namespace: 401s, headers, plain HTTP to the TLS port, mutual TLS in each
+//! client-auth mode, certificates and users replaced on disk without a
+//! restart, an invalid file (at startup: exit 2; later: the last good one
+//! kept, said once), and stalled handshakes and floods of guesses that
+//! never hold up a scrape. Prometheus itself scrapes over TLS in
+//! `consumers`.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Arguments;
+use support::*;
+
+/// One HTTPS request by curl: its exit code and what it printed (status
+/// line, headers and body with `-i`).
+fn curl(port: u16, path: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--max-time", "20"])
+        .args(args)
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The status code of an answer printed by `curl -i`.
+fn status(answer: &str) -> &str {
+    answer.split(' ').nth(1).unwrap_or("none")
+}
+
+/// A web config in `dir` serving `server.crt`/`server.key`, with `more`.
+fn web_config(dir: &Path, more: &str) -> String {
+    let path = dir.join("web.yml");
+    std::fs::write(
+        &path,
+        format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{more}"),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// A directory with a CA (`ca.crt`) and a server certificate it signed.
+fn pki(what: &str) -> (Scratch, CertFiles) {
+    let dir = Scratch::new(what);
+    let ca = make_ca(&dir, "ca");
+    make_leaf(&dir, &ca, "server");
+    (dir, ca)
+}
+
+/// Without credentials, with a wrong password or an unknown user: 401 with
+/// `WWW-Authenticate: Basic`, for the landing page too; with the right
+/// ones: the namespace's counts. The configured headers are on every
+/// answer.
+fn basic_auth_over_tls() {
+    let ns = Netns::new(|| established(3, 1), 1);
+    in_netns(move || {
+        let (dir, ca) = pki("tls-auth");
+        let config = web_config(
+            &dir,
+            &format!(
+                "basic_auth_users:\n  alice: {}\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n    Strict-Transport-Security: max-age=31536000\n",
+                bcrypt_hash("open sesame", 10)
+            ),
+        );
+        let e = Exporter::start(&["--netns", &ns.path(), "--web.config.file", &config]);
+        let cacert = ["--cacert", ca.cert.to_str().unwrap()];
+        for (path, user) in [
+            ("/metrics", None),
+            ("/metrics", Some("alice:guess")),
+            ("/metrics", Some("mallory:open sesame")),
+            ("/", None),
+            ("/nothing", None),
+        ] {
+            let mut args = cacert.to_vec();
+            if let Some(u) = user {
+                args.extend(["-u", u]);
+            }
+            let (code, answer) = curl(e.port, path, &args);
+            assert_eq!(code, 0, "{answer}");
+            assert_eq!(status(&answer), "401", "{path} {user:?}: {answer}");
+            assert!(
+                answer.contains("\r\nWWW-Authenticate: Basic\r\n"),
+                "{answer}"
+            );
+            assert!(answer.contains("\r\nX-Frame-Options: deny\r\n"), "{answer}");
+        }
+        let (code, answer) = curl(
+            e.port,
+            "/metrics",
+            &[&cacert[..], &["-u", "alice:open sesame"]].concat(),
+        );
+        assert_eq!((code, status(&answer)), (0, "200"), "{answer}");
+        assert!(
+            answer.contains("\r\nStrict-Transport-Security: max-age=31536000\r\n"),
+            "{answer}"
+        );
+        let established = format!("{{netns=\"{}\"}} {}", ns.tag(), ns.expected.tcp_established);
+        assert!(
+            answer
+                .lines()
+                .any(|l| l.strip_prefix("netstat_tcp_established") == Some(&established)),
+            "{answer}"
+        );
+        // Remembered: the same credentials again, and the landing page.
+        let (_, answer) = curl(
+            e.port,
+            "/",
+            &[&cacert[..], &["-u", "alice:open sesame"]].concat(),
+        );
+        assert_eq!(status(&answer), "200", "{answer}");
+        let err = e.stop();
+        assert!(!err.contains("E! "), "{err}");
+        drop(ns);
+    });
+}
+
+/// A plain-HTTP request to the TLS port is answered with nothing (the
+/// connection closes, no HTTP and no TLS alert); the port keeps serving
+/// TLS.
+fn plain_http_to_the_tls_port_gets_no_answer() {
+    in_netns(|| {
+        let (dir, ca) = pki("tls-plain");
+        let config = web_config(&dir, "");
+        let e = Exporter::start(&["--web.config.file", &config]);
+        let mut s = TcpStream::connect(("127.0.0.1", e.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let read = s.read_to_end(&mut got);
+        assert!(read.is_ok() || got.is_empty(), "{read:?}");
+        assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+        let (code, answer) = curl(e.port, "/metrics", &["--cacert", ca.cert.to_str().unwrap()]);
+        assert_eq!((code, status(&answer)), (0, "200"), "{answer}");
+        e.stop();
+    });
+}
+
+/// Each client-auth mode with a client certificate from the configured
+/// CA, from another CA, and none: refused handshakes give no HTTP answer.
+fn mutual_tls_in_each_client_auth_mode() {
+    in_netns(|| {
+        let (dir, ca) = pki("tls-mtls");
+        let good = make_leaf(&dir, &ca, "client");
+        let other_ca = make_ca(&dir, "other-ca");
+        let bad = make_leaf(&dir, &other_ca, "stranger");
+        let cacert = ca.cert.to_str().unwrap();
+        let with = |c: &CertFiles| {
+            vec![
+                "--cert".to_string(),
+                c.cert.to_str().unwrap().to_string(),
+                "--key".to_string(),
+                c.key.to_str().unwrap().to_string(),
+            ]
+        };
+        // Served (true) or refused, for: no certificate, ours, a stranger's.
+        for (mode, want) in [
+            ("RequireAndVerifyClientCert", [false, true, false]),
+            ("VerifyClientCertIfGiven", [true, true, false]),
+            ("RequireAnyClientCert", [false, true, true]),
+            ("RequestClientCert", [true, true, true]),
+        ] {
+            let config = web_config(
+                &dir,
+                &format!("  client_auth_type: {mode}\n  client_ca_file: ca.crt\n"),
+            );
+            let e = Exporter::start(&["--web.config.file", &config]);
+            for (i, cert) in [vec![], with(&good), with(&bad)].iter().enumerate() {
+                let mut args = vec!["--cacert", cacert];
+                args.extend(cert.iter().map(String::as_str));
+                let (code, answer) = curl(e.port, "/metrics", &args);
+                let served = code == 0 && status(&answer) == "200";
+                assert_eq!(served, want[i], "{mode}, client {i}: curl {code} {answer}");
+                if !served {
+                    assert!(!answer.starts_with("HTTP/"), "{mode}: {answer}");
+                }
+            }
+            e.stop();
+        }
+    });
+}
+
+/// Certificates and users replaced on disk are served from the next
+/// connection on, by the same process; a file that no longer loads keeps
+/// the last good configuration and says so once, and a good one is loaded
+/// again.
+fn changes_on_disk_apply_without_a_restart() {
+    in_netns(|| {
+        let (dir, ca) = pki("tls-rotate");
+        let hash = |p| bcrypt_hash(p, 4);
+        let config = web_config(&dir, &format!("basic_auth_users:\n  u: {}\n", hash("one")));
+        let e = Exporter::start(&["--web.config.file", &config]);
+        let get = |ca: &CertFiles, user: &str| {
+            let (code, answer) = curl(
+                e.port,
+                "/metrics",
+                &["--cacert", ca.cert.to_str().unwrap(), "-u", user],
+            );
+            (code, status(&answer).to_string())
+        };
+        assert_eq!(get(&ca, "u:one"), (0, "200".into()));
+        // A new CA's certificate moved into place, as cert-manager does.
+        let new = Scratch::new("tls-rotate-new");
+        let ca2 = make_ca(&new, "ca2");
+        let leaf = make_leaf(&new, &ca2, "server");
+        std::fs::copy(&leaf.key, dir.join("server.key.tmp")).unwrap();
+        std::fs::copy(&leaf.cert, dir.join("server.crt.tmp")).unwrap();
+        std::fs::rename(dir.join("server.key.tmp"), dir.join("server.key")).unwrap();
+        std::fs::rename(dir.join("server.crt.tmp"), dir.join("server.crt")).unwrap();
+        assert_eq!(get(&ca2, "u:one"), (0, "200".into()));
+        assert_ne!(
+            get(&ca, "u:one").0,
+            0,
+            "the old certificate is still served"
+        );
+        // A new password for the user.
+        web_config(&dir, &format!("basic_auth_users:\n  u: {}\n", hash("two")));
+        assert_eq!(get(&ca2, "u:two"), (0, "200".into()));
+        assert_eq!(get(&ca2, "u:one"), (0, "401".into()));
+        // A broken file: the last good configuration serves, one E! line.
+        std::fs::write(
+            &config,
+            "tls_server_config:\n  cert_file: server.crt\n  key_fil: x\n",
+        )
+        .unwrap();
+        for _ in 0..3 {
+            assert_eq!(get(&ca2, "u:two"), (0, "200".into()));
+        }
+        // Fixed again.
+        web_config(
+            &dir,
+            &format!("basic_auth_users:\n  u: {}\n", hash("three")),
+        );
+        assert_eq!(get(&ca2, "u:three"), (0, "200".into()));
+        let pid = e.child.id();
+        let err = e.stop();
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("E! ")).collect();
+        assert_eq!(errors.len(), 1, "{err}");
+        assert!(
+            errors[0].contains(&config)
+                && errors[0].contains("unknown key tls_server_config.key_fil")
+                && errors[0].contains("serving with the last good configuration"),
+            "{err}"
+        );
+        let reloads = err
+            .lines()
+            .filter(|l| l.starts_with("I! web config") && l.ends_with("reloaded"))
+            .count();
+        assert_eq!(reloads, 3, "pid {pid}: {err}");
+    });
+}
+
+/// An invalid file at startup is a usage error (exit 2) naming the problem.
+fn an_invalid_file_at_startup_exits_2() {
+    let (dir, _ca) = pki("tls-invalid");
+    let other = make_leaf(&dir, &make_ca(&dir, "ca-b"), "other");
+    let web = |text: &str| {
+        let p = dir.join("bad.yml");
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let tls = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+    // A FIFO in a key's place would block a reader that opened it.
+    let fifo = std::ffi::CString::new(dir.join("fifo.key").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    for (text, says) in [
+        (
+            format!("{tls}  client_auth: x\n"),
+            "unknown key tls_server_config.client_auth",
+        ),
+        (
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: missing.key\n".into(),
+            "missing.key: No such file",
+        ),
+        (
+            format!(
+                "tls_server_config:\n  cert_file: server.crt\n  key_file: {}\n",
+                other.key.display()
+            ),
+            "server.crt and",
+        ),
+        (
+            format!("{tls}  min_version: TLS10\n  max_version: TLS11\n"),
+            "TLS 1.2 and 1.3 only",
+        ),
+        (
+            format!("{tls}  client_auth_type: RequireAndVerifyClientCert\n"),
+            "needs client_ca_file",
+        ),
+        (
+            format!("{tls}  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n"),
+            "is not offered by this exporter",
+        ),
+        (
+            "basic_auth_users:\n  u: plain\n".into(),
+            "basic_auth_users.u: not a bcrypt hash",
+        ),
+        (
+            "tls_server_config:\n  cert_file: /dev/null\n  key_file: server.key\n".into(),
+            "cannot read /dev/null: not a regular file",
+        ),
+        (
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: fifo.key\n".into(),
+            "fifo.key: not a regular file",
+        ),
+    ] {
+        let path = web(&text);
+        let out = run(&["--listen", "127.0.0.1:0", "--web.config.file", &path]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {err}");
+        assert!(
+            err.starts_with(&format!("E! invalid --web.config.file {path}: "))
+                && err.contains(says),
+            "{text}: {err}"
+        );
+    }
+    let out = run(&["--web.config.file", "/x.yml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --listen"));
+}
+
+/// Clients stalled mid-handshake and a flood of new passwords to check
+/// never delay a scrape with known credentials: it is answered while the
+/// guesses still wait for bcrypt; the stalled handshakes are cut off after
+/// the request timeout; SIGTERM still ends the exporter at once.
+fn stalls_and_guesses_never_block_a_scrape() {
+    in_netns(|| {
+        let (dir, ca) = pki("tls-stall");
+        let config = web_config(
+            &dir,
+            &format!("basic_auth_users:\n  u: {}\n", bcrypt_hash("right", 10)),
+        );
+        let e = Exporter::start(&["--web.config.file", &config]);
+        let port = e.port;
+        let cacert = ca.cert.to_str().unwrap().to_string();
+        let scrape = {
+            let cacert = cacert.clone();
+            move |user: &str| {
+                let (code, answer) = curl(port, "/metrics", &["--cacert", &cacert, "-u", user]);
+                (code, status(&answer).to_string(), Instant::now())
+            }
+        };
+        // The right password, checked once and remembered.
+        assert_eq!(scrape("u:right").1, "200");
+        // Handshakes that stall after a TLS record header.
+        let stalled: Vec<TcpStream> = (0..3)
+            .map(|_| {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+                s
+            })
+            .collect();
+        let started = Instant::now();
+        // Eight new guesses: bcrypt takes them one after the other.
+        let guesses: Vec<_> = (0..8)
+            .map(|i| {
+                let scrape = scrape.clone();
+                std::thread::spawn(move || scrape(&format!("u:guess{i}")))
+            })
+            .collect();
+        // Once the first guess is refused, the others are still queued.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !guesses.iter().any(|g| g.is_finished()) {
+            assert!(Instant::now() < deadline, "no guess was answered");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (code, st, answered) = scrape("u:right");
+        assert_eq!((code, st.as_str()), (0, "200"));
+        let guessed: Vec<(i32, String, Instant)> =
+            guesses.into_iter().map(|g| g.join().unwrap()).collect();
+        assert!(guessed.iter().all(|g| g.1 == "401"), "{guessed:?}");
+        let last = guessed.iter().map(|g| g.2).max().unwrap();
+        assert!(
+            answered < last,
+            "the scrape waited for the guesses: {:?} vs {:?}",
+            answered - started,
+            last - started
+        );
+        // The stalled handshakes are closed after REQUEST_TIMEOUT (5 s).
+        for mut s in stalled {
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut b = [0u8; 16];
+            assert!(matches!(s.read(&mut b), Ok(0) | Err(_)));
+        }
+        assert!(
+            started.elapsed() >= Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+        // SIGTERM with checks queued and a handshake stalled.
+        let _stall = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _queued: Vec<_> = (0..4)
+            .map(|i| {
+                let scrape = scrape.clone();
+                std::thread::spawn(move || scrape(&format!("u:late{i}")))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let err = e.stop();
+        assert!(!err.contains("E! "), "{err}");
+    });
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let tools = [
+        ("curl", "curl"),
+        ("openssl", "openssl"),
+        ("htpasswd", "apache2-utils"),
+    ]
+    .iter()
+    .find(|(bin, _)| !on_path(bin))
+    .map_or(Ok(()), |(bin, pkg)| {
+        Err(format!("missing {bin} (Debian package {pkg})"))
+    });
+    let tests: [(&str, fn()); 6] = [
+        ("basic_auth_over_tls", basic_auth_over_tls),
+        (
+            "plain_http_to_the_tls_port_gets_no_answer",
+            plain_http_to_the_tls_port_gets_no_answer,
+        ),
+        (
+            "mutual_tls_in_each_client_auth_mode",
+            mutual_tls_in_each_client_auth_mode,
+        ),
+        (
+            "changes_on_disk_apply_without_a_restart",
+            changes_on_disk_apply_without_a_restart,
+        ),
+        (
+            "an_invalid_file_at_startup_exits_2",
+            an_invalid_file_at_startup_exits_2,
+        ),
+        (
+            "stalls_and_guesses_never_block_a_scrape",
+            stalls_and_guesses_never_block_a_scrape,
+        ),
+    ];
+    run_trials(args, namespace_setup().and(tools), named("tls", &tests));
+}
