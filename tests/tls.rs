@@ -411,6 +411,124 @@ fn stalls_and_guesses_never_block_a_scrape() {
     });
 }
 
+/// The examples in `deploy/` serve as shipped: the Kubernetes Secret's
+/// `web.yml` in the directory the DaemonSet mounts, with the files its
+/// projected volume puts there and the container's arguments (the port
+/// aside), answers 401 without credentials and 200 with the documented
+/// example password; the systemd unit's `web.yml` and command line (`%d`
+/// being the credentials directory) serve TLS the same way.
+fn the_shipped_examples_serve() {
+    use yaml_rust2::YamlLoader;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("deploy/kubernetes/exporter.yaml")).unwrap();
+    let docs = YamlLoader::load_from_str(&text).unwrap();
+    let web = docs[0]["stringData"]["web.yml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let container = &docs[1]["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<String> = container["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let mount = container["volumeMounts"][0]["mountPath"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let items: Vec<String> = docs[1]["spec"]["template"]["spec"]["volumes"][0]["projected"]
+        ["sources"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["secret"]["items"].as_vec().unwrap().iter())
+        .map(|i| i["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(items, ["web.yml", "tls.crt", "tls.key"]);
+    // The systemd unit's commented web.yml and command line.
+    let unit =
+        std::fs::read_to_string(root.join("deploy/systemd/telegraf-netstat-exporter.service"))
+            .unwrap();
+    let tls_part = unit.split("# TLS and basic authentication").nth(1).unwrap();
+    let unit_web: String = tls_part
+        .split("# with web.yml naming the files beside it:\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .map_while(|l| l.strip_prefix("#   "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let exec = tls_part
+        .lines()
+        .filter_map(|l| l.strip_prefix("#   ExecStart="))
+        .find(|l| !l.is_empty())
+        .unwrap()
+        .to_string();
+    in_netns(move || {
+        for (what, web, args) in [
+            ("kubernetes", web, args),
+            (
+                "systemd",
+                unit_web.replace(
+                    "<htpasswd -nBC 10 prometheus>",
+                    &bcrypt_hash("change-me", 10),
+                ),
+                exec.split(' ').skip(1).map(String::from).collect(),
+            ),
+        ] {
+            let dir = Scratch::new(&format!("tls-shipped-{what}"));
+            let ca = make_ca(&dir, "ca");
+            let leaf = make_leaf(&dir, &ca, "leaf");
+            std::fs::rename(&leaf.cert, dir.join("tls.crt")).unwrap();
+            std::fs::rename(&leaf.key, dir.join("tls.key")).unwrap();
+            std::fs::write(dir.join("web.yml"), &web).unwrap();
+            let config = dir.join("web.yml").to_str().unwrap().to_string();
+            // Their arguments but the listening address and the file's place.
+            let mut ours: Vec<String> = Vec::new();
+            let mut it = args.iter();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--listen" | "--web.config.file" => {
+                        let v = it.next().unwrap();
+                        if a == "--web.config.file" {
+                            let want = if what == "systemd" {
+                                "%d/web.yml".to_string()
+                            } else {
+                                format!("{mount}/web.yml")
+                            };
+                            assert_eq!(*v, want);
+                            ours.extend([a.clone(), config.clone()]);
+                        }
+                    }
+                    "--web.systemd-socket" => {}
+                    _ => ours.push(a.clone()),
+                }
+            }
+            assert!(
+                ours.contains(&"--web.config.file".to_string()),
+                "{what}: {args:?}"
+            );
+            let ours: Vec<&str> = ours.iter().map(String::as_str).collect();
+            let e = Exporter::start(&ours);
+            let cacert = ca.cert.to_str().unwrap();
+            let (_, answer) = curl(e.port, "/metrics", &["--cacert", cacert]);
+            assert_eq!(status(&answer), "401", "{what}: {answer}");
+            let (_, answer) = curl(
+                e.port,
+                "/metrics",
+                &["--cacert", cacert, "-u", "prometheus:change-me"],
+            );
+            assert_eq!(status(&answer), "200", "{what}: {answer}");
+            assert!(
+                answer.contains("\nnetstat_tcp_connections{state=\"established\"}"),
+                "{what}: {answer}"
+            );
+            e.stop();
+        }
+    });
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tools = [
@@ -423,7 +541,8 @@ fn main() {
     .map_or(Ok(()), |(bin, pkg)| {
         Err(format!("missing {bin} (Debian package {pkg})"))
     });
-    let tests: [(&str, fn()); 6] = [
+    let tests: [(&str, fn()); 7] = [
+        ("the_shipped_examples_serve", the_shipped_examples_serve),
         ("basic_auth_over_tls", basic_auth_over_tls),
         (
             "plain_http_to_the_tls_port_gets_no_answer",
