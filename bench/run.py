@@ -10,9 +10,12 @@ approaches alike. Writes bench/out/results.json and docs/cpu-per-gather.svg.
 
 Run as root (namespaces, fd limits): bench/run
 """
+import base64
 import ctypes
 import json
 import socket
+import ssl
+import tempfile
 import time
 import os
 import statistics
@@ -122,38 +125,69 @@ def proc_cpu_s(pid):
     return total / 1e9
 
 
-def scrape(port):
-    """One GET /metrics; wall seconds."""
+def scrape(port, tls=None):
+    """One GET /metrics (over TLS with basic auth if `tls` is a
+    (context, header) pair: a new connection and full handshake each time,
+    as the exporter closes after every answer); wall seconds."""
     t = time.perf_counter()
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        s, auth = (tls[0].wrap_socket(raw, server_hostname="localhost"), tls[1]) if tls else (raw, b"")
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n")
         while s.recv(65536):
             pass
     return time.perf_counter() - t
 
 
-def serve_per_scrape(scrapes, args=()):
+def tls_setup(d):
+    """A CA and a server certificate (P-256, openssl), a bcrypt hash (cost 10,
+    htpasswd) and a web config in `d`: the exporter's arguments and the
+    client's (context, Authorization header)."""
+    def run(*a):
+        subprocess.run(a, check=True, capture_output=True)
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-days", "2", "-subj", "/CN=bench-ca", "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-subj", "/CN=localhost", "-keyout", f"{d}/server.key", "-out", f"{d}/server.csr")
+    with open(f"{d}/ext", "w") as f:
+        f.write("subjectAltName=DNS:localhost\n")
+    run("openssl", "x509", "-req", "-days", "2", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.crt",
+        "-CAkey", f"{d}/ca.key", "-CAcreateserial", "-extfile", f"{d}/ext", "-out", f"{d}/server.crt")
+    h = subprocess.run(["htpasswd", "-nbB", "-C", "10", "bench", "bench"], check=True,
+                       capture_output=True, text=True).stdout.strip().split(":", 1)[1]
+    with open(f"{d}/web.yml", "w") as f:
+        f.write(f"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                f"basic_auth_users:\n  bench: {h}\n")
+    ctx = ssl.create_default_context(cafile=f"{d}/ca.crt")
+    header = b"Authorization: Basic " + base64.b64encode(b"bench:bench") + b"\r\n"
+    return ["--web.config.file", f"{d}/web.yml"], (ctx, header)
+
+
+def serve_per_scrape(scrapes, args=(), tls=False):
     """CPU per scrape of the --listen exporter (its process's CPU over
     `scrapes` scrapes, after one to warm up), and the median wall time of a
-    scrape seen by the client."""
+    scrape seen by the client. With `tls`: over TLS with basic auth (the
+    warm-up pays the one bcrypt check; the password is then remembered)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    p = subprocess.Popen([BIN, "--listen", f"127.0.0.1:{port}", *args], stdin=subprocess.DEVNULL)
+    d = tempfile.mkdtemp()
+    web, client = tls_setup(d) if tls else ([], None)
+    p = subprocess.Popen([BIN, "--listen", f"127.0.0.1:{port}", *args, *web], stdin=subprocess.DEVNULL)
     try:
         for _ in range(200):
             try:
-                scrape(port)
+                scrape(port, client)
                 break
             except OSError:
                 time.sleep(0.01)
         before = proc_cpu_s(p.pid)
-        walls = [scrape(port) for _ in range(scrapes)]
+        walls = [scrape(port, client) for _ in range(scrapes)]
         cpu = (proc_cpu_s(p.pid) - before) / scrapes
         return {"cpu_s": cpu, "wall_s": statistics.median(walls)}
     finally:
         p.terminate()
         p.wait()
+        subprocess.run(["rm", "-r", d], check=True)
 
 
 def count_line(out):
@@ -187,6 +221,7 @@ def run_scale(established):
         res["execd"] = execd_per_gather(20)
         res["serve"] = serve_per_scrape(20)
         res["serve_native"] = serve_per_scrape(20, ["--prometheus-names", "native"])
+        res["serve_tls"] = serve_per_scrape(20, tls=True)
         for name, s in samples.items():
             res["approaches"][name] = {
                 "cpu_s": statistics.median(x[0] for x in s),
@@ -270,6 +305,7 @@ def idle_wall():
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
         out = {}
         out["serve"] = serve_per_scrape(500)
+        out["serve_tls"] = serve_per_scrape(200, tls=True)
         for name, cmd in [("telegraf-netstat", [BIN]), ("/bin/true", ["/bin/true"])]:
             walls, cpus, rss = [], [], 0
             for _ in range(100):
@@ -357,6 +393,9 @@ def main():
         print(f"execd at {r['sockets']} sockets: {e['cpu_s']:.4f} CPU s/gather ({e['cpu_s']/floor:.2f} x floor), peak RSS {e['peak_rss_kib']/1024:.1f} MiB")
     sv = idle.pop("serve")
     print(f"exporter idle: {sv['cpu_s']*1e6:.1f} us CPU/scrape, {sv['wall_s']*1e3:.3f} ms wall per scrape (median)")
+    st = idle.pop("serve_tls")
+    print(f"exporter idle over TLS with basic auth: {st['cpu_s']*1e6:.1f} us CPU/scrape (handshake included), "
+          f"{st['wall_s']*1e3:.3f} ms wall per scrape (median)")
     for r in results:
         sv2 = r["serve"]
         floor = r["approaches"]["floor"]["cpu_s"]
@@ -365,6 +404,10 @@ def main():
         sv3 = r["serve_native"]
         print(f"exporter --prometheus-names native at {r['sockets']} sockets: {sv3['cpu_s']:.4f} CPU s/scrape "
               f"({sv3['cpu_s']/floor:.2f} x floor)")
+        sv4 = r["serve_tls"]
+        print(f"exporter over TLS with basic auth at {r['sockets']} sockets: {sv4['cpu_s']:.4f} CPU s/scrape "
+              f"({sv4['cpu_s']/floor:.2f} x floor, {sv4['cpu_s']/sv2['cpu_s']:.2f} x plain HTTP), "
+              f"{sv4['wall_s']*1e3:.1f} ms wall per scrape")
     e = idle.pop("execd")
     f = idle.pop("floor_repeat")
     print(f"execd idle: {e['cpu_s']*1e6:.1f} us CPU/gather, peak RSS {e['peak_rss_kib']/1024:.1f} MiB; "

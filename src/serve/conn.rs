@@ -356,9 +356,11 @@ impl Conn {
                     }
                     continue;
                 }
+                // After a full flush rustls takes at least one byte; none
+                // would mean a closed session.
                 match tls.writer().write(answer.rest(*done)) {
+                    Ok(0) | Err(_) => return Next::Close,
                     Ok(n) => *done += n,
-                    Err(_) => return Next::Close,
                 }
             },
         }
