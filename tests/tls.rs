@@ -379,12 +379,14 @@ fn stalls_and_guesses_never_block_a_scrape() {
         let guessed: Vec<(i32, String, Instant)> =
             guesses.into_iter().map(|g| g.join().unwrap()).collect();
         assert!(guessed.iter().all(|g| g.1 == "401"), "{guessed:?}");
-        let last = guessed.iter().map(|g| g.2).max().unwrap();
+        // bcrypt on the serving thread would answer it after (nearly) all
+        // of them; off it, while most still wait.
+        let before = guessed.iter().filter(|g| g.2 < answered).count();
         assert!(
-            answered < last,
-            "the scrape waited for the guesses: {:?} vs {:?}",
+            before <= guessed.len() / 2,
+            "the scrape waited for the guesses: answered after {before} of them, at {:?}, guesses at {:?}",
             answered - started,
-            last - started
+            guessed.iter().map(|g| g.2 - started).collect::<Vec<_>>()
         );
         // The stalled handshakes are closed after REQUEST_TIMEOUT (5 s).
         for mut s in stalled {
