@@ -40,7 +40,7 @@ Exit status: 0 on success (and when stdout is closed by the reader; with
 one-shot gather failed (one E! line on stderr, nothing on stdout; the loops log
 the error and go on) or --listen cannot bind its address, 2 on a usage error
 (among them a --web.systemd-socket descriptor that is not a listening TCP
-socket), 3 when some network namespaces could not be counted, or --all-netns
+socket and a --web.config.file that does not load), 3 when some network namespaces could not be counted, or --all-netns
 could not look at some processes' namespaces (an E! line each), while the
 others were printed.";
 
