@@ -185,7 +185,14 @@ fn mutual_tls_in_each_client_auth_mode() {
                     assert!(!answer.starts_with("HTTP/"), "{mode}: {answer}");
                 }
             }
-            e.stop();
+            // Each refusal is one D! line (the exporter runs with -v).
+            let err = e.stop();
+            let refused = want.iter().filter(|w| !**w).count();
+            let lines = err
+                .lines()
+                .filter(|l| l.starts_with("D! TLS with 127.0.0.1:"))
+                .count();
+            assert_eq!(lines, refused, "{mode}: {err}");
         }
     });
 }

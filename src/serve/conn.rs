@@ -31,6 +31,7 @@ use rustls::ServerConnection;
 use super::auth::{Gate, Key, Verdict};
 use super::http::{self, Answer, Parsed, Route};
 use super::web::Web;
+use telegraf_netstat::log::Logger;
 
 /// To send the whole request (and, under TLS, finish the handshake).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,6 +71,9 @@ pub enum Next {
 pub struct Ctx<'a> {
     pub path: &'a str,
     pub gate: &'a mut Gate,
+    /// For a `D! ` line when a TLS session fails (only with `-v`: a flood of
+    /// bad clients must not flood the log).
+    pub log: &'a Logger,
 }
 
 pub struct Conn {
@@ -233,7 +237,16 @@ impl Conn {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Keep,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Next::Close,
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::InvalidData {
+                        let peer = self.stream.peer_addr().map(|a| a.to_string());
+                        ctx.log.debug(format_args!(
+                            "TLS with {}: {e}; connection closed",
+                            peer.as_deref().unwrap_or("a client")
+                        ));
+                    }
+                    return Next::Close;
+                }
             }
         }
     }

@@ -390,6 +390,7 @@ impl Exporter {
         let mut ctx = Ctx {
             path: &self.path,
             gate: &mut self.gate,
+            log: &self.log,
         };
         for (i, c) in self.conns.iter_mut().enumerate() {
             if close[i] {
@@ -483,6 +484,7 @@ impl Exporter {
             let mut ctx = Ctx {
                 path: &self.path,
                 gate: &mut self.gate,
+                log: &self.log,
             };
             // The request (or the TLS hello) is often there already.
             match c.ready(PollFlags::IN, &mut ctx, now) {
