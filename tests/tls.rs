@@ -538,6 +538,98 @@ fn the_shipped_examples_serve() {
     });
 }
 
+/// A TLS scrape by a rustls client: the whole answer (the server ends it
+/// with `close_notify`).
+fn tls_get(port: u16, roots: &std::sync::Arc<rustls::RootCertStore>, auth: &str) -> String {
+    use rustls::pki_types::ServerName;
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(std::sync::Arc::clone(roots))
+    .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    // One write: pieces would go out as small records, each waiting on
+    // Nagle's algorithm and delayed acknowledgements.
+    let request =
+        format!("GET /metrics HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\n\r\n");
+    tls.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    tls.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Over 2 000 TLS scrapes (each a handshake, the file and its certificates
+/// read again, the credentials found remembered), the exporter's
+/// descriptors and memory stay flat.
+fn tls_descriptors_and_memory_stay_flat() {
+    in_netns(|| {
+        let (dir, ca) = pki("tls-flat");
+        let config = web_config(
+            &dir,
+            &format!("basic_auth_users:\n  u: {}\n", bcrypt_hash("p", 4)),
+        );
+        let e = Exporter::start(&["--web.config.file", &config]);
+        let pid = e.child.id();
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(&ca.cert).unwrap();
+        use rustls::pki_types::pem::PemObject;
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let roots = std::sync::Arc::new(roots);
+        // "u:p"
+        let scrape = |n: usize| {
+            for _ in 0..n {
+                let answer = tls_get(e.port, &roots, "dTpw");
+                assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+            }
+        };
+        let fds = || {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .unwrap()
+                .count()
+        };
+        let rss = || {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap()
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .unwrap()
+                .trim()
+                .trim_end_matches(" kB")
+                .parse::<u64>()
+                .unwrap()
+        };
+        scrape(500);
+        let (fds_500, rss_500) = (fds(), rss());
+        scrape(1_500);
+        let rss_2k = rss();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fds() > fds_500 {
+            assert!(
+                Instant::now() < deadline,
+                "{} descriptors after 2 000 scrapes, {fds_500} after 500",
+                fds()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            rss_2k <= rss_500 + 64,
+            "RSS grew from {rss_500} to {rss_2k} KiB"
+        );
+        e.stop();
+    });
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tools = [
@@ -550,7 +642,11 @@ fn main() {
     .map_or(Ok(()), |(bin, pkg)| {
         Err(format!("missing {bin} (Debian package {pkg})"))
     });
-    let tests: [(&str, fn()); 7] = [
+    let tests: [(&str, fn()); 8] = [
+        (
+            "tls_descriptors_and_memory_stay_flat",
+            tls_descriptors_and_memory_stay_flat,
+        ),
         ("the_shipped_examples_serve", the_shipped_examples_serve),
         ("basic_auth_over_tls", basic_auth_over_tls),
         (
