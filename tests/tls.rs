@@ -425,7 +425,8 @@ fn stalls_and_guesses_never_block_a_scrape() {
 /// projected volume puts there and the container's arguments (the port
 /// aside), answers 401 without credentials and 200 with the documented
 /// example password; the systemd unit's `web.yml` and command line (`%d`
-/// being the credentials directory) serve TLS the same way.
+/// being the credentials directory), on a socket passed as a `.socket`
+/// unit passes it, serve TLS the same way.
 fn the_shipped_examples_serve() {
     use yaml_rust2::YamlLoader;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -498,19 +499,19 @@ fn the_shipped_examples_serve() {
             let mut it = args.iter();
             while let Some(a) = it.next() {
                 match a.as_str() {
-                    "--listen" | "--web.config.file" => {
-                        let v = it.next().unwrap();
-                        if a == "--web.config.file" {
-                            let want = if what == "systemd" {
-                                "%d/web.yml".to_string()
-                            } else {
-                                format!("{mount}/web.yml")
-                            };
-                            assert_eq!(*v, want);
-                            ours.extend([a.clone(), config.clone()]);
-                        }
+                    "--listen" => {
+                        it.next();
                     }
-                    "--web.systemd-socket" => {}
+                    "--web.config.file" => {
+                        let v = it.next().unwrap();
+                        let want = if what == "systemd" {
+                            "%d/web.yml".to_string()
+                        } else {
+                            format!("{mount}/web.yml")
+                        };
+                        assert_eq!(*v, want);
+                        ours.extend([a.clone(), config.clone()]);
+                    }
                     _ => ours.push(a.clone()),
                 }
             }
@@ -519,21 +520,53 @@ fn the_shipped_examples_serve() {
                 "{what}: {args:?}"
             );
             let ours: Vec<&str> = ours.iter().map(String::as_str).collect();
-            let e = Exporter::start(&ours);
-            let cacert = ca.cert.to_str().unwrap();
-            let (_, answer) = curl(e.port, "/metrics", &["--cacert", cacert]);
-            assert_eq!(status(&answer), "401", "{what}: {answer}");
-            let (_, answer) = curl(
-                e.port,
-                "/metrics",
-                &["--cacert", cacert, "-u", "prometheus:change-me"],
-            );
-            assert_eq!(status(&answer), "200", "{what}: {answer}");
-            assert!(
-                answer.contains("\nnetstat_tcp_connections{state=\"established\"}"),
-                "{what}: {answer}"
-            );
-            e.stop();
+            let served = |port: u16| {
+                let cacert = ca.cert.to_str().unwrap();
+                let (_, answer) = curl(port, "/metrics", &["--cacert", cacert]);
+                assert_eq!(status(&answer), "401", "{what}: {answer}");
+                let (_, answer) = curl(
+                    port,
+                    "/metrics",
+                    &["--cacert", cacert, "-u", "prometheus:change-me"],
+                );
+                assert_eq!(status(&answer), "200", "{what}: {answer}");
+                assert!(
+                    answer.contains("\nnetstat_tcp_connections{state=\"established\"}"),
+                    "{what}: {answer}"
+                );
+            };
+            if what == "systemd" {
+                // On a socket systemd passes, as the unit runs it
+                // (systemd-socket-activate holds the port and starts the
+                // program on the first connection).
+                let port = free_port();
+                let mut child = Command::new("systemd-socket-activate")
+                    .arg("-l")
+                    .arg(format!("127.0.0.1:{port}"))
+                    .arg(BIN)
+                    .args(&ours)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                    assert!(Instant::now() < deadline, "nothing listens on {port}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                served(port);
+                rustix::process::kill_process(
+                    rustix::process::Pid::from_child(&child),
+                    rustix::process::Signal::TERM,
+                )
+                .unwrap();
+                assert_eq!(child.wait().unwrap().code(), Some(0));
+            } else {
+                let e = Exporter::start(&ours);
+                served(e.port);
+                e.stop();
+            }
         }
     });
 }
@@ -670,5 +703,17 @@ fn main() {
             stalls_and_guesses_never_block_a_scrape,
         ),
     ];
-    run_trials(args, namespace_setup().and(tools), named("tls", &tests));
+    let activate = match Command::new("systemd-socket-activate")
+        .arg("--version")
+        .output()
+    {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => Err("systemd-socket-activate (Debian package systemd) is not installed".to_string()),
+    };
+    run_trials_needing(
+        args,
+        namespace_setup().and(tools),
+        named("tls", &tests),
+        &[("the_shipped_examples_serve", activate)],
+    );
 }
