@@ -234,7 +234,9 @@ fn changes_on_disk_apply_without_a_restart() {
         web_config(&dir, &format!("basic_auth_users:\n  u: {}\n", hash("two")));
         assert_eq!(get(&ca2, "u:two"), (0, "200".into()));
         assert_eq!(get(&ca2, "u:one"), (0, "401".into()));
-        // A broken file: the last good configuration serves, one E! line.
+        // A broken file: the last good configuration serves, one E! line;
+        // put back, it is said to be in use again.
+        let good = std::fs::read(&config).unwrap();
         std::fs::write(
             &config,
             "tls_server_config:\n  cert_file: server.crt\n  key_fil: x\n",
@@ -243,7 +245,9 @@ fn changes_on_disk_apply_without_a_restart() {
         for _ in 0..3 {
             assert_eq!(get(&ca2, "u:two"), (0, "200".into()));
         }
-        // Fixed again.
+        std::fs::write(&config, good).unwrap();
+        assert_eq!(get(&ca2, "u:two"), (0, "200".into()));
+        // A new good file.
         web_config(
             &dir,
             &format!("basic_auth_users:\n  u: {}\n", hash("three")),
@@ -264,6 +268,11 @@ fn changes_on_disk_apply_without_a_restart() {
             .filter(|l| l.starts_with("I! web config") && l.ends_with("reloaded"))
             .count();
         assert_eq!(reloads, 3, "pid {pid}: {err}");
+        let again = err
+            .lines()
+            .filter(|l| l.starts_with("I! web config") && l.ends_with("is again the one in use"))
+            .count();
+        assert_eq!(again, 1, "{err}");
     });
 }
 

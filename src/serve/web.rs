@@ -182,7 +182,14 @@ impl WebFile {
                 same &= bytes == self.snapshot[i + 1];
             }
             if same {
-                self.refused = None;
+                // Back to what is served after a refused change: said, so
+                // the E! line is not left standing.
+                if self.refused.take().is_some() {
+                    log.info(format_args!(
+                        "web config {} is again the one in use",
+                        self.path.display()
+                    ));
+                }
                 return Ok(());
             }
         }
