@@ -111,6 +111,11 @@ fn basic_auth_over_tls() {
                 .any(|l| l.strip_prefix("netstat_tcp_established") == Some(&established)),
             "{answer}"
         );
+        // promtool reads the exposition, the reload self-metric included.
+        let exposition = answer.split_once("\r\n\r\n").unwrap().1;
+        assert!(exposition.contains("\nnetstat_web_config_last_reload_successful 1\n"));
+        let (ok, said) = promtool(exposition);
+        assert!(ok && said.trim().is_empty(), "{said}");
         // Remembered: the same credentials again, and the landing page.
         let (_, answer) = curl(
             e.port,
@@ -215,7 +220,21 @@ fn changes_on_disk_apply_without_a_restart() {
             );
             (code, status(&answer).to_string())
         };
+        // netstat_web_config_last_reload_successful in a scrape's answer.
+        let loaded = |ca: &CertFiles, user: &str| {
+            let (_, answer) = curl(
+                e.port,
+                "/metrics",
+                &["--cacert", ca.cert.to_str().unwrap(), "-u", user],
+            );
+            answer
+                .lines()
+                .find_map(|l| l.strip_prefix("netstat_web_config_last_reload_successful "))
+                .unwrap_or_else(|| panic!("no reload metric: {answer}"))
+                .to_string()
+        };
         assert_eq!(get(&ca, "u:one"), (0, "200".into()));
+        assert_eq!(loaded(&ca, "u:one"), "1");
         // A new CA's certificate moved into place, as cert-manager does.
         let new = Scratch::new("tls-rotate-new");
         let ca2 = make_ca(&new, "ca2");
@@ -245,8 +264,10 @@ fn changes_on_disk_apply_without_a_restart() {
         for _ in 0..3 {
             assert_eq!(get(&ca2, "u:two"), (0, "200".into()));
         }
+        assert_eq!(loaded(&ca2, "u:two"), "0");
         std::fs::write(&config, good).unwrap();
         assert_eq!(get(&ca2, "u:two"), (0, "200".into()));
+        assert_eq!(loaded(&ca2, "u:two"), "1");
         // A new good file.
         web_config(
             &dir,
@@ -678,6 +699,7 @@ fn main() {
         ("curl", "curl"),
         ("openssl", "openssl"),
         ("htpasswd", "apache2-utils"),
+        ("promtool", "prometheus"),
     ]
     .iter()
     .find(|(bin, _)| !on_path(bin))

@@ -43,6 +43,7 @@ mod webconfig;
 
 use std::os::fd::OwnedFd;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -117,8 +118,13 @@ pub fn run(config: Config) -> ExitCode {
 
 /// The gather thread: one gather per request on the returned sender (the
 /// number of scrapes waiting), its result in `Shared`, then a byte on
-/// `wake`.
-fn spawn_gatherer(config: &Config, wake: OwnedFd) -> (mpsc::Sender<usize>, Arc<Shared>) {
+/// `wake`. With `--web.config.file`, the exposition ends with whether the
+/// file's last change loaded (`web_loaded`, kept by `WebFile`).
+fn spawn_gatherer(
+    config: &Config,
+    wake: OwnedFd,
+    web_loaded: Option<Arc<AtomicBool>>,
+) -> (mpsc::Sender<usize>, Arc<Shared>) {
     let shared = Arc::new(Shared {
         result: Mutex::new(None),
     });
@@ -135,6 +141,9 @@ fn spawn_gatherer(config: &Config, wake: OwnedFd) -> (mpsc::Sender<usize>, Arc<S
                 let result = match gatherer.collect(&mut Uninterrupted) {
                     Collected::Counted { .. } => {
                         gatherer.rows().encode(format, &mut out);
+                        if let Some(loaded) = &web_loaded {
+                            web::encode_loaded(loaded.load(Ordering::Relaxed), &mut out);
+                        }
                         (200, Arc::new(out.clone()))
                     }
                     // The detail (paths, OS errors) is on stderr, not for
@@ -231,7 +240,7 @@ impl Exporter {
         let auth_wake = rustix::io::fcntl_dupfd_cloexec(&wake_w, 0)
             .map_err(|e| fail("cannot duplicate a pipe: ", &e, EXIT_GATHER_FAILED))?;
         let gate = Gate::new(web.as_ref().and_then(WebFile::rate_limit), auth_wake);
-        let (go, shared) = spawn_gatherer(config, wake_w);
+        let (go, shared) = spawn_gatherer(config, wake_w, web.as_ref().map(WebFile::loaded));
         Ok(Exporter {
             log,
             path: serve.path,

@@ -19,6 +19,7 @@
 //! from TLS 1.2 (said at startup) and a `max_version` below 1.2 is refused.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustls::crypto::{ring, CryptoProvider, WebPkiSupportedAlgorithms};
@@ -67,6 +68,20 @@ pub struct WebFile {
     /// The last problem said, with what was read: said once, not per
     /// connection.
     refused: Option<(String, Snapshot)>,
+    /// False while a change is refused: the gather thread reads it for
+    /// `netstat_web_config_last_reload_successful`.
+    loaded: Arc<AtomicBool>,
+}
+
+/// The self-metric saying whether the web config's last change loaded, in
+/// the Prometheus text format (the exporter serves nothing else).
+pub fn encode_loaded(loaded: bool, out: &mut Vec<u8>) {
+    out.extend_from_slice(
+        b"# HELP netstat_web_config_last_reload_successful Whether the last change to --web.config.file or a file it names loaded (1), or was refused and the last good configuration still serves (0; the reason is in the log).\n\
+          # TYPE netstat_web_config_last_reload_successful gauge\n\
+          netstat_web_config_last_reload_successful ",
+    );
+    out.extend_from_slice(if loaded { b"1\n" } else { b"0\n" });
 }
 
 /// Reads a regular file of at most [`MAX_FILE`] bytes. Opened without
@@ -146,7 +161,13 @@ impl WebFile {
             snapshot,
             current,
             refused: None,
+            loaded: Arc::new(AtomicBool::new(true)),
         })
+    }
+
+    /// Whether the last change loaded, shared with the gather thread.
+    pub fn loaded(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.loaded)
     }
 
     /// `rate_limit` as read at startup (the toolkit reads it once too).
@@ -157,7 +178,9 @@ impl WebFile {
     /// The configuration for a new connection: the file and its
     /// certificates read again, loaded again if they changed.
     pub fn current(&mut self, log: &Logger) -> Arc<Web> {
-        if let Err(problem) = self.reload(log) {
+        let result = self.reload(log);
+        self.loaded.store(result.is_ok(), Ordering::Relaxed);
+        if let Err(problem) = result {
             if self.refused.as_ref() != Some(&problem) {
                 log.error(format_args!(
                     "web config {}: {}; serving with the last good configuration",
