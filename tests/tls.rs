@@ -111,6 +111,19 @@ fn basic_auth_over_tls() {
                 .any(|l| l.strip_prefix("netstat_tcp_established") == Some(&established)),
             "{answer}"
         );
+        // HEAD: refused or not, the head without the body.
+        let roots = roots_of(&ca);
+        for (auth, status) in [
+            ("", "401"),
+            ("Authorization: Basic YWxpY2U6b3BlbiBzZXNhbWU=\r\n", "200"),
+        ] {
+            let request = format!("HEAD /metrics HTTP/1.1\r\nHost: localhost\r\n{auth}\r\n");
+            let answer = tls_request(e.port, &roots, &request);
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status} ")) && answer.ends_with("\r\n\r\n"),
+                "{answer:?}"
+            );
+        }
         // promtool reads the exposition, the reload self-metric included.
         let exposition = answer.split_once("\r\n\r\n").unwrap().1;
         assert!(exposition.contains("\nnetstat_web_config_last_reload_successful 1\n"));
@@ -601,9 +614,20 @@ fn the_shipped_examples_serve() {
     });
 }
 
-/// A TLS scrape by a rustls client: the whole answer (the server ends it
-/// with `close_notify`).
-fn tls_get(port: u16, roots: &std::sync::Arc<rustls::RootCertStore>, auth: &str) -> String {
+/// The roots a rustls client trusts: `ca`'s certificate.
+fn roots_of(ca: &CertFiles) -> std::sync::Arc<rustls::RootCertStore> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&ca.cert).unwrap();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    std::sync::Arc::new(roots)
+}
+
+/// One request over TLS by a rustls client: the whole answer (the server
+/// ends it with `close_notify`).
+fn tls_request(port: u16, roots: &std::sync::Arc<rustls::RootCertStore>, request: &str) -> String {
     use rustls::pki_types::ServerName;
     let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -622,8 +646,6 @@ fn tls_get(port: u16, roots: &std::sync::Arc<rustls::RootCertStore>, auth: &str)
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     // One write: pieces would go out as small records, each waiting on
     // Nagle's algorithm and delayed acknowledgements.
-    let request =
-        format!("GET /metrics HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\n\r\n");
     tls.write_all(request.as_bytes()).unwrap();
     let mut out = String::new();
     tls.read_to_string(&mut out).unwrap();
@@ -642,17 +664,15 @@ fn tls_descriptors_and_memory_stay_flat() {
         );
         let e = Exporter::start(&["--web.config.file", &config]);
         let pid = e.child.id();
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(&ca.cert).unwrap();
-        use rustls::pki_types::pem::PemObject;
-        for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let roots = std::sync::Arc::new(roots);
+        let roots = roots_of(&ca);
         // "u:p"
         let scrape = |n: usize| {
             for _ in 0..n {
-                let answer = tls_get(e.port, &roots, "dTpw");
+                let answer = tls_request(
+                    e.port,
+                    &roots,
+                    "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic dTpw\r\n\r\n",
+                );
                 assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
             }
         };

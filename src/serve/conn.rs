@@ -253,7 +253,8 @@ impl Conn {
 
     /// Serves `route` as `verdict` says.
     fn admitted(&mut self, route: Route, verdict: Verdict, now: Instant) -> Next {
-        let refuse = |status, body: &str, extra| Answer::text(status, body, false, extra);
+        let head_only = route.head_only();
+        let refuse = |status, body: &str, extra| Answer::text(status, body, head_only, extra);
         match verdict {
             Verdict::Pass => match route {
                 Route::Metrics(head_only) => {
@@ -397,10 +398,13 @@ impl Conn {
             |why: &str, head_only| Answer::text("503 Service Unavailable", why, head_only, "");
         match self.state {
             State::Reading => Next::Close,
-            State::Checking { .. } => self.answer(
-                unavailable("the credentials' check did not end in time\n", false),
-                now,
-            ),
+            State::Checking { ref route, .. } => {
+                let head_only = route.head_only();
+                self.answer(
+                    unavailable("the credentials' check did not end in time\n", head_only),
+                    now,
+                )
+            }
             State::Waiting(head_only) => self.answer(
                 unavailable("the gather did not end in time\n", head_only),
                 now,

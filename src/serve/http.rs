@@ -22,6 +22,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct Answer {
     pub head: Vec<u8>,
     pub body: Arc<Vec<u8>>,
+    /// An answer to `HEAD`: the body is left out.
+    pub head_only: bool,
 }
 
 impl Answer {
@@ -39,7 +41,11 @@ impl Answer {
         )
         .into_bytes();
         let body = if head_only { Arc::default() } else { body };
-        Answer { head, body }
+        Answer {
+            head,
+            body,
+            head_only,
+        }
     }
 
     pub fn text(status: &str, body: &str, head_only: bool, extra: &str) -> Answer {
@@ -81,6 +87,16 @@ pub enum Route {
     /// Not a request we can serve (400, 414, 431): answered before any
     /// authentication, as Go's server does.
     Refused(Answer),
+}
+
+impl Route {
+    /// Whether the request was a `HEAD`.
+    pub fn head_only(&self) -> bool {
+        match self {
+            Route::Metrics(head_only) => *head_only,
+            Route::Answer(a) | Route::Refused(a) => a.head_only,
+        }
+    }
 }
 
 /// Credentials of `Authorization: Basic` (RFC 7617), as Go's
