@@ -736,26 +736,7 @@ fn sample(scrape: &str, name: &str) -> Option<f64> {
 /// Which of the consumer programs are missing, with their packages.
 /// What making certificates and bcrypt hashes needs.
 fn tls_tools() -> Result<(), String> {
-    match [("openssl", "openssl"), ("htpasswd", "apache2-utils")]
-        .iter()
-        .find(|(bin, _)| !on_path(bin))
-    {
-        Some((bin, pkg)) => Err(format!("missing {bin} (Debian package {pkg})")),
-        None => Ok(()),
-    }
-}
-
-fn tools_present() -> Result<(), String> {
-    let missing: Vec<String> = TOOLS
-        .iter()
-        .filter(|(bin, _)| !on_path(bin))
-        .map(|(bin, pkg)| format!("{bin} (Debian package {pkg})"))
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("missing {}", missing.join(", ")))
-    }
+    tools_on_path(&[("openssl", "openssl"), ("htpasswd", "apache2-utils")])
 }
 
 /// The alerting rules in `deploy/prometheus/` pass `promtool check rules`,
@@ -866,7 +847,7 @@ fn grafana_dashboard_queries_return_data() {
 
 fn main() {
     let args = Arguments::from_args();
-    let setup = namespace_setup().and_then(|()| tools_present());
+    let setup = namespace_setup().and_then(|()| tools_on_path(&TOOLS));
     let tests: [(&str, fn()); 9] = [
         (
             "prometheus_scrapes_over_tls_with_basic_auth",

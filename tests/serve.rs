@@ -255,22 +255,8 @@ fn descriptors_and_memory_stay_flat() {
         settle(&p.expected);
         let e = Exporter::start(&[]);
         let pid = e.child.id();
-        let fds = || {
-            std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .unwrap()
-                .count()
-        };
-        let rss = || {
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .unwrap()
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .unwrap()
-                .trim()
-                .trim_end_matches(" kB")
-                .parse::<u64>()
-                .unwrap()
-        };
+        let fds = || fd_count(pid);
+        let rss = || rss_kib(pid);
         let scrape = |n: usize| {
             for _ in 0..n {
                 assert!(e.get("/metrics").starts_with("HTTP/1.1 200"));
@@ -628,13 +614,7 @@ fn main() {
             descriptors_and_memory_stay_flat,
         ),
     ];
-    let activate = match std::process::Command::new("systemd-socket-activate")
-        .arg("--version")
-        .output()
-    {
-        Ok(o) if o.status.success() => Ok(()),
-        _ => Err("systemd-socket-activate (Debian package systemd) is not installed".to_string()),
-    };
+    let activate = socket_activation_available();
     run_trials_needing(
         args,
         setup,

@@ -676,22 +676,8 @@ fn tls_descriptors_and_memory_stay_flat() {
                 assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
             }
         };
-        let fds = || {
-            std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .unwrap()
-                .count()
-        };
-        let rss = || {
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .unwrap()
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .unwrap()
-                .trim()
-                .trim_end_matches(" kB")
-                .parse::<u64>()
-                .unwrap()
-        };
+        let fds = || fd_count(pid);
+        let rss = || rss_kib(pid);
         scrape(500);
         let (fds_500, rss_500) = (fds(), rss());
         scrape(1_500);
@@ -715,17 +701,12 @@ fn tls_descriptors_and_memory_stay_flat() {
 
 fn main() {
     let args = Arguments::from_args();
-    let tools = [
+    let tools = tools_on_path(&[
         ("curl", "curl"),
         ("openssl", "openssl"),
         ("htpasswd", "apache2-utils"),
         ("promtool", "prometheus"),
-    ]
-    .iter()
-    .find(|(bin, _)| !on_path(bin))
-    .map_or(Ok(()), |(bin, pkg)| {
-        Err(format!("missing {bin} (Debian package {pkg})"))
-    });
+    ]);
     let tests: [(&str, fn()); 8] = [
         (
             "tls_descriptors_and_memory_stay_flat",
@@ -754,13 +735,7 @@ fn main() {
             stalls_and_guesses_never_block_a_scrape,
         ),
     ];
-    let activate = match Command::new("systemd-socket-activate")
-        .arg("--version")
-        .output()
-    {
-        Ok(o) if o.status.success() => Ok(()),
-        _ => Err("systemd-socket-activate (Debian package systemd) is not installed".to_string()),
-    };
+    let activate = socket_activation_available();
     run_trials_needing(
         args,
         namespace_setup().and(tools),

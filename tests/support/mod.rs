@@ -821,9 +821,7 @@ impl Plugin {
     }
 
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        rss_kib(self.child.id())
     }
 }
 
@@ -1306,6 +1304,46 @@ pub fn bcrypt_hash(password: &str, cost: u32) -> String {
     );
     let line = String::from_utf8(out).unwrap();
     line.trim().strip_prefix("u:").unwrap().to_string()
+}
+
+/// Process `pid`'s resident memory, KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// How many descriptors process `pid` holds.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// `Ok` when every program of `tools` (name, Debian package) is on `PATH`;
+/// otherwise what is missing and where it comes from.
+pub fn tools_on_path(tools: &[(&str, &str)]) -> Result<(), String> {
+    let missing: Vec<String> = tools
+        .iter()
+        .filter(|(bin, _)| !on_path(bin))
+        .map(|(bin, pkg)| format!("{bin} (Debian package {pkg})"))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("missing {}", missing.join(", ")))
+    }
+}
+
+/// Whether `systemd-socket-activate` (what a `.socket` unit does) runs here.
+pub fn socket_activation_available() -> Result<(), String> {
+    match Command::new("systemd-socket-activate")
+        .arg("--version")
+        .output()
+    {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => Err("systemd-socket-activate (Debian package systemd) is not installed".to_string()),
+    }
 }
 
 /// Whether `bin` is a file in one of `PATH`'s directories.
