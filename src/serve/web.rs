@@ -128,9 +128,9 @@ fn named_files(c: &WebConfig) -> Vec<&Path> {
         .collect()
 }
 
-/// Reads the file and the files it names.
-fn read_all(path: &Path) -> Result<(WebConfig, Snapshot), String> {
-    let text = read_file(path)?;
+/// Parses the file's bytes `text` (read from `path`) and reads the files
+/// it names.
+fn parse_and_read(path: &Path, text: Vec<u8>) -> Result<(WebConfig, Snapshot), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let parsed = std::str::from_utf8(&text)
         .map_err(|_| "not UTF-8 text".to_string())
@@ -145,7 +145,7 @@ fn read_all(path: &Path) -> Result<(WebConfig, Snapshot), String> {
 impl WebFile {
     /// Loads the file at startup; `Err` names the problem (a usage error).
     pub fn open(path: &Path, log: &Logger) -> Result<WebFile, String> {
-        let (parsed, snapshot) = read_all(path)?;
+        let (parsed, snapshot) = parse_and_read(path, read_file(path)?)?;
         let current = build(&parsed, &snapshot)?;
         if let Some(t) = &parsed.tls {
             if t.min_version < TlsVersion::Tls12 {
@@ -196,15 +196,15 @@ impl WebFile {
     /// Loads the file again if it or a file it names changed; `Err` holds
     /// the problem and what was read (to say each problem once).
     fn reload(&mut self, log: &Logger) -> Result<(), (String, Snapshot)> {
-        // Unchanged file: only the files it names are read again.
+        // Each file read once: an unchanged file keeps its parse, and the
+        // files it names, read to compare, are the new snapshot if changed.
         let text = read_file(&self.path).map_err(|e| (e, Vec::new()))?;
-        if text == self.snapshot[0] {
-            let mut same = true;
-            for (i, f) in named_files(&self.parsed).into_iter().enumerate() {
-                let bytes = read_file(f).map_err(|e| (e, Vec::new()))?;
-                same &= bytes == self.snapshot[i + 1];
+        let (parsed, snapshot) = if text == self.snapshot[0] {
+            let mut snapshot = vec![text];
+            for f in named_files(&self.parsed) {
+                snapshot.push(read_file(f).map_err(|e| (e, Vec::new()))?);
             }
-            if same {
+            if snapshot == self.snapshot {
                 // Back to what is served after a refused change: said, so
                 // the E! line is not left standing.
                 if self.refused.take().is_some() {
@@ -215,8 +215,10 @@ impl WebFile {
                 }
                 return Ok(());
             }
-        }
-        let (parsed, snapshot) = read_all(&self.path).map_err(|e| (e, Vec::new()))?;
+            (self.parsed.clone(), snapshot)
+        } else {
+            parse_and_read(&self.path, text).map_err(|e| (e, Vec::new()))?
+        };
         if parsed.tls.is_some() != self.parsed.tls.is_some() {
             return Err((
                 "turning TLS on or off needs a restart".to_string(),
