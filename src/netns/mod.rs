@@ -190,6 +190,9 @@ pub struct Scan {
     /// Processes whose namespace could not be looked at (missing
     /// CAP_SYS_PTRACE): namespaces only they are in are missing.
     pub unreadable: usize,
+    /// The PIDs in each namespace found, from the same walk (for
+    /// `names::derive`, which then needs no walk of its own).
+    pub members: HashMap<NsId, Vec<u32>>,
 }
 
 /// Whether this thread holds CAP_SYS_PTRACE: an unreadable `/proc/PID/ns/net`
@@ -231,8 +234,10 @@ pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Scan, Error> {
         }
     }
     let mut processes = 0;
+    let mut members: HashMap<NsId, Vec<u32>> = HashMap::new();
     let unreadable = each_process(proc_root, |pid, id| {
         processes += 1;
+        members.entry(id).or_default().push(pid);
         let f = found.entry(id).or_default();
         f.lowest_pid = Some(f.lowest_pid.map_or(pid, |p| p.min(pid)));
         f.of_pid1 |= pid == 1;
@@ -271,6 +276,7 @@ pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Scan, Error> {
         targets: targets.into_iter().map(|(_, _, t)| t).collect(),
         processes,
         unreadable,
+        members,
     })
 }
 

@@ -187,6 +187,15 @@ pub fn run(args: &[&str]) -> Output {
     command(args).output().expect("cannot run telegraf-netstat")
 }
 
+/// Polls `cond` every 10 ms until it holds; panics after `within`.
+pub fn poll_until(within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "condition not met within {within:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Runs the binary and expects success with one line and a quiet stderr.
 pub fn run_ok(args: &[&str]) -> String {
     let out = run(args);
