@@ -757,7 +757,10 @@ mod tests {
             uts: Some(ns(20)),
             own_net: Some(ns(11)),
             own_uts: Some(ns(21)),
+            user: Some(ns(30)),
         };
+        assert!(h.initial_user(ns(30)) && h.initial_user(ns(USER_NS_INIT_INO)));
+        assert!(!h.initial_user(ns(31)));
         assert!(h.may_be_host_net(ns(10)));
         assert!(h.may_be_host_net(ns(NET_NS_INIT_INO)));
         assert!(!h.may_be_host_net(ns(11)));
