@@ -125,7 +125,10 @@ fn walk(mount: &Path, by_id: &mut HashMap<u64, String>) {
             if !e.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let path = format!("{rel}/{}", e.file_name().to_string_lossy());
+            let path = format!(
+                "{rel}/{}",
+                crate::tagtext::escaped(e.file_name().as_encoded_bytes())
+            );
             by_id.insert(e.ino(), path.clone());
             stack.push((e.path(), path));
         }

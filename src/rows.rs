@@ -679,10 +679,17 @@ mod tests {
         let mut rows = Rows::default();
         rows.start(None);
         // The namespace is labelled with the sandbox's container.
-        let ns = [("netns", "a"), ("container_id", "sandbox"), ("hostname", "h")];
+        let ns = [
+            ("netns", "a"),
+            ("container_id", "sandbox"),
+            ("hostname", "h"),
+        ];
         rows.add(&shape(false), &ns, &g);
         let out = influx(&rows);
-        let cgroup: Vec<&str> = out.lines().filter(|l| l.starts_with("netstat_cgroup")).collect();
+        let cgroup: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("netstat_cgroup"))
+            .collect();
         assert_eq!(cgroup.len(), 2, "{out}");
         assert!(
             cgroup[0].starts_with(&format!(
@@ -692,7 +699,9 @@ mod tests {
         );
         // A row with no container of its own keeps the namespace's.
         assert!(
-            cgroup[1].starts_with("netstat_cgroup,cgroup=unattributed,container_id=sandbox,hostname=h,netns=a "),
+            cgroup[1].starts_with(
+                "netstat_cgroup,cgroup=unattributed,container_id=sandbox,hostname=h,netns=a "
+            ),
             "{out}"
         );
         for format in [Format::PrometheusNative, Format::Prometheus] {

@@ -461,7 +461,12 @@ fn a_hostname_any_user_could_set_is_not_believed() {
     let root_made = Box::new(Some("db-0"), 1, Population::default);
     let p = Proc::new();
     p.add(900, pid, "sleep", Some("0::/user.slice/user-65534.slice\n"));
-    p.add(910, root_made.pids[0], "sleep", Some("0::/system.slice/db.service\n"));
+    p.add(
+        910,
+        root_made.pids[0],
+        "sleep",
+        Some("0::/system.slice/db.service\n"),
+    );
     let out = run(&["-v", "--all-netns", "--proc-root", p.root()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let got = tags_of(&stdout);
@@ -495,7 +500,10 @@ fn a_namespace_is_labelled_once_a_process_starts_in_it() {
     };
     for _ in 0..2 {
         let line = next(&mut plugin);
-        assert!(!line.contains("container_id=") && !line.contains("hostname="), "{line}");
+        assert!(
+            !line.contains("container_id=") && !line.contains("hostname="),
+            "{line}"
+        );
     }
     // The sandbox starts in it.
     p.add(950, b.pids[0], "pause", Some(&docker_v1(DOCKER)));

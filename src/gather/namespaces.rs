@@ -154,7 +154,7 @@ impl<C: Count> NamespaceSet<C> {
             )],
             Namespaces::Listed(paths) => paths
                 .iter()
-                .map(|p| CountedNamespace::new(None, Some(netns::tag_for(p))))
+                .map(|p| CountedNamespace::new(None, Some(netns::tag_for(p, &options.proc_root))))
                 .collect(),
             Namespaces::All => Vec::new(),
         };
@@ -187,12 +187,12 @@ impl<C: Count> NamespaceSet<C> {
             Namespaces::Listed(paths) => {
                 let mut failed = 0;
                 for (ns, path) in self.list.iter_mut().zip(paths) {
-                    match Target::at(path) {
+                    match Target::at(path, &self.options.proc_root) {
                         Ok(t) => ns.point_at(&self.options, t),
                         Err(e) => {
                             // Let go of the namespace; keep the failure memory.
                             ns.collector = None;
-                            ns.tag = Some(netns::tag_for(path));
+                            ns.tag = Some(netns::tag_for(path, &self.options.proc_root));
                             failed += 1;
                             let said =
                                 ns.throttle

@@ -629,7 +629,7 @@ fn hostname_in(dir: BorrowedFd<'_>) -> Result<String, String> {
         )
         .map_err(|e| format!("cannot enter its UTS namespace: {}", io(e)))?;
         let name = rustix::system::uname();
-        Ok(name.nodename().to_string_lossy().into_owned())
+        Ok(crate::tagtext::escaped(name.nodename().to_bytes()))
     };
     super::on_helper_thread("uts", read).map_err(|e| format!("cannot start a thread: {e}"))?
 }

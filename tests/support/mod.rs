@@ -191,7 +191,10 @@ pub fn run(args: &[&str]) -> Output {
 pub fn poll_until(within: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !cond() {
-        assert!(Instant::now() < deadline, "condition not met within {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
