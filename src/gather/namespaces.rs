@@ -237,8 +237,13 @@ impl<C: Count> NamespaceSet<C> {
                             self.unreadable = Reminder::default();
                         }
                         let none = processes == 0;
+                        if none {
+                            // Not even our own process: a wrong or empty proc
+                            // root, so every unnamed namespace is missing.
+                            failed = 1;
+                        }
                         if none && self.no_processes.due(now) {
-                            log.warn(format_args!(
+                            log.error(format_args!(
                                 "found no process under {} whose network namespace can be looked at: \
                                  only the namespaces named in /run/netns are counted",
                                 self.options.proc_root.display()

@@ -134,6 +134,15 @@ pub fn in_ci() -> bool {
 pub fn command(args: &[&str]) -> Command {
     let mut c = command_seeing_named(args);
     if args.contains(&"--all-netns") {
+        hide_named_namespaces(&mut c);
+    }
+    c
+}
+
+/// Runs `c` in a private mount namespace with an empty tmpfs on /run/netns
+/// (needs root: register it before a `pre_exec` that drops privileges).
+pub fn hide_named_namespaces(c: &mut Command) {
+    {
         use std::os::unix::process::CommandExt;
         // SAFETY: only async-signal-safe syscalls between fork and exec.
         unsafe {
@@ -172,7 +181,6 @@ pub fn command(args: &[&str]) -> Command {
             });
         }
     }
-    c
 }
 
 /// `command` without hiding the machine's named namespaces.
@@ -519,6 +527,10 @@ pub fn established(v4_pairs: usize, v6_pairs: usize) -> Population {
 /// The client closes first and so ends in TIME_WAIT; the server side closes
 /// after reading the end of stream and is gone.
 pub fn time_wait(n: usize) -> Population {
+    // Loopback connects may take over a TIME_WAIT entry older than a second
+    // (tcp_tw_reuse's default, 2): on a loaded machine making n of them
+    // takes longer, and some would vanish. This namespace's own setting.
+    let _ = std::fs::write("/proc/sys/net/ipv4/tcp_tw_reuse", "0");
     let mut p = Population::default();
     let l = listener(V4, 128, |_| {});
     for _ in 0..n {
