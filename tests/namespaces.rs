@@ -771,20 +771,8 @@ fn sigterm_between_namespaces_exits_at_once() {
     let start = std::time::Instant::now();
     plugin.tick("\n");
     std::thread::sleep(whole / 4);
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&plugin.child),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    let sent = std::time::Instant::now();
-    let status = plugin.exit_within(Duration::from_secs(10));
-    let took = sent.elapsed();
-    assert_eq!(status.code(), Some(0));
-    assert!(
-        took < Duration::from_millis(100),
-        "exited {took:?} after SIGTERM ({:?} after the tick)",
-        start.elapsed()
-    );
+    plugin.signal_kept_promise(rustix::process::Signal::TERM);
+    let _ = start;
     // Cut off: the interrupted gather printed nothing (SIGTERM came a
     // quarter of the way into it).
     if let Ok((_, l)) = plugin.stdout.recv_timeout(Duration::from_millis(200)) {
