@@ -19,7 +19,9 @@
 //! holds one directory descriptor and the name of each level it is in, no
 //! list of the tree, and descends at most [`MAX_DEPTH`] levels (deeper
 //! cgroups are counted `unresolved`). An id not known makes the mount be
-//! walked again, at most once per gather; an id the walk does not find (a
+//! walked again, at most once per namespace per gather (each namespace's
+//! ids are resolved in one call, so a walk for one namespace cannot leave
+//! another's new cgroup unnamed); an id the walk does not find (a
 //! cgroup removed while its sockets live on: a socket keeps its cgroup
 //! alive after `rmdir`; or one outside the part of the hierarchy this
 //! program's mount shows, a cgroup namespace) is remembered as missing for
@@ -55,16 +57,13 @@ pub struct CgroupPaths {
     missing: HashMap<u64, Instant>,
     /// Gathers started.
     gather: u64,
-    /// The mount was walked during this gather.
-    walked: bool,
     /// Walks of the mount so far (for the tests).
     walks: u64,
 }
 
 impl CgroupPaths {
-    /// A new gather may walk the mount again (once) for an unknown id.
+    /// A new gather: paths not asked for in it or the last are let go.
     pub fn start_gather(&mut self) {
-        self.walked = false;
         self.gather += 1;
         let keep = self.gather.saturating_sub(1);
         self.known.retain(|_, (_, asked)| *asked >= keep);
@@ -82,8 +81,8 @@ impl CgroupPaths {
             .is_some()
     }
 
-    /// Finds the paths of `ids` (at most one walk per gather, none for ids
-    /// known or recently missing). `now` is the gather's time.
+    /// Finds the paths of `ids`, one namespace's cgroups: one walk if any
+    /// is neither known nor recently missing. `now` is the gather's time.
     pub fn resolve(&mut self, ids: impl Iterator<Item = u64> + Clone, now: Instant) {
         let Some(Some(mount)) = &self.mount else {
             return;
@@ -101,10 +100,9 @@ impl CgroupPaths {
                 None => {}
             }
         }
-        if wanted.is_empty() || self.walked {
+        if wanted.is_empty() {
             return;
         }
-        self.walked = true;
         self.walks += 1;
         walk(mount, &mut wanted);
         for (id, path) in wanted {
@@ -276,16 +274,17 @@ mod tests {
         // Only what was asked for is kept.
         assert_eq!(c.path(ino(&d.0.join("system.slice"))), None);
         assert_eq!(c.known.len(), 2);
-        // A cgroup made later is found by the next gather's walk, not by
-        // a second walk in this one.
+        // Known ids cost no walk; a cgroup made later (another namespace's,
+        // or this one's next gather) is found by a walk of its own.
+        c.resolve([ino(&svc)].into_iter(), now);
+        assert_eq!(c.walks, 1);
         let late = d.0.join("late.scope");
         std::fs::create_dir(&late).unwrap();
-        c.resolve([ino(&late)].into_iter(), now);
-        assert_eq!(c.path(ino(&late)), None);
-        assert_eq!(c.walks, 1);
+        c.resolve([ino(&late), ino(&svc)].into_iter(), now);
+        assert_eq!(c.path(ino(&late)), Some("/late.scope"));
+        assert_eq!(c.walks, 2);
         c.start_gather();
         c.resolve([ino(&late)].into_iter(), now);
-        assert_eq!(c.path(ino(&late)), Some("/late.scope"));
         assert_eq!(c.walks, 2);
         // Paths not asked for in this gather or the last are let go.
         c.start_gather();

@@ -114,7 +114,7 @@ pub struct Buffers {
     /// The inodes of /proc/net/unix, to count each once.
     unix_inodes: std::collections::HashSet<u64>,
     /// The host's cgroup v2 paths by id (`--by-cgroup`): one hierarchy for
-    /// every namespace, walked at most once per gather.
+    /// every namespace, walked at most once per namespace per gather, for that namespace's new ids.
     cgroup_paths: CgroupPaths,
 }
 

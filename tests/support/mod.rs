@@ -15,6 +15,8 @@ use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
 use rustix::thread::UnshareFlags;
 use telegraf_netstat::Counts;
 
+pub mod servers;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_telegraf-netstat");
 
 /// Gives an unprivileged test process a user namespace in which it may
