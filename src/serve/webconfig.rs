@@ -54,7 +54,7 @@ fn plain(s: &str) -> bool {
 }
 
 /// `s` for a message: itself if [`plain`], else words saying it is not shown.
-fn shown(s: &str) -> String {
+pub fn shown(s: &str) -> String {
     if plain(s) {
         format!("{s:?}")
     } else {
