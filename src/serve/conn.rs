@@ -315,7 +315,8 @@ impl Conn {
                             if let Route::Refused(a) = route {
                                 return self.answer(a, now);
                             }
-                            let verdict = ctx.gate.admit(&self.web.users, basic.as_ref(), now);
+                            let verdict =
+                                ctx.gate.admit(&self.web, basic.as_ref(), self.source, now);
                             return self.admitted(route, verdict, now);
                         }
                     }
@@ -382,11 +383,10 @@ impl Conn {
 
     /// The auth thread's verdict on `key`: a connection waiting for it
     /// goes on.
-    pub fn checked(&mut self, key: &Key, ok: bool, now: Instant) -> Next {
+    pub fn checked(&mut self, key: &Key, verdict: &Verdict, now: Instant) -> Next {
         match std::mem::replace(&mut self.state, State::Reading) {
             State::Checking { route, key: k } if k == *key => {
-                let verdict = if ok { Verdict::Pass } else { Verdict::Denied };
-                self.admitted(route, verdict, now)
+                self.admitted(route, verdict.clone(), now)
             }
             other => {
                 self.state = other;

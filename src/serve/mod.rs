@@ -331,7 +331,8 @@ impl Exporter {
             }
             let now = Instant::now();
             let mut close = vec![false; self.conns.len()];
-            if !revents[1].is_empty() {
+            // Checks displaced from the auth queue are answered too.
+            if !revents[1].is_empty() || self.gate.displaced() {
                 self.answer_waiting(&mut close, now);
             }
             self.service(&revents[layout.first_conn..], &mut close, now);
@@ -396,7 +397,11 @@ impl Exporter {
             .chain(self.stdin_paused)
             .chain(loading)
             .min();
-        let timeout = wake_at.map(|t| timespec(t.saturating_duration_since(now)));
+        let timeout = match wake_at {
+            _ if self.gate.displaced() => Some(timespec(Duration::ZERO)),
+            Some(t) => Some(timespec(t.saturating_duration_since(now))),
+            None => None,
+        };
         match poll(&mut fds, timeout.as_ref()) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
@@ -438,9 +443,9 @@ impl Exporter {
         if let Some(w) = &mut self.web {
             w.finished();
         }
-        for (key, ok) in self.gate.finished() {
+        for (key, verdict) in self.gate.finished() {
             for (i, c) in self.conns.iter_mut().enumerate() {
-                match c.checked(&key, ok, now) {
+                match c.checked(&key, &verdict, now) {
                     Next::Close => close[i] = true,
                     Next::Scrape => self.pending += 1,
                     Next::Keep => {}

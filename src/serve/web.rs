@@ -55,6 +55,9 @@ pub struct Web {
     pub tls: Option<Arc<ServerConfig>>,
     /// User and bcrypt hash; empty: no authentication.
     pub users: Vec<(String, String)>,
+    /// What an unknown user's password is checked against: the users'
+    /// hash of the highest cost (`auth`).
+    pub dummy: String,
     /// `http_server_config.headers`, as header lines (`Name: value\r\n`).
     pub headers: String,
 }
@@ -65,6 +68,7 @@ impl Web {
         Arc::new(Web {
             tls: None,
             users: Vec::new(),
+            dummy: String::new(),
             headers: String::new(),
         })
     }
@@ -443,9 +447,17 @@ fn build(c: &WebConfig, snapshot: &Snapshot) -> Result<Arc<Web>, String> {
         .iter()
         .map(|(k, v)| format!("{k}: {v}\r\n"))
         .collect();
+    let cost = |h: &str| h.parse::<bcrypt::HashParts>().map_or(0, |p| p.get_cost());
+    let dummy = c
+        .users
+        .iter()
+        .max_by_key(|(_, h)| cost(h))
+        .map(|(_, h)| h.clone())
+        .unwrap_or_default();
     Ok(Arc::new(Web {
         tls,
         users: c.users.clone(),
+        dummy,
         headers,
     }))
 }
