@@ -200,7 +200,8 @@ impl Gate {
         if self.pending.iter().any(|p| p.job.is_none()) {
             return true;
         }
-        let next = (0..self.pending.len()).min_by_key(|&i| (self.queued(self.pending[i].source), i));
+        let next =
+            (0..self.pending.len()).min_by_key(|&i| (self.queued(self.pending[i].source), i));
         let Some(i) = next else {
             return true;
         };
@@ -420,7 +421,12 @@ mod tests {
         let mut g = Gate::new(None, wake());
         let now = Instant::now();
         let guess = |g: &mut Gate, peer: u8, i: usize| {
-            g.admit(&w, Some(&basic("alice", &format!("{peer}-{i}"))), from(peer), now)
+            g.admit(
+                &w,
+                Some(&basic("alice", &format!("{peer}-{i}"))),
+                from(peer),
+                now,
+            )
         };
         for i in 0..MAX_CHECKS {
             assert!(matches!(guess(&mut g, 1, i), Verdict::Checking(_)));
@@ -461,6 +467,9 @@ mod tests {
             [true, true, false, false, true, false, true, true, false]
         );
         let mut none = Gate::new(Some((Duration::from_secs(1), 0)), wake());
-        assert_eq!(none.admit(&plain, None, from(1), at(5000)), Verdict::Limited);
+        assert_eq!(
+            none.admit(&plain, None, from(1), at(5000)),
+            Verdict::Limited
+        );
     }
 }

@@ -159,10 +159,8 @@ impl Conn {
         };
         // Bounds what an unread answer costs the kernel once it is ours to
         // deliver (see the module's doc).
-        let _ = rustix::net::sockopt::set_tcp_user_timeout(
-            &stream,
-            WRITE_TIMEOUT.as_millis() as u32,
-        );
+        let _ =
+            rustix::net::sockopt::set_tcp_user_timeout(&stream, WRITE_TIMEOUT.as_millis() as u32);
         Ok(Conn {
             stream,
             tls,

@@ -73,6 +73,8 @@ use web::{Web, WebFile};
 const MAX_CONNECTIONS: usize = 1024;
 /// How long listening pauses when `accept` finds no free descriptor.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Connections taken from one listener per wake-up, at most.
+const ACCEPT_BATCH: usize = 64;
 
 /// The result of one gather: status and body.
 type GatherResult = (u16, Arc<Vec<u8>>);
@@ -535,7 +537,9 @@ impl Exporter {
             }
             None => Arc::clone(&self.plain),
         };
-        loop {
+        // A bounded batch: clients that reconnect as fast as they are
+        // answered must not keep the loop from the connections it holds.
+        for _ in 0..ACCEPT_BATCH {
             let (stream, peer) = match self.listeners[i].socket.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
@@ -575,6 +579,7 @@ impl Exporter {
             *self.sources.entry(source).or_default() += 1;
             self.conns.push(c);
         }
+        Ok(())
     }
 
     /// Takes a slot back: the connection with the lowest

@@ -48,8 +48,7 @@ const MAX_SHOWN: usize = 64;
 /// named as the config, a certificate, a password) is never repeated.
 fn plain(s: &str) -> bool {
     s.len() <= MAX_SHOWN
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-.=/ ".contains(c))
 }
 
@@ -82,7 +81,11 @@ fn yaml_error(e: &ScanError) -> String {
     } else {
         "malformed"
     };
-    format!("not YAML: {what} at line {} column {}", m.line(), m.col() + 1)
+    format!(
+        "not YAML: {what} at line {} column {}",
+        m.line(),
+        m.col() + 1
+    )
 }
 
 /// Refuses a file whose tree, aliases expanded, would exceed [`MAX_NODES`]
@@ -593,7 +596,9 @@ mod tests {
     fn a_whole_htpasswd_line_gets_a_hint() {
         let e = err(&format!("basic_auth_users:\n  alice: 'alice:{HASH}'\n"));
         assert!(
-            e.contains("a whole htpasswd line (user:hash); keep only the hash after the first colon"),
+            e.contains(
+                "a whole htpasswd line (user:hash); keep only the hash after the first colon"
+            ),
             "{e}"
         );
         assert!(!e.contains("QOauh"), "{e}");
