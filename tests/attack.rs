@@ -228,9 +228,11 @@ fn answered_but_unclosed_connections_hold_no_slot() {
     })
 }
 
-/// Connections churned without a byte sent (4 threads, 400 held each),
-/// against scrapes over TLS: a scrape in the middle of its handshake has
-/// sent bytes and is not the one evicted.
+/// Connections churned without a byte sent (4 threads, 400 held each,
+/// renewed as fast as they connect), against scrapes over TLS from a
+/// client 150 ms away (its second flight waits): the scrape in the middle
+/// of its handshake has sent bytes and is not the one evicted. Before, the
+/// oldest connection still reading was, whatever it had sent.
 fn churn_never_evicts_a_handshake_in_progress() {
     in_netns(|| {
         let (dir, ca) = pki("attack-churn");
@@ -239,7 +241,9 @@ fn churn_never_evicts_a_handshake_in_progress() {
         let roots = roots_of(&ca);
         let attack = Attack::start(4, holder(e.port, 400, Some));
         until_at_least(&attack.count, 3000);
-        nineteen_of_twenty("idle churn against TLS", |_| tls_scrape(e.port, &roots, ""));
+        nineteen_of_twenty("idle churn against TLS", |_| {
+            tls_scrape(e.port, &roots, Duration::from_millis(150))
+        });
         drop(attack);
         e.stop();
     })
@@ -423,6 +427,7 @@ fn out_of_descriptors_is_not_a_refused_web_config() {
                 e.port,
                 &roots,
                 "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                Duration::ZERO,
             )
             .unwrap_or_default();
             answer.starts_with("HTTP/1.1 200")
@@ -548,11 +553,42 @@ fn roots_of(ca: &CertFiles) -> Arc<rustls::RootCertStore> {
     Arc::new(roots)
 }
 
-/// One request over TLS by a rustls client: the whole answer.
+/// A client's TCP stream whose second write (after the server's first
+/// flight) waits `delay`: a client a long round trip away, in the middle
+/// of its handshake meanwhile.
+struct Far {
+    tcp: TcpStream,
+    writes: usize,
+    delay: Duration,
+}
+
+impl Read for Far {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        self.tcp.read(b)
+    }
+}
+
+impl Write for Far {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.writes += 1;
+        if self.writes == 2 {
+            std::thread::sleep(self.delay);
+        }
+        self.tcp.write(b)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+/// One request over TLS by a rustls client, its handshake's second flight
+/// `delay` late: the whole answer.
 fn tls_get(
     port: u16,
     roots: &Arc<rustls::RootCertStore>,
     request: &str,
+    delay: Duration,
 ) -> std::io::Result<String> {
     use rustls::pki_types::ServerName;
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -567,7 +603,12 @@ fn tls_get(
             .unwrap();
     let tcp = TcpStream::connect(("127.0.0.1", port))?;
     tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let far = Far {
+        tcp,
+        writes: 0,
+        delay,
+    };
+    let mut tls = rustls::StreamOwned::new(conn, far);
     tls.write_all(request.as_bytes())?;
     let mut out = String::new();
     tls.read_to_string(&mut out)?;
@@ -575,10 +616,14 @@ fn tls_get(
 }
 
 /// One scrape over TLS: its status code and how long it took.
-fn tls_scrape(port: u16, roots: &Arc<rustls::RootCertStore>, extra: &str) -> (String, Duration) {
+fn tls_scrape(
+    port: u16,
+    roots: &Arc<rustls::RootCertStore>,
+    delay: Duration,
+) -> (String, Duration) {
     let t = Instant::now();
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n");
-    let status = match tls_get(port, roots, &request) {
+    let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let status = match tls_get(port, roots, request, delay) {
         Ok(answer) => status_of(answer.as_bytes()),
         Err(e) => format!("none ({e})"),
     };
