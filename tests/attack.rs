@@ -454,23 +454,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     (f[0] + f[1]) as f64 / 100.0
 }
 
-/// Sends SIGTERM and asserts exit 0 within 100 ms.
-fn stop_within_100_ms(child: &mut std::process::Child, what: &str) {
-    let t = Instant::now();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(child),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    let status = child.wait().unwrap();
-    let took = t.elapsed();
-    assert!(
-        took < Duration::from_millis(100),
-        "{what}: SIGTERM took {took:?}"
-    );
-    assert_eq!(status.code(), Some(0), "{what}");
-}
-
 /// stdin flooded: `--execd` reading `/dev/zero`, and `--listen` and
 /// `--interval` with a pipe written without end. Each costs under 0.3 s of
 /// CPU a second (a bounded read per 10 ms) and hears SIGTERM within 100 ms;
@@ -515,7 +498,7 @@ fn stdin_floods_cost_little_and_signals_are_heard() {
                 "{args:?}: {used} CPU seconds in 1 s with stdin flooded"
             );
             eprintln!("{args:?} with stdin flooded: {used:.2} CPU seconds in 1 s");
-            stop_within_100_ms(&mut child, &args[0]);
+            signal_kept_promise(&mut child, rustix::process::Signal::TERM);
             if let Some(f) = flood {
                 f.join().unwrap();
             }

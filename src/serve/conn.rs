@@ -99,7 +99,13 @@ pub struct Ctx<'a> {
     /// For a `D! ` line when a TLS session fails (only with `-v`: a flood of
     /// bad clients must not flood the log).
     pub log: &'a Logger,
+    /// When a client certificate of X.509 version 1 was last said (`W! `,
+    /// at most once per [`SAY_EVERY`]).
+    pub v1_said: &'a mut Option<Instant>,
 }
+
+/// How often a refused version 1 client certificate is said, at most.
+pub const SAY_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Conn {
     stream: TcpStream,
@@ -324,10 +330,17 @@ impl Conn {
                 Err(e) => {
                     if e.kind() == io::ErrorKind::InvalidData {
                         let peer = self.stream.peer_addr().map(|a| a.to_string());
-                        ctx.log.debug(format_args!(
-                            "TLS with {}: {e}; connection closed",
-                            peer.as_deref().unwrap_or("a client")
-                        ));
+                        let peer = peer.as_deref().unwrap_or("a client");
+                        ctx.log
+                            .debug(format_args!("TLS with {peer}: {e}; connection closed"));
+                        // webpki's refusal, only named in its debug form.
+                        let v1 = format!("{e:?}").contains("UnsupportedCertVersion");
+                        if v1 && ctx.v1_said.is_none_or(|t| now >= t + SAY_EVERY) {
+                            *ctx.v1_said = Some(now);
+                            ctx.log.warn(format_args!(
+                                "TLS with {peer}: refused a client certificate of X.509 version 1 (what openssl x509 -req makes without -extfile); this exporter verifies version 3 only: see the README's TLS section (said at most once a minute)"
+                            ));
+                        }
                     }
                     return Next::Close;
                 }

@@ -246,6 +246,8 @@ struct Exporter {
     sources: HashMap<IpAddr, u32, RandomState>,
     /// Stdin is not looked at until then (it flooded the last look).
     stdin_paused: Option<Instant>,
+    /// When a version 1 client certificate was last said.
+    v1_said: Option<Instant>,
     /// `--web.config.file`, loaded again when it changes.
     web: Option<WebFile>,
     /// Plain HTTP without authentication, when there is no such file.
@@ -311,6 +313,7 @@ impl Exporter {
             emfile_said: false,
             sources: HashMap::default(),
             stdin_paused: None,
+            v1_said: None,
             web,
             plain: Web::plain(),
             gate,
@@ -483,6 +486,7 @@ impl Exporter {
             path: &self.path,
             gate: &mut self.gate,
             log: &self.log,
+            v1_said: &mut self.v1_said,
         };
         for (i, c) in self.conns.iter_mut().enumerate() {
             if close[i] {
@@ -568,6 +572,7 @@ impl Exporter {
                 path: &self.path,
                 gate: &mut self.gate,
                 log: &self.log,
+                v1_said: &mut self.v1_said,
             };
             // The request (or the TLS hello) is often there already.
             let next = c.ready(PollFlags::IN, &mut ctx, now);
