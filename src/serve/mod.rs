@@ -267,17 +267,9 @@ impl Exporter {
             ExitCode::from(code)
         };
         let serve = config.serve.clone().expect("serve mode");
-        let (wake, wake_w) = rustix::pipe::pipe_with(
-            rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
-        )
-        .map_err(|e| fail("cannot create a pipe: ", &e, EXIT_GATHER_FAILED))?;
-        let dup = || {
-            rustix::io::fcntl_dupfd_cloexec(&wake_w, 0)
-                .map_err(|e| fail("cannot duplicate a pipe: ", &e, EXIT_GATHER_FAILED))
-        };
-        // Checked before binding: a usage error opens no port.
-        let web = match &serve.web_config {
-            Some(path) => Some(WebFile::open(path, &log, dup()?).map_err(|e| {
+        // Checked before binding: a usage error opens nothing.
+        let mut web = match &serve.web_config {
+            Some(path) => Some(WebFile::open(path, &log).map_err(|e| {
                 fail(
                     &format!("invalid --web.config.file {}: ", path.display()),
                     &e,
@@ -294,6 +286,23 @@ impl Exporter {
         say_listening(&log, &listeners, serve.systemd_socket, tls);
         let signals = signal_pipe()
             .map_err(|e| fail("cannot install signal handlers: ", &e, EXIT_GATHER_FAILED))?;
+        let (wake, wake_w) = rustix::pipe::pipe_with(
+            rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+        )
+        .map_err(|e| fail("cannot create a pipe: ", &e, EXIT_GATHER_FAILED))?;
+        let dup = || {
+            rustix::io::fcntl_dupfd_cloexec(&wake_w, 0)
+                .map_err(|e| fail("cannot duplicate a pipe: ", &e, EXIT_GATHER_FAILED))
+        };
+        if let Some(w) = &mut web {
+            w.start(dup()?).map_err(|e| {
+                fail(
+                    "cannot start the web config thread: ",
+                    &e,
+                    EXIT_GATHER_FAILED,
+                )
+            })?;
+        }
         let gate = Gate::new(web.as_ref().and_then(WebFile::rate_limit), dup()?);
         let (go, shared) = spawn_gatherer(config, wake_w, web.as_ref().map(WebFile::loaded))
             .map_err(|e| fail("cannot start the gather thread: ", &e, EXIT_GATHER_FAILED))?;

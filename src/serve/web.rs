@@ -317,17 +317,16 @@ pub struct WebFile {
     stamps: Option<Vec<Stamp>>,
     /// A load asked for and not finished, since when.
     loading: Option<Instant>,
-    jobs: mpsc::Sender<()>,
+    /// The load thread's queue, once started; before, what it will own.
+    jobs: Result<mpsc::Sender<()>, Option<Box<Loader>>>,
     done: Arc<Mutex<Option<Loaded>>>,
     rate_limit: Option<(Duration, u32)>,
     loaded: Arc<AtomicBool>,
 }
 
 impl WebFile {
-    /// Loads the file at startup (`Err` names the problem: a usage error)
-    /// and starts the load thread, which writes a byte to `wake` after
-    /// each load.
-    pub fn open(path: &Path, log: &Logger, wake: OwnedFd) -> Result<WebFile, String> {
+    /// Loads the file at startup; `Err` names the problem (a usage error).
+    pub fn open(path: &Path, log: &Logger) -> Result<WebFile, String> {
         let text = read_file(path).map_err(|e| e.why)?;
         let parsed = parse(path, &text).map_err(|e| e.why)?;
         let files = watched(path, &parsed);
@@ -344,7 +343,7 @@ impl WebFile {
         }
         let loaded = Arc::new(AtomicBool::new(true));
         let rate_limit = parsed.rate_limit;
-        let mut loader = Loader {
+        let loader = Loader {
             path: path.to_path_buf(),
             parsed,
             snapshot,
@@ -355,9 +354,26 @@ impl WebFile {
             loaded: Arc::clone(&loaded),
             log: *log,
         };
+        Ok(WebFile {
+            current,
+            files,
+            stamps: Some(stamps),
+            loading: None,
+            jobs: Err(Some(Box::new(loader))),
+            done: Arc::new(Mutex::new(None)),
+            rate_limit,
+            loaded,
+        })
+    }
+
+    /// Starts the load thread, which writes a byte to `wake` after each
+    /// load.
+    pub fn start(&mut self, wake: OwnedFd) -> std::io::Result<()> {
+        let Err(Some(mut loader)) = std::mem::replace(&mut self.jobs, Err(None)) else {
+            return Ok(());
+        };
         let (jobs, queue) = mpsc::channel::<()>();
-        let done = Arc::new(Mutex::new(None));
-        let theirs = Arc::clone(&done);
+        let theirs = Arc::clone(&self.done);
         std::thread::Builder::new()
             .name("web".into())
             .spawn(move || {
@@ -366,18 +382,9 @@ impl WebFile {
                     *theirs.lock().unwrap() = Some(result);
                     let _ = rustix::io::write(&wake, b"w");
                 }
-            })
-            .map_err(|e| format!("cannot start the thread that loads it: {e}"))?;
-        Ok(WebFile {
-            current,
-            files,
-            stamps: Some(stamps),
-            loading: None,
-            jobs,
-            done,
-            rate_limit,
-            loaded,
-        })
+            })?;
+        self.jobs = Ok(jobs);
+        Ok(())
     }
 
     /// Whether the last change loaded, shared with the gather thread.
@@ -402,7 +409,7 @@ impl WebFile {
         if self.stamps.as_ref() == Some(&stamps) {
             return true;
         }
-        if self.jobs.send(()).is_err() {
+        if !matches!(&self.jobs, Ok(jobs) if jobs.send(()).is_ok()) {
             return true;
         }
         self.loading = Some(now);
