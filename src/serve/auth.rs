@@ -4,6 +4,14 @@
 //! past the rate, 401 with `WWW-Authenticate: Basic` for missing or wrong
 //! credentials.
 //!
+//! The toolkit's rate limit is one bucket for the server, so one client
+//! sending fast gets every other client 429s. Here each peer
+//! (`conn::source_of`) has its own bucket of `burst` tokens and the same
+//! rate, so a flood from one address costs only that address; the total
+//! rate is then the configured one per peer. At most [`MAX_PEERS`] peers
+//! have buckets (a full bucket is forgotten when room is needed); beyond,
+//! new peers share one.
+//!
 //! A bcrypt check costs tens of milliseconds (cost 10), far too long for
 //! the thread that serves every connection. So, as the toolkit does, each
 //! (user, hash, password) checked is remembered by SHA-256 digest (no
@@ -29,11 +37,14 @@
 //! `bcrypt` crate's `verify` ignores the rest, as Go's
 //! `CompareHashAndPassword` does).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use foldhash::fast::RandomState;
 
 use super::http::Basic;
 use super::web::Web;
@@ -44,6 +55,9 @@ const PASSED: usize = 16;
 const FAILED: usize = 100;
 /// Distinct credentials queued or being checked, at most.
 pub const MAX_CHECKS: usize = 32;
+
+/// Peers with a rate-limit bucket of their own, at most.
+const MAX_PEERS: usize = 4096;
 
 /// Names one (user, hash, password): their SHA-256 digest.
 pub type Key = [u8; 32];
@@ -73,6 +87,22 @@ struct RateLimit {
 }
 
 impl RateLimit {
+    fn new(every: Duration, burst: u32, now: Instant) -> RateLimit {
+        RateLimit {
+            every,
+            burst,
+            tokens: f64::from(burst),
+            last: now,
+        }
+    }
+
+    /// Whether the bucket is full again: it is then as good as a new one.
+    fn full(&self, now: Instant) -> bool {
+        let gained =
+            now.saturating_duration_since(self.last).as_secs_f64() / self.every.as_secs_f64();
+        self.tokens + gained >= f64::from(self.burst)
+    }
+
     fn allow(&mut self, now: Instant) -> bool {
         let gained =
             now.saturating_duration_since(self.last).as_secs_f64() / self.every.as_secs_f64();
@@ -84,6 +114,31 @@ impl RateLimit {
         } else {
             false
         }
+    }
+}
+
+/// `rate_limit` per peer: a bucket each, and one shared by the peers
+/// beyond [`MAX_PEERS`].
+struct Limits {
+    peers: HashMap<IpAddr, RateLimit, RandomState>,
+    shared: RateLimit,
+}
+
+impl Limits {
+    fn allow(&mut self, source: IpAddr, now: Instant) -> bool {
+        if let Some(b) = self.peers.get_mut(&source) {
+            return b.allow(now);
+        }
+        if self.peers.len() >= MAX_PEERS {
+            self.peers.retain(|_, b| !b.full(now));
+        }
+        if self.peers.len() >= MAX_PEERS {
+            return self.shared.allow(now);
+        }
+        let mut b = RateLimit::new(self.shared.every, self.shared.burst, now);
+        let allowed = b.allow(now);
+        self.peers.insert(source, b);
+        allowed
     }
 }
 
@@ -131,7 +186,7 @@ impl Remembered {
 /// The rate limit, the remembered verdicts, the queue of checks and the
 /// bcrypt worker.
 pub struct Gate {
-    limit: Option<RateLimit>,
+    limit: Option<Limits>,
     passed: Remembered,
     failed: Remembered,
     /// Oldest first; at most one without its job (the worker's).
@@ -149,11 +204,9 @@ impl Gate {
     /// after each one.
     pub fn new(rate_limit: Option<(Duration, u32)>, wake: OwnedFd) -> Gate {
         Gate {
-            limit: rate_limit.map(|(every, burst)| RateLimit {
-                every,
-                burst,
-                tokens: f64::from(burst),
-                last: Instant::now(),
+            limit: rate_limit.map(|(every, burst)| Limits {
+                peers: HashMap::default(),
+                shared: RateLimit::new(every, burst, Instant::now()),
             }),
             passed: Remembered::new(PASSED),
             failed: Remembered::new(FAILED),
@@ -237,7 +290,7 @@ impl Gate {
         now: Instant,
     ) -> Verdict {
         if let Some(l) = &mut self.limit {
-            if !l.allow(now) {
+            if !l.allow(source, now) {
                 return Verdict::Limited;
             }
         }
@@ -471,5 +524,33 @@ mod tests {
             none.admit(&plain, None, from(1), at(5000)),
             Verdict::Limited
         );
+        // Another peer has its own bucket, full.
+        assert_eq!(g.admit(&plain, None, from(2), at(3000)), Verdict::Pass);
+    }
+
+    /// Past MAX_PEERS buckets, full ones are forgotten to make room; with
+    /// none full, new peers share one bucket.
+    #[test]
+    fn rate_limit_buckets_are_bounded() {
+        let t = Instant::now();
+        let mut g = Gate::new(Some((Duration::from_secs(1), 1)), wake());
+        let plain = Web::plain();
+        let peer = |i: usize| IpAddr::from(std::net::Ipv6Addr::from((i as u128) << 64));
+        for i in 0..MAX_PEERS {
+            assert_eq!(g.admit(&plain, None, peer(i), t), Verdict::Pass);
+        }
+        // All empty: the newcomers share one bucket of one token.
+        assert_eq!(g.admit(&plain, None, peer(MAX_PEERS), t), Verdict::Pass);
+        assert_eq!(
+            g.admit(&plain, None, peer(MAX_PEERS + 1), t),
+            Verdict::Limited
+        );
+        // A second later every bucket is full again: room for new peers.
+        let later = t + Duration::from_secs(1);
+        assert_eq!(
+            g.admit(&plain, None, peer(MAX_PEERS + 2), later),
+            Verdict::Pass
+        );
+        assert_eq!(g.limit.as_ref().unwrap().peers.len(), 1);
     }
 }
