@@ -33,9 +33,9 @@
 //! cost, so that the time taken does not say which users exist (users
 //! whose hashes have a lower cost are still told apart from the others by
 //! time; give every user the same cost); bcrypt's own comparison is
-//! constant-time, and it reads at most 72 bytes of a password (the
-//! `bcrypt` crate's `verify` ignores the rest, as Go's
-//! `CompareHashAndPassword` does).
+//! constant-time, and it reads at most 72 bytes of a password: the
+//! `bcrypt` crate's `verify` (0.19) ignores the rest, so two passwords
+//! that share their first 72 bytes are the same password.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -720,3 +720,18 @@ impl ClientCertVerifier for AnyClientCert {
         self.algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An unknown user's password is checked against the hash that costs
+    /// the most, so that the time taken does not single out the users.
+    #[test]
+    fn unknown_users_are_checked_against_the_costliest_hash() {
+        let (cheap, dear) = (bcrypt::hash("a", 4).unwrap(), bcrypt::hash("b", 6).unwrap());
+        let text = format!("basic_auth_users:\n  a: '{cheap}'\n  b: '{dear}'\n  c: '{cheap}'\n");
+        let c = webconfig::parse(&text, Path::new("/")).unwrap();
+        assert_eq!(build(&c, &vec![text.into_bytes()]).unwrap().dummy, dear);
+    }
+}
