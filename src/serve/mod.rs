@@ -14,9 +14,9 @@
 //! Modules: `listeners` (binding, socket activation), `http` (parsing a
 //! request, building answers), `conn` (one connection's states and
 //! deadlines, over TCP or TLS), `webconfig` (the `--web.config.file`
-//! format), `web` (loading it, again for every connection), `auth` (rate
-//! limit and basic authentication, with its bcrypt thread); this one owns
-//! the loop (`Exporter`) and the gather thread.
+//! format), `web` (loading it, again on a change, on its own thread),
+//! `auth` (rate limit and basic authentication, with its bcrypt thread);
+//! this one owns the loop (`Exporter`) and the gather thread.
 //!
 //! Limits: a request line and headers of at most 8 KiB (414/431 beyond),
 //! `REQUEST_TIMEOUT` to send them and `WRITE_TIMEOUT` to take the answer
