@@ -338,6 +338,57 @@ fn one_fast_client_does_not_rate_limit_the_others() {
     })
 }
 
+/// Every slot a scrape waiting for its gather (held by a FIFO in place of
+/// /proc/net/tcp): a new connection is refused with 503, and a `HEAD`
+/// gets the head without the body.
+fn a_head_refused_at_the_limit_gets_no_body() {
+    let root = Scratch::new("attack-head");
+    std::fs::create_dir(root.0.join("net")).unwrap();
+    let header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+    std::fs::write(root.0.join("net/udp"), header).unwrap();
+    let fifo = root.0.join("net/tcp");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let r = root.0.to_str().unwrap().to_string();
+    in_netns(move || {
+        let e = Exporter::start(&["--source", "proc", "--proc-root", &r]);
+        let pid = e.child.id();
+        let base = fd_count(pid);
+        let waiting: Vec<TcpStream> = (0..1024)
+            .map(|_| {
+                let mut s = TcpStream::connect(("127.0.0.1", e.port)).unwrap();
+                s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                s
+            })
+            .collect();
+        assert!(
+            wait_for(Duration::from_secs(20), || fd_count(pid) >= base + 1024),
+            "{} descriptors",
+            fd_count(pid)
+        );
+        let mut s = TcpStream::connect(("127.0.0.1", e.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let out = String::from_utf8_lossy(&out);
+        assert!(
+            out.starts_with("HTTP/1.1 503 ")
+                && out.ends_with("\r\n\r\n")
+                && out.contains("\r\nContent-Length: 25\r\n"),
+            "{out:?}"
+        );
+        // The gather goes on once the FIFO has a writer.
+        std::fs::write(&fifo, header).unwrap();
+        drop(waiting);
+        e.stop();
+    });
+    drop(root);
+}
+
 /// The 430-byte alias bomb of issue 30 (nine levels of nine aliases).
 fn alias_bomb() -> String {
     let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
@@ -658,7 +709,11 @@ fn main() {
     raise_fd_limit();
     let args = Arguments::from_args();
     let tools = tools_on_path(&[("openssl", "openssl"), ("htpasswd", "apache2-utils")]);
-    let tests: [(&str, fn()); 8] = [
+    let tests: [(&str, fn()); 9] = [
+        (
+            "a_head_refused_at_the_limit_gets_no_body",
+            a_head_refused_at_the_limit_gets_no_body,
+        ),
         (
             "one_fast_client_does_not_rate_limit_the_others",
             one_fast_client_does_not_rate_limit_the_others,
