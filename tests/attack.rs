@@ -133,6 +133,20 @@ fn wait_for(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// Kills process `pid` if the test fails while it runs, so a failed test
+/// leaves no exporter behind (a passing one stops it itself).
+struct Reaper(u32);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(pid) = rustix::process::Pid::from_raw(self.0 as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
 /// A running attacker: threads that go on until dropped.
 struct Attack {
     stop: Arc<AtomicBool>,
@@ -205,6 +219,7 @@ fn holder<T>(
 fn answered_but_unclosed_connections_hold_no_slot() {
     in_netns(|| {
         let e = Exporter::start(&[]);
+        let _reaper = Reaper(e.child.id());
         let pid = e.child.id();
         // After a first scrape: the gather opens its netlink socket then.
         assert_eq!(scrape(e.port, "").0, "200");
@@ -237,6 +252,7 @@ fn answered_but_unclosed_tls_connections_hold_no_slot() {
         let hash = bcrypt_hash("right", 4);
         let config = web_config(&dir, &format!("basic_auth_users:\n  prom: {hash}\n"));
         let e = Exporter::start(&["--web.config.file", &config]);
+        let _reaper = Reaper(e.child.id());
         let roots = roots_of(&ca);
         let theirs = Arc::clone(&roots);
         let attack = Attack::start(
@@ -268,6 +284,7 @@ fn churn_never_evicts_a_handshake_in_progress() {
         let (dir, ca) = pki("attack-churn");
         let config = web_config(&dir, "");
         let e = Exporter::start(&["--web.config.file", &config]);
+        let _reaper = Reaper(e.child.id());
         let roots = roots_of(&ca);
         let attack = Attack::start(4, holder(e.port, 400, Some));
         until_at_least(&attack.count, 3000);
@@ -293,6 +310,7 @@ fn guess_floods_never_starve_valid_credentials() {
         let config = dir.0.join("web.yml");
         std::fs::write(&config, users).unwrap();
         let e = Exporter::start(&["--web.config.file", config.to_str().unwrap()]);
+        let _reaper = Reaper(e.child.id());
         let port = e.port;
         assert_eq!(scrape(port, &auth_header("prom:right")).0, "200");
         let attack = Attack::start(40, move |i, stop, count| {
@@ -338,6 +356,7 @@ fn one_fast_client_does_not_rate_limit_the_others() {
         let config = dir.0.join("web.yml");
         std::fs::write(&config, "rate_limit:\n  interval: 20ms\n  burst: 5\n").unwrap();
         let e = Exporter::start(&["--web.config.file", config.to_str().unwrap()]);
+        let _reaper = Reaper(e.child.id());
         let port = e.port;
         let limited = Arc::new(AtomicUsize::new(0));
         let theirs = Arc::clone(&limited);
@@ -370,7 +389,7 @@ fn one_fast_client_does_not_rate_limit_the_others() {
 
 /// Every slot a scrape waiting for its gather (held by a FIFO in place of
 /// /proc/net/tcp): a new connection is refused with 503, and a `HEAD`
-/// gets the head without the body.
+/// whose request has arrived gets the head without the body.
 fn a_head_refused_at_the_limit_gets_no_body() {
     let root = Scratch::new("attack-head");
     std::fs::create_dir(root.0.join("net")).unwrap();
@@ -383,8 +402,7 @@ fn a_head_refused_at_the_limit_gets_no_body() {
     let r = root.0.to_str().unwrap().to_string();
     in_netns(move || {
         let e = Exporter::start(&["--source", "proc", "--proc-root", &r]);
-        let pid = e.child.id();
-        let base = fd_count(pid);
+        let _reaper = Reaper(e.child.id());
         let waiting: Vec<TcpStream> = (0..1024)
             .map(|_| {
                 let mut s = TcpStream::connect(("127.0.0.1", e.port)).unwrap();
@@ -393,15 +411,25 @@ fn a_head_refused_at_the_limit_gets_no_body() {
                 s
             })
             .collect();
-        assert!(
-            wait_for(Duration::from_secs(20), || fd_count(pid) >= base + 1024),
-            "{} descriptors",
-            fd_count(pid)
-        );
+        // All taken by the exporter: its accept queue is empty.
+        let port = e.port.to_string();
+        assert!(wait_for(Duration::from_secs(20), || {
+            let out = std::process::Command::new("ss")
+                .args(["-Hltn", "sport", "=", &format!(":{port}")])
+                .output()
+                .unwrap();
+            let text = String::from_utf8(out.stdout).unwrap();
+            text.split_whitespace().nth(1) == Some("0")
+        }));
+        // The request is there when the exporter accepts: it is stopped
+        // meanwhile (the refusal looks at what has arrived, not waiting).
+        let pid = rustix::process::Pid::from_child(&e.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
         let mut s = TcpStream::connect(("127.0.0.1", e.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
         let out = String::from_utf8_lossy(&out);
@@ -477,6 +505,7 @@ fn alias_bombs_are_refused_at_start_and_at_reload() {
     let config = config.to_str().unwrap().to_string();
     in_netns(move || {
         let e = Exporter::start(&["--web.config.file", &config]);
+        let _reaper = Reaper(e.child.id());
         let auth = auth_header("prom:right");
         assert_eq!(scrape(e.port, &auth).0, "200");
         std::fs::write(&config, alias_bomb()).unwrap();
@@ -500,6 +529,7 @@ fn alias_bombs_are_refused_at_start_and_at_reload() {
 fn a_half_close_after_the_request_gets_the_answer() {
     in_netns(|| {
         let e = Exporter::start(&[]);
+        let _reaper = Reaper(e.child.id());
         for request in ["GET /metrics HTTP/1.0\r\n\r\n", "GET / HTTP/1.0\r\n\r\n"] {
             let mut s = TcpStream::connect(("127.0.0.1", e.port)).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -528,6 +558,7 @@ fn out_of_descriptors_is_not_a_refused_web_config() {
         let e = Exporter::start_with(&["--web.config.file", &config], |cmd| {
             with_fd_limit(cmd, 24, 24);
         });
+        let _reaper = Reaper(e.child.id());
         let clients: Vec<TcpStream> = (0..60)
             .filter_map(|_| TcpStream::connect(("127.0.0.1", e.port)).ok())
             .collect();

@@ -12,7 +12,8 @@
 //! as Go's server does (`rstAvoidanceDelay` in net/http), then closes: the
 //! answer is the kernel's to deliver, within `TCP_USER_TIMEOUT` (set to
 //! [`WRITE_TIMEOUT`] at accept, so a client that never reads costs kernel
-//! memory for 30 s at most, zero-window probes included). A client that
+//! memory for 30 s at most: `tcp_probe_timer()` in net/ipv4/tcp_timer.c
+//! aborts zero-window probing past it, Linux 5.1 and later). A client that
 //! does not take its answer within [`WRITE_TIMEOUT`] while it is still
 //! being written is reset (`SO_LINGER` 0): the kernel then frees the
 //! unsent bytes at once.
