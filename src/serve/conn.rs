@@ -531,3 +531,23 @@ impl Conn {
         let _ = rustix::net::sockopt::set_socket_linger(&self.stream, Some(Duration::ZERO));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Slots are counted per IPv4 address (mapped ones too) and per IPv6
+    /// /64.
+    #[test]
+    fn peers_are_addresses_and_ipv6_64s() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(source_of(ip("10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(source_of(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(source_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            source_of(ip("2001:db8:1:2:bbbb::9")),
+            source_of(ip("2001:db8:1:2:aaaa::1"))
+        );
+        assert_ne!(source_of(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
+    }
+}
