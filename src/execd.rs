@@ -22,7 +22,7 @@ use crate::cli::Config;
 use crate::deliver::{Outcome, Printer};
 use crate::exit::{EXIT_GATHER_FAILED, EXIT_OK};
 use crate::gather::Gatherer;
-use crate::signals::{signal_pipe, Interrupt, StdinRole};
+use crate::signals::{signal_pipe, Interrupt, StdinRead, StdinRole, STDIN_PAUSE};
 use crate::throttle::{say, ErrorThrottle};
 
 /// How often a running gather looks at the signal pipe and stdin.
@@ -52,6 +52,8 @@ struct Control {
     exit: bool,
     last_check: Instant,
     buf: Box<[u8]>,
+    /// Stdin is not looked at until then (it flooded the last look).
+    stdin_paused: Option<Instant>,
 }
 
 impl Control {
@@ -70,9 +72,20 @@ impl Control {
             PollFd::from_borrowed_fd(stdin, PollFlags::empty()),
         ];
         let mut n = 1;
-        if self.stdin != StdinRole::Ignored {
-            n = 2;
+        let now = Instant::now();
+        if self.stdin_paused.is_some_and(|t| now >= t) {
+            self.stdin_paused = None;
         }
+        let mut timeout = timeout;
+        match self.stdin_paused {
+            Some(t) => {
+                let left = t.saturating_duration_since(now);
+                timeout = Some(timeout.map_or(left, |d| d.min(left)));
+            }
+            None if self.stdin != StdinRole::Ignored => n = 2,
+            None => {}
+        }
+        let polled_stdin = n == 2;
         let extra_at = n;
         if let Some((fd, flags)) = extra {
             fds[n] = PollFd::from_borrowed_fd(fd, flags);
@@ -91,7 +104,7 @@ impl Control {
         if !fds[0].revents().is_empty() {
             self.exit = true;
         }
-        let stdin_ready = n > 1 && self.stdin != StdinRole::Ignored && !fds[1].revents().is_empty();
+        let stdin_ready = polled_stdin && !fds[1].revents().is_empty();
         let extra_ready = extra.is_some() && !fds[extra_at].revents().is_empty();
         if stdin_ready {
             self.drain_stdin()?;
@@ -99,38 +112,19 @@ impl Control {
         Ok(extra_ready)
     }
 
-    /// Reads everything stdin holds now: any number of queued lines is one
-    /// tick (one gather), as Telegraf means them; EOF is the exit request.
+    /// Reads what stdin holds now, a bounded amount (`StdinRead`): any
+    /// number of queued lines is one tick (one gather), as Telegraf means
+    /// them; EOF is the exit request; a flood pauses the looking.
     fn drain_stdin(&mut self) -> rustix::io::Result<()> {
-        let stdin = rustix::stdio::stdin();
-        loop {
-            match rustix::io::read(stdin, &mut *self.buf) {
-                Ok(0) => {
-                    self.exit = true;
-                    return Ok(());
-                }
-                Ok(k) => {
-                    if self.stdin == StdinRole::Ticks && self.buf[..k].contains(&b'\n') {
-                        self.tick = true;
-                    }
-                }
-                Err(Errno::INTR) => continue,
-                Err(Errno::AGAIN) => return Ok(()),
-                Err(e) => return Err(e),
-            }
-            // More only if more is there already: never block on stdin.
-            let mut fds = [PollFd::from_borrowed_fd(stdin, PollFlags::IN)];
-            let zero = Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            match poll(&mut fds, Some(&zero)) {
-                Ok(0) => return Ok(()),
-                Ok(_) => {}
-                Err(Errno::INTR) => {}
-                Err(e) => return Err(e),
-            }
+        let r = StdinRead::bounded(&mut self.buf)?;
+        self.exit |= r.eof;
+        if self.stdin == StdinRole::Ticks && r.newline {
+            self.tick = true;
         }
+        if r.more {
+            self.stdin_paused = Some(Instant::now() + STDIN_PAUSE);
+        }
+        Ok(())
     }
 
     /// Sleeps until a gather is due (the timer, or a stdin line) or the loop
@@ -200,6 +194,7 @@ pub fn run(config: Config, sink: Sink) -> ExitCode {
         exit: false,
         last_check: Instant::now(),
         buf: vec![0u8; 4096].into_boxed_slice(),
+        stdin_paused: None,
     };
     let interval = config.interval;
     let first = Instant::now();

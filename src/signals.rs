@@ -3,8 +3,9 @@
 //! gather asks between namespaces and while waiting for a slow reader.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Duration;
 
-use rustix::event::{poll, PollFd, PollFlags};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
 use rustix::fs::FileType;
@@ -32,6 +33,70 @@ impl StdinRole {
         {
             Ok(FileType::Fifo | FileType::Socket) => StdinRole::EndOnly,
             _ => StdinRole::Ignored,
+        }
+    }
+}
+
+/// The most stdin bytes read per look. A writer that floods stdin (a pipe
+/// that never stops, `/dev/zero`) costs one such read per [`STDIN_PAUSE`],
+/// and the loop hears signals in between.
+pub(crate) const STDIN_BUDGET: usize = 64 * 1024;
+/// How long stdin is not looked at after a look that used the budget.
+pub(crate) const STDIN_PAUSE: Duration = Duration::from_millis(10);
+
+/// What one look at stdin found.
+pub(crate) struct StdinRead {
+    /// Its end: the loop exits.
+    pub eof: bool,
+    /// A line ended (an `--execd` tick).
+    pub newline: bool,
+    /// The budget was used and more is waiting: pause looking.
+    pub more: bool,
+}
+
+impl StdinRead {
+    /// Reads what stdin holds now, at most [`STDIN_BUDGET`] bytes in
+    /// `buf`-sized reads. Called when `poll` said stdin is readable, and
+    /// reads again only if `poll` says so again: stdin may be a blocking
+    /// descriptor, shared with others, that is not ours to make
+    /// non-blocking.
+    pub(crate) fn bounded(buf: &mut [u8]) -> rustix::io::Result<StdinRead> {
+        let stdin = rustix::stdio::stdin();
+        let mut r = StdinRead {
+            eof: false,
+            newline: false,
+            more: false,
+        };
+        let mut read = 0;
+        loop {
+            match rustix::io::read(stdin, &mut *buf) {
+                Ok(0) => {
+                    r.eof = true;
+                    return Ok(r);
+                }
+                Ok(k) => {
+                    r.newline |= buf[..k].contains(&b'\n');
+                    read += k;
+                }
+                Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) => return Ok(r),
+                Err(e) => return Err(e),
+            }
+            let mut fds = [PollFd::from_borrowed_fd(stdin, PollFlags::IN)];
+            let zero = Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            match poll(&mut fds, Some(&zero)) {
+                Ok(0) => return Ok(r),
+                Ok(_) => {}
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e),
+            }
+            if read >= STDIN_BUDGET {
+                r.more = true;
+                return Ok(r);
+            }
         }
     }
 }

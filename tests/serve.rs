@@ -76,7 +76,11 @@ fn pages_and_methods() {
             "{post}"
         );
         assert!(e.request("garbage\r\n\r\n").starts_with("HTTP/1.1 400 "));
-        e.stop();
+        let port = e.port;
+        // Where it listens, and without TLS, said once at start.
+        let err = e.stop();
+        let said = format!("I! listening on 127.0.0.1:{port} (TLS off)\n");
+        assert_eq!(err.matches(&said).count(), 1, "{err}");
         // Another path for the metrics.
         let e = Exporter::start(&["--web.telemetry-path", "/stats"]);
         assert!(e.get("/stats").starts_with("HTTP/1.1 200 OK"));
@@ -473,8 +477,9 @@ fn out_of_descriptors_pauses_and_says_so_once() {
 }
 
 /// `--web.systemd-socket` checks what it is given: no sockets, a count
-/// that is not one, a descriptor that is not a listening TCP socket are
-/// each a clear error and exit 2, never a silent spin.
+/// that is not one, a descriptor that is not open or not a listening TCP
+/// socket are each a clear error and exit 2, never a silent spin or an
+/// abort.
 fn systemd_descriptors_are_checked() {
     for (fds, setup, want) in [
         (
@@ -488,6 +493,11 @@ fn systemd_descriptors_are_checked() {
             "LISTEN_FDS=-1 is not a number of sockets from 1 to 64",
         ),
         ("1", "3</dev/null", "descriptor 3: not a socket"),
+        (
+            "1",
+            "3<&-",
+            "descriptor 3: not open (LISTEN_FDS=1 names more sockets than were passed)",
+        ),
     ] {
         let out = std::process::Command::new("sh")
             .arg("-c")
@@ -520,6 +530,11 @@ fn any_address_serves_both_families() {
             &mut line,
         )
         .unwrap();
+        assert!(
+            line.ends_with(" (every address, IPv6 and IPv4; TLS off)\n")
+                || line.contains("; every address, IPv6 and IPv4; TLS off)"),
+            "{line}"
+        );
         let port: u16 = line
             .strip_prefix("I! listening on [::]:")
             .and_then(|r| r.split(' ').next())

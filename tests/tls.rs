@@ -136,8 +136,13 @@ fn basic_auth_over_tls() {
             &[&cacert[..], &["-u", "alice:open sesame"]].concat(),
         );
         assert_eq!(status(&answer), "200", "{answer}");
+        let port = e.port;
         let err = e.stop();
         assert!(!err.contains("E! "), "{err}");
+        assert!(
+            err.contains(&format!("I! listening on 127.0.0.1:{port} (TLS on)\n")),
+            "{err}"
+        );
         drop(ns);
     });
 }
@@ -212,6 +217,112 @@ fn mutual_tls_in_each_client_auth_mode() {
                 .count();
             assert_eq!(lines, refused, "{mode}: {err}");
         }
+    });
+}
+
+/// A client certificate of X.509 version 1 (what `openssl x509 -req`
+/// makes without `-extfile`) is refused under `RequireAndVerifyClientCert`
+/// (webpki verifies version 3 only; Go's crypto/x509 would accept it), and
+/// a `W! ` line at the default verbosity says why, once a minute at most;
+/// the README's recipe for a version 3 certificate, run as written, makes
+/// one that is served.
+fn a_version_1_client_certificate_is_refused_and_said() {
+    in_netns(|| {
+        let (dir, ca) = pki("tls-v1");
+        let (key, csr, cert) = (
+            dir.join("v1.key"),
+            dir.join("client.csr"),
+            dir.join("v1.crt"),
+        );
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let p = |p: &std::path::PathBuf| p.to_str().unwrap().to_string();
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=v1",
+            "-keyout",
+            &p(&key),
+            "-out",
+            &p(&csr),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &p(&csr),
+            "-CA",
+            &p(&ca.cert),
+            "-CAkey",
+            &p(&ca.key),
+            "-set_serial",
+            "7",
+            "-out",
+            &p(&cert),
+        ]);
+        let config = web_config(
+            &dir,
+            "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+        );
+        let e = Exporter::start(&["--web.config.file", &config]);
+        for _ in 0..2 {
+            let (code, answer) = curl(
+                e.port,
+                "/metrics",
+                &[
+                    "--cacert",
+                    &p(&ca.cert),
+                    "--cert",
+                    &p(&cert),
+                    "--key",
+                    &p(&key),
+                ],
+            );
+            assert!(code != 0 && !answer.starts_with("HTTP/"), "{code} {answer}");
+        }
+        // The README's recipe for a version 3 certificate, run as written
+        // there (in the certificates' directory): served.
+        let recipe = "printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > client.ext && openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -days 365 -extfile client.ext -out client.crt";
+        let out = Command::new("sh")
+            .args(["-c", recipe])
+            .current_dir(&dir.0)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v3 = p(&dir.join("client.crt"));
+        let (code, answer) = curl(
+            e.port,
+            "/metrics",
+            &["--cacert", &p(&ca.cert), "--cert", &v3, "--key", &p(&key)],
+        );
+        assert_eq!((code, status(&answer)), (0, "200"), "{answer}");
+        let err = e.stop();
+        let said: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("W! TLS with 127.0.0.1:"))
+            .collect();
+        assert_eq!(said.len(), 1, "{err}");
+        assert!(
+            said[0].contains("client certificate of X.509 version 1"),
+            "{err}"
+        );
     });
 }
 
@@ -707,7 +818,11 @@ fn main() {
         ("htpasswd", "apache2-utils"),
         ("promtool", "prometheus"),
     ]);
-    let tests: [(&str, fn()); 8] = [
+    let tests: [(&str, fn()); 9] = [
+        (
+            "a_version_1_client_certificate_is_refused_and_said",
+            a_version_1_client_certificate_is_refused_and_said,
+        ),
         (
             "tls_descriptors_and_memory_stay_flat",
             tls_descriptors_and_memory_stay_flat,

@@ -8,9 +8,20 @@
 //! side and reads until the client closes (a lingering close, RFC 9112
 //! §9.6): request bytes left unread (a body, a pipelined request) would
 //! otherwise make the kernel answer the close with a reset that destroys
-//! the answer in flight. A client that takes neither its answer nor the
-//! close within the deadline is reset (`SO_LINGER` 0): the kernel then
-//! frees the unsent bytes at once instead of retrying them for minutes.
+//! the answer in flight. It lingers [`LINGER`] from the end of the answer,
+//! as Go's server does (`rstAvoidanceDelay` in net/http), then closes: the
+//! answer is the kernel's to deliver, within `TCP_USER_TIMEOUT` (set to
+//! [`WRITE_TIMEOUT`] at accept, so a client that never reads costs kernel
+//! memory for 30 s at most: `tcp_probe_timer()` in net/ipv4/tcp_timer.c
+//! aborts zero-window probing past it, Linux 5.1 and later). A client that
+//! does not take its answer within [`WRITE_TIMEOUT`] while it is still
+//! being written is reset (`SO_LINGER` 0): the kernel then frees the
+//! unsent bytes at once.
+//!
+//! When every slot is taken, a new connection evicts one: which one is
+//! [`Conn::eviction_class`]'s choice (answered ones first, then those that
+//! never sent a byte, then requests in progress; never a scrape waiting
+//! for its gather), among the peers holding the most slots (`mod.rs`).
 //!
 //! Under TLS the same states carry a rustls `ServerConnection`: the
 //! handshake runs while the request is read (so `REQUEST_TIMEOUT` cuts off
@@ -21,7 +32,7 @@
 //! in `Checking` while the auth thread checks them (`auth`).
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +50,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// To wait for a gather (Prometheus's scrape timeouts are shorter).
 pub const GATHER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a connection lingers after its answer for the client's close:
+/// Go's `rstAvoidanceDelay`. Prometheus closes at once.
+pub const LINGER: Duration = Duration::from_millis(500);
 
 enum State {
     Reading,
@@ -47,8 +61,12 @@ enum State {
         route: Route,
         key: Key,
     },
-    /// Waiting for the running gather (`HEAD` if true).
-    Waiting(bool),
+    /// Waiting for the running gather; `ended` once the client shut its
+    /// sending side (a half-close, RFC 9112 §9.6: the answer still goes).
+    Waiting {
+        head_only: bool,
+        ended: bool,
+    },
     /// Writing the answer, `done` bytes so far.
     Writing {
         answer: Answer,
@@ -56,6 +74,14 @@ enum State {
     },
     /// Answer sent and sending side shut: reading until the client closes.
     Lingering,
+}
+
+/// What draining found.
+enum Drained {
+    Open,
+    /// The client shut its sending side.
+    Ended,
+    Failed,
 }
 
 /// What the loop must do after an event.
@@ -74,7 +100,13 @@ pub struct Ctx<'a> {
     /// For a `D! ` line when a TLS session fails (only with `-v`: a flood of
     /// bad clients must not flood the log).
     pub log: &'a Logger,
+    /// When a client certificate of X.509 version 1 was last said (`W! `,
+    /// at most once per [`SAY_EVERY`]).
+    pub v1_said: &'a mut Option<Instant>,
 }
+
+/// How often a refused version 1 client certificate is said, at most.
+pub const SAY_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Conn {
     stream: TcpStream,
@@ -85,8 +117,25 @@ pub struct Conn {
     buf: Vec<u8>,
     state: State,
     deadline: Instant,
-    /// When it was accepted: the oldest idle connection is evicted first.
+    /// When it was accepted: the oldest of a kind is evicted first.
     pub accepted: Instant,
+    /// The peer's address (an IPv6 one cut to its /64): slots are taken
+    /// back from the peers holding the most.
+    pub source: IpAddr,
+    /// Whether the client sent anything yet.
+    received: bool,
+}
+
+/// The peer `addr` as slots are counted: an IPv4 address (also when
+/// mapped into IPv6), or an IPv6 /64 (what one host is usually given).
+pub fn source_of(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(a) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
+    }
 }
 
 /// Sends what rustls has queued; `Ok(false)` if the socket took not all.
@@ -105,11 +154,20 @@ fn flush(tls: &mut ServerConnection, mut stream: &TcpStream) -> io::Result<bool>
 impl Conn {
     /// A connection served under `web`; `Err` if its TLS session cannot be
     /// made (rustls refuses the configuration, which it checked when built).
-    pub fn new(stream: TcpStream, web: Arc<Web>, now: Instant) -> Result<Conn, rustls::Error> {
+    pub fn new(
+        stream: TcpStream,
+        source: IpAddr,
+        web: Arc<Web>,
+        now: Instant,
+    ) -> Result<Conn, rustls::Error> {
         let tls = match &web.tls {
             Some(config) => Some(Box::new(ServerConnection::new(Arc::clone(config))?)),
             None => None,
         };
+        // Bounds what an unread answer costs the kernel once it is ours to
+        // deliver (see the module's doc).
+        let _ =
+            rustix::net::sockopt::set_tcp_user_timeout(&stream, WRITE_TIMEOUT.as_millis() as u32);
         Ok(Conn {
             stream,
             tls,
@@ -118,6 +176,8 @@ impl Conn {
             state: State::Reading,
             deadline: now + REQUEST_TIMEOUT,
             accepted: now,
+            source,
+            received: false,
         })
     }
 
@@ -134,6 +194,9 @@ impl Conn {
             // Nothing to read until the verdict.
             State::Checking { .. } if unsent => PollFlags::OUT,
             State::Checking { .. } => PollFlags::empty(),
+            // Half-closed: nothing more to read (hang-ups are reported
+            // anyway).
+            State::Waiting { ended: true, .. } => PollFlags::empty(),
             _ if unsent => PollFlags::IN | PollFlags::OUT,
             _ => PollFlags::IN,
         }
@@ -143,13 +206,31 @@ impl Conn {
         self.deadline
     }
 
-    /// Still reading its request: the connection a new one may evict.
-    pub fn is_idle(&self) -> bool {
-        matches!(self.state, State::Reading)
+    /// How readily the connection gives its slot to a new one when all
+    /// are taken, lowest first: 0 answered (lingering), 1 nothing received
+    /// yet, 2 a request (or handshake) in progress or its credentials
+    /// being checked, 3 an answer being written; `None` for a scrape
+    /// waiting for its gather.
+    pub fn eviction_class(&self) -> Option<u8> {
+        match self.state {
+            State::Lingering => Some(0),
+            State::Reading if !self.received => Some(1),
+            State::Reading | State::Checking { .. } => Some(2),
+            State::Writing { .. } => Some(3),
+            State::Waiting { .. } => None,
+        }
+    }
+
+    /// Gives up the slot for a new connection: an answered one closes as
+    /// at the end of its linger, any other is reset.
+    pub fn evict(self) {
+        if !matches!(self.state, State::Lingering) {
+            self.reset();
+        }
     }
 
     pub fn is_waiting(&self) -> bool {
-        matches!(self.state, State::Waiting(_))
+        matches!(self.state, State::Waiting { .. })
     }
 
     /// Handles a poll event (or a first look right after `accept`).
@@ -159,23 +240,29 @@ impl Conn {
                 return Next::Close;
             }
         }
-        match &mut self.state {
+        match self.state {
             State::Reading => self.read_request(ctx, now),
-            // Polled for nothing but what the handshake has left to send;
-            // a hang-up (reported anyway) closes.
-            State::Checking { .. } if revents.intersects(PollFlags::HUP | PollFlags::ERR) => {
-                Next::Close
-            }
+            // A hang-up or error (reported whatever was asked) closes.
+            _ if revents.intersects(PollFlags::HUP | PollFlags::ERR) => Next::Close,
+            // Polled for nothing but what the handshake has left to send.
             State::Checking { .. } => Next::Keep,
-            State::Waiting(_) | State::Lingering => {
-                // Whatever arrives is not ours to answer: drained, so the
-                // close is not a reset; end of stream or an error closes.
-                if self.drain() || revents.intersects(PollFlags::HUP | PollFlags::ERR) {
-                    Next::Close
-                } else {
+            // Whatever arrives is not ours to answer: drained, so the close
+            // is not a reset. A client that shut its side still gets its
+            // answer.
+            State::Waiting { .. } => match self.drain() {
+                Drained::Open => Next::Keep,
+                Drained::Ended => {
+                    if let State::Waiting { ended, .. } = &mut self.state {
+                        *ended = true;
+                    }
                     Next::Keep
                 }
-            }
+                Drained::Failed => Next::Close,
+            },
+            State::Lingering => match self.drain() {
+                Drained::Open => Next::Keep,
+                Drained::Ended | Drained::Failed => Next::Close,
+            },
             State::Writing { .. } => self.write(now),
         }
     }
@@ -185,7 +272,9 @@ impl Conn {
     /// nothing more is there now.
     fn read_some(&mut self, chunk: &mut [u8]) -> io::Result<usize> {
         let Some(tls) = self.tls.as_deref_mut() else {
-            return (&self.stream).read(chunk);
+            let n = (&self.stream).read(chunk)?;
+            self.received |= n > 0;
+            return Ok(n);
         };
         loop {
             match tls.reader().read(chunk) {
@@ -195,6 +284,7 @@ impl Conn {
             if tls.read_tls(&mut &self.stream)? == 0 {
                 return Ok(0);
             }
+            self.received = true;
             match tls.process_new_packets() {
                 // The handshake's next records.
                 Ok(_) => {
@@ -230,7 +320,8 @@ impl Conn {
                             if let Route::Refused(a) = route {
                                 return self.answer(a, now);
                             }
-                            let verdict = ctx.gate.admit(&self.web.users, basic.as_ref(), now);
+                            let verdict =
+                                ctx.gate.admit(&self.web, basic.as_ref(), self.source, now);
                             return self.admitted(route, verdict, now);
                         }
                     }
@@ -240,10 +331,17 @@ impl Conn {
                 Err(e) => {
                     if e.kind() == io::ErrorKind::InvalidData {
                         let peer = self.stream.peer_addr().map(|a| a.to_string());
-                        ctx.log.debug(format_args!(
-                            "TLS with {}: {e}; connection closed",
-                            peer.as_deref().unwrap_or("a client")
-                        ));
+                        let peer = peer.as_deref().unwrap_or("a client");
+                        ctx.log
+                            .debug(format_args!("TLS with {peer}: {e}; connection closed"));
+                        // webpki's refusal, only named in its debug form.
+                        let v1 = format!("{e:?}").contains("UnsupportedCertVersion");
+                        if v1 && ctx.v1_said.is_none_or(|t| now >= t + SAY_EVERY) {
+                            *ctx.v1_said = Some(now);
+                            ctx.log.warn(format_args!(
+                                "TLS with {peer}: refused a client certificate of X.509 version 1 (what openssl x509 -req makes without -extfile); this exporter verifies version 3 only: see the README's TLS section (said at most once a minute)"
+                            ));
+                        }
                     }
                     return Next::Close;
                 }
@@ -258,7 +356,10 @@ impl Conn {
         match verdict {
             Verdict::Pass => match route {
                 Route::Metrics(head_only) => {
-                    self.state = State::Waiting(head_only);
+                    self.state = State::Waiting {
+                        head_only,
+                        ended: false,
+                    };
                     self.deadline = now + GATHER_TIMEOUT;
                     Next::Scrape
                 }
@@ -294,11 +395,10 @@ impl Conn {
 
     /// The auth thread's verdict on `key`: a connection waiting for it
     /// goes on.
-    pub fn checked(&mut self, key: &Key, ok: bool, now: Instant) -> Next {
+    pub fn checked(&mut self, key: &Key, verdict: &Verdict, now: Instant) -> Next {
         match std::mem::replace(&mut self.state, State::Reading) {
             State::Checking { route, key: k } if k == *key => {
-                let verdict = if ok { Verdict::Pass } else { Verdict::Denied };
-                self.admitted(route, verdict, now)
+                self.admitted(route, verdict.clone(), now)
             }
             other => {
                 self.state = other;
@@ -307,25 +407,27 @@ impl Conn {
         }
     }
 
-    /// Reads and drops what is readable; `true` at end of stream or error.
-    /// Raw bytes even under TLS: nothing more will be read from the session.
-    fn drain(&mut self) -> bool {
+    /// Reads and drops what is readable, at most 64 KiB a call (a client
+    /// sending without end cannot hold the loop). Raw bytes even under
+    /// TLS: nothing more will be read from the session.
+    fn drain(&mut self) -> Drained {
         let mut chunk = [0u8; 4096];
-        loop {
+        for _ in 0..16 {
             match (&self.stream).read(&mut chunk) {
-                Ok(0) => return true,
+                Ok(0) => return Drained::Ended,
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return true,
+                Err(_) => return Drained::Failed,
             }
         }
+        Drained::Open
     }
 
     /// The scrape's gather is done: starts writing `a` if still waiting.
     pub fn gathered(&mut self, a: impl FnOnce(bool) -> Answer, now: Instant) -> Next {
         match self.state {
-            State::Waiting(head_only) => self.answer(a(head_only), now),
+            State::Waiting { head_only, .. } => self.answer(a(head_only), now),
             _ => Next::Keep,
         }
     }
@@ -380,19 +482,17 @@ impl Conn {
         }
         let _ = self.stream.shutdown(Shutdown::Write);
         self.state = State::Lingering;
-        // The client reads the rest of the answer and closes; a short
-        // answer's close comes at once.
-        self.deadline = self.deadline.max(now + Duration::from_secs(2));
-        if self.drain() {
-            Next::Close
-        } else {
-            Next::Keep
+        // From the end of the answer, whatever the write took.
+        self.deadline = now + LINGER;
+        match self.drain() {
+            Drained::Open => Next::Keep,
+            Drained::Ended | Drained::Failed => Next::Close,
         }
     }
 
     /// The deadline passed: a request (or handshake) that did not arrive
     /// is dropped, a check or gather that did not end answers 503, a
-    /// client that does not take its answer is reset.
+    /// client that does not take its answer is reset, a linger ends.
     pub fn expired(&mut self, now: Instant) -> Next {
         let unavailable =
             |why: &str, head_only| Answer::text("503 Service Unavailable", why, head_only, "");
@@ -405,14 +505,16 @@ impl Conn {
                     now,
                 )
             }
-            State::Waiting(head_only) => self.answer(
+            State::Waiting { head_only, .. } => self.answer(
                 unavailable("the gather did not end in time\n", head_only),
                 now,
             ),
-            State::Writing { .. } | State::Lingering => {
+            State::Writing { .. } => {
                 self.reset();
                 Next::Close
             }
+            // The answer is the kernel's to deliver.
+            State::Lingering => Next::Close,
         }
     }
 
@@ -427,5 +529,25 @@ impl Conn {
     /// Makes the close a reset, which frees unsent bytes at once.
     pub fn reset(&self) {
         let _ = rustix::net::sockopt::set_socket_linger(&self.stream, Some(Duration::ZERO));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Slots are counted per IPv4 address (mapped ones too) and per IPv6
+    /// /64.
+    #[test]
+    fn peers_are_addresses_and_ipv6_64s() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(source_of(ip("10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(source_of(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(source_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            source_of(ip("2001:db8:1:2:bbbb::9")),
+            source_of(ip("2001:db8:1:2:aaaa::1"))
+        );
+        assert_ne!(source_of(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
     }
 }

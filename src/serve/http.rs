@@ -238,6 +238,14 @@ fn route(req: &httparse::Request<'_, '_>, metrics_path: &str) -> Route {
             "",
         ));
     }
+    if !framing_valid(req) {
+        return Route::Refused(Answer::text(
+            "400 Bad Request",
+            "invalid Content-Length or Transfer-Encoding\n",
+            false,
+            "",
+        ));
+    }
     let head_only = method == "HEAD";
     if method != "GET" && !head_only {
         return Route::Answer(Answer::text(
@@ -252,6 +260,33 @@ fn route(req: &httparse::Request<'_, '_>, metrics_path: &str) -> Route {
         Some("/") => Route::Answer(landing(metrics_path, head_only)),
         _ => Route::Answer(Answer::text("404 Not Found", "not found\n", head_only, "")),
     }
+}
+
+/// Whether the request's body framing is valid (RFC 9112 §6.3): every
+/// `Content-Length` a decimal number, all of them (and the items of a
+/// list) the same, and not together with `Transfer-Encoding`, which a
+/// proxy in front might read differently (request smuggling). The body
+/// itself is never read, only drained.
+fn framing_valid(req: &httparse::Request<'_, '_>) -> bool {
+    let mut length: Option<&[u8]> = None;
+    let mut encoded = false;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            encoded = true;
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            for item in h.value.split(|&b| b == b',') {
+                let item = item.trim_ascii();
+                if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
+                    return false;
+                }
+                if length.is_some_and(|l| l != item) {
+                    return false;
+                }
+                length = Some(item);
+            }
+        }
+    }
+    !(encoded && length.is_some())
 }
 
 /// `s` with HTML's special characters escaped.
@@ -350,6 +385,23 @@ mod tests {
             (
                 b"GET ftp://h/metrics HTTP/1.1\r\nHost: h\r\n\r\n",
                 "HTTP/1.1 404 Not Found",
+            ),
+            // Body framing (RFC 9112 §6.3).
+            (
+                b"GET /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+                "metrics head=false",
+            ),
+            (
+                b"GET /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+                "HTTP/1.1 400 Bad Request",
+            ),
+            (
+                b"GET /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                "HTTP/1.1 400 Bad Request",
+            ),
+            (
+                b"GET /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "HTTP/1.1 400 Bad Request",
             ),
             // Versions and Host (§3.2).
             (

@@ -2,7 +2,7 @@
 //! systemd (socket activation), each checked to be what it must be.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::cli::{ListenAddr, Serve};
 use rustix::io::Errno;
@@ -129,8 +129,17 @@ fn from_systemd(pid: Option<&str>, fds: Option<&str>) -> Result<Vec<Listener>, L
         })?;
     let mut v = Vec::new();
     for fd in 3..3 + n {
+        // A count naming a descriptor that is not open: owning it would
+        // close it again later (a debug build aborts on that).
+        // SAFETY: F_GETFD only asks; on a closed descriptor it fails.
+        let open = rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(fd) }).is_ok();
+        if !open {
+            return Err(usage(format!(
+                "descriptor {fd}: not open (LISTEN_FDS={n} names more sockets than were passed)"
+            )));
+        }
         // SAFETY: systemd passes these descriptors to us alone; each is
-        // checked before use and owned from here on.
+        // open (checked above), checked before use and owned from here on.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         check_passed(owned.as_fd()).map_err(|m| usage(format!("descriptor {fd}: {m}")))?;
         rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)

@@ -14,21 +14,24 @@
 //! Modules: `listeners` (binding, socket activation), `http` (parsing a
 //! request, building answers), `conn` (one connection's states and
 //! deadlines, over TCP or TLS), `webconfig` (the `--web.config.file`
-//! format), `web` (loading it, again for every connection), `auth` (rate
-//! limit and basic authentication, with its bcrypt thread); this one owns
-//! the loop (`Exporter`) and the gather thread.
+//! format), `web` (loading it, again on a change, on its own thread),
+//! `auth` (rate limit and basic authentication, with its bcrypt thread);
+//! this one owns the loop (`Exporter`) and the gather thread.
 //!
 //! Limits: a request line and headers of at most 8 KiB (414/431 beyond),
 //! `REQUEST_TIMEOUT` to send them and `WRITE_TIMEOUT` to take the answer
 //! (closed beyond: a slowloris client is cut off), `GATHER_TIMEOUT` for a
 //! gather (503 beyond), at most `MAX_CONNECTIONS` connections. When they are
-//! all taken, a new connection evicts the oldest one still sending its
-//! request, so no number of idle or slow clients can lock scrapers out
-//! (Prometheus sends its request as soon as it connects); only when every
-//! connection is a scrape in progress is the new one answered 503. When
-//! `accept` fails for lack of descriptors (EMFILE), listening pauses for
-//! 100 ms and one `E! ` line says so. Every answer closes its connection
-//! (`Connection: close`).
+//! all taken, a new connection evicts one: an answered one first (lingering
+//! for the client's close), then one that never sent a byte, then a request
+//! in progress, then an answer being written, each time from the peer
+//! holding the most connections and the oldest of those; so no number of
+//! idle, slow or answered-but-open clients can lock scrapers out, and a
+//! flood from one address takes its slots from itself. Only when every
+//! connection is a scrape waiting for its gather is the new one answered
+//! 503. When `accept` fails for lack of descriptors (EMFILE), listening
+//! pauses for 100 ms and one `E! ` line says so. Every answer closes its
+//! connection (`Connection: close`).
 //! Responses are never compressed: gzip would need a new dependency, and an
 //! exposition of a few KiB gains little. TLS and basic authentication come
 //! from `--web.config.file` (the exporter-toolkit's format); under TLS the
@@ -41,6 +44,9 @@ mod listeners;
 mod web;
 mod webconfig;
 
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,15 +55,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cli::Config;
+use foldhash::fast::RandomState;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use telegraf_netstat::log::Logger;
 
 use crate::exit::{EXIT_GATHER_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::gather::{Collected, Gatherer};
-use crate::signals::{signal_pipe, StdinRole, Uninterrupted};
+use crate::signals::{signal_pipe, StdinRead, StdinRole, Uninterrupted, STDIN_PAUSE};
 use auth::Gate;
-use conn::{Conn, Ctx, Next};
+use conn::{source_of, Conn, Ctx, Next};
 use http::{Answer, CONTENT_TYPE};
 use listeners::ListenError;
 use web::{Web, WebFile};
@@ -66,6 +73,8 @@ use web::{Web, WebFile};
 const MAX_CONNECTIONS: usize = 1024;
 /// How long listening pauses when `accept` finds no free descriptor.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Connections taken from one listener per wake-up, at most.
+const ACCEPT_BATCH: usize = 64;
 
 /// The result of one gather: status and body.
 type GatherResult = (u16, Arc<Vec<u8>>);
@@ -91,21 +100,66 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
     )
 }
 
-/// Drops the oldest connection still sending its request; `false` if none.
-fn evict_idle(conns: &mut Vec<Conn>) -> bool {
-    let oldest = conns
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.is_idle())
-        .min_by_key(|(_, c)| c.accepted)
-        .map(|(i, _)| i);
-    match oldest {
-        Some(i) => {
-            let c = conns.swap_remove(i);
-            c.reset();
-            true
+/// One connection less held by `source`.
+fn forget(sources: &mut HashMap<IpAddr, u32, RandomState>, source: IpAddr) {
+    if let Some(n) = sources.get_mut(&source) {
+        *n -= 1;
+        if *n == 0 {
+            sources.remove(&source);
         }
-        None => false,
+    }
+}
+
+/// Every slot is a scrape waiting for its gather: the new connection is
+/// answered 503 at once (to a `HEAD`, if its request is there already,
+/// without the body). Over TLS no answer can be written before a
+/// handshake: the close (a reset) says it.
+fn refuse(stream: std::net::TcpStream, source: IpAddr, web: Arc<Web>, now: Instant) {
+    if web.tls.is_some() {
+        let _ = rustix::net::sockopt::set_socket_linger(&stream, Some(Duration::ZERO));
+        return;
+    }
+    let mut first = [0u8; 5];
+    let head_only = matches!(
+        rustix::net::recv(&stream, &mut first, rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT),
+        Ok((5, _)) if &first == b"HEAD "
+    );
+    let Ok(mut c) = Conn::new(stream, source, web, now) else {
+        return;
+    };
+    let refusal = Answer::text(
+        "503 Service Unavailable",
+        "too many scrapes at once\n",
+        head_only,
+        "",
+    );
+    if c.answer(refusal, now) == Next::Keep {
+        c.reset_if_unsent();
+    }
+}
+
+/// Says once where the exporter listens, and whether with TLS.
+fn say_listening(log: &Logger, listeners: &[listeners::Listener], systemd: bool, tls: bool) {
+    for l in listeners {
+        let Ok(a) = l.socket.local_addr() else {
+            continue;
+        };
+        let mut how = Vec::new();
+        if l.port_chosen {
+            how.push(format!("port 0 asked: the kernel chose {}", a.port()));
+        }
+        if systemd {
+            how.push("passed by systemd".to_string());
+        }
+        if a.ip().is_unspecified() {
+            how.push(if a.is_ipv6() {
+                "every address, IPv6 and IPv4".to_string()
+            } else {
+                "every IPv4 address".to_string()
+            });
+        }
+        how.push(if tls { "TLS on" } else { "TLS off" }.to_string());
+        log.info(format_args!("listening on {a} ({})", how.join("; ")));
     }
 }
 
@@ -124,7 +178,7 @@ fn spawn_gatherer(
     config: &Config,
     wake: OwnedFd,
     web_loaded: Option<Arc<AtomicBool>>,
-) -> (mpsc::Sender<usize>, Arc<Shared>) {
+) -> std::io::Result<(mpsc::Sender<usize>, Arc<Shared>)> {
     let shared = Arc::new(Shared {
         result: Mutex::new(None),
     });
@@ -160,9 +214,8 @@ fn spawn_gatherer(
                 *theirs.result.lock().unwrap() = Some(result);
                 let _ = rustix::io::write(&wake, b"x");
             }
-        })
-        .expect("cannot start the gather thread");
-    (go, shared)
+        })?;
+    Ok((go, shared))
 }
 
 /// Where each kind of descriptor sits in one round's poll set.
@@ -189,7 +242,13 @@ struct Exporter {
     pending: usize,
     accept_paused: Option<Instant>,
     emfile_said: bool,
-    /// `--web.config.file`, read again for every connection.
+    /// Connections held per peer (`conn::source_of`).
+    sources: HashMap<IpAddr, u32, RandomState>,
+    /// Stdin is not looked at until then (it flooded the last look).
+    stdin_paused: Option<Instant>,
+    /// When a version 1 client certificate was last said.
+    v1_said: Option<Instant>,
+    /// `--web.config.file`, loaded again when it changes.
     web: Option<WebFile>,
     /// Plain HTTP without authentication, when there is no such file.
     plain: Arc<Web>,
@@ -209,7 +268,7 @@ impl Exporter {
         };
         let serve = config.serve.clone().expect("serve mode");
         // Checked before binding: a usage error opens nothing.
-        let web = match &serve.web_config {
+        let mut web = match &serve.web_config {
             Some(path) => Some(WebFile::open(path, &log).map_err(|e| {
                 fail(
                     &format!("invalid --web.config.file {}: ", path.display()),
@@ -223,24 +282,30 @@ impl Exporter {
             ListenError::Usage(e) => fail("", &e, EXIT_USAGE),
             ListenError::Bind(e) => fail("", &e, EXIT_GATHER_FAILED),
         })?;
-        for l in listeners.iter().filter(|l| l.port_chosen) {
-            if let Ok(a) = l.socket.local_addr() {
-                log.info(format_args!(
-                    "listening on {a} (port 0 asked: the kernel chose {})",
-                    a.port()
-                ));
-            }
-        }
+        let tls = web.as_ref().is_some_and(|w| w.current().tls.is_some());
+        say_listening(&log, &listeners, serve.systemd_socket, tls);
         let signals = signal_pipe()
             .map_err(|e| fail("cannot install signal handlers: ", &e, EXIT_GATHER_FAILED))?;
         let (wake, wake_w) = rustix::pipe::pipe_with(
             rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
         )
         .map_err(|e| fail("cannot create a pipe: ", &e, EXIT_GATHER_FAILED))?;
-        let auth_wake = rustix::io::fcntl_dupfd_cloexec(&wake_w, 0)
-            .map_err(|e| fail("cannot duplicate a pipe: ", &e, EXIT_GATHER_FAILED))?;
-        let gate = Gate::new(web.as_ref().and_then(WebFile::rate_limit), auth_wake);
-        let (go, shared) = spawn_gatherer(config, wake_w, web.as_ref().map(WebFile::loaded));
+        let dup = || {
+            rustix::io::fcntl_dupfd_cloexec(&wake_w, 0)
+                .map_err(|e| fail("cannot duplicate a pipe: ", &e, EXIT_GATHER_FAILED))
+        };
+        if let Some(w) = &mut web {
+            w.start(dup()?).map_err(|e| {
+                fail(
+                    "cannot start the web config thread: ",
+                    &e,
+                    EXIT_GATHER_FAILED,
+                )
+            })?;
+        }
+        let gate = Gate::new(web.as_ref().and_then(WebFile::rate_limit), dup()?);
+        let (go, shared) = spawn_gatherer(config, wake_w, web.as_ref().map(WebFile::loaded))
+            .map_err(|e| fail("cannot start the gather thread: ", &e, EXIT_GATHER_FAILED))?;
         Ok(Exporter {
             log,
             path: serve.path,
@@ -255,6 +320,9 @@ impl Exporter {
             pending: 0,
             accept_paused: None,
             emfile_said: false,
+            sources: HashMap::default(),
+            stdin_paused: None,
+            v1_said: None,
             web,
             plain: Web::plain(),
             gate,
@@ -277,14 +345,19 @@ impl Exporter {
             }
             let now = Instant::now();
             let mut close = vec![false; self.conns.len()];
-            if !revents[1].is_empty() {
+            // Checks displaced from the auth queue are answered too.
+            if !revents[1].is_empty() || self.gate.displaced() {
                 self.answer_waiting(&mut close, now);
             }
             self.service(&revents[layout.first_conn..], &mut close, now);
             let mut i = 0;
-            self.conns.retain(|_| {
+            let sources = &mut self.sources;
+            self.conns.retain(|c| {
                 let keep = !close[i];
                 i += 1;
+                if !keep {
+                    forget(sources, c.source);
+                }
                 keep
             });
             self.accept(&revents[layout.first_listener..layout.first_conn]);
@@ -300,12 +373,17 @@ impl Exporter {
         if self.accept_paused.is_some_and(|t| now >= t) {
             self.accept_paused = None;
         }
+        if self.stdin_paused.is_some_and(|t| now >= t) {
+            self.stdin_paused = None;
+        }
+        // Nothing is accepted while a changed web config loads.
+        let loading = self.web.as_ref().and_then(WebFile::wait_until);
         let mut fds: Vec<PollFd<'_>> =
             Vec::with_capacity(3 + self.listeners.len() + self.conns.len());
         fds.push(PollFd::new(&self.signals, PollFlags::IN));
         fds.push(PollFd::new(&self.wake, PollFlags::IN));
         let mut stdin = None;
-        if self.stdin == StdinRole::EndOnly {
+        if self.stdin == StdinRole::EndOnly && self.stdin_paused.is_none() {
             stdin = Some(fds.len());
             fds.push(PollFd::from_borrowed_fd(
                 rustix::stdio::stdin(),
@@ -313,7 +391,7 @@ impl Exporter {
             ));
         }
         let first_listener = fds.len();
-        let listening = if self.accept_paused.is_some() {
+        let listening = if self.accept_paused.is_some() || loading.is_some_and(|t| now < t) {
             PollFlags::empty()
         } else {
             PollFlags::IN
@@ -330,8 +408,14 @@ impl Exporter {
             .iter()
             .map(Conn::deadline)
             .chain(self.accept_paused)
+            .chain(self.stdin_paused)
+            .chain(loading)
             .min();
-        let timeout = wake_at.map(|t| timespec(t.saturating_duration_since(now)));
+        let timeout = match wake_at {
+            _ if self.gate.displaced() => Some(timespec(Duration::ZERO)),
+            Some(t) => Some(timespec(t.saturating_duration_since(now))),
+            None => None,
+        };
         match poll(&mut fds, timeout.as_ref()) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
@@ -345,16 +429,24 @@ impl Exporter {
         Ok((revents, layout))
     }
 
-    /// Whether stdin (a pipe whose end means exit) reached its end.
-    fn stdin_ended(&self, revents: &[PollFlags], layout: &Layout) -> bool {
+    /// Whether stdin (a pipe whose end means exit) reached its end. What
+    /// arrives on it is read and dropped, a bounded amount per look; a
+    /// flood pauses the looking for `STDIN_PAUSE`.
+    fn stdin_ended(&mut self, revents: &[PollFlags], layout: &Layout) -> bool {
         if layout.stdin.is_none_or(|i| revents[i].is_empty()) {
             return false;
         }
-        let mut b = [0u8; 512];
-        matches!(
-            rustix::io::read(rustix::stdio::stdin(), &mut b),
-            Ok(0) | Err(_)
-        )
+        let mut b = [0u8; 4096];
+        match StdinRead::bounded(&mut b) {
+            Ok(r) if r.eof => true,
+            Ok(r) => {
+                if r.more {
+                    self.stdin_paused = Some(Instant::now() + STDIN_PAUSE);
+                }
+                false
+            }
+            Err(_) => true,
+        }
     }
 
     /// The auth thread or the gather thread finished something: waiting
@@ -362,9 +454,12 @@ impl Exporter {
     fn answer_waiting(&mut self, close: &mut [bool], now: Instant) {
         let mut b = [0u8; 64];
         while matches!(rustix::io::read(&self.wake, &mut b), Ok(n) if n > 0) {}
-        for (key, ok) in self.gate.finished() {
+        if let Some(w) = &mut self.web {
+            w.finished();
+        }
+        for (key, verdict) in self.gate.finished() {
             for (i, c) in self.conns.iter_mut().enumerate() {
-                match c.checked(&key, ok, now) {
+                match c.checked(&key, &verdict, now) {
                     Next::Close => close[i] = true,
                     Next::Scrape => self.pending += 1,
                     Next::Keep => {}
@@ -400,6 +495,7 @@ impl Exporter {
             path: &self.path,
             gate: &mut self.gate,
             log: &self.log,
+            v1_said: &mut self.v1_said,
         };
         for (i, c) in self.conns.iter_mut().enumerate() {
             if close[i] {
@@ -441,18 +537,29 @@ impl Exporter {
         }
     }
 
-    /// Accepts what is pending on listener `i`, evicting the oldest idle
-    /// connection when full. `Err` when descriptors ran out.
+    /// Accepts what is pending on listener `i`, taking a slot back
+    /// (`evict`) when all are used. `Err` when descriptors ran out. With a
+    /// web config, nothing is accepted while a change to it loads.
     fn accept_from(&mut self, i: usize) -> std::io::Result<()> {
-        let l = &self.listeners[i].socket;
-        loop {
-            let stream = match l.accept() {
-                Ok((stream, _)) => stream,
+        let web = match &mut self.web {
+            Some(w) => {
+                if !w.ready(Instant::now()) {
+                    return Ok(());
+                }
+                w.current()
+            }
+            None => Arc::clone(&self.plain),
+        };
+        // A bounded batch: clients that reconnect as fast as they are
+        // answered must not keep the loop from the connections it holds.
+        for _ in 0..ACCEPT_BATCH {
+            let (stream, peer) = match self.listeners[i].socket.accept() {
+                Ok(accepted) => accepted,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) if out_of_descriptors(&e) => {
                     // Free one descriptor for the next try.
-                    evict_idle(&mut self.conns);
+                    self.evict();
                     return Err(e);
                 }
                 // The peer gave up before we took it (ECONNABORTED) and the like.
@@ -461,50 +568,58 @@ impl Exporter {
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
-            let web = match &mut self.web {
-                Some(w) => w.current(&self.log),
-                None => Arc::clone(&self.plain),
-            };
+            let source = source_of(peer.ip());
             let now = Instant::now();
-            if self.conns.len() >= MAX_CONNECTIONS && !evict_idle(&mut self.conns) {
-                // Every slot is a scrape in progress. Over TLS, no answer
-                // can be written before a handshake: the close says it.
-                if web.tls.is_some() {
-                    let _ = rustix::net::sockopt::set_socket_linger(&stream, Some(Duration::ZERO));
-                    continue;
-                }
-                let Ok(mut c) = Conn::new(stream, web, now) else {
-                    continue;
-                };
-                let refusal = Answer::text(
-                    "503 Service Unavailable",
-                    "too many scrapes at once\n",
-                    false,
-                    "",
-                );
-                if c.answer(refusal, now) == Next::Keep {
-                    c.reset_if_unsent();
-                }
+            if self.conns.len() >= MAX_CONNECTIONS && !self.evict() {
+                refuse(stream, source, Arc::clone(&web), now);
                 continue;
             }
-            let Ok(mut c) = Conn::new(stream, web, now) else {
+            let Ok(mut c) = Conn::new(stream, source, Arc::clone(&web), now) else {
                 continue;
             };
             let mut ctx = Ctx {
                 path: &self.path,
                 gate: &mut self.gate,
                 log: &self.log,
+                v1_said: &mut self.v1_said,
             };
             // The request (or the TLS hello) is often there already.
-            match c.ready(PollFlags::IN, &mut ctx, now) {
-                Next::Close => {}
-                Next::Scrape => {
-                    self.pending += 1;
-                    self.conns.push(c);
-                }
-                Next::Keep => self.conns.push(c),
+            let next = c.ready(PollFlags::IN, &mut ctx, now);
+            match next {
+                Next::Close => continue,
+                Next::Scrape => self.pending += 1,
+                Next::Keep => {}
             }
+            *self.sources.entry(source).or_default() += 1;
+            self.conns.push(c);
         }
+        Ok(())
+    }
+
+    /// Takes a slot back: the connection with the lowest
+    /// [`Conn::eviction_class`], from the peer holding the most
+    /// connections, the oldest of those. `false` if every one is a scrape
+    /// waiting for its gather.
+    fn evict(&mut self) -> bool {
+        let sources = &self.sources;
+        let victim = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let class = c.eviction_class()?;
+                let held = sources.get(&c.source).copied().unwrap_or(0);
+                Some(((class, Reverse(held), c.accepted), i))
+            })
+            .min()
+            .map(|(_, i)| i);
+        let Some(i) = victim else {
+            return false;
+        };
+        let c = self.conns.swap_remove(i);
+        forget(&mut self.sources, c.source);
+        c.evict();
+        true
     }
 
     /// Scrapes waiting and no gather running: starts one for all of them.

@@ -1,16 +1,25 @@
 //! `--web.config.file` at run time: the file and the certificates it names
 //! read safely, turned into one [`Web`] (a rustls server configuration,
-//! the basic-auth users, the response headers), and read again for every
-//! new connection, as the exporter-toolkit does (`GetConfigForClient` in
-//! its web/tls_config.go), so that a certificate replaced on disk is served
-//! on the next connection without a restart.
+//! the basic-auth users, the response headers), and loaded again when one
+//! of them changes, so that a certificate replaced on disk is served from
+//! the next connection on without a restart, as with the exporter-toolkit
+//! (which reads them for every connection, `GetConfigForClient` in its
+//! web/tls_config.go).
 //!
-//! Re-reading costs a few small reads per connection: the bytes of the file
-//! and of the files it names are compared with the last ones, and only a
-//! change is parsed and built again. A change that does not load keeps the
+//! The serving thread never reads or parses them: before it accepts
+//! connections it compares the files' `stat` (device, inode, size, change
+//! times; no descriptor needed, so it works out of descriptors too) with
+//! those of the last load, and on a change hands the load to the `web`
+//! thread, accepting nothing until the result is there (at most
+//! [`LOAD_WAIT`]; the kernel queues the connections meanwhile), so the next
+//! connection is served with the new files. The load thread reads the files
+//! and parses only what changed. A change that does not load keeps the
 //! last good configuration and says why once (`E! `); the next good one is
-//! said too (`I! `). Whether the port speaks TLS is fixed at startup: a
-//! file that turns TLS on or off later is refused like any other error.
+//! said too (`I! `). A file that cannot be read *now* (out of descriptors
+//! or memory) is not a refusal: the configuration in use stays, one `W! `
+//! line says so, and the next connection tries again. Whether the port
+//! speaks TLS is fixed at startup: a file that turns TLS on or off later is
+//! refused like any other error.
 //!
 //! TLS is rustls (0.23) with its `ring` provider: pure Rust but for ring's
 //! small C and assembly core, which builds for the static musl targets
@@ -18,10 +27,13 @@
 //! rustls offers nothing older, so `min_version: TLS10` or `TLS11` serves
 //! from TLS 1.2 (said at startup) and a `max_version` below 1.2 is refused.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use rustix::io::Errno;
 use rustls::crypto::{ring, CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
@@ -34,12 +46,18 @@ use super::webconfig::{self, ClientAuth, Pem, TlsConfig, TlsVersion, WebConfig};
 
 /// The most a web config, certificate or key file may hold.
 const MAX_FILE: u64 = 1 << 20;
+/// How long new connections wait for a changed file to load; beyond, they
+/// are served with the configuration in use.
+pub const LOAD_WAIT: Duration = Duration::from_secs(1);
 
 /// One loaded configuration, shared by the connections accepted under it.
 pub struct Web {
     pub tls: Option<Arc<ServerConfig>>,
     /// User and bcrypt hash; empty: no authentication.
     pub users: Vec<(String, String)>,
+    /// What an unknown user's password is checked against: the users'
+    /// hash of the highest cost (`auth`).
+    pub dummy: String,
     /// `http_server_config.headers`, as header lines (`Name: value\r\n`).
     pub headers: String,
 }
@@ -50,27 +68,30 @@ impl Web {
         Arc::new(Web {
             tls: None,
             users: Vec::new(),
+            dummy: String::new(),
             headers: String::new(),
         })
     }
 }
 
 /// The file's bytes and those of the files it names, in order: what a
-/// change is detected on.
+/// change of content is detected on, once `stat` says something changed.
 type Snapshot = Vec<Vec<u8>>;
 
-/// The configuration file and what was last loaded from it.
-pub struct WebFile {
-    path: PathBuf,
-    parsed: WebConfig,
-    snapshot: Snapshot,
-    current: Arc<Web>,
-    /// The last problem said, with what was read: said once, not per
-    /// connection.
-    refused: Option<(String, Snapshot)>,
-    /// False while a change is refused: the gather thread reads it for
-    /// `netstat_web_config_last_reload_successful`.
-    loaded: Arc<AtomicBool>,
+/// A file as `stat` sees it: `None` if it cannot be looked at.
+type Stamp = Option<[i64; 7]>;
+
+fn stamp(path: &Path) -> Stamp {
+    let st = rustix::fs::stat(path).ok()?;
+    Some([
+        st.st_dev as i64,
+        st.st_ino as i64,
+        st.st_size as i64,
+        st.st_mtime as i64,
+        st.st_mtime_nsec as i64,
+        st.st_ctime as i64,
+        st.st_ctime_nsec as i64,
+    ])
 }
 
 /// The self-metric saying whether the web config's last change loaded, in
@@ -84,31 +105,42 @@ pub fn encode_loaded(loaded: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(if loaded { b"1\n" } else { b"0\n" });
 }
 
+/// Why a file was not read: `now` is true when the reason is passing (out
+/// of descriptors or memory), not the file's fault.
+struct ReadError {
+    why: String,
+    now: bool,
+}
+
 /// Reads a regular file of at most [`MAX_FILE`] bytes. Opened without
 /// blocking, so a FIFO put in a certificate's place cannot hang the
-/// exporter's loop; symbolic links are followed (a Kubernetes Secret's
-/// files are links).
-fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+/// loader; symbolic links are followed (a Kubernetes Secret's files are
+/// links).
+fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
     use rustix::fs::{fstat, open, FileType, Mode, OFlags};
-    let why = |e: &dyn std::fmt::Display| format!("cannot read {}: {e}", path.display());
+    let why = |e: &dyn std::fmt::Display, now: bool| ReadError {
+        why: format!("cannot read {}: {e}", path.display()),
+        now,
+    };
+    let passing = |e: Errno| matches!(e, Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::INTR);
     let fd = open(
         path,
         OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
         Mode::empty(),
     )
-    .map_err(|e| why(&e))?;
-    let st = fstat(&fd).map_err(|e| why(&e))?;
+    .map_err(|e| why(&e, passing(e)))?;
+    let st = fstat(&fd).map_err(|e| why(&e, passing(e)))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Err(why(&"not a regular file"));
+        return Err(why(&"not a regular file", false));
     }
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(
         &mut std::io::Read::take(std::fs::File::from(fd), MAX_FILE + 1),
         &mut bytes,
     )
-    .map_err(|e| why(&e))?;
+    .map_err(|e| why(&e, false))?;
     if bytes.len() as u64 > MAX_FILE {
-        return Err(why(&format_args!("larger than {MAX_FILE} bytes")));
+        return Err(why(&format_args!("larger than {MAX_FILE} bytes"), false));
     }
     Ok(bytes)
 }
@@ -128,24 +160,178 @@ fn named_files(c: &WebConfig) -> Vec<&Path> {
         .collect()
 }
 
-/// Parses the file's bytes `text` (read from `path`) and reads the files
-/// it names.
-fn parse_and_read(path: &Path, text: Vec<u8>) -> Result<(WebConfig, Snapshot), String> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let parsed = std::str::from_utf8(&text)
-        .map_err(|_| "not UTF-8 text".to_string())
-        .and_then(|t| webconfig::parse(t, dir))?;
+/// The files the loader looks at: the configuration, then those it names.
+fn watched(path: &Path, c: &WebConfig) -> Vec<PathBuf> {
+    std::iter::once(path)
+        .chain(named_files(c))
+        .map(Path::to_path_buf)
+        .collect()
+}
+
+/// Reads the files `c` names, after `text` (the file's own bytes).
+fn read_named(c: &WebConfig, text: Vec<u8>) -> Result<Snapshot, ReadError> {
     let mut snapshot = vec![text];
-    for f in named_files(&parsed) {
+    for f in named_files(c) {
         snapshot.push(read_file(f)?);
     }
-    Ok((parsed, snapshot))
+    Ok(snapshot)
+}
+
+/// Parses the file's bytes `text` (read from `path`).
+fn parse(path: &Path, text: &[u8]) -> Result<WebConfig, ReadError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::str::from_utf8(text)
+        .map_err(|_| "not UTF-8 text".to_string())
+        .and_then(|t| webconfig::parse(t, dir))
+        .map_err(|why| ReadError { why, now: false })
+}
+
+/// What a load ended with, for the serving thread.
+struct Loaded {
+    current: Arc<Web>,
+    /// The files to watch, and their `stat` taken before they were read;
+    /// `None`: look again at the next connection (the read could not
+    /// happen now).
+    stamps: Option<(Vec<PathBuf>, Vec<Stamp>)>,
+}
+
+/// The load thread's side: what was last parsed, read and built.
+struct Loader {
+    path: PathBuf,
+    parsed: WebConfig,
+    snapshot: Snapshot,
+    current: Arc<Web>,
+    /// The last problem said, with what was read: said once, not per
+    /// change.
+    refused: Option<(String, Snapshot)>,
+    /// Whether the last read could not happen (said once, `W! `).
+    unreadable: bool,
+    /// The files the last new parse named.
+    named: Vec<PathBuf>,
+    /// False while a change is refused: the gather thread reads it for
+    /// `netstat_web_config_last_reload_successful`.
+    loaded: Arc<AtomicBool>,
+    log: Logger,
+}
+
+impl Loader {
+    /// The files as they are now, loaded if they changed.
+    fn load(&mut self) -> Loaded {
+        let files = watched(&self.path, &self.parsed);
+        let stamps: Vec<Stamp> = files.iter().map(|f| stamp(f)).collect();
+        let result = self.reload();
+        if let Err((e, _)) = &result {
+            if e.now {
+                if !std::mem::replace(&mut self.unreadable, true) {
+                    self.log.warn(format_args!(
+                        "web config {}: {}; the configuration in use serves, and the files are read again with the next connection (said once)",
+                        self.path.display(),
+                        e.why
+                    ));
+                }
+                return Loaded {
+                    current: Arc::clone(&self.current),
+                    stamps: None,
+                };
+            }
+        }
+        self.unreadable = false;
+        self.loaded.store(result.is_ok(), Ordering::Relaxed);
+        if let Err((e, snapshot)) = result {
+            let problem = (e.why, snapshot);
+            if self.refused.as_ref() != Some(&problem) {
+                self.log.error(format_args!(
+                    "web config {}: {}; serving with the last good configuration",
+                    self.path.display(),
+                    problem.0
+                ));
+                self.refused = Some(problem);
+            }
+        }
+        // Watched as they were before this read: a change made since is
+        // seen at the next connection. Files a new parse names (loaded or
+        // refused: a missing certificate that appears) are looked at now.
+        let (mut files, mut stamps) = (files, stamps);
+        for f in std::mem::take(&mut self.named) {
+            if !files.contains(&f) {
+                stamps.push(stamp(&f));
+                files.push(f);
+            }
+        }
+        Loaded {
+            current: Arc::clone(&self.current),
+            stamps: Some((files, stamps)),
+        }
+    }
+
+    /// Loads the file again if it or a file it names changed; `Err` holds
+    /// the problem and what was read (to say each problem once).
+    fn reload(&mut self) -> Result<(), (ReadError, Snapshot)> {
+        // Each file read once: an unchanged file keeps its parse, and the
+        // files it names, read to compare, are the new snapshot if changed.
+        let text = read_file(&self.path).map_err(|e| (e, Vec::new()))?;
+        let (parsed, snapshot) = if text == self.snapshot[0] {
+            let snapshot = read_named(&self.parsed, text).map_err(|e| (e, Vec::new()))?;
+            if snapshot == self.snapshot {
+                // Back to what is served after a refused change: said, so
+                // the E! line is not left standing.
+                if self.refused.take().is_some() {
+                    self.log.info(format_args!(
+                        "web config {} is again the one in use",
+                        self.path.display()
+                    ));
+                }
+                return Ok(());
+            }
+            (self.parsed.clone(), snapshot)
+        } else {
+            let parsed = parse(&self.path, &text).map_err(|e| (e, Vec::new()))?;
+            self.named = watched(&self.path, &parsed);
+            let snapshot = read_named(&parsed, text).map_err(|e| (e, Vec::new()))?;
+            (parsed, snapshot)
+        };
+        let refuse = |why: String| ReadError { why, now: false };
+        if parsed.tls.is_some() != self.parsed.tls.is_some() {
+            return Err((
+                refuse("turning TLS on or off needs a restart".to_string()),
+                snapshot,
+            ));
+        }
+        let web = build(&parsed, &snapshot).map_err(|e| (refuse(e), snapshot.clone()))?;
+        self.log
+            .info(format_args!("web config {} reloaded", self.path.display()));
+        self.current = web;
+        self.parsed = parsed;
+        self.snapshot = snapshot;
+        self.refused = None;
+        Ok(())
+    }
+}
+
+/// The serving thread's side of `--web.config.file`: the configuration in
+/// use, the files watched, and the load thread.
+pub struct WebFile {
+    current: Arc<Web>,
+    files: Vec<PathBuf>,
+    /// `None`: unknown, load before the next connection.
+    stamps: Option<Vec<Stamp>>,
+    /// A load asked for and not finished, since when.
+    loading: Option<Instant>,
+    /// The load thread's queue, once started; before, what it will own.
+    jobs: Result<mpsc::Sender<()>, Option<Box<Loader>>>,
+    done: Arc<Mutex<Option<Loaded>>>,
+    rate_limit: Option<(Duration, u32)>,
+    loaded: Arc<AtomicBool>,
 }
 
 impl WebFile {
     /// Loads the file at startup; `Err` names the problem (a usage error).
     pub fn open(path: &Path, log: &Logger) -> Result<WebFile, String> {
-        let (parsed, snapshot) = parse_and_read(path, read_file(path)?)?;
+        let text = read_file(path).map_err(|e| e.why)?;
+        let parsed = parse(path, &text).map_err(|e| e.why)?;
+        let files = watched(path, &parsed);
+        let stamps = files.iter().map(|f| stamp(f)).collect();
+        let snapshot = read_named(&parsed, text).map_err(|e| e.why)?;
         let current = build(&parsed, &snapshot)?;
         if let Some(t) = &parsed.tls {
             if t.min_version < TlsVersion::Tls12 {
@@ -155,14 +341,50 @@ impl WebFile {
                 ));
             }
         }
-        Ok(WebFile {
+        let loaded = Arc::new(AtomicBool::new(true));
+        let rate_limit = parsed.rate_limit;
+        let loader = Loader {
             path: path.to_path_buf(),
             parsed,
             snapshot,
-            current,
+            current: Arc::clone(&current),
             refused: None,
-            loaded: Arc::new(AtomicBool::new(true)),
+            unreadable: false,
+            named: Vec::new(),
+            loaded: Arc::clone(&loaded),
+            log: *log,
+        };
+        Ok(WebFile {
+            current,
+            files,
+            stamps: Some(stamps),
+            loading: None,
+            jobs: Err(Some(Box::new(loader))),
+            done: Arc::new(Mutex::new(None)),
+            rate_limit,
+            loaded,
         })
+    }
+
+    /// Starts the load thread, which writes a byte to `wake` after each
+    /// load.
+    pub fn start(&mut self, wake: OwnedFd) -> std::io::Result<()> {
+        let Err(Some(mut loader)) = std::mem::replace(&mut self.jobs, Err(None)) else {
+            return Ok(());
+        };
+        let (jobs, queue) = mpsc::channel::<()>();
+        let theirs = Arc::clone(&self.done);
+        std::thread::Builder::new()
+            .name("web".into())
+            .spawn(move || {
+                for () in queue {
+                    let result = loader.load();
+                    *theirs.lock().unwrap() = Some(result);
+                    let _ = rustix::io::write(&wake, b"w");
+                }
+            })?;
+        self.jobs = Ok(jobs);
+        Ok(())
     }
 
     /// Whether the last change loaded, shared with the gather thread.
@@ -171,67 +393,53 @@ impl WebFile {
     }
 
     /// `rate_limit` as read at startup (the toolkit reads it once too).
-    pub fn rate_limit(&self) -> Option<(std::time::Duration, u32)> {
-        self.parsed.rate_limit
+    pub fn rate_limit(&self) -> Option<(Duration, u32)> {
+        self.rate_limit
     }
 
-    /// The configuration for a new connection: the file and its
-    /// certificates read again, loaded again if they changed.
-    pub fn current(&mut self, log: &Logger) -> Arc<Web> {
-        let result = self.reload(log);
-        self.loaded.store(result.is_ok(), Ordering::Relaxed);
-        if let Err(problem) = result {
-            if self.refused.as_ref() != Some(&problem) {
-                log.error(format_args!(
-                    "web config {}: {}; serving with the last good configuration",
-                    self.path.display(),
-                    problem.0
-                ));
-                self.refused = Some(problem);
-            }
+    /// Whether connections may be accepted now, each to be served with
+    /// [`WebFile::current`]: not while a changed file loads (for at most
+    /// [`LOAD_WAIT`]). Starts that load when a watched file's `stat`
+    /// changed.
+    pub fn ready(&mut self, now: Instant) -> bool {
+        if let Some(since) = self.loading {
+            return now >= since + LOAD_WAIT;
         }
-        Arc::clone(&self.current)
+        let stamps: Vec<Stamp> = self.files.iter().map(|f| stamp(f)).collect();
+        if self.stamps.as_ref() == Some(&stamps) {
+            return true;
+        }
+        if !matches!(&self.jobs, Ok(jobs) if jobs.send(()).is_ok()) {
+            return true;
+        }
+        self.loading = Some(now);
+        false
     }
 
-    /// Loads the file again if it or a file it names changed; `Err` holds
-    /// the problem and what was read (to say each problem once).
-    fn reload(&mut self, log: &Logger) -> Result<(), (String, Snapshot)> {
-        // Each file read once: an unchanged file keeps its parse, and the
-        // files it names, read to compare, are the new snapshot if changed.
-        let text = read_file(&self.path).map_err(|e| (e, Vec::new()))?;
-        let (parsed, snapshot) = if text == self.snapshot[0] {
-            let mut snapshot = vec![text];
-            for f in named_files(&self.parsed) {
-                snapshot.push(read_file(f).map_err(|e| (e, Vec::new()))?);
-            }
-            if snapshot == self.snapshot {
-                // Back to what is served after a refused change: said, so
-                // the E! line is not left standing.
-                if self.refused.take().is_some() {
-                    log.info(format_args!(
-                        "web config {} is again the one in use",
-                        self.path.display()
-                    ));
-                }
-                return Ok(());
-            }
-            (self.parsed.clone(), snapshot)
-        } else {
-            parse_and_read(&self.path, text).map_err(|e| (e, Vec::new()))?
+    /// When accepting may resume without the load's result.
+    pub fn wait_until(&self) -> Option<Instant> {
+        self.loading.map(|since| since + LOAD_WAIT)
+    }
+
+    /// Takes the load thread's result, if it finished.
+    pub fn finished(&mut self) {
+        let Some(loaded) = self.done.lock().unwrap().take() else {
+            return;
         };
-        if parsed.tls.is_some() != self.parsed.tls.is_some() {
-            return Err((
-                "turning TLS on or off needs a restart".to_string(),
-                snapshot,
-            ));
+        self.loading = None;
+        self.current = loaded.current;
+        match loaded.stamps {
+            Some((files, stamps)) => {
+                self.files = files;
+                self.stamps = Some(stamps);
+            }
+            None => self.stamps = None,
         }
-        let web = build(&parsed, &snapshot).map_err(|e| (e, snapshot.clone()))?;
-        log.info(format_args!("web config {} reloaded", self.path.display()));
-        self.current = web;
-        self.parsed = parsed;
-        self.snapshot = snapshot;
-        self.refused = None;
-        Ok(())
+    }
+
+    /// The configuration for a connection accepted now.
+    pub fn current(&self) -> Arc<Web> {
+        Arc::clone(&self.current)
     }
 }
 
@@ -246,9 +454,17 @@ fn build(c: &WebConfig, snapshot: &Snapshot) -> Result<Arc<Web>, String> {
         .iter()
         .map(|(k, v)| format!("{k}: {v}\r\n"))
         .collect();
+    let cost = |h: &str| h.parse::<bcrypt::HashParts>().map_or(0, |p| p.get_cost());
+    let dummy = c
+        .users
+        .iter()
+        .max_by_key(|(_, h)| cost(h))
+        .map(|(_, h)| h.clone())
+        .unwrap_or_default();
     Ok(Arc::new(Web {
         tls,
         users: c.users.clone(),
+        dummy,
         headers,
     }))
 }
@@ -270,10 +486,39 @@ fn pem_name(pem: &Pem, key: &str) -> String {
     }
 }
 
+/// What is wrong with PEM text, in words: the library's messages quote
+/// the offending lines, which may be anything (a key, a password file).
+fn pem_problem(e: &rustls::pki_types::pem::Error) -> &'static str {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { .. } => "malformed PEM: a section has no END line",
+        Error::IllegalSectionStart { .. } => "malformed PEM: a malformed BEGIN line",
+        Error::Base64Decode(_) => "malformed PEM: a section is not valid base64",
+        Error::NoItemsFound => "no PEM section of the expected kind",
+        Error::SectionTooLarge => "malformed PEM: a section is too large",
+        _ => "malformed PEM",
+    }
+}
+
+/// Why rustls refuses a certificate and key, in words.
+fn key_problem(e: &rustls::Error) -> &'static str {
+    use rustls::InconsistentKeys;
+    match e {
+        rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
+            "the private key does not belong to the certificate"
+        }
+        rustls::Error::InconsistentKeys(_) => {
+            "the private key cannot be checked against the certificate"
+        }
+        rustls::Error::InvalidCertificate(_) => "the certificate is not valid",
+        _ => "the certificate and key are not usable together",
+    }
+}
+
 fn certs(pem: &Pem, bytes: &[u8], key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", pem_name(pem, key)))?;
+        .map_err(|e| format!("{}: {}", pem_name(pem, key), pem_problem(&e)))?;
     if certs.is_empty() {
         return Err(format!("{}: no PEM certificate", pem_name(pem, key)));
     }
@@ -287,8 +532,13 @@ fn server_config(t: &TlsConfig, files: &[Vec<u8>]) -> Result<ServerConfig, Strin
     let cert_pem = pem_bytes(&t.cert, &mut files);
     let key_pem = pem_bytes(&t.key, &mut files);
     let chain = certs(&t.cert, cert_pem, "cert")?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| format!("{}: no private key ({e})", pem_name(&t.key, "key")))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
+        format!(
+            "{}: no private key ({})",
+            pem_name(&t.key, "key"),
+            pem_problem(&e)
+        )
+    })?;
     let provider = Arc::new(provider(t)?);
     let mut versions = Vec::new();
     if t.min_version <= TlsVersion::Tls12 && t.max_version >= TlsVersion::Tls12 {
@@ -322,9 +572,12 @@ fn server_config(t: &TlsConfig, files: &[Vec<u8>]) -> Result<ServerConfig, Strin
             };
             let mut roots = RootCertStore::empty();
             for c in certs(ca, pem_bytes(ca, &mut files), "client_ca")? {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("{}: {e}", pem_name(ca, "client_ca")))?;
+                roots.add(c).map_err(|_| {
+                    format!(
+                        "{}: a certificate that is not a usable CA",
+                        pem_name(ca, "client_ca")
+                    )
+                })?;
             }
             let b =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
@@ -341,9 +594,10 @@ fn server_config(t: &TlsConfig, files: &[Vec<u8>]) -> Result<ServerConfig, Strin
         .with_single_cert(chain, key)
         .map_err(|e| {
             format!(
-                "{} and {}: {e}",
+                "{} and {}: {}",
                 pem_name(&t.cert, "cert"),
-                pem_name(&t.key, "key")
+                pem_name(&t.key, "key"),
+                key_problem(&e)
             )
         })?;
     config.ignore_client_order = t.prefer_server_cipher_suites;
@@ -377,7 +631,8 @@ fn provider(t: &TlsConfig) -> Result<CryptoProvider, String> {
                 .find(|s| s.tls13().is_none() && format!("{:?}", s.suite()) == *name)
             else {
                 return Err(format!(
-                    "tls_server_config.cipher_suites: {name:?} is not offered by this exporter (TLS 1.2 suites: {})",
+                    "tls_server_config.cipher_suites: {} is not offered by this exporter (TLS 1.2 suites: {})",
+                    webconfig::shown(name),
                     tls12_names(&p)
                 ));
             };
@@ -394,7 +649,8 @@ fn provider(t: &TlsConfig) -> Result<CryptoProvider, String> {
                 "CurveP384" => ring::kx_group::SECP384R1,
                 _ => {
                     return Err(format!(
-                        "tls_server_config.curve_preferences: {name:?} is not offered by this exporter (X25519, CurveP256, CurveP384)"
+                        "tls_server_config.curve_preferences: {} is not offered by this exporter (X25519, CurveP256, CurveP384)",
+                        webconfig::shown(name)
                     ))
                 }
             };
@@ -462,5 +718,20 @@ impl ClientCertVerifier for AnyClientCert {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An unknown user's password is checked against the hash that costs
+    /// the most, so that the time taken does not single out the users.
+    #[test]
+    fn unknown_users_are_checked_against_the_costliest_hash() {
+        let (cheap, dear) = (bcrypt::hash("a", 4).unwrap(), bcrypt::hash("b", 6).unwrap());
+        let text = format!("basic_auth_users:\n  a: '{cheap}'\n  b: '{dear}'\n  c: '{cheap}'\n");
+        let c = webconfig::parse(&text, Path::new("/")).unwrap();
+        assert_eq!(build(&c, &vec![text.into_bytes()]).unwrap().dummy, dear);
     }
 }

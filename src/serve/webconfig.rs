@@ -29,7 +29,115 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::{ScanError, Yaml, YamlLoader};
+
+/// The most nodes the file may make once its aliases are expanded. A web
+/// config has a few dozen; an alias bomb (each level a list of aliases of
+/// the one before) makes billions from a few hundred bytes, which the YAML
+/// library would build by copying.
+const MAX_NODES: u64 = 10_000;
+/// The deepest nesting: the YAML library loads (and drops) a tree
+/// recursively, so a file of a million `[` would overflow the stack.
+const MAX_DEPTH: usize = 32;
+/// The longest name or value an error message repeats.
+const MAX_SHOWN: usize = 64;
+
+/// Whether `s` may appear in a message: a short name or value made of
+/// letters, digits and `_-.:/=`. Anything else (a line of `/etc/shadow`
+/// named as the config, a certificate, a password) is never repeated.
+fn plain(s: &str) -> bool {
+    s.len() <= MAX_SHOWN
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.=/ ".contains(c))
+}
+
+/// `s` for a message: itself if [`plain`], else words saying it is not shown.
+pub fn shown(s: &str) -> String {
+    if plain(s) {
+        format!("{s:?}")
+    } else {
+        "(a value not shown)".to_string()
+    }
+}
+
+/// A key for a message, as [`shown`] but unquoted.
+fn key_shown(s: &str) -> &str {
+    if plain(s) {
+        s
+    } else {
+        "(a key not shown)"
+    }
+}
+
+/// What the YAML library says is wrong, in its words and position; its
+/// message for a duplicated key repeats the key, so that one is reworded.
+fn yaml_error(e: &ScanError) -> String {
+    let m = e.marker();
+    let what = if e.info().contains("duplicated key") {
+        "a key given twice"
+    } else if plain(e.info()) || e.info().starts_with("while ") || e.info().starts_with("did not") {
+        e.info()
+    } else {
+        "malformed"
+    };
+    format!(
+        "not YAML: {what} at line {} column {}",
+        m.line(),
+        m.col() + 1
+    )
+}
+
+/// Refuses a file whose tree, aliases expanded, would exceed [`MAX_NODES`]
+/// or [`MAX_DEPTH`], from the parser's events alone (nothing is built):
+/// each anchored node's size is noted when it ends, an alias counts that
+/// size, and every open collection's running size is checked.
+fn check_size(text: &str) -> Result<(), String> {
+    let mut parser = Parser::new_from_str(text);
+    let mut open: Vec<(usize, u64)> = Vec::new();
+    let mut anchors: Vec<(usize, u64)> = Vec::new();
+    let mut total = 0u64;
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| yaml_error(&e))?;
+        let ended = match event {
+            Event::StreamEnd => return Ok(()),
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if open.len() >= MAX_DEPTH {
+                    return Err(format!(
+                        "nested deeper than {MAX_DEPTH} levels at line {}",
+                        mark.line()
+                    ));
+                }
+                open.push((anchor, 1));
+                None
+            }
+            Event::SequenceEnd | Event::MappingEnd => open.pop(),
+            Event::Scalar(_, _, anchor, _) => Some((anchor, 1)),
+            Event::Alias(id) => {
+                let size = anchors.iter().rev().find(|a| a.0 == id).map_or(1, |a| a.1);
+                Some((0, size))
+            }
+            _ => None,
+        };
+        let Some((anchor, size)) = ended else {
+            continue;
+        };
+        if anchor > 0 {
+            anchors.push((anchor, size));
+        }
+        let into = match open.last_mut() {
+            Some(parent) => &mut parent.1,
+            None => &mut total,
+        };
+        *into = into.saturating_add(size);
+        if *into > MAX_NODES {
+            return Err(format!(
+                "its aliases expand to more than {MAX_NODES} nodes (line {}); a web config needs no aliases",
+                mark.line()
+            ));
+        }
+    }
+}
 
 /// Where a certificate, key or CA comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +211,7 @@ fn entries<'a>(y: &'a Yaml, at: &str) -> Result<Vec<(&'a str, &'a Yaml)>, String
             .iter()
             .map(|(k, v)| match k {
                 Yaml::String(k) => Ok((k.as_str(), v)),
-                other => Err(format!("{at}: a key is not a string: {other:?}")),
+                _ => Err(format!("{at}: a key is not a string")),
             })
             .collect(),
         _ => Err(format!("{at}: expected a mapping")),
@@ -142,7 +250,8 @@ fn version(s: &str, at: &str) -> Result<TlsVersion, String> {
         "TLS13" => TlsVersion::Tls13,
         _ => {
             return Err(format!(
-                "{at}: unknown TLS version {s:?} (TLS10, TLS11, TLS12 or TLS13)"
+                "{at}: unknown TLS version {} (TLS10, TLS11, TLS12 or TLS13)",
+                shown(s)
             ))
         }
     })
@@ -150,7 +259,8 @@ fn version(s: &str, at: &str) -> Result<TlsVersion, String> {
 
 /// Parses the file's text; relative file names are taken from `dir`.
 pub fn parse(text: &str, dir: &Path) -> Result<WebConfig, String> {
-    let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not YAML: {e}"))?;
+    check_size(text)?;
+    let docs = YamlLoader::load_from_str(text).map_err(|e| yaml_error(&e))?;
     let root = match docs.as_slice() {
         [] => &Yaml::Null,
         [one] => one,
@@ -167,7 +277,7 @@ pub fn parse(text: &str, dir: &Path) -> Result<WebConfig, String> {
             "tls_server_config" => c.tls = tls(v, dir)?,
             "http_server_config" => {
                 for (k, v) in entries(v, key)? {
-                    let at = format!("{key}.{k}");
+                    let at = format!("{key}.{}", key_shown(k));
                     match k {
                         // Checked, then moot: this exporter speaks HTTP/1.1
                         // only (it offers no ALPN, so a client asking for
@@ -177,44 +287,50 @@ pub fn parse(text: &str, dir: &Path) -> Result<WebConfig, String> {
                         }
                         "headers" => {
                             for (name, value) in entries(v, &at)? {
-                                let value = string(value, &format!("{at}.{name}"))?;
+                                let value = string(value, &format!("{at}.{}", key_shown(name)))?;
                                 let Some((_, allowed)) = HEADERS.iter().find(|h| h.0 == name)
                                 else {
                                     return Err(format!(
-                                        "{at}: HTTP header {name:?} can not be configured"
+                                        "{at}: HTTP header {} can not be configured",
+                                        shown(name)
                                     ));
                                 };
                                 if let Some(allowed) = allowed {
                                     if !allowed.contains(&value.as_str()) {
                                         return Err(format!(
-                                            "{at}.{name}: {value:?} is not one of {allowed:?}"
+                                            "{at}.{name}: {} is not one of {allowed:?}",
+                                            shown(&value)
                                         ));
                                     }
                                 }
                                 c.headers.push((name.to_string(), value));
                             }
                         }
-                        _ => return Err(format!("unknown key {at}")),
+                        _ => return Err(format!("unknown key {key}.{}", key_shown(k))),
                     }
                 }
             }
             "basic_auth_users" => {
                 for (user, hash) in entries(v, key)? {
-                    let hash = string(hash, &format!("{key}.{user}"))?;
-                    hash.parse::<bcrypt::HashParts>()
-                        .map_err(|e| format!("{key}.{user}: not a bcrypt hash ({e})"))?;
-                    c.users.push((user.to_string(), hash));
+                    let at = format!("{key}.{}", key_shown(user));
+                    let hash = string(hash, &at)?;
+                    c.users.push((user.to_string(), bcrypt_hash(hash, &at)?));
                 }
             }
             "rate_limit" => {
                 let (mut interval, mut burst) = (Duration::ZERO, 0u32);
                 for (k, v) in entries(v, key)? {
-                    let at = format!("{key}.{k}");
+                    let at = format!("{key}.{}", key_shown(k));
                     match k {
                         "interval" => {
                             let s = string(v, &at)?;
-                            interval =
-                                crate::cli::parse_duration(&s).map_err(|e| format!("{at}: {e}"))?;
+                            interval = crate::cli::parse_duration(&s).map_err(|e| {
+                                if plain(&s) {
+                                    format!("{at}: {e}")
+                                } else {
+                                    format!("{at}: not a duration (e.g. 1s or 250ms)")
+                                }
+                            })?;
                         }
                         "burst" => {
                             burst = match v {
@@ -224,15 +340,32 @@ pub fn parse(text: &str, dir: &Path) -> Result<WebConfig, String> {
                                 _ => return Err(format!("{at}: expected a whole number")),
                             }
                         }
-                        _ => return Err(format!("unknown key {at}")),
+                        _ => return Err(format!("unknown key {key}.{}", key_shown(k))),
                     }
                 }
                 c.rate_limit = (!interval.is_zero()).then_some((interval, burst));
             }
-            _ => return Err(format!("unknown key {key}")),
+            _ => return Err(format!("unknown key {}", key_shown(key))),
         }
     }
     Ok(c)
+}
+
+/// A `basic_auth_users` value checked to be a bcrypt hash. A whole
+/// `htpasswd -nB` line (`user:$2y$...`) gets a hint; the value itself is
+/// never repeated (it may be a password).
+fn bcrypt_hash(value: String, at: &str) -> Result<String, String> {
+    if value.parse::<bcrypt::HashParts>().is_ok() {
+        return Ok(value);
+    }
+    let line = value
+        .split_once(':')
+        .is_some_and(|(_, h)| h.parse::<bcrypt::HashParts>().is_ok());
+    Err(if line {
+        format!("{at}: not a bcrypt hash: this is a whole htpasswd line (user:hash); keep only the hash after the first colon")
+    } else {
+        format!("{at}: not a bcrypt hash (make one with htpasswd -nBC 10 USER and keep what follows the colon)")
+    })
 }
 
 fn tls(y: &Yaml, dir: &Path) -> Result<Option<TlsConfig>, String> {
@@ -258,7 +391,7 @@ fn tls(y: &Yaml, dir: &Path) -> Result<Option<TlsConfig>, String> {
         prefer_server_cipher_suites: true,
     };
     for (k, v) in entries(y, AT)? {
-        let at = format!("{AT}.{k}");
+        let at = format!("{AT}.{}", key_shown(k));
         let s = || string(v, &at).map(|s| Some(s).filter(|s| !s.is_empty()));
         match k {
             "cert" => cert = s()?,
@@ -282,7 +415,7 @@ fn tls(y: &Yaml, dir: &Path) -> Result<Option<TlsConfig>, String> {
             "cipher_suites" => t.cipher_suites = strings(v, &at)?,
             "curve_preferences" => t.curve_preferences = strings(v, &at)?,
             "prefer_server_cipher_suites" => t.prefer_server_cipher_suites = boolean(v, &at)?,
-            _ => return Err(format!("unknown key {at}")),
+            _ => return Err(format!("unknown key {AT}.{}", key_shown(k))),
         }
     }
     let enabled = [&cert, &cert_file, &key, &key_file, &ca, &ca_file, &auth]
@@ -311,7 +444,12 @@ fn tls(y: &Yaml, dir: &Path) -> Result<Option<TlsConfig>, String> {
         Some("RequireAnyClientCert" | "RequireClientCert") => ClientAuth::RequireAnyClientCert,
         Some("VerifyClientCertIfGiven") => ClientAuth::VerifyClientCertIfGiven,
         Some("RequireAndVerifyClientCert") => ClientAuth::RequireAndVerifyClientCert,
-        Some(other) => return Err(format!("{AT}.client_auth_type: invalid value {other:?}")),
+        Some(other) => {
+            return Err(format!(
+                "{AT}.client_auth_type: invalid value {}",
+                shown(other)
+            ))
+        }
     };
     if t.client_ca.is_some() && t.client_auth == ClientAuth::NoClientCert {
         return Err(format!(
@@ -406,5 +544,63 @@ mod tests {
         assert_eq!(c.rate_limit, Some((Duration::from_secs(1), 5)));
         // The toolkit's own fixed hash is of "fakepassword".
         assert!(bcrypt::verify("fakepassword", HASH).unwrap());
+    }
+
+    /// The 430-byte bomb of issue 30: nine levels of nine aliases of the
+    /// level before, 9^9 nodes expanded; refused from the events alone, in
+    /// milliseconds. So is nesting deep enough to overflow the loader's
+    /// recursion.
+    #[test]
+    fn alias_bombs_and_deep_nesting_are_refused_before_loading() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..=9 {
+            let p = i - 1;
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let t = std::time::Instant::now();
+        let e = err(&bomb);
+        assert!(e.contains("expand to more than 10000 nodes"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        let deep = |n| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let e = err(&deep(100));
+        assert!(e.contains("nested deeper than 32 levels"), "{e}");
+        // The scanner's own limit comes first there.
+        assert!(err(&deep(1 << 20)).contains("recursion limit exceeded"));
+        // A few aliases of small nodes are fine.
+        let c = ok(&format!(
+            "basic_auth_users:\n  alice: &h '{HASH}'\n  bob: *h\n"
+        ));
+        assert_eq!(c.users[1].1, HASH);
+    }
+
+    /// What the file holds is never repeated in a message: a key, value or
+    /// password that is not a short plain name is described, not quoted.
+    #[test]
+    fn messages_do_not_repeat_the_file_s_content() {
+        for (text, says, hidden) in [
+            ("root:$6$saltsalt$hashhash:19000:0:99999:7:::\n", "", "saltsalt"),
+            ("'root:*:19000:0:99999:7:::': 1\n", "unknown key (a key not shown)", "19000"),
+            ("tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: 'secret value!'\n", "unknown TLS version (a value not shown)", "secret"),
+            ("basic_auth_users:\n  alice: hunter2-password!\n", "alice: not a bcrypt hash", "hunter2"),
+            ("a: 1\na: 2\n", "a key given twice", "a: 1"),
+        ] {
+            let e = err(text);
+            assert!(e.contains(says) && !e.contains(hidden), "{text:?}: {e}");
+        }
+    }
+
+    /// `htpasswd -nB` prints `user:hash`; pasted whole it gets a hint.
+    #[test]
+    fn a_whole_htpasswd_line_gets_a_hint() {
+        let e = err(&format!("basic_auth_users:\n  alice: 'alice:{HASH}'\n"));
+        assert!(
+            e.contains(
+                "a whole htpasswd line (user:hash); keep only the hash after the first colon"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains("QOauh"), "{e}");
     }
 }
