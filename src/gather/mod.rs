@@ -110,6 +110,12 @@ impl<C: Count> Gatherer<C> {
             listeners_only,
             outbound: p.ephemeral || p.destination,
             by_cgroup: p.cgroup,
+            counters: config.counters.clone().filter(|_| p.counters),
+            counters_only: *p
+                == Measurements {
+                    counters: true,
+                    ..Measurements::default()
+                },
         };
         Gatherer {
             namespaces: NamespaceSet::new(config.namespaces.clone(), options, config.netns_labels),

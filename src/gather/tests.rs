@@ -70,6 +70,7 @@ impl Count for Fake {
             },
             ports: None,
             listen: None,
+            counters: None,
         })
     }
 }
