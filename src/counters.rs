@@ -279,7 +279,7 @@ fn default_known(name: &str) -> Option<&'static Known> {
 }
 
 /// Names outside the default set, each with its native Prometheus name
-/// (`netstat_counters_<name>_total`), sorted by name: made once per process
+/// (`netstat_counters_<name in snake case>_total`), sorted by name: made once per process
 /// and kept, so rows and encoders take them as `&'static str`. At most
 /// [`MAX_NAMES`].
 static NAMES: Mutex<Vec<(&'static str, &'static str)>> = Mutex::new(Vec::new());
@@ -296,12 +296,39 @@ fn intern(name: &str) -> Option<&'static str> {
         Err(_) if names.len() >= MAX_NAMES => None,
         Err(i) => {
             let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
-            let native = leak(format!("netstat_counters_{name}_total"));
+            let native = leak(format!("netstat_counters_{}_total", snake_case(name)));
             let name = leak(name.to_string());
             names.insert(i, (name, native));
             Some(name)
         }
     }
+}
+
+/// `TcpExtTCPSynRetrans` as `tcp_ext_tcp_syn_retrans`: a `_` before a
+/// capital that follows a small letter or a digit, or that starts a word
+/// after a run of two or more capitals (`TCPSyn`, not `HMac`, whose `h`
+/// promtool would take for hours), then all in small letters.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 8);
+    // Capitals just before this character.
+    let mut capitals = 0;
+    let mut prev: Option<u8> = None;
+    for (i, &c) in name.as_bytes().iter().enumerate() {
+        let next = name.as_bytes().get(i + 1);
+        if c.is_ascii_uppercase() {
+            let after_word = prev.is_some_and(|p| !p.is_ascii_uppercase());
+            let ends_run = capitals >= 2 && next.is_some_and(|n| n.is_ascii_lowercase());
+            if after_word || ends_run {
+                out.push('_');
+            }
+            capitals += 1;
+        } else {
+            capitals = 0;
+        }
+        out.push(c.to_ascii_lowercase() as char);
+        prev = Some(c);
+    }
+    out
 }
 
 /// The native Prometheus family of a counter: its name, HELP, and the label
@@ -544,12 +571,30 @@ mod tests {
         );
         assert_eq!(
             native("IpInReceives"),
-            Some(("netstat_counters_IpInReceives_total", OTHER_HELP, None))
+            Some(("netstat_counters_ip_in_receives_total", OTHER_HELP, None))
         );
         assert_eq!(
             native("Udp6NoPorts").map(|n| (n.0, n.2)),
             Some(("netstat_udp_no_port_datagrams_total", Some("ipv6")))
         );
+    }
+
+    #[test]
+    fn native_names_in_snake_case() {
+        for (name, snake) in [
+            ("TcpExtTCPSynRetrans", "tcp_ext_tcp_syn_retrans"),
+            ("Ip6InReceives", "ip6_in_receives"),
+            ("IpExtInECT0Pkts", "ip_ext_in_ect0_pkts"),
+            ("TcpExtTW", "tcp_ext_tw"),
+            ("IcmpMsgOutType3", "icmp_msg_out_type3"),
+            ("MPTcpExtMPCapableSYNRX", "mp_tcp_ext_mp_capable_synrx"),
+            (
+                "MPTcpExtMPJoinAckHMacFailure",
+                "mp_tcp_ext_mp_join_ack_hmac_failure",
+            ),
+        ] {
+            assert_eq!(snake_case(name), snake);
+        }
     }
 
     #[test]
