@@ -51,8 +51,8 @@ impl KeptFile {
     }
 
     /// The whole file into `buf` (grown as needed, and kept for the next
-    /// read), at most `max` bytes: more is an error, so a file cannot make
-    /// us hold more memory than that. Returns its length.
+    /// read), shorter than `max` bytes: a longer one is an error, so a file
+    /// cannot make us hold more memory than that. Returns its length.
     ///
     /// A seq_file read at offset 0 starts the text afresh
     /// (`seq_read_iter()`, fs/seq_file.c); the files read this way
@@ -60,20 +60,22 @@ impl KeptFile {
     /// hand it out from there, so the reads that follow continue that text.
     pub fn read_all(&self, buf: &mut Vec<u8>, max: usize) -> Result<usize, Error> {
         if buf.is_empty() {
-            buf.resize(4096, 0);
+            buf.resize(4096.min(max), 0);
         }
         let mut len = 0;
         loop {
-            if len == buf.len() {
-                if buf.len() >= max {
-                    let e = std::io::Error::other(format!("longer than {max} bytes"));
+            let cap = buf.len().min(max);
+            if len == cap {
+                if cap == max {
+                    let e = std::io::Error::other(format!("{max} bytes or longer"));
                     return Err(self.error(e));
                 }
                 buf.resize((buf.len() * 2).min(max), 0);
+                continue;
             }
             let n = self
                 .file
-                .read_at(&mut buf[len..], len as u64)
+                .read_at(&mut buf[len..cap], len as u64)
                 .map_err(|source| self.error(source))?;
             if n == 0 {
                 return Ok(len);
@@ -107,7 +109,8 @@ mod tests {
         assert_eq!(&buf[..5], b"short");
         std::fs::write(d.0.join("f"), vec![b'x'; 10_000]).unwrap();
         let e = f.read_all(&mut buf, 8192).unwrap_err();
-        assert!(e.to_string().contains("longer than 8192 bytes"), "{e}");
+        assert!(e.to_string().contains("8192 bytes or longer"), "{e}");
+        assert_eq!(f.read_all(&mut buf, 10_001).unwrap(), 10_000);
         let e = KeptFile::open(&d.0, "missing").unwrap_err();
         assert!(matches!(e, Error::ProcRead { .. }), "{e}");
     }

@@ -35,6 +35,7 @@ pub mod procfs;
 pub mod record;
 pub mod rows;
 pub mod sink;
+pub mod tagtext;
 pub mod wire;
 
 #[cfg(test)]
