@@ -656,6 +656,21 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary text is an error or counters, never a panic (with the
+        /// default set, so nothing is added to the process's kept names).
+        #[test]
+        fn parsers_never_panic(text in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let text = String::from_utf8_lossy(&text);
+            let default = sel("default");
+            let _ = Counters::default().parse_tables(&default, &text);
+            let _ = Counters::default().parse_pairs(&default, &text);
+            let _ = Counters::default().parse_tables(&default, &format!("Tcp: {text}\nTcp: {text}\n"));
+        }
+    }
+
     #[test]
     fn malformed_files_are_said() {
         for bad in [
