@@ -32,6 +32,7 @@ use crate::netns::{self, Target};
 use crate::portrange::PortRangeFiles;
 use crate::procfs::{self, ProcPaths, Table};
 use crate::record::{Kind, LISTEN};
+use crate::tcphash::TcpHash;
 use crate::wire::{Dump, AF_INET, AF_INET6};
 
 /// Where socket states come from.
@@ -163,6 +164,9 @@ pub struct Collector {
     /// read found.
     counter_files: Option<CounterFiles>,
     counters: Counters,
+    /// The namespace's TCP hash table, read once (it is chosen when the
+    /// namespace is made): `None` until read.
+    tcp_hash: Option<Option<TcpHash>>,
     tcp_via_proc: bool,
     udp_via_proc: bool,
     unix_via_proc: bool,
@@ -187,6 +191,7 @@ impl Collector {
             port_range: None,
             counter_files: None,
             counters: Counters::default(),
+            tcp_hash: None,
             tcp_via_proc: proc,
             udp_via_proc: proc,
             unix_via_proc: proc,
@@ -226,6 +231,9 @@ impl Collector {
         stop: &mut dyn FnMut() -> bool,
     ) -> Result<Gathered<'_>, Error> {
         let everything = !self.options.listeners_only;
+        if self.tcp_hash.is_none() {
+            self.read_tcp_hash();
+        }
         if self.agg.outbound.is_some() {
             self.read_port_range()?;
         }
@@ -309,6 +317,22 @@ impl Collector {
             outbound: self.agg.outbound.as_ref(),
             cgroups: self.agg.cgroups.as_ref(),
             counters: self.options.counters.is_some().then_some(&self.counters),
+            tcp_hash_shared: self.tcp_hash.flatten().map(|h| h.shared),
+        }
+    }
+
+    /// Reads whether the namespace shares the host's TCP hash table, inside
+    /// it. Advisory: what cannot be read is left unknown and tried again at
+    /// the next gather; the gather goes on.
+    fn read_tcp_hash(&mut self) {
+        let root = &self.options.proc_root;
+        let read = || TcpHash::read(root);
+        let r = match &self.target {
+            None => read(),
+            Some(t) => netns::inside(t, read),
+        };
+        if let Ok(h) = r {
+            self.tcp_hash = Some(h);
         }
     }
 

@@ -36,6 +36,7 @@ pub mod record;
 pub mod rows;
 pub mod sink;
 pub mod tagtext;
+pub mod tcphash;
 pub mod wire;
 
 #[cfg(test)]

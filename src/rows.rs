@@ -82,6 +82,9 @@ pub struct Rows {
     /// `--all-netns`: processes whose namespace could not be looked at.
     unreadable: Option<u64>,
     duration: Duration,
+    /// Every namespace counted whose kernel says whether it shares the
+    /// host's TCP hash table, with its own tags.
+    tcp_hash: Vec<(Vec<(&'static str, String)>, bool)>,
 }
 
 impl Rows {
@@ -93,6 +96,7 @@ impl Rows {
             s.clear();
         }
         self.outcomes.clear();
+        self.tcp_hash.clear();
         self.unreadable = None;
         self.duration = Duration::ZERO;
     }
@@ -105,6 +109,13 @@ impl Rows {
     /// `--all-netns`: how many processes' namespaces could not be looked at.
     pub fn unreadable(&mut self, processes: u64) {
         self.unreadable = Some(processes);
+    }
+
+    /// How many of the namespaces counted share the host's TCP hash table,
+    /// of how many whose kernel says.
+    pub fn tcp_hash_shared(&self) -> (usize, usize) {
+        let shared = self.tcp_hash.iter().filter(|t| t.1).count();
+        (shared, self.tcp_hash.len())
     }
 
     /// The gather's wall time, once it is over.
@@ -120,6 +131,9 @@ impl Rows {
     /// `tags`.
     pub fn add(&mut self, shape: &Shape, tags: &[(&'static str, &str)], g: &Gathered<'_>) {
         self.outcomes.push((sorted(tags), true));
+        if let Some(shared) = g.tcp_hash_shared {
+            self.tcp_hash.push((merged(&[], tags), shared));
+        }
         let row = |measurement, fields: &[Field], own: &[(&'static str, String)]| Row {
             measurement,
             tags: merged(own, tags),
@@ -317,13 +331,10 @@ impl Rows {
         out.clear();
         self.with_metrics(format, |m| format.encode(m, out));
         if format.is_prometheus() {
-            let outcomes: Vec<(Vec<(&str, &str)>, bool)> = self
-                .outcomes
-                .iter()
-                .map(|(t, ok)| (t.iter().map(|(k, v)| (*k, v.as_str())).collect(), *ok))
-                .collect();
+            let (outcomes, tcp_hash) = (borrowed(&self.outcomes), borrowed(&self.tcp_hash));
             let health = Health {
                 outcomes: &outcomes,
+                tcp_hash_shared: &tcp_hash,
                 unreadable: self.unreadable,
                 duration: self.duration,
                 time: self.time,
@@ -361,6 +372,15 @@ fn merged(
     debug_assert!(t.windows(2).all(|w| w[0].0 != w[1].0), "{t:?}");
     t.dedup_by_key(|kv| kv.0);
     t
+}
+
+/// Tagged flags (how each namespace went) with borrowed tag values.
+type TaggedFlags<'a> = Vec<(Vec<(&'static str, &'a str)>, bool)>;
+
+fn borrowed<'a>(list: &'a [(Vec<(&'static str, String)>, bool)]) -> TaggedFlags<'a> {
+    list.iter()
+        .map(|(t, b)| (t.iter().map(|(k, v)| (*k, v.as_str())).collect(), *b))
+        .collect()
 }
 
 /// Tags as owned pairs, sorted by key.
@@ -431,6 +451,7 @@ mod tests {
             outbound: None,
             cgroups: None,
             counters: None,
+            tcp_hash_shared: None,
         }
     }
 

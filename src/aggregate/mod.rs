@@ -48,6 +48,9 @@ pub struct Gathered<'a> {
     /// `netstat_counters`: the namespace's SNMP MIB counters, when asked
     /// for (read from its files, not from the records).
     pub counters: Option<&'a Counters>,
+    /// Whether the namespace's TCP dumps walk the host's shared hash table
+    /// (`None`: the kernel does not say).
+    pub tcp_hash_shared: Option<bool>,
 }
 
 /// Every aggregation one collector keeps, fed by one pass over the records.

@@ -71,6 +71,7 @@ impl Count for Fake {
             ports: None,
             listen: None,
             counters: None,
+            tcp_hash_shared: None,
         })
     }
 }

@@ -158,6 +158,9 @@ pub struct Health<'a> {
     /// Every namespace counted (`true`) or attempted and failed, with its
     /// own tags.
     pub outcomes: &'a [(Vec<(&'a str, &'a str)>, bool)],
+    /// Namespaces counted whose kernel says whether they share the host's
+    /// TCP hash table (`true`), with their own tags.
+    pub tcp_hash_shared: &'a [(Vec<(&'a str, &'a str)>, bool)],
     /// `--all-netns`: processes whose namespace could not be looked at.
     pub unreadable: Option<u64>,
     pub duration: std::time::Duration,

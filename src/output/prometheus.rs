@@ -373,6 +373,19 @@ pub(super) fn encode_health(h: &Health<'_>, out: &mut Vec<u8>) {
             write_time(h.time, out);
         }
     }
+    if !h.tcp_hash_shared.is_empty() {
+        family(
+            out,
+            "netstat_tcp_hash_shared",
+            "Whether this network namespace shares the host's TCP established hash table (1), so that each of its TCP dumps walks all of it, or has one of its own (0; or it is the host's): net.ipv4.tcp_child_ehash_entries, set before a namespace is made, gives it its own.",
+        );
+        for (tags, shared) in h.tcp_hash_shared {
+            out.extend_from_slice(b"netstat_tcp_hash_shared");
+            write_labels(tags, out);
+            let _ = write!(out, " {}", u8::from(*shared));
+            write_time(h.time, out);
+        }
+    }
     if let Some(n) = h.unreadable {
         family(
             out,
