@@ -131,16 +131,13 @@ impl Rows {
     /// `tags`.
     pub fn add(&mut self, shape: &Shape, tags: &[(&'static str, &str)], g: &Gathered<'_>) {
         self.outcomes.push((sorted(tags), true));
-        if let Some(shared) = g.tcp_hash_shared {
-            self.tcp_hash.push((merged(&[], tags), shared));
-        }
         let row = |measurement, fields: &[Field], own: &[(&'static str, String)]| Row {
             measurement,
             tags: merged(own, tags),
             fields: fields.to_vec(),
         };
         let family = |name: &str| ("family", name.to_string());
-        self.add_counters(shape, tags, g);
+        self.add_from_files(shape, tags, g);
         let [netstat, queued, port, port_queued, listen, ephemeral, destination, cgroup, _] =
             &mut self.sections;
         let q = |q: &Queued| {
@@ -284,9 +281,13 @@ impl Rows {
         }
     }
 
-    /// `netstat_counters`: one row of the namespace's counters, left out
-    /// when none was selected or found.
-    fn add_counters(&mut self, shape: &Shape, tags: &[(&'static str, &str)], g: &Gathered<'_>) {
+    /// What was read from the namespace's files: whether it shares the
+    /// host's TCP hash table, and `netstat_counters`, one row of its
+    /// counters, left out when none was selected or found.
+    fn add_from_files(&mut self, shape: &Shape, tags: &[(&'static str, &str)], g: &Gathered<'_>) {
+        if let Some(shared) = g.tcp_hash_shared {
+            self.tcp_hash.push((merged(&[], tags), shared));
+        }
         let Some(c) = g
             .counters
             .filter(|c| shape.print.counters && !c.values().is_empty())

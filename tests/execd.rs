@@ -143,7 +143,11 @@ fn output_file_is_replaced_atomically_on_every_tick() {
         // where the kernel says whether the namespace shares the host's TCP
         // hash table), the gather time last.
         let families = if hash_known { 4 } else { 3 };
-        assert_eq!(text.lines().count(), 39 + 3 * families, "partial file:\n{text}");
+        assert_eq!(
+            text.lines().count(),
+            39 + 3 * families,
+            "partial file:\n{text}"
+        );
         assert!(
             text.contains("\nnetstat_udp_socket ")
                 && text

@@ -152,14 +152,7 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
     };
     match (measurement, field) {
         (_, "tcp_none") => None,
-        (COUNTERS_MEASUREMENT, f) => {
-            counters::native(f).map(|(name, help, family)| Native {
-                name,
-                help,
-                counter: true,
-                label: family.map(|f| ("family", f)),
-            })
-        }
+        (COUNTERS_MEASUREMENT, f) => counters_native(f),
         (MEASUREMENT, "udp_socket") => plain("netstat_udp_sockets", "UDP sockets."),
         (PORT_MEASUREMENT, "udp_socket") => plain(
             "netstat_port_udp_sockets",
@@ -261,6 +254,16 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
         }),
         _ => None,
     }
+}
+
+/// A counter's native family (`netstat_counters`).
+fn counters_native(field: &str) -> Option<Native> {
+    counters::native(field).map(|(name, help, family)| Native {
+        name,
+        help,
+        counter: true,
+        label: family.map(|f| ("family", f)),
+    })
 }
 
 /// One native sample: its family, labels, value and time.
