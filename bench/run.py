@@ -46,6 +46,7 @@ APPROACHES = {
     "telegraf-netstat --listen-queues --only listen": [[BIN, "--source", "netlink", "--listen-queues", "--only", "listen"]],
     "telegraf-netstat --destinations 10 --ephemeral-ports": [[BIN, "--source", "netlink", "--destinations", "10", "--ephemeral-ports"]],
     "telegraf-netstat --by-cgroup": [[BIN, "--source", "netlink", "--by-cgroup"]],
+    "telegraf-netstat --counters": [[BIN, "--source", "netlink", "--counters"]],
     "telegraf-netstat --source proc": [[BIN, "--source", "proc"]],
     "ss -tan + ss -uan": [["ss", "-tan"], ["ss", "-uan"]],
 }
@@ -327,6 +328,57 @@ def idle_wall():
         return json.load(f)
 
 
+COUNTERS_NETNS = int(os.environ.get("COUNTERS_NETNS", "20"))
+COUNTERS_FLOOR = os.path.join(ROOT, "bench", "out", "counters-floor")
+
+
+def sysctl(name, value=None):
+    path = "/proc/sys/" + name.replace(".", "/")
+    if value is None:
+        with open(path) as f:
+            return f.read().strip()
+    with open(path, "w") as f:
+        f.write(str(value))
+
+
+def counters_per_namespace(gathers=1000):
+    """--counters in COUNTERS_NETNS idle namespaces: the CPU per gather of one
+    --execd process with --counters (the default set, and all) minus without,
+    per namespace; and --only counters. The namespaces get TCP and UDP hash
+    tables of their own (tcp_child_ehash_entries, udp_child_hash_entries set
+    while they are made, then restored), so their dumps are cheap and the
+    difference is not lost in walks of the host's tables. Next to it the
+    floor: bench/counters-floor.c reading the three files, nothing else."""
+    knobs = ["net.ipv4.tcp_child_ehash_entries", "net.ipv4.udp_child_hash_entries"]
+    old = {k: sysctl(k) for k in knobs}
+    try:
+        for k in knobs:
+            sysctl(k, 128)
+        sleepers = [subprocess.Popen(["sleep", "3600"], preexec_fn=unshare_net) for _ in range(COUNTERS_NETNS)]
+    finally:
+        for k, v in old.items():
+            sysctl(k, v)
+    try:
+        paths = [f"/proc/{p.pid}/ns/net" for p in sleepers]
+        listed = [a for path in paths for a in ("--netns", path)]
+        n = COUNTERS_NETNS
+        floor = statistics.median(
+            float(subprocess.run([COUNTERS_FLOOR, "2000", *paths], capture_output=True, text=True,
+                                 check=True).stdout) for _ in range(3)) / 1e6
+        plain = execd_per_gather(gathers, listed, n)
+        out = {"floor_s": floor, "plain_per_namespace_s": plain["cpu_s"] / n}
+        for name, args, lines in (("default", ["--counters"], 2 * n), ("all", ["--counters=all"], 2 * n),
+                                  ("only", ["--counters", "--only", "counters"], n)):
+            r = execd_per_gather(gathers, [*args, *listed], lines)
+            out[name] = {"per_namespace_s": r["cpu_s"] / n, "added_s": (r["cpu_s"] - plain["cpu_s"]) / n,
+                         "peak_rss_kib": r["peak_rss_kib"]}
+        return out
+    finally:
+        for p in sleepers:
+            p.kill()
+            p.wait()
+
+
 def svg_chart(results, path):
     w, h, ml, mr, mt, mb = 760, 440, 70, 260, 40, 50
     xs = [r["sockets"] for r in results]
@@ -367,15 +419,19 @@ def main():
         sys.exit("run as root: the benchmark creates namespaces and raises fd limits")
     os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
     subprocess.run(["cc", "-O2", "-static", "-o", SPAWN, os.path.join(ROOT, "bench", "spawn.c")], check=True)
+    subprocess.run(["cc", "-O2", "-o", COUNTERS_FLOOR, os.path.join(ROOT, "bench", "counters-floor.c")], check=True)
     results = []
     for n in SCALES:
         print(f"scale {n} ESTABLISHED ...", file=sys.stderr, flush=True)
         results.append(run_scale(n))
     idle = idle_wall()
+    print(f"--counters in {COUNTERS_NETNS} idle namespaces ...", file=sys.stderr, flush=True)
+    counters = counters_per_namespace() if COUNTERS_NETNS > 1 else None
     print(f"{NETNS} namespaces of {PER_NETNS} sockets ...", file=sys.stderr, flush=True)
     ns = run_namespaces() if NETNS else None
     with open(os.path.join(ROOT, "bench", "out", "results.json"), "w") as f:
-        json.dump({"scales": results, "idle": idle, "runs": RUNS, "namespaces": ns}, f, indent=1)
+        json.dump({"scales": results, "idle": idle, "runs": RUNS, "namespaces": ns, "counters": counters}, f,
+                  indent=1)
     svg_chart(results, os.path.join(ROOT, "docs", "cpu-per-gather.svg"))
     print(f"| sockets | approach | CPU s/gather | vs floor | peak RSS MiB |")
     print(f"|---|---|---|---|---|")
@@ -414,6 +470,16 @@ def main():
           f"floor dumps repeated on one socket: {f['cpu_s']*1e6:.1f} us/gather ({e['cpu_s']/f['cpu_s']:.2f} x)")
     for name, a in idle.items():
         print(f"idle one-shot {name}: wall {a['wall_ms']:.2f} ms, CPU {a['cpu_ms']:.2f} ms, peak RSS {a['peak_rss_kib']/1024:.1f} MiB")
+    if counters:
+        c = counters
+        print(f"--counters in {COUNTERS_NETNS} idle namespaces (own hash tables), execd: plain "
+              f"{c['plain_per_namespace_s']*1e6:.1f} us per namespace; reading the three files alone "
+              f"(counters-floor) {c['floor_s']*1e6:.1f} us")
+        for name in ("default", "all", "only"):
+            a = c[name]
+            print(f"  --counters {name}: {a['per_namespace_s']*1e6:.1f} us per namespace, "
+                  f"{a['added_s']*1e6:.1f} us more than plain ({a['added_s']/c['floor_s']:.2f} x the files alone), "
+                  f"peak RSS {a['peak_rss_kib']/1024:.1f} MiB")
     if ns:
         print()
         print(f"{ns['namespaces']} namespaces x {ns['per_namespace']} sockets ({ns['reported']} namespaces reported "

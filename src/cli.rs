@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{error::ErrorKind, CommandFactory, Parser, ValueEnum};
 use telegraf_netstat::aggregate::destinations::MAX_TOP;
 use telegraf_netstat::aggregate::ports::{PortConfig, MAX_PORTS};
+use telegraf_netstat::counters::Selection;
 use telegraf_netstat::rows::Measurements;
 use telegraf_netstat::{Format, Source};
 
@@ -210,8 +211,21 @@ struct Args {
     #[arg(long)]
     by_cgroup: bool,
 
+    /// Also print measurement netstat_counters: one row per network
+    /// namespace with the kernel's SNMP MIB counters of that namespace
+    /// (/proc/net/snmp, netstat and snmp6), named as nstat names them
+    /// (TcpAttemptFails, TcpExtListenOverflows, Udp6RcvbufErrors), integers
+    /// that only grow. SET: default (22 counters: failed connects, resets,
+    /// timeouts, retransmissions, listen overflows, UDP drops; the README
+    /// lists them), all (about 390 per namespace on Linux 6.18), or
+    /// comma-separated names and patterns with * and ?, case ignored, such
+    /// as default,TcpExtSyncookies*. Example: --counters
+    #[arg(long, value_name = "SET", num_args = 0..=1, default_missing_value = "default", value_parser = Selection::parse)]
+    counters: Option<Selection>,
+
     /// Print only these measurements, comma-separated: netstat, port,
-    /// listen, ephemeral, destination, cgroup. --listen-queues --only listen asks
+    /// listen, ephemeral, destination, cgroup, counters. --counters --only
+    /// counters reads the counters only, no socket. --listen-queues --only listen asks
     /// the kernel for listeners only and skips its walk of established
     /// sockets (syn_recv is then left out). Example: --only listen
     #[arg(long, value_name = "MEASUREMENTS", value_delimiter = ',', value_enum)]
@@ -285,6 +299,7 @@ enum OnlyArg {
     Ephemeral,
     Destination,
     Cgroup,
+    Counters,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -329,6 +344,8 @@ pub struct Config {
     pub listen_queues: bool,
     /// `netstat_destination`: how many destinations (`--destinations N`).
     pub destinations: Option<usize>,
+    /// `netstat_counters`: which counters (`--counters`).
+    pub counters: Option<Selection>,
     /// Tag namespaces with container, pod and hostname labels.
     pub netns_labels: bool,
     /// Serve Prometheus metrics over HTTP (`--listen`).
@@ -686,6 +703,7 @@ impl Config {
             listen_queues: a.listen_queues,
             destinations: a.destinations.map(usize::from),
             netns_labels: !a.no_netns_labels,
+            counters: a.counters.clone(),
             serve,
             print: {
                 let want = |m| a.only.is_empty() || a.only.contains(&m);
@@ -699,6 +717,7 @@ impl Config {
                                 "ephemeral" => "--ephemeral-ports",
                                 "destination" => "--destinations",
                                 "cgroup" => "--by-cgroup",
+                                "counters" => "--counters",
                                 _ => "--listen-queues",
                             }
                         ),
@@ -720,6 +739,9 @@ impl Config {
                     if a.only.contains(&OnlyArg::Cgroup) && !a.by_cgroup {
                         return bad("cgroup");
                     }
+                    if a.only.contains(&OnlyArg::Counters) && a.counters.is_none() {
+                        return bad("counters");
+                    }
                 }
                 Measurements {
                     netstat: want(OnlyArg::Netstat),
@@ -728,6 +750,7 @@ impl Config {
                     ephemeral: want(OnlyArg::Ephemeral) && a.ephemeral_ports,
                     destination: want(OnlyArg::Destination) && a.destinations.is_some(),
                     cgroup: want(OnlyArg::Cgroup) && a.by_cgroup,
+                    counters: want(OnlyArg::Counters) && a.counters.is_some(),
                 }
             },
         })
@@ -867,12 +890,29 @@ mod tests {
             &["t", "--destinations", "5", "--only", "ephemeral"],
             &["t", "--only", "destination"],
             &["t", "--only", "cgroup"],
+            &["t", "--only", "counters"],
+            &["t", "--counters", "Tcp.*"],
+            &["t", "--counters="],
             &["t", "--destinations", "0"],
             &["t", "--destinations", "1001"],
         ] {
             let e = Config::parse(bad.iter().copied()).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn counters_flag() {
+        let c = Config::parse(["t", "--counters"]).unwrap();
+        assert_eq!(c.counters.as_ref().map(|s| s.default), Some(true));
+        assert!(c.print.netstat && c.print.counters);
+        let c = Config::parse(["t", "--counters", "all", "--by-family"]).unwrap();
+        assert!(c.counters.unwrap().all && c.by_family);
+        let c = Config::parse(["t", "--counters=default,TcpExt*", "--only", "counters"]).unwrap();
+        let s = c.counters.unwrap();
+        assert!(s.default && !s.all && s.patterns == ["TcpExt*"]);
+        assert!(!c.print.netstat && c.print.counters);
+        assert!(!Config::parse(["t"]).unwrap().print.counters);
     }
 
     #[test]

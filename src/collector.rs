@@ -25,12 +25,14 @@ use crate::aggregate::ports::{PortConfig, PortCounts, MAX_PORTS};
 use crate::aggregate::Aggregations;
 use crate::aggregate::Gathered;
 use crate::cgroupfs::CgroupPaths;
+use crate::counters::{CounterFiles, Counters, Selection, MAX_NAMES};
 use crate::error::Error;
 use crate::netlink::DiagSocket;
 use crate::netns::{self, Target};
 use crate::portrange::PortRangeFiles;
 use crate::procfs::{self, ProcPaths, Table};
 use crate::record::{Kind, LISTEN};
+use crate::tcphash::TcpHash;
 use crate::wire::{Dump, AF_INET, AF_INET6};
 
 /// Where socket states come from.
@@ -64,6 +66,11 @@ pub struct Options {
     pub outbound: bool,
     /// Sockets per cgroup (`--by-cgroup`).
     pub by_cgroup: bool,
+    /// The namespace's SNMP MIB counters, these of them (`--counters`).
+    pub counters: Option<Selection>,
+    /// Only `netstat_counters` is printed (`--only counters`): no socket
+    /// is asked for.
+    pub counters_only: bool,
 }
 
 /// Something worth telling the operator that did not fail the gather.
@@ -92,6 +99,9 @@ pub enum Event<'a> {
     /// `--by-cgroup` could not tell sockets' cgroups: every socket (or
     /// every one of a protocol read from /proc) is counted as unattributed.
     CgroupsUnknown { why: NoCgroups },
+    /// More than `counters::MAX_NAMES` counter names outside the default
+    /// set were met: the rest are left out.
+    CountersCapped { cap: usize },
 }
 
 /// Why `--by-cgroup` counted sockets as unattributed.
@@ -150,6 +160,13 @@ pub struct Collector {
     socket: Option<DiagSocket>,
     /// The namespace's ephemeral port range sysctls, opened inside it.
     port_range: Option<PortRangeFiles>,
+    /// The namespace's counter files, opened inside it, and what the last
+    /// read found.
+    counter_files: Option<CounterFiles>,
+    counters: Counters,
+    /// The namespace's TCP hash table, read once (it is chosen when the
+    /// namespace is made): `None` until read.
+    tcp_hash: Option<Option<TcpHash>>,
     tcp_via_proc: bool,
     udp_via_proc: bool,
     unix_via_proc: bool,
@@ -172,6 +189,9 @@ impl Collector {
             target,
             socket: None,
             port_range: None,
+            counter_files: None,
+            counters: Counters::default(),
+            tcp_hash: None,
             tcp_via_proc: proc,
             udp_via_proc: proc,
             unix_via_proc: proc,
@@ -211,8 +231,20 @@ impl Collector {
         stop: &mut dyn FnMut() -> bool,
     ) -> Result<Gathered<'_>, Error> {
         let everything = !self.options.listeners_only;
+        if self.tcp_hash.is_none() {
+            self.read_tcp_hash();
+        }
         if self.agg.outbound.is_some() {
             self.read_port_range()?;
+        }
+        if self.options.counters.is_some() {
+            self.read_counters()?;
+            if self.counters.capped() {
+                events(Event::CountersCapped { cap: MAX_NAMES });
+            }
+        }
+        if self.options.counters_only {
+            return Ok(self.gathered());
         }
         if !self.tcp_via_proc {
             self.agg.reset(Kind::Tcp);
@@ -272,14 +304,36 @@ impl Collector {
         if self.agg.cgroups.is_some() {
             self.name_cgroups(&mut bufs.cgroup_paths, events);
         }
-        Ok(Gathered {
+        Ok(self.gathered())
+    }
+
+    /// What the last gather found.
+    fn gathered(&self) -> Gathered<'_> {
+        Gathered {
             by_family: self.agg.states.by_family(self.options.include_unix),
             queued: self.agg.states.queued(),
             ports: self.agg.ports.as_ref(),
             listen: self.agg.listen.as_ref(),
             outbound: self.agg.outbound.as_ref(),
             cgroups: self.agg.cgroups.as_ref(),
-        })
+            counters: self.options.counters.is_some().then_some(&self.counters),
+            tcp_hash_shared: self.tcp_hash.flatten().map(|h| h.shared),
+        }
+    }
+
+    /// Reads whether the namespace shares the host's TCP hash table, inside
+    /// it. Advisory: what cannot be read is left unknown and tried again at
+    /// the next gather; the gather goes on.
+    fn read_tcp_hash(&mut self) {
+        let root = &self.options.proc_root;
+        let read = || TcpHash::read(root);
+        let r = match &self.target {
+            None => read(),
+            Some(t) => netns::inside(t, read),
+        };
+        if let Ok(h) = r {
+            self.tcp_hash = Some(h);
+        }
     }
 
     /// Gives each cgroup counted its path, and says what kept sockets
@@ -323,18 +377,25 @@ impl Collector {
     /// through files opened inside the namespace on the first gather and
     /// kept (opened again after a failed read).
     fn read_port_range(&mut self) -> Result<(), Error> {
-        let files = match &mut self.port_range {
-            Some(f) => f,
-            None => {
-                let root = &self.options.proc_root;
-                self.port_range.insert(match &self.target {
-                    None => PortRangeFiles::open(root)?,
-                    Some(t) => netns::inside(t, || PortRangeFiles::open(root))?,
-                })
-            }
-        };
+        let root = &self.options.proc_root;
+        let files = kept(&mut self.port_range, self.target.as_ref(), |_| {
+            PortRangeFiles::open(root)
+        })?;
         let range = &mut self.agg.outbound.as_mut().expect("asked for").range;
         files.read(range).inspect_err(|_| self.port_range = None)
+    }
+
+    /// Reads the namespace's SNMP MIB counters, through files kept as the
+    /// port range's are.
+    fn read_counters(&mut self) -> Result<(), Error> {
+        let root = &self.options.proc_root;
+        let files = kept(&mut self.counter_files, self.target.as_ref(), |own| {
+            CounterFiles::open(root, own)
+        })?;
+        let selection = self.options.counters.as_ref().expect("asked for");
+        files
+            .read(selection, &mut self.counters)
+            .inspect_err(|_| self.counter_files = None)
     }
 
     /// Decides what a failed netlink dump means: a refusal under `auto`
@@ -494,6 +555,23 @@ impl Collector {
     }
 }
 
+/// The files in `slot`, opened by `open` inside the namespace of `target`
+/// (the own one when `None`) if they are not open yet. `open` is told
+/// whether that is the namespace this process runs in.
+fn kept<'a, T: Send>(
+    slot: &'a mut Option<T>,
+    target: Option<&Target>,
+    open: impl FnOnce(bool) -> Result<T, Error> + Send,
+) -> Result<&'a mut T, Error> {
+    Ok(match slot {
+        Some(files) => files,
+        None => slot.insert(match target {
+            None => open(true)?,
+            Some(t) => netns::inside(t, || open(false))?,
+        }),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,6 +614,8 @@ mod tests {
             listeners_only: false,
             outbound: false,
             by_cgroup: false,
+            counters: None,
+            counters_only: false,
         }
     }
 

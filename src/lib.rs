@@ -4,7 +4,9 @@
 //!
 //! The library is everything below the command line, in the order data
 //! flows: [`wire`] (bytes), [`record`] (one socket), [`netlink`] and
-//! [`procfs`] (kernel I/O), [`portrange`] (a namespace's ephemeral ports),
+//! [`procfs`] (kernel I/O), [`kept`] (a namespace's /proc files, kept open),
+//! [`portrange`] (a namespace's ephemeral ports), [`counters`] (its SNMP
+//! MIB counters),
 //! [`cgroupfs`] (cgroup ids to paths),
 //! [`netns`] (other network namespaces and their labels), [`aggregate`]
 //! (one pass over the records), [`collector`] (one gather in one namespace,
@@ -21,7 +23,9 @@
 pub mod aggregate;
 pub mod cgroupfs;
 pub mod collector;
+pub mod counters;
 pub mod error;
+pub mod kept;
 pub mod log;
 pub mod netlink;
 pub mod netns;
@@ -32,6 +36,7 @@ pub mod record;
 pub mod rows;
 pub mod sink;
 pub mod tagtext;
+pub mod tcphash;
 pub mod wire;
 
 #[cfg(test)]

@@ -12,7 +12,8 @@
 //! joined the namespace (`netns::inside`), and kept: an open file keeps the
 //! table it was opened on, and each read shows that table's value of the
 //! moment (measured on Linux 6.18: a file opened inside a namespace reads
-//! that namespace's range from any thread, and sees it change).
+//! that namespace's range from any thread, and sees it change); see
+//! [`crate::kept`].
 //!
 //! `connect()` without `bind()` (`__inet_hash_connect()`,
 //! net/ipv4/inet_hashtables.c) tries the ports of the range and skips the
@@ -21,11 +22,10 @@
 //! (local address, remote address, remote port) at most `size()` sockets
 //! can exist.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::Error;
+use crate::kept::KeptFile;
 
 /// One bit per port.
 #[derive(Debug, Clone)]
@@ -158,8 +158,8 @@ pub enum Which {
 /// read into.
 #[derive(Debug)]
 pub struct PortRangeFiles {
-    range: (PathBuf, File),
-    reserved: (PathBuf, File),
+    range: KeptFile,
+    reserved: KeptFile,
     buf: Vec<u8>,
 }
 
@@ -171,16 +171,9 @@ impl PortRangeFiles {
     /// Opens `<proc root>/sys/net/ipv4/ip_local_port_range` and
     /// `ip_local_reserved_ports`, in the namespace of the calling thread.
     pub fn open(proc_root: &Path) -> Result<PortRangeFiles, Error> {
-        let open = |name: &str| {
-            let path = proc_root.join("sys/net/ipv4").join(name);
-            match File::open(&path) {
-                Ok(f) => Ok((path, f)),
-                Err(source) => Err(Error::ProcRead { path, source }),
-            }
-        };
         Ok(PortRangeFiles {
-            range: open("ip_local_port_range")?,
-            reserved: open("ip_local_reserved_ports")?,
+            range: KeptFile::open(proc_root, "sys/net/ipv4/ip_local_port_range")?,
+            reserved: KeptFile::open(proc_root, "sys/net/ipv4/ip_local_reserved_ports")?,
             buf: vec![0; 4096],
         })
     }
@@ -193,16 +186,10 @@ impl PortRangeFiles {
     /// fills the buffer is repeated with a larger one (kept for later
     /// gathers) until the text ends before the buffer does.
     pub fn read(&mut self, range: &mut PortRange) -> Result<(), Error> {
-        let read = |(path, f): &(PathBuf, File), buf: &mut [u8]| {
-            f.read_at(buf, 0).map_err(|source| Error::ProcRead {
-                path: path.clone(),
-                source,
-            })
-        };
         let mut a = [0u8; 64];
-        let n = read(&self.range, &mut a)?;
+        let n = self.range.read_start(&mut a)?;
         let m = loop {
-            let m = read(&self.reserved, &mut self.buf)?;
+            let m = self.reserved.read_start(&mut self.buf)?;
             if m < self.buf.len() || self.buf.len() > RESERVED_MAX {
                 break m;
             }
@@ -212,8 +199,8 @@ impl PortRangeFiles {
             .parse(&a[..n], &self.buf[..m])
             .map_err(|(which, detail)| Error::SysctlParse {
                 path: match which {
-                    Which::Range => self.range.0.clone(),
-                    Which::Reserved => self.reserved.0.clone(),
+                    Which::Range => self.range.path().to_owned(),
+                    Which::Reserved => self.reserved.path().to_owned(),
                 },
                 detail,
             })

@@ -6,8 +6,8 @@
 //! Order, which the Prometheus format needs (one metric family together):
 //! every `netstat` row, then every `netstat_port` row, then every
 //! `netstat_listen` row, then `netstat_ephemeral`, `netstat_destination`
-//! and `netstat_cgroup`; within each, namespaces in the order they were
-//! counted.
+//! `netstat_cgroup` and `netstat_counters`; within each, namespaces in the
+//! order they were counted.
 //!
 //! A new measurement plugs in as one more section: its aggregation's
 //! result in [`Gathered`], its rows in [`Rows::add`].
@@ -21,9 +21,9 @@ use crate::aggregate::states::Tally;
 use crate::aggregate::Gathered;
 use crate::netns::names;
 use crate::output::{
-    Field, Format, Health, Metric, Value, CGROUP_MEASUREMENT, DESTINATION_MEASUREMENT,
-    EPHEMERAL_MEASUREMENT, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT,
-    PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
+    Field, Format, Health, Metric, Value, CGROUP_MEASUREMENT, COUNTERS_MEASUREMENT,
+    DESTINATION_MEASUREMENT, EPHEMERAL_MEASUREMENT, LISTEN_MEASUREMENT, MEASUREMENT,
+    PORT_MEASUREMENT, PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
 };
 use crate::wire::AF_INET;
 
@@ -36,6 +36,7 @@ pub struct Measurements {
     pub ephemeral: bool,
     pub destination: bool,
     pub cgroup: bool,
+    pub counters: bool,
 }
 
 /// How rows are cut, from the flags.
@@ -72,15 +73,18 @@ pub struct Rows {
     time: Option<SystemTime>,
     /// `netstat`, its queued bytes, `netstat_port`, its queued bytes,
     /// `netstat_listen`, `netstat_ephemeral`, `netstat_destination`,
-    /// `netstat_cgroup`. The queued bytes are printed with native
-    /// Prometheus names only.
-    sections: [Vec<Row>; 8],
+    /// `netstat_cgroup`, `netstat_counters`. The queued bytes are printed
+    /// with native Prometheus names only.
+    sections: [Vec<Row>; 9],
     /// Every namespace counted (true) or attempted and failed (false), with
     /// its own tags, sorted by key.
     outcomes: Vec<(Vec<(&'static str, String)>, bool)>,
     /// `--all-netns`: processes whose namespace could not be looked at.
     unreadable: Option<u64>,
     duration: Duration,
+    /// Every namespace counted whose kernel says whether it shares the
+    /// host's TCP hash table, with its own tags.
+    tcp_hash: Vec<(Vec<(&'static str, String)>, bool)>,
 }
 
 impl Rows {
@@ -92,6 +96,7 @@ impl Rows {
             s.clear();
         }
         self.outcomes.clear();
+        self.tcp_hash.clear();
         self.unreadable = None;
         self.duration = Duration::ZERO;
     }
@@ -104,6 +109,13 @@ impl Rows {
     /// `--all-netns`: how many processes' namespaces could not be looked at.
     pub fn unreadable(&mut self, processes: u64) {
         self.unreadable = Some(processes);
+    }
+
+    /// How many of the namespaces counted share the host's TCP hash table,
+    /// of how many whose kernel says.
+    pub fn tcp_hash_shared(&self) -> (usize, usize) {
+        let shared = self.tcp_hash.iter().filter(|t| t.1).count();
+        (shared, self.tcp_hash.len())
     }
 
     /// The gather's wall time, once it is over.
@@ -125,7 +137,8 @@ impl Rows {
             fields: fields.to_vec(),
         };
         let family = |name: &str| ("family", name.to_string());
-        let [netstat, queued, port, port_queued, listen, ephemeral, destination, cgroup] =
+        self.add_from_files(shape, tags, g);
+        let [netstat, queued, port, port_queued, listen, ephemeral, destination, cgroup, _] =
             &mut self.sections;
         let q = |q: &Queued| {
             [
@@ -268,6 +281,31 @@ impl Rows {
         }
     }
 
+    /// What was read from the namespace's files: whether it shares the
+    /// host's TCP hash table, and `netstat_counters`, one row of its
+    /// counters, left out when none was selected or found.
+    fn add_from_files(&mut self, shape: &Shape, tags: &[(&'static str, &str)], g: &Gathered<'_>) {
+        if let Some(shared) = g.tcp_hash_shared {
+            self.tcp_hash.push((merged(&[], tags), shared));
+        }
+        let Some(c) = g
+            .counters
+            .filter(|c| shape.print.counters && !c.values().is_empty())
+        else {
+            return;
+        };
+        let fields = c
+            .values()
+            .iter()
+            .map(|&(name, value)| Field::counter(name, value))
+            .collect();
+        self.sections[8].push(Row {
+            measurement: COUNTERS_MEASUREMENT,
+            tags: merged(&[], tags),
+            fields,
+        });
+    }
+
     /// Every row of `format` as a `Metric`, in order, handed to `f`.
     pub fn with_metrics<R>(&self, format: Format, f: impl FnOnce(&[Metric<'_>]) -> R) -> R {
         let tags: Vec<Vec<(&str, &str)>> = self
@@ -294,13 +332,10 @@ impl Rows {
         out.clear();
         self.with_metrics(format, |m| format.encode(m, out));
         if format.is_prometheus() {
-            let outcomes: Vec<(Vec<(&str, &str)>, bool)> = self
-                .outcomes
-                .iter()
-                .map(|(t, ok)| (t.iter().map(|(k, v)| (*k, v.as_str())).collect(), *ok))
-                .collect();
+            let (outcomes, tcp_hash) = (borrowed(&self.outcomes), borrowed(&self.tcp_hash));
             let health = Health {
                 outcomes: &outcomes,
+                tcp_hash_shared: &tcp_hash,
                 unreadable: self.unreadable,
                 duration: self.duration,
                 time: self.time,
@@ -340,6 +375,15 @@ fn merged(
     t
 }
 
+/// Tagged flags (how each namespace went) with borrowed tag values.
+type TaggedFlags<'a> = Vec<(Vec<(&'static str, &'a str)>, bool)>;
+
+fn borrowed<'a>(list: &'a [(Vec<(&'static str, String)>, bool)]) -> TaggedFlags<'a> {
+    list.iter()
+        .map(|(t, b)| (t.iter().map(|(k, v)| (*k, v.as_str())).collect(), *b))
+        .collect()
+}
+
 /// Tags as owned pairs, sorted by key.
 fn sorted(tags: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
     let mut t: Vec<(&'static str, String)> =
@@ -364,6 +408,7 @@ mod tests {
         ephemeral: true,
         destination: true,
         cgroup: true,
+        counters: true,
     };
 
     fn shape(by_family: bool) -> Shape {
@@ -406,6 +451,8 @@ mod tests {
             listen,
             outbound: None,
             cgroups: None,
+            counters: None,
+            tcp_hash_shared: None,
         }
     }
 
@@ -659,6 +706,62 @@ mod tests {
         rows.start(None);
         rows.add(&none, &[], &g);
         assert_eq!(influx(&rows).lines().count(), 1);
+    }
+
+    #[test]
+    fn counters_rows_per_namespace_in_every_format() {
+        use crate::counters::{Counters, Selection};
+        let all = Selection::parse("all").unwrap();
+        let snmp = "Tcp: MaxConn ActiveOpens AttemptFails\nTcp: -1 5 3\nUdp: NoPorts\nUdp: 2\n";
+        let c = Counters::parsed(&all, snmp);
+        let mut g = gathered(None, None);
+        g.counters = Some(&c);
+        let mut rows = Rows::default();
+        rows.start(None);
+        rows.add(&shape(true), &[("netns", "a")], &g);
+        rows.add(&shape(true), &[("netns", "b")], &g);
+        let out = influx(&rows);
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("netstat_counters"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "netstat_counters,netns=a TcpActiveOpens=5i,TcpAttemptFails=3i,UdpNoPorts=2i",
+                "netstat_counters,netns=b TcpActiveOpens=5i,TcpAttemptFails=3i,UdpNoPorts=2i",
+            ]
+        );
+        let prometheus = |format| {
+            let mut out = Vec::new();
+            rows.encode(format, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let text = prometheus(Format::Prometheus);
+        assert!(text.contains("# HELP netstat_counters_TcpAttemptFails_total Failed TCP connection attempts: SYN_SENT or SYN_RECV to CLOSED (refused, reset or timed out), or SYN_RECV back to LISTEN, in this network namespace (nstat's TcpAttemptFails).\n# TYPE netstat_counters_TcpAttemptFails_total counter\nnetstat_counters_TcpAttemptFails_total{netns=\"a\"} 3\nnetstat_counters_TcpAttemptFails_total{netns=\"b\"} 3\n"), "{text}");
+        assert!(text.contains("# HELP netstat_counters_UdpNoPorts_total UDP datagrams received for a port without a socket, IPv4, in this"), "{text}");
+        let text = prometheus(Format::PrometheusNative);
+        assert!(text.contains("# TYPE netstat_tcp_attempt_fails_total counter\nnetstat_tcp_attempt_fails_total{netns=\"a\"} 3\n"), "{text}");
+        assert!(
+            text.contains("\nnetstat_udp_no_port_datagrams_total{family=\"ipv4\",netns=\"b\"} 2\n"),
+            "{text}"
+        );
+        // Not printed unless asked for; no row without a counter.
+        let none = Shape {
+            print: Measurements {
+                netstat: true,
+                ..Measurements::default()
+            },
+            ..shape(false)
+        };
+        rows.start(None);
+        rows.add(&none, &[], &g);
+        assert!(!influx(&rows).contains("netstat_counters"));
+        let empty = Counters::parsed(&Selection::parse("Nothing*").unwrap(), snmp);
+        g.counters = Some(&empty);
+        rows.start(None);
+        rows.add(&shape(false), &[], &g);
+        assert!(!influx(&rows).contains("netstat_counters"));
     }
 
     #[test]

@@ -78,8 +78,13 @@ impl Reminder {
     /// Whether to say the warning now: when the condition is new, or
     /// `REMIND_EVERY` after it was last said.
     pub fn due(&mut self, now: Instant) -> bool {
+        self.due_every(now, REMIND_EVERY)
+    }
+
+    /// The same, reminded every `period`.
+    pub fn due_every(&mut self, now: Instant, period: Duration) -> bool {
         match self.said {
-            Some(t) if now.duration_since(t) < REMIND_EVERY => false,
+            Some(t) if now.duration_since(t) < period => false,
             _ => {
                 self.said = Some(now);
                 true

@@ -22,6 +22,7 @@ pub mod listen;
 pub mod ports;
 pub mod states;
 
+use crate::counters::Counters;
 pub use crate::record::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
 use cgroups::CgroupCounts;
 use destinations::Outbound;
@@ -44,6 +45,12 @@ pub struct Gathered<'a> {
     pub outbound: Option<&'a Outbound>,
     /// `netstat_cgroup`, when asked for.
     pub cgroups: Option<&'a CgroupCounts>,
+    /// `netstat_counters`: the namespace's SNMP MIB counters, when asked
+    /// for (read from its files, not from the records).
+    pub counters: Option<&'a Counters>,
+    /// Whether the namespace's TCP dumps walk the host's shared hash table
+    /// (`None`: the kernel does not say).
+    pub tcp_hash_shared: Option<bool>,
 }
 
 /// Every aggregation one collector keeps, fed by one pass over the records.

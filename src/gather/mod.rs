@@ -7,7 +7,7 @@
 mod namespaces;
 mod report;
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use telegraf_netstat::aggregate::Gathered;
 use telegraf_netstat::collector::Buffers;
@@ -18,7 +18,7 @@ use telegraf_netstat::{Collector, Error, Event, Options};
 
 use crate::cli::Config;
 use crate::signals::Interrupt;
-use crate::throttle::say;
+use crate::throttle::{say, Reminder};
 use namespaces::{CountedNamespace, NamespaceSet};
 use report::{context, report, vanished};
 
@@ -88,6 +88,25 @@ pub struct Gatherer<C: Count = Collector> {
     /// One receive buffer (and /proc buffer) for every namespace.
     bufs: Buffers,
     rows: Rows,
+    /// When namespaces sharing the host's TCP hash table were last said.
+    shared_hash: Reminder,
+}
+
+/// Said when at least this many namespaces share the host's TCP hash
+/// table...
+const SHARED_HASH_NAMESPACES: usize = 10;
+/// ...and the gather took at least this much CPU;
+const SHARED_HASH_CPU: Duration = Duration::from_millis(50);
+/// at most this often.
+const SHARED_HASH_EVERY: Duration = Duration::from_secs(6 * 3600);
+
+/// CPU time of the whole process so far.
+fn process_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 impl<C: Count> Gatherer<C> {
@@ -110,6 +129,12 @@ impl<C: Count> Gatherer<C> {
             listeners_only,
             outbound: p.ephemeral || p.destination,
             by_cgroup: p.cgroup,
+            counters: config.counters.clone().filter(|_| p.counters),
+            counters_only: *p
+                == Measurements {
+                    counters: true,
+                    ..Measurements::default()
+                },
         };
         Gatherer {
             namespaces: NamespaceSet::new(config.namespaces.clone(), options, config.netns_labels),
@@ -127,6 +152,7 @@ impl<C: Count> Gatherer<C> {
             },
             bufs: Buffers::default(),
             rows: Rows::default(),
+            shared_hash: Reminder::default(),
         }
     }
 
@@ -143,6 +169,7 @@ impl<C: Count> Gatherer<C> {
     /// on stderr.
     pub fn collect(&mut self, interrupt: &mut dyn Interrupt) -> Collected {
         let started = Instant::now();
+        let cpu = process_cpu();
         self.rows.start(self.stamped.then(SystemTime::now));
         self.bufs.start_gather();
         let failed = match self.namespaces.resolve(&self.log) {
@@ -157,7 +184,29 @@ impl<C: Count> Gatherer<C> {
             self.rows.unreadable(n);
         }
         self.rows.finish(started.elapsed());
+        self.say_shared_hash(process_cpu().saturating_sub(cpu));
         Collected::Counted { failed }
+    }
+
+    /// Says, rarely, that many namespaces walk the host's TCP hash table at
+    /// every dump, with what the gather cost, when that cost is felt.
+    fn say_shared_hash(&mut self, cpu: Duration) {
+        let (shared, known) = self.rows.tcp_hash_shared();
+        if shared < SHARED_HASH_NAMESPACES
+            || cpu < SHARED_HASH_CPU
+            || !self
+                .shared_hash
+                .due_every(Instant::now(), SHARED_HASH_EVERY)
+        {
+            return;
+        }
+        self.log.info(format_args!(
+            "{shared} of the {known} network namespaces counted share the host's TCP hash table, \
+             so every TCP dump in them walks all of it: this gather took {} ms of CPU. \
+             Namespaces made after net.ipv4.tcp_child_ehash_entries is set (Linux 6.1+, \
+             e.g. in /etc/sysctl.d) get a table of their own; see the README",
+            cpu.as_millis()
+        ));
     }
 
     /// Names the namespaces, then gathers in each resolved one, its rows

@@ -36,6 +36,7 @@ pub(super) struct Caps {
     destinations: Reminder,
     cgroups: Reminder,
     no_cgroups: Reminder,
+    counters: Reminder,
 }
 
 /// Logs what a collector tells.
@@ -98,6 +99,14 @@ pub(super) fn report(
                 };
                 log.warn(format_args!(
                     "{prefix}{why}; --by-cgroup counts them in the row tagged cgroup=unattributed"
+                ));
+            }
+        }
+        Event::CountersCapped { cap } => {
+            if caps.counters.due(now) {
+                log.warn(format_args!(
+                    "{prefix}the kernel prints more than {cap} counter names outside \
+                     --counters' default set; the rest are left out"
                 ));
             }
         }

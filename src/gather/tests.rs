@@ -70,6 +70,8 @@ impl Count for Fake {
             },
             ports: None,
             listen: None,
+            counters: None,
+            tcp_hash_shared: None,
         })
     }
 }

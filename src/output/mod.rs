@@ -28,6 +28,9 @@ pub const DESTINATION_MEASUREMENT: &str = "netstat_destination";
 /// Sockets per cgroup v2 (`--by-cgroup`).
 pub const CGROUP_MEASUREMENT: &str = "netstat_cgroup";
 
+/// The SNMP MIB counters of each namespace (`--counters`).
+pub const COUNTERS_MEASUREMENT: &str = "netstat_counters";
+
 /// Bytes queued on TCP sockets: printed only with native Prometheus names
 /// (`netstat_tcp_receive_queue_bytes`, `netstat_tcp_send_queue_bytes`), so
 /// the other outputs stay exactly Telegraf's.
@@ -73,6 +76,15 @@ impl Field {
             name,
             value: Value::Int(value),
             counter: false,
+        }
+    }
+
+    /// An integer that only ever grows (a Prometheus counter).
+    pub fn counter(name: &'static str, value: u64) -> Field {
+        Field {
+            name,
+            value: Value::Int(value),
+            counter: true,
         }
     }
 
@@ -146,6 +158,9 @@ pub struct Health<'a> {
     /// Every namespace counted (`true`) or attempted and failed, with its
     /// own tags.
     pub outcomes: &'a [(Vec<(&'a str, &'a str)>, bool)],
+    /// Namespaces counted whose kernel says whether they share the host's
+    /// TCP hash table (`true`), with their own tags.
+    pub tcp_hash_shared: &'a [(Vec<(&'a str, &'a str)>, bool)],
     /// `--all-netns`: processes whose namespace could not be looked at.
     pub unreadable: Option<u64>,
     pub duration: std::time::Duration,

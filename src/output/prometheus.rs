@@ -10,9 +10,11 @@
 use std::io::Write;
 
 use super::{
-    unix_nanos, Health, Metric, CGROUP_MEASUREMENT, DESTINATION_MEASUREMENT, EPHEMERAL_MEASUREMENT,
-    LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT, PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
+    unix_nanos, Health, Metric, CGROUP_MEASUREMENT, COUNTERS_MEASUREMENT, DESTINATION_MEASUREMENT,
+    EPHEMERAL_MEASUREMENT, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT,
+    PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
 };
+use crate::counters;
 
 /// What one field counts, in a sentence ending before the full stop.
 fn field_help(field: &str) -> String {
@@ -53,6 +55,7 @@ fn help(measurement: &str, field: &str) -> String {
             format!("{what}, by port (label direction: the local or the remote port).")
         }
         LISTEN_MEASUREMENT | EPHEMERAL_MEASUREMENT => format!("{what}."),
+        COUNTERS_MEASUREMENT => counters::help(field),
         CGROUP_MEASUREMENT => format!(
             "{what}, by cgroup (label cgroup: its path; unattributed: sockets without one)."
         ),
@@ -127,12 +130,13 @@ fn encode_measurement(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
 }
 
 /// A family of the native names: its name, HELP, whether a counter, and
-/// the `state` label a TCP state field becomes.
+/// the label a field becomes (`state` for a TCP state field, `family` for
+/// a UDP counter).
 struct Native {
     name: &'static str,
     help: &'static str,
     counter: bool,
-    state: Option<&'static str>,
+    label: Option<(&'static str, &'static str)>,
 }
 
 /// The native family of a row's field; `None` for a field native names
@@ -143,11 +147,12 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
             name,
             help,
             counter: false,
-            state: None,
+            label: None,
         })
     };
     match (measurement, field) {
         (_, "tcp_none") => None,
+        (COUNTERS_MEASUREMENT, f) => counters_native(f),
         (MEASUREMENT, "udp_socket") => plain("netstat_udp_sockets", "UDP sockets."),
         (PORT_MEASUREMENT, "udp_socket") => plain(
             "netstat_port_udp_sockets",
@@ -157,7 +162,7 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
             name: "netstat_tcp_connections",
             help: "TCP sockets by state (state as node_exporter's tcpstat spells it; syn_recv includes request sockets).",
             counter: false,
-            state: Some(&f[4..]),
+            label: Some(("state", &f[4..])),
         }),
         (CGROUP_MEASUREMENT, "udp_socket") => plain(
             "netstat_cgroup_udp_sockets",
@@ -167,7 +172,7 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
             name: "netstat_cgroup_tcp_connections",
             help: "TCP sockets by cgroup and state (label cgroup: its path; unattributed: TIME_WAIT, handshakes and sockets read from /proc).",
             counter: false,
-            state: Some(&f[4..]),
+            label: Some(("state", &f[4..])),
         }),
         (DESTINATION_MEASUREMENT, "udp_socket") => plain(
             "netstat_destination_udp_sockets",
@@ -181,7 +186,7 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
             name: "netstat_destination_tcp_connections",
             help: "Outbound TCP sockets to this destination (address and port; other: the rest) by state.",
             counter: false,
-            state: Some(&f[4..]),
+            label: Some(("state", &f[4..])),
         }),
         (EPHEMERAL_MEASUREMENT, "range_size") => plain(
             "netstat_ephemeral_range_ports",
@@ -207,7 +212,7 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
             name: "netstat_port_tcp_connections",
             help: "TCP sockets by port and state (label direction: the local or the remote port).",
             counter: false,
-            state: Some(&f[4..]),
+            label: Some(("state", &f[4..])),
         }),
         (QUEUE_MEASUREMENT, "receive_queue_bytes") => plain(
             "netstat_tcp_receive_queue_bytes",
@@ -245,10 +250,20 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
             name: "netstat_listen_drops_total",
             help: "Connections the listening sockets on this address and port dropped since they were created (SYNs and handshakes refused when the accept queue was full, among others).",
             counter: true,
-            state: None,
+            label: None,
         }),
         _ => None,
     }
+}
+
+/// A counter's native family (`netstat_counters`).
+fn counters_native(field: &str) -> Option<Native> {
+    counters::native(field).map(|(name, help, family)| Native {
+        name,
+        help,
+        counter: true,
+        label: family.map(|f| ("family", f)),
+    })
 }
 
 /// One native sample: its family, labels, value and time.
@@ -271,8 +286,8 @@ pub(super) fn encode_native(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
                 continue;
             };
             let mut labels: Vec<(&str, &str)> = m.tags.to_vec();
-            if let Some(state) = n.state {
-                labels.push(("state", state));
+            if let Some(label) = n.label {
+                labels.push(label);
                 labels.sort_unstable_by_key(|kv| kv.0);
             }
             samples.push((n, labels, f.value, m.time));
@@ -358,6 +373,19 @@ pub(super) fn encode_health(h: &Health<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(b"netstat_gather_success");
             write_labels(tags, out);
             let _ = write!(out, " {}", u8::from(*ok));
+            write_time(h.time, out);
+        }
+    }
+    if !h.tcp_hash_shared.is_empty() {
+        family(
+            out,
+            "netstat_tcp_hash_shared",
+            "Whether this network namespace shares the host's TCP established hash table (1), so that each of its TCP dumps walks all of it, or has one of its own (0; or it is the host's): net.ipv4.tcp_child_ehash_entries, set before a namespace is made, gives it its own.",
+        );
+        for (tags, shared) in h.tcp_hash_shared {
+            out.extend_from_slice(b"netstat_tcp_hash_shared");
+            write_labels(tags, out);
+            let _ = write!(out, " {}", u8::from(*shared));
             write_time(h.time, out);
         }
     }
