@@ -200,9 +200,7 @@ impl Exporter {
     /// Binds (or takes) the listening sockets, installs the signal pipe and
     /// starts the gather thread; `Err` is the exit code, the reason said.
     fn start(config: &Config) -> Result<Exporter, ExitCode> {
-        let log = Logger {
-            verbose: config.verbose,
-        };
+        let log = config.log;
         let fail = |what: &str, e: &dyn std::fmt::Display, code: u8| {
             log.error(format_args!("{what}{e}"));
             ExitCode::from(code)
@@ -223,11 +221,26 @@ impl Exporter {
             ListenError::Usage(e) => fail("", &e, EXIT_USAGE),
             ListenError::Bind(e) => fail("", &e, EXIT_GATHER_FAILED),
         })?;
-        for l in listeners.iter().filter(|l| l.port_chosen) {
+        // The start-up line, one per socket, in every --log.format.
+        let web_said = web.as_ref().map_or_else(
+            || "TLS off, basic auth off".to_string(),
+            |w| format!("{} (--web.config.file)", w.describe()),
+        );
+        for l in &listeners {
             if let Ok(a) = l.socket.local_addr() {
+                let chosen = match l.port_chosen {
+                    true => format!(" (port 0 asked: the kernel chose {})", a.port()),
+                    false => String::new(),
+                };
+                let from = if serve.systemd_socket {
+                    ", from systemd"
+                } else {
+                    ""
+                };
                 log.info(format_args!(
-                    "listening on {a} (port 0 asked: the kernel chose {})",
-                    a.port()
+                    "listening on {a}{chosen}{from}: serving {}, {web_said} (telegraf-netstat {})",
+                    serve.path,
+                    env!("CARGO_PKG_VERSION")
                 ));
             }
         }
