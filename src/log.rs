@@ -144,9 +144,9 @@ fn quoted(out: &mut String, s: &str, json: bool) {
     out.push('"');
 }
 
-/// `2026-01-02T03:04:05.678Z`: UTC, milliseconds. Before the epoch (a clock
-/// set wrong), the epoch.
-fn rfc3339_millis(out: &mut String, t: SystemTime) {
+/// Appends `2026-01-02T03:04:05.678Z`: UTC, milliseconds. Before the epoch
+/// (a clock set wrong), the epoch. (The man page's date is its first ten.)
+pub fn rfc3339_millis(out: &mut String, t: SystemTime) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);

@@ -512,12 +512,19 @@ fn the_shipped_examples_serve() {
         .map_while(|l| l.strip_prefix("#   "))
         .map(|l| format!("{l}\n"))
         .collect();
+    // $ARGS is what the packages' flags file sets.
+    let flags = std::fs::read_to_string(root.join("dist/telegraf-netstat.default")).unwrap();
+    let shipped_args = flags
+        .lines()
+        .find_map(|l| l.strip_prefix("ARGS=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap();
     let exec = tls_part
         .lines()
         .filter_map(|l| l.strip_prefix("#   ExecStart="))
         .find(|l| !l.is_empty())
         .unwrap()
-        .to_string();
+        .replace("$ARGS", shipped_args);
     in_netns(move || {
         for (what, web, args) in [
             ("kubernetes", web, args),
