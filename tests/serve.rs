@@ -520,6 +520,11 @@ fn any_address_serves_both_families() {
             &mut line,
         )
         .unwrap();
+        // The start-up line: where, what, and that TLS and auth are off.
+        assert!(
+            line.contains(": serving /metrics, TLS off, basic auth off (telegraf-netstat "),
+            "{line}"
+        );
         let port: u16 = line
             .strip_prefix("I! listening on [::]:")
             .and_then(|r| r.split(' ').next())

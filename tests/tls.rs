@@ -615,6 +615,13 @@ fn the_shipped_examples_serve() {
             } else {
                 let e = Exporter::start(&ours);
                 served(e.port);
+                // The start-up line says TLS and basic auth are on.
+                let said = e.stderr.lock().unwrap().clone();
+                let want = format!(
+                    "I! listening on 127.0.0.1:{}: serving /metrics, TLS on, basic auth on (--web.config.file)",
+                    e.port
+                );
+                assert!(said.lines().any(|l| l.starts_with(&want)), "{said}");
                 e.stop();
             }
         }
