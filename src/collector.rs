@@ -299,6 +299,7 @@ impl Collector {
             }
             return;
         }
+        paths.resolve(c.cgroups().iter().map(|g| g.id), std::time::Instant::now());
         for g in c.cgroups_mut() {
             g.path = paths.path(g.id).map(str::to_owned);
         }

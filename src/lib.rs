@@ -31,6 +31,7 @@ pub mod procfs;
 pub mod record;
 pub mod rows;
 pub mod sink;
+pub mod tagtext;
 pub mod wire;
 
 #[cfg(test)]

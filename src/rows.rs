@@ -119,15 +119,10 @@ impl Rows {
     /// `tags`.
     pub fn add(&mut self, shape: &Shape, tags: &[(&'static str, &str)], g: &Gathered<'_>) {
         self.outcomes.push((sorted(tags), true));
-        let row = |measurement, fields: &[Field], own: &[(&'static str, String)]| {
-            let mut t: Vec<(&'static str, String)> = own.to_vec();
-            t.extend(tags.iter().map(|&(k, v)| (k, v.to_string())));
-            t.sort_unstable_by_key(|kv| kv.0);
-            Row {
-                measurement,
-                tags: t,
-                fields: fields.to_vec(),
-            }
+        let row = |measurement, fields: &[Field], own: &[(&'static str, String)]| Row {
+            measurement,
+            tags: merged(own, tags),
+            fields: fields.to_vec(),
         };
         let family = |name: &str| ("family", name.to_string());
         let [netstat, queued, port, port_queued, listen, ephemeral, destination, cgroup] =
@@ -321,6 +316,28 @@ impl Rows {
             native || !matches!(r.measurement, QUEUE_MEASUREMENT | PORT_QUEUE_MEASUREMENT)
         })
     }
+}
+
+/// A row's tags: its own (`port`, `cgroup`, and the `container_id` or
+/// `pod_uid` its cgroup path names) and the namespace's (`netns`, labels),
+/// sorted by key, each key once. Where both give a key, the row's own value
+/// wins: it is the more specific answer (a socket's own cgroup names the
+/// container that holds it; the namespace's label names the pod's sandbox).
+fn merged(
+    own: &[(&'static str, String)],
+    namespace: &[(&'static str, &str)],
+) -> Vec<(&'static str, String)> {
+    let mut t: Vec<(&'static str, String)> = own.to_vec();
+    for &(k, v) in namespace {
+        if !own.iter().any(|o| o.0 == k) {
+            t.push((k, v.to_string()));
+        }
+    }
+    t.sort_unstable_by_key(|kv| kv.0);
+    // Each source gives each key once, so the rule above is the only merge.
+    debug_assert!(t.windows(2).all(|w| w[0].0 != w[1].0), "{t:?}");
+    t.dedup_by_key(|kv| kv.0);
+    t
 }
 
 /// Tags as owned pairs, sorted by key.
@@ -642,5 +659,58 @@ mod tests {
         rows.start(None);
         rows.add(&none, &[], &g);
         assert_eq!(influx(&rows).lines().count(), 1);
+    }
+
+    #[test]
+    fn a_row_s_own_tag_wins_over_the_namespace_s_and_no_key_is_written_twice() {
+        use crate::aggregate::cgroups::CgroupCounts;
+        const APP: &str = "4f1d2a3b5c6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8";
+        let mut c = CgroupCounts::default();
+        c.reset(Kind::Tcp);
+        let mut r = record(AF_INET, 1, 80, None);
+        r.cgroup = Some(7);
+        c.add(&r);
+        for g in c.cgroups_mut() {
+            g.path = Some(format!("/system.slice/docker-{APP}.scope"));
+        }
+        c.finish();
+        let mut g = gathered(None, None);
+        g.cgroups = Some(&c);
+        let mut rows = Rows::default();
+        rows.start(None);
+        // The namespace is labelled with the sandbox's container.
+        let ns = [
+            ("netns", "a"),
+            ("container_id", "sandbox"),
+            ("hostname", "h"),
+        ];
+        rows.add(&shape(false), &ns, &g);
+        let out = influx(&rows);
+        let cgroup: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("netstat_cgroup"))
+            .collect();
+        assert_eq!(cgroup.len(), 2, "{out}");
+        assert!(
+            cgroup[0].starts_with(&format!(
+                "netstat_cgroup,cgroup=/system.slice/docker-{APP}.scope,container_id={APP},hostname=h,netns=a "
+            )),
+            "{out}"
+        );
+        // A row with no container of its own keeps the namespace's.
+        assert!(
+            cgroup[1].starts_with(
+                "netstat_cgroup,cgroup=unattributed,container_id=sandbox,hostname=h,netns=a "
+            ),
+            "{out}"
+        );
+        for format in [Format::PrometheusNative, Format::Prometheus] {
+            let mut out = Vec::new();
+            rows.encode(format, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            for l in text.lines().filter(|l| !l.starts_with('#')) {
+                assert!(l.matches("container_id=").count() <= 1, "{l}");
+            }
+        }
     }
 }

@@ -374,12 +374,99 @@ fn counted_by_cgroup_as_ss_sees_them() {
     let _ = std::io::stdout().flush();
 }
 
+/// CPU seconds (user + system) process `pid` has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = rest
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    (f[0] + f[1]) as f64 / (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
+/// 20 000 cgroups (a user with a delegated subtree can make them, wide or
+/// deep) cost no memory beyond the paths asked for, and a socket whose
+/// cgroup was removed (the socket keeps it alive) costs no walk per gather.
+fn many_cgroups_and_a_removed_one() {
+    let root = mount().unwrap();
+    let base = root.join(format!("telegraf-netstat-many-{}", std::process::id()));
+    let mut cgroups = Cgroups { made: Vec::new() };
+    for i in 0..100 {
+        for j in 0..100 {
+            cgroups.make(&base.join(format!("wide-{i}/c-{j}")));
+        }
+    }
+    for i in 0..10 {
+        let mut deep = base.join(format!("deep-{i}"));
+        for _ in 0..1000 {
+            deep.push("d");
+        }
+        cgroups.make(&deep);
+    }
+    assert!(cgroups.made.len() >= 20_000);
+    let gone = base.join("gone.service");
+    std::fs::create_dir(&gone).unwrap();
+    in_netns(move || {
+        let mut holder = start(&gone, "other", "ready");
+        // The process moves out; the cgroup is removed; its socket stays.
+        std::fs::write(base.join("cgroup.procs"), holder.id().to_string()).unwrap();
+        poll_until(Duration::from_secs(10), || {
+            std::fs::remove_dir(&gone).is_ok()
+        });
+        let (_, plain) = rss_over_gathers(&[], 2, 20);
+        let mut plugin = Plugin::start(&["--execd", "--by-cgroup", "--only", "cgroup"]);
+        let gather = |plugin: &mut Plugin| {
+            plugin.tick("\n");
+            let mut text = String::new();
+            while !text.contains("cgroup=unattributed") {
+                text.push_str(&plugin.line(Duration::from_secs(30)));
+                text.push('\n');
+            }
+            text
+        };
+        let first = gather(&mut plugin);
+        assert!(
+            first.contains("netstat_cgroup,cgroup=unresolved "),
+            "{first}"
+        );
+        let walked = cpu_seconds(plugin.child.id());
+        for _ in 0..20 {
+            gather(&mut plugin);
+        }
+        let twenty = cpu_seconds(plugin.child.id()) - walked;
+        // The first gather walked 20 000 directories; twenty more walk none.
+        assert!(
+            twenty < walked,
+            "20 gathers took {twenty} s of CPU, the first {walked} s"
+        );
+        let rss = plugin.rss_kib();
+        assert!(
+            rss < plain + 4096,
+            "{rss} KiB with --by-cgroup, {plain} KiB without"
+        );
+        drop(plugin);
+        drop(holder.stdin.take());
+        holder.wait().unwrap();
+    });
+    drop(cgroups);
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = setup();
-    let tests: [(&str, fn()); 1] = [(
-        "counted_by_cgroup_as_ss_sees_them",
-        counted_by_cgroup_as_ss_sees_them,
-    )];
+    let tests: [(&str, fn()); 2] = [
+        (
+            "counted_by_cgroup_as_ss_sees_them",
+            counted_by_cgroup_as_ss_sees_them,
+        ),
+        (
+            "many_cgroups_and_a_removed_one",
+            many_cgroups_and_a_removed_one,
+        ),
+    ];
     run_trials(args, setup, named("cgroups", &tests));
 }

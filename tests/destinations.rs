@@ -553,17 +553,19 @@ fn past_the_cap_totals_stay_exact() {
             u.connect(("127.0.0.1", 1 + i as u16)).unwrap();
             keep.push(u);
         }
+        let warning = format!(
+            "W! more than {cap} (local address, destination) pairs have outbound sockets; \
+             the rest are counted in totals and in the destination row tagged other, so \
+             netstat_ephemeral's destinations field counts at most {cap} and the top \
+             destinations and max_per_destination may miss one\n"
+        );
+        // The ephemeral row's destinations field alone is said too.
+        let out = run(&["--ephemeral-ports", "--only", "ephemeral"]);
+        assert_eq!(String::from_utf8_lossy(&out.stderr), warning);
         let out = run(&["--destinations", "5", "--only", "destination"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
-        assert_eq!(
-            stderr,
-            format!(
-                "W! more than {cap} (local address, destination) pairs have outbound sockets; \
-                 the rest are counted in totals and in the destination row tagged other, so \
-                 the top destinations and max_per_destination may miss one\n"
-            )
-        );
+        assert_eq!(stderr, warning);
         let text = String::from_utf8(out.stdout).unwrap();
         let all = lines(&text);
         assert_eq!(all.len(), 6);

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{parse_line, Plugin};
+use support::{parse_line, signal_kept_promise, wait_at_most, Plugin, LOADED_MARGIN, PROMISE};
 
 const TCP_HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
 
@@ -30,14 +30,7 @@ fn interval_keeps_pace_and_sigterm_exits_promptly() {
             "gap {gap:?} between ticks of 200ms"
         );
     }
-    let sent = Instant::now();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&p.child),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    let status = p.exit_within(Duration::from_millis(100));
-    assert_eq!(status.code(), Some(0), "after {:?}", sent.elapsed());
+    p.signal_kept_promise(rustix::process::Signal::TERM);
 }
 
 #[test]
@@ -47,12 +40,7 @@ fn sigint_exits_0_and_interval_mode_does_not_read_stdin() {
     // stdin is not a trigger without --execd.
     p.tick("\n");
     p.no_line(Duration::from_millis(300));
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&p.child),
-        rustix::process::Signal::INT,
-    )
-    .unwrap();
-    assert_eq!(p.exit_within(Duration::from_millis(100)).code(), Some(0));
+    p.signal_kept_promise(rustix::process::Signal::INT);
 }
 
 #[test]
@@ -174,12 +162,7 @@ fn output_file_is_replaced_atomically_on_every_tick() {
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
         0o644
     );
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&p.child),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    assert_eq!(p.exit_within(Duration::from_millis(100)).code(), Some(0));
+    p.signal_kept_promise(rustix::process::Signal::TERM);
     p.no_line(Duration::from_millis(10));
     let names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -207,14 +190,6 @@ fn big_proc_root(name: &str, lines: usize) -> support::Scratch {
     scratch
 }
 
-fn term(child: &std::process::Child) {
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(child),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-}
-
 /// Gathers that take longer than the interval: the loop is always overdue
 /// and always mid-gather, and still exits 0 within 100 ms of SIGTERM, and
 /// of stdin EOF.
@@ -226,15 +201,23 @@ fn overdue_and_mid_gather_loops_hear_sigterm_and_stdin_eof() {
         let mut p = Plugin::start(&["--source", "proc", "--proc-root", r, "--interval", "10ms"]);
         let line = p.line(Duration::from_secs(20));
         assert_eq!(parse_line(&line)[3], ("tcp_established".into(), 300_000));
-        // The next gather started at once; stop it half way.
-        std::thread::sleep(Duration::from_millis(30));
+        // The next gather started at once; stop it once it has read a
+        // megabyte of the tables (about 7 000 sockets of 300 000).
+        let read = || {
+            let io = std::fs::read_to_string(format!("/proc/{}/io", p.child.id())).unwrap();
+            io.lines()
+                .find_map(|l| l.strip_prefix("rchar: "))
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
+        let before = read();
+        support::poll_until(Duration::from_secs(20), || read() > before + (1 << 20));
         if by_eof {
-            drop(p.stdin.take());
+            p.eof_kept_promise();
         } else {
-            term(&p.child);
+            p.signal_kept_promise(rustix::process::Signal::TERM);
         }
-        let status = p.exit_within(Duration::from_millis(100));
-        assert_eq!(status.code(), Some(0), "by_eof={by_eof}");
     }
 }
 
@@ -245,8 +228,7 @@ fn overdue_and_mid_gather_loops_hear_sigterm_and_stdin_eof() {
 fn interval_ends_on_stdin_eof_only_when_stdin_is_a_pipe() {
     let mut p = Plugin::start(&["--interval", "1h"]);
     p.line(Duration::from_secs(2));
-    drop(p.stdin.take());
-    assert_eq!(p.exit_within(Duration::from_millis(100)).code(), Some(0));
+    p.eof_kept_promise();
 
     // On /dev/null (EOF at once): three gathers come, so EOF did not end it.
     let mut child = std::process::Command::new(support::BIN)
@@ -263,10 +245,7 @@ fn interval_ends_on_stdin_eof_only_when_stdin_is_a_pipe() {
         );
     }
     assert!(child.try_wait().unwrap().is_none(), "exited on /dev/null");
-    term(&child);
-    let t = Instant::now();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
-    assert!(t.elapsed() < Duration::from_millis(100));
+    signal_kept_promise(&mut child, rustix::process::Signal::TERM);
 }
 
 /// A pipe of `size` bytes whose write end is handed to the child.
@@ -308,27 +287,20 @@ fn a_stalled_reader_does_not_deafen_the_loop() {
             assert!(Instant::now() < deadline, "the pipe never filled");
             std::thread::sleep(Duration::from_millis(10));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        // Blocked: waiting in poll(2) for the reader, the pipe still full.
+        let wchan = format!("/proc/{}/wchan", child.id());
+        support::poll_until(Duration::from_secs(20), || {
+            std::fs::read_to_string(&wchan).is_ok_and(|w| w.contains("poll"))
+        });
         assert!(rustix::io::ioctl_fionread(&read_end).unwrap() >= full);
         assert!(child.try_wait().unwrap().is_none());
-        let t = Instant::now();
         if by_eof {
             drop(child.stdin.take());
+            let status = wait_at_most(&mut child, PROMISE + LOADED_MARGIN);
+            assert_eq!(status.code(), Some(0), "blocked on a stalled reader");
         } else {
-            term(&child);
+            signal_kept_promise(&mut child, rustix::process::Signal::TERM);
         }
-        let deadline = t + Duration::from_millis(100);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("blocked on a stalled reader (by_eof={by_eof})");
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        assert_eq!(status.code(), Some(0), "by_eof={by_eof}");
         drop(read_end);
     }
 }

@@ -89,8 +89,8 @@ impl Drop for Box {
     }
 }
 
-/// A proc root of chosen process entries: `<root>/<pid>/` with `ns/net` and
-/// `ns/uts` linking to a real process's, `comm`, `cgroup` and `stat` (with
+/// A proc root of chosen process entries: `<root>/<pid>/` with `ns/net`,
+/// `ns/uts` and `ns/user` linking to a real process's, `comm`, `cgroup` and `stat` (with
 /// the start time given) as given.
 struct Proc(Scratch);
 
@@ -131,7 +131,7 @@ impl Proc {
     fn add_started(&self, as_pid: u32, real: u32, comm: &str, cgroup: Option<&[u8]>, start: u64) {
         let dir = self.0 .0.join(as_pid.to_string());
         std::fs::create_dir_all(dir.join("ns")).unwrap();
-        for ns in ["net", "uts"] {
+        for ns in ["net", "uts", "user"] {
             symlink(format!("/proc/{real}/ns/{ns}"), dir.join("ns").join(ns)).unwrap();
         }
         symlink(format!("/proc/{real}/net"), dir.join("net")).unwrap();
@@ -443,10 +443,91 @@ fn unreadable_labels_are_said_once_and_tried_again() {
     drop(b);
 }
 
+/// A user's own UTS namespace (`unshare -Urn --uts` as nobody) names no
+/// pod: its hostname is left out (said with `D!`), while a namespace root
+/// made keeps its hostname.
+fn a_hostname_any_user_could_set_is_not_believed() {
+    let mut child = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .args(["unshare", "-Urn", "--uts", "sh", "-c"])
+        .arg("hostname web-7f9c-victim && exec sleep 600")
+        .spawn()
+        .expect("cannot run setpriv and unshare (util-linux)");
+    let pid = child.id();
+    // unshare and sh exec in place: the PID is sleep's once it runs.
+    poll_until(std::time::Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
+    });
+    let root_made = Box::new(Some("db-0"), 1, Population::default);
+    let p = Proc::new();
+    p.add(900, pid, "sleep", Some("0::/user.slice/user-65534.slice\n"));
+    p.add(
+        910,
+        root_made.pids[0],
+        "sleep",
+        Some("0::/system.slice/db.service\n"),
+    );
+    let out = run(&["-v", "--all-netns", "--proc-root", p.root()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let got = tags_of(&stdout);
+    assert!(got.contains(&t(&[("netns", "pid:900")])), "{out:?}");
+    assert!(
+        got.contains(&t(&[("hostname", "db-0"), ("netns", "pid:910")])),
+        "{out:?}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("D! network namespace pid:900: no hostname tag: its UTS namespace may belong to an unprivileged user"),
+        "{stderr}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(root_made);
+}
+
+/// A namespace that has no process when the loop starts (a pod's, made
+/// before its sandbox starts in it) is labelled at the first gather after
+/// one starts in it.
+fn a_namespace_is_labelled_once_a_process_starts_in_it() {
+    let b = Box::new(Some("late-0"), 1, Population::default);
+    let p = Proc::new();
+    p.add(1, std::process::id(), "systemd", Some("0::/init.scope\n"));
+    let path = format!("/proc/{}/ns/net", b.pids[0]);
+    let mut plugin = Plugin::start(&["--execd", "--netns", &path, "--proc-root", p.root()]);
+    let next = |plugin: &mut Plugin| {
+        plugin.tick("\n");
+        plugin.line(std::time::Duration::from_secs(20))
+    };
+    for _ in 0..2 {
+        let line = next(&mut plugin);
+        assert!(
+            !line.contains("container_id=") && !line.contains("hostname="),
+            "{line}"
+        );
+    }
+    // The sandbox starts in it.
+    p.add(950, b.pids[0], "pause", Some(&docker_v1(DOCKER)));
+    let line = next(&mut plugin);
+    assert!(
+        line.contains(&format!("container_id={DOCKER},hostname=late-0,")),
+        "{line}"
+    );
+    drop(plugin);
+    drop(b);
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 5] = [
+    let tests: [(&str, fn()); 7] = [
+        (
+            "a_hostname_any_user_could_set_is_not_believed",
+            a_hostname_any_user_could_set_is_not_believed,
+        ),
+        (
+            "a_namespace_is_labelled_once_a_process_starts_in_it",
+            a_namespace_is_labelled_once_a_process_starts_in_it,
+        ),
         (
             "pods_containers_and_plain_namespaces",
             pods_containers_and_plain_namespaces,

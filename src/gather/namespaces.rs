@@ -43,8 +43,10 @@ pub(super) struct Naming {
     id: NsId,
     pub(super) labels: Labels,
     representative: Option<Representative>,
-    /// Some process could not be read: try again at the next gather.
-    incomplete: bool,
+    /// Some process could not be read, or the namespace had no process
+    /// yet (a pod's namespace is made before its sandbox starts in it):
+    /// look again at the next gather.
+    retry: bool,
 }
 
 impl<C: Count> CountedNamespace<C> {
@@ -64,11 +66,11 @@ impl<C: Count> CountedNamespace<C> {
     }
 
     /// Whether the namespace `id` needs its labels derived (again): never
-    /// derived, another namespace now, a failed lookup, or the process that
-    /// named it is gone.
+    /// derived, another namespace now, a failed lookup, no process seen in
+    /// it yet, or the process that named it is gone.
     fn needs_naming(&self, proc_root: &Path, id: NsId) -> bool {
         match &self.naming {
-            Some(n) if n.id == id && !n.incomplete => n
+            Some(n) if n.id == id && !n.retry => n
                 .representative
                 .is_some_and(|r| !names::still_there(proc_root, r, id)),
             _ => true,
@@ -79,12 +81,22 @@ impl<C: Count> CountedNamespace<C> {
     /// not be read or decided is said with `W! `, once while it lasts.
     fn name(&mut self, id: NsId, named: names::Named, log: &Logger) {
         let tag = self.tag.as_deref().unwrap_or_default();
+        // Say exactly what is left out: a hostname that could not be read
+        // leaves the container and pod tags in place.
+        let missing = if named.labels.container_id.is_some() || named.labels.pod_uid.is_some() {
+            "no hostname tag"
+        } else {
+            "no container, pod or hostname tags"
+        };
         let problem = named.problems.first().map(|p| {
             format!(
-                "network namespace {tag}: no container, pod or hostname tags until its \
-                 processes can be read (tried again at every gather): {p}"
+                "network namespace {tag}: {missing} until its processes can be read \
+                 (tried again at every gather): {p}"
             )
         });
+        if let Some(w) = &named.withheld {
+            log.debug(format_args!("network namespace {tag}: {w}"));
+        }
         match &problem {
             Some(p) if self.label_problem.as_ref() != Some(p) => log.warn(format_args!("{p}")),
             _ => {}
@@ -96,8 +108,8 @@ impl<C: Count> CountedNamespace<C> {
         self.naming = Some(Naming {
             id,
             labels: named.labels,
+            retry: !named.problems.is_empty() || named.representative.is_none() && !named.host,
             representative: named.representative,
-            incomplete: !named.problems.is_empty(),
         });
     }
 
@@ -129,6 +141,8 @@ pub(super) struct NamespaceSet<C> {
     unreadable: Reminder,
     /// `--all-netns`: how many, at the last scan.
     pub(super) unreadable_processes: Option<u64>,
+    /// `--all-netns`: the processes of each namespace, at the last scan.
+    members: HashMap<NsId, Vec<u32>>,
 }
 
 impl<C: Count> NamespaceSet<C> {
@@ -140,7 +154,7 @@ impl<C: Count> NamespaceSet<C> {
             )],
             Namespaces::Listed(paths) => paths
                 .iter()
-                .map(|p| CountedNamespace::new(None, Some(netns::tag_for(p))))
+                .map(|p| CountedNamespace::new(None, Some(netns::tag_for(p, &options.proc_root))))
                 .collect(),
             Namespaces::All => Vec::new(),
         };
@@ -153,6 +167,7 @@ impl<C: Count> NamespaceSet<C> {
             no_processes: Reminder::default(),
             unreadable: Reminder::default(),
             unreadable_processes: None,
+            members: HashMap::new(),
         }
     }
 
@@ -172,12 +187,12 @@ impl<C: Count> NamespaceSet<C> {
             Namespaces::Listed(paths) => {
                 let mut failed = 0;
                 for (ns, path) in self.list.iter_mut().zip(paths) {
-                    match Target::at(path) {
+                    match Target::at(path, &self.options.proc_root) {
                         Ok(t) => ns.point_at(&self.options, t),
                         Err(e) => {
                             // Let go of the namespace; keep the failure memory.
                             ns.collector = None;
-                            ns.tag = Some(netns::tag_for(path));
+                            ns.tag = Some(netns::tag_for(path, &self.options.proc_root));
                             failed += 1;
                             let said =
                                 ns.throttle
@@ -195,7 +210,9 @@ impl<C: Count> NamespaceSet<C> {
                         targets,
                         processes,
                         unreadable,
+                        members,
                     }) => {
+                        self.members = members;
                         say(log, self.scan_throttle.succeeded(""));
                         self.unreadable_processes = Some(unreadable as u64);
                         let mut failed = 0;
@@ -220,8 +237,13 @@ impl<C: Count> NamespaceSet<C> {
                             self.unreadable = Reminder::default();
                         }
                         let none = processes == 0;
+                        if none {
+                            // Not even our own process: a wrong or empty proc
+                            // root, so every unnamed namespace is missing.
+                            failed = 1;
+                        }
                         if none && self.no_processes.due(now) {
-                            log.warn(format_args!(
+                            log.error(format_args!(
                                 "found no process under {} whose network namespace can be looked at: \
                                  only the namespaces named in /run/netns are counted",
                                 self.options.proc_root.display()
@@ -276,8 +298,16 @@ impl<C: Count> NamespaceSet<C> {
         if stale.is_empty() {
             return Some(());
         }
-        let ids: Vec<NsId> = stale.iter().map(|n| n.1).collect();
-        let members = names::members(root, &ids);
+        // `--all-netns` scanned the processes this gather; `--netns` walks
+        // them now, only while some namespace needs it.
+        let walked;
+        let members = if self.which == Namespaces::All {
+            &self.members
+        } else {
+            let ids: Vec<NsId> = stale.iter().map(|n| n.1).collect();
+            walked = names::members(root, &ids);
+            &walked
+        };
         let host = names::Host::look(root);
         for (i, id) in stale {
             if interrupt.stop_requested() {

@@ -106,8 +106,9 @@ pub(super) fn report(
                 log.warn(format_args!(
                     "{prefix}more than {cap} (local address, destination) pairs \
                      have outbound sockets; the rest are counted in totals and in \
-                     the destination row tagged other, so the top destinations and \
-                     max_per_destination may miss one"
+                     the destination row tagged other, so netstat_ephemeral's \
+                     destinations field counts at most {cap} and the top destinations \
+                     and max_per_destination may miss one"
                 ));
             }
         }

@@ -104,7 +104,7 @@ impl Target {
     /// Resolves a `--netns PATH` argument (at every gather): checks that it
     /// is a namespace file without opening it (the socket is opened from it
     /// later, checked again, by `open_socket`).
-    pub fn at(path: &Path) -> Result<Target, Error> {
+    pub fn at(path: &Path, proc_root: &Path) -> Result<Target, Error> {
         let open_err = |e: Errno| Error::NetnsOpen {
             path: path.to_owned(),
             source: e.into(),
@@ -118,64 +118,72 @@ impl Target {
         let m = rustix::fs::stat(path).map_err(open_err)?;
         let id = NsId::of_stat(&m);
         Ok(Target {
-            tag: tag_for(path),
+            tag: tag_for(path, proc_root),
             path: path.to_owned(),
             id,
-            pid: pid_in(path),
+            pid: pid_in(path, proc_root),
         })
     }
 }
 
-/// The PID in a `<proc root>/PID/ns/net` path.
-fn pid_in(path: &Path) -> Option<u32> {
-    let mut c = path.components().rev().map(|c| c.as_os_str());
-    let (net, ns, pid) = (c.next()?, c.next()?, c.next()?);
-    if net != "net" || ns != "ns" {
+/// The PID in a `<proc_root>/PID/ns/net` path: only under the proc root
+/// this program reads (the /proc source reads that PID's tables there, and
+/// `pid:N` names a process of this host's /proc, not of another tree).
+fn pid_in(path: &Path, proc_root: &Path) -> Option<u32> {
+    let mut c = path.strip_prefix(proc_root).ok()?.components();
+    let (pid, ns, net) = (c.next()?, c.next()?, c.next()?);
+    if c.next().is_some() || ns.as_os_str() != "ns" || net.as_os_str() != "net" {
         return None;
     }
-    let pid = pid.to_str()?;
+    let pid = pid.as_os_str().to_str()?;
     if pid.starts_with('0') || !pid.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     pid.parse().ok()
 }
 
-/// The tag of a namespace named `name` under /run/netns: the name itself,
-/// unless it could be taken for a tag this program makes up (`host`,
-/// `self`, `pid:N`) or for one written this way (`name:...`); those are
-/// written `name:NAME`. So `ip netns add host` can never pass for the host.
-pub fn name_tag(name: &str) -> String {
-    let reserved =
-        name == "host" || name == "self" || name.starts_with("pid:") || name.starts_with("name:");
+/// The tag of a namespace named `name` under /run/netns: the name itself
+/// (escaped where it has bytes a tag cannot show as they are, see
+/// `tagtext`), unless it could be taken for a tag this program makes up
+/// (`host`, `self`, `pid:N`) or for one written this way (`name:...`);
+/// those are written `name:NAME`. So `ip netns add host` can never pass for
+/// the host.
+pub fn name_tag(name: &[u8]) -> String {
+    let reserved = name == b"host"
+        || name == b"self"
+        || name.starts_with(b"pid:")
+        || name.starts_with(b"name:");
+    let text = crate::tagtext::escaped(name);
     if reserved {
-        format!("name:{name}")
+        format!("name:{text}")
     } else {
-        name.to_string()
+        text
     }
 }
 
 /// The `netns` tag for a path: the name under /run/netns (or
-/// /var/run/netns, see `name_tag`), `pid:<PID>` for `<proc root>/PID/ns/net`,
-/// else the absolute path.
-pub fn tag_for(path: &Path) -> String {
+/// /var/run/netns, see `name_tag`), `pid:<PID>` for `<proc_root>/PID/ns/net`,
+/// else the absolute path (escaped as names are).
+pub fn tag_for(path: &Path, proc_root: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
     if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
         if NAMED_DIRS.iter().any(|d| dir == Path::new(d)) {
-            return name_tag(&name.to_string_lossy());
+            return name_tag(name.as_bytes());
         }
     }
-    match pid_in(path) {
+    match pid_in(path, proc_root) {
         Some(pid) => format!("pid:{pid}"),
-        None => std::path::absolute(path)
-            .unwrap_or_else(|_| path.to_owned())
-            .display()
-            .to_string(),
+        None => {
+            let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+            crate::tagtext::escaped(abs.as_os_str().as_bytes())
+        }
     }
 }
 
 /// What one pass over the host found about a namespace.
 #[derive(Default)]
 struct Found {
-    name: Option<(String, PathBuf)>,
+    name: Option<(std::ffi::OsString, PathBuf)>,
     lowest_pid: Option<u32>,
     of_pid1: bool,
 }
@@ -190,6 +198,9 @@ pub struct Scan {
     /// Processes whose namespace could not be looked at (missing
     /// CAP_SYS_PTRACE): namespaces only they are in are missing.
     pub unreadable: usize,
+    /// The PIDs in each namespace found, from the same walk (for
+    /// `names::derive`, which then needs no walk of its own).
+    pub members: HashMap<NsId, Vec<u32>>,
 }
 
 /// Whether this thread holds CAP_SYS_PTRACE: an unreadable `/proc/PID/ns/net`
@@ -224,15 +235,17 @@ pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Scan, Error> {
                 continue;
             }
             let f = found.entry(id).or_default();
-            let name = entry.file_name().to_string_lossy().into_owned();
+            let name = entry.file_name();
             if f.name.as_ref().is_none_or(|(n, _)| name < *n) {
                 f.name = Some((name, path));
             }
         }
     }
     let mut processes = 0;
+    let mut members: HashMap<NsId, Vec<u32>> = HashMap::new();
     let unreadable = each_process(proc_root, |pid, id| {
         processes += 1;
+        members.entry(id).or_default().push(pid);
         let f = found.entry(id).or_default();
         f.lowest_pid = Some(f.lowest_pid.map_or(pid, |p| p.min(pid)));
         f.of_pid1 |= pid == 1;
@@ -248,7 +261,7 @@ pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Scan, Error> {
             let proc_path = |pid: u32| proc_root.join(pid.to_string()).join("ns/net");
             let is_own = own == Some(id);
             let (rank, order, tag, path) = match (f.name, f.of_pid1, f.lowest_pid) {
-                (Some((name, path)), ..) => (2, 0, name_tag(&name), path),
+                (Some((name, path)), ..) => (2, 0, name_tag(name.as_encoded_bytes()), path),
                 (None, true, _) => (0, 0, "host".to_string(), proc_path(1)),
                 (None, false, _) if is_own => {
                     (1, 0, "self".to_string(), PathBuf::from("/proc/self/ns/net"))
@@ -271,6 +284,7 @@ pub fn scan(proc_root: &Path, named_dirs: &[&Path]) -> Result<Scan, Error> {
         targets: targets.into_iter().map(|(_, _, t)| t).collect(),
         processes,
         unreadable,
+        members,
     })
 }
 
@@ -392,25 +406,71 @@ mod tests {
 
     #[test]
     fn tags_follow_the_path() {
-        assert_eq!(tag_for(Path::new("/run/netns/blue")), "blue");
-        assert_eq!(tag_for(Path::new("/var/run/netns/red")), "red");
-        assert_eq!(tag_for(Path::new("/proc/1234/ns/net")), "pid:1234");
-        assert_eq!(tag_for(Path::new("/hostfs/proc/77/ns/net")), "pid:77");
-        assert_eq!(tag_for(Path::new("/proc/self/ns/net")), "/proc/self/ns/net");
-        assert_eq!(tag_for(Path::new("/run/netns/host")), "name:host");
-        assert_eq!(tag_for(Path::new("/run/netns/self")), "name:self");
-        assert_eq!(tag_for(Path::new("/run/netns/pid:5")), "name:pid:5");
-        assert_eq!(tag_for(Path::new("/run/netns/name:x")), "name:name:x");
-        assert_eq!(tag_for(Path::new("/run/netns/hostile")), "hostile");
+        assert_eq!(
+            tag_for(Path::new("/run/netns/blue"), Path::new("/proc")),
+            "blue"
+        );
+        assert_eq!(
+            tag_for(Path::new("/var/run/netns/red"), Path::new("/proc")),
+            "red"
+        );
+        assert_eq!(
+            tag_for(Path::new("/proc/1234/ns/net"), Path::new("/proc")),
+            "pid:1234"
+        );
+        assert_eq!(
+            tag_for(
+                Path::new("/hostfs/proc/77/ns/net"),
+                Path::new("/hostfs/proc")
+            ),
+            "pid:77"
+        );
+        assert_eq!(
+            tag_for(Path::new("/proc/self/ns/net"), Path::new("/proc")),
+            "/proc/self/ns/net"
+        );
+        assert_eq!(
+            tag_for(Path::new("/run/netns/host"), Path::new("/proc")),
+            "name:host"
+        );
+        assert_eq!(
+            tag_for(Path::new("/run/netns/self"), Path::new("/proc")),
+            "name:self"
+        );
+        assert_eq!(
+            tag_for(Path::new("/run/netns/pid:5"), Path::new("/proc")),
+            "name:pid:5"
+        );
+        assert_eq!(
+            tag_for(Path::new("/run/netns/name:x"), Path::new("/proc")),
+            "name:name:x"
+        );
+        assert_eq!(
+            tag_for(Path::new("/run/netns/hostile"), Path::new("/proc")),
+            "hostile"
+        );
         // Relative paths are tagged absolute: never a bare name.
-        let rel = tag_for(Path::new("blue"));
+        let rel = tag_for(Path::new("blue"), Path::new("/proc"));
         assert!(rel.starts_with('/') && rel.ends_with("/blue"), "{rel}");
-        assert_eq!(tag_for(Path::new("/proc/12/ns/mnt")), "/proc/12/ns/mnt");
-        assert_eq!(tag_for(Path::new("/run/netns/a/b")), "/run/netns/a/b");
-        assert_eq!(tag_for(Path::new("/srv/ns/web")), "/srv/ns/web");
-        assert_eq!(tag_for(Path::new("/proc/007/ns/net")), "/proc/007/ns/net");
-        assert_eq!(pid_in(Path::new("/proc/9/ns/net")), Some(9));
-        assert_eq!(pid_in(Path::new("ns/net")), None);
+        assert_eq!(
+            tag_for(Path::new("/proc/12/ns/mnt"), Path::new("/proc")),
+            "/proc/12/ns/mnt"
+        );
+        assert_eq!(
+            tag_for(Path::new("/run/netns/a/b"), Path::new("/proc")),
+            "/run/netns/a/b"
+        );
+        assert_eq!(
+            tag_for(Path::new("/srv/ns/web"), Path::new("/proc")),
+            "/srv/ns/web"
+        );
+        assert_eq!(
+            tag_for(Path::new("/proc/007/ns/net"), Path::new("/proc")),
+            "/proc/007/ns/net"
+        );
+        let root = Path::new("/proc");
+        assert_eq!(pid_in(Path::new("/proc/9/ns/net"), root), Some(9));
+        assert_eq!(pid_in(Path::new("ns/net"), root), None);
     }
 
     #[test]
@@ -435,13 +495,33 @@ mod tests {
             "pid",
         ];
         for name in names {
-            let t = name_tag(name);
+            let t = name_tag(name.as_bytes());
             assert!(!synthetic.contains(&t.as_str()), "{name} -> {t}");
             assert!(!t.contains('/'));
             for other in names.iter().filter(|&&o| o != name) {
-                assert_ne!(t, name_tag(other), "{name} and {other}");
+                assert_ne!(t, name_tag(other.as_bytes()), "{name} and {other}");
             }
         }
+        // Names a tag cannot show as they are stay apart.
+        let odd: [&[u8]; 4] = [b"a", b"a\\", b"a\xff", b"a\\x5c"];
+        let tags: Vec<String> = odd.iter().map(|n| name_tag(n)).collect();
+        assert_eq!(tags, ["a", "a\\x5c", "a\\xff", "a\\x5cx5c"]);
+    }
+
+    #[test]
+    fn pid_tags_only_under_the_proc_root() {
+        let root = Path::new("/proc");
+        let tag = |p: &str| tag_for(Path::new(p), root);
+        assert_eq!(tag("/proc/42/ns/net"), "pid:42");
+        assert_eq!(tag("/other/proc/42/ns/net"), "/other/proc/42/ns/net");
+        assert_eq!(tag("/proc/042/ns/net"), "/proc/042/ns/net");
+        assert_eq!(tag("/proc/self/ns/net"), "/proc/self/ns/net");
+        assert_eq!(tag("/run/netns/host"), "name:host");
+        assert_eq!(
+            tag_for(Path::new("/srv/proc/42/ns/net"), Path::new("/srv/proc")),
+            "pid:42"
+        );
+        assert_eq!(pid_in(Path::new("/other/proc/42/ns/net"), root), None);
     }
 
     #[test]
@@ -461,7 +541,7 @@ mod tests {
         let file = dir.join("file");
         std::fs::write(&file, "x").unwrap();
         for p in [&fifo, &file, &dir] {
-            let e = Target::at(p).unwrap_err();
+            let e = Target::at(p, Path::new("/proc")).unwrap_err();
             assert!(matches!(e, Error::NotNetns { .. }), "{}: {e}", p.display());
             assert_eq!(
                 e.to_string(),
@@ -473,7 +553,11 @@ mod tests {
 
     #[test]
     fn a_missing_path_is_an_open_error() {
-        let e = Target::at(Path::new("/run/netns/does-not-exist-here")).unwrap_err();
+        let e = Target::at(
+            Path::new("/run/netns/does-not-exist-here"),
+            Path::new("/proc"),
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::NetnsOpen { .. }), "{e}");
         assert_eq!(e.raw_os_error(), Some(2));
     }

@@ -40,6 +40,18 @@
 //!    namespace, and that namespace is neither the host's (the kernel's
 //!    fixed `UTS_NS_INIT_INO`, 0xEFFFFFFE, include/uapi/linux/nsfs.h, or
 //!    PID 1's) nor ours.
+//! 5. **A hostname is believed only where no unprivileged user could have
+//!    set it**: every process of the namespace runs in the initial user
+//!    namespace, or the namespace's `container_id` or `pod_uid` was
+//!    established by rules 2 and 3. Any user can make a UTS namespace of
+//!    their own (`unshare -Urn --uts`) and name it after a victim's pod; it
+//!    is then owned by the user namespace made with it. A process of the
+//!    initial user namespace can enter or make a UTS namespace only with
+//!    CAP_SYS_ADMIN there (`utsns_install()` checks the caller's own user
+//!    namespace, `copy_utsname()` makes the new one owned by it;
+//!    kernel/utsname.c), that is, as root; so the process's user namespace
+//!    answers what `NS_GET_USERNS` on the UTS namespace would, without an
+//!    `ioctl`. A hostname left out by this rule is said with `D!`.
 //!
 //! Each process is read through a descriptor of its `/proc/PID` directory:
 //! once the process exits, reads through it fail (ESRCH) even if its PID is
@@ -88,6 +100,10 @@ pub const NET_NS_INIT_INO: u64 = 0xEFFF_FFF9;
 /// The inode of the initial UTS namespace (`UTS_NS_INIT_INO`, fixed since
 /// Linux 3.8 as `PROC_UTS_INIT_INO`).
 pub const UTS_NS_INIT_INO: u64 = 0xEFFF_FFFE;
+
+/// The inode of the initial user namespace (`PROC_USER_INIT_INO`, fixed
+/// since Linux 3.8, include/linux/proc_ns.h).
+pub const USER_NS_INIT_INO: u64 = 0xEFFF_FFFD;
 
 /// The tags found for one namespace.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -284,6 +300,8 @@ pub struct Host {
     /// Our own network and UTS namespaces.
     pub own_net: Option<NsId>,
     pub own_uts: Option<NsId>,
+    /// PID 1's user namespace, if it can be looked at.
+    pub user: Option<NsId>,
 }
 
 impl Host {
@@ -295,7 +313,14 @@ impl Host {
             uts: of(&proc_root.join("1/ns/uts")),
             own_net: NsId::own(),
             own_uts: of(Path::new("/proc/self/ns/uts")),
+            user: of(&proc_root.join("1/ns/user")),
         }
+    }
+
+    /// Whether user namespace `id` is the initial one (`PROC_USER_INIT_INO`,
+    /// 0xEFFFFFFD, include/linux/proc_ns.h; or PID 1's).
+    fn initial_user(&self, id: NsId) -> bool {
+        id.ino == USER_NS_INIT_INO || Some(id) == self.user
     }
 
     /// Whether network namespace `id` is, or may be, the host's.
@@ -322,6 +347,11 @@ pub struct Named {
     /// Why a label was left out although processes claimed one (they
     /// disagree).
     pub ambiguous: Option<String>,
+    /// The namespace is, or may be, the host's: never labelled, so never
+    /// looked at again.
+    pub host: bool,
+    /// A hostname left out by rule 5, and why.
+    pub withheld: Option<String>,
 }
 
 /// One process's evidence.
@@ -330,6 +360,8 @@ struct Evidence {
     start: u64,
     claim: Claim,
     uts: NsId,
+    /// The process's user namespace.
+    user: NsId,
 }
 
 fn io(e: Errno) -> std::io::Error {
@@ -433,6 +465,9 @@ fn evidence(proc_root: &Path, pid: u32, ns: NsId) -> Result<Option<(Evidence, Ow
     let Some(uts) = step(ns_at(d, "ns/uts"), "ns/uts")? else {
         return Ok(None);
     };
+    let Some(user) = step(ns_at(d, "ns/user"), "ns/user")? else {
+        return Ok(None);
+    };
     // Still the same process in the same namespace: what was read is its.
     if step(ns_at(d, "ns/net"), "ns/net")? != Some(ns) {
         return Ok(None);
@@ -442,6 +477,7 @@ fn evidence(proc_root: &Path, pid: u32, ns: NsId) -> Result<Option<(Evidence, Ow
         start,
         claim: parse_cgroup(&cgroup),
         uts,
+        user,
     };
     Ok(Some((e, dir)))
 }
@@ -461,6 +497,7 @@ fn agreed<T: PartialEq + Clone>(mut it: impl Iterator<Item = T>) -> Result<T, ()
 pub fn derive(proc_root: &Path, ns: NsId, pids: &[u32], host: &Host) -> Named {
     let mut named = Named::default();
     if host.may_be_host_net(ns) {
+        named.host = true;
         return named;
     }
     let mut seen: Vec<(Evidence, OwnedFd)> = Vec::new();
@@ -528,7 +565,18 @@ pub fn derive(proc_root: &Path, ns: NsId, pids: &[u32], host: &Host) -> Named {
             pids.join(", ")
         ));
     }
+    // Rule 5: a hostname any user could have set names nothing.
+    let vouched = named.labels.container_id.is_some()
+        || named.labels.pod_uid.is_some()
+        || seen.iter().all(|(e, _)| host.initial_user(e.user));
     match agreed(seen.iter().map(|(e, _)| e.uts)) {
+        Ok(uts) if !host.shared_uts(uts) && !vouched => {
+            named.withheld = Some(format!(
+                "no hostname tag: its UTS namespace may belong to an unprivileged user \
+                 (process {} runs in a user namespace of its own) and it names no container",
+                seen[first].0.pid
+            ));
+        }
         Ok(uts) if !host.shared_uts(uts) => match hostname_in(seen[first].1.as_fd()) {
             Ok(h) => named.labels.hostname = Some(h),
             Err(e) => named.problems.push(format!(
@@ -581,7 +629,7 @@ fn hostname_in(dir: BorrowedFd<'_>) -> Result<String, String> {
         )
         .map_err(|e| format!("cannot enter its UTS namespace: {}", io(e)))?;
         let name = rustix::system::uname();
-        Ok(name.nodename().to_string_lossy().into_owned())
+        Ok(crate::tagtext::escaped(name.nodename().to_bytes()))
     };
     super::on_helper_thread("uts", read).map_err(|e| format!("cannot start a thread: {e}"))?
 }
@@ -709,7 +757,10 @@ mod tests {
             uts: Some(ns(20)),
             own_net: Some(ns(11)),
             own_uts: Some(ns(21)),
+            user: Some(ns(30)),
         };
+        assert!(h.initial_user(ns(30)) && h.initial_user(ns(USER_NS_INIT_INO)));
+        assert!(!h.initial_user(ns(31)));
         assert!(h.may_be_host_net(ns(10)));
         assert!(h.may_be_host_net(ns(NET_NS_INIT_INO)));
         assert!(!h.may_be_host_net(ns(11)));

@@ -134,6 +134,15 @@ pub fn in_ci() -> bool {
 pub fn command(args: &[&str]) -> Command {
     let mut c = command_seeing_named(args);
     if args.contains(&"--all-netns") {
+        hide_named_namespaces(&mut c);
+    }
+    c
+}
+
+/// Runs `c` in a private mount namespace with an empty tmpfs on /run/netns
+/// (needs root: register it before a `pre_exec` that drops privileges).
+pub fn hide_named_namespaces(c: &mut Command) {
+    {
         use std::os::unix::process::CommandExt;
         // SAFETY: only async-signal-safe syscalls between fork and exec.
         unsafe {
@@ -172,7 +181,6 @@ pub fn command(args: &[&str]) -> Command {
             });
         }
     }
-    c
 }
 
 /// `command` without hiding the machine's named namespaces.
@@ -185,6 +193,18 @@ pub fn command_seeing_named(args: &[&str]) -> Command {
 /// Runs the binary with `args` in the calling thread's namespace.
 pub fn run(args: &[&str]) -> Output {
     command(args).output().expect("cannot run telegraf-netstat")
+}
+
+/// Polls `cond` every 10 ms until it holds; panics after `within`.
+pub fn poll_until(within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Runs the binary and expects success with one line and a quiet stderr.
@@ -507,6 +527,10 @@ pub fn established(v4_pairs: usize, v6_pairs: usize) -> Population {
 /// The client closes first and so ends in TIME_WAIT; the server side closes
 /// after reading the end of stream and is gone.
 pub fn time_wait(n: usize) -> Population {
+    // Loopback connects may take over a TIME_WAIT entry older than a second
+    // (tcp_tw_reuse's default, 2): on a loaded machine making n of them
+    // takes longer, and some would vanish. This namespace's own setting.
+    let _ = std::fs::write("/proc/sys/net/ipv4/tcp_tw_reuse", "0");
     let mut p = Population::default();
     let l = listener(V4, 128, |_| {});
     for _ in 0..n {
@@ -822,6 +846,100 @@ impl Plugin {
 
     pub fn rss_kib(&self) -> u64 {
         rss_kib(self.child.id())
+    }
+
+    /// Sends `signal` and checks the promise: exit 0 within [`PROMISE`] of
+    /// its delivery (see [`signal_kept_promise`]).
+    pub fn signal_kept_promise(&mut self, signal: rustix::process::Signal) {
+        signal_kept_promise(&mut self.child, signal);
+    }
+
+    /// Closes stdin and checks the promise: exit 0 within [`PROMISE`] of
+    /// the EOF, plus [`LOADED_MARGIN`].
+    pub fn eof_kept_promise(&mut self) {
+        drop(self.stdin.take());
+        let status = wait_at_most(&mut self.child, PROMISE + LOADED_MARGIN);
+        assert_eq!(status.code(), Some(0), "after stdin EOF");
+    }
+}
+
+/// The long-running modes exit within this long of SIGTERM, SIGINT or
+/// stdin EOF, in every state.
+pub const PROMISE: Duration = Duration::from_millis(100);
+
+/// What a loaded 2-core machine (a build and other tests on both cores)
+/// adds between a process's decision to exit and the test seeing the exit:
+/// the exiting process and the test thread each wait for a core. Chosen
+/// as one and a half promises; the suite has passed with it while four
+/// builds and test runs shared the two cores.
+pub const LOADED_MARGIN: Duration = Duration::from_millis(150);
+
+/// Waits for `child` to exit; panics (killing it) after `within`.
+pub fn wait_at_most(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether `signal` is pending for the whole process `pid` (`ShdPnd` in
+/// /proc/PID/status): a signal sent with kill(2) stays there until a thread
+/// takes it, which happens only when that thread returns from the kernel
+/// (a sock_diag dump runs inside one `recvmsg`, which a signal does not cut).
+fn pending(pid: u32, signal: rustix::process::Signal) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("ShdPnd:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .unwrap_or(0);
+    mask & (1 << (signal.as_raw() - 1)) != 0
+}
+
+/// Sends `signal` to `child` and checks that it exits 0 within [`PROMISE`]
+/// of the signal's *delivery* (when it stopped being pending), plus
+/// [`LOADED_MARGIN`]; the delivery itself must come within 10 s.
+pub fn signal_kept_promise(child: &mut std::process::Child, signal: rustix::process::Signal) {
+    let sent = Instant::now();
+    rustix::process::kill_process(rustix::process::Pid::from_child(child), signal).unwrap();
+    let mut delivered = None;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            let at = delivered.unwrap_or_else(Instant::now);
+            let took = at.elapsed();
+            assert_eq!(s.code(), Some(0), "after {signal:?}");
+            assert!(
+                took < PROMISE + LOADED_MARGIN,
+                "exited {took:?} after {signal:?} was delivered ({:?} after it was sent)",
+                sent.elapsed()
+            );
+            return;
+        }
+        if delivered.is_none() && !pending(child.id(), signal) {
+            delivered = Some(Instant::now());
+        }
+        let limit = match delivered {
+            Some(at) => at + PROMISE + LOADED_MARGIN,
+            None => sent + Duration::from_secs(10),
+        };
+        if Instant::now() > limit {
+            let _ = child.kill();
+            panic!(
+                "{signal:?} sent {:?} ago, delivered {:?} ago, no exit",
+                sent.elapsed(),
+                delivered.map(|d| d.elapsed())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
