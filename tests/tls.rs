@@ -628,6 +628,57 @@ fn the_shipped_examples_serve() {
     });
 }
 
+/// The README's complete TLS setup, run as written: its `sh` block after
+/// "A complete setup" (openssl, htpasswd, the web config, the exporter on
+/// :10273, curl over TLS with basic auth). It writes /etc/telegraf-netstat:
+/// here /etc is an overlay whose writes go to a tmpfs of a private mount
+/// namespace, the network namespace is private, and `telegraf-netstat` on the
+/// PATH is the binary under test.
+fn the_readme_tls_recipe_runs_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let recipe = readme
+        .split("**A complete setup**")
+        .nth(1)
+        .and_then(|r| r.split("```sh\n").nth(1))
+        .and_then(|r| r.split("\n```").next())
+        .expect("the README's TLS recipe")
+        .to_string();
+    let bin_dir = Path::new(BIN)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let out = in_netns(move || {
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "bash", "-c"])
+            .arg(
+                r#"set -euo pipefail
+                   t=$(mktemp -d)
+                   mount -t tmpfs tmpfs "$t"
+                   mkdir "$t/up" "$t/work"
+                   mount -t overlay overlay -o "lowerdir=/etc,upperdir=$t/up,workdir=$t/work" /etc
+                   PATH=$2:$PATH bash -euo pipefail -c "$1""#,
+            )
+            .args(["_", &recipe, &bin_dir])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with("netstat_tcp_established "),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains(": serving /metrics, TLS on, basic auth on (--web.config.file)"),
+        "{stderr}"
+    );
+}
+
 /// The roots a rustls client trusts: `ca`'s certificate.
 fn roots_of(ca: &CertFiles) -> std::sync::Arc<rustls::RootCertStore> {
     use rustls::pki_types::pem::PemObject;
@@ -721,12 +772,16 @@ fn main() {
         ("htpasswd", "apache2-utils"),
         ("promtool", "prometheus"),
     ]);
-    let tests: [(&str, fn()); 8] = [
+    let tests: [(&str, fn()); 9] = [
         (
             "tls_descriptors_and_memory_stay_flat",
             tls_descriptors_and_memory_stay_flat,
         ),
         ("the_shipped_examples_serve", the_shipped_examples_serve),
+        (
+            "the_readme_tls_recipe_runs_as_written",
+            the_readme_tls_recipe_runs_as_written,
+        ),
         ("basic_auth_over_tls", basic_auth_over_tls),
         (
             "plain_http_to_the_tls_port_gets_no_answer",
