@@ -628,21 +628,21 @@ fn the_shipped_examples_serve() {
     });
 }
 
-/// The README's complete TLS setup, run as written: its `sh` block after
+/// docs/tls.md's complete TLS setup, run as written: its `sh` block after
 /// "A complete setup" (openssl, htpasswd, the web config, the exporter on
 /// :10273, curl over TLS with basic auth). It writes /etc/telegraf-netstat:
 /// here /etc is an overlay whose writes go to a tmpfs of a private mount
 /// namespace, the network namespace is private, and `telegraf-netstat` on the
 /// PATH is the binary under test.
-fn the_readme_tls_recipe_runs_as_written() {
+fn the_tls_recipe_runs_as_written() {
     let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/tls.md")).unwrap();
     let recipe = readme
         .split("**A complete setup**")
         .nth(1)
         .and_then(|r| r.split("```sh\n").nth(1))
         .and_then(|r| r.split("\n```").next())
-        .expect("the README's TLS recipe")
+        .expect("the TLS recipe of docs/tls.md")
         .to_string();
     let bin_dir = Path::new(BIN)
         .parent()
@@ -779,8 +779,8 @@ fn main() {
         ),
         ("the_shipped_examples_serve", the_shipped_examples_serve),
         (
-            "the_readme_tls_recipe_runs_as_written",
-            the_readme_tls_recipe_runs_as_written,
+            "the_tls_recipe_runs_as_written",
+            the_tls_recipe_runs_as_written,
         ),
         ("basic_auth_over_tls", basic_auth_over_tls),
         (
