@@ -59,15 +59,6 @@ pub struct Logger {
     pub format: LogFormat,
 }
 
-impl Default for Logger {
-    fn default() -> Logger {
-        Logger {
-            level: Level::Info,
-            format: LogFormat::Telegraf,
-        }
-    }
-}
-
 impl Logger {
     pub fn log(&self, level: Level, msg: fmt::Arguments<'_>) {
         if level > self.level {
