@@ -11,6 +11,7 @@ use clap::{error::ErrorKind, CommandFactory, Parser, ValueEnum};
 use telegraf_netstat::aggregate::destinations::MAX_TOP;
 use telegraf_netstat::aggregate::ports::{PortConfig, MAX_PORTS};
 use telegraf_netstat::counters::Selection;
+use telegraf_netstat::log::{Level, LogFormat, Logger};
 use telegraf_netstat::rows::Measurements;
 use telegraf_netstat::{Format, Source};
 
@@ -273,9 +274,36 @@ struct Args {
     no_netns_labels: bool,
 
     /// Also log debug (`D! `) lines on stderr, e.g. sockets in a state this
-    /// program does not know. Example: -v
+    /// program does not know; the same as --log.level debug. Example: -v
     #[arg(short, long)]
     verbose: bool,
+
+    /// The least severe lines logged on stderr: `error`, `warn`, `info`
+    /// (default) or `debug`. Example: --log.level warn
+    #[arg(long = "log.level", value_enum, value_name = "LEVEL", default_value_t = LevelArg::Info)]
+    log_level: LevelArg,
+
+    /// How stderr lines look: `telegraf` (default: `E! `, `W! `, `I! `, `D! `
+    /// prefixes, which Telegraf's exec and execd inputs read as levels),
+    /// `logfmt` or `json` (timestamped, as Prometheus exporters log:
+    /// time=... level=INFO msg="..."). Example: --log.format logfmt
+    #[arg(long = "log.format", value_enum, value_name = "FORMAT", default_value_t = LogFormatArg::Telegraf)]
+    log_format: LogFormatArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LevelArg {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormatArg {
+    Telegraf,
+    Logfmt,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -326,7 +354,8 @@ pub struct Config {
     pub source: Source,
     pub proc_root: PathBuf,
     pub timestamp: bool,
-    pub verbose: bool,
+    /// stderr's level and format (`-v`, `--log.level`, `--log.format`).
+    pub log: Logger,
     pub format: Format,
     /// Where each gather goes: stdout, or this file replaced atomically
     /// (opened at startup, see [`output_error`]).
@@ -636,7 +665,19 @@ impl Config {
             },
             proc_root,
             timestamp: a.timestamp,
-            verbose: a.verbose,
+            log: Logger {
+                level: match (a.verbose, a.log_level) {
+                    (true, _) | (_, LevelArg::Debug) => Level::Debug,
+                    (_, LevelArg::Info) => Level::Info,
+                    (_, LevelArg::Warn) => Level::Warn,
+                    (_, LevelArg::Error) => Level::Error,
+                },
+                format: match a.log_format {
+                    LogFormatArg::Telegraf => LogFormat::Telegraf,
+                    LogFormatArg::Logfmt => LogFormat::Logfmt,
+                    LogFormatArg::Json => LogFormat::Json,
+                },
+            },
             format: match (a.format, serving, a.prometheus_names) {
                 (None | Some(FormatArg::Prometheus), true, Some(NamesArg::Native))
                 | (Some(FormatArg::Prometheus), false, Some(NamesArg::Native)) => {
@@ -765,7 +806,8 @@ mod tests {
     fn defaults() {
         let c = Config::parse(["telegraf-netstat"]).unwrap();
         assert_eq!(c.source, Source::Auto);
-        assert!(!c.timestamp && !c.verbose);
+        assert!(!c.timestamp && c.log.level == Level::Info);
+        assert_eq!(c.log.format, LogFormat::Telegraf);
     }
 
     #[test]
@@ -782,7 +824,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.source, Source::Proc);
         assert_eq!(c.proc_root, PathBuf::from("/hostfs/proc"));
-        assert!(c.timestamp && c.verbose);
+        assert!(c.timestamp && c.log.level == Level::Debug);
         assert_eq!(c.namespaces, Namespaces::Own);
         assert!(!c.include_unix && !c.by_family);
     }

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
-use telegraf_netstat::log::Logger;
 use telegraf_netstat::sink::{Delivery, Sink};
 
 use crate::cli::Config;
@@ -48,8 +47,11 @@ struct Control {
     stdin: StdinRole,
     /// A stdin line arrived that no gather has answered yet.
     tick: bool,
-    /// SIGTERM, SIGINT or stdin EOF was seen.
+    /// SIGTERM or SIGINT was seen, or stdin EOF without --execd.
     exit: bool,
+    /// stdin EOF with --execd: lines read before it are answered, then the
+    /// loop ends.
+    eof: bool,
     last_check: Instant,
     buf: Box<[u8]>,
     /// Stdin is not looked at until then (it flooded the last look).
@@ -117,9 +119,21 @@ impl Control {
     /// them; EOF is the exit request; a flood pauses the looking.
     fn drain_stdin(&mut self) -> rustix::io::Result<()> {
         let r = StdinRead::bounded(&mut self.buf)?;
-        self.exit |= r.eof;
         if self.stdin == StdinRole::Ticks && r.newline {
             self.tick = true;
+        }
+        if r.eof {
+            // Not looked at again. With --execd every line read is answered,
+            // the last one too (`echo | telegraf-netstat --execd`, or one
+            // that came just before Telegraf closed stdin): the gather for it
+            // runs to its end, then the loop ends. Otherwise EOF ends the
+            // loop at once.
+            if self.stdin == StdinRole::Ticks {
+                self.eof = true;
+            } else {
+                self.exit = true;
+            }
+            self.stdin = StdinRole::Ignored;
         }
         if r.more {
             self.stdin_paused = Some(Instant::now() + STDIN_PAUSE);
@@ -138,6 +152,9 @@ impl Control {
             if self.tick {
                 self.tick = false;
                 return Ok(Wake::Gather);
+            }
+            if self.eof {
+                return Ok(Wake::Exit);
             }
             let timeout = due.map(|t| t.saturating_duration_since(Instant::now()));
             if timeout == Some(Duration::ZERO) {
@@ -177,9 +194,7 @@ enum Wake {
 }
 
 pub fn run(config: Config, sink: Sink) -> ExitCode {
-    let log = Logger {
-        verbose: config.verbose,
-    };
+    let log = config.log;
     let signals = match signal_pipe() {
         Ok(r) => r,
         Err(e) => {
@@ -192,6 +207,7 @@ pub fn run(config: Config, sink: Sink) -> ExitCode {
         stdin: StdinRole::of(config.execd),
         tick: false,
         exit: false,
+        eof: false,
         last_check: Instant::now(),
         buf: vec![0u8; 4096].into_boxed_slice(),
         stdin_paused: None,

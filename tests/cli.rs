@@ -114,6 +114,60 @@ fn verbose_logs_unknown_states_at_debug_level() {
     assert_eq!(quiet.stdout, loud.stdout);
 }
 
+/// `--log.level` filters, `--log.format` shapes: the same debug line as
+/// logfmt and JSON, stamped with the time it was written, parsed back.
+#[test]
+fn log_level_and_format() {
+    let root = fake_proc_root("logformat");
+    let r = root.to_str().unwrap();
+    let base = ["--source", "proc", "--proc-root", r];
+    let with = |extra: &[&str]| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let out = run(&args, &[]);
+        assert!(out.status.success(), "{extra:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let msg = "ignored 1 tcp sockets in unknown state 14";
+    assert_eq!(with(&["--log.level", "debug"]), format!("D! {msg}\n"));
+    assert_eq!(with(&["--log.level", "warn", "-v"]), format!("D! {msg}\n"));
+    assert_eq!(with(&["--log.level", "info"]), "");
+    let before = SystemTime::now();
+    let logfmt = with(&["-v", "--log.format", "logfmt"]);
+    let json = with(&["-v", "--log.format", "json"]);
+    let after = SystemTime::now();
+    let stamp = |s: &str| {
+        let date = Command::new("date")
+            .args(["-u", "-d", s, "+%s%3N"])
+            .output()
+            .unwrap();
+        let ms: u128 = String::from_utf8(date.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let ms_of = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis();
+        assert!((ms_of(before)..=ms_of(after)).contains(&ms), "{s}");
+        assert!(
+            s.ends_with('Z') && s.len() == "2026-01-02T03:04:05.678Z".len(),
+            "{s}"
+        );
+    };
+    let rest = logfmt.strip_prefix("time=").unwrap();
+    let (time, rest) = rest.split_once(' ').unwrap();
+    stamp(time);
+    assert_eq!(rest, format!("level=DEBUG msg=\"{msg}\"\n"));
+    assert!(json.ends_with("}\n") && json.lines().count() == 1, "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    stamp(v["time"].as_str().unwrap());
+    assert_eq!(
+        (v["level"].as_str(), v["msg"].as_str()),
+        (Some("DEBUG"), Some(msg))
+    );
+    assert_eq!(v.as_object().unwrap().len(), 3);
+    let bad = run(&["--log.format", "xml"], &[]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
 #[test]
 fn malformed_proc_files_fail_with_the_line_number() {
     let root = fake_proc_root("malformed");

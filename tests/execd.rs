@@ -392,3 +392,29 @@ fn queued_newlines_are_one_gather() {
     drop(p.stdin.take());
     assert_eq!(p.exit_within(Duration::from_secs(1)).code(), Some(0));
 }
+
+/// A line that arrives together with EOF (`echo | telegraf-netstat --execd`)
+/// is answered with one gather before the loop ends; EOF alone answers
+/// nothing.
+#[test]
+fn a_line_with_eof_is_answered_once() {
+    use std::io::Write;
+    for (input, lines) in [("\n", 1), ("\n\n\n", 1), ("", 0)] {
+        let mut child = support::command(&["--execd"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Written and closed at once, as `echo |` does.
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{input:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.lines().count(), lines, "{input:?}: {text}");
+        for l in text.lines() {
+            parse_line(&format!("{l}\n"));
+        }
+    }
+}

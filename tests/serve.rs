@@ -79,7 +79,10 @@ fn pages_and_methods() {
         let port = e.port;
         // Where it listens, and without TLS, said once at start.
         let err = e.stop();
-        let said = format!("I! listening on 127.0.0.1:{port} (TLS off)\n");
+        let said = format!(
+            "I! listening on 127.0.0.1:{port}: serving /metrics, TLS off, basic auth off (telegraf-netstat {})\n",
+            env!("CARGO_PKG_VERSION")
+        );
         assert_eq!(err.matches(&said).count(), 1, "{err}");
         // Another path for the metrics.
         let e = Exporter::start(&["--web.telemetry-path", "/stats"]);
@@ -530,9 +533,10 @@ fn any_address_serves_both_families() {
             &mut line,
         )
         .unwrap();
+        // The start-up line: where (every address), what, and that TLS and
+        // auth are off.
         assert!(
-            line.ends_with(" (every address, IPv6 and IPv4; TLS off)\n")
-                || line.contains("; every address, IPv6 and IPv4; TLS off)"),
+            line.contains(" (every address, IPv6 and IPv4): serving /metrics, TLS off, basic auth off (telegraf-netstat "),
             "{line}"
         );
         let port: u16 = line

@@ -140,7 +140,7 @@ fn basic_auth_over_tls() {
         let err = e.stop();
         assert!(!err.contains("E! "), "{err}");
         assert!(
-            err.contains(&format!("I! listening on 127.0.0.1:{port} (TLS on)\n")),
+            err.contains(&format!("I! listening on 127.0.0.1:{port}: serving /metrics, TLS on, ")),
             "{err}"
         );
         drop(ns);
@@ -623,12 +623,19 @@ fn the_shipped_examples_serve() {
         .map_while(|l| l.strip_prefix("#   "))
         .map(|l| format!("{l}\n"))
         .collect();
+    // $ARGS is what the packages' flags file sets.
+    let flags = std::fs::read_to_string(root.join("dist/telegraf-netstat.default")).unwrap();
+    let shipped_args = flags
+        .lines()
+        .find_map(|l| l.strip_prefix("ARGS=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap();
     let exec = tls_part
         .lines()
         .filter_map(|l| l.strip_prefix("#   ExecStart="))
         .find(|l| !l.is_empty())
         .unwrap()
-        .to_string();
+        .replace("$ARGS", shipped_args);
     in_netns(move || {
         for (what, web, args) in [
             ("kubernetes", web, args),
@@ -719,10 +726,68 @@ fn the_shipped_examples_serve() {
             } else {
                 let e = Exporter::start(&ours);
                 served(e.port);
+                // The start-up line says TLS and basic auth are on.
+                let said = e.stderr.lock().unwrap().clone();
+                let want = format!(
+                    "I! listening on 127.0.0.1:{}: serving /metrics, TLS on, basic auth on (--web.config.file)",
+                    e.port
+                );
+                assert!(said.lines().any(|l| l.starts_with(&want)), "{said}");
                 e.stop();
             }
         }
     });
+}
+
+/// docs/tls.md's complete TLS setup, run as written: its `sh` block after
+/// "A complete setup" (openssl, htpasswd, the web config, the exporter on
+/// :10273, curl over TLS with basic auth). It writes /etc/telegraf-netstat:
+/// here /etc is an overlay whose writes go to a tmpfs of a private mount
+/// namespace, the network namespace is private, and `telegraf-netstat` on the
+/// PATH is the binary under test.
+fn the_tls_recipe_runs_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/tls.md")).unwrap();
+    let recipe = readme
+        .split("**A complete setup**")
+        .nth(1)
+        .and_then(|r| r.split("```sh\n").nth(1))
+        .and_then(|r| r.split("\n```").next())
+        .expect("the TLS recipe of docs/tls.md")
+        .to_string();
+    let bin_dir = Path::new(BIN)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let out = in_netns(move || {
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "bash", "-c"])
+            .arg(
+                r#"set -euo pipefail
+                   t=$(mktemp -d)
+                   mount -t tmpfs tmpfs "$t"
+                   mkdir "$t/up" "$t/work"
+                   mount -t overlay overlay -o "lowerdir=/etc,upperdir=$t/up,workdir=$t/work" /etc
+                   PATH=$2:$PATH bash -euo pipefail -c "$1""#,
+            )
+            .args(["_", &recipe, &bin_dir])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with("netstat_tcp_established "),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains(": serving /metrics, TLS on, basic auth on (--web.config.file)"),
+        "{stderr}"
+    );
 }
 
 /// The roots a rustls client trusts: `ca`'s certificate.
@@ -828,6 +893,10 @@ fn main() {
             tls_descriptors_and_memory_stay_flat,
         ),
         ("the_shipped_examples_serve", the_shipped_examples_serve),
+        (
+            "the_tls_recipe_runs_as_written",
+            the_tls_recipe_runs_as_written,
+        ),
         ("basic_auth_over_tls", basic_auth_over_tls),
         (
             "plain_http_to_the_tls_port_gets_no_answer",

@@ -147,9 +147,7 @@ impl<C: Count> Gatherer<C> {
             },
             include_unix: config.include_unix,
             stamped: config.timestamp || config.format.always_stamped(),
-            log: Logger {
-                verbose: config.verbose,
-            },
+            log: config.log,
             bufs: Buffers::default(),
             rows: Rows::default(),
             shared_hash: Reminder::default(),

@@ -54,7 +54,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cli::Config;
+use crate::cli::{Config, Serve};
 use foldhash::fast::RandomState;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
@@ -139,7 +139,9 @@ fn refuse(stream: std::net::TcpStream, source: IpAddr, web: Arc<Web>, now: Insta
 }
 
 /// Says once where the exporter listens, and whether with TLS.
-fn say_listening(log: &Logger, listeners: &[listeners::Listener], systemd: bool, tls: bool) {
+/// The start-up line, one per socket, in every `--log.format`: where
+/// (and whether that is every address), what, and TLS and auth on or off.
+fn say_listening(log: &Logger, listeners: &[listeners::Listener], serve: &Serve, web: &str) {
     for l in listeners {
         let Ok(a) = l.socket.local_addr() else {
             continue;
@@ -148,7 +150,7 @@ fn say_listening(log: &Logger, listeners: &[listeners::Listener], systemd: bool,
         if l.port_chosen {
             how.push(format!("port 0 asked: the kernel chose {}", a.port()));
         }
-        if systemd {
+        if serve.systemd_socket {
             how.push("passed by systemd".to_string());
         }
         if a.ip().is_unspecified() {
@@ -158,8 +160,15 @@ fn say_listening(log: &Logger, listeners: &[listeners::Listener], systemd: bool,
                 "every IPv4 address".to_string()
             });
         }
-        how.push(if tls { "TLS on" } else { "TLS off" }.to_string());
-        log.info(format_args!("listening on {a} ({})", how.join("; ")));
+        let how = match how.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", how.join("; ")),
+        };
+        log.info(format_args!(
+            "listening on {a}{how}: serving {}, {web} (telegraf-netstat {})",
+            serve.path,
+            env!("CARGO_PKG_VERSION")
+        ));
     }
 }
 
@@ -259,9 +268,7 @@ impl Exporter {
     /// Binds (or takes) the listening sockets, installs the signal pipe and
     /// starts the gather thread; `Err` is the exit code, the reason said.
     fn start(config: &Config) -> Result<Exporter, ExitCode> {
-        let log = Logger {
-            verbose: config.verbose,
-        };
+        let log = config.log;
         let fail = |what: &str, e: &dyn std::fmt::Display, code: u8| {
             log.error(format_args!("{what}{e}"));
             ExitCode::from(code)
@@ -282,8 +289,11 @@ impl Exporter {
             ListenError::Usage(e) => fail("", &e, EXIT_USAGE),
             ListenError::Bind(e) => fail("", &e, EXIT_GATHER_FAILED),
         })?;
-        let tls = web.as_ref().is_some_and(|w| w.current().tls.is_some());
-        say_listening(&log, &listeners, serve.systemd_socket, tls);
+        let web_said = web.as_ref().map_or_else(
+            || "TLS off, basic auth off".to_string(),
+            |w| format!("{} (--web.config.file)", w.describe()),
+        );
+        say_listening(&log, &listeners, &serve, &web_said);
         let signals = signal_pipe()
             .map_err(|e| fail("cannot install signal handlers: ", &e, EXIT_GATHER_FAILED))?;
         let (wake, wake_w) = rustix::pipe::pipe_with(

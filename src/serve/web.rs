@@ -392,6 +392,23 @@ impl WebFile {
         Arc::clone(&self.loaded)
     }
 
+    /// What the start-up line says: TLS on or off, basic auth on or off.
+    pub fn describe(&self) -> String {
+        format!(
+            "TLS {}, basic auth {}",
+            if self.current.tls.is_some() {
+                "on"
+            } else {
+                "off"
+            },
+            if self.current.users.is_empty() {
+                "off"
+            } else {
+                "on"
+            }
+        )
+    }
+
     /// `rate_limit` as read at startup (the toolkit reads it once too).
     pub fn rate_limit(&self) -> Option<(Duration, u32)> {
         self.rate_limit
