@@ -883,7 +883,7 @@ fn main() {
         ("htpasswd", "apache2-utils"),
         ("promtool", "prometheus"),
     ]);
-    let tests: [(&str, fn()); 9] = [
+    let tests: [(&str, fn()); 10] = [
         (
             "a_version_1_client_certificate_is_refused_and_said",
             a_version_1_client_certificate_is_refused_and_said,
