@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
