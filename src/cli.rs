@@ -12,7 +12,7 @@ use telegraf_netstat::aggregate::destinations::MAX_TOP;
 use telegraf_netstat::aggregate::ports::{PortConfig, MAX_PORTS};
 use telegraf_netstat::counters::Selection;
 use telegraf_netstat::log::{Level, LogFormat, Logger};
-use telegraf_netstat::rows::Measurements;
+use telegraf_netstat::measure::Measurements;
 use telegraf_netstat::{Format, Source};
 
 const AFTER_HELP: &str = "\

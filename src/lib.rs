@@ -27,6 +27,8 @@ pub mod counters;
 pub mod error;
 pub mod kept;
 pub mod log;
+pub mod measure;
+pub mod metric;
 pub mod netlink;
 pub mod netns;
 pub mod output;
@@ -48,5 +50,6 @@ pub use aggregate::states::{
 pub use aggregate::Kind;
 pub use collector::{Collector, Event, Options, Source};
 pub use error::Error;
-pub use output::{Format, Metric};
+pub use metric::Metric;
+pub use output::Format;
 pub use wire::Dump;

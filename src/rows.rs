@@ -1,64 +1,27 @@
 //! Rows: one gather's results as the metrics every format prints
-//! (measurement, sorted tags, sorted fields). Pure: the gather loop hands
-//! each namespace's [`Gathered`] here as it is counted, and an encoder from
-//! [`crate::output`] prints the rows; no I/O and no kernel access here.
+//! (schema, sorted tags, sorted fields), and how the gather went (for the
+//! self-metrics). The generic part: each measurement (`crate::measure`)
+//! makes its own rows; here they are kept in order, tagged with the
+//! namespace's tags by one rule ([`merged`]), and handed to an encoder.
+//! Pure: no I/O and no kernel access here.
 //!
 //! Order, which the Prometheus format needs (one metric family together):
-//! every `netstat` row, then every `netstat_port` row, then every
-//! `netstat_listen` row, then `netstat_ephemeral`, `netstat_destination`
-//! `netstat_cgroup` and `netstat_counters`; within each, namespaces in the
-//! order they were counted.
-//!
-//! A new measurement plugs in as one more section: its aggregation's
-//! result in [`Gathered`], its rows in [`Rows::add`].
+//! the sections of [`measure::schemas`] in turn (every `netstat` row, then
+//! every `netstat_port` row, ...); within each, namespaces in the order
+//! they were counted.
 
 use std::time::{Duration, SystemTime};
 
-use crate::aggregate::destinations::{self, utilization};
-use crate::aggregate::listen::address_text;
-use crate::aggregate::states::Queued;
-use crate::aggregate::states::Tally;
 use crate::aggregate::Gathered;
-use crate::netns::names;
-use crate::output::{
-    Field, Format, Health, Metric, Value, CGROUP_MEASUREMENT, COUNTERS_MEASUREMENT,
-    DESTINATION_MEASUREMENT, EPHEMERAL_MEASUREMENT, LISTEN_MEASUREMENT, MEASUREMENT,
-    PORT_MEASUREMENT, PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
-};
-use crate::wire::AF_INET;
-
-/// The measurements a gather prints.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Measurements {
-    pub netstat: bool,
-    pub port: bool,
-    pub listen: bool,
-    pub ephemeral: bool,
-    pub destination: bool,
-    pub cgroup: bool,
-    pub counters: bool,
-}
-
-/// How rows are cut, from the flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shape {
-    /// One row per address family, tagged `family` (`--by-family`).
-    pub by_family: bool,
-    /// Unix sockets are counted (`--include-unix`): a `family=unix` row.
-    pub include_unix: bool,
-    pub print: Measurements,
-    /// `netstat_listen` has `syn_recv` (not with `--only listen`, which does
-    /// not walk the table the handshakes are in).
-    pub syn_recv: bool,
-    /// `netstat_destination`: this many destinations per namespace
-    /// (`--destinations N`), then one row for the rest.
-    pub top: usize,
-}
+use crate::measure::selfmetrics::{self, Status};
+use crate::measure::{self, Shape};
+use crate::metric::{Field, Metric, Schema};
+use crate::output::Format;
 
 /// One row, owning its tag values.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 struct Row {
-    measurement: &'static str,
+    schema: &'static Schema,
     /// Sorted by key, as Telegraf writes them.
     tags: Vec<(&'static str, String)>,
     /// Sorted by name.
@@ -71,11 +34,8 @@ struct Row {
 #[derive(Debug, Default)]
 pub struct Rows {
     time: Option<SystemTime>,
-    /// `netstat`, its queued bytes, `netstat_port`, its queued bytes,
-    /// `netstat_listen`, `netstat_ephemeral`, `netstat_destination`,
-    /// `netstat_cgroup`, `netstat_counters`. The queued bytes are printed
-    /// with native Prometheus names only.
-    sections: [Vec<Row>; 9],
+    /// One per schema of [`measure::schemas`], in that order.
+    sections: Vec<Vec<Row>>,
     /// Every namespace counted (true) or attempted and failed (false), with
     /// its own tags, sorted by key.
     outcomes: Vec<(Vec<(&'static str, String)>, bool)>,
@@ -128,182 +88,30 @@ impl Rows {
     }
 
     /// Adds the rows of one namespace, whose own tags (`netns`, labels) are
-    /// `tags`.
+    /// `tags`: every measurement's, each in its section.
     pub fn add(&mut self, shape: &Shape, tags: &[(&'static str, &str)], g: &Gathered<'_>) {
         self.outcomes.push((sorted(tags), true));
-        let row = |measurement, fields: &[Field], own: &[(&'static str, String)]| Row {
-            measurement,
-            tags: merged(own, tags),
-            fields: fields.to_vec(),
-        };
-        let family = |name: &str| ("family", name.to_string());
-        self.add_from_files(shape, tags, g);
-        let [netstat, queued, port, port_queued, listen, ephemeral, destination, cgroup, _] =
-            &mut self.sections;
-        let q = |q: &Queued| {
-            [
-                Field::gauge("receive_queue_bytes", q.receive),
-                Field::gauge("send_queue_bytes", q.send),
-            ]
-        };
-        if shape.print.netstat {
-            let c = &g.by_family;
-            if shape.by_family {
-                netstat.push(row(MEASUREMENT, &Field::of(&c.ipv4), &[family("ipv4")]));
-                netstat.push(row(MEASUREMENT, &Field::of(&c.ipv6), &[family("ipv6")]));
-                if shape.include_unix {
-                    netstat.push(row(MEASUREMENT, &Field::of(&c.unix), &[family("unix")]));
-                }
-                queued.push(row(QUEUE_MEASUREMENT, &q(&g.queued[0]), &[family("ipv4")]));
-                queued.push(row(QUEUE_MEASUREMENT, &q(&g.queued[1]), &[family("ipv6")]));
-            } else {
-                netstat.push(row(MEASUREMENT, &Field::of(&c.total()), &[]));
-                let mut total = g.queued[0];
-                total.add(&g.queued[1]);
-                queued.push(row(QUEUE_MEASUREMENT, &q(&total), &[]));
-            }
-        }
-        if let (true, Some(ports)) = (shape.print.port, g.ports) {
-            for (direction, p, counts, bytes) in ports.rows() {
-                let direction = ("direction", direction.as_str().to_string());
-                let p = ("port", p.to_string());
-                if shape.by_family {
-                    for (i, name) in ["ipv4", "ipv6"].into_iter().enumerate() {
-                        let own = [direction.clone(), family(name), p.clone()];
-                        port.push(row(PORT_MEASUREMENT, &Field::of(&counts[i]), &own));
-                        port_queued.push(row(PORT_QUEUE_MEASUREMENT, &q(&bytes[i]), &own));
-                    }
-                } else {
-                    let mut total = counts[0];
-                    total.add(&counts[1]);
-                    let mut b = bytes[0];
-                    b.add(&bytes[1]);
-                    let own = [direction, p];
-                    port.push(row(PORT_MEASUREMENT, &Field::of(&total), &own));
-                    port_queued.push(row(PORT_QUEUE_MEASUREMENT, &q(&b), &own));
-                }
-            }
-        }
-        if let (true, Some(listeners)) = (shape.print.listen, g.listen) {
-            for l in listeners.rows() {
-                let mut own = vec![
-                    ("address", address_text(l.family, &l.addr)),
-                    ("port", l.port.to_string()),
-                ];
-                if shape.by_family {
-                    own.push(family(if l.family == AF_INET { "ipv4" } else { "ipv6" }));
-                }
-                // Sorted by name; what the source does not know is left out.
-                let mut f: Vec<Field> = Vec::with_capacity(5);
-                if let Some(b) = l.backlog {
-                    f.push(Field::gauge("backlog", b));
-                }
-                if let Some(d) = l.drops {
-                    f.push(Field {
-                        name: "drops",
-                        value: Value::Int(d),
-                        counter: true,
-                    });
-                }
-                f.push(Field::gauge("queue", l.queue));
-                f.push(Field::gauge("sockets", l.sockets));
-                if shape.syn_recv {
-                    f.push(Field::gauge("syn_recv", l.syn_recv));
-                }
-                listen.push(row(LISTEN_MEASUREMENT, &f, &own));
-            }
-        }
-        if let Some(o) = g.outbound {
-            let e = o.summary();
-            if shape.print.ephemeral {
-                let f = [
-                    Field::gauge("destinations", e.destinations),
-                    Field::gauge("max_per_destination", e.max_per_destination),
-                    Field::gauge("ports_used", e.ports_used),
-                    Field::gauge("range_size", e.range_size),
-                    Field::ratio(
-                        "utilization",
-                        utilization(e.max_per_destination, e.range_size),
-                    ),
-                ];
-                ephemeral.push(row(EPHEMERAL_MEASUREMENT, &f, &[]));
-            }
-            if shape.print.destination {
-                let fields = |sockets: &Tally, max: u64| {
-                    let mut f = Field::of(&sockets.counts()).to_vec();
-                    f.push(Field::ratio("utilization", utilization(max, e.range_size)));
-                    f
-                };
-                let (top, rest) = o.top(shape.top);
-                for d in top {
-                    let own = [
-                        ("address", destinations::address_text(&d.addr)),
-                        ("port", d.port.to_string()),
-                    ];
-                    let f = fields(&d.sockets, d.max_per_local);
-                    destination.push(row(DESTINATION_MEASUREMENT, &f, &own));
-                }
-                if let Some((sockets, max)) = rest {
-                    let own = [("address", "other".into()), ("port", "other".into())];
-                    let f = fields(&sockets, max);
-                    destination.push(row(DESTINATION_MEASUREMENT, &f, &own));
-                }
-            }
-        }
-        if let (true, Some(c)) = (shape.print.cgroup, g.cgroups) {
-            // Ids without a path are one row, so no two rows share tags.
-            let mut unresolved = Tally::default();
-            for cg in c.cgroups() {
-                let Some(path) = &cg.path else {
-                    unresolved.add(&cg.sockets);
-                    continue;
-                };
-                let (container, pod) = names::parse_path(path.as_bytes());
-                let mut own = vec![("cgroup", path.clone())];
-                own.extend(container.map(|v| ("container_id", v)));
-                own.extend(pod.map(|v| ("pod_uid", v)));
-                cgroup.push(row(
-                    CGROUP_MEASUREMENT,
-                    &Field::of(&cg.sockets.counts()),
-                    &own,
-                ));
-            }
-            for (name, t) in [
-                ("unresolved", &unresolved),
-                ("other", &c.other),
-                ("unattributed", &c.unattributed),
-            ] {
-                if t.total() > 0 || name == "unattributed" {
-                    let own = [("cgroup", name.to_string())];
-                    cgroup.push(row(CGROUP_MEASUREMENT, &Field::of(&t.counts()), &own));
-                }
-            }
-        }
-    }
-
-    /// What was read from the namespace's files: whether it shares the
-    /// host's TCP hash table, and `netstat_counters`, one row of its
-    /// counters, left out when none was selected or found.
-    fn add_from_files(&mut self, shape: &Shape, tags: &[(&'static str, &str)], g: &Gathered<'_>) {
         if let Some(shared) = g.tcp_hash_shared {
             self.tcp_hash.push((merged(&[], tags), shared));
         }
-        let Some(c) = g
-            .counters
-            .filter(|c| shape.print.counters && !c.values().is_empty())
-        else {
-            return;
-        };
-        let fields = c
-            .values()
-            .iter()
-            .map(|&(name, value)| Field::counter(name, value))
-            .collect();
-        self.sections[8].push(Row {
-            measurement: COUNTERS_MEASUREMENT,
-            tags: merged(&[], tags),
-            fields,
-        });
+        if self.sections.is_empty() {
+            self.sections = measure::schemas().map(|_| Vec::new()).collect();
+        }
+        let sections = &mut self.sections;
+        let mut emit =
+            |schema: &'static Schema, own: &[(&'static str, String)], fields: &[Field]| {
+                let i = measure::schemas()
+                    .position(|s| std::ptr::eq(s, schema))
+                    .expect("a schema of measure::ALL");
+                sections[i].push(Row {
+                    schema,
+                    tags: merged(own, tags),
+                    fields: fields.to_vec(),
+                });
+            };
+        for m in measure::ALL {
+            (m.rows)(shape, g, &mut emit);
+        }
     }
 
     /// Every row of `format` as a `Metric`, in order, handed to `f`.
@@ -316,7 +124,7 @@ impl Rows {
             .rows_of(format)
             .zip(&tags)
             .map(|(r, tags)| Metric {
-                measurement: r.measurement,
+                schema: r.schema,
                 tags,
                 fields: &r.fields,
                 time: self.time,
@@ -331,28 +139,25 @@ impl Rows {
     pub fn encode(&self, format: Format, out: &mut Vec<u8>) {
         out.clear();
         self.with_metrics(format, |m| format.encode(m, out));
-        if format.is_prometheus() {
-            let (outcomes, tcp_hash) = (borrowed(&self.outcomes), borrowed(&self.tcp_hash));
-            let health = Health {
-                outcomes: &outcomes,
-                tcp_hash_shared: &tcp_hash,
-                unreadable: self.unreadable,
-                duration: self.duration,
-                time: self.time,
-            };
-            health.encode(out);
-        }
+        let (outcomes, tcp_hash) = (borrowed(&self.outcomes), borrowed(&self.tcp_hash));
+        let status = Status {
+            outcomes: &outcomes,
+            tcp_hash_shared: &tcp_hash,
+            unreadable: self.unreadable,
+            duration: self.duration,
+        };
+        format.encode_families(&selfmetrics::families(&status), self.time, out);
     }
 
-    /// The rows `format` prints: the queued bytes only with native names.
+    /// The rows `format` prints: the native-only ones with native names only.
     fn rows_of(&self, format: Format) -> impl Iterator<Item = &Row> {
         let native = format == Format::PrometheusNative;
-        self.sections.iter().flatten().filter(move |r| {
-            native || !matches!(r.measurement, QUEUE_MEASUREMENT | PORT_QUEUE_MEASUREMENT)
-        })
+        self.sections
+            .iter()
+            .flatten()
+            .filter(move |r| native || !r.schema.native_only)
     }
 }
-
 /// A row's tags: its own (`port`, `cgroup`, and the `container_id` or
 /// `pod_uid` its cgroup path names) and the namespace's (`netns`, labels),
 /// sorted by key, each key once. Where both give a key, the row's own value
@@ -399,7 +204,8 @@ mod tests {
     use crate::aggregate::ports::{PortConfig, PortCounts};
     use crate::aggregate::states::{ByFamily, Counts};
     use crate::aggregate::{Kind, ListenInfo, Record, LISTEN};
-    use crate::wire::AF_INET6;
+    use crate::measure::Measurements;
+    use crate::wire::{AF_INET, AF_INET6};
 
     const ALL: Measurements = Measurements {
         netstat: true,

@@ -124,6 +124,11 @@ pub struct Counts {
     pub udp_socket: u64,
 }
 
+/// The field of UDP sockets.
+pub const UDP_SOCKET: &str = "udp_socket";
+/// The field inputs.netstat names NONE, which has no kernel state.
+pub const TCP_NONE: &str = "tcp_none";
+
 impl Counts {
     /// Field names and values, sorted by name as Telegraf's serializer writes
     /// them.
@@ -137,11 +142,11 @@ impl Counts {
             ("tcp_fin_wait2", self.tcp_fin_wait2),
             ("tcp_last_ack", self.tcp_last_ack),
             ("tcp_listen", self.tcp_listen),
-            ("tcp_none", self.tcp_none),
+            (TCP_NONE, self.tcp_none),
             ("tcp_syn_recv", self.tcp_syn_recv),
             ("tcp_syn_sent", self.tcp_syn_sent),
             ("tcp_time_wait", self.tcp_time_wait),
-            ("udp_socket", self.udp_socket),
+            (UDP_SOCKET, self.udp_socket),
         ]
     }
 

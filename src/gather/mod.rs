@@ -12,8 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 use telegraf_netstat::aggregate::Gathered;
 use telegraf_netstat::collector::Buffers;
 use telegraf_netstat::log::Logger;
+use telegraf_netstat::measure::{Measurements, Shape};
 use telegraf_netstat::netns::{NsId, Target};
-use telegraf_netstat::rows::{Measurements, Rows, Shape};
+use telegraf_netstat::rows::Rows;
 use telegraf_netstat::{Collector, Error, Event, Options};
 
 use crate::cli::Config;

@@ -8,7 +8,7 @@
 
 use std::io::Write;
 
-use super::{unix_nanos, Field, Metric, Value};
+use crate::metric::{unix_nanos, Field, Metric, Value};
 
 /// Escapes a tag key or value: comma, equals sign and space get a
 /// backslash; line breaks and tabs, which would end or split the line, are
@@ -28,7 +28,7 @@ fn escape_tag(s: &str, out: &mut Vec<u8>) {
 
 pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
     for m in metrics {
-        out.extend_from_slice(m.measurement.as_bytes());
+        out.extend_from_slice(m.schema.name.as_bytes());
         let mut tags: [(&str, &str); 8] = [("", ""); 8];
         // Line protocol wants tags sorted by key for the best write path.
         let tags = if m.tags.len() <= tags.len() {
@@ -61,7 +61,7 @@ pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
             let _ = match value {
                 Value::Int(n) => write!(out, "{name}={}i", n.min(i64::MAX as u64)),
                 // A float needs no suffix: `0.5`, and `1` read as 1.0.
-                Value::Float(_) => write!(out, "{name}={value}"),
+                Value::Float(_) | Value::Fixed(_) => write!(out, "{name}={value}"),
             };
         }
         if let Some(t) = m.time {
@@ -75,8 +75,9 @@ pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use super::super::{Format, Metric};
+    use super::super::Format;
     use crate::aggregate::states::Counts;
+    use crate::metric::Metric;
 
     fn encode(m: Metric<'_>) -> String {
         let mut out = Vec::new();
@@ -93,9 +94,9 @@ mod tests {
             ..Counts::default()
         };
         let m = Metric {
-            measurement: "netstat",
+            schema: &crate::measure::netstat::SCHEMA,
             tags: &[],
-            fields: &super::super::Field::of(&counts),
+            fields: &crate::measure::netstat::fields(&counts),
             time: None,
         };
         assert_eq!(
@@ -111,9 +112,9 @@ tcp_syn_recv=0i,tcp_syn_sent=0i,tcp_time_wait=0i,udp_socket=10i\n"
         let counts = Counts::default();
         let t = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123);
         let line = encode(Metric {
-            measurement: "netstat",
+            schema: &crate::measure::netstat::SCHEMA,
             tags: &[],
-            fields: &super::super::Field::of(&counts),
+            fields: &crate::measure::netstat::fields(&counts),
             time: Some(t),
         });
         assert!(
@@ -130,9 +131,9 @@ tcp_syn_recv=0i,tcp_syn_sent=0i,tcp_time_wait=0i,udp_socket=10i\n"
         };
         let tags = [("netns", "a b,c=d\n"), ("family", "ipv4")];
         let line = encode(Metric {
-            measurement: "netstat",
+            schema: &crate::measure::netstat::SCHEMA,
             tags: &tags,
-            fields: &super::super::Field::of(&counts),
+            fields: &crate::measure::netstat::fields(&counts),
             time: None,
         });
         assert!(
@@ -151,9 +152,9 @@ tcp_syn_recv=0i,tcp_syn_sent=0i,tcp_time_wait=0i,udp_socket=10i\n"
         let counts = Counts::default();
         let line = |tags: &[(&str, &str)]| {
             encode(Metric {
-                measurement: "netstat",
+                schema: &crate::measure::netstat::SCHEMA,
                 tags,
-                fields: &super::super::Field::of(&counts),
+                fields: &crate::measure::netstat::fields(&counts),
                 time: None,
             })
         };

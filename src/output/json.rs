@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use super::{unix_nanos, Metric};
+use crate::metric::{unix_nanos, Metric};
 
 fn string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
@@ -37,7 +37,7 @@ pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
             let _ = write!(out, "\"{}\":{}", f.name, f.value);
         }
         out.extend_from_slice(b"},\"name\":");
-        string(m.measurement, out);
+        string(m.schema.name, out);
         out.extend_from_slice(b",\"tags\":{");
         for (i, (k, v)) in m.tags.iter().enumerate() {
             if i > 0 {
@@ -56,8 +56,9 @@ pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use super::super::{Format, Metric};
+    use super::super::Format;
     use crate::aggregate::states::Counts;
+    use crate::metric::Metric;
 
     #[test]
     fn writes_telegrafs_json_shape() {
@@ -70,9 +71,9 @@ mod tests {
         let mut out = Vec::new();
         Format::Json.encode(
             &[Metric {
-                measurement: "netstat",
+                schema: &crate::measure::netstat::SCHEMA,
                 tags: &tags,
-                fields: &super::super::Field::of(&counts),
+                fields: &crate::measure::netstat::fields(&counts),
                 time: Some(t),
             }],
             &mut out,

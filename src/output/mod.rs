@@ -1,5 +1,7 @@
 //! Printing: one small encoder per output format behind `Format`, all
-//! writing into a caller-owned buffer that is reused between gathers.
+//! writing into a caller-owned buffer that is reused between gathers. The
+//! encoders read what a metric is from its [`crate::metric::Schema`] and
+//! never name a measurement.
 
 mod influx;
 mod json;
@@ -7,115 +9,10 @@ mod prometheus;
 
 use std::time::SystemTime;
 
-use crate::aggregate::states::Counts;
-
-/// The measurement name the built-in plugin uses.
-pub const MEASUREMENT: &str = "netstat";
-
-/// The measurement of per-port counts (`--local-port`, `--remote-port`,
-/// `--listening-ports`).
-pub const PORT_MEASUREMENT: &str = "netstat_port";
-
-/// The measurement of accept queues per listener (`--listen-queues`).
-pub const LISTEN_MEASUREMENT: &str = "netstat_listen";
-
-/// The ephemeral ports of each namespace (`--ephemeral-ports`).
-pub const EPHEMERAL_MEASUREMENT: &str = "netstat_ephemeral";
-
-/// Outbound sockets per destination (`--destinations N`).
-pub const DESTINATION_MEASUREMENT: &str = "netstat_destination";
-
-/// Sockets per cgroup v2 (`--by-cgroup`).
-pub const CGROUP_MEASUREMENT: &str = "netstat_cgroup";
-
-/// The SNMP MIB counters of each namespace (`--counters`).
-pub const COUNTERS_MEASUREMENT: &str = "netstat_counters";
-
-/// Bytes queued on TCP sockets: printed only with native Prometheus names
-/// (`netstat_tcp_receive_queue_bytes`, `netstat_tcp_send_queue_bytes`), so
-/// the other outputs stay exactly Telegraf's.
-pub const QUEUE_MEASUREMENT: &str = "netstat_tcp";
-
-/// The same per port, native names only (`netstat_port_tcp_*_queue_bytes`).
-pub const PORT_QUEUE_MEASUREMENT: &str = "netstat_port_tcp";
-
-/// One field of a metric: its value, and whether it only ever grows (a
-/// Prometheus counter, named `<name>_total`) or goes up and down (a gauge).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Field {
-    pub name: &'static str,
-    pub value: Value,
-    pub counter: bool,
-}
-
-/// A field's value. Counts are integers (`14i` in line protocol, as the
-/// built-in writes them); a ratio is a float. InfluxDB fixes a field's type
-/// on its first write, so a field is always one or the other.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Value {
-    Int(u64),
-    /// Finite, never NaN (the rows make sure).
-    Float(f64),
-}
-
-impl std::fmt::Display for Value {
-    /// The number as every format writes it: an integer in decimal, a float
-    /// in Rust's shortest form that reads back to the same value (never in
-    /// exponent notation, so line protocol and JSON take it as it is).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match *self {
-            Value::Int(n) => write!(f, "{n}"),
-            Value::Float(x) => write!(f, "{x}"),
-        }
-    }
-}
-
-impl Field {
-    pub fn gauge(name: &'static str, value: u64) -> Field {
-        Field {
-            name,
-            value: Value::Int(value),
-            counter: false,
-        }
-    }
-
-    /// An integer that only ever grows (a Prometheus counter).
-    pub fn counter(name: &'static str, value: u64) -> Field {
-        Field {
-            name,
-            value: Value::Int(value),
-            counter: true,
-        }
-    }
-
-    /// A float gauge (a ratio).
-    pub fn ratio(name: &'static str, value: f64) -> Field {
-        debug_assert!(value.is_finite());
-        Field {
-            name,
-            value: Value::Float(value),
-            counter: false,
-        }
-    }
-
-    /// The 13 fields of `netstat`, sorted by name, all gauges.
-    pub fn of(c: &Counts) -> [Field; 13] {
-        c.fields().map(|(name, value)| Field::gauge(name, value))
-    }
-}
-
-/// One metric: a measurement's fields, sorted by name, with optional tags.
-#[derive(Debug, Clone, Copy)]
-pub struct Metric<'a> {
-    /// One of the `*_MEASUREMENT` names above.
-    pub measurement: &'a str,
-    pub tags: &'a [(&'a str, &'a str)],
-    pub fields: &'a [Field],
-    /// Gather time; `None` leaves stamping to the consumer (Telegraf does).
-    pub time: Option<SystemTime>,
-}
+use crate::metric::{Family, Metric};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Format {
     /// Influx line protocol, integer fields, as `inputs.netstat` emits.
     Influx,
@@ -149,34 +46,17 @@ impl Format {
             Format::Json => json::encode(metrics, out),
         }
     }
-}
 
-/// How a gather went, printed after the rows in the Prometheus format so a
-/// partial gather is visible to the scraper, not only on stderr.
-#[derive(Debug, Clone, Copy)]
-pub struct Health<'a> {
-    /// Every namespace counted (`true`) or attempted and failed, with its
-    /// own tags.
-    pub outcomes: &'a [(Vec<(&'a str, &'a str)>, bool)],
-    /// Namespaces counted whose kernel says whether they share the host's
-    /// TCP hash table (`true`), with their own tags.
-    pub tcp_hash_shared: &'a [(Vec<(&'a str, &'a str)>, bool)],
-    /// `--all-netns`: processes whose namespace could not be looked at.
-    pub unreadable: Option<u64>,
-    pub duration: std::time::Duration,
-    pub time: Option<SystemTime>,
-}
-
-impl Health<'_> {
-    /// Appends the self-metrics in the Prometheus text format.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        prometheus::encode_health(self, out)
+    /// Appends `families` (the self-metrics), stamped with `time`, in the
+    /// Prometheus formats; the others print rows only.
+    pub fn encode_families(
+        self,
+        families: &[Family<'_>],
+        time: Option<SystemTime>,
+        out: &mut Vec<u8>,
+    ) {
+        if self.is_prometheus() {
+            prometheus::encode_families(families, time, out);
+        }
     }
-}
-
-/// Nanoseconds since the Unix epoch (0 for times before it).
-pub(crate) fn unix_nanos(t: SystemTime) -> u128 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
 }

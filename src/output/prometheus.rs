@@ -8,64 +8,9 @@
 //! self-metrics ([`encode_health`]).
 
 use std::io::Write;
+use std::time::SystemTime;
 
-use super::{
-    unix_nanos, Health, Metric, CGROUP_MEASUREMENT, COUNTERS_MEASUREMENT, DESTINATION_MEASUREMENT,
-    EPHEMERAL_MEASUREMENT, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT,
-    PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
-};
-use crate::counters;
-
-/// What one field counts, in a sentence ending before the full stop.
-fn field_help(field: &str) -> String {
-    let state = |s: &str| format!("TCP sockets in state {s}");
-    match field {
-        "tcp_established" => state("ESTABLISHED"),
-        "tcp_syn_sent" => state("SYN_SENT (connecting)"),
-        "tcp_syn_recv" => "TCP handshakes in progress (SYN_RECV, request sockets included)".into(),
-        "tcp_fin_wait1" => state("FIN_WAIT1"),
-        "tcp_fin_wait2" => state("FIN_WAIT2"),
-        "tcp_time_wait" => state("TIME_WAIT"),
-        "tcp_close" => state("CLOSE"),
-        "tcp_close_wait" => state("CLOSE_WAIT"),
-        "tcp_last_ack" => state("LAST_ACK"),
-        "tcp_listen" => "TCP listening sockets".into(),
-        "tcp_closing" => state("CLOSING"),
-        "tcp_none" => "TCP sockets in no known state (inputs.netstat's NONE field, kept for its 13 fields)".into(),
-        "udp_socket" => "UDP sockets".into(),
-        "backlog" => "Accept queue limit of the listening sockets on this address and port (summed over SO_REUSEPORT sockets)".into(),
-        "drops" => "Connections the listening sockets dropped since they were created (SYNs and handshakes refused when the accept queue was full, among others)".into(),
-        "queue" => "Connections waiting in the accept queue of the listening sockets on this address and port".into(),
-        "sockets" => "Listening sockets bound to this address and port".into(),
-        "syn_recv" => "Handshakes in progress that the kernel routes to the listening sockets on this address and port".into(),
-        "range_size" => "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports".into(),
-        "ports_used" => "Ports of the ephemeral range held by a TCP socket (any state, listeners and TIME_WAIT included)".into(),
-        "max_per_destination" => "The most outbound TCP sockets from one local address to one remote address and port, whose ceiling is range_size".into(),
-        "destinations" => "Distinct remote addresses and ports of outbound TCP sockets".into(),
-        "utilization" => "The most outbound TCP sockets from one local address to one remote address and port, over range_size: at 1 connect() fails with EADDRNOTAVAIL".into(),
-        other => format!("The {other} field of telegraf-netstat"),
-    }
-}
-
-/// The HELP text of one family.
-fn help(measurement: &str, field: &str) -> String {
-    let what = field_help(field);
-    match measurement {
-        PORT_MEASUREMENT => {
-            format!("{what}, by port (label direction: the local or the remote port).")
-        }
-        LISTEN_MEASUREMENT | EPHEMERAL_MEASUREMENT => format!("{what}."),
-        COUNTERS_MEASUREMENT => counters::help(field),
-        CGROUP_MEASUREMENT => format!(
-            "{what}, by cgroup (label cgroup: its path; unattributed: sockets without one)."
-        ),
-        DESTINATION_MEASUREMENT if field == "utilization" => format!("{what}, by destination."),
-        DESTINATION_MEASUREMENT => {
-            format!("{what}, outbound to this destination (address and port; other: the rest).")
-        }
-        _ => format!("{what}, as counted by Telegraf's inputs.netstat."),
-    }
-}
+use crate::metric::{unix_nanos, Family, Metric, Native, Value};
 
 /// Label values escape backslash, double quote and line feed.
 fn escape_label_value(s: &str, out: &mut Vec<u8>) {
@@ -92,14 +37,14 @@ fn write_label_name(s: &str, out: &mut Vec<u8>) {
 /// `netstat`, then `netstat_port_*`, `netstat_listen_*` (metrics arrive
 /// grouped by measurement). A counter field is named `<name>_total`.
 pub(super) fn encode(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
-    for group in metrics.chunk_by(|a, b| a.measurement == b.measurement) {
+    for group in metrics.chunk_by(|a, b| std::ptr::eq(a.schema, b.schema)) {
         encode_measurement(group, out);
     }
 }
 
 fn encode_measurement(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
     let Some(first) = metrics.first() else { return };
-    let name = first.measurement;
+    let name = first.schema.name;
     // Every field name in the group, in order (a source may not know some).
     let mut names: Vec<(&str, bool)> = Vec::new();
     for m in metrics {
@@ -115,7 +60,11 @@ fn encode_measurement(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
         } else {
             ("", "gauge")
         };
-        let _ = writeln!(out, "# HELP {name}_{field}{suffix} {}", help(name, field));
+        let _ = writeln!(
+            out,
+            "# HELP {name}_{field}{suffix} {}",
+            (first.schema.help)(field)
+        );
         let _ = writeln!(out, "# TYPE {name}_{field}{suffix} {kind}");
         for m in metrics {
             let Some(f) = m.fields.iter().find(|f| f.name == field) else {
@@ -129,150 +78,8 @@ fn encode_measurement(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
     }
 }
 
-/// A family of the native names: its name, HELP, whether a counter, and
-/// the label a field becomes (`state` for a TCP state field, `family` for
-/// a UDP counter).
-struct Native {
-    name: &'static str,
-    help: &'static str,
-    counter: bool,
-    label: Option<(&'static str, &'static str)>,
-}
-
-/// The native family of a row's field; `None` for a field native names
-/// leave out (`tcp_none`, inputs.netstat's artefact with no kernel state).
-fn native(measurement: &str, field: &'static str) -> Option<Native> {
-    let plain = |name, help| {
-        Some(Native {
-            name,
-            help,
-            counter: false,
-            label: None,
-        })
-    };
-    match (measurement, field) {
-        (_, "tcp_none") => None,
-        (COUNTERS_MEASUREMENT, f) => counters_native(f),
-        (MEASUREMENT, "udp_socket") => plain("netstat_udp_sockets", "UDP sockets."),
-        (PORT_MEASUREMENT, "udp_socket") => plain(
-            "netstat_port_udp_sockets",
-            "UDP sockets by port (label direction: the local or the remote port).",
-        ),
-        (MEASUREMENT, f) if f.starts_with("tcp_") => Some(Native {
-            name: "netstat_tcp_connections",
-            help: "TCP sockets by state (state as node_exporter's tcpstat spells it; syn_recv includes request sockets).",
-            counter: false,
-            label: Some(("state", &f[4..])),
-        }),
-        (CGROUP_MEASUREMENT, "udp_socket") => plain(
-            "netstat_cgroup_udp_sockets",
-            "UDP sockets by cgroup (label cgroup: its path; unattributed: sockets without one).",
-        ),
-        (CGROUP_MEASUREMENT, f) if f.starts_with("tcp_") => Some(Native {
-            name: "netstat_cgroup_tcp_connections",
-            help: "TCP sockets by cgroup and state (label cgroup: its path; unattributed: TIME_WAIT, handshakes and sockets read from /proc).",
-            counter: false,
-            label: Some(("state", &f[4..])),
-        }),
-        (DESTINATION_MEASUREMENT, "udp_socket") => plain(
-            "netstat_destination_udp_sockets",
-            "Connected UDP sockets to this destination (address and port; other: the rest).",
-        ),
-        (DESTINATION_MEASUREMENT, "utilization") => plain(
-            "netstat_destination_utilization_ratio",
-            "The most outbound TCP sockets from one local address to this destination, over the ephemeral ports connect() may pick from: at 1 connect() fails with EADDRNOTAVAIL.",
-        ),
-        (DESTINATION_MEASUREMENT, f) if f.starts_with("tcp_") => Some(Native {
-            name: "netstat_destination_tcp_connections",
-            help: "Outbound TCP sockets to this destination (address and port; other: the rest) by state.",
-            counter: false,
-            label: Some(("state", &f[4..])),
-        }),
-        (EPHEMERAL_MEASUREMENT, "range_size") => plain(
-            "netstat_ephemeral_range_ports",
-            "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports, in this namespace.",
-        ),
-        (EPHEMERAL_MEASUREMENT, "ports_used") => plain(
-            "netstat_ephemeral_used_ports",
-            "Ports of the ephemeral range held by a TCP socket (any state, listeners and TIME_WAIT included).",
-        ),
-        (EPHEMERAL_MEASUREMENT, "max_per_destination") => plain(
-            "netstat_ephemeral_destination_max_connections",
-            "The most outbound TCP sockets from one local address to one remote address and port; its ceiling is netstat_ephemeral_range_ports.",
-        ),
-        (EPHEMERAL_MEASUREMENT, "destinations") => plain(
-            "netstat_ephemeral_destinations",
-            "Distinct remote addresses and ports of outbound TCP sockets.",
-        ),
-        (EPHEMERAL_MEASUREMENT, "utilization") => plain(
-            "netstat_ephemeral_utilization_ratio",
-            "netstat_ephemeral_destination_max_connections over netstat_ephemeral_range_ports: at 1 connect() to that destination fails with EADDRNOTAVAIL.",
-        ),
-        (PORT_MEASUREMENT, f) if f.starts_with("tcp_") => Some(Native {
-            name: "netstat_port_tcp_connections",
-            help: "TCP sockets by port and state (label direction: the local or the remote port).",
-            counter: false,
-            label: Some(("state", &f[4..])),
-        }),
-        (QUEUE_MEASUREMENT, "receive_queue_bytes") => plain(
-            "netstat_tcp_receive_queue_bytes",
-            "Bytes received on TCP sockets (listeners left out) and not yet read by the application.",
-        ),
-        (QUEUE_MEASUREMENT, "send_queue_bytes") => plain(
-            "netstat_tcp_send_queue_bytes",
-            "Bytes sent on TCP sockets (listeners left out) and not yet acknowledged by the peer.",
-        ),
-        (PORT_QUEUE_MEASUREMENT, "receive_queue_bytes") => plain(
-            "netstat_port_tcp_receive_queue_bytes",
-            "Bytes received on TCP sockets (listeners left out) and not yet read by the application, by port.",
-        ),
-        (PORT_QUEUE_MEASUREMENT, "send_queue_bytes") => plain(
-            "netstat_port_tcp_send_queue_bytes",
-            "Bytes sent on TCP sockets (listeners left out) and not yet acknowledged by the peer, by port.",
-        ),
-        (LISTEN_MEASUREMENT, "sockets") => plain(
-            "netstat_listen_sockets",
-            "Listening TCP sockets bound to this address and port.",
-        ),
-        (LISTEN_MEASUREMENT, "queue") => plain(
-            "netstat_listen_queue_connections",
-            "Connections waiting in the accept queue of the listening sockets on this address and port.",
-        ),
-        (LISTEN_MEASUREMENT, "backlog") => plain(
-            "netstat_listen_queue_limit_connections",
-            "The accept queue limit (backlog) of the listening sockets on this address and port, summed over SO_REUSEPORT sockets.",
-        ),
-        (LISTEN_MEASUREMENT, "syn_recv") => plain(
-            "netstat_listen_handshakes",
-            "Handshakes in progress that the kernel routes to the listening sockets on this address and port.",
-        ),
-        (LISTEN_MEASUREMENT, "drops") => Some(Native {
-            name: "netstat_listen_drops_total",
-            help: "Connections the listening sockets on this address and port dropped since they were created (SYNs and handshakes refused when the accept queue was full, among others).",
-            counter: true,
-            label: None,
-        }),
-        _ => None,
-    }
-}
-
-/// A counter's native family (`netstat_counters`).
-fn counters_native(field: &str) -> Option<Native> {
-    counters::native(field).map(|(name, help, family)| Native {
-        name,
-        help,
-        counter: true,
-        label: family.map(|f| ("family", f)),
-    })
-}
-
 /// One native sample: its family, labels, value and time.
-type Sample<'a> = (
-    Native,
-    Vec<(&'a str, &'a str)>,
-    super::Value,
-    Option<std::time::SystemTime>,
-);
+type Sample<'a> = (Native, Vec<(&'a str, &'a str)>, Value, Option<SystemTime>);
 
 /// Native names (`--prometheus-names native`): one family per quantity,
 /// the TCP state as a label, base units, `_total` for the counter; families
@@ -282,7 +89,7 @@ pub(super) fn encode_native(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
     let mut samples: Vec<Sample<'_>> = Vec::new();
     for m in metrics {
         for f in m.fields {
-            let Some(n) = native(m.measurement, f.name) else {
+            let Some(n) = (m.schema.native)(f.name) else {
                 continue;
             };
             let mut labels: Vec<(&str, &str)> = m.tags.to_vec();
@@ -334,83 +141,31 @@ fn write_labels(tags: &[(&str, &str)], out: &mut Vec<u8>) {
 }
 
 /// The sample's timestamp when asked for, and the line's end.
-fn write_time(time: Option<std::time::SystemTime>, out: &mut Vec<u8>) {
+fn write_time(time: Option<SystemTime>, out: &mut Vec<u8>) {
     if let Some(t) = time {
         let _ = write!(out, " {}", unix_nanos(t) / 1_000_000);
     }
     out.push(b'\n');
 }
 
-/// The self-metrics: the build, whether each namespace was counted, the
-/// processes `--all-netns` could not look at, and the gather's wall time.
-pub(super) fn encode_health(h: &Health<'_>, out: &mut Vec<u8>) {
-    let family = |out: &mut Vec<u8>, name: &str, help: &str| {
+/// Families after the rows (the self-metrics), all gauges; a family
+/// without a sample is left out.
+pub(super) fn encode_families(
+    families: &[Family<'_>],
+    time: Option<SystemTime>,
+    out: &mut Vec<u8>,
+) {
+    for f in families.iter().filter(|f| !f.samples.is_empty()) {
+        let Native { name, help, .. } = f.desc;
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} gauge");
-    };
-    family(
-        out,
-        "netstat_build_info",
-        "A constant 1, labelled with the version of telegraf-netstat and the target it was built for.",
-    );
-    out.extend_from_slice(b"netstat_build_info");
-    write_labels(
-        &[
-            ("target", env!("TELEGRAF_NETSTAT_TARGET")),
-            ("version", env!("CARGO_PKG_VERSION")),
-        ],
-        out,
-    );
-    out.extend_from_slice(b" 1");
-    write_time(h.time, out);
-    if !h.outcomes.is_empty() {
-        family(
-            out,
-            "netstat_gather_success",
-            "Whether the last gather counted this network namespace (1) or could not (0; the reason is in the log).",
-        );
-        for (tags, ok) in h.outcomes {
-            out.extend_from_slice(b"netstat_gather_success");
-            write_labels(tags, out);
-            let _ = write!(out, " {}", u8::from(*ok));
-            write_time(h.time, out);
+        for (labels, value) in &f.samples {
+            out.extend_from_slice(name.as_bytes());
+            write_labels(labels, out);
+            let _ = write!(out, " {value}");
+            write_time(time, out);
         }
     }
-    if !h.tcp_hash_shared.is_empty() {
-        family(
-            out,
-            "netstat_tcp_hash_shared",
-            "Whether this network namespace shares the host's TCP established hash table (1), so that each of its TCP dumps walks all of it, or has one of its own (0; or it is the host's): net.ipv4.tcp_child_ehash_entries, set before a namespace is made, gives it its own.",
-        );
-        for (tags, shared) in h.tcp_hash_shared {
-            out.extend_from_slice(b"netstat_tcp_hash_shared");
-            write_labels(tags, out);
-            let _ = write!(out, " {}", u8::from(*shared));
-            write_time(h.time, out);
-        }
-    }
-    if let Some(n) = h.unreadable {
-        family(
-            out,
-            "netstat_scan_unreadable_processes",
-            "Processes whose network namespace --all-netns could not look at (CAP_SYS_PTRACE missing); namespaces only they are in are not counted.",
-        );
-        let _ = write!(out, "netstat_scan_unreadable_processes {n}");
-        write_time(h.time, out);
-    }
-    family(
-        out,
-        "netstat_gather_duration_seconds",
-        "Wall time of the last gather, in seconds.",
-    );
-    // Microseconds, at a fixed width below 10 s: a HEAD answers with the
-    // Content-Length of the GET it stands for.
-    let _ = write!(
-        out,
-        "netstat_gather_duration_seconds {:.6}",
-        h.duration.as_secs_f64()
-    );
-    write_time(h.time, out);
 }
 
 #[cfg(test)]
@@ -419,10 +174,10 @@ mod tests {
     fn timestamps_are_milliseconds_when_asked() {
         use std::time::{Duration, SystemTime};
         let counts = crate::aggregate::states::Counts::default();
-        let m = super::Metric {
-            measurement: "netstat",
+        let m = crate::metric::Metric {
+            schema: &crate::measure::netstat::SCHEMA,
             tags: &[],
-            fields: &super::super::Field::of(&counts),
+            fields: &crate::measure::netstat::fields(&counts),
             time: Some(SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789)),
         };
         let mut out = Vec::new();
@@ -434,8 +189,9 @@ mod tests {
         );
     }
 
-    use super::super::{Format, Metric};
+    use super::super::Format;
     use crate::aggregate::states::Counts;
+    use crate::metric::Metric;
 
     #[test]
     fn writes_one_gauge_family_per_field() {
@@ -447,9 +203,9 @@ mod tests {
         let mut out = Vec::new();
         Format::Prometheus.encode(
             &[Metric {
-                measurement: "netstat",
+                schema: &crate::measure::netstat::SCHEMA,
                 tags: &[],
-                fields: &super::super::Field::of(&counts),
+                fields: &crate::measure::netstat::fields(&counts),
                 time: None,
             }],
             &mut out,
@@ -470,9 +226,9 @@ mod tests {
         let mut out = Vec::new();
         Format::Prometheus.encode(
             &[Metric {
-                measurement: "netstat",
+                schema: &crate::measure::netstat::SCHEMA,
                 tags: &tags,
-                fields: &super::super::Field::of(&counts),
+                fields: &crate::measure::netstat::fields(&counts),
                 time: None,
             }],
             &mut out,

@@ -1,0 +1,93 @@
+//! `netstat_ephemeral`: the ephemeral ports of each namespace
+//! (`--ephemeral-ports`), one row per namespace.
+
+use super::{Emit, Measurement, Shape};
+use crate::aggregate::destinations::utilization;
+use crate::aggregate::Gathered;
+use crate::metric::{self, FieldDesc, Native, Schema};
+
+pub static MEASUREMENT: Measurement = Measurement {
+    schemas: &[&SCHEMA],
+    rows,
+};
+
+pub static SCHEMA: Schema = Schema {
+    name: "netstat_ephemeral",
+    help: |field| {
+        let what = metric::find(&FIELDS, field)
+            .map_or_else(|| metric::unknown_help(field), |d| d.help.into());
+        format!("{what}.")
+    },
+    native: |field| metric::find(&FIELDS, field).and_then(|d| d.native),
+    native_only: false,
+};
+
+const DESTINATIONS: FieldDesc = FieldDesc {
+    name: "destinations",
+    help: "Distinct remote addresses and ports of outbound TCP sockets",
+    native: Some(Native::gauge(
+        "netstat_ephemeral_destinations",
+        "Distinct remote addresses and ports of outbound TCP sockets.",
+    )),
+};
+
+const MAX_PER_DESTINATION: FieldDesc = FieldDesc {
+    name: "max_per_destination",
+    help: "The most outbound TCP sockets from one local address to one remote address and port, whose ceiling is range_size",
+    native: Some(Native::gauge(
+        "netstat_ephemeral_destination_max_connections",
+        "The most outbound TCP sockets from one local address to one remote address and port; its ceiling is netstat_ephemeral_range_ports.",
+    )),
+};
+
+const PORTS_USED: FieldDesc = FieldDesc {
+    name: "ports_used",
+    help: "Ports of the ephemeral range held by a TCP socket (any state, listeners and TIME_WAIT included)",
+    native: Some(Native::gauge(
+        "netstat_ephemeral_used_ports",
+        "Ports of the ephemeral range held by a TCP socket (any state, listeners and TIME_WAIT included).",
+    )),
+};
+
+const RANGE_SIZE: FieldDesc = FieldDesc {
+    name: "range_size",
+    help: "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports",
+    native: Some(Native::gauge(
+        "netstat_ephemeral_range_ports",
+        "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports, in this namespace.",
+    )),
+};
+
+/// `max_per_destination / range_size`; `netstat_destination` has it too.
+pub const UTILIZATION: FieldDesc = FieldDesc {
+    name: "utilization",
+    help: "The most outbound TCP sockets from one local address to one remote address and port, over range_size: at 1 connect() fails with EADDRNOTAVAIL",
+    native: Some(Native::gauge(
+        "netstat_ephemeral_utilization_ratio",
+        "netstat_ephemeral_destination_max_connections over netstat_ephemeral_range_ports: at 1 connect() to that destination fails with EADDRNOTAVAIL.",
+    )),
+};
+
+/// Every field, sorted by name.
+const FIELDS: [FieldDesc; 5] = [
+    DESTINATIONS,
+    MAX_PER_DESTINATION,
+    PORTS_USED,
+    RANGE_SIZE,
+    UTILIZATION,
+];
+
+fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
+    let (true, Some(o)) = (shape.print.ephemeral, g.outbound) else {
+        return;
+    };
+    let e = o.summary();
+    let f = [
+        DESTINATIONS.gauge(e.destinations),
+        MAX_PER_DESTINATION.gauge(e.max_per_destination),
+        PORTS_USED.gauge(e.ports_used),
+        RANGE_SIZE.gauge(e.range_size),
+        UTILIZATION.ratio(utilization(e.max_per_destination, e.range_size)),
+    ];
+    emit(&SCHEMA, &[], &f);
+}

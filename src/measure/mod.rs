@@ -1,0 +1,79 @@
+//! Measurements: one module each, owning its rows (tags and fields) over
+//! what the aggregations computed ([`Gathered`]) and its descriptors
+//! ([`Schema`]: name, fields' HELP, native Prometheus families, type).
+//! The encoders and the sink only read the descriptors.
+//!
+//! A new measurement is one module here and one line in [`ALL`], plus its
+//! flag (`cli`) and, when it reads socket records, its aggregation in
+//! `aggregate` (see ARCHITECTURE.md).
+
+pub mod cgroup;
+pub mod counters;
+pub mod destination;
+pub mod ephemeral;
+pub mod listen;
+pub mod netstat;
+pub mod port;
+pub mod selfmetrics;
+
+use crate::aggregate::Gathered;
+use crate::metric::{Field, Schema};
+
+/// Every measurement, in the order its rows are printed: every `netstat`
+/// row, then every `netstat_port` row, and so on (the Prometheus format
+/// needs one metric family together).
+pub static ALL: [&Measurement; 7] = [
+    &netstat::MEASUREMENT,
+    &port::MEASUREMENT,
+    &listen::MEASUREMENT,
+    &ephemeral::MEASUREMENT,
+    &destination::MEASUREMENT,
+    &cgroup::MEASUREMENT,
+    &counters::MEASUREMENT,
+];
+
+/// Where a measurement puts one row: its schema, its own tags (the
+/// namespace's are merged in by `rows`), its fields sorted by name.
+pub type Emit<'e> = dyn FnMut(&'static Schema, &[(&'static str, String)], &[Field]) + 'e;
+
+/// One measurement.
+#[derive(Debug)]
+pub struct Measurement {
+    /// The schemas of its rows, in the order they are printed.
+    pub schemas: &'static [&'static Schema],
+    /// Its rows for one namespace, when `shape` prints it.
+    pub rows: fn(&Shape, &Gathered<'_>, &mut Emit<'_>),
+}
+
+/// Every schema, in the order rows are printed.
+pub fn schemas() -> impl Iterator<Item = &'static Schema> {
+    ALL.iter().flat_map(|m| m.schemas.iter().copied())
+}
+
+/// The measurements a gather prints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Measurements {
+    pub netstat: bool,
+    pub port: bool,
+    pub listen: bool,
+    pub ephemeral: bool,
+    pub destination: bool,
+    pub cgroup: bool,
+    pub counters: bool,
+}
+
+/// How rows are cut, from the flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// One row per address family, tagged `family` (`--by-family`).
+    pub by_family: bool,
+    /// Unix sockets are counted (`--include-unix`): a `family=unix` row.
+    pub include_unix: bool,
+    pub print: Measurements,
+    /// `netstat_listen` has `syn_recv` (not with `--only listen`, which does
+    /// not walk the table the handshakes are in).
+    pub syn_recv: bool,
+    /// `netstat_destination`: this many destinations per namespace
+    /// (`--destinations N`), then one row for the rest.
+    pub top: usize,
+}

@@ -1,0 +1,154 @@
+//! `netstat`: the built-in plugin's 13 fields, in total or per address
+//! family (`--by-family`, with a `family=unix` row under `--include-unix`);
+//! and `netstat_tcp`, the bytes queued on TCP sockets, printed with native
+//! Prometheus names only (`netstat_tcp_receive_queue_bytes`,
+//! `netstat_tcp_send_queue_bytes`), so the other outputs stay exactly
+//! Telegraf's.
+//!
+//! The 13 fields' HELP and their native families (TCP fields as one family
+//! with a `state` label, `udp_socket` apart, `tcp_none` left out) are here
+//! too: `netstat_port`, `netstat_destination` and `netstat_cgroup` print
+//! the same fields.
+
+use super::{Emit, Measurement, Shape};
+use crate::aggregate::states::{Counts, Queued, TCP_NONE, UDP_SOCKET};
+use crate::aggregate::Gathered;
+use crate::metric::{self, Field, FieldDesc, Native, Schema};
+
+pub static MEASUREMENT: Measurement = Measurement {
+    schemas: &[&SCHEMA, &QUEUED],
+    rows,
+};
+
+pub static SCHEMA: Schema = Schema {
+    name: "netstat",
+    help: |field| {
+        format!(
+            "{}, as counted by Telegraf's inputs.netstat.",
+            state_help(field)
+        )
+    },
+    native: |field| {
+        state_native(
+            field,
+            "netstat_tcp_connections",
+            "TCP sockets by state (state as node_exporter's tcpstat spells it; syn_recv includes request sockets).",
+            Native::gauge("netstat_udp_sockets", "UDP sockets."),
+        )
+    },
+    native_only: false,
+};
+
+/// The bytes queued on TCP sockets (listeners left out).
+pub static QUEUED: Schema = Schema {
+    name: "netstat_tcp",
+    help: |field| format!("{}.", metric::unknown_help(field)),
+    native: |field| metric::find(&QUEUE_FIELDS, field).and_then(|d| d.native),
+    native_only: true,
+};
+
+/// The queued bytes' fields.
+pub const QUEUE_FIELDS: [FieldDesc; 2] = [
+    FieldDesc {
+        name: "receive_queue_bytes",
+        help: "Bytes received and not yet read by the application",
+        native: Some(Native::gauge(
+            "netstat_tcp_receive_queue_bytes",
+            "Bytes received on TCP sockets (listeners left out) and not yet read by the application.",
+        )),
+    },
+    FieldDesc {
+        name: "send_queue_bytes",
+        help: "Bytes sent and not yet acknowledged by the peer",
+        native: Some(Native::gauge(
+            "netstat_tcp_send_queue_bytes",
+            "Bytes sent on TCP sockets (listeners left out) and not yet acknowledged by the peer.",
+        )),
+    },
+];
+
+/// What each of the 13 fields counts, in the order of [`Counts::fields`].
+const STATE_HELP: [&str; 13] = [
+    "TCP sockets in state CLOSE",
+    "TCP sockets in state CLOSE_WAIT",
+    "TCP sockets in state CLOSING",
+    "TCP sockets in state ESTABLISHED",
+    "TCP sockets in state FIN_WAIT1",
+    "TCP sockets in state FIN_WAIT2",
+    "TCP sockets in state LAST_ACK",
+    "TCP listening sockets",
+    "TCP sockets in no known state (inputs.netstat's NONE field, kept for its 13 fields)",
+    "TCP handshakes in progress (SYN_RECV, request sockets included)",
+    "TCP sockets in state SYN_SENT (connecting)",
+    "TCP sockets in state TIME_WAIT",
+    "UDP sockets",
+];
+
+/// What one of the 13 fields counts, in a sentence ending before the full
+/// stop.
+pub fn state_help(field: &str) -> String {
+    Counts::default()
+        .fields()
+        .iter()
+        .position(|f| f.0 == field)
+        .map_or_else(|| metric::unknown_help(field), |i| STATE_HELP[i].into())
+}
+
+/// The native family of one of the 13 fields: a TCP field in the family
+/// `tcp` (HELP `help`) with its state as label `state`, `udp_socket` in
+/// `udp`, `tcp_none` (inputs.netstat's artefact with no kernel state) in
+/// none.
+pub fn state_native(
+    field: &'static str,
+    tcp: &'static str,
+    help: &'static str,
+    udp: Native,
+) -> Option<Native> {
+    if field == UDP_SOCKET {
+        return Some(udp);
+    }
+    let state = field.strip_prefix("tcp_").filter(|_| field != TCP_NONE)?;
+    Some(Native {
+        name: tcp,
+        help,
+        counter: false,
+        label: Some(("state", state)),
+    })
+}
+
+/// The 13 fields, sorted by name, all gauges.
+pub fn fields(c: &Counts) -> [Field; 13] {
+    c.fields().map(|(name, value)| Field::gauge(name, value))
+}
+
+/// The queued bytes' two fields.
+pub fn queue_fields(q: &Queued) -> [Field; 2] {
+    let [receive, send] = &QUEUE_FIELDS;
+    [receive.gauge(q.receive), send.gauge(q.send)]
+}
+
+/// The `family` tag of a row per address family.
+pub fn family(name: &str) -> (&'static str, String) {
+    ("family", name.to_string())
+}
+
+fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
+    if !shape.print.netstat {
+        return;
+    }
+    let c = &g.by_family;
+    if shape.by_family {
+        emit(&SCHEMA, &[family("ipv4")], &fields(&c.ipv4));
+        emit(&SCHEMA, &[family("ipv6")], &fields(&c.ipv6));
+        if shape.include_unix {
+            emit(&SCHEMA, &[family("unix")], &fields(&c.unix));
+        }
+        emit(&QUEUED, &[family("ipv4")], &queue_fields(&g.queued[0]));
+        emit(&QUEUED, &[family("ipv6")], &queue_fields(&g.queued[1]));
+    } else {
+        emit(&SCHEMA, &[], &fields(&c.total()));
+        let mut total = g.queued[0];
+        total.add(&g.queued[1]);
+        emit(&QUEUED, &[], &queue_fields(&total));
+    }
+}
