@@ -184,19 +184,7 @@ pub fn read_batch(
         match msg.kind() {
             k if k == record && dump == Dump::Unix => {
                 let r = UnixDiagMsg::new(&msg).map_err(malformed)?;
-                on_record(&Record {
-                    kind,
-                    family: wire::AF_UNIX,
-                    state: r.sock_type(),
-                    local_port: 0,
-                    remote_port: 0,
-                    local_addr: [0; 16],
-                    remote_addr: [0; 16],
-                    listen: None,
-                    rqueue: 0,
-                    wqueue: 0,
-                    cgroup: None,
-                })
+                on_record(&Record::unix(r.sock_type()))
             }
             k if k == record => {
                 let r = InetDiagMsg::new(&msg).map_err(malformed)?;
@@ -211,19 +199,13 @@ pub fn read_batch(
                             drops: r.drops(),
                         }
                     });
-                on_record(&Record {
-                    kind,
-                    family: r.family(),
-                    state,
-                    local_port: r.sport(),
-                    remote_port: r.dport(),
-                    local_addr: r.src(),
-                    remote_addr: r.dst(),
-                    listen,
-                    rqueue: r.rqueue(),
-                    wqueue: r.wqueue(),
-                    cgroup: if cgroups { r.cgroup_id() } else { None },
-                })
+                let ends = ((r.src(), r.sport()), (r.dst(), r.dport()));
+                on_record(
+                    &Record::inet(kind, r.family(), state, ends.0, ends.1)
+                        .with_listen(listen)
+                        .with_queues(r.rqueue(), r.wqueue())
+                        .with_cgroup(if cgroups { r.cgroup_id() } else { None }),
+                )
             }
             wire::NLMSG_DONE | wire::NLMSG_ERROR => {
                 let errno = msg.errno().map_err(malformed)?;

@@ -27,7 +27,6 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::record::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
-use crate::wire::AF_UNIX;
 
 /// Read size; /proc/net/tcp lines are 150 bytes (tcp6: 178), so one read
 /// carries a few hundred of them.
@@ -153,19 +152,11 @@ pub fn inet_record(line: &[u8], kind: Kind, family: u8) -> Result<Record, String
     } else {
         None
     };
-    Ok(Record {
-        kind,
-        family,
-        state,
-        local_port: field_port(local)?,
-        remote_port: field_port(remote)?,
-        local_addr: field_addr(local)?,
-        remote_addr: field_addr(remote)?,
-        listen,
-        rqueue,
-        wqueue,
-        cgroup: None,
-    })
+    let local = (field_addr(local)?, field_port(local)?);
+    let remote = (field_addr(remote)?, field_port(remote)?);
+    Ok(Record::inet(kind, family, state, local, remote)
+        .with_listen(listen)
+        .with_queues(rqueue, wqueue))
 }
 
 /// The longest path /proc/net/unix prints: `sizeof(sun_path)` (108) bytes,
@@ -272,33 +263,20 @@ impl<'p> Lines<'p> {
 
     /// The record on one line, or `Ok(None)` for a unix path continuation.
     fn record(&mut self, line: &[u8]) -> Result<Option<Record>, String> {
-        let unix = |ty| Record {
-            kind: Kind::Unix,
-            family: AF_UNIX,
-            state: ty,
-            local_port: 0,
-            remote_port: 0,
-            local_addr: [0; 16],
-            remote_addr: [0; 16],
-            listen: None,
-            rqueue: 0,
-            wqueue: 0,
-            cgroup: None,
-        };
         match self.table {
             Table::Inet(kind, family) => inet_record(line, kind, family).map(Some),
             Table::Unix => match unix_record(line) {
                 Some((ty, path, inode)) => {
                     self.path_left = path.map_or(0, |n| UNIX_PATH_PRINTED - n);
                     let repeated = self.seen.as_mut().is_some_and(|s| !s.insert(inode));
-                    Ok((!repeated).then(|| unix(ty)))
+                    Ok((!repeated).then(|| Record::unix(ty)))
                 }
                 // The newline inside the path, then this line's bytes.
                 None if self.path_left > line.len() => {
                     self.path_left -= line.len() + 1;
                     Ok(None)
                 }
-                None => unix_line_type(line).map(|ty| Some(unix(ty))),
+                None => unix_line_type(line).map(|ty| Some(Record::unix(ty))),
             },
         }
     }
@@ -520,19 +498,13 @@ mod tests {
         let line = TCP.lines().nth(2).unwrap().as_bytes();
         assert_eq!(
             inet_record(line, Kind::Tcp, crate::wire::AF_INET),
-            Ok(Record {
-                kind: Kind::Tcp,
-                family: crate::wire::AF_INET,
-                state: 1,
-                local_port: 0x9C40,
-                remote_port: 0x1388,
-                local_addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                remote_addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                listen: None,
-                rqueue: 0,
-                wqueue: 0,
-                cgroup: None,
-            })
+            Ok(Record::inet(
+                Kind::Tcp,
+                crate::wire::AF_INET,
+                1,
+                ([127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0x9C40),
+                ([127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0x1388),
+            ))
         );
         let v6 = TCP6.lines().nth(2).unwrap().as_bytes();
         let r = inet_record(v6, Kind::Tcp, crate::wire::AF_INET6).unwrap();

@@ -2,7 +2,7 @@
 //! readers (`netlink`, `procfs`) produce and the aggregations consume,
 //! below both so that neither reaches up into the other.
 
-use crate::wire::AF_INET6;
+use crate::wire::{AF_INET6, AF_UNIX};
 
 /// What kind of socket a record describes (which dump or table it came
 /// from).
@@ -77,7 +77,60 @@ pub struct ListenInfo {
     pub drops: Option<u32>,
 }
 
+/// One end of a socket: its address (16 bytes in network order, an IPv4
+/// address in the first 4) and its port (host order).
+pub type Endpoint = ([u8; 16], u16);
+
 impl Record {
+    /// A TCP or UDP socket in `state` between `local` and `remote`; its
+    /// queues, listener parts and cgroup unknown until set.
+    pub const fn inet(
+        kind: Kind,
+        family: u8,
+        state: u8,
+        local: Endpoint,
+        remote: Endpoint,
+    ) -> Record {
+        Record {
+            kind,
+            family,
+            state,
+            local_port: local.1,
+            remote_port: remote.1,
+            local_addr: local.0,
+            remote_addr: remote.0,
+            listen: None,
+            rqueue: 0,
+            wqueue: 0,
+            cgroup: None,
+        }
+    }
+
+    /// A unix socket of type `ty` (`SOCK_STREAM`, ...): nothing else of it
+    /// is read.
+    pub const fn unix(ty: u8) -> Record {
+        Record::inet(Kind::Unix, AF_UNIX, ty, ([0; 16], 0), ([0; 16], 0))
+    }
+
+    /// With the bytes queued to read and to send.
+    pub const fn with_queues(mut self, rqueue: u32, wqueue: u32) -> Record {
+        self.rqueue = rqueue;
+        self.wqueue = wqueue;
+        self
+    }
+
+    /// With a listener's or a handshake's parts.
+    pub const fn with_listen(mut self, listen: Option<ListenInfo>) -> Record {
+        self.listen = listen;
+        self
+    }
+
+    /// With the cgroup v2 id the kernel reported.
+    pub const fn with_cgroup(mut self, cgroup: Option<u64>) -> Record {
+        self.cgroup = cgroup;
+        self
+    }
+
     /// Index of the address family in per-family arrays: 0 IPv4, 1 IPv6.
     #[inline(always)]
     pub fn family_slot(&self) -> usize {

@@ -269,19 +269,15 @@ mod tests {
     }
 
     fn record(family: u8, state: u8, local_port: u16, listen: Option<ListenInfo>) -> Record {
-        Record {
-            kind: Kind::Tcp,
+        let remote_port = if state == LISTEN { 0 } else { 40000 };
+        Record::inet(
+            Kind::Tcp,
             family,
             state,
-            local_port,
-            remote_port: if state == LISTEN { 0 } else { 40000 },
-            local_addr: [0; 16],
-            remote_addr: [0; 16],
-            listen,
-            rqueue: 0,
-            wqueue: 0,
-            cgroup: None,
-        }
+            ([0; 16], local_port),
+            ([0; 16], remote_port),
+        )
+        .with_listen(listen)
     }
 
     const ZERO: &str = "tcp_close=0i,tcp_close_wait=0i,tcp_closing=0i";

@@ -169,19 +169,7 @@ mod tests {
     use crate::wire::AF_INET;
 
     fn sock(kind: Kind, state: u8, cgroup: Option<u64>) -> Record {
-        Record {
-            kind,
-            family: AF_INET,
-            state,
-            local_port: 1,
-            remote_port: 2,
-            local_addr: [0; 16],
-            remote_addr: [0; 16],
-            listen: None,
-            rqueue: 0,
-            wqueue: 0,
-            cgroup,
-        }
+        Record::inet(kind, AF_INET, state, ([0; 16], 1), ([0; 16], 2)).with_cgroup(cgroup)
     }
 
     #[test]

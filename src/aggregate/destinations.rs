@@ -294,19 +294,7 @@ mod tests {
         local: ([u8; 16], u16),
         remote: ([u8; 16], u16),
     ) -> Record {
-        Record {
-            kind,
-            family,
-            state,
-            local_port: local.1,
-            remote_port: remote.1,
-            local_addr: local.0,
-            remote_addr: remote.0,
-            listen: None,
-            rqueue: 0,
-            wqueue: 0,
-            cgroup: None,
-        }
+        Record::inet(kind, family, state, local, remote)
     }
 
     fn outbound(range: &[u8], reserved: &[u8]) -> Outbound {

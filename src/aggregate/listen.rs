@@ -180,43 +180,23 @@ mod tests {
         backlog: u32,
         drops: u32,
     ) -> Record {
-        Record {
-            kind: Kind::Tcp,
-            family,
-            state: LISTEN,
-            local_port: port,
-            remote_port: 0,
-            local_addr: addr,
-            remote_addr: [0; 16],
-            listen: Some(ListenInfo {
+        Record::inet(Kind::Tcp, family, LISTEN, (addr, port), ([0; 16], 0))
+            .with_listen(Some(ListenInfo {
                 queue,
                 backlog: Some(backlog),
                 drops: Some(drops),
-            }),
-            rqueue: queue,
-            wqueue: backlog,
-            cgroup: None,
-        }
+            }))
+            .with_queues(queue, backlog)
     }
 
     fn request(family: u8, addr: [u8; 16], port: u16) -> Record {
-        Record {
-            kind: Kind::Tcp,
-            family,
-            state: SYN_RECV,
-            local_port: port,
-            remote_port: 40000,
-            local_addr: addr,
-            remote_addr: [0; 16],
-            listen: Some(ListenInfo {
+        Record::inet(Kind::Tcp, family, SYN_RECV, (addr, port), ([0; 16], 40000)).with_listen(Some(
+            ListenInfo {
                 queue: 0,
                 backlog: None,
                 drops: None,
-            }),
-            rqueue: 0,
-            wqueue: 0,
-            cgroup: None,
-        }
+            },
+        ))
     }
 
     #[test]

@@ -259,35 +259,24 @@ mod tests {
     use crate::wire::{AF_INET, AF_INET6};
 
     fn tcp(family: u8, state: u8, local: u16, remote: u16) -> Record {
-        Record {
-            kind: Kind::Tcp,
+        Record::inet(
+            Kind::Tcp,
             family,
             state,
-            local_port: local,
-            remote_port: remote,
-            local_addr: [0; 16],
-            remote_addr: [0; 16],
-            listen: None,
-            rqueue: 0,
-            wqueue: 0,
-            cgroup: None,
-        }
+            ([0; 16], local),
+            ([0; 16], remote),
+        )
     }
 
     fn udp(family: u8, local: u16, remote: u16) -> Record {
-        Record {
-            kind: Kind::Udp,
+        let state = if remote == 0 { 7 } else { 1 };
+        Record::inet(
+            Kind::Udp,
             family,
-            state: if remote == 0 { 7 } else { 1 },
-            local_port: local,
-            remote_port: remote,
-            local_addr: [0; 16],
-            remote_addr: [0; 16],
-            listen: None,
-            rqueue: 0,
-            wqueue: 0,
-            cgroup: None,
-        }
+            state,
+            ([0; 16], local),
+            ([0; 16], remote),
+        )
     }
 
     fn rows(p: &PortCounts) -> Vec<(Direction, u16, [Counts; 2])> {
@@ -384,19 +373,7 @@ mod tests {
             ..PortConfig::default()
         };
         let mut p = PortCounts::new(&config);
-        p.add(&Record {
-            kind: Kind::Unix,
-            family: 1,
-            state: 1,
-            local_port: 80,
-            remote_port: 0,
-            local_addr: [0; 16],
-            remote_addr: [0; 16],
-            listen: None,
-            rqueue: 0,
-            wqueue: 0,
-            cgroup: None,
-        });
+        p.add(&Record::inet(Kind::Unix, 1, 1, ([0; 16], 80), ([0; 16], 0)));
         p.add(&tcp(AF_INET, 200, 80, 1));
         assert_eq!(rows(&p)[0].2, [Counts::default(), Counts::default()]);
     }

@@ -381,19 +381,7 @@ mod tests {
     use crate::wire::{AF_INET, AF_INET6, AF_UNIX};
 
     fn rec(kind: Kind, family: u8, state: u8) -> Record {
-        Record {
-            kind,
-            family,
-            state,
-            local_port: 443,
-            remote_port: 50000,
-            local_addr: [0; 16],
-            remote_addr: [0; 16],
-            listen: None,
-            rqueue: 0,
-            wqueue: 0,
-            cgroup: None,
-        }
+        Record::inet(kind, family, state, ([0; 16], 443), ([0; 16], 50000))
     }
 
     #[test]
