@@ -360,10 +360,8 @@ pub struct Config {
     /// Where each gather goes: stdout, or this file replaced atomically
     /// (opened at startup, see [`output_error`]).
     pub output: Option<PathBuf>,
-    /// Gather per stdin line.
-    pub execd: bool,
-    /// Gather on this period.
-    pub interval: Option<Duration>,
+    /// One gather, the loops, or the exporter.
+    pub mode: Mode,
     pub namespaces: Namespaces,
     pub include_unix: bool,
     pub by_family: bool,
@@ -377,10 +375,24 @@ pub struct Config {
     pub counters: Option<Selection>,
     /// Tag namespaces with container, pod and hostname labels.
     pub netns_labels: bool,
-    /// Serve Prometheus metrics over HTTP (`--listen`).
-    pub serve: Option<Serve>,
     /// Which measurements are printed (`--only`; all asked-for by default).
     pub print: Measurements,
+}
+
+/// How the program runs: the flags that choose it exclude each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// One gather, then exit.
+    OneShot,
+    /// Keep running: a gather per stdin line (`--execd`), every `interval`
+    /// (`--interval`), or both.
+    Loop {
+        execd: bool,
+        interval: Option<Duration>,
+    },
+    /// Serve Prometheus metrics over HTTP (`--listen`,
+    /// `--web.systemd-socket`).
+    Serve(Serve),
 }
 
 /// The usage error (exit 2) for an `--output` FILE that startup could not
@@ -639,12 +651,21 @@ impl Config {
                     .map_err(|e| Args::command().error(ErrorKind::InvalidValue, e))?,
             );
         }
-        let serve = serving.then_some(Serve {
-            listen,
-            path,
-            systemd_socket: a.systemd_socket,
-            web_config: a.web_config.clone(),
-        });
+        let mode = if serving {
+            Mode::Serve(Serve {
+                listen,
+                path,
+                systemd_socket: a.systemd_socket,
+                web_config: a.web_config.clone(),
+            })
+        } else if a.execd || a.interval.is_some() {
+            Mode::Loop {
+                execd: a.execd,
+                interval: a.interval,
+            }
+        } else {
+            Mode::OneShot
+        };
         // Telegraf's convention; an empty HOST_PROC means unset.
         let host_proc = std::env::var_os("HOST_PROC").filter(|p| !p.is_empty());
         let proc_root = a
@@ -701,8 +722,7 @@ impl Config {
                 (Some(FormatArg::Json), false, _) => Format::Json,
             },
             output: a.output,
-            execd: a.execd,
-            interval: a.interval,
+            mode,
             namespaces: if a.all_netns {
                 Namespaces::All
             } else if a.netns.is_empty() {
@@ -745,7 +765,6 @@ impl Config {
             destinations: a.destinations.map(usize::from),
             netns_labels: !a.no_netns_labels,
             counters: a.counters.clone(),
-            serve,
             print: {
                 let want = |m| a.only.is_empty() || a.only.contains(&m);
                 let bad = |what: &str| {
@@ -957,10 +976,21 @@ mod tests {
         assert!(!Config::parse(["t"]).unwrap().print.counters);
     }
 
+    fn serving(c: Config) -> Serve {
+        serving_ref(&c).clone()
+    }
+
+    fn serving_ref(c: &Config) -> &Serve {
+        match &c.mode {
+            Mode::Serve(s) => s,
+            other => panic!("not serving: {other:?}"),
+        }
+    }
+
     #[test]
     fn serve_flags() {
         let c = Config::parse(["t", "--listen"]).unwrap();
-        let s = c.serve.unwrap();
+        let s = serving_ref(&c);
         assert_eq!(s.listen, [ListenAddr::Any(10273)]);
         assert_eq!(s.path, "/metrics");
         assert_eq!(c.format, Format::Prometheus);
@@ -974,7 +1004,7 @@ mod tests {
             "/m",
         ])
         .unwrap();
-        let s = c.serve.unwrap();
+        let s = serving(c);
         assert_eq!(
             s.listen,
             [
@@ -985,11 +1015,11 @@ mod tests {
         let c = Config::parse(["t", "--listen", "localhost:0", "--web.systemd-socket"]);
         assert_eq!(c.unwrap_err().exit_code(), 2);
         let c = Config::parse(["t", "--web.systemd-socket", "--web.telemetry-path", "/m"]);
-        assert_eq!(c.unwrap().serve.unwrap().path, "/m");
+        assert_eq!(serving(c.unwrap()).path, "/m");
         let c = Config::parse(["t", "--listen", "localhost:0"]).unwrap();
-        assert_eq!(c.serve.unwrap().listen, [ListenAddr::Localhost(0)]);
+        assert_eq!(serving(c).listen, [ListenAddr::Localhost(0)]);
         assert_eq!(s.path, "/m");
-        assert!(Config::parse(["t"]).unwrap().serve.is_none());
+        assert_eq!(Config::parse(["t"]).unwrap().mode, Mode::OneShot);
         for bad in [
             &["t", "--listen", "--format", "json"][..],
             &["t", "--listen", "--execd"],
@@ -1028,8 +1058,13 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
         let c = Config::parse(["t", "--execd", "--interval", "200ms"]).unwrap();
-        assert!(c.execd);
-        assert_eq!(c.interval, Some(ms(200)));
+        assert_eq!(
+            c.mode,
+            Mode::Loop {
+                execd: true,
+                interval: Some(ms(200))
+            }
+        );
         for (bad, why) in [
             ("0", "expected e.g."),
             ("0s", "greater than zero"),

@@ -193,7 +193,7 @@ enum Wake {
     Exit,
 }
 
-pub fn run(config: Config, sink: Sink) -> ExitCode {
+pub fn run(config: Config, sink: Sink, execd: bool, interval: Option<Duration>) -> ExitCode {
     let log = config.log;
     let signals = match signal_pipe() {
         Ok(r) => r,
@@ -204,7 +204,7 @@ pub fn run(config: Config, sink: Sink) -> ExitCode {
     };
     let mut control = Control {
         signals,
-        stdin: StdinRole::of(config.execd),
+        stdin: StdinRole::of(execd),
         tick: false,
         exit: false,
         eof: false,
@@ -212,7 +212,6 @@ pub fn run(config: Config, sink: Sink) -> ExitCode {
         buf: vec![0u8; 4096].into_boxed_slice(),
         stdin_paused: None,
     };
-    let interval = config.interval;
     let first = Instant::now();
     let mut due = interval.map(|_| first);
     let mut gatherer: Gatherer = Gatherer::new(&config);

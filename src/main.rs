@@ -36,21 +36,27 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => e.exit(),
     };
-    if config.serve.is_some() {
-        return serve::run(config);
+    match config.mode.clone() {
+        cli::Mode::Serve(serve) => serve::run(config, serve),
+        cli::Mode::Loop { execd, interval } => {
+            let sink = open_sink(&config);
+            execd::run(config, sink, execd, interval)
+        }
+        cli::Mode::OneShot => {
+            let sink = open_sink(&config);
+            oneshot::run(config, sink)
+        }
     }
-    // The sink is opened before any gather: a bad `--output` is a usage
-    // error (exit 2), not a failed gather.
-    let sink = match &config.output {
+}
+
+/// The sink, opened before any gather: a bad `--output` is a usage error
+/// (exit 2), not a failed gather.
+fn open_sink(config: &cli::Config) -> Sink {
+    match &config.output {
         None => Sink::Stdout(Stdout::new()),
         Some(path) => match OutputFile::open(path) {
             Ok(file) => Sink::File(file),
             Err(why) => cli::output_error(path, why).exit(),
         },
-    };
-    if config.execd || config.interval.is_some() {
-        execd::run(config, sink)
-    } else {
-        oneshot::run(config, sink)
     }
 }

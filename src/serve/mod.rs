@@ -172,8 +172,8 @@ fn say_listening(log: &Logger, listeners: &[listeners::Listener], serve: &Serve,
     }
 }
 
-pub fn run(config: Config) -> ExitCode {
-    match Exporter::start(&config) {
+pub fn run(config: Config, serve: Serve) -> ExitCode {
+    match Exporter::start(&config, serve) {
         Ok(mut exporter) => exporter.serve(),
         Err(code) => code,
     }
@@ -267,13 +267,12 @@ struct Exporter {
 impl Exporter {
     /// Binds (or takes) the listening sockets, installs the signal pipe and
     /// starts the gather thread; `Err` is the exit code, the reason said.
-    fn start(config: &Config) -> Result<Exporter, ExitCode> {
+    fn start(config: &Config, serve: Serve) -> Result<Exporter, ExitCode> {
         let log = config.log;
         let fail = |what: &str, e: &dyn std::fmt::Display, code: u8| {
             log.error(format_args!("{what}{e}"));
             ExitCode::from(code)
         };
-        let serve = config.serve.clone().expect("serve mode");
         // Checked before binding: a usage error opens nothing.
         let mut web = match &serve.web_config {
             Some(path) => Some(WebFile::open(path, &log).map_err(|e| {
