@@ -13,12 +13,7 @@ use std::path::PathBuf;
 
 use clap_complete::{generate_to, Shell};
 
-// The binary's own flag definitions: the library does not carry clap's
-// parser, so the page is made from the same source file the binary
-// compiles.
-#[allow(dead_code)]
-#[path = "../src/cli.rs"]
-mod cli;
+use telegraf_netstat::args;
 
 fn main() -> std::io::Result<()> {
     let usage = "usage: dist-docs OUT_DIR TARGET";
@@ -29,7 +24,7 @@ fn main() -> std::io::Result<()> {
     // clap keeps &'static str; this process writes one page and exits.
     let version: &'static str =
         Box::leak(format!("{} ({target})", env!("CARGO_PKG_VERSION")).into_boxed_str());
-    let cmd = cli::command().version(version);
+    let cmd = args::command().version(version);
     std::fs::write(out.join("telegraf-netstat.1"), man_page(&cmd)?)?;
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         generate_to(

@@ -20,7 +20,12 @@
 //! `default-features = false` the library needs only `rustix` and
 //! `foldhash` (the destinations' hash map).
 
+#![forbid(unsafe_code)]
+#![warn(clippy::too_many_lines)]
+
 pub mod aggregate;
+#[cfg(feature = "cli")]
+pub mod args;
 pub mod cgroupfs;
 pub mod collector;
 pub mod counters;
@@ -39,6 +44,7 @@ pub mod rows;
 pub mod sink;
 pub mod tagtext;
 pub mod tcphash;
+pub mod values;
 pub mod wire;
 
 #[cfg(test)]

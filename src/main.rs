@@ -3,6 +3,8 @@
 //! access, aggregation, rows, encoders and sinks; the binary holds the
 //! command line, the gather loop over namespaces and the modes.
 
+#![warn(clippy::too_many_lines)]
+
 mod cli;
 mod deliver;
 mod execd;
@@ -32,7 +34,7 @@ fn raise_fd_limit() {
 
 fn main() -> ExitCode {
     raise_fd_limit();
-    let config = match cli::Config::parse(std::env::args_os()) {
+    let config = match cli::Config::parse(std::env::args_os(), &cli::Env::of_process()) {
         Ok(config) => config,
         Err(e) => e.exit(),
     };

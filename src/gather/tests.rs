@@ -89,8 +89,11 @@ impl Interrupt for Now {
 }
 
 fn gatherer(args: &[&str]) -> Gatherer<Fake> {
-    let config = Config::parse(std::iter::once("telegraf-netstat").chain(args.iter().copied()))
-        .expect("flags");
+    let config = Config::parse(
+        std::iter::once("telegraf-netstat").chain(args.iter().copied()),
+        &crate::cli::Env::default(),
+    )
+    .expect("flags");
     Gatherer::new(&config)
 }
 

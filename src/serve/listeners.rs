@@ -4,9 +4,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::cli::{ListenAddr, Serve};
+use crate::cli::Serve;
 use rustix::io::Errno;
 use rustix::net::{sockopt, AddressFamily, SocketType};
+use telegraf_netstat::values::ListenAddr;
 
 /// Pending connections the kernel queues for us.
 const BACKLOG: i32 = 1024;

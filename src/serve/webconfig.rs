@@ -324,13 +324,14 @@ pub fn parse(text: &str, dir: &Path) -> Result<WebConfig, String> {
                     match k {
                         "interval" => {
                             let s = string(v, &at)?;
-                            interval = crate::cli::parse_duration(&s).map_err(|e| {
-                                if plain(&s) {
-                                    format!("{at}: {e}")
-                                } else {
-                                    format!("{at}: not a duration (e.g. 1s or 250ms)")
-                                }
-                            })?;
+                            interval =
+                                telegraf_netstat::values::parse_duration(&s).map_err(|e| {
+                                    if plain(&s) {
+                                        format!("{at}: {e}")
+                                    } else {
+                                        format!("{at}: not a duration (e.g. 1s or 250ms)")
+                                    }
+                                })?;
                         }
                         "burst" => {
                             burst = match v {
