@@ -2,7 +2,7 @@
 //! readers (`netlink`, `procfs`) produce and the aggregations consume,
 //! below both so that neither reaches up into the other.
 
-use crate::wire::{AF_INET6, AF_UNIX};
+use crate::wire::{AF_INET, AF_INET6, AF_UNIX};
 
 /// What kind of socket a record describes (which dump or table it came
 /// from).
@@ -57,6 +57,17 @@ pub struct Record {
     /// asked for (`--by-cgroup`) and the kernel reported one: netlink only,
     /// full sockets only (not TIME_WAIT, not request sockets), Linux 5.8+.
     pub cgroup: Option<u64>,
+}
+
+/// An address of a record as `ss` prints it: `AF_INET` dotted from the
+/// first 4 bytes (`0.0.0.0`, `127.0.0.1`), any other family in RFC 5952
+/// form (`::`, `::ffff:10.0.0.1`). The one address formatter.
+pub fn address_text(family: u8, addr: &[u8; 16]) -> String {
+    if family == AF_INET {
+        std::net::Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).to_string()
+    } else {
+        std::net::Ipv6Addr::from(*addr).to_string()
+    }
 }
 
 /// `TCP_LISTEN`.

@@ -79,12 +79,15 @@ pub fn is_v4(addr: &[u8; 16]) -> bool {
     addr[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
 }
 
-/// The address as text: IPv4 dotted, IPv6 in RFC 5952 form.
+/// A destination's address as text: an IPv4 one (kept mapped) as IPv4,
+/// through the one formatter, [`crate::record::address_text`].
 pub fn address_text(addr: &[u8; 16]) -> String {
     if is_v4(addr) {
-        std::net::Ipv4Addr::new(addr[12], addr[13], addr[14], addr[15]).to_string()
+        let mut v4 = [0u8; 16];
+        v4[..4].copy_from_slice(&addr[12..]);
+        crate::record::address_text(crate::wire::AF_INET, &v4)
     } else {
-        std::net::Ipv6Addr::from(*addr).to_string()
+        crate::record::address_text(crate::wire::AF_INET6, addr)
     }
 }
 

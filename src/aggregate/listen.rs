@@ -151,20 +151,11 @@ impl ListenCounts {
     }
 }
 
-/// A listener's address as `ss` prints it (`0.0.0.0`, `::`, `127.0.0.1`,
-/// `::ffff:10.0.0.1`).
-pub fn address_text(family: u8, addr: &[u8; 16]) -> String {
-    if family == AF_INET {
-        std::net::Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).to_string()
-    } else {
-        std::net::Ipv6Addr::from(*addr).to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::aggregate::{Kind, ListenInfo};
+    use crate::record::address_text;
 
     fn v4(a: [u8; 4]) -> [u8; 16] {
         let mut x = [0u8; 16];

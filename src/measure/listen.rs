@@ -3,9 +3,9 @@
 
 use super::netstat::family;
 use super::{Emit, Measurement, Shape};
-use crate::aggregate::listen::address_text;
 use crate::aggregate::Gathered;
 use crate::metric::{self, Field, FieldDesc, Native, Schema};
+use crate::record::address_text;
 use crate::wire::AF_INET;
 
 pub static MEASUREMENT: Measurement = Measurement {
