@@ -797,47 +797,17 @@ fn main() {
     raise_fd_limit();
     let args = Arguments::from_args();
     let tools = tools_on_path(&[("openssl", "openssl"), ("htpasswd", "apache2-utils")]);
-    let tests: [(&str, fn()); 10] = [
-        (
-            "answered_but_unclosed_tls_connections_hold_no_slot",
-            answered_but_unclosed_tls_connections_hold_no_slot,
-        ),
-        (
-            "a_head_refused_at_the_limit_gets_no_body",
-            a_head_refused_at_the_limit_gets_no_body,
-        ),
-        (
-            "one_fast_client_does_not_rate_limit_the_others",
-            one_fast_client_does_not_rate_limit_the_others,
-        ),
-        (
-            "answered_but_unclosed_connections_hold_no_slot",
-            answered_but_unclosed_connections_hold_no_slot,
-        ),
-        (
-            "churn_never_evicts_a_handshake_in_progress",
-            churn_never_evicts_a_handshake_in_progress,
-        ),
-        (
-            "guess_floods_never_starve_valid_credentials",
-            guess_floods_never_starve_valid_credentials,
-        ),
-        (
-            "alias_bombs_are_refused_at_start_and_at_reload",
-            alias_bombs_are_refused_at_start_and_at_reload,
-        ),
-        (
-            "a_half_close_after_the_request_gets_the_answer",
-            a_half_close_after_the_request_gets_the_answer,
-        ),
-        (
-            "out_of_descriptors_is_not_a_refused_web_config",
-            out_of_descriptors_is_not_a_refused_web_config,
-        ),
-        (
-            "stdin_floods_cost_little_and_signals_are_heard",
-            stdin_floods_cost_little_and_signals_are_heard,
-        ),
+    let tests = tests![
+        answered_but_unclosed_tls_connections_hold_no_slot,
+        a_head_refused_at_the_limit_gets_no_body,
+        one_fast_client_does_not_rate_limit_the_others,
+        answered_but_unclosed_connections_hold_no_slot,
+        churn_never_evicts_a_handshake_in_progress,
+        guess_floods_never_starve_valid_credentials,
+        alias_bombs_are_refused_at_start_and_at_reload,
+        a_half_close_after_the_request_gets_the_answer,
+        out_of_descriptors_is_not_a_refused_web_config,
+        stdin_floods_cost_little_and_signals_are_heard,
     ];
     run_trials(args, namespace_setup().and(tools), named("attack", &tests));
 }

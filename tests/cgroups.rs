@@ -458,15 +458,9 @@ fn many_cgroups_and_a_removed_one() {
 fn main() {
     let args = Arguments::from_args();
     let setup = setup();
-    let tests: [(&str, fn()); 2] = [
-        (
-            "counted_by_cgroup_as_ss_sees_them",
-            counted_by_cgroup_as_ss_sees_them,
-        ),
-        (
-            "many_cgroups_and_a_removed_one",
-            many_cgroups_and_a_removed_one,
-        ),
+    let tests = tests![
+        counted_by_cgroup_as_ss_sees_them,
+        many_cgroups_and_a_removed_one,
     ];
     run_trials(args, setup, named("cgroups", &tests));
 }

@@ -411,9 +411,6 @@ fn every_flag_namespace_and_format_together() {
 
 fn main() {
     let args = Arguments::from_args();
-    let tests: [(&str, fn()); 1] = [(
-        "every_flag_namespace_and_format_together",
-        every_flag_namespace_and_format_together,
-    )];
+    let tests = tests![every_flag_namespace_and_format_together];
     run_trials(args, setup(), named("combinations", &tests));
 }

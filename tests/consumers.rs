@@ -800,47 +800,17 @@ fn grafana_dashboard_queries_return_data() {
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup().and_then(|()| tools_on_path(&TOOLS));
-    let tests: [(&str, fn()); 10] = [
-        (
-            "counter_metrics_reach_influxdb_promtool_and_prometheus",
-            counter_metrics_reach_influxdb_promtool_and_prometheus,
-        ),
-        (
-            "prometheus_scrapes_over_tls_with_basic_auth",
-            prometheus_scrapes_over_tls_with_basic_auth,
-        ),
-        (
-            "destination_metrics_reach_influxdb_and_promtool",
-            destination_metrics_reach_influxdb_and_promtool,
-        ),
-        (
-            "grafana_dashboard_queries_return_data",
-            grafana_dashboard_queries_return_data,
-        ),
-        (
-            "alert_rules_are_checked_and_tested",
-            alert_rules_are_checked_and_tested,
-        ),
-        (
-            "influxdb_stores_our_fields_as_integers",
-            influxdb_stores_our_fields_as_integers,
-        ),
-        (
-            "promtool_accepts_our_exposition",
-            promtool_accepts_our_exposition,
-        ),
-        (
-            "node_exporter_serves_our_textfile",
-            node_exporter_serves_our_textfile,
-        ),
-        (
-            "port_metrics_reach_influxdb_and_promtool",
-            port_metrics_reach_influxdb_and_promtool,
-        ),
-        (
-            "prometheus_scrapes_the_exporter",
-            prometheus_scrapes_the_exporter,
-        ),
+    let tests = tests![
+        counter_metrics_reach_influxdb_promtool_and_prometheus,
+        prometheus_scrapes_over_tls_with_basic_auth,
+        destination_metrics_reach_influxdb_and_promtool,
+        grafana_dashboard_queries_return_data,
+        alert_rules_are_checked_and_tested,
+        influxdb_stores_our_fields_as_integers,
+        promtool_accepts_our_exposition,
+        node_exporter_serves_our_textfile,
+        port_metrics_reach_influxdb_and_promtool,
+        prometheus_scrapes_the_exporter,
     ];
     // The Prometheus server itself only for the test that runs it.
     let prometheus = if on_path("prometheus") {

@@ -326,25 +326,13 @@ fn files_are_kept_between_gathers() {
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup().and_then(|()| tools_on_path(&[("nstat", "iproute2")]));
-    let tests: [(&str, fn()); 6] = [
-        (
-            "refused_connects_count_in_their_namespace_only",
-            refused_connects_count_in_their_namespace_only,
-        ),
-        ("listen_overflows_count", listen_overflows_count),
-        (
-            "udp_receive_buffer_errors_match_ss",
-            udp_receive_buffer_errors_match_ss,
-        ),
-        ("every_field_equals_nstat", every_field_equals_nstat),
-        (
-            "an_unreadable_namespace_is_said",
-            an_unreadable_namespace_is_said,
-        ),
-        (
-            "files_are_kept_between_gathers",
-            files_are_kept_between_gathers,
-        ),
+    let tests = tests![
+        refused_connects_count_in_their_namespace_only,
+        listen_overflows_count,
+        udp_receive_buffer_errors_match_ss,
+        every_field_equals_nstat,
+        an_unreadable_namespace_is_said,
+        files_are_kept_between_gathers,
     ];
     run_trials(args, setup, named("counters", &tests));
 }

@@ -580,19 +580,13 @@ fn main() {
     raise_fd_limit();
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 6] = [
-        ("exporter_and_memory", exporter_and_memory),
-        ("destinations_match_ss", destinations_match_ss),
-        ("the_rest_is_summed_as_other", the_rest_is_summed_as_other),
-        ("netns_and_by_family", netns_and_by_family),
-        (
-            "exhaustion_is_utilization_one",
-            exhaustion_is_utilization_one,
-        ),
-        (
-            "past_the_cap_totals_stay_exact",
-            past_the_cap_totals_stay_exact,
-        ),
+    let tests = tests![
+        exporter_and_memory,
+        destinations_match_ss,
+        the_rest_is_summed_as_other,
+        netns_and_by_family,
+        exhaustion_is_utilization_one,
+        past_the_cap_totals_stay_exact,
     ];
     run_trials(args, setup, named("destinations", &tests));
 }

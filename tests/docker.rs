@@ -205,15 +205,9 @@ fn a_host_network_container_is_named_by_its_cgroup() {
 
 fn main() {
     let args = Arguments::from_args();
-    let tests: [(&str, fn()); 2] = [
-        (
-            "a_container_is_named_by_its_docker_id_and_hostname",
-            a_container_is_named_by_its_docker_id_and_hostname,
-        ),
-        (
-            "a_host_network_container_is_named_by_its_cgroup",
-            a_host_network_container_is_named_by_its_cgroup,
-        ),
+    let tests = tests![
+        a_container_is_named_by_its_docker_id_and_hostname,
+        a_host_network_container_is_named_by_its_cgroup,
     ];
     run_trials(args, setup(), named("docker", &tests));
 }

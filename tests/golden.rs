@@ -300,9 +300,6 @@ fn every_measurement_and_format_as_captured() {
 
 fn main() {
     let args = Arguments::from_args();
-    let tests: [(&str, fn()); 1] = [(
-        "every_measurement_and_format_as_captured",
-        every_measurement_and_format_as_captured,
-    )];
+    let tests = tests![every_measurement_and_format_as_captured];
     run_trials(args, setup(), named("golden", &tests));
 }

@@ -519,35 +519,14 @@ fn a_namespace_is_labelled_once_a_process_starts_in_it() {
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 7] = [
-        (
-            "a_hostname_any_user_could_set_is_not_believed",
-            a_hostname_any_user_could_set_is_not_believed,
-        ),
-        (
-            "a_namespace_is_labelled_once_a_process_starts_in_it",
-            a_namespace_is_labelled_once_a_process_starts_in_it,
-        ),
-        (
-            "pods_containers_and_plain_namespaces",
-            pods_containers_and_plain_namespaces,
-        ),
-        (
-            "the_host_namespace_is_never_labelled",
-            the_host_namespace_is_never_labelled,
-        ),
-        (
-            "only_unambiguous_evidence_labels",
-            only_unambiguous_evidence_labels,
-        ),
-        (
-            "labels_follow_the_namespace_s_processes",
-            labels_follow_the_namespace_s_processes,
-        ),
-        (
-            "unreadable_labels_are_said_once_and_tried_again",
-            unreadable_labels_are_said_once_and_tried_again,
-        ),
+    let tests = tests![
+        a_hostname_any_user_could_set_is_not_believed,
+        a_namespace_is_labelled_once_a_process_starts_in_it,
+        pods_containers_and_plain_namespaces,
+        the_host_namespace_is_never_labelled,
+        only_unambiguous_evidence_labels,
+        labels_follow_the_namespace_s_processes,
+        unreadable_labels_are_said_once_and_tried_again,
     ];
     run_trials(args, setup, named("labels", &tests));
 }

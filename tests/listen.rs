@@ -398,14 +398,11 @@ fn exact_and_wildcard_listeners_compete() {
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 4] = [
-        (
-            "exact_and_wildcard_listeners_compete",
-            exact_and_wildcard_listeners_compete,
-        ),
-        ("loops_namespaces_and_ports", loops_namespaces_and_ports),
-        ("listeners_match_ss", listeners_match_ss),
-        ("formats_type_the_fields", formats_type_the_fields),
+    let tests = tests![
+        exact_and_wildcard_listeners_compete,
+        loops_namespaces_and_ports,
+        listeners_match_ss,
+        formats_type_the_fields,
     ];
     run_trials(args, setup, named("listen", &tests));
 }

@@ -784,68 +784,23 @@ fn sigterm_between_namespaces_exits_at_once() {
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 16] = [
-        (
-            "as_nobody_others_namespaces_cannot_be_opened",
-            as_nobody_others_namespaces_cannot_be_opened,
-        ),
-        (
-            "all_netns_says_what_it_cannot_see",
-            all_netns_says_what_it_cannot_see,
-        ),
-        (
-            "netns_paths_get_one_metric_each",
-            netns_paths_get_one_metric_each,
-        ),
-        (
-            "all_netns_finds_every_namespace_once",
-            all_netns_finds_every_namespace_once,
-        ),
-        (
-            "execd_all_netns_follows_namespaces",
-            execd_all_netns_follows_namespaces,
-        ),
-        (
-            "without_cap_sys_admin_the_others_still_count",
-            without_cap_sys_admin_the_others_still_count,
-        ),
-        (
-            "by_family_splits_ipv4_and_ipv6",
-            by_family_splits_ipv4_and_ipv6,
-        ),
-        (
-            "include_unix_counts_unix_sockets",
-            include_unix_counts_unix_sockets,
-        ),
-        (
-            "named_namespaces_are_tagged_by_name",
-            named_namespaces_are_tagged_by_name,
-        ),
-        (
-            "names_never_pass_for_synthetic_tags",
-            names_never_pass_for_synthetic_tags,
-        ),
-        (
-            "the_own_namespace_is_tagged_self",
-            the_own_namespace_is_tagged_self,
-        ),
-        ("an_empty_proc_root_is_said", an_empty_proc_root_is_said),
-        (
-            "proc_source_says_which_named_namespace_it_cannot_read",
-            proc_source_says_which_named_namespace_it_cannot_read,
-        ),
-        (
-            "more_namespaces_than_the_soft_fd_limit",
-            more_namespaces_than_the_soft_fd_limit,
-        ),
-        (
-            "unix_names_with_newlines_do_not_fool_the_proc_source",
-            unix_names_with_newlines_do_not_fool_the_proc_source,
-        ),
-        (
-            "sigterm_between_namespaces_exits_at_once",
-            sigterm_between_namespaces_exits_at_once,
-        ),
+    let tests = tests![
+        as_nobody_others_namespaces_cannot_be_opened,
+        all_netns_says_what_it_cannot_see,
+        netns_paths_get_one_metric_each,
+        all_netns_finds_every_namespace_once,
+        execd_all_netns_follows_namespaces,
+        without_cap_sys_admin_the_others_still_count,
+        by_family_splits_ipv4_and_ipv6,
+        include_unix_counts_unix_sockets,
+        named_namespaces_are_tagged_by_name,
+        names_never_pass_for_synthetic_tags,
+        the_own_namespace_is_tagged_self,
+        an_empty_proc_root_is_said,
+        proc_source_says_which_named_namespace_it_cannot_read,
+        more_namespaces_than_the_soft_fd_limit,
+        unix_names_with_newlines_do_not_fool_the_proc_source,
+        sigterm_between_namespaces_exits_at_once,
     ];
     let named_ok = setup.clone().and_then(|()| named_namespaces_available());
     let nobody_ok = setup.clone().and_then(|()| can_become_nobody());

@@ -448,45 +448,18 @@ fn main() {
             (format!("population::{name}"), f)
         })
         .collect();
-    let others: [(&str, fn()); 11] = [
-        (
-            "native_names_count_queued_bytes_like_ss",
-            native_names_count_queued_bytes_like_ss,
-        ),
-        (
-            "shell_fallback_matches_the_binary",
-            shell_fallback_matches_the_binary,
-        ),
-        (
-            "json_and_prometheus_carry_the_same_counts",
-            json_and_prometheus_carry_the_same_counts,
-        ),
-        (
-            "execd_follows_a_changing_population",
-            execd_follows_a_changing_population,
-        ),
-        (
-            "execd_counts_a_request_socket_that_outlived_its_listener",
-            execd_counts_a_request_socket_that_outlived_its_listener,
-        ),
-        ("empty_namespace", empty_namespace),
-        (
-            "memory_does_not_grow_over_10000_gathers",
-            memory_does_not_grow_over_10000_gathers,
-        ),
-        (
-            "static_binary_prints_what_the_default_build_prints",
-            static_binary_prints_what_the_default_build_prints,
-        ),
-        (
-            "auto_falls_back_when_netlink_is_blocked",
-            auto_falls_back_when_netlink_is_blocked,
-        ),
-        (
-            "netlink_source_fails_when_blocked",
-            netlink_source_fails_when_blocked,
-        ),
-        ("both_sources_unusable", both_sources_unusable),
+    let others = tests![
+        native_names_count_queued_bytes_like_ss,
+        shell_fallback_matches_the_binary,
+        json_and_prometheus_carry_the_same_counts,
+        execd_follows_a_changing_population,
+        execd_counts_a_request_socket_that_outlived_its_listener,
+        empty_namespace,
+        memory_does_not_grow_over_10000_gathers,
+        static_binary_prints_what_the_default_build_prints,
+        auto_falls_back_when_netlink_is_blocked,
+        netlink_source_fails_when_blocked,
+        both_sources_unusable,
     ];
     tests.extend(named("source", &others));
 

@@ -257,14 +257,11 @@ fn main() {
     raise_fd_limit();
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 4] = [
-        (
-            "listening_ports_are_capped_with_a_warning",
-            listening_ports_are_capped_with_a_warning,
-        ),
-        ("explicit_ports_match_ss", explicit_ports_match_ss),
-        ("listening_ports_match_ss", listening_ports_match_ss),
-        ("netns_and_by_family", netns_and_by_family),
+    let tests = tests![
+        listening_ports_are_capped_with_a_warning,
+        explicit_ports_match_ss,
+        listening_ports_match_ss,
+        netns_and_by_family,
     ];
     run_trials(args, setup, named("ports", &tests));
 }

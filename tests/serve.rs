@@ -592,46 +592,19 @@ fn main() {
     raise_fd_limit();
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 12] = [
-        (
-            "idle_connections_cannot_lock_scrapers_out",
-            idle_connections_cannot_lock_scrapers_out,
-        ),
-        (
-            "unread_request_bytes_do_not_cost_the_answer",
-            unread_request_bytes_do_not_cost_the_answer,
-        ),
-        (
-            "out_of_descriptors_pauses_and_says_so_once",
-            out_of_descriptors_pauses_and_says_so_once,
-        ),
-        (
-            "systemd_descriptors_are_checked",
-            systemd_descriptors_are_checked,
-        ),
-        (
-            "any_address_serves_both_families",
-            any_address_serves_both_families,
-        ),
-        (
-            "failed_gathers_answer_500_and_the_exporter_goes_on",
-            failed_gathers_answer_500_and_the_exporter_goes_on,
-        ),
-        ("systemd_socket_activation", systemd_socket_activation),
-        ("pages_and_methods", pages_and_methods),
-        (
-            "idle_connections_never_delay_a_scrape",
-            idle_connections_never_delay_a_scrape,
-        ),
-        (
-            "concurrent_scrapes_share_gathers",
-            concurrent_scrapes_share_gathers,
-        ),
-        ("hostile_clients_are_cut_off", hostile_clients_are_cut_off),
-        (
-            "descriptors_and_memory_stay_flat",
-            descriptors_and_memory_stay_flat,
-        ),
+    let tests = tests![
+        idle_connections_cannot_lock_scrapers_out,
+        unread_request_bytes_do_not_cost_the_answer,
+        out_of_descriptors_pauses_and_says_so_once,
+        systemd_descriptors_are_checked,
+        any_address_serves_both_families,
+        failed_gathers_answer_500_and_the_exporter_goes_on,
+        systemd_socket_activation,
+        pages_and_methods,
+        idle_connections_never_delay_a_scrape,
+        concurrent_scrapes_share_gathers,
+        hostile_clients_are_cut_off,
+        descriptors_and_memory_stay_flat,
     ];
     let activate = socket_activation_available();
     run_trials_needing(

@@ -137,15 +137,9 @@ fn main() {
             format!("{CHILD_EHASH} cannot be written ({e}): Linux 6.1+ and root needed")
         })
     });
-    let tests: [(&str, fn()); 2] = [
-        (
-            "shared_and_own_tables_are_told_apart",
-            shared_and_own_tables_are_told_apart,
-        ),
-        (
-            "many_sharing_namespaces_are_said_with_the_cost",
-            many_sharing_namespaces_are_said_with_the_cost,
-        ),
+    let tests = tests![
+        shared_and_own_tables_are_told_apart,
+        many_sharing_namespaces_are_said_with_the_cost,
     ];
     run_trials(args, setup, named("tcphash", &tests));
 }

@@ -885,41 +885,17 @@ fn main() {
         ("htpasswd", "apache2-utils"),
         ("promtool", "prometheus"),
     ]);
-    let tests: [(&str, fn()); 10] = [
-        (
-            "a_version_1_client_certificate_is_refused_and_said",
-            a_version_1_client_certificate_is_refused_and_said,
-        ),
-        (
-            "tls_descriptors_and_memory_stay_flat",
-            tls_descriptors_and_memory_stay_flat,
-        ),
-        ("the_shipped_examples_serve", the_shipped_examples_serve),
-        (
-            "the_tls_recipe_runs_as_written",
-            the_tls_recipe_runs_as_written,
-        ),
-        ("basic_auth_over_tls", basic_auth_over_tls),
-        (
-            "plain_http_to_the_tls_port_gets_no_answer",
-            plain_http_to_the_tls_port_gets_no_answer,
-        ),
-        (
-            "mutual_tls_in_each_client_auth_mode",
-            mutual_tls_in_each_client_auth_mode,
-        ),
-        (
-            "changes_on_disk_apply_without_a_restart",
-            changes_on_disk_apply_without_a_restart,
-        ),
-        (
-            "an_invalid_file_at_startup_exits_2",
-            an_invalid_file_at_startup_exits_2,
-        ),
-        (
-            "stalls_and_guesses_never_block_a_scrape",
-            stalls_and_guesses_never_block_a_scrape,
-        ),
+    let tests = tests![
+        a_version_1_client_certificate_is_refused_and_said,
+        tls_descriptors_and_memory_stay_flat,
+        the_shipped_examples_serve,
+        the_tls_recipe_runs_as_written,
+        basic_auth_over_tls,
+        plain_http_to_the_tls_port_gets_no_answer,
+        mutual_tls_in_each_client_auth_mode,
+        changes_on_disk_apply_without_a_restart,
+        an_invalid_file_at_startup_exits_2,
+        stalls_and_guesses_never_block_a_scrape,
     ];
     let activate = socket_activation_available();
     run_trials_needing(

@@ -1,0 +1,102 @@
+//! The exporter (`--listen`) under test.
+
+use super::*;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Our `--listen` exporter on a free loopback port, verbose (a `D!` line per gather),
+/// its stderr read by a thread (a full pipe would block it).
+pub struct Exporter {
+    pub child: Child,
+    pub port: u16,
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Exporter {
+    pub fn start(extra: &[&str]) -> Exporter {
+        Exporter::start_with(extra, |_| {})
+    }
+
+    pub fn start_with(
+        extra: &[&str],
+        configure: impl FnOnce(&mut std::process::Command),
+    ) -> Exporter {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut args = vec!["--listen", &addr, "-v"];
+        args.extend(extra);
+        let mut cmd = command(&args);
+        configure(&mut cmd);
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = std::sync::Arc::clone(&stderr);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the exporter did not listen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Exporter {
+            child,
+            port,
+            stderr,
+            reader: Some(reader),
+        }
+    }
+
+    /// One request; the whole answer (the server closes the connection).
+    pub fn request(&self, raw: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(raw.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    pub fn get(&self, path: &str) -> String {
+        self.request(&format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
+    }
+
+    pub fn stop(mut self) -> String {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let t = Instant::now();
+        let status = self.child.wait().unwrap();
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(status.code(), Some(0));
+        self.reader.take().unwrap().join().unwrap();
+        let err = self.stderr.lock().unwrap().clone();
+        err
+    }
+}

@@ -1,0 +1,61 @@
+//! Process limits and measurements: descriptors, resident memory.
+
+use super::*;
+
+/// Raises this test process's soft descriptor limit to its hard one, for
+/// tests that hold thousands of sockets. Called from `main` before any test
+/// thread starts: the limit is process-wide.
+pub fn raise_fd_limit() {
+    let mut l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    l.current = l.maximum;
+    let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, l);
+}
+
+/// A long-running `--execd` with `args` (one line per gather), after
+/// `first` gathers and after `then` more: its RSS in KiB each time.
+pub fn rss_over_gathers(args: &[&str], first: usize, then: usize) -> (u64, u64) {
+    let mut a = vec!["--execd"];
+    a.extend(args);
+    let mut plugin = Plugin::start(&a);
+    let mut gather = |n: usize| {
+        for _ in 0..n {
+            plugin.tick("\n");
+            plugin.line(Duration::from_secs(5));
+        }
+        plugin.rss_kib()
+    };
+    let before = gather(first);
+    (before, gather(then))
+}
+
+/// Makes `cmd` start with RLIMIT_NOFILE `soft`/`hard` (the binary raises its
+/// soft limit to the hard one at start).
+pub fn with_fd_limit(cmd: &mut Command, soft: u64, hard: u64) -> &mut Command {
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            let lim = libc::rlimit {
+                rlim_cur: soft as libc::rlim_t,
+                rlim_max: hard as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Process `pid`'s resident memory, KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// How many descriptors process `pid` holds.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}

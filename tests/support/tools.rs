@@ -1,0 +1,202 @@
+//! Outside tools the tests drive: promtool, openssl, bcrypt; scratch directories.
+
+use super::*;
+
+/// A fresh directory for one test, removed with everything in it when
+/// dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(what: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "telegraf-netstat-{what}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `promtool check metrics` on `text`; returns its exit status and
+/// everything it printed.
+pub fn promtool(text: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut said = String::from_utf8_lossy(&out.stdout).into_owned();
+    said.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), said)
+}
+
+/// Runs `program` with `args`, panicking with its stderr if it fails.
+fn tool(program: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A certificate and its key, as PEM files.
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A new self-signed CA `name` (P-256) in `dir`, by openssl.
+pub fn make_ca(dir: &std::path::Path, name: &str) -> CertFiles {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    CertFiles { cert, key }
+}
+
+/// A certificate `name` signed by `ca`, for `localhost` and 127.0.0.1
+/// (server and client use), by openssl.
+pub fn make_leaf(dir: &std::path::Path, ca: &CertFiles, name: &str) -> CertFiles {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let csr = dir.join(format!("{name}.csr"));
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            csr.to_str().unwrap(),
+        ],
+    );
+    tool(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            csr.to_str().unwrap(),
+            "-CA",
+            ca.cert.to_str().unwrap(),
+            "-CAkey",
+            ca.key.to_str().unwrap(),
+            "-set_serial",
+            &format!("{}", std::process::id()),
+            "-extfile",
+            ext.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    CertFiles { cert, key }
+}
+
+/// A bcrypt hash of `password` at `cost`, by Apache's `htpasswd -B`.
+pub fn bcrypt_hash(password: &str, cost: u32) -> String {
+    let out = tool(
+        "htpasswd",
+        &["-nbB", "-C", &cost.to_string(), "u", password],
+    );
+    let line = String::from_utf8(out).unwrap();
+    line.trim().strip_prefix("u:").unwrap().to_string()
+}
+
+/// `Ok` when every program of `tools` (name, Debian package) is on `PATH`;
+/// otherwise what is missing and where it comes from.
+pub fn tools_on_path(tools: &[(&str, &str)]) -> Result<(), String> {
+    let missing: Vec<String> = tools
+        .iter()
+        .filter(|(bin, _)| !on_path(bin))
+        .map(|(bin, pkg)| format!("{bin} (Debian package {pkg})"))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("missing {}", missing.join(", ")))
+    }
+}
+
+/// Whether `systemd-socket-activate` (what a `.socket` unit does) runs here.
+pub fn socket_activation_available() -> Result<(), String> {
+    match Command::new("systemd-socket-activate")
+        .arg("--version")
+        .output()
+    {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => Err("systemd-socket-activate (Debian package systemd) is not installed".to_string()),
+    }
+}
+
+/// Whether `bin` is a file in one of `PATH`'s directories.
+pub fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        .unwrap_or(false)
+}
