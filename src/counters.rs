@@ -9,7 +9,7 @@
 //! `netstat_seq_show()` (net/ipv4/proc.c) and `snmp6_seq_show()`
 //! (net/ipv6/proc.c) print `seq_file_net(seq)->mib`, the MIB of the
 //! namespace the file was opened in. They are opened inside the namespace
-//! once and kept ([`crate::kept`]). TCP has one MIB for IPv4 and IPv6
+//! once and kept (`kept`). TCP has one MIB for IPv4 and IPv6
 //! (`tcp_v6_*` count into `net->mib.tcp_statistics` too), so `Tcp*` and
 //! `TcpExt*` cover both families; UDP has `Udp*` and `Udp6*`.
 //!

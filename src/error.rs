@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use crate::wire::{Dump, WireError};
 
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// `socket(AF_NETLINK, SOCK_RAW, NETLINK_SOCK_DIAG)` failed.
     NetlinkOpen(io::Error),

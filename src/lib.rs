@@ -2,23 +2,32 @@
 //! UDP sockets over NETLINK_SOCK_DIAG (or /proc), and prints them the way
 //! Telegraf's built-in `inputs.netstat` plugin does.
 //!
-//! The library is everything below the command line, in the order data
-//! flows: [`wire`] (bytes), [`record`] (one socket), [`netlink`] and
-//! [`procfs`] (kernel I/O), [`kept`] (a namespace's /proc files, kept open),
-//! [`portrange`] (a namespace's ephemeral ports), [`counters`] (its SNMP
-//! MIB counters),
-//! [`cgroupfs`] (cgroup ids to paths),
-//! [`netns`] (other network namespaces and their labels), [`aggregate`]
-//! (one pass over the records), [`collector`] (one gather in one namespace,
-//! returning every aggregation's result), [`rows`] (results as metrics),
-//! [`output`] (one encoder per format) and [`sink`] (stdout, the atomic
-//! file). Each depends only on those before it.
+//! What a library user gets: a [`Collector`] with its [`Options`] (one
+//! gather in one namespace, over [`netlink`] or [`procfs`]), the gathered
+//! result ([`aggregate::Gathered`]), the measurements that turn it into
+//! rows ([`measure`], [`rows::Rows`]), the formats ([`Format`]) and the
+//! [`Error`] type.
 //!
-//! The binary adds the command line (clap), the loop over namespaces, the
-//! modes (one-shot, execd and interval loops, the exporter) and the man
-//! page. Its crates sit behind the default `cli` feature: with
-//! `default-features = false` the library needs only `rustix` and
-//! `foldhash` (the destinations' hash map).
+//! The modules in the order data flows, each depending only on those
+//! before it (tests aside): [`wire`] (bytes), [`record`] (one socket),
+//! [`netlink`] and [`procfs`] (kernel I/O), `kept`, `portrange`, `tcphash`
+//! and [`counters`] (a namespace's /proc files, kept open: its ephemeral
+//! ports, whether it shares the TCP hash, its SNMP MIB counters),
+//! [`cgroupfs`] (cgroup ids to paths), [`netns`] (other network namespaces
+//! and their labels), [`aggregate`] (one pass over the records),
+//! [`collector`] (one gather in one namespace, returning every
+//! aggregation's result), [`metric`] (what a field, a metric and a
+//! measurement's description are), [`output`] (one encoder per format,
+//! reading descriptions only), [`measure`] (one module per measurement:
+//! rows and descriptions) and [`rows`] (the rows of a gather, in order,
+//! tagged by one rule). [`error`] sits beside them all.
+//!
+//! The binary adds the command line, the loop over namespaces, the modes
+//! (one-shot, execd and interval loops, the exporter) and the man page.
+//! What it shares with the man page generator sits behind the default
+//! `cli` feature: `args` (clap's definition), `values` (value parsers),
+//! `log` and `sink`. With `default-features = false` the library needs
+//! only `rustix` and `foldhash` (the destinations' hash map).
 
 #![forbid(unsafe_code)]
 #![warn(clippy::too_many_lines)]
@@ -30,20 +39,23 @@ pub mod cgroupfs;
 pub mod collector;
 pub mod counters;
 pub mod error;
-pub mod kept;
+pub(crate) mod kept;
+#[cfg(feature = "cli")]
 pub mod log;
 pub mod measure;
 pub mod metric;
 pub mod netlink;
 pub mod netns;
 pub mod output;
-pub mod portrange;
+pub(crate) mod portrange;
 pub mod procfs;
 pub mod record;
 pub mod rows;
+#[cfg(feature = "cli")]
 pub mod sink;
-pub mod tagtext;
-pub mod tcphash;
+pub(crate) mod tagtext;
+pub(crate) mod tcphash;
+#[cfg(feature = "cli")]
 pub mod values;
 pub mod wire;
 

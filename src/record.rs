@@ -124,20 +124,20 @@ impl Record {
     }
 
     /// With the bytes queued to read and to send.
-    pub const fn with_queues(mut self, rqueue: u32, wqueue: u32) -> Record {
+    pub fn with_queues(mut self, rqueue: u32, wqueue: u32) -> Record {
         self.rqueue = rqueue;
         self.wqueue = wqueue;
         self
     }
 
     /// With a listener's or a handshake's parts.
-    pub const fn with_listen(mut self, listen: Option<ListenInfo>) -> Record {
+    pub fn with_listen(mut self, listen: Option<ListenInfo>) -> Record {
         self.listen = listen;
         self
     }
 
     /// With the cgroup v2 id the kernel reported.
-    pub const fn with_cgroup(mut self, cgroup: Option<u64>) -> Record {
+    pub fn with_cgroup(mut self, cgroup: Option<u64>) -> Record {
         self.cgroup = cgroup;
         self
     }

@@ -2,7 +2,7 @@
 //! (schema, sorted tags, sorted fields), and how the gather went (for the
 //! self-metrics). The generic part: each measurement (`crate::measure`)
 //! makes its own rows; here they are kept in order, tagged with the
-//! namespace's tags by one rule ([`merged`]), and handed to an encoder.
+//! namespace's tags by one rule (`merged`), and handed to an encoder.
 //! Pure: no I/O and no kernel access here.
 //!
 //! Order, which the Prometheus format needs (one metric family together):

@@ -4,7 +4,7 @@
 //!
 //! **Outbound** sockets are TCP sockets other than listeners, and connected
 //! UDP sockets, whose local port `connect()` could have picked (inside the
-//! namespace's ephemeral range, not reserved: [`PortRange`]) and is not a
+//! namespace's ephemeral range, not reserved: `PortRange`) and is not a
 //! port a TCP listener of the namespace listens on. Without that last rule
 //! every accepted connection on a listener inside the range (a common sight:
 //! services bound to port 0, or to a port above 32768) would make its client

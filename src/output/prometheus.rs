@@ -5,7 +5,7 @@
 //! milliseconds since the epoch, as the format defines them). HELP lines
 //! say what each series counts (HELP is not part of a series' identity, so
 //! this does not change Telegraf's names). After the rows come the
-//! self-metrics ([`encode_health`]).
+//! self-metrics (`encode_families`).
 
 use std::io::Write;
 use std::time::SystemTime;
