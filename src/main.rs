@@ -39,7 +39,10 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     match config.mode.clone() {
-        cli::Mode::Serve(serve) => serve::run(config, serve),
+        cli::Mode::Serve(serve) => {
+            let scrape = Scraper::new(&config);
+            serve::run(config.log, serve, scrape)
+        }
         cli::Mode::Loop { execd, interval } => {
             let sink = open_sink(&config);
             execd::run(config, sink, execd, interval)
@@ -60,5 +63,34 @@ fn open_sink(config: &cli::Config) -> Sink {
             Ok(file) => Sink::File(file),
             Err(why) => cli::output_error(path, why).exit(),
         },
+    }
+}
+
+/// The exporter's gather: every namespace counted and encoded in the
+/// configured format, never stopped half way (the exporter answers every
+/// scrape that waits for it).
+struct Scraper {
+    gatherer: gather::Gatherer,
+    format: telegraf_netstat::Format,
+}
+
+impl Scraper {
+    fn new(config: &cli::Config) -> Scraper {
+        Scraper {
+            gatherer: gather::Gatherer::new(config),
+            format: config.format,
+        }
+    }
+}
+
+impl serve::Scrape for Scraper {
+    fn scrape(&mut self, out: &mut Vec<u8>) -> bool {
+        match self.gatherer.collect(&mut signals::Uninterrupted) {
+            gather::Collected::Counted { .. } => {
+                self.gatherer.rows().encode(self.format, out);
+                true
+            }
+            gather::Collected::Failed | gather::Collected::Stopped => false,
+        }
     }
 }

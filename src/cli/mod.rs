@@ -17,6 +17,8 @@ use telegraf_netstat::measure::Measurements;
 use telegraf_netstat::values::ListenAddr;
 use telegraf_netstat::{Format, Source};
 
+pub use crate::serve::Serve;
+
 /// Which network namespaces a gather counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Namespaces {
@@ -86,19 +88,6 @@ pub fn output_error(path: &std::path::Path, why: impl std::fmt::Display) -> clap
             path.display()
         ),
     )
-}
-
-/// `--listen`: HTTP serving.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Serve {
-    /// Addresses to bind (empty with `systemd_socket`).
-    pub listen: Vec<ListenAddr>,
-    /// The metrics page, starting with `/`.
-    pub path: String,
-    /// Take the listening sockets systemd passes.
-    pub systemd_socket: bool,
-    /// `--web.config.file`: TLS and authentication.
-    pub web_config: Option<PathBuf>,
 }
 
 /// What `Config::parse` reads from the environment, handed in so that

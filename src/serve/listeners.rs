@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::cli::Serve;
+use super::Serve;
 use rustix::io::Errno;
 use rustix::net::{sockopt, AddressFamily, SocketType};
 use telegraf_netstat::values::ListenAddr;

@@ -48,21 +48,21 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cli::{Config, Serve};
 use foldhash::fast::RandomState;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use telegraf_netstat::log::Logger;
+use telegraf_netstat::values::ListenAddr;
 
 use crate::exit::{EXIT_GATHER_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::gather::{Collected, Gatherer};
-use crate::signals::{signal_pipe, StdinRead, StdinRole, Uninterrupted, STDIN_PAUSE};
+use crate::signals::{signal_pipe, StdinRead, StdinRole, STDIN_PAUSE};
 use auth::Gate;
 use conn::{source_of, Conn, Ctx, Next};
 use http::{Answer, CONTENT_TYPE};
@@ -172,8 +172,31 @@ fn say_listening(log: &Logger, listeners: &[listeners::Listener], serve: &Serve,
     }
 }
 
-pub fn run(config: Config, serve: Serve) -> ExitCode {
-    match Exporter::start(&config, serve) {
+/// What the exporter needs of a gather, and nothing else of how one is
+/// made: the binary's `main` hands it the gather loop over namespaces.
+pub trait Scrape: Send + 'static {
+    /// Gathers once and encodes the exposition into `out` (cleared first);
+    /// `false` when nothing could be counted (the reason said on stderr).
+    fn scrape(&mut self, out: &mut Vec<u8>) -> bool;
+}
+
+/// `--listen`: HTTP serving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Serve {
+    /// Addresses to bind (empty with `systemd_socket`).
+    pub listen: Vec<ListenAddr>,
+    /// The metrics page, starting with `/`.
+    pub path: String,
+    /// Take the listening sockets systemd passes.
+    pub systemd_socket: bool,
+    /// `--web.config.file`: TLS and authentication.
+    pub web_config: Option<PathBuf>,
+}
+
+/// Serves until SIGTERM, SIGINT or stdin EOF; each scrape is a call of
+/// `scrape` on the gather thread.
+pub fn run(log: Logger, serve: Serve, scrape: impl Scrape) -> ExitCode {
+    match Exporter::start(log, serve, scrape) {
         Ok(mut exporter) => exporter.serve(),
         Err(code) => code,
     }
@@ -184,7 +207,8 @@ pub fn run(config: Config, serve: Serve) -> ExitCode {
 /// `wake`. With `--web.config.file`, the exposition ends with whether the
 /// file's last change loaded (`web_loaded`, kept by `WebFile`).
 fn spawn_gatherer(
-    config: &Config,
+    mut scrape: impl Scrape,
+    log: Logger,
     wake: OwnedFd,
     web_loaded: Option<Arc<AtomicBool>>,
 ) -> std::io::Result<(mpsc::Sender<usize>, Arc<Shared>)> {
@@ -193,30 +217,26 @@ fn spawn_gatherer(
     });
     let (go, requests) = mpsc::channel::<usize>();
     let theirs = Arc::clone(&shared);
-    let mut gatherer: Gatherer = Gatherer::new(config);
-    let format = config.format;
     let mut out = Vec::with_capacity(1024);
     std::thread::Builder::new()
         .name("gather".into())
         .spawn(move || {
             for waiting in requests {
                 let started = Instant::now();
-                let result = match gatherer.collect(&mut Uninterrupted) {
-                    Collected::Counted { .. } => {
-                        gatherer.rows().encode(format, &mut out);
-                        if let Some(loaded) = &web_loaded {
-                            web::encode_loaded(loaded.load(Ordering::Relaxed), &mut out);
-                        }
-                        (200, Arc::new(out.clone()))
+                let result = if scrape.scrape(&mut out) {
+                    if let Some(loaded) = &web_loaded {
+                        web::encode_loaded(loaded.load(Ordering::Relaxed), &mut out);
                     }
+                    (200, Arc::new(out.clone()))
+                } else {
                     // The detail (paths, OS errors) is on stderr, not for
                     // any client that asks.
-                    Collected::Failed | Collected::Stopped => (
+                    (
                         500,
                         Arc::new(b"gather failed: see the exporter's log\n".to_vec()),
-                    ),
+                    )
                 };
-                gatherer.log().debug(format_args!(
+                log.debug(format_args!(
                     "gathered for {waiting} scrapes in {:.1} ms",
                     started.elapsed().as_secs_f64() * 1e3
                 ));
@@ -267,8 +287,7 @@ struct Exporter {
 impl Exporter {
     /// Binds (or takes) the listening sockets, installs the signal pipe and
     /// starts the gather thread; `Err` is the exit code, the reason said.
-    fn start(config: &Config, serve: Serve) -> Result<Exporter, ExitCode> {
-        let log = config.log;
+    fn start(log: Logger, serve: Serve, scrape: impl Scrape) -> Result<Exporter, ExitCode> {
         let fail = |what: &str, e: &dyn std::fmt::Display, code: u8| {
             log.error(format_args!("{what}{e}"));
             ExitCode::from(code)
@@ -313,8 +332,9 @@ impl Exporter {
             })?;
         }
         let gate = Gate::new(web.as_ref().and_then(WebFile::rate_limit), dup()?);
-        let (go, shared) = spawn_gatherer(config, wake_w, web.as_ref().map(WebFile::loaded))
-            .map_err(|e| fail("cannot start the gather thread: ", &e, EXIT_GATHER_FAILED))?;
+        let (go, shared) =
+            spawn_gatherer(scrape, log, wake_w, web.as_ref().map(WebFile::loaded))
+                .map_err(|e| fail("cannot start the gather thread: ", &e, EXIT_GATHER_FAILED))?;
         Ok(Exporter {
             log,
             path: serve.path,
