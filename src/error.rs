@@ -75,8 +75,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// The OS error number behind this error, if there is one.
-    pub fn raw_os_error(&self) -> Option<i32> {
+    /// The OS error behind this error, if there is one. (The message
+    /// already says it, so it is not also the error's `source()`.)
+    pub fn io_error(&self) -> Option<&io::Error> {
         match self {
             Error::NetlinkOpen(e)
             | Error::NetlinkSend { source: e, .. }
@@ -84,9 +85,14 @@ impl Error {
             | Error::NetlinkRefused { source: e, .. }
             | Error::ProcRead { source: e, .. }
             | Error::NetnsOpen { source: e, .. }
-            | Error::NetnsEnter { source: e, .. } => e.raw_os_error(),
+            | Error::NetnsEnter { source: e, .. } => Some(e),
             _ => None,
         }
+    }
+
+    /// The OS error number behind this error, if there is one.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.io_error().and_then(io::Error::raw_os_error)
     }
 
     /// True when the kernel or a sandbox refuses sock_diag as such (seccomp,
@@ -178,20 +184,9 @@ fn denied(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(1) | Some(13))
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::NetlinkOpen(e)
-            | Error::NetlinkSend { source: e, .. }
-            | Error::NetlinkRecv { source: e, .. }
-            | Error::NetlinkRefused { source: e, .. }
-            | Error::ProcRead { source: e, .. }
-            | Error::NetnsOpen { source: e, .. }
-            | Error::NetnsEnter { source: e, .. } => Some(e),
-            _ => None,
-        }
-    }
-}
+/// The message carries the cause (the OS error is in it), so there is no
+/// `source()` to print it twice; [`Error::io_error`] gives it.
+impl std::error::Error for Error {}
 
 #[cfg(test)]
 mod tests {
