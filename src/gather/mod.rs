@@ -172,12 +172,12 @@ impl<C: Count> Gatherer<C> {
         self.rows.start(self.stamped.then(SystemTime::now));
         self.bufs.start_gather();
         let failed = match self.namespaces.resolve(&self.log) {
-            Ok(failed) => match self.count(interrupt) {
+            Some(failed) => match self.count(interrupt) {
                 Some((counted, n)) if counted == 0 && failed + n > 0 => return Collected::Failed,
                 Some((_, n)) => failed + n,
                 None => return Collected::Stopped,
             },
-            Err(()) => return Collected::Failed,
+            None => return Collected::Failed,
         };
         if let Some(n) = self.namespaces.unreadable_processes {
             self.rows.unreadable(n);

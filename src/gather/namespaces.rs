@@ -179,11 +179,11 @@ impl<C: Count> NamespaceSet<C> {
 
     /// Brings the list up to date with the namespaces that exist now.
     /// Returns how many `--netns` paths do not resolve (each said), or
-    /// `Err` when `--all-netns` cannot list the namespaces (said).
-    pub(super) fn resolve(&mut self, log: &Logger) -> Result<usize, ()> {
+    /// `None` when `--all-netns` cannot list the namespaces (said).
+    pub(super) fn resolve(&mut self, log: &Logger) -> Option<usize> {
         let now = Instant::now();
         match &self.which {
-            Namespaces::Own => Ok(0),
+            Namespaces::Own => Some(0),
             Namespaces::Listed(paths) => {
                 let mut failed = 0;
                 for (ns, path) in self.list.iter_mut().zip(paths) {
@@ -201,7 +201,7 @@ impl<C: Count> NamespaceSet<C> {
                         }
                     }
                 }
-                Ok(failed)
+                Some(failed)
             }
             Namespaces::All => {
                 let dirs = netns::NAMED_DIRS.map(Path::new);
@@ -263,13 +263,13 @@ impl<C: Count> NamespaceSet<C> {
                             ns.point_at(&self.options, t);
                             self.list.push(ns);
                         }
-                        Ok(failed)
+                        Some(failed)
                     }
                     Err(e) => {
                         let msg = format!("cannot list the network namespaces: {e}");
                         let said = self.scan_throttle.failed("", msg, now);
                         say(log, said);
-                        Err(())
+                        None
                     }
                 }
             }

@@ -482,14 +482,11 @@ fn evidence(proc_root: &Path, pid: u32, ns: NsId) -> Result<Option<(Evidence, Ow
     Ok(Some((e, dir)))
 }
 
-/// The one value every item has, if they all have the same.
-fn agreed<T: PartialEq + Clone>(mut it: impl Iterator<Item = T>) -> Result<T, ()> {
-    let first = it.next().ok_or(())?;
-    if it.all(|x| x == first) {
-        Ok(first)
-    } else {
-        Err(())
-    }
+/// The one value every item has, if there are items and they all have the
+/// same.
+fn agreed<T: PartialEq + Clone>(mut it: impl Iterator<Item = T>) -> Option<T> {
+    let first = it.next()?;
+    it.all(|x| x == first).then_some(first)
 }
 
 /// Derives the labels of network namespace `ns` from its processes `pids`
@@ -528,13 +525,13 @@ pub fn derive(proc_root: &Path, ns: NsId, pids: &[u32], host: &Host) -> Named {
     });
     let pod = agreed(seen.iter().map(|(e, _)| e.claim.1.clone()));
     let container = agreed(seen.iter().map(|(e, _)| e.claim.0.clone()));
-    named.labels.pod_uid = pod.clone().ok().flatten();
+    named.labels.pod_uid = pod.clone().flatten();
     named.labels.container_id = match (&container, &named.labels.pod_uid) {
-        (Ok(c), _) => c.clone(),
+        (Some(c), _) => c.clone(),
         // A pod's containers share its namespace: the sandbox started
         // first, unless another container's process started in the same
         // tick.
-        (Err(()), Some(_)) => {
+        (None, Some(_)) => {
             let (sandbox, _) = &seen[first];
             let tie = seen
                 .iter()
@@ -545,12 +542,12 @@ pub fn derive(proc_root: &Path, ns: NsId, pids: &[u32], host: &Host) -> Named {
                 sandbox.claim.0.clone()
             }
         }
-        (Err(()), None) => None,
+        (None, None) => None,
     };
     let claims = seen
         .iter()
         .any(|(e, _)| e.claim.0.is_some() || e.claim.1.is_some());
-    if claims && (pod.is_err() || named.labels.container_id.is_none() && container.is_err()) {
+    if claims && (pod.is_none() || named.labels.container_id.is_none() && container.is_none()) {
         let pids: Vec<String> = seen
             .iter()
             .map(|(e, _)| {
@@ -570,14 +567,14 @@ pub fn derive(proc_root: &Path, ns: NsId, pids: &[u32], host: &Host) -> Named {
         || named.labels.pod_uid.is_some()
         || seen.iter().all(|(e, _)| host.initial_user(e.user));
     match agreed(seen.iter().map(|(e, _)| e.uts)) {
-        Ok(uts) if !host.shared_uts(uts) && !vouched => {
+        Some(uts) if !host.shared_uts(uts) && !vouched => {
             named.withheld = Some(format!(
                 "no hostname tag: its UTS namespace may belong to an unprivileged user \
                  (process {} runs in a user namespace of its own) and it names no container",
                 seen[first].0.pid
             ));
         }
-        Ok(uts) if !host.shared_uts(uts) => match hostname_in(seen[first].1.as_fd()) {
+        Some(uts) if !host.shared_uts(uts) => match hostname_in(seen[first].1.as_fd()) {
             Ok(h) => named.labels.hostname = Some(h),
             Err(e) => named.problems.push(format!(
                 "cannot read the hostname of {}: {e}",
@@ -806,9 +803,9 @@ mod tests {
 
     #[test]
     fn agreement() {
-        assert_eq!(agreed([1, 1, 1].into_iter()), Ok(1));
-        assert_eq!(agreed([1, 2].into_iter()), Err(()));
-        assert_eq!(agreed(std::iter::empty::<u8>()), Err(()));
+        assert_eq!(agreed([1, 1, 1].into_iter()), Some(1));
+        assert_eq!(agreed([1, 2].into_iter()), None);
+        assert_eq!(agreed(std::iter::empty::<u8>()), None);
     }
 
     #[test]
