@@ -30,7 +30,6 @@
 //! only `rustix` and `foldhash` (the destinations' hash map).
 
 #![forbid(unsafe_code)]
-#![warn(clippy::too_many_lines)]
 
 pub mod aggregate;
 #[cfg(feature = "cli")]

@@ -3,8 +3,6 @@
 //! access, aggregation, rows, encoders and sinks; the binary holds the
 //! command line, the gather loop over namespaces and the modes.
 
-#![warn(clippy::too_many_lines)]
-
 mod cli;
 mod deliver;
 mod execd;

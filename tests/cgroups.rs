@@ -221,6 +221,70 @@ fn ours(out: &str) -> (BTreeMap<String, BTreeMap<String, u64>>, Vec<AnyMetric>) 
     (m, all)
 }
 
+/// The cgroup rows add up to the netstat line, with unix sockets too (in
+/// the unattributed row: unix_diag reports no cgroup).
+fn rows_add_up_to_netstat() {
+    // the unattributed row: unix_diag reports no cgroup).
+    let _unix = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    for args in [&["--by-cgroup"][..], &["--by-cgroup", "--include-unix"]] {
+        let out = run_ok(args);
+        let all = parse_metrics_any(&out);
+        let netstat = &all[0];
+        assert_eq!(netstat.0, "netstat");
+        let rows: Vec<&AnyMetric> = all.iter().filter(|m| m.0 == "netstat_cgroup").collect();
+        for (field, n) in &netstat.2 {
+            let sum: u64 = rows
+                .iter()
+                .map(|r| r.2.iter().find(|f| &f.0 == field).unwrap().1)
+                .sum();
+            assert_eq!(sum, *n, "{args:?} {field}:\n{out}");
+        }
+    }
+}
+
+/// Native Prometheus names, which promtool accepts, and an execd loop
+/// print what a one-shot run does (`want`, by cgroup).
+fn native_names_and_execd_agree(want: &BTreeMap<String, BTreeMap<String, u64>>, service: &str) {
+    let prom = run_ok(&[
+        "--by-cgroup",
+        "--only",
+        "cgroup",
+        "--format",
+        "prometheus",
+        "--prometheus-names",
+        "native",
+    ]);
+    let line =
+        format!("netstat_cgroup_tcp_connections{{cgroup=\"{service}\",state=\"established\"}} 4\n");
+    assert!(prom.contains(&line), "{prom}");
+    assert_eq!(promtool(&prom), (true, String::new()));
+    // An execd loop prints the same.
+    let mut plugin = Plugin::start(&["--execd", "--by-cgroup", "--only", "cgroup"]);
+    plugin.tick("\n");
+    let mut text = String::new();
+    while !text.contains("cgroup=unattributed") {
+        text.push_str(&plugin.line(Duration::from_secs(5)));
+    }
+    assert_eq!(&ours(&text).0, want, "{text}");
+    drop(plugin);
+}
+
+/// /proc knows no cgroups: said, and everything is unattributed.
+fn proc_source_says_it_has_no_cgroups() {
+    let blocked = run_blocked(&["--by-cgroup", "--only", "cgroup"]);
+    let stderr = String::from_utf8_lossy(&blocked.stderr);
+    assert!(
+        stderr.contains("W! sockets read from /proc carry no cgroup; --by-cgroup counts them in the row tagged cgroup=unattributed\n"),
+        "{stderr}"
+    );
+    let text = String::from_utf8(blocked.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with("netstat_cgroup,cgroup=unattributed "),
+        "{text}"
+    );
+}
+
 fn counted_by_cgroup_as_ss_sees_them() {
     let root = mount().unwrap();
     let tag = format!("telegraf-netstat-test-{}", std::process::id());
@@ -289,60 +353,9 @@ fn counted_by_cgroup_as_ss_sees_them() {
             tags_of(&pod),
             tags(&[("cgroup", &pod), ("container_id", ID), ("pod_uid", POD)])
         );
-        // The rows add up to the netstat line, with unix sockets too (in
-        // the unattributed row: unix_diag reports no cgroup).
-        let _unix = std::os::unix::net::UnixDatagram::unbound().unwrap();
-        for args in [&["--by-cgroup"][..], &["--by-cgroup", "--include-unix"]] {
-            let out = run_ok(args);
-            let all = parse_metrics_any(&out);
-            let netstat = &all[0];
-            assert_eq!(netstat.0, "netstat");
-            let rows: Vec<&AnyMetric> = all.iter().filter(|m| m.0 == "netstat_cgroup").collect();
-            for (field, n) in &netstat.2 {
-                let sum: u64 = rows
-                    .iter()
-                    .map(|r| r.2.iter().find(|f| &f.0 == field).unwrap().1)
-                    .sum();
-                assert_eq!(sum, *n, "{args:?} {field}:\n{out}");
-            }
-        }
-        // Native Prometheus names, which promtool accepts.
-        let prom = run_ok(&[
-            "--by-cgroup",
-            "--only",
-            "cgroup",
-            "--format",
-            "prometheus",
-            "--prometheus-names",
-            "native",
-        ]);
-        let line = format!(
-            "netstat_cgroup_tcp_connections{{cgroup=\"{service}\",state=\"established\"}} 4\n"
-        );
-        assert!(prom.contains(&line), "{prom}");
-        assert_eq!(promtool(&prom), (true, String::new()));
-        // An execd loop prints the same.
-        let mut plugin = Plugin::start(&["--execd", "--by-cgroup", "--only", "cgroup"]);
-        plugin.tick("\n");
-        let mut text = String::new();
-        while !text.contains("cgroup=unattributed") {
-            text.push_str(&plugin.line(Duration::from_secs(5)));
-        }
-        assert_eq!(ours(&text).0, want, "{text}");
-        drop(plugin);
-        // /proc knows no cgroups: said, and everything is unattributed.
-        let blocked = run_blocked(&["--by-cgroup", "--only", "cgroup"]);
-        let stderr = String::from_utf8_lossy(&blocked.stderr);
-        assert!(
-            stderr.contains("W! sockets read from /proc carry no cgroup; --by-cgroup counts them in the row tagged cgroup=unattributed\n"),
-            "{stderr}"
-        );
-        let text = String::from_utf8(blocked.stdout).unwrap();
-        assert_eq!(text.lines().count(), 1, "{text}");
-        assert!(
-            text.starts_with("netstat_cgroup,cgroup=unattributed "),
-            "{text}"
-        );
+        rows_add_up_to_netstat();
+        native_names_and_execd_agree(&want, &service);
+        proc_source_says_it_has_no_cgroups();
         (want, [server, client, podc, forger])
     });
     // From the host's namespace, through --netns: the same rows, tagged.

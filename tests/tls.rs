@@ -576,16 +576,10 @@ fn stalls_and_guesses_never_block_a_scrape() {
     });
 }
 
-/// The examples in `deploy/` serve as shipped: the Kubernetes Secret's
-/// `web.yml` in the directory the DaemonSet mounts, with the files its
-/// projected volume puts there and the container's arguments (the port
-/// aside), answers 401 without credentials and 200 with the documented
-/// example password; the systemd unit's `web.yml` and command line (`%d`
-/// being the credentials directory), on a socket passed as a `.socket`
-/// unit passes it, serve TLS the same way.
-fn the_shipped_examples_serve() {
+/// The Kubernetes Secret's `web.yml`, the container's arguments and where
+/// the DaemonSet mounts the Secret.
+fn kubernetes_example(root: &Path) -> (String, Vec<String>, String) {
     use yaml_rust2::YamlLoader;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join("deploy/kubernetes/exporter.yaml")).unwrap();
     let docs = YamlLoader::load_from_str(&text).unwrap();
     let web = docs[0]["stringData"]["web.yml"]
@@ -612,7 +606,12 @@ fn the_shipped_examples_serve() {
         .map(|i| i["path"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(items, ["web.yml", "tls.crt", "tls.key"]);
-    // The systemd unit's commented web.yml and command line.
+    (web, args, mount)
+}
+
+/// The systemd unit's commented `web.yml` and command line (`$ARGS` as the
+/// packages' flags file sets it).
+fn systemd_example(root: &Path) -> (String, String) {
     let unit =
         std::fs::read_to_string(root.join("deploy/systemd/telegraf-netstat-exporter.service"))
             .unwrap();
@@ -638,6 +637,20 @@ fn the_shipped_examples_serve() {
         .find(|l| !l.is_empty())
         .unwrap()
         .replace("$ARGS", shipped_args);
+    (unit_web, exec)
+}
+
+/// The examples in `deploy/` serve as shipped: the Kubernetes Secret's
+/// `web.yml` in the directory the DaemonSet mounts, with the files its
+/// projected volume puts there and the container's arguments (the port
+/// aside), answers 401 without credentials and 200 with the documented
+/// example password; the systemd unit's `web.yml` and command line (`%d`
+/// being the credentials directory), on a socket passed as a `.socket`
+/// unit passes it, serve TLS the same way.
+fn the_shipped_examples_serve() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (web, args, mount) = kubernetes_example(root);
+    let (unit_web, exec) = systemd_example(root);
     in_netns(move || {
         for (what, web, args) in [
             ("kubernetes", web, args),
