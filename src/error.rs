@@ -42,7 +42,7 @@ pub enum Error {
     ProcParse {
         path: PathBuf,
         line: u64,
-        detail: String,
+        detail: Malformed,
     },
     /// A sysctl file (the ephemeral port range) did not read as the kernel
     /// writes it.
@@ -187,6 +187,53 @@ fn denied(e: &io::Error) -> bool {
 /// The message carries the cause (the OS error is in it), so there is no
 /// `source()` to print it twice; [`Error::io_error`] gives it.
 impl std::error::Error for Error {}
+
+/// What is wrong with a /proc table, each with the text it is about
+/// (quoted lossily in the message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// The line has fewer columns than the one read.
+    Columns {
+        want: usize,
+        line: String,
+    },
+    State(String),
+    Address(String),
+    Queues(String),
+    /// A /proc/net/unix line that is no socket record.
+    NotUnix(String),
+    /// The first line is not the table's header.
+    Header {
+        want: String,
+        found: String,
+    },
+    /// The file has no line at all.
+    Empty {
+        header: String,
+    },
+    /// A line longer than the read buffer.
+    TooLong(usize),
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Malformed::Columns { want, line } => {
+                write!(f, "expected at least {want} columns in {line:?}")
+            }
+            Malformed::State(s) => write!(f, "bad state {s:?}"),
+            Malformed::Address(s) => write!(f, "bad address {s:?}"),
+            Malformed::Queues(s) => write!(f, "bad queues {s:?}"),
+            Malformed::NotUnix(s) => write!(f, "not a unix socket record: {s:?}"),
+            Malformed::Header { want, found } => {
+                write!(f, "expected the {want:?} header, found {found:?}")
+            }
+            Malformed::Empty { header } => write!(f, "empty file: expected the {header:?} header"),
+            Malformed::TooLong(n) => write!(f, "line longer than {n} bytes"),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

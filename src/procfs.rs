@@ -25,7 +25,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
+use crate::error::{Error, Malformed};
 use crate::record::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
 
 /// Read size; /proc/net/tcp lines are 150 bytes (tcp6: 178), so one read
@@ -48,29 +48,33 @@ fn columns(line: &[u8]) -> ([&[u8]; 5], usize) {
     (out, n)
 }
 
+/// Bytes as text for a message.
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 /// Column `index` of a line split by `columns`.
 fn column<'l>(
     cols: &([&'l [u8]; 5], usize),
     index: usize,
     line: &[u8],
-) -> Result<&'l [u8], String> {
+) -> Result<&'l [u8], Malformed> {
     if index < cols.1 {
         Ok(cols.0[index])
     } else {
-        Err(format!(
-            "expected at least {} columns in {:?}",
-            index + 1,
-            String::from_utf8_lossy(line)
-        ))
+        Err(Malformed::Columns {
+            want: index + 1,
+            line: lossy(line),
+        })
     }
 }
 
 /// The state column: two hex digits.
-fn field_state(field: &[u8]) -> Result<u8, String> {
+fn field_state(field: &[u8]) -> Result<u8, Malformed> {
     let s = std::str::from_utf8(field).ok();
     match s.and_then(|s| u8::from_str_radix(s, 16).ok()) {
         Some(v) if field.len() == 2 => Ok(v),
-        _ => Err(format!("bad state {:?}", String::from_utf8_lossy(field))),
+        _ => Err(Malformed::State(lossy(field))),
     }
 }
 
@@ -82,13 +86,13 @@ fn field_state(field: &[u8]) -> Result<u8, String> {
 /// ```
 ///
 /// The fourth column, two hex digits.
-pub fn line_state(line: &[u8]) -> Result<u8, String> {
+pub fn line_state(line: &[u8]) -> Result<u8, Malformed> {
     field_state(column(&columns(line), 3, line)?)
 }
 
 /// The port of an `ADDRESS:PORT` column (hex address, four hex digits of
 /// port in host order as the kernel prints `ntohs(port)` with `%04X`).
-fn field_port(field: &[u8]) -> Result<u16, String> {
+fn field_port(field: &[u8]) -> Result<u16, Malformed> {
     let port = field
         .iter()
         .rposition(|&b| b == b':')
@@ -96,14 +100,14 @@ fn field_port(field: &[u8]) -> Result<u16, String> {
         .filter(|p| p.len() == 4)
         .and_then(|p| std::str::from_utf8(p).ok())
         .and_then(|p| u16::from_str_radix(p, 16).ok());
-    port.ok_or_else(|| format!("bad address {:?}", String::from_utf8_lossy(field)))
+    port.ok_or_else(|| Malformed::Address(lossy(field)))
 }
 
 /// The address of an `ADDRESS:PORT` column: the kernel prints each 32-bit
 /// word of the address as a host-order `%08X` (one word for IPv4, four for
 /// IPv6), so each word's bytes are its native-endian bytes.
-fn field_addr(field: &[u8]) -> Result<[u8; 16], String> {
-    let bad = || format!("bad address {:?}", String::from_utf8_lossy(field));
+fn field_addr(field: &[u8]) -> Result<[u8; 16], Malformed> {
+    let bad = || Malformed::Address(lossy(field));
     let hex = field.split(|&b| b == b':').next().ok_or_else(bad)?;
     if hex.len() != 8 && hex.len() != 32 {
         return Err(bad());
@@ -121,7 +125,7 @@ fn field_addr(field: &[u8]) -> Result<[u8; 16], String> {
 
 /// A `tx_queue:rx_queue` column as (rx, tx); for a listener the receive
 /// queue is its accept queue length (`get_tcp4_sock()`).
-fn field_queues(field: &[u8]) -> Result<(u32, u32), String> {
+fn field_queues(field: &[u8]) -> Result<(u32, u32), Malformed> {
     std::str::from_utf8(field)
         .ok()
         .and_then(|f| f.split_once(':'))
@@ -131,13 +135,13 @@ fn field_queues(field: &[u8]) -> Result<(u32, u32), String> {
                 u32::from_str_radix(tx, 16).ok()?,
             ))
         })
-        .ok_or_else(|| format!("bad queues {:?}", String::from_utf8_lossy(field)))
+        .ok_or_else(|| Malformed::Queues(lossy(field)))
 }
 
 /// One line of /proc/net/{tcp,tcp6,udp,udp6} as a [`Record`]. Listeners
 /// and handshakes also get their address and accept queue; /proc does not
 /// show a listener's queue limit or drop counter.
-pub fn inet_record(line: &[u8], kind: Kind, family: u8) -> Result<Record, String> {
+pub fn inet_record(line: &[u8], kind: Kind, family: u8) -> Result<Record, Malformed> {
     let cols = columns(line);
     let state = field_state(column(&cols, 3, line)?)?;
     let local = column(&cols, 1, line)?;
@@ -209,13 +213,10 @@ pub fn unix_record(line: &[u8]) -> Option<(u8, Option<usize>, u64)> {
 }
 
 /// The socket type from one line of /proc/net/unix (see `unix_record`).
-pub fn unix_line_type(line: &[u8]) -> Result<u8, String> {
-    unix_record(line).map(|(ty, _, _)| ty).ok_or_else(|| {
-        format!(
-            "not a unix socket record: {:?}",
-            String::from_utf8_lossy(line)
-        )
-    })
+pub fn unix_line_type(line: &[u8]) -> Result<u8, Malformed> {
+    unix_record(line)
+        .map(|(ty, _, _)| ty)
+        .ok_or_else(|| Malformed::NotUnix(lossy(line)))
 }
 
 /// Which table a file holds: what its header starts with, and how a line
@@ -262,7 +263,7 @@ impl<'p> Lines<'p> {
     }
 
     /// The record on one line, or `Ok(None)` for a unix path continuation.
-    fn record(&mut self, line: &[u8]) -> Result<Option<Record>, String> {
+    fn record(&mut self, line: &[u8]) -> Result<Option<Record>, Malformed> {
         match self.table {
             Table::Inet(kind, family) => inet_record(line, kind, family).map(Some),
             Table::Unix => match unix_record(line) {
@@ -287,10 +288,9 @@ impl<'p> Lines<'p> {
             return Err(Error::ProcParse {
                 path: self.path.to_owned(),
                 line: 1,
-                detail: format!(
-                    "empty file: expected the {:?} header",
-                    String::from_utf8_lossy(self.table.header().trim_ascii())
-                ),
+                detail: Malformed::Empty {
+                    header: lossy(self.table.header().trim_ascii()),
+                },
             });
         }
         Ok(())
@@ -309,11 +309,10 @@ impl<'p> Lines<'p> {
                 if header.starts_with(self.table.header()) {
                     continue;
                 }
-                Err(format!(
-                    "expected the {:?} header, found {:?}",
-                    String::from_utf8_lossy(self.table.header().trim_ascii()),
-                    String::from_utf8_lossy(line)
-                ))
+                Err(Malformed::Header {
+                    want: lossy(self.table.header().trim_ascii()),
+                    found: lossy(line),
+                })
             } else {
                 self.record(line)
             };
@@ -414,7 +413,7 @@ fn stream(
                 return Err(Error::ProcParse {
                     path: path.to_owned(),
                     line: lines.line + 1,
-                    detail: format!("line longer than {} bytes", buf.len()),
+                    detail: Malformed::TooLong(buf.len()),
                 })
             }
             None => {}
