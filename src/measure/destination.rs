@@ -71,3 +71,75 @@ fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
         emit(&SCHEMA, &own, &fields(&sockets, max));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::aggregate::Kind;
+    use crate::measure::testing::*;
+    use crate::measure::{Measurements, Shape};
+    use crate::output::Format;
+    use crate::rows::Rows;
+    use crate::wire::AF_INET;
+
+    #[test]
+    fn ephemeral_and_destination_rows_with_a_float_field() {
+        use crate::aggregate::destinations::Outbound;
+        let mut o = Outbound::default();
+        o.range.parse(b"40000 40003", b"").unwrap();
+        o.reset(Kind::Tcp);
+        let sock = |remote: [u8; 4], port: u16, local_port: u16| {
+            let mut r = record(AF_INET, 1, local_port, None);
+            r.remote_addr[..4].copy_from_slice(&remote);
+            r.remote_port = port;
+            r
+        };
+        o.add(&sock([10, 0, 0, 1], 80, 40000));
+        o.add(&sock([10, 0, 0, 1], 80, 40001));
+        o.add(&sock([10, 0, 0, 2], 80, 40000));
+        o.add(&sock([10, 0, 0, 3], 443, 40002));
+        o.finish();
+        let mut g = gathered(None, None);
+        g.outbound = Some(&o);
+        let mut rows = Rows::default();
+        rows.start(None);
+        rows.add(&shape(false), &[("netns", "a")], &g);
+        let out = influx(&rows);
+        let lines: Vec<&str> = out.lines().skip(1).collect();
+        assert_eq!(
+            lines[0],
+            "netstat_ephemeral,netns=a destinations=3i,max_per_destination=2i,ports_used=3i,range_size=4i,utilization=0.5"
+        );
+        let head = |l: &str| l.split(' ').next().unwrap().to_string();
+        assert_eq!(
+            lines[1..].iter().map(|l| head(l)).collect::<Vec<_>>(),
+            [
+                "netstat_destination,address=10.0.0.1,netns=a,port=80",
+                "netstat_destination,address=10.0.0.2,netns=a,port=80",
+                "netstat_destination,address=other,netns=a,port=other",
+            ]
+        );
+        assert!(
+            lines[1].contains(",tcp_established=2i,")
+                && lines[1].ends_with(",udp_socket=0i,utilization=0.5")
+        );
+        assert!(lines[3].ends_with(",utilization=0.25"), "{out}");
+        let mut json = Vec::new();
+        rows.encode(Format::Json, &mut json);
+        let json = String::from_utf8(json).unwrap();
+        assert!(
+            json.contains("\"range_size\":4,\"utilization\":0.5},\"name\":\"netstat_ephemeral\""),
+            "{json}"
+        );
+        // Not printed unless asked for.
+        let none = Shape {
+            print: Measurements {
+                netstat: true,
+                ..Measurements::default()
+            },
+            ..shape(false)
+        };
+        rows.start(None);
+        rows.add(&none, &[], &g);
+        assert_eq!(influx(&rows).lines().count(), 1);
+    }
+}

@@ -15,6 +15,8 @@ pub mod listen;
 pub mod netstat;
 pub mod port;
 pub mod selfmetrics;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use crate::aggregate::Gathered;
 use crate::metric::{Field, Schema};
@@ -76,4 +78,16 @@ pub struct Shape {
     /// `netstat_destination`: this many destinations per namespace
     /// (`--destinations N`), then one row for the rest.
     pub top: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_schema_is_registered_once_under_its_own_name() {
+        let names: Vec<&str> = super::schemas().map(|s| s.name).collect();
+        let mut distinct = names.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), names.len(), "{names:?}");
+    }
 }

@@ -152,3 +152,46 @@ fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
         emit(&QUEUED, &[], &queue_fields(&total));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::measure::testing::*;
+    use crate::measure::Shape;
+    use crate::rows::Rows;
+
+    #[test]
+    fn netstat_rows_total_or_per_family_with_the_namespace_s_tags() {
+        let g = gathered(None, None);
+        let mut rows = Rows::default();
+        rows.start(None);
+        rows.add(&shape(false), &[], &g);
+        let out = influx(&rows);
+        assert!(out.starts_with(&format!("netstat {ZERO},")), "{out}");
+        assert!(
+            out.contains(",tcp_established=3i,") && out.contains(",udp_socket=9i\n"),
+            "{out}"
+        );
+
+        // Per family; the namespace's tags merged in key order.
+        let tags = [("netns", "blue"), ("container_id", "abc")];
+        rows.start(None);
+        rows.add(&shape(true), &tags, &g);
+        let out = influx(&rows);
+        let lines: Vec<&str> = out.lines().map(|l| l.split(' ').next().unwrap()).collect();
+        // Without --include-unix there is no unix row.
+        assert_eq!(
+            lines,
+            [
+                "netstat,container_id=abc,family=ipv4,netns=blue",
+                "netstat,container_id=abc,family=ipv6,netns=blue"
+            ]
+        );
+        let unix = Shape {
+            include_unix: true,
+            ..shape(true)
+        };
+        rows.start(None);
+        rows.add(&unix, &[], &g);
+        assert!(influx(&rows).contains("netstat,family=unix "));
+    }
+}

@@ -1,0 +1,85 @@
+//! What the measurements' unit tests share: a shape printing everything,
+//! a `Gathered` with known counts, records, and the rows in line protocol.
+
+use crate::aggregate::listen::ListenCounts;
+use crate::aggregate::ports::PortCounts;
+use crate::aggregate::states::{ByFamily, Counts};
+use crate::aggregate::{Gathered, Kind, ListenInfo, Record, LISTEN};
+use crate::measure::{Measurements, Shape};
+use crate::output::Format;
+use crate::rows::Rows;
+
+pub const ALL: Measurements = Measurements {
+    netstat: true,
+    port: true,
+    listen: true,
+    ephemeral: true,
+    destination: true,
+    cgroup: true,
+    counters: true,
+};
+
+pub fn shape(by_family: bool) -> Shape {
+    Shape {
+        by_family,
+        include_unix: false,
+        print: ALL,
+        syn_recv: true,
+        top: 2,
+    }
+}
+
+pub fn by_family() -> ByFamily {
+    ByFamily {
+        ipv4: Counts {
+            tcp_established: 3,
+            ..Default::default()
+        },
+        ipv6: Counts {
+            tcp_listen: 1,
+            udp_socket: 2,
+            ..Default::default()
+        },
+        unix: Counts {
+            udp_socket: 7,
+            ..Default::default()
+        },
+    }
+}
+
+/// `by_family()`'s counts with these breakdowns.
+pub fn gathered<'a>(
+    ports: Option<&'a PortCounts>,
+    listen: Option<&'a ListenCounts>,
+) -> Gathered<'a> {
+    Gathered {
+        by_family: by_family(),
+        queued: Default::default(),
+        ports,
+        listen,
+        outbound: None,
+        cgroups: None,
+        counters: None,
+        tcp_hash_shared: None,
+    }
+}
+
+pub fn influx(rows: &Rows) -> String {
+    let mut out = Vec::new();
+    rows.encode(Format::Influx, &mut out);
+    String::from_utf8(out).unwrap()
+}
+
+pub fn record(family: u8, state: u8, local_port: u16, listen: Option<ListenInfo>) -> Record {
+    let remote_port = if state == LISTEN { 0 } else { 40000 };
+    Record::inet(
+        Kind::Tcp,
+        family,
+        state,
+        ([0; 16], local_port),
+        ([0; 16], remote_port),
+    )
+    .with_listen(listen)
+}
+
+pub const ZERO: &str = "tcp_close=0i,tcp_close_wait=0i,tcp_closing=0i";
