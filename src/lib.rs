@@ -8,19 +8,19 @@
 //! rows ([`measure`], [`rows::Rows`]), the formats ([`Format`]) and the
 //! [`Error`] type.
 //!
-//! The modules in the order data flows, each depending only on those
-//! before it (tests aside): [`wire`] (bytes), [`record`] (one socket),
-//! [`netlink`] and [`procfs`] (kernel I/O), `kept`, `portrange`, `tcphash`
-//! and [`counters`] (a namespace's /proc files, kept open: its ephemeral
-//! ports, whether it shares the TCP hash, its SNMP MIB counters),
-//! [`cgroupfs`] (cgroup ids to paths), [`netns`] (other network namespaces
-//! and their labels), [`aggregate`] (one pass over the records),
-//! [`collector`] (one gather in one namespace, returning every
-//! aggregation's result), [`metric`] (what a field, a metric and a
-//! measurement's description are), [`output`] (one encoder per format,
-//! reading descriptions only), [`measure`] (one module per measurement:
-//! rows and descriptions) and [`rows`] (the rows of a gather, in order,
-//! tagged by one rule). [`error`] sits beside them all.
+//! The modules in import order, each depending only on those before it
+//! (unit tests aside): [`wire`] (bytes), [`error`] (the error type),
+//! [`record`] (one socket), [`netlink`] and [`procfs`] (kernel I/O),
+//! `kept`, `portrange`, `tcphash` and [`counters`] (a namespace's /proc
+//! files, kept open: its ephemeral ports, whether it shares the TCP hash,
+//! its SNMP MIB counters), `tagtext` and [`cgroupfs`] (cgroup ids to
+//! paths), [`netns`] (other network namespaces and their labels),
+//! [`aggregate`] (one pass over the records), [`collector`] (one gather in
+//! one namespace, returning every aggregation's result), [`metric`] (what a
+//! field, a metric and a measurement's description are), [`output`] (one
+//! encoder per format, reading descriptions only), [`measure`] (one module
+//! per measurement: rows and descriptions) and [`rows`] (the rows of a
+//! gather, in order, tagged by one rule).
 //!
 //! The binary adds the command line, the loop over namespaces, the modes
 //! (one-shot, execd and interval loops, the exporter) and the man page.
