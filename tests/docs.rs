@@ -1,14 +1,15 @@
 //! The documentation against the program it documents (issue 34). Every
 //! `telegraf-netstat` command line in README.md and docs/*.md (the lines of
-//! `sh` and `console` blocks, and the lines after a `$ ` prompt in other
-//! blocks) is:
+//! `sh` and `console` blocks, the lines after a `$ ` prompt in other blocks,
+//! and inline code that calls the program) is:
 //!
 //! - **run as written** when it is a one-shot command that only prints:
 //!   with `bash`, `telegraf-netstat` being the binary under test, in a
 //!   private network, PID and mount namespace (its own /proc, an empty
 //!   /run/netns), so `--all-netns` and every count see nothing of the
 //!   machine. It must exit 0, and every measurement of the output shown
-//!   under it must be among the measurements it prints;
+//!   under it must be among the measurements it prints. `--execd` fed by
+//!   `echo |` is one-shot too, and must print one gather;
 //! - **parsed only** (the binary's own parser, stopped by `--version` before
 //!   anything runs) when running it here would not end or would need what
 //!   only the reader has: `--listen`/`--web.listen-address`/
@@ -32,10 +33,12 @@ use libtest_mimic::Arguments;
 use support::*;
 
 /// A documented invocation: its page, the call as written (up to the next
-/// `|`, `&`, `;` or redirection), and the output lines shown under it.
+/// `|`, `&`, `;` or redirection), whether `echo |` feeds its stdin, and the
+/// output lines shown under it.
 struct Documented {
     page: PathBuf,
     call: String,
+    fed: bool,
     shown: Vec<String>,
 }
 
@@ -52,10 +55,11 @@ fn pages() -> Vec<PathBuf> {
     pages
 }
 
-/// The lines of the page's `sh` and `console` blocks, and the lines of
-/// other blocks shown with a `$ ` prompt; continuation lines joined, the
-/// prompt (`$ `, `# `) taken off. Each with the lines an output block shows
-/// after it, up to the next prompt.
+/// The lines of the page's `sh` and `console` blocks, the lines of other
+/// blocks shown with a `$ ` prompt, and the inline code of the text that
+/// calls the program (`echo | telegraf-netstat --execd`); continuation lines
+/// joined, the prompt (`$ `, `# `) taken off. Each with the lines an output
+/// block shows after it, up to the next prompt.
 fn command_lines(text: &str) -> Vec<(String, Vec<String>)> {
     let mut lines: Vec<(String, Vec<String>)> = Vec::new();
     let mut in_block: Option<bool> = None; // Some(is a command block)
@@ -72,7 +76,10 @@ fn command_lines(text: &str) -> Vec<(String, Vec<String>)> {
         }
         let line = line.trim();
         let line = match in_block {
-            None => continue,
+            None => {
+                lines.extend(inline_calls(line).map(|c| (c, Vec::new())));
+                continue;
+            }
             // Output blocks: only the lines shown with a prompt, and what
             // follows them.
             Some(false) => match line.strip_prefix("$ ") {
@@ -101,10 +108,21 @@ fn command_lines(text: &str) -> Vec<(String, Vec<String>)> {
     lines
 }
 
+/// The inline code spans of a line of text that call `telegraf-netstat`,
+/// with a table's `\|` read as `|`.
+fn inline_calls(line: &str) -> impl Iterator<Item = String> + '_ {
+    line.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|span| !invocations(span).is_empty())
+        .map(|span| span.replace("\\|", "|"))
+}
+
 /// The `telegraf-netstat` invocations of a shell line (the program as a
 /// word of its own or as /usr/bin/telegraf-netstat, not a path or package
-/// name holding the name), each up to the next `|`, `&`, `;` or redirection.
-fn invocations(line: &str) -> Vec<String> {
+/// name holding the name), each up to the next `|`, `&`, `;` or redirection,
+/// and whether `echo |` feeds it.
+fn invocations(line: &str) -> Vec<(String, bool)> {
     let mut found = Vec::new();
     for (at, _) in line.match_indices("telegraf-netstat ") {
         let before = &line[..at];
@@ -114,7 +132,8 @@ fn invocations(line: &str) -> Vec<String> {
         }
         let call = &line[at..];
         let end = call.find(['|', '&', ';', '>', '<']).unwrap_or(call.len());
-        found.push(call[..end].trim().to_string());
+        let fed = before.trim_end().ends_with("echo |");
+        found.push((call[..end].trim().to_string(), fed));
     }
     found
 }
@@ -125,10 +144,11 @@ fn documented() -> Vec<Documented> {
     for page in pages() {
         let text = std::fs::read_to_string(&page).unwrap();
         for (line, shown) in command_lines(&text) {
-            for call in invocations(&line) {
+            for (call, fed) in invocations(&line) {
                 all.push(Documented {
                     page: page.clone(),
                     call,
+                    fed,
                     shown: shown.clone(),
                 });
             }
@@ -138,8 +158,8 @@ fn documented() -> Vec<Documented> {
 }
 
 /// Why `call` is parsed only, not run (see the module's doc); `None` for a
-/// one-shot command that only prints.
-fn parsed_only(call: &str) -> Option<&'static str> {
+/// one-shot command that only prints, or `--execd` fed by `echo |`.
+fn parsed_only(call: &str, fed: bool) -> Option<&'static str> {
     const NOT_RUN: [(&str, &str); 7] = [
         ("--listen", "it serves until stopped"),
         ("--web.listen-address", "it serves until stopped"),
@@ -156,7 +176,7 @@ fn parsed_only(call: &str) -> Option<&'static str> {
     for (flag, why) in NOT_RUN {
         let given =
             |w: &&str| *w == flag || w.strip_prefix(flag).is_some_and(|r| r.starts_with('='));
-        if words.iter().any(given) {
+        if words.iter().any(given) && !(flag == "--execd" && fed) {
             return Some(why);
         }
     }
@@ -214,8 +234,12 @@ fn measurements(lines: &[&str]) -> Vec<String> {
 
 /// Runs `call` as written in a private network, PID and mount namespace:
 /// its own /proc (`unshare --mount-proc`), /run/netns an empty tmpfs.
-fn run_isolated(call: &str) -> std::process::Output {
-    let call = call.to_string();
+/// `echo |` feeds it when the page does.
+fn run_isolated(call: &str, fed: bool) -> std::process::Output {
+    let call = match fed {
+        true => format!("echo | {call}"),
+        false => call.to_string(),
+    };
     in_netns(move || {
         Command::new("unshare")
             .args(["--pid", "--fork", "--mount-proc", "bash", "-c"])
@@ -236,12 +260,18 @@ fn run_isolated(call: &str) -> std::process::Output {
 
 fn every_one_shot_documented_command_runs() {
     let mut ran = Vec::new();
-    for Documented { page, call, shown } in documented() {
-        if let Some(why) = parsed_only(&call) {
+    for Documented {
+        page,
+        call,
+        fed,
+        shown,
+    } in documented()
+    {
+        if let Some(why) = parsed_only(&call, fed) {
             eprintln!("parsed only, {why}: {call}");
             continue;
         }
-        let out = run_isolated(&call);
+        let out = run_isolated(&call, fed);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let said = format!(
             "{}: `{call}`: {:?}\n{stdout}\n{}",
@@ -255,10 +285,16 @@ fn every_one_shot_documented_command_runs() {
         for m in measurements(&shown) {
             assert!(printed.contains(&m), "{m} shown, not printed: {said}");
         }
+        // `echo | telegraf-netstat --execd` prints one gather (the pages
+        // say so).
+        let gathers = printed.iter().filter(|m| *m == "netstat").count();
+        assert!(!fed || gathers == 1, "{gathers} gathers: {said}");
+        eprintln!("run as written: {}{call}", if fed { "echo | " } else { "" });
         ran.push(call);
     }
-    // --by-cgroup, --all-netns, --all-netns --counters --only counters.
-    assert!(ran.len() >= 3, "only {} commands run: {ran:?}", ran.len());
+    // --by-cgroup, --all-netns, --all-netns --counters --only counters,
+    // --version, echo | --execd.
+    assert!(ran.len() >= 5, "only {} commands run: {ran:?}", ran.len());
 }
 
 fn every_relative_link_leads_to_a_file() {
