@@ -14,7 +14,7 @@
 //!   anything runs) when running it here would not end or would need what
 //!   only the reader has: `--listen`/`--web.listen-address`/
 //!   `--web.systemd-socket` serve until stopped, and `--execd` and
-//!   `--interval` loop (tests/serve.rs and tests/netns.rs run those modes);
+//!   `--interval` loop (tests/serve.rs and tests/execd.rs run those modes);
 //!   `--output` writes a file the reader names; `--web.config.file` names a
 //!   file with certificates and hashes that only the TLS recipe makes
 //!   (tests/tls.rs runs that recipe, and the version 3 client certificate
@@ -22,7 +22,7 @@
 //!   exist here (`--netns /run/netns/blue`) names the reader's machine.
 //!
 //! Every relative link in those pages leads to a file of the source tree,
-//! and the README stays under 300 lines.
+//! and the README stays at 300 lines or fewer.
 
 mod support;
 
