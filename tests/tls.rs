@@ -140,7 +140,9 @@ fn basic_auth_over_tls() {
         let err = e.stop();
         assert!(!err.contains("E! "), "{err}");
         assert!(
-            err.contains(&format!("I! listening on 127.0.0.1:{port}: serving /metrics, TLS on, ")),
+            err.contains(&format!(
+                "I! listening on 127.0.0.1:{port}: serving /metrics, TLS on, "
+            )),
             "{err}"
         );
         drop(ns);
