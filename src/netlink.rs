@@ -295,6 +295,41 @@ mod tests {
     }
 
     #[test]
+    fn records_carry_their_timer_and_a_udp_socket_s_drops() {
+        // A SYN_SENT socket on its third SYN retry (timer 1, retrans 3).
+        let mut syn_sent = captured_record(2);
+        syn_sent[2..4].copy_from_slice(&[1, 3]);
+        // A UDP record with INET_DIAG_SKMEMINFO: nine u32, drops the last.
+        let mut udp = captured_record(7);
+        udp.extend_from_slice(&[40, 0, 7, 0]);
+        for v in [1280u32, 2304, 0, 212992, 2816, 0, 0, 0, 997] {
+            udp.extend_from_slice(&v.to_ne_bytes());
+        }
+        let mut seen = Vec::new();
+        let mut b = Vec::new();
+        push_msg(&mut b, TCPDIAG_GETSOCK, NLM_F_MULTI, 1, &syn_sent);
+        read_batch(&b, Dump::Tcp, 1, false, true, &mut |r: &Record| {
+            seen.push(r.health)
+        })
+        .unwrap();
+        let mut b = Vec::new();
+        push_msg(&mut b, SOCK_DIAG_BY_FAMILY, NLM_F_MULTI, 1, &udp);
+        for health in [true, false] {
+            read_batch(&b, Dump::Udp4, 1, false, health, &mut |r: &Record| {
+                seen.push(r.health)
+            })
+            .unwrap();
+        }
+        let h = |timer, retrans, drops| HealthInfo {
+            timer,
+            retrans,
+            drops,
+        };
+        // Without --health a UDP dump has no SKMEMINFO to read.
+        assert_eq!(seen, [h(1, 3, 0), h(0, 0, 997), h(0, 0, 0)]);
+    }
+
+    #[test]
     fn unix_records_give_their_socket_type() {
         use crate::wire::tests::captured_unix_record;
         let mut b = Vec::new();

@@ -626,6 +626,50 @@ mod tests {
     }
 
     #[test]
+    fn health_columns_give_the_timer_as_netlink_numbers_it() {
+        use crate::wire::AF_INET;
+        // In the formats of get_tcp4_sock(), get_openreq4() and
+        // get_timewait4_sock(): a connect into a black hole (timer 1,
+        // retrnsmt 3), a zero-window probe (timer 4, probes in `timeout`),
+        // keepalive probing (timer 2, 2 probes), a request socket (its
+        // SYN-ACK timeouts in retrnsmt), TIME_WAIT (as captured above). The
+        // UDP line was captured on Linux 6.18.
+        let tcp = [
+            ("   1: 0100090A:D4E8 0700090A:1538 02 00000001:00000000 01:00000064 00000003     0        0 2175 1 0000000000000000 1000 0 0 10 -1", (1, 3)),
+            ("   2: 0100007F:D4EA 0100007F:1B5A 01 0003F000:00000000 04:00000064 00000000     0        5 2176 1 0000000000000000 20 4 30 10 -1", (4, 5)),
+            ("   3: 0100007F:D4EC 0100007F:1B5B 01 00000000:00000000 02:00000064 00000000     0        2 2177 1 0000000000000000 20 4 30 10 -1", (2, 2)),
+            ("   4: 0100007F:1BBC 0100007F:D4EE 03 00000000:00000000 01:00000064 00000002     0        0 0 0 0000000000000000", (1, 2)),
+            ("   5: 0100007F:9C42 0100007F:1388 06 00000000:00000000 03:000016D0 00000000     0        0 0 3 0000000000000000", (3, 0)),
+        ];
+        for (line, (timer, retrans)) in tcp {
+            let r = inet_record_health(line.as_bytes(), Kind::Tcp, AF_INET).unwrap();
+            assert_eq!(
+                (r.health.timer, r.health.retrans),
+                (timer, retrans),
+                "{line}"
+            );
+            assert_eq!(
+                inet_record(line.as_bytes(), Kind::Tcp, AF_INET)
+                    .unwrap()
+                    .health,
+                HealthInfo::default()
+            );
+        }
+        let udp = "14956: 0100007F:270F 00000000:0000 07 00000000:00000500 00:00000000 00000000     0        0 34062936 2 0000000052bd9769 999";
+        let r = inet_record_health(udp.as_bytes(), Kind::Udp, AF_INET).unwrap();
+        assert_eq!((r.health.drops, r.rqueue), (999, 0x500));
+        // A line cut before the columns --health reads is malformed.
+        let cut = &udp[..udp.len() - 4];
+        assert!(inet_record_health(cut.as_bytes(), Kind::Udp, AF_INET).is_err());
+        assert!(inet_record_health(
+            b"   1: 0100090A:D4E8 0700090A:1538 02 00000001:00000000 1:00000064 00000003 0 0",
+            Kind::Tcp,
+            AF_INET
+        )
+        .is_err());
+    }
+
+    #[test]
     fn parses_captured_tables() {
         assert_eq!(states(TCP), [10, 1, 1, 6]);
         assert_eq!(states(TCP6), [10, 3]);

@@ -710,6 +710,64 @@ mod tests {
     }
 
     #[test]
+    fn health_fields_join_the_rows_sorted_and_netstat_health_follows() {
+        use crate::aggregate::health::{failure, Signals};
+        use crate::record::HealthInfo;
+        let config = PortConfig {
+            remote: vec![5432],
+            ..PortConfig::default()
+        };
+        let mut ports = PortCounts::new(&config);
+        let mut totals = Signals::default();
+        let mut syn = record(AF_INET, 2, 40000, None);
+        syn.remote_port = 5432;
+        syn.health = HealthInfo {
+            timer: 1,
+            retrans: 2,
+            drops: 0,
+        };
+        ports.add(&syn);
+        ports.add_health(&syn, failure(&syn));
+        totals.add_record(&syn, failure(&syn));
+        let mut g = gathered(Some(&ports), None);
+        g.health = Some(&totals);
+        let mut rows = Rows::default();
+        rows.start(None);
+        rows.add(&shape(false), &[], &g);
+        let text = influx(&rows);
+        let port = text
+            .lines()
+            .find(|l| l.starts_with("netstat_port,"))
+            .unwrap();
+        let names: Vec<&str> = port
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .map(|f| f.split('=').next().unwrap())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted, "{port}");
+        assert!(
+            port.contains(",syn_retrying=1i,") && names.len() == 20,
+            "{port}"
+        );
+        assert_eq!(
+            text.lines().last().unwrap(),
+            "netstat_health keepalive_probing=0i,retransmitting=0i,syn_retrying=1i,synack_retrying=0i,udp_drops=0i,udp_receive_queue=0i,zero_window=0i"
+        );
+        assert!(
+            text.lines().next().unwrap().split(',').count() == 13,
+            "netstat keeps its 13 fields"
+        );
+        // Without --health: neither.
+        rows.start(None);
+        rows.add(&shape(false), &[], &gathered(Some(&ports), None));
+        assert!(!influx(&rows).contains("retrying"));
+    }
+
+    #[test]
     fn rows_carry_the_gather_time_and_start_clears() {
         let g = gathered(None, None);
         let mut rows = Rows::default();
