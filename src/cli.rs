@@ -224,8 +224,22 @@ struct Args {
     #[arg(long, value_name = "SET", num_args = 0..=1, default_missing_value = "default", value_parser = Selection::parse)]
     counters: Option<Selection>,
 
+    /// Also print where connections are failing now: measurement
+    /// netstat_health, one row per namespace with syn_retrying (connects
+    /// whose SYN went unanswered and was sent again), retransmitting,
+    /// zero_window, keepalive_probing, synack_retrying (handshakes whose
+    /// SYN-ACK went unanswered), udp_drops (datagrams dropped, summed over
+    /// the UDP sockets' lifetimes) and udp_receive_queue (bytes); and the
+    /// same fields on every netstat_port, netstat_destination and
+    /// netstat_cgroup row, synack_retrying on netstat_listen's. Read from
+    /// each socket's timer and retransmit count, which every dump carries,
+    /// and its drop counter (asked for on UDP dumps only).
+    /// Example: --health --remote-port 5432
+    #[arg(long)]
+    health: bool,
+
     /// Print only these measurements, comma-separated: netstat, port,
-    /// listen, ephemeral, destination, cgroup, counters. --counters --only
+    /// listen, ephemeral, destination, cgroup, counters, health. --counters --only
     /// counters reads the counters only, no socket. --listen-queues --only listen asks
     /// the kernel for listeners only and skips its walk of established
     /// sockets (syn_recv is then left out). Example: --only listen
@@ -328,6 +342,7 @@ enum OnlyArg {
     Destination,
     Cgroup,
     Counters,
+    Health,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -375,6 +390,9 @@ pub struct Config {
     pub destinations: Option<usize>,
     /// `netstat_counters`: which counters (`--counters`).
     pub counters: Option<Selection>,
+    /// Failing sockets and UDP drops (`--health`): `netstat_health`, and
+    /// its fields on the other rows.
+    pub health: bool,
     /// Tag namespaces with container, pod and hostname labels.
     pub netns_labels: bool,
     /// Serve Prometheus metrics over HTTP (`--listen`).
@@ -745,6 +763,7 @@ impl Config {
             destinations: a.destinations.map(usize::from),
             netns_labels: !a.no_netns_labels,
             counters: a.counters.clone(),
+            health: a.health,
             serve,
             print: {
                 let want = |m| a.only.is_empty() || a.only.contains(&m);
@@ -759,6 +778,7 @@ impl Config {
                                 "destination" => "--destinations",
                                 "cgroup" => "--by-cgroup",
                                 "counters" => "--counters",
+                                "health" => "--health",
                                 _ => "--listen-queues",
                             }
                         ),
@@ -783,6 +803,9 @@ impl Config {
                     if a.only.contains(&OnlyArg::Counters) && a.counters.is_none() {
                         return bad("counters");
                     }
+                    if a.only.contains(&OnlyArg::Health) && !a.health {
+                        return bad("health");
+                    }
                 }
                 Measurements {
                     netstat: want(OnlyArg::Netstat),
@@ -792,6 +815,7 @@ impl Config {
                     destination: want(OnlyArg::Destination) && a.destinations.is_some(),
                     cgroup: want(OnlyArg::Cgroup) && a.by_cgroup,
                     counters: want(OnlyArg::Counters) && a.counters.is_some(),
+                    health: want(OnlyArg::Health) && a.health,
                 }
             },
         })

@@ -26,22 +26,22 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
-use crate::record::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
+use crate::record::{HealthInfo, Kind, ListenInfo, Record, LISTEN, SYN_RECV};
 use crate::wire::AF_UNIX;
 
 /// Read size; /proc/net/tcp lines are 150 bytes (tcp6: 178), so one read
 /// carries a few hundred of them.
 pub const CHUNK_LEN: usize = 64 * 1024;
 
-/// The first five whitespace-separated columns of a line, split once, and
-/// how many there are (at most five).
-fn columns(line: &[u8]) -> ([&[u8]; 5], usize) {
-    let mut out: [&[u8]; 5] = [&[]; 5];
+/// The first `N` whitespace-separated columns of a line, split once, and
+/// how many there are (at most `N`).
+fn columns<const N: usize>(line: &[u8]) -> ([&[u8]; N], usize) {
+    let mut out: [&[u8]; N] = [&[]; N];
     let mut n = 0;
     for field in line
         .split(|b| b.is_ascii_whitespace())
         .filter(|f| !f.is_empty())
-        .take(5)
+        .take(N)
     {
         out[n] = field;
         n += 1;
@@ -50,8 +50,8 @@ fn columns(line: &[u8]) -> ([&[u8]; 5], usize) {
 }
 
 /// Column `index` of a line split by `columns`.
-fn column<'l>(
-    cols: &([&'l [u8]; 5], usize),
+fn column<'l, const N: usize>(
+    cols: &([&'l [u8]; N], usize),
     index: usize,
     line: &[u8],
 ) -> Result<&'l [u8], String> {
@@ -84,7 +84,7 @@ fn field_state(field: &[u8]) -> Result<u8, String> {
 ///
 /// The fourth column, two hex digits.
 pub fn line_state(line: &[u8]) -> Result<u8, String> {
-    field_state(column(&columns(line), 3, line)?)
+    field_state(column(&columns::<5>(line), 3, line)?)
 }
 
 /// The port of an `ADDRESS:PORT` column (hex address, four hex digits of
@@ -139,7 +139,19 @@ fn field_queues(field: &[u8]) -> Result<(u32, u32), String> {
 /// and handshakes also get their address and accept queue; /proc does not
 /// show a listener's queue limit or drop counter.
 pub fn inet_record(line: &[u8], kind: Kind, family: u8) -> Result<Record, String> {
-    let cols = columns(line);
+    inet_line::<5>(line, kind, family)
+}
+
+/// [`inet_record`] with what `--health` reads (`Record::health`): a TCP
+/// line's timer, retransmissions and probes, a UDP line's drops.
+pub fn inet_record_health(line: &[u8], kind: Kind, family: u8) -> Result<Record, String> {
+    inet_line::<13>(line, kind, family)
+}
+
+/// A line split into its first `N` columns: 5 for the fixed fields, 13
+/// for `--health`'s as well.
+fn inet_line<const N: usize>(line: &[u8], kind: Kind, family: u8) -> Result<Record, String> {
+    let cols = columns::<N>(line);
     let state = field_state(column(&cols, 3, line)?)?;
     let local = column(&cols, 1, line)?;
     let remote = column(&cols, 2, line)?;
@@ -165,6 +177,66 @@ pub fn inet_record(line: &[u8], kind: Kind, family: u8) -> Result<Record, String
         rqueue,
         wqueue,
         cgroup: None,
+        health: if N > 5 {
+            health_columns(&cols, kind, line)?
+        } else {
+            HealthInfo::default()
+        },
+    })
+}
+
+/// `--health`'s columns of a line split into 13:
+///
+/// ```text
+///   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ... drops
+///    1: 0100007F:9C40 0A09000A:1538 02 00000001:00000000 01:00000064 00000003     0        0 2175 ...
+/// ```
+///
+/// TCP (`get_tcp4_sock()`, net/ipv4/tcp_ipv4.c; `get_tcp6_sock()` alike):
+/// `tr` is the timer as netlink numbers it, `retrnsmt` (hex)
+/// `icsk_retransmits` and `timeout` (decimal) `icsk_probes_out`, which
+/// netlink reports instead of the retransmissions for timers 2 and 4
+/// (`inet_sk_diag_fill()`); a request socket's line (`get_openreq4()`)
+/// has timer 1 and its SYN-ACK timeouts in `retrnsmt`. UDP
+/// (`udp4_format_sock()`, net/ipv4/udp.c): `drops`, the 13th column, in
+/// decimal. Counts above 255 are taken as 255, netlink's `u8`.
+fn health_columns<const N: usize>(
+    cols: &([&[u8]; N], usize),
+    kind: Kind,
+    line: &[u8],
+) -> Result<HealthInfo, String> {
+    let number = |index: usize, radix: u32| -> Result<u32, String> {
+        let f = column(cols, index, line)?;
+        std::str::from_utf8(f)
+            .ok()
+            .and_then(|t| u32::from_str_radix(t, radix).ok())
+            .ok_or_else(|| format!("bad number {:?}", String::from_utf8_lossy(f)))
+    };
+    let byte = |v: u32| v.min(255) as u8;
+    Ok(match kind {
+        Kind::Tcp => {
+            let tr = column(cols, 5, line)?;
+            let timer = tr
+                .get(..2)
+                .filter(|_| tr.get(2) == Some(&b':'))
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .and_then(|t| u8::from_str_radix(t, 16).ok())
+                .ok_or_else(|| format!("bad timer {:?}", String::from_utf8_lossy(tr)))?;
+            let retrans = match timer {
+                2 | 4 => number(8, 10)?,
+                _ => number(6, 16)?,
+            };
+            HealthInfo {
+                timer,
+                retrans: byte(retrans),
+                drops: 0,
+            }
+        }
+        Kind::Udp => HealthInfo {
+            drops: number(12, 10)?,
+            ..HealthInfo::default()
+        },
+        Kind::Unix => HealthInfo::default(),
     })
 }
 
@@ -233,6 +305,8 @@ pub fn unix_line_type(line: &[u8]) -> Result<u8, String> {
 pub enum Table {
     /// /proc/net/{tcp,tcp6,udp,udp6}: TCP or UDP sockets of one family.
     Inet(Kind, u8),
+    /// The same, with what `--health` reads ([`inet_record_health`]).
+    InetHealth(Kind, u8),
     /// /proc/net/unix: unix sockets by type.
     Unix,
 }
@@ -240,7 +314,7 @@ pub enum Table {
 impl Table {
     fn header(self) -> &'static [u8] {
         match self {
-            Table::Inet(..) => b"sl ",
+            Table::Inet(..) | Table::InetHealth(..) => b"sl ",
             Table::Unix => b"Num ",
         }
     }
@@ -284,9 +358,11 @@ impl<'p> Lines<'p> {
             rqueue: 0,
             wqueue: 0,
             cgroup: None,
+            health: HealthInfo::default(),
         };
         match self.table {
             Table::Inet(kind, family) => inet_record(line, kind, family).map(Some),
+            Table::InetHealth(kind, family) => inet_record_health(line, kind, family).map(Some),
             Table::Unix => match unix_record(line) {
                 Some((ty, path, inode)) => {
                     self.path_left = path.map_or(0, |n| UNIX_PATH_PRINTED - n);
@@ -532,6 +608,7 @@ mod tests {
                 rqueue: 0,
                 wqueue: 0,
                 cgroup: None,
+                health: HealthInfo::default(),
             })
         );
         let v6 = TCP6.lines().nth(2).unwrap().as_bytes();
@@ -546,6 +623,50 @@ mod tests {
         assert_eq!((info.queue, info.backlog, info.drops), (0, None, None));
         assert!(inet_record(b"   0: 0100007F:13 00000000:0000 0A", Kind::Tcp, 2).is_err());
         assert!(inet_record(b"   0: 0100007F 00000000:0000 0A", Kind::Tcp, 2).is_err());
+    }
+
+    #[test]
+    fn health_columns_give_the_timer_as_netlink_numbers_it() {
+        use crate::wire::AF_INET;
+        // In the formats of get_tcp4_sock(), get_openreq4() and
+        // get_timewait4_sock(): a connect into a black hole (timer 1,
+        // retrnsmt 3), a zero-window probe (timer 4, probes in `timeout`),
+        // keepalive probing (timer 2, 2 probes), a request socket (its
+        // SYN-ACK timeouts in retrnsmt), TIME_WAIT (as captured above). The
+        // UDP line was captured on Linux 6.18.
+        let tcp = [
+            ("   1: 0100090A:D4E8 0700090A:1538 02 00000001:00000000 01:00000064 00000003     0        0 2175 1 0000000000000000 1000 0 0 10 -1", (1, 3)),
+            ("   2: 0100007F:D4EA 0100007F:1B5A 01 0003F000:00000000 04:00000064 00000000     0        5 2176 1 0000000000000000 20 4 30 10 -1", (4, 5)),
+            ("   3: 0100007F:D4EC 0100007F:1B5B 01 00000000:00000000 02:00000064 00000000     0        2 2177 1 0000000000000000 20 4 30 10 -1", (2, 2)),
+            ("   4: 0100007F:1BBC 0100007F:D4EE 03 00000000:00000000 01:00000064 00000002     0        0 0 0 0000000000000000", (1, 2)),
+            ("   5: 0100007F:9C42 0100007F:1388 06 00000000:00000000 03:000016D0 00000000     0        0 0 3 0000000000000000", (3, 0)),
+        ];
+        for (line, (timer, retrans)) in tcp {
+            let r = inet_record_health(line.as_bytes(), Kind::Tcp, AF_INET).unwrap();
+            assert_eq!(
+                (r.health.timer, r.health.retrans),
+                (timer, retrans),
+                "{line}"
+            );
+            assert_eq!(
+                inet_record(line.as_bytes(), Kind::Tcp, AF_INET)
+                    .unwrap()
+                    .health,
+                HealthInfo::default()
+            );
+        }
+        let udp = "14956: 0100007F:270F 00000000:0000 07 00000000:00000500 00:00000000 00000000     0        0 34062936 2 0000000052bd9769 999";
+        let r = inet_record_health(udp.as_bytes(), Kind::Udp, AF_INET).unwrap();
+        assert_eq!((r.health.drops, r.rqueue), (999, 0x500));
+        // A line cut before the columns --health reads is malformed.
+        let cut = &udp[..udp.len() - 4];
+        assert!(inet_record_health(cut.as_bytes(), Kind::Udp, AF_INET).is_err());
+        assert!(inet_record_health(
+            b"   1: 0100090A:D4E8 0700090A:1538 02 00000001:00000000 1:00000064 00000003 0 0",
+            Kind::Tcp,
+            AF_INET
+        )
+        .is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! Order, which the Prometheus format needs (one metric family together):
 //! every `netstat` row, then every `netstat_port` row, then every
 //! `netstat_listen` row, then `netstat_ephemeral`, `netstat_destination`
-//! `netstat_cgroup` and `netstat_counters`; within each, namespaces in the
+//! `netstat_cgroup`, `netstat_counters` and `netstat_health`; within each, namespaces in the
 //! order they were counted.
 //!
 //! A new measurement plugs in as one more section: its aggregation's
@@ -15,15 +15,16 @@
 use std::time::{Duration, SystemTime};
 
 use crate::aggregate::destinations::{self, utilization};
+use crate::aggregate::health::Signals;
 use crate::aggregate::listen::address_text;
-use crate::aggregate::states::Queued;
 use crate::aggregate::states::Tally;
+use crate::aggregate::states::{Counts, Queued};
 use crate::aggregate::Gathered;
 use crate::netns::names;
 use crate::output::{
     Field, Format, Health, Metric, Value, CGROUP_MEASUREMENT, COUNTERS_MEASUREMENT,
-    DESTINATION_MEASUREMENT, EPHEMERAL_MEASUREMENT, LISTEN_MEASUREMENT, MEASUREMENT,
-    PORT_MEASUREMENT, PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
+    DESTINATION_MEASUREMENT, EPHEMERAL_MEASUREMENT, HEALTH_MEASUREMENT, LISTEN_MEASUREMENT,
+    MEASUREMENT, PORT_MEASUREMENT, PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
 };
 use crate::wire::AF_INET;
 
@@ -37,6 +38,9 @@ pub struct Measurements {
     pub destination: bool,
     pub cgroup: bool,
     pub counters: bool,
+    /// `netstat_health` (`--health`; its fields on the other rows come
+    /// with the flag, whichever rows are printed).
+    pub health: bool,
 }
 
 /// How rows are cut, from the flags.
@@ -73,9 +77,9 @@ pub struct Rows {
     time: Option<SystemTime>,
     /// `netstat`, its queued bytes, `netstat_port`, its queued bytes,
     /// `netstat_listen`, `netstat_ephemeral`, `netstat_destination`,
-    /// `netstat_cgroup`, `netstat_counters`. The queued bytes are printed
-    /// with native Prometheus names only.
-    sections: [Vec<Row>; 9],
+    /// `netstat_cgroup`, `netstat_counters`, `netstat_health`. The queued
+    /// bytes are printed with native Prometheus names only.
+    sections: [Vec<Row>; 10],
     /// Every namespace counted (true) or attempted and failed (false), with
     /// its own tags, sorted by key.
     outcomes: Vec<(Vec<(&'static str, String)>, bool)>,
@@ -131,15 +135,10 @@ impl Rows {
     /// `tags`.
     pub fn add(&mut self, shape: &Shape, tags: &[(&'static str, &str)], g: &Gathered<'_>) {
         self.outcomes.push((sorted(tags), true));
-        let row = |measurement, fields: &[Field], own: &[(&'static str, String)]| Row {
-            measurement,
-            tags: merged(own, tags),
-            fields: fields.to_vec(),
-        };
         let family = |name: &str| ("family", name.to_string());
         self.add_from_files(shape, tags, g);
-        let [netstat, queued, port, port_queued, listen, ephemeral, destination, cgroup, _] =
-            &mut self.sections;
+        let health = g.health;
+        let [netstat, queued, port, port_queued, listen, ..] = &mut self.sections;
         let q = |q: &Queued| {
             [
                 Field::gauge("receive_queue_bytes", q.receive),
@@ -149,38 +148,68 @@ impl Rows {
         if shape.print.netstat {
             let c = &g.by_family;
             if shape.by_family {
-                netstat.push(row(MEASUREMENT, &Field::of(&c.ipv4), &[family("ipv4")]));
-                netstat.push(row(MEASUREMENT, &Field::of(&c.ipv6), &[family("ipv6")]));
+                netstat.push(row(
+                    MEASUREMENT,
+                    &Field::of(&c.ipv4),
+                    &[family("ipv4")],
+                    tags,
+                ));
+                netstat.push(row(
+                    MEASUREMENT,
+                    &Field::of(&c.ipv6),
+                    &[family("ipv6")],
+                    tags,
+                ));
                 if shape.include_unix {
-                    netstat.push(row(MEASUREMENT, &Field::of(&c.unix), &[family("unix")]));
+                    netstat.push(row(
+                        MEASUREMENT,
+                        &Field::of(&c.unix),
+                        &[family("unix")],
+                        tags,
+                    ));
                 }
-                queued.push(row(QUEUE_MEASUREMENT, &q(&g.queued[0]), &[family("ipv4")]));
-                queued.push(row(QUEUE_MEASUREMENT, &q(&g.queued[1]), &[family("ipv6")]));
+                queued.push(row(
+                    QUEUE_MEASUREMENT,
+                    &q(&g.queued[0]),
+                    &[family("ipv4")],
+                    tags,
+                ));
+                queued.push(row(
+                    QUEUE_MEASUREMENT,
+                    &q(&g.queued[1]),
+                    &[family("ipv6")],
+                    tags,
+                ));
             } else {
-                netstat.push(row(MEASUREMENT, &Field::of(&c.total()), &[]));
+                netstat.push(row(MEASUREMENT, &Field::of(&c.total()), &[], tags));
                 let mut total = g.queued[0];
                 total.add(&g.queued[1]);
-                queued.push(row(QUEUE_MEASUREMENT, &q(&total), &[]));
+                queued.push(row(QUEUE_MEASUREMENT, &q(&total), &[], tags));
             }
         }
         if let (true, Some(ports)) = (shape.print.port, g.ports) {
-            for (direction, p, counts, bytes) in ports.rows() {
+            for (direction, p, counts, bytes, signals) in ports.rows() {
                 let direction = ("direction", direction.as_str().to_string());
                 let p = ("port", p.to_string());
+                let fields =
+                    |c: &Counts, s: &Signals| with_health(Field::of(c).to_vec(), health.map(|_| s));
                 if shape.by_family {
                     for (i, name) in ["ipv4", "ipv6"].into_iter().enumerate() {
                         let own = [direction.clone(), family(name), p.clone()];
-                        port.push(row(PORT_MEASUREMENT, &Field::of(&counts[i]), &own));
-                        port_queued.push(row(PORT_QUEUE_MEASUREMENT, &q(&bytes[i]), &own));
+                        let f = fields(&counts[i], &signals[i]);
+                        port.push(row(PORT_MEASUREMENT, &f, &own, tags));
+                        port_queued.push(row(PORT_QUEUE_MEASUREMENT, &q(&bytes[i]), &own, tags));
                     }
                 } else {
                     let mut total = counts[0];
                     total.add(&counts[1]);
                     let mut b = bytes[0];
                     b.add(&bytes[1]);
+                    let mut s = signals[0];
+                    s.add(&signals[1]);
                     let own = [direction, p];
-                    port.push(row(PORT_MEASUREMENT, &Field::of(&total), &own));
-                    port_queued.push(row(PORT_QUEUE_MEASUREMENT, &q(&b), &own));
+                    port.push(row(PORT_MEASUREMENT, &fields(&total, &s), &own, tags));
+                    port_queued.push(row(PORT_QUEUE_MEASUREMENT, &q(&b), &own, tags));
                 }
             }
         }
@@ -194,89 +223,105 @@ impl Rows {
                     own.push(family(if l.family == AF_INET { "ipv4" } else { "ipv6" }));
                 }
                 // Sorted by name; what the source does not know is left out.
-                let mut f: Vec<Field> = Vec::with_capacity(5);
+                let mut f: Vec<Field> = Vec::with_capacity(6);
                 if let Some(b) = l.backlog {
                     f.push(Field::gauge("backlog", b));
                 }
                 if let Some(d) = l.drops {
-                    f.push(Field {
-                        name: "drops",
-                        value: Value::Int(d),
-                        counter: true,
-                    });
+                    f.push(Field::counter("drops", d));
                 }
                 f.push(Field::gauge("queue", l.queue));
                 f.push(Field::gauge("sockets", l.sockets));
                 if shape.syn_recv {
                     f.push(Field::gauge("syn_recv", l.syn_recv));
+                    if health.is_some() {
+                        f.push(Field::gauge("synack_retrying", l.synack_retrying));
+                    }
                 }
-                listen.push(row(LISTEN_MEASUREMENT, &f, &own));
+                listen.push(row(LISTEN_MEASUREMENT, &f, &own, tags));
             }
         }
-        if let Some(o) = g.outbound {
-            let e = o.summary();
-            if shape.print.ephemeral {
-                let f = [
-                    Field::gauge("destinations", e.destinations),
-                    Field::gauge("max_per_destination", e.max_per_destination),
-                    Field::gauge("ports_used", e.ports_used),
-                    Field::gauge("range_size", e.range_size),
-                    Field::ratio(
-                        "utilization",
-                        utilization(e.max_per_destination, e.range_size),
-                    ),
-                ];
-                ephemeral.push(row(EPHEMERAL_MEASUREMENT, &f, &[]));
-            }
-            if shape.print.destination {
-                let fields = |sockets: &Tally, max: u64| {
-                    let mut f = Field::of(&sockets.counts()).to_vec();
-                    f.push(Field::ratio("utilization", utilization(max, e.range_size)));
-                    f
-                };
-                let (top, rest) = o.top(shape.top);
-                for d in top {
-                    let own = [
-                        ("address", destinations::address_text(&d.addr)),
-                        ("port", d.port.to_string()),
-                    ];
-                    let f = fields(&d.sockets, d.max_per_local);
-                    destination.push(row(DESTINATION_MEASUREMENT, &f, &own));
-                }
-                if let Some((sockets, max)) = rest {
-                    let own = [("address", "other".into()), ("port", "other".into())];
-                    let f = fields(&sockets, max);
-                    destination.push(row(DESTINATION_MEASUREMENT, &f, &own));
-                }
-            }
+        self.add_outbound(shape, tags, g);
+        self.add_cgroups(shape, tags, g);
+        if let (true, Some(h)) = (shape.print.health, health) {
+            let f = with_health(Vec::new(), Some(h));
+            self.sections[9].push(row(HEALTH_MEASUREMENT, &f, &[], tags));
         }
-        if let (true, Some(c)) = (shape.print.cgroup, g.cgroups) {
-            // Ids without a path are one row, so no two rows share tags.
-            let mut unresolved = Tally::default();
-            for cg in c.cgroups() {
-                let Some(path) = &cg.path else {
-                    unresolved.add(&cg.sockets);
-                    continue;
-                };
-                let (container, pod) = names::parse_path(path.as_bytes());
-                let mut own = vec![("cgroup", path.clone())];
-                own.extend(container.map(|v| ("container_id", v)));
-                own.extend(pod.map(|v| ("pod_uid", v)));
-                cgroup.push(row(
-                    CGROUP_MEASUREMENT,
-                    &Field::of(&cg.sockets.counts()),
-                    &own,
-                ));
-            }
-            for (name, t) in [
-                ("unresolved", &unresolved),
-                ("other", &c.other),
-                ("unattributed", &c.unattributed),
-            ] {
-                if t.total() > 0 || name == "unattributed" {
-                    let own = [("cgroup", name.to_string())];
-                    cgroup.push(row(CGROUP_MEASUREMENT, &Field::of(&t.counts()), &own));
-                }
+    }
+
+    /// `netstat_ephemeral` and `netstat_destination`.
+    fn add_outbound(&mut self, shape: &Shape, tags: &[(&'static str, &str)], g: &Gathered<'_>) {
+        let Some(o) = g.outbound else {
+            return;
+        };
+        let e = o.summary();
+        if shape.print.ephemeral {
+            let f = [
+                Field::gauge("destinations", e.destinations),
+                Field::gauge("max_per_destination", e.max_per_destination),
+                Field::gauge("ports_used", e.ports_used),
+                Field::gauge("range_size", e.range_size),
+                Field::ratio(
+                    "utilization",
+                    utilization(e.max_per_destination, e.range_size),
+                ),
+            ];
+            self.sections[5].push(row(EPHEMERAL_MEASUREMENT, &f, &[], tags));
+        }
+        if !shape.print.destination {
+            return;
+        }
+        let fields = |sockets: &Tally, max: u64| {
+            let mut f = Field::of(&sockets.counts()).to_vec();
+            f.push(Field::ratio("utilization", utilization(max, e.range_size)));
+            with_health(f, g.health.map(|_| &sockets.health))
+        };
+        let destination = &mut self.sections[6];
+        let (top, rest) = o.top(shape.top);
+        for d in top {
+            let own = [
+                ("address", destinations::address_text(&d.addr)),
+                ("port", d.port.to_string()),
+            ];
+            let f = fields(&d.sockets, d.max_per_local);
+            destination.push(row(DESTINATION_MEASUREMENT, &f, &own, tags));
+        }
+        if let Some((sockets, max)) = rest {
+            let own = [("address", "other".into()), ("port", "other".into())];
+            let f = fields(&sockets, max);
+            destination.push(row(DESTINATION_MEASUREMENT, &f, &own, tags));
+        }
+    }
+
+    /// `netstat_cgroup`.
+    fn add_cgroups(&mut self, shape: &Shape, tags: &[(&'static str, &str)], g: &Gathered<'_>) {
+        let (true, Some(c)) = (shape.print.cgroup, g.cgroups) else {
+            return;
+        };
+        let fields =
+            |t: &Tally| with_health(Field::of(&t.counts()).to_vec(), g.health.map(|_| &t.health));
+        let cgroup = &mut self.sections[7];
+        // Ids without a path are one row, so no two rows share tags.
+        let mut unresolved = Tally::default();
+        for cg in c.cgroups() {
+            let Some(path) = &cg.path else {
+                unresolved.add(&cg.sockets);
+                continue;
+            };
+            let (container, pod) = names::parse_path(path.as_bytes());
+            let mut own = vec![("cgroup", path.clone())];
+            own.extend(container.map(|v| ("container_id", v)));
+            own.extend(pod.map(|v| ("pod_uid", v)));
+            cgroup.push(row(CGROUP_MEASUREMENT, &fields(&cg.sockets), &own, tags));
+        }
+        for (name, t) in [
+            ("unresolved", &unresolved),
+            ("other", &c.other),
+            ("unattributed", &c.unattributed),
+        ] {
+            if t.total() > 0 || name == "unattributed" {
+                let own = [("cgroup", name.to_string())];
+                cgroup.push(row(CGROUP_MEASUREMENT, &fields(t), &own, tags));
             }
         }
     }
@@ -353,6 +398,35 @@ impl Rows {
     }
 }
 
+/// One row of `measurement` with `fields`, tagged with its `own` tags and
+/// the namespace's.
+fn row(
+    measurement: &'static str,
+    fields: &[Field],
+    own: &[(&'static str, String)],
+    namespace: &[(&'static str, &str)],
+) -> Row {
+    Row {
+        measurement,
+        tags: merged(own, namespace),
+        fields: fields.to_vec(),
+    }
+}
+
+/// `fields` with `--health`'s seven fields of the same sockets when given
+/// (`None`: no `--health`), sorted by name.
+fn with_health(mut fields: Vec<Field>, health: Option<&Signals>) -> Vec<Field> {
+    if let Some(h) = health {
+        fields.extend(h.fields().map(|(name, value, counter)| Field {
+            name,
+            value: Value::Int(value),
+            counter,
+        }));
+        fields.sort_unstable_by_key(|f| f.name);
+    }
+    fields
+}
+
 /// A row's tags: its own (`port`, `cgroup`, and the `container_id` or
 /// `pod_uid` its cgroup path names) and the namespace's (`netns`, labels),
 /// sorted by key, each key once. Where both give a key, the row's own value
@@ -409,6 +483,7 @@ mod tests {
         destination: true,
         cgroup: true,
         counters: true,
+        health: true,
     };
 
     fn shape(by_family: bool) -> Shape {
@@ -451,6 +526,7 @@ mod tests {
             listen,
             outbound: None,
             cgroups: None,
+            health: None,
             counters: None,
             tcp_hash_shared: None,
         }
@@ -475,6 +551,7 @@ mod tests {
             rqueue: 0,
             wqueue: 0,
             cgroup: None,
+            health: Default::default(),
         }
     }
 
@@ -630,6 +707,64 @@ mod tests {
             rows.encode(format, &mut out);
             assert_eq!(String::from_utf8(out).unwrap().lines().count(), 1);
         }
+    }
+
+    #[test]
+    fn health_fields_join_the_rows_sorted_and_netstat_health_follows() {
+        use crate::aggregate::health::{failure, Signals};
+        use crate::record::HealthInfo;
+        let config = PortConfig {
+            remote: vec![5432],
+            ..PortConfig::default()
+        };
+        let mut ports = PortCounts::new(&config);
+        let mut totals = Signals::default();
+        let mut syn = record(AF_INET, 2, 40000, None);
+        syn.remote_port = 5432;
+        syn.health = HealthInfo {
+            timer: 1,
+            retrans: 2,
+            drops: 0,
+        };
+        ports.add(&syn);
+        ports.add_health(&syn, failure(&syn));
+        totals.add_record(&syn, failure(&syn));
+        let mut g = gathered(Some(&ports), None);
+        g.health = Some(&totals);
+        let mut rows = Rows::default();
+        rows.start(None);
+        rows.add(&shape(false), &[], &g);
+        let text = influx(&rows);
+        let port = text
+            .lines()
+            .find(|l| l.starts_with("netstat_port,"))
+            .unwrap();
+        let names: Vec<&str> = port
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .map(|f| f.split('=').next().unwrap())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted, "{port}");
+        assert!(
+            port.contains(",syn_retrying=1i,") && names.len() == 20,
+            "{port}"
+        );
+        assert_eq!(
+            text.lines().last().unwrap(),
+            "netstat_health keepalive_probing=0i,retransmitting=0i,syn_retrying=1i,synack_retrying=0i,udp_drops=0i,udp_receive_queue=0i,zero_window=0i"
+        );
+        assert!(
+            text.lines().next().unwrap().split(',').count() == 13,
+            "netstat keeps its 13 fields"
+        );
+        // Without --health: neither.
+        rows.start(None);
+        rows.add(&shape(false), &[], &gathered(Some(&ports), None));
+        assert!(!influx(&rows).contains("retrying"));
     }
 
     #[test]

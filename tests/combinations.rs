@@ -32,7 +32,7 @@ use telegraf_netstat::cgroupfs::cgroup2_mount;
 const ID: &str = "c0ffee0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
 
 /// Every measurement flag (with the values it needs).
-const MEASUREMENTS: [&str; 14] = [
+const MEASUREMENTS: [&str; 15] = [
     "--by-family",
     "--local-port",
     "8080",
@@ -46,6 +46,7 @@ const MEASUREMENTS: [&str; 14] = [
     "--by-cgroup",
     "--include-unix",
     "--counters",
+    "--health",
     "--timestamp",
 ];
 
@@ -264,7 +265,7 @@ fn influx_rows(out: &str) -> Vec<Row> {
 
 /// Rows well formed: each tag key once per row, no two rows of one
 /// measurement with the same tags, and the cgroup rows of each namespace
-/// summing to its `netstat` rows field by field.
+/// summing to its `netstat` and `netstat_health` rows field by field.
 fn check_rows(rows: &[Row], text: &str) {
     let mut seen = HashSet::new();
     for (name, tags, _) in rows {
@@ -279,7 +280,7 @@ fn check_rows(rows: &[Row], text: &str) {
     let mut sums: BTreeMap<(Option<String>, String), (u64, u64)> = BTreeMap::new();
     for (name, tags, fields) in rows {
         let which = match name.as_str() {
-            "netstat" => 0,
+            "netstat" | "netstat_health" => 0,
             "netstat_cgroup" => 1,
             _ => continue,
         };

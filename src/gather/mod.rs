@@ -129,6 +129,7 @@ impl<C: Count> Gatherer<C> {
             listeners_only,
             outbound: p.ephemeral || p.destination,
             by_cgroup: p.cgroup,
+            health: config.health,
             counters: config.counters.clone().filter(|_| p.counters),
             counters_only: *p
                 == Measurements {

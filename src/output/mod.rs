@@ -31,6 +31,9 @@ pub const CGROUP_MEASUREMENT: &str = "netstat_cgroup";
 /// The SNMP MIB counters of each namespace (`--counters`).
 pub const COUNTERS_MEASUREMENT: &str = "netstat_counters";
 
+/// Sockets failing now and UDP drops, the namespace's totals (`--health`).
+pub const HEALTH_MEASUREMENT: &str = "netstat_health";
+
 /// Bytes queued on TCP sockets: printed only with native Prometheus names
 /// (`netstat_tcp_receive_queue_bytes`, `netstat_tcp_send_queue_bytes`), so
 /// the other outputs stay exactly Telegraf's.

@@ -11,7 +11,7 @@ use std::io::Write;
 
 use super::{
     unix_nanos, Health, Metric, CGROUP_MEASUREMENT, COUNTERS_MEASUREMENT, DESTINATION_MEASUREMENT,
-    EPHEMERAL_MEASUREMENT, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT,
+    EPHEMERAL_MEASUREMENT, HEALTH_MEASUREMENT, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT,
     PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
 };
 use crate::counters;
@@ -43,6 +43,13 @@ fn field_help(field: &str) -> String {
         "max_per_destination" => "The most outbound TCP sockets from one local address to one remote address and port, whose ceiling is range_size".into(),
         "destinations" => "Distinct remote addresses and ports of outbound TCP sockets".into(),
         "utilization" => "The most outbound TCP sockets from one local address to one remote address and port, over range_size: at 1 connect() fails with EADDRNOTAVAIL".into(),
+        "syn_retrying" => "TCP connects whose SYN was sent again, unanswered (SYN_SENT, retransmit timer, 1 retransmission or more)".into(),
+        "retransmitting" => "TCP connections resending unacknowledged data or FIN (retransmit timer, 1 retransmission or more)".into(),
+        "zero_window" => "TCP connections probing a peer that advertises a zero receive window (zero-window probe timer)".into(),
+        "keepalive_probing" => "TCP connections whose keepalive probes go unanswered (1 or more)".into(),
+        "synack_retrying" => "TCP handshakes whose SYN-ACK was sent again, unanswered (SYN_RECV, 1 retransmission or more)".into(),
+        "udp_drops" => "Datagrams the UDP sockets dropped since each was created (receive buffer full, among others; a socket closed takes its count with it)".into(),
+        "udp_receive_queue" => "Bytes of receive buffer held by datagrams waiting in UDP sockets".into(),
         other => format!("The {other} field of telegraf-netstat"),
     }
 }
@@ -60,6 +67,7 @@ fn help(measurement: &str, field: &str) -> String {
             "{what}, by cgroup (label cgroup: its path; unattributed: sockets without one)."
         ),
         DESTINATION_MEASUREMENT if field == "utilization" => format!("{what}, by destination."),
+        HEALTH_MEASUREMENT => format!("{what}, in this network namespace, now."),
         DESTINATION_MEASUREMENT => {
             format!("{what}, outbound to this destination (address and port; other: the rest).")
         }
@@ -153,6 +161,11 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
     match (measurement, field) {
         (_, "tcp_none") => None,
         (COUNTERS_MEASUREMENT, f) => counters_native(f),
+        (
+            _,
+            "syn_retrying" | "retransmitting" | "zero_window" | "keepalive_probing"
+            | "synack_retrying" | "udp_drops" | "udp_receive_queue",
+        ) => health_native(measurement, field),
         (MEASUREMENT, "udp_socket") => plain("netstat_udp_sockets", "UDP sockets."),
         (PORT_MEASUREMENT, "udp_socket") => plain(
             "netstat_port_udp_sockets",
@@ -254,6 +267,68 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
         }),
         _ => None,
     }
+}
+
+/// The three native families of `--health`'s fields on one kind of row:
+/// names under `prefix`, HELP ending with `of`.
+macro_rules! health_families {
+    ($prefix:literal, $of:literal) => {
+        [
+            (
+                concat!($prefix, "_tcp_failing_connections"),
+                concat!("TCP sockets failing now, by how (label failure: syn_retrying, retransmitting, zero_window, keepalive_probing, synack_retrying), ", $of, "."),
+            ),
+            (
+                concat!($prefix, "_udp_socket_drops_total"),
+                concat!("Datagrams the UDP sockets dropped since each was created (a socket closed takes its count with it, which rate() reads as a reset), ", $of, "."),
+            ),
+            (
+                concat!($prefix, "_udp_receive_queue_bytes"),
+                concat!("Bytes of receive buffer held by datagrams waiting in UDP sockets, ", $of, "."),
+            ),
+        ]
+    };
+}
+
+/// The native family of one of `--health`'s fields: the failing sockets as
+/// one family per kind of row with the way they fail as label `failure`;
+/// the UDP drops and receive queues as families of their own.
+fn health_native(measurement: &str, field: &'static str) -> Option<Native> {
+    let families = match measurement {
+        HEALTH_MEASUREMENT => health_families!("netstat", "in this network namespace"),
+        PORT_MEASUREMENT => health_families!(
+            "netstat_port",
+            "by port (label direction: the local or the remote port)"
+        ),
+        DESTINATION_MEASUREMENT => health_families!(
+            "netstat_destination",
+            "outbound to this destination (address and port; other: the rest)"
+        ),
+        CGROUP_MEASUREMENT => health_families!(
+            "netstat_cgroup",
+            "by cgroup (label cgroup: its path; unattributed: handshakes and sockets read from /proc)"
+        ),
+        LISTEN_MEASUREMENT if field == "synack_retrying" => {
+            return Some(Native {
+                name: "netstat_listen_synack_retrying_handshakes",
+                help: "Handshakes routed to the listening sockets on this address and port whose SYN-ACK was sent again, unanswered.",
+                counter: false,
+                label: None,
+            })
+        }
+        _ => return None,
+    };
+    let (i, label) = match field {
+        "udp_drops" => (1, None),
+        "udp_receive_queue" => (2, None),
+        f => (0, Some(("failure", f))),
+    };
+    Some(Native {
+        name: families[i].0,
+        help: families[i].1,
+        counter: i == 1,
+        label,
+    })
 }
 
 /// A counter's native family (`netstat_counters`).
