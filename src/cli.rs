@@ -217,7 +217,7 @@ struct Args {
     /// (/proc/net/snmp, netstat and snmp6), named as nstat names them
     /// (TcpAttemptFails, TcpExtListenOverflows, Udp6RcvbufErrors), integers
     /// that only grow. SET: default (22 counters: failed connects, resets,
-    /// timeouts, retransmissions, listen overflows, UDP drops; the README
+    /// timeouts, retransmissions, listen overflows, UDP drops; docs/metrics.md
     /// lists them), all (about 390 per namespace on Linux 6.18), or
     /// comma-separated names and patterns with * and ?, case ignored, such
     /// as default,TcpExtSyncookies*. Example: --counters
