@@ -36,6 +36,11 @@ TIME_WAIT, LISTENERS, UDP = 3000, 70, 200
 
 libc = ctypes.CDLL(None, use_errno=True)
 
+# Every measurement that breaks sockets down, for --health's cost beside them.
+EVERY_BREAKDOWN = ["--local-port", "80,443,8080,8443,9000", "--remote-port", "80,443,5432,6379,9000",
+                   "--listening-ports", "--listen-queues", "--destinations", "10", "--ephemeral-ports",
+                   "--by-cgroup"]
+
 APPROACHES = {
     "floor": [[FLOOR]],
     "telegraf-netstat (netlink)": [[BIN, "--source", "netlink"]],
@@ -47,6 +52,8 @@ APPROACHES = {
     "telegraf-netstat --destinations 10 --ephemeral-ports": [[BIN, "--source", "netlink", "--destinations", "10", "--ephemeral-ports"]],
     "telegraf-netstat --by-cgroup": [[BIN, "--source", "netlink", "--by-cgroup"]],
     "telegraf-netstat --counters": [[BIN, "--source", "netlink", "--counters"]],
+    "telegraf-netstat, every breakdown": [[BIN, "--source", "netlink", *EVERY_BREAKDOWN]],
+    "telegraf-netstat, every breakdown --health": [[BIN, "--source", "netlink", *EVERY_BREAKDOWN, "--health"]],
     "telegraf-netstat --source proc": [[BIN, "--source", "proc"]],
     "ss -tan + ss -uan": [["ss", "-tan"], ["ss", "-uan"]],
 }
@@ -238,6 +245,50 @@ def run_scale(established):
         pop.wait()
 
 
+UDP_HEALTH = int(os.environ.get("UDP_HEALTH", "10000"))
+
+
+def udp_health():
+    """UDP_HEALTH UDP sockets (and nothing else but 70 listeners): one gather
+    without and with --health, whose UDP dumps ask for INET_DIAG_SKMEMINFO
+    (a 9 x u32 attribute per record, and the kernel's sk_meminfo fill), RUNS
+    times interleaved; the floor dumps the same sockets without it."""
+    pop = subprocess.Popen([POPULATE, "0", "0", str(LISTENERS), str(UDP_HEALTH)],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=unshare_net, text=True)
+    if pop.stdout.readline().strip() != "ready":
+        sys.exit("populate failed")
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    setns(f"/proc/{pop.pid}/ns/net")
+    try:
+        cmds = {"floor": [[FLOOR]], "plain": [[BIN, "--source", "netlink"]],
+                "health": [[BIN, "--source", "netlink", "--health"]]}
+        samples = {k: [] for k in cmds}
+        for _ in range(RUNS):
+            for k, c in cmds.items():
+                samples[k].append(measure(c))
+        return {k: {"cpu_s": statistics.median(x[0] for x in v), "peak_rss_kib": max(x[1] for x in v)}
+                for k, v in samples.items()}
+    finally:
+        if libc.setns(home, CLONE_NEWNET) != 0:
+            sys.exit("cannot return to the original namespace")
+        os.close(home)
+        pop.stdin.close()
+        pop.wait()
+
+
+def print_health(results, udp):
+    """--health's cost: beside every breakdown, per scale; and on UDP dumps."""
+    for r in results:
+        a = r["approaches"]
+        plain, health = a["telegraf-netstat, every breakdown"], a["telegraf-netstat, every breakdown --health"]
+        print(f"--health with every breakdown at {r['sockets']} sockets: {health['cpu_s']:.4f} against "
+              f"{plain['cpu_s']:.4f} CPU s/gather ({health['cpu_s']/plain['cpu_s']:.3f} x)")
+    if udp:
+        print(f"{UDP_HEALTH} UDP sockets: floor {udp['floor']['cpu_s']*1e3:.2f} ms, plain "
+              f"{udp['plain']['cpu_s']*1e3:.2f} ms, --health (SKMEMINFO on the UDP dumps) "
+              f"{udp['health']['cpu_s']*1e3:.2f} ms CPU/gather ({udp['health']['cpu_s']/udp['plain']['cpu_s']:.2f} x plain)")
+
+
 NETNS, PER_NETNS = int(os.environ.get("NETNS", "50")), 1000
 
 
@@ -424,13 +475,16 @@ def main():
     for n in SCALES:
         print(f"scale {n} ESTABLISHED ...", file=sys.stderr, flush=True)
         results.append(run_scale(n))
+    print(f"{UDP_HEALTH} UDP sockets, --health ...", file=sys.stderr, flush=True)
+    udp = udp_health() if UDP_HEALTH else None
     idle = idle_wall()
     print(f"--counters in {COUNTERS_NETNS} idle namespaces ...", file=sys.stderr, flush=True)
     counters = counters_per_namespace() if COUNTERS_NETNS > 1 else None
     print(f"{NETNS} namespaces of {PER_NETNS} sockets ...", file=sys.stderr, flush=True)
     ns = run_namespaces() if NETNS else None
     with open(os.path.join(ROOT, "bench", "out", "results.json"), "w") as f:
-        json.dump({"scales": results, "idle": idle, "runs": RUNS, "namespaces": ns, "counters": counters}, f,
+        json.dump({"scales": results, "idle": idle, "runs": RUNS, "namespaces": ns, "counters": counters,
+                   "udp_health": udp}, f,
                   indent=1)
     svg_chart(results, os.path.join(ROOT, "docs", "cpu-per-gather.svg"))
     print(f"| sockets | approach | CPU s/gather | vs floor | peak RSS MiB |")
@@ -443,6 +497,7 @@ def main():
     for r in results:
         print(f"{r['sockets']} sockets: {r['destinations']} TCP destinations of the outbound ends, "
               f"at most {r['outbound_max']} sockets per (local address, destination); {r['cgroups']} cgroups")
+    print_health(results, udp)
     for r in results:
         e = r["execd"]
         floor = r["approaches"]["floor"]["cpu_s"]

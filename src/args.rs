@@ -215,15 +215,29 @@ pub struct Args {
     /// (/proc/net/snmp, netstat and snmp6), named as nstat names them
     /// (TcpAttemptFails, TcpExtListenOverflows, Udp6RcvbufErrors), integers
     /// that only grow. SET: default (22 counters: failed connects, resets,
-    /// timeouts, retransmissions, listen overflows, UDP drops; the README
+    /// timeouts, retransmissions, listen overflows, UDP drops; docs/metrics.md
     /// lists them), all (about 390 per namespace on Linux 6.18), or
     /// comma-separated names and patterns with * and ?, case ignored, such
     /// as default,TcpExtSyncookies*. Example: --counters
     #[arg(long, value_name = "SET", num_args = 0..=1, default_missing_value = "default", value_parser = Selection::parse)]
     pub counters: Option<Selection>,
 
+    /// Also print where connections are failing now: measurement
+    /// netstat_health, one row per namespace with syn_retrying (connects
+    /// whose SYN went unanswered and was sent again), retransmitting,
+    /// zero_window, keepalive_probing, synack_retrying (handshakes whose
+    /// SYN-ACK went unanswered), udp_drops (datagrams dropped, summed over
+    /// the UDP sockets' lifetimes) and udp_receive_queue (bytes); and the
+    /// same fields on every netstat_port, netstat_destination and
+    /// netstat_cgroup row, synack_retrying on netstat_listen's. Read from
+    /// each socket's timer and retransmit count, which every dump carries,
+    /// and its drop counter (asked for on UDP dumps only).
+    /// Example: --health --remote-port 5432
+    #[arg(long)]
+    pub health: bool,
+
     /// Print only these measurements, comma-separated: netstat, port,
-    /// listen, ephemeral, destination, cgroup, counters. --counters --only
+    /// listen, ephemeral, destination, cgroup, counters, health. --counters --only
     /// counters reads the counters only, no socket. --listen-queues --only listen asks
     /// the kernel for listeners only and skips its walk of established
     /// sockets (syn_recv is then left out). Example: --only listen
@@ -326,6 +340,7 @@ pub enum OnlyArg {
     Destination,
     Cgroup,
     Counters,
+    Health,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -31,7 +31,7 @@ use crate::netlink::DiagSocket;
 use crate::netns::{self, Target};
 use crate::portrange::PortRangeFiles;
 use crate::procfs::{self, ProcPaths, Table};
-use crate::record::{Kind, LISTEN};
+use crate::record::{Kind, Record, LISTEN};
 use crate::tcphash::TcpHash;
 use crate::wire::{Dump, AF_INET, AF_INET6};
 
@@ -66,6 +66,9 @@ pub struct Options {
     pub outbound: bool,
     /// Sockets per cgroup (`--by-cgroup`).
     pub by_cgroup: bool,
+    /// Failing sockets and UDP drops (`--health`): `netstat_health`, and
+    /// the same fields on every row above.
+    pub health: bool,
     /// The namespace's SNMP MIB counters, these of them (`--counters`).
     pub counters: Option<Selection>,
     /// Only `netstat_counters` is printed (`--only counters`): no socket
@@ -200,6 +203,7 @@ impl Collector {
                 options.listen_queues,
                 options.outbound,
                 options.by_cgroup,
+                options.health,
             ),
             options,
         }
@@ -316,6 +320,7 @@ impl Collector {
             listen: self.agg.listen.as_ref(),
             outbound: self.agg.outbound.as_ref(),
             cgroups: self.agg.cgroups.as_ref(),
+            health: self.agg.health.as_ref(),
             counters: self.options.counters.is_some().then_some(&self.counters),
             tcp_hash_shared: self.tcp_hash.flatten().map(|h| h.shared),
         }
@@ -453,9 +458,14 @@ impl Collector {
         };
         let agg = &mut self.agg;
         let cgroups = agg.cgroups.is_some();
-        match dump {
-            Dump::Listeners => socket.dump(buf, dump, false, |r| agg.add_listener(r), stop),
-            _ => socket.dump(buf, dump, cgroups, |r| agg.add(r), stop),
+        // The pass is chosen once per dump: without --health each record
+        // takes exactly the path it took before there was one.
+        match (dump, self.options.health) {
+            (Dump::Listeners, _) => {
+                socket.dump(buf, dump, false, false, |r| agg.add_listener(r), stop)
+            }
+            (_, false) => socket.dump(buf, dump, cgroups, false, |r| agg.add(r), stop),
+            (_, true) => socket.dump(buf, dump, cgroups, true, |r| agg.add_health(r), stop),
         }
     }
 
@@ -520,8 +530,14 @@ impl Collector {
         if self.options.listeners_only {
             return Ok(());
         }
-        procfs::scan(&paths.tcp, v4, buf, &mut |r| agg.add(r), stop)?;
-        procfs::scan_optional(&paths.tcp6, v6, buf, &mut |r| agg.add(r), stop)
+        main_pass(
+            self.options.health,
+            Kind::Tcp,
+            [&paths.tcp, &paths.tcp6],
+            agg,
+            buf,
+            stop,
+        )
     }
 
     fn proc_udp(&mut self, buf: &mut [u8], stop: &mut dyn FnMut() -> bool) -> Result<(), Error> {
@@ -529,12 +545,14 @@ impl Collector {
         let paths = ns.as_ref().unwrap_or(&self.own_paths);
         let agg = &mut self.agg;
         agg.reset(Kind::Udp);
-        let (v4, v6) = (
-            Table::Inet(Kind::Udp, AF_INET),
-            Table::Inet(Kind::Udp, AF_INET6),
-        );
-        procfs::scan(&paths.udp, v4, buf, &mut |r| agg.add(r), stop)?;
-        procfs::scan_optional(&paths.udp6, v6, buf, &mut |r| agg.add(r), stop)
+        main_pass(
+            self.options.health,
+            Kind::Udp,
+            [&paths.udp, &paths.udp6],
+            agg,
+            buf,
+            stop,
+        )
     }
 
     fn proc_unix(
@@ -552,6 +570,29 @@ impl Collector {
         } = bufs;
         let buf = proc.as_deref_mut().expect("allocated above");
         procfs::scan_unix(&paths.unix, buf, unix_inodes, &mut |r| agg.add(r), stop)
+    }
+}
+
+/// The main pass over the /proc tables of `kind` (IPv4, then IPv6, which
+/// may be missing). With `--health`, the tables are read with its columns
+/// into `Aggregations::add_health`; without, exactly as before there was
+/// one. The choice is made once per pass, not per record.
+fn main_pass(
+    health: bool,
+    kind: Kind,
+    [v4, v6]: [&std::path::Path; 2],
+    agg: &mut Aggregations,
+    buf: &mut [u8],
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<(), Error> {
+    if health {
+        let add = &mut |r: &Record| agg.add_health(r);
+        procfs::scan(v4, Table::InetHealth(kind, AF_INET), buf, add, stop)?;
+        procfs::scan_optional(v6, Table::InetHealth(kind, AF_INET6), buf, add, stop)
+    } else {
+        let add = &mut |r: &Record| agg.add(r);
+        procfs::scan(v4, Table::Inet(kind, AF_INET), buf, add, stop)?;
+        procfs::scan_optional(v6, Table::Inet(kind, AF_INET6), buf, add, stop)
     }
 }
 
@@ -614,6 +655,7 @@ mod tests {
             listeners_only: false,
             outbound: false,
             by_cgroup: false,
+            health: false,
             counters: None,
             counters_only: false,
         }
@@ -626,7 +668,7 @@ mod tests {
             .ports
             .unwrap()
             .rows()
-            .map(|(_, _, c, _)| c[0].tcp_established)
+            .map(|(_, _, c, ..)| c[0].tcp_established)
             .sum();
         (
             g.by_family.ipv4.tcp_established,

@@ -201,6 +201,10 @@ pub enum Malformed {
     State(String),
     Address(String),
     Queues(String),
+    /// A number column (`--health`'s retransmissions, probes, drops).
+    Number(String),
+    /// A `tr:tm->when` column (`--health`'s timer).
+    Timer(String),
     /// A /proc/net/unix line that is no socket record.
     NotUnix(String),
     /// The first line is not the table's header.
@@ -225,6 +229,8 @@ impl std::fmt::Display for Malformed {
             Malformed::State(s) => write!(f, "bad state {s:?}"),
             Malformed::Address(s) => write!(f, "bad address {s:?}"),
             Malformed::Queues(s) => write!(f, "bad queues {s:?}"),
+            Malformed::Number(s) => write!(f, "bad number {s:?}"),
+            Malformed::Timer(s) => write!(f, "bad timer {s:?}"),
             Malformed::NotUnix(s) => write!(f, "not a unix socket record: {s:?}"),
             Malformed::Header { want, found } => {
                 write!(f, "expected the {want:?} header, found {found:?}")

@@ -19,7 +19,7 @@ use rustix::io::Errno;
 use rustix::net::{netlink, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use crate::error::Error;
-use crate::record::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
+use crate::record::{HealthInfo, Kind, ListenInfo, Record, LISTEN, SYN_RECV};
 use crate::wire::{self, Dump, InetDiagMsg, Messages, UnixDiagMsg};
 
 /// The kernel hands out a dump in batches of at most 32 KiB
@@ -66,12 +66,14 @@ impl DiagSocket {
     /// so the dump is abandoned with `Error::Stopped` and the socket must
     /// not be reused.
     /// Runs one dump, handing each socket to `on_record`; with `cgroups`
-    /// the records carry their cgroup id.
+    /// the records carry their cgroup id, with `health` a UDP dump asks for
+    /// `INET_DIAG_SKMEMINFO` and its records carry their drop counter.
     pub fn dump(
         &mut self,
         buf: &mut [u8],
         dump: Dump,
         cgroups: bool,
+        health: bool,
         mut on_record: impl FnMut(&Record),
         stop: &mut dyn FnMut() -> bool,
     ) -> Result<(), Error> {
@@ -99,7 +101,8 @@ impl DiagSocket {
                 } else {
                     wire::AF_INET6
                 };
-                udp = wire::family_request(seq, family, wire::IPPROTO_UDP, wire::STATES_REAL);
+                let ext = if health { wire::EXT_SKMEMINFO } else { 0 };
+                udp = wire::family_request(seq, family, wire::IPPROTO_UDP, wire::STATES_REAL, ext);
                 &udp
             }
         };
@@ -132,7 +135,8 @@ impl DiagSocket {
                     },
                 });
             }
-            if read_batch(&buf[..len], dump, seq, cgroups, &mut on_record)? == Batch::Done {
+            let batch = read_batch(&buf[..len], dump, seq, cgroups, health, &mut on_record)?;
+            if batch == Batch::Done {
                 return Ok(());
             }
             if stop() {
@@ -159,13 +163,15 @@ fn reply_kind(dump: Dump) -> u16 {
 
 /// Reads the messages of one received batch of the dump with sequence
 /// number `seq`: calls `on_record` per socket record (with its cgroup id
-/// when `cgroups`), and says whether the dump is done. Pure: no I/O, so it is
+/// when `cgroups`, a UDP socket's drop counter when `health`), and says
+/// whether the dump is done. Pure: no I/O, so it is
 /// tested on captured bytes.
 pub fn read_batch(
     batch: &[u8],
     dump: Dump,
     seq: u32,
     cgroups: bool,
+    health: bool,
     on_record: &mut impl FnMut(&Record),
 ) -> Result<Batch, Error> {
     let malformed = |detail| Error::NetlinkMalformed { dump, detail };
@@ -200,11 +206,21 @@ pub fn read_batch(
                         }
                     });
                 let ends = ((r.src(), r.sport()), (r.dst(), r.dport()));
+                let drops = if health && kind == Kind::Udp {
+                    r.drops().unwrap_or(0)
+                } else {
+                    0
+                };
                 on_record(
                     &Record::inet(kind, r.family(), state, ends.0, ends.1)
                         .with_listen(listen)
                         .with_queues(r.rqueue(), r.wqueue())
-                        .with_cgroup(if cgroups { r.cgroup_id() } else { None }),
+                        .with_cgroup(if cgroups { r.cgroup_id() } else { None })
+                        .with_health(HealthInfo {
+                            timer: r.timer(),
+                            retrans: r.retrans(),
+                            drops,
+                        }),
                 )
             }
             wire::NLMSG_DONE | wire::NLMSG_ERROR => {
@@ -240,7 +256,7 @@ mod tests {
 
     fn run(batch: &[u8], dump: Dump, seq: u32) -> (Result<Batch, Error>, Vec<u8>) {
         let mut states = Vec::new();
-        let r = read_batch(batch, dump, seq, false, &mut |r: &Record| {
+        let r = read_batch(batch, dump, seq, false, false, &mut |r: &Record| {
             assert_eq!(r.family, if dump == Dump::Unix { 1 } else { 2 });
             states.push(r.state)
         });
@@ -258,6 +274,41 @@ mod tests {
         assert_eq!(states, [1, 1, 10, 6]);
         push_msg(&mut b, NLMSG_DONE, NLM_F_MULTI, 5, &0i32.to_ne_bytes());
         assert_eq!(run(&b, Dump::Tcp, 5).0.unwrap(), Batch::Done);
+    }
+
+    #[test]
+    fn records_carry_their_timer_and_a_udp_socket_s_drops() {
+        // A SYN_SENT socket on its third SYN retry (timer 1, retrans 3).
+        let mut syn_sent = captured_record(2);
+        syn_sent[2..4].copy_from_slice(&[1, 3]);
+        // A UDP record with INET_DIAG_SKMEMINFO: nine u32, drops the last.
+        let mut udp = captured_record(7);
+        udp.extend_from_slice(&[40, 0, 7, 0]);
+        for v in [1280u32, 2304, 0, 212992, 2816, 0, 0, 0, 997] {
+            udp.extend_from_slice(&v.to_ne_bytes());
+        }
+        let mut seen = Vec::new();
+        let mut b = Vec::new();
+        push_msg(&mut b, TCPDIAG_GETSOCK, NLM_F_MULTI, 1, &syn_sent);
+        read_batch(&b, Dump::Tcp, 1, false, true, &mut |r: &Record| {
+            seen.push(r.health)
+        })
+        .unwrap();
+        let mut b = Vec::new();
+        push_msg(&mut b, SOCK_DIAG_BY_FAMILY, NLM_F_MULTI, 1, &udp);
+        for health in [true, false] {
+            read_batch(&b, Dump::Udp4, 1, false, health, &mut |r: &Record| {
+                seen.push(r.health)
+            })
+            .unwrap();
+        }
+        let h = |timer, retrans, drops| HealthInfo {
+            timer,
+            retrans,
+            drops,
+        };
+        // Without --health a UDP dump has no SKMEMINFO to read.
+        assert_eq!(seen, [h(1, 3, 0), h(0, 0, 997), h(0, 0, 0)]);
     }
 
     #[test]

@@ -26,21 +26,21 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Malformed};
-use crate::record::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
+use crate::record::{HealthInfo, Kind, ListenInfo, Record, LISTEN, SYN_RECV};
 
 /// Read size; /proc/net/tcp lines are 150 bytes (tcp6: 178), so one read
 /// carries a few hundred of them.
 pub const CHUNK_LEN: usize = 64 * 1024;
 
-/// The first five whitespace-separated columns of a line, split once, and
-/// how many there are (at most five).
-fn columns(line: &[u8]) -> ([&[u8]; 5], usize) {
-    let mut out: [&[u8]; 5] = [&[]; 5];
+/// The first `N` whitespace-separated columns of a line, split once, and
+/// how many there are (at most `N`).
+fn columns<const N: usize>(line: &[u8]) -> ([&[u8]; N], usize) {
+    let mut out: [&[u8]; N] = [&[]; N];
     let mut n = 0;
     for field in line
         .split(|b| b.is_ascii_whitespace())
         .filter(|f| !f.is_empty())
-        .take(5)
+        .take(N)
     {
         out[n] = field;
         n += 1;
@@ -54,8 +54,8 @@ fn lossy(b: &[u8]) -> String {
 }
 
 /// Column `index` of a line split by `columns`.
-fn column<'l>(
-    cols: &([&'l [u8]; 5], usize),
+fn column<'l, const N: usize>(
+    cols: &([&'l [u8]; N], usize),
     index: usize,
     line: &[u8],
 ) -> Result<&'l [u8], Malformed> {
@@ -87,7 +87,7 @@ fn field_state(field: &[u8]) -> Result<u8, Malformed> {
 ///
 /// The fourth column, two hex digits.
 pub fn line_state(line: &[u8]) -> Result<u8, Malformed> {
-    field_state(column(&columns(line), 3, line)?)
+    field_state(column(&columns::<5>(line), 3, line)?)
 }
 
 /// The port of an `ADDRESS:PORT` column (hex address, four hex digits of
@@ -142,7 +142,19 @@ fn field_queues(field: &[u8]) -> Result<(u32, u32), Malformed> {
 /// and handshakes also get their address and accept queue; /proc does not
 /// show a listener's queue limit or drop counter.
 pub fn inet_record(line: &[u8], kind: Kind, family: u8) -> Result<Record, Malformed> {
-    let cols = columns(line);
+    inet_line::<5>(line, kind, family)
+}
+
+/// [`inet_record`] with what `--health` reads (`Record::health`): a TCP
+/// line's timer, retransmissions and probes, a UDP line's drops.
+pub fn inet_record_health(line: &[u8], kind: Kind, family: u8) -> Result<Record, Malformed> {
+    inet_line::<13>(line, kind, family)
+}
+
+/// A line split into its first `N` columns: 5 for the fixed fields, 13
+/// for `--health`'s as well.
+fn inet_line<const N: usize>(line: &[u8], kind: Kind, family: u8) -> Result<Record, Malformed> {
+    let cols = columns::<N>(line);
     let state = field_state(column(&cols, 3, line)?)?;
     let local = column(&cols, 1, line)?;
     let remote = column(&cols, 2, line)?;
@@ -156,11 +168,72 @@ pub fn inet_record(line: &[u8], kind: Kind, family: u8) -> Result<Record, Malfor
     } else {
         None
     };
+    let health = if N > 5 {
+        health_columns(&cols, kind, line)?
+    } else {
+        HealthInfo::default()
+    };
     let local = (field_addr(local)?, field_port(local)?);
     let remote = (field_addr(remote)?, field_port(remote)?);
     Ok(Record::inet(kind, family, state, local, remote)
         .with_listen(listen)
-        .with_queues(rqueue, wqueue))
+        .with_queues(rqueue, wqueue)
+        .with_health(health))
+}
+
+/// `--health`'s columns of a line split into 13:
+///
+/// ```text
+///   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ... drops
+///    1: 0100007F:9C40 0A09000A:1538 02 00000001:00000000 01:00000064 00000003     0        0 2175 ...
+/// ```
+///
+/// TCP (`get_tcp4_sock()`, net/ipv4/tcp_ipv4.c; `get_tcp6_sock()` alike):
+/// `tr` is the timer as netlink numbers it, `retrnsmt` (hex)
+/// `icsk_retransmits` and `timeout` (decimal) `icsk_probes_out`, which
+/// netlink reports instead of the retransmissions for timers 2 and 4
+/// (`inet_sk_diag_fill()`); a request socket's line (`get_openreq4()`)
+/// has timer 1 and its SYN-ACK timeouts in `retrnsmt`. UDP
+/// (`udp4_format_sock()`, net/ipv4/udp.c): `drops`, the 13th column, in
+/// decimal. Counts above 255 are taken as 255, netlink's `u8`.
+fn health_columns<const N: usize>(
+    cols: &([&[u8]; N], usize),
+    kind: Kind,
+    line: &[u8],
+) -> Result<HealthInfo, Malformed> {
+    let number = |index: usize, radix: u32| -> Result<u32, Malformed> {
+        let f = column(cols, index, line)?;
+        std::str::from_utf8(f)
+            .ok()
+            .and_then(|t| u32::from_str_radix(t, radix).ok())
+            .ok_or_else(|| Malformed::Number(lossy(f)))
+    };
+    let byte = |v: u32| v.min(255) as u8;
+    Ok(match kind {
+        Kind::Tcp => {
+            let tr = column(cols, 5, line)?;
+            let timer = tr
+                .get(..2)
+                .filter(|_| tr.get(2) == Some(&b':'))
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .and_then(|t| u8::from_str_radix(t, 16).ok())
+                .ok_or_else(|| Malformed::Timer(lossy(tr)))?;
+            let retrans = match timer {
+                2 | 4 => number(8, 10)?,
+                _ => number(6, 16)?,
+            };
+            HealthInfo {
+                timer,
+                retrans: byte(retrans),
+                drops: 0,
+            }
+        }
+        Kind::Udp => HealthInfo {
+            drops: number(12, 10)?,
+            ..HealthInfo::default()
+        },
+        Kind::Unix => HealthInfo::default(),
+    })
 }
 
 /// The longest path /proc/net/unix prints: `sizeof(sun_path)` (108) bytes,
@@ -225,6 +298,8 @@ pub fn unix_line_type(line: &[u8]) -> Result<u8, Malformed> {
 pub enum Table {
     /// /proc/net/{tcp,tcp6,udp,udp6}: TCP or UDP sockets of one family.
     Inet(Kind, u8),
+    /// The same, with what `--health` reads ([`inet_record_health`]).
+    InetHealth(Kind, u8),
     /// /proc/net/unix: unix sockets by type.
     Unix,
 }
@@ -232,7 +307,7 @@ pub enum Table {
 impl Table {
     fn header(self) -> &'static [u8] {
         match self {
-            Table::Inet(..) => b"sl ",
+            Table::Inet(..) | Table::InetHealth(..) => b"sl ",
             Table::Unix => b"Num ",
         }
     }
@@ -266,6 +341,7 @@ impl<'p> Lines<'p> {
     fn record(&mut self, line: &[u8]) -> Result<Option<Record>, Malformed> {
         match self.table {
             Table::Inet(kind, family) => inet_record(line, kind, family).map(Some),
+            Table::InetHealth(kind, family) => inet_record_health(line, kind, family).map(Some),
             Table::Unix => match unix_record(line) {
                 Some((ty, path, inode)) => {
                     self.path_left = path.map_or(0, |n| UNIX_PATH_PRINTED - n);
@@ -517,6 +593,50 @@ mod tests {
         assert_eq!((info.queue, info.backlog, info.drops), (0, None, None));
         assert!(inet_record(b"   0: 0100007F:13 00000000:0000 0A", Kind::Tcp, 2).is_err());
         assert!(inet_record(b"   0: 0100007F 00000000:0000 0A", Kind::Tcp, 2).is_err());
+    }
+
+    #[test]
+    fn health_columns_give_the_timer_as_netlink_numbers_it() {
+        use crate::wire::AF_INET;
+        // In the formats of get_tcp4_sock(), get_openreq4() and
+        // get_timewait4_sock(): a connect into a black hole (timer 1,
+        // retrnsmt 3), a zero-window probe (timer 4, probes in `timeout`),
+        // keepalive probing (timer 2, 2 probes), a request socket (its
+        // SYN-ACK timeouts in retrnsmt), TIME_WAIT (as captured above). The
+        // UDP line was captured on Linux 6.18.
+        let tcp = [
+            ("   1: 0100090A:D4E8 0700090A:1538 02 00000001:00000000 01:00000064 00000003     0        0 2175 1 0000000000000000 1000 0 0 10 -1", (1, 3)),
+            ("   2: 0100007F:D4EA 0100007F:1B5A 01 0003F000:00000000 04:00000064 00000000     0        5 2176 1 0000000000000000 20 4 30 10 -1", (4, 5)),
+            ("   3: 0100007F:D4EC 0100007F:1B5B 01 00000000:00000000 02:00000064 00000000     0        2 2177 1 0000000000000000 20 4 30 10 -1", (2, 2)),
+            ("   4: 0100007F:1BBC 0100007F:D4EE 03 00000000:00000000 01:00000064 00000002     0        0 0 0 0000000000000000", (1, 2)),
+            ("   5: 0100007F:9C42 0100007F:1388 06 00000000:00000000 03:000016D0 00000000     0        0 0 3 0000000000000000", (3, 0)),
+        ];
+        for (line, (timer, retrans)) in tcp {
+            let r = inet_record_health(line.as_bytes(), Kind::Tcp, AF_INET).unwrap();
+            assert_eq!(
+                (r.health.timer, r.health.retrans),
+                (timer, retrans),
+                "{line}"
+            );
+            assert_eq!(
+                inet_record(line.as_bytes(), Kind::Tcp, AF_INET)
+                    .unwrap()
+                    .health,
+                HealthInfo::default()
+            );
+        }
+        let udp = "14956: 0100007F:270F 00000000:0000 07 00000000:00000500 00:00000000 00000000     0        0 34062936 2 0000000052bd9769 999";
+        let r = inet_record_health(udp.as_bytes(), Kind::Udp, AF_INET).unwrap();
+        assert_eq!((r.health.drops, r.rqueue), (999, 0x500));
+        // A line cut before the columns --health reads is malformed.
+        let cut = &udp[..udp.len() - 4];
+        assert!(inet_record_health(cut.as_bytes(), Kind::Udp, AF_INET).is_err());
+        assert!(inet_record_health(
+            b"   1: 0100090A:D4E8 0700090A:1538 02 00000001:00000000 1:00000064 00000003 0 0",
+            Kind::Tcp,
+            AF_INET
+        )
+        .is_err());
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct Record {
     /// asked for (`--by-cgroup`) and the kernel reported one: netlink only,
     /// full sockets only (not TIME_WAIT, not request sockets), Linux 5.8+.
     pub cgroup: Option<u64>,
+    /// What `--health` reads: the socket's timer and retransmit count, and
+    /// a UDP socket's drop counter.
+    pub health: HealthInfo,
 }
 
 /// An address of a record as `ss` prints it: `AF_INET` dotted from the
@@ -88,13 +91,34 @@ pub struct ListenInfo {
     pub drops: Option<u32>,
 }
 
+/// A socket's timer, retransmit count and drop counter, as both sources
+/// give them (`--health`; see `aggregate::health` for what they mean).
+///
+/// Netlink fills `timer` and `retrans` from every record's header
+/// (`idiag_timer`, `idiag_retrans`: two bytes it reads anyway), and `drops`
+/// only for UDP dumps that asked for `INET_DIAG_SKMEMINFO`. /proc fills
+/// them only when `--health` asks (its `tr`, `retrnsmt` and `timeout`
+/// columns; /proc/net/udp's `drops`), so as not to parse more columns
+/// without it. All 0 otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HealthInfo {
+    /// 0 none, 1 retransmit (or loss probe, or a request socket's SYN-ACK
+    /// timer), 2 keepalive, 3 TIME_WAIT, 4 zero-window probe.
+    pub timer: u8,
+    /// With timer 1, the retransmissions so far (a request socket's
+    /// SYN-ACKs resent); with 2 and 4, the probes sent unanswered.
+    pub retrans: u8,
+    /// UDP: datagrams the socket dropped since it was created (`sk_drops`).
+    pub drops: u32,
+}
+
 /// One end of a socket: its address (16 bytes in network order, an IPv4
 /// address in the first 4) and its port (host order).
 pub type Endpoint = ([u8; 16], u16);
 
 impl Record {
     /// A TCP or UDP socket in `state` between `local` and `remote`; its
-    /// queues, listener parts and cgroup unknown until set.
+    /// queues, listener parts, cgroup and health unknown until set.
     pub const fn inet(
         kind: Kind,
         family: u8,
@@ -114,6 +138,11 @@ impl Record {
             rqueue: 0,
             wqueue: 0,
             cgroup: None,
+            health: HealthInfo {
+                timer: 0,
+                retrans: 0,
+                drops: 0,
+            },
         }
     }
 
@@ -139,6 +168,12 @@ impl Record {
     /// With the cgroup v2 id the kernel reported.
     pub fn with_cgroup(mut self, cgroup: Option<u64>) -> Record {
         self.cgroup = cgroup;
+        self
+    }
+
+    /// With what `--health` reads.
+    pub fn with_health(mut self, health: HealthInfo) -> Record {
+        self.health = health;
         self
     }
 

@@ -295,6 +295,8 @@ pub struct InetDiagMsg<'a> {
 impl<'a> InetDiagMsg<'a> {
     const FAMILY: usize = 0;
     const STATE: usize = 1;
+    const TIMER: usize = 2;
+    const RETRANS: usize = 3;
     const SPORT: usize = 4;
     const DPORT: usize = 6;
     const SRC: usize = 8;
@@ -322,6 +324,21 @@ impl<'a> InetDiagMsg<'a> {
 
     pub fn state(&self) -> u8 {
         self.bytes[Self::STATE]
+    }
+
+    /// Which timer runs (`idiag_timer`): filled for every full socket
+    /// whatever `idiag_ext` asks (`inet_sk_diag_fill()`, net/ipv4/inet_diag.c:
+    /// 1 retransmit or loss probe, 4 zero-window probe, 2 keepalive, 0
+    /// none), 1 for a request socket (`tcp_req_diag_fill()`), 3 for
+    /// TIME_WAIT (`inet_twsk_diag_fill()`), 0 for UDP.
+    pub fn timer(&self) -> u8 {
+        self.bytes[Self::TIMER]
+    }
+
+    /// `idiag_retrans`: with timer 1 `icsk_retransmits` (a request socket:
+    /// `num_retrans`, its SYN-ACKs resent), with 2 and 4 `icsk_probes_out`.
+    pub fn retrans(&self) -> u8 {
+        self.bytes[Self::RETRANS]
     }
 
     /// The local port.
@@ -388,7 +405,9 @@ impl<'a> InetDiagMsg<'a> {
     }
 
     /// The socket's drop counter, from `INET_DIAG_SKMEMINFO` (present only
-    /// when the request asked for it).
+    /// when the request asked for it): `sk_drops`, which a listener's
+    /// `tcp_listendrop()` and a UDP socket's full receive buffer
+    /// (`__udp_queue_rcv_skb()`) increment.
     pub fn drops(&self) -> Option<u32> {
         let m = self.attr(INET_DIAG_SKMEMINFO)?;
         let at = SK_MEMINFO_DROPS * 4;
@@ -478,18 +497,25 @@ pub fn tcp_request(seq: u32, states: u32, ext: u8) -> [u8; TCP_REQUEST_LEN] {
 /// struct inet_diag_req_v2 {   offset (after the 16-byte header)
 ///     __u8  sdiag_family;      0
 ///     __u8  sdiag_protocol;    1
-///     __u8  idiag_ext;         2   0: no extensions
+///     __u8  idiag_ext;         2   0, or EXT_SKMEMINFO (--health's UDP drops)
 ///     __u8  pad;               3
 ///     __u32 idiag_states;      4
 ///     struct inet_diag_sockid id;  8   zero: no filter
 /// };                           56
 /// ```
-pub fn family_request(seq: u32, family: u8, protocol: u8, states: u32) -> [u8; FAMILY_REQUEST_LEN] {
+pub fn family_request(
+    seq: u32,
+    family: u8,
+    protocol: u8,
+    states: u32,
+    ext: u8,
+) -> [u8; FAMILY_REQUEST_LEN] {
     let mut buf = [0u8; FAMILY_REQUEST_LEN];
     put_header(&mut buf, FAMILY_REQUEST_LEN, SOCK_DIAG_BY_FAMILY, seq);
     let p = &mut buf[NLMSG_HDRLEN..];
     p[0] = family;
     p[1] = protocol;
+    p[2] = ext;
     p[4..8].copy_from_slice(&states.to_ne_bytes());
     buf
 }
@@ -611,7 +637,7 @@ pub(crate) mod tests {
         let mut buf = Vec::new();
         // struct nlmsgerr: error -2 (ENOENT), then the 16-byte header we sent.
         let mut err = (-2i32).to_ne_bytes().to_vec();
-        err.extend_from_slice(&family_request(3, AF_INET, IPPROTO_UDP, STATES_REAL)[..16]);
+        err.extend_from_slice(&family_request(3, AF_INET, IPPROTO_UDP, STATES_REAL, 0)[..16]);
         push_msg(&mut buf, NLMSG_ERROR, 0, 3, &err);
         // A dump that failed half way ends with DONE carrying -EPERM.
         push_msg(&mut buf, NLMSG_DONE, NLM_F_MULTI, 3, &(-1i32).to_ne_bytes());
@@ -696,13 +722,13 @@ pub(crate) mod tests {
         assert_eq!(u32_at(&req, 16 + 52), STATES_REAL);
         assert_eq!(u32_at(&req, 16 + 56), 0); // idiag_dbs
 
-        let req = family_request(5, AF_INET6, IPPROTO_UDP, STATES_REAL);
+        let req = family_request(5, AF_INET6, IPPROTO_UDP, STATES_REAL, EXT_SKMEMINFO);
         assert_eq!(req.len(), 72);
         assert_eq!(u32_at(&req, 0), 72);
         assert_eq!(u16_at(&req, 4), SOCK_DIAG_BY_FAMILY);
         assert_eq!(req[16], AF_INET6);
         assert_eq!(req[17], IPPROTO_UDP);
-        assert_eq!(req[18], 0); // idiag_ext
+        assert_eq!(req[18], 1 << 6); // idiag_ext: INET_DIAG_SKMEMINFO
         assert_eq!(u32_at(&req, 20), STATES_REAL);
         assert!(req[24..].iter().all(|&b| b == 0)); // no socket id filter
 

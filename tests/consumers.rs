@@ -696,7 +696,7 @@ fn tls_tools() -> Result<(), String> {
 fn alert_rules_are_checked_and_tested() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus");
     let (ok, said) = promtool_in(&dir, &["check", "rules", "rules.yml"]);
-    assert!(ok && said.contains("SUCCESS: 11 rules found"), "{said}");
+    assert!(ok && said.contains("SUCCESS: 13 rules found"), "{said}");
     let (ok, said) = promtool_in(&dir, &["test", "rules", "rules.test.yml"]);
     assert!(ok, "{said}");
     // The tests can fail: the same file expecting a wrong port.
@@ -711,9 +711,12 @@ fn alert_rules_are_checked_and_tested() {
 }
 
 /// The Grafana dashboard in `deploy/grafana/`: the fields Grafana needs,
-/// every panel's PromQL accepted by promtool, and every query answered with
-/// data by a real Prometheus scraping a native-named exporter.
+/// every panel's PromQL accepted by promtool, and every query, and the
+/// recording rule, answered with data by a real Prometheus for every shipped
+/// route, each run with its own file's flags.
 fn grafana_dashboard_queries_return_data() {
+    // The shipped routes' flags, checked before anything starts.
+    assert_eq!(shipped_routes().len(), 5);
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/telegraf-netstat.json");
     let dash: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert!(
@@ -764,37 +767,179 @@ fn grafana_dashboard_queries_return_data() {
     let (ok, said) = promtool_in(&scratch, &["check", "rules", "rules.yml"]);
     assert!(ok, "{said}");
 
-    // A real Prometheus: every query returns data.
-    let ns = Netns::new(|| established(3, 2), 1);
-    let ns_path = ns.path();
+    // A real Prometheus: every query returns data for every shipped route.
+    every_shipped_route_feeds(&exprs, &scratch);
+}
+
+/// The flags of each shipped file that claims to feed the dashboard: the
+/// packages' flags file, the exporter unit's default, the image's CMD, the
+/// Kubernetes exporter's args, and the textfile unit's command line.
+fn shipped_routes() -> Vec<(&'static str, Vec<String>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let args_file = read("dist/telegraf-netstat.default");
+    let package = args_file
+        .lines()
+        .find_map(|l| l.strip_prefix("ARGS=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap();
+    let unit = read("deploy/systemd/telegraf-netstat-exporter.service");
+    let unit_default = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("Environment=\"ARGS="))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap();
+    let docker = read("deploy/Dockerfile");
+    let cmd: Vec<String> =
+        serde_json::from_str(docker.lines().find_map(|l| l.strip_prefix("CMD ")).unwrap()).unwrap();
+    let manifest = read("deploy/kubernetes/exporter.yaml");
+    let docs = yaml_rust2::YamlLoader::load_from_str(&manifest).unwrap();
+    let k8s: Vec<String> = docs[1]["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let textfile = read("deploy/systemd/telegraf-netstat.service");
+    let exec = textfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart=/usr/bin/telegraf-netstat "))
+        .unwrap();
+    vec![
+        ("package", words(package)),
+        ("unit", words(unit_default)),
+        ("image", cmd),
+        ("kubernetes", k8s),
+        ("textfile", words(exec)),
+    ]
+}
+
+/// `args` without what says where to serve or write (the test chooses), and
+/// the TLS configuration (tests/tls.rs serves the shipped one).
+fn without_places(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--listen" | "--web.config.file" | "--output" | "--interval" => {
+                it.next();
+            }
+            "--web.systemd-socket" => {}
+            _ => out.push(a.clone()),
+        }
+    }
+    out
+}
+
+/// Each shipped route run with its own flags (`--all-netns` over a proc
+/// root of this test's namespaces, PID 1's being ours): every dashboard
+/// query and the recording rule return data for each.
+fn every_shipped_route_feeds(exprs: &[String], scratch: &Scratch) {
+    let routes = shipped_routes();
+    let other = Netns::new(|| established(1, 1), 1);
+    let other_pid = other.pids[0];
+    let scratch_dir = scratch.0.clone();
+    let exprs = exprs.to_vec();
     in_netns(move || {
-        let (_exporter, ours) = exporter(&[
-            "--prometheus-names",
-            "native",
-            "--listen-queues",
-            "--listening-ports",
-            "--ephemeral-ports",
-            "--destinations",
-            "5",
-            "--by-cgroup",
-            "--counters",
-            "--netns",
-            &ns_path,
-        ]);
-        let server = prometheus_scraping(&[("netstat", ours)], &scratch);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for e in &exprs {
-            while query(&server, e).is_empty() {
-                assert!(
-                    Instant::now() < deadline,
-                    "no data for {e}\n{}",
-                    server.log()
-                );
-                std::thread::sleep(Duration::from_millis(250));
+        let p = established(3, 2);
+        settle(&p.expected);
+        let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
+        let proc_root = Scratch::new("routes-proc");
+        let link = |target: String, name: &str| {
+            std::os::unix::fs::symlink(target, proc_root.0.join(name)).unwrap()
+        };
+        link(format!("/proc/{}", sleeper.id()), "1");
+        link(format!("/proc/{other_pid}"), &other_pid.to_string());
+        link("/proc/sys".into(), "sys");
+        link("/proc/self".into(), "self");
+        link("/proc/thread-self".into(), "thread-self");
+        let root = proc_root.0.to_str().unwrap().to_string();
+        let mut keep = Vec::new();
+        let mut jobs: Vec<(&str, u16)> = Vec::new();
+        for (name, args) in &routes {
+            let mut a = without_places(args);
+            assert!(
+                a.windows(2).any(|w| w == ["--prometheus-names", "native"]),
+                "{name}: {args:?}"
+            );
+            if a.iter().any(|x| x == "--all-netns") {
+                a.extend(["--proc-root".to_string(), root.clone()]);
+            }
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            if *name != "textfile" {
+                let (child, port) = exporter(&a);
+                keep.push(child);
+                jobs.push((name, port));
+                continue;
+            }
+            // The textfile route: the unit's flags every second into a
+            // directory node_exporter's textfile collector reads.
+            let dir = scratch_dir.join("textfile");
+            std::fs::create_dir_all(&dir).unwrap();
+            let out = dir.join("netstat.prom");
+            let mut full = a.clone();
+            full.extend(["--interval", "1s", "--output", out.to_str().unwrap()]);
+            let child = command(&full)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            keep.push(Reaped(child));
+            let port = free_port();
+            let node = Command::new("prometheus-node-exporter")
+                .args([
+                    "--collector.disable-defaults",
+                    "--collector.textfile",
+                    &format!("--collector.textfile.directory={}", dir.display()),
+                    &format!("--web.listen-address=127.0.0.1:{port}"),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            keep.push(Reaped(node));
+            jobs.push((name, port));
+        }
+        let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/rules.yml");
+        let mut config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n",
+            rules.display()
+        );
+        for (job, port) in &jobs {
+            config.push_str(&format!(
+                "  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+            ));
+        }
+        let prom_dir = Scratch::new("routes-prometheus");
+        let server = prometheus_with(&config, &prom_dir);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        for (job, port) in &jobs {
+            let instance = format!("127.0.0.1:{port}");
+            let recorded = format!("node_tcp_connection_states{{instance=\"{instance}\"}}");
+            for e in exprs
+                .iter()
+                .map(|e| e.replace("instance=~\".*\"", &format!("instance=\"{instance}\"")))
+                .chain([recorded])
+            {
+                while query(&server, &e).is_empty() {
+                    assert!(
+                        Instant::now() < deadline,
+                        "route {job}: no data for {e}\n{}",
+                        server.log()
+                    );
+                    std::thread::sleep(Duration::from_millis(250));
+                }
             }
         }
+        drop(keep);
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        drop(p);
     });
-    drop(ns);
+    drop(other);
 }
 
 fn main() {

@@ -48,6 +48,7 @@ const CASES: &[(&str, &[&str])] = &[
             "--by-cgroup",
             "--include-unix",
             COUNTERS,
+            "--health",
         ],
     ),
     ("by-family", &["--by-family"]),
@@ -66,6 +67,20 @@ const CASES: &[(&str, &[&str])] = &[
     ("include-unix", &["--include-unix", "--by-family"]),
     ("counters", &[COUNTERS]),
     ("only-counters", &[COUNTERS, "--only", "counters"]),
+    ("health", &["--health"]),
+    ("only-health", &["--health", "--only", "health"]),
+    (
+        "health-rows",
+        &[
+            "--health",
+            "--local-port",
+            "8080,5353",
+            "--listen-queues",
+            "--destinations",
+            "2",
+            "--by-cgroup",
+        ],
+    ),
 ];
 
 /// Every format and naming.

@@ -226,7 +226,7 @@ fn mutual_tls_in_each_client_auth_mode() {
 /// makes without `-extfile`) is refused under `RequireAndVerifyClientCert`
 /// (webpki verifies version 3 only; Go's crypto/x509 would accept it), and
 /// a `W! ` line at the default verbosity says why, once a minute at most;
-/// the README's recipe for a version 3 certificate, run as written, makes
+/// docs/tls.md's recipe for a version 3 certificate, run as written, makes
 /// one that is served.
 fn a_version_1_client_certificate_is_refused_and_said() {
     in_netns(|| {
@@ -295,11 +295,22 @@ fn a_version_1_client_certificate_is_refused_and_said() {
             );
             assert!(code != 0 && !answer.starts_with("HTTP/"), "{code} {answer}");
         }
-        // The README's recipe for a version 3 certificate, run as written
+        // docs/tls.md's recipe for a version 3 certificate, run as written
         // there (in the certificates' directory): served.
-        let recipe = "printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > client.ext && openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -days 365 -extfile client.ext -out client.crt";
+        let recipe = documented_block(
+            "**Client certificates must be X.509 version 3.**",
+            "console",
+        );
+        let recipe: Vec<&str> = recipe
+            .lines()
+            .map(|l| l.strip_prefix("$ ").expect("a command after a prompt"))
+            .collect();
+        assert!(
+            recipe.len() == 2 && recipe[1].starts_with("openssl x509 -req "),
+            "{recipe:?}"
+        );
         let out = Command::new("sh")
-            .args(["-c", recipe])
+            .args(["-ec", &recipe.join("\n")])
             .current_dir(&dir.0)
             .output()
             .unwrap();
@@ -678,6 +689,9 @@ fn the_shipped_examples_serve() {
                     "--listen" => {
                         it.next();
                     }
+                    // The test counts its own namespace, not the machine's
+                    // (tests/consumers.rs serves these flags with --all-netns).
+                    "--all-netns" => {}
                     "--web.config.file" => {
                         let v = it.next().unwrap();
                         let want = if what == "systemd" {
@@ -761,15 +775,7 @@ fn the_shipped_examples_serve() {
 /// namespace, the network namespace is private, and `telegraf-netstat` on the
 /// PATH is the binary under test.
 fn the_tls_recipe_runs_as_written() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/tls.md")).unwrap();
-    let recipe = readme
-        .split("**A complete setup**")
-        .nth(1)
-        .and_then(|r| r.split("```sh\n").nth(1))
-        .and_then(|r| r.split("\n```").next())
-        .expect("the TLS recipe of docs/tls.md")
-        .to_string();
+    let recipe = documented_block("**A complete setup**", "sh");
     let bin_dir = Path::new(BIN)
         .parent()
         .unwrap()
@@ -803,6 +809,19 @@ fn the_tls_recipe_runs_as_written() {
         stderr.contains(": serving /metrics, TLS on, basic auth on (--web.config.file)"),
         "{stderr}"
     );
+}
+
+/// The first code block of docs/tls.md in `lang` after `marker`, without
+/// its fences.
+fn documented_block(marker: &str, lang: &str) -> String {
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/tls.md")).unwrap();
+    page.split(marker)
+        .nth(1)
+        .and_then(|r| r.split(&format!("```{lang}\n")).nth(1))
+        .and_then(|r| r.split("\n```").next())
+        .unwrap_or_else(|| panic!("no {lang} block after {marker} in docs/tls.md"))
+        .to_string()
 }
 
 /// The roots a rustls client trusts: `ca`'s certificate.

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
+use super::health::Failure;
 use super::states::{Tally, TcpState};
 use super::{Kind, Record};
 
@@ -101,7 +102,23 @@ impl CgroupCounts {
             return self.unattributed.add_record(r);
         };
         self.attributed += 1;
-        let tally = match self.index.get(&id) {
+        self.tally(id).add_record(r);
+    }
+
+    /// `--health`: a socket the main pass counted ([`Self::add`] first)
+    /// that is failing (`f`) or is a UDP socket with drops or a receive
+    /// queue, added to its cgroup's row.
+    pub fn add_health(&mut self, r: &Record, f: Option<Failure>) {
+        match r.cgroup {
+            None => self.unattributed.health.add_record(r, f),
+            Some(id) => self.tally(id).health.add_record(r, f),
+        }
+    }
+
+    /// The tally of cgroup `id`: found, made, or past the cap `other`.
+    #[inline(always)]
+    fn tally(&mut self, id: u64) -> &mut Tally {
+        match self.index.get(&id) {
             Some(&i) => &mut self.cgroups[i as usize].sockets,
             None if self.cgroups.len() >= MAX_CGROUPS => {
                 self.capped = true;
@@ -116,8 +133,7 @@ impl CgroupCounts {
                 });
                 &mut self.cgroups.last_mut().expect("just pushed").sockets
             }
-        };
-        tally.add_record(r);
+        }
     }
 
     /// Full sockets were counted and none carried a cgroup id: the kernel

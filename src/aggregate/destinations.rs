@@ -36,6 +36,7 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
+use super::health::Failure;
 use super::states::Tally;
 use super::{Kind, Record, LISTEN};
 use crate::portrange::{PortBits, PortRange};
@@ -179,15 +180,43 @@ impl Outbound {
             Kind::Udp if r.state == CONNECTED => {}
             _ => return,
         }
-        if !self.range.contains(r.local_port) || self.listening.get(r.local_port) {
-            return;
+        if let Some(key) = self.outbound(r) {
+            self.tally(key).add_record(r);
         }
-        let key = Tuple {
+    }
+
+    /// `--health`: a socket the main pass counted ([`Self::add`] first)
+    /// that is failing (`f`) or is a UDP socket with drops or a receive
+    /// queue, added to its destination.
+    pub fn add_health(&mut self, r: &Record, f: Option<Failure>) {
+        let counted = match r.kind {
+            Kind::Tcp => r.state != LISTEN,
+            Kind::Udp => r.state == CONNECTED,
+            Kind::Unix => false,
+        };
+        if let Some(key) = self.outbound(r).filter(|_| counted) {
+            self.tally(key).health.add_record(r, f);
+        }
+    }
+
+    /// The socket's triple, if it is outbound (a TCP socket other than a
+    /// listener, or a connected UDP one: the caller checks).
+    #[inline(always)]
+    fn outbound(&self, r: &Record) -> Option<Tuple> {
+        if !self.range.contains(r.local_port) || self.listening.get(r.local_port) {
+            return None;
+        }
+        Some(Tuple {
             remote: v6_form(r.family, &r.remote_addr),
             port: r.remote_port,
             local: v6_form(r.family, &r.local_addr),
-        };
-        let tally = match self.index.get(&key) {
+        })
+    }
+
+    /// The tally of `key`: found, made, or past the cap the `other` one.
+    #[inline(always)]
+    fn tally(&mut self, key: Tuple) -> &mut Tally {
+        match self.index.get(&key) {
             Some(&i) => &mut self.tuples[i as usize].1,
             None if self.tuples.len() >= MAX_TRACKED => {
                 self.capped = true;
@@ -198,8 +227,7 @@ impl Outbound {
                 self.tuples.push((key, Tally::default()));
                 &mut self.tuples.last_mut().expect("just pushed").1
             }
-        };
-        tally.add_record(r);
+        }
     }
 
     /// Sums the pass up: the destinations, busiest first (most sockets,

@@ -44,6 +44,8 @@ pub struct Listener {
     pub drops: Option<u64>,
     /// Handshakes in progress routed to this address and port.
     pub syn_recv: u64,
+    /// Of those, how many have resent their SYN-ACK (`--health`).
+    pub synack_retrying: u64,
 }
 
 /// Per-listener counts of one namespace.
@@ -96,6 +98,7 @@ impl ListenCounts {
                     backlog: info.backlog.map(u64::from),
                     drops: info.drops.map(u64::from),
                     syn_recv: 0,
+                    synack_retrying: 0,
                 });
             }
         }
@@ -110,6 +113,14 @@ impl ListenCounts {
         }
         if let Some(i) = self.route(r.family, r.local_addr, r.local_port) {
             self.listeners[i].syn_recv += 1;
+        }
+    }
+
+    /// `--health`: a handshake whose SYN-ACK was resent, given to its
+    /// listener as [`Self::add`] gives it.
+    pub fn add_synack_retrying(&mut self, r: &Record) {
+        if let Some(i) = self.route(r.family, r.local_addr, r.local_port) {
+            self.listeners[i].synack_retrying += 1;
         }
     }
 

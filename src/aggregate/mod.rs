@@ -14,10 +14,14 @@
 //!   namespace's ephemeral ports (`netstat_destination`,
 //!   `netstat_ephemeral`), when asked for;
 //! - [`cgroups`]: the same 13 fields per cgroup (`netstat_cgroup`), when
-//!   asked for.
+//!   asked for;
+//! - [`health`]: sockets failing now and UDP drops (`--health`): the
+//!   namespace's totals (`netstat_health`), and the same fields on each row
+//!   above, kept by the aggregation that owns the row.
 
 pub mod cgroups;
 pub mod destinations;
+pub mod health;
 pub mod listen;
 pub mod ports;
 pub mod states;
@@ -26,6 +30,7 @@ use crate::counters::Counters;
 pub use crate::record::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
 use cgroups::CgroupCounts;
 use destinations::Outbound;
+use health::{Failure, Signals};
 use listen::ListenCounts;
 use ports::{PortConfig, PortCounts};
 use states::{ByFamily, Queued, StateCounts};
@@ -45,6 +50,8 @@ pub struct Gathered<'a> {
     pub outbound: Option<&'a Outbound>,
     /// `netstat_cgroup`, when asked for.
     pub cgroups: Option<&'a CgroupCounts>,
+    /// `netstat_health`: the namespace's totals, with `--health`.
+    pub health: Option<&'a Signals>,
     /// `netstat_counters`: the namespace's SNMP MIB counters, when asked
     /// for (read from its files, not from the records).
     pub counters: Option<&'a Counters>,
@@ -63,18 +70,28 @@ pub struct Aggregations {
     pub listen: Option<ListenCounts>,
     pub outbound: Option<Outbound>,
     pub cgroups: Option<CgroupCounts>,
+    /// `--health`: the namespace's totals. The other aggregations keep
+    /// their rows' health fields whenever `add_health` feeds them.
+    pub health: Option<Signals>,
 }
 
 impl Aggregations {
     /// The aggregations asked for besides `states`: `ports` (if not empty),
-    /// `listen`, `outbound` and `cgroups`.
-    pub fn new(ports: &PortConfig, listen: bool, outbound: bool, cgroups: bool) -> Aggregations {
+    /// `listen`, `outbound`, `cgroups` and `health`.
+    pub fn new(
+        ports: &PortConfig,
+        listen: bool,
+        outbound: bool,
+        cgroups: bool,
+        health: bool,
+    ) -> Aggregations {
         Aggregations {
             states: StateCounts::default(),
             ports: (!ports.is_empty()).then(|| PortCounts::new(ports)),
             listen: listen.then(ListenCounts::default),
             outbound: outbound.then(Outbound::default),
             cgroups: cgroups.then(CgroupCounts::default),
+            health: health.then(Signals::default),
         }
     }
 
@@ -93,6 +110,39 @@ impl Aggregations {
         }
         if let Some(c) = &mut self.cgroups {
             c.add(r);
+        }
+    }
+
+    /// Counts one socket of the main pass with `--health`: as [`Self::add`],
+    /// then, for a socket that is failing or a UDP socket with drops or a
+    /// receive queue (few: the rest cost one test of its timer), its health
+    /// fields in the totals and in every row that counted it. The collector
+    /// calls this instead of `add` for the whole pass, so a run without
+    /// `--health` never asks.
+    #[inline(always)]
+    pub fn add_health(&mut self, r: &Record) {
+        self.add(r);
+        let f = health::failure(r);
+        if health::worth_adding(r, f) {
+            self.add_signals(r, f);
+        }
+    }
+
+    fn add_signals(&mut self, r: &Record, f: Option<Failure>) {
+        if let Some(h) = &mut self.health {
+            h.add_record(r, f);
+        }
+        if let Some(p) = &mut self.ports {
+            p.add_health(r, f);
+        }
+        if let (Some(Failure::SynackRetrying), Some(l)) = (f, &mut self.listen) {
+            l.add_synack_retrying(r);
+        }
+        if let Some(o) = &mut self.outbound {
+            o.add_health(r, f);
+        }
+        if let Some(c) = &mut self.cgroups {
+            c.add_health(r, f);
         }
     }
 
@@ -128,6 +178,9 @@ impl Aggregations {
         }
         if let Some(c) = &mut self.cgroups {
             c.reset(kind);
+        }
+        if let Some(h) = &mut self.health {
+            h.reset(kind);
         }
     }
 

@@ -20,6 +20,7 @@
 //! /proc/net/tcp and tcp6 (`tcp_seq_start()` begins with
 //! `TCP_SEQ_STATE_LISTENING`).
 
+use super::health::{Failure, Signals};
 use super::states::{Counts, Queued};
 use super::{Kind, Record, LISTEN};
 use crate::aggregate::states::{counts_from_states, StateHistogram};
@@ -60,8 +61,9 @@ impl Direction {
     }
 }
 
-/// One port's row: direction, port, counts and queued bytes by family.
-pub type PortRow = (Direction, u16, [Counts; 2], [Queued; 2]);
+/// One port's row: direction, port, counts, queued bytes and `--health`'s
+/// fields by family.
+pub type PortRow = (Direction, u16, [Counts; 2], [Queued; 2], [Signals; 2]);
 
 /// The counts of one port and family: TCP states 0..16 (a state number
 /// this program knows is below 16), UDP sockets, and the bytes queued on
@@ -71,6 +73,8 @@ struct Cell {
     tcp: [u64; 16],
     udp: u64,
     queued: Queued,
+    /// `--health`'s fields of the same sockets.
+    health: Signals,
 }
 
 impl Cell {
@@ -186,6 +190,21 @@ impl PortCounts {
         }
     }
 
+    /// `--health`: a socket the main pass counted that is failing
+    /// (`f`) or is a UDP socket with drops or a receive queue, added to the
+    /// same rows as its states.
+    pub fn add_health(&mut self, r: &Record, f: Option<Failure>) {
+        let family = r.family_slot();
+        if let Some(c) = self.local.cell(r.local_port, family) {
+            c.health.add_record(r, f);
+        }
+        if r.remote_port != 0 {
+            if let Some(c) = self.remote.cell(r.remote_port, family) {
+                c.health.add_record(r, f);
+            }
+        }
+    }
+
     /// A TCP listener on local port `port`: count that port from now on.
     pub fn listener(&mut self, port: u16) {
         if self.local.index[port as usize] != 0 {
@@ -212,6 +231,7 @@ impl PortCounts {
                         Kind::Udp => c.udp = 0,
                         Kind::Unix => {}
                     }
+                    c.health.reset(kind);
                 }
             }
         }
@@ -246,6 +266,7 @@ impl PortCounts {
                     slot.port,
                     [slot.cells[0].counts(), slot.cells[1].counts()],
                     [slot.cells[0].queued, slot.cells[1].queued],
+                    [slot.cells[0].health, slot.cells[1].health],
                 )
             })
         }
@@ -280,7 +301,7 @@ mod tests {
     }
 
     fn rows(p: &PortCounts) -> Vec<(Direction, u16, [Counts; 2])> {
-        p.rows().map(|(d, port, c, _)| (d, port, c)).collect()
+        p.rows().map(|(d, port, c, ..)| (d, port, c)).collect()
     }
 
     #[test]

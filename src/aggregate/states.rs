@@ -4,6 +4,7 @@
 //! increment per socket, no branch); turning that into fields is a pure
 //! function here, testable without sockets.
 
+use super::health::Signals;
 use super::{Kind, Record, LISTEN};
 
 /// A TCP state as the kernel numbers it (`include/net/tcp_states.h`).
@@ -217,6 +218,9 @@ pub struct Tally {
     tcp: [u32; 16],
     udp: u32,
     unix: [u32; 2],
+    /// `--health`'s fields of these sockets (fed by the aggregation that
+    /// owns the tally, only with `--health`).
+    pub health: Signals,
 }
 
 impl Tally {
@@ -241,6 +245,7 @@ impl Tally {
             Kind::Udp => self.udp = 0,
             Kind::Unix => self.unix = [0; 2],
         }
+        self.health.reset(kind);
     }
 
     pub fn tcp_total(&self) -> u64 {
@@ -258,6 +263,7 @@ impl Tally {
         self.udp += o.udp;
         self.unix[0] += o.unix[0];
         self.unix[1] += o.unix[1];
+        self.health.add(&o.health);
     }
 
     /// The 13 `netstat` fields, unix sockets counted as `--include-unix`

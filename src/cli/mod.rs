@@ -55,6 +55,9 @@ pub struct Config {
     pub destinations: Option<usize>,
     /// `netstat_counters`: which counters (`--counters`).
     pub counters: Option<Selection>,
+    /// Failing sockets and UDP drops (`--health`): `netstat_health`, and
+    /// its fields on the other rows.
+    pub health: bool,
     /// Tag namespaces with container, pod and hostname labels.
     pub netns_labels: bool,
     /// Which measurements are printed (`--only`; all asked-for by default).
@@ -146,6 +149,7 @@ impl Config {
             destinations: a.destinations.map(usize::from),
             netns_labels: !a.no_netns_labels,
             counters: a.counters,
+            health: a.health,
         })
     }
 }
@@ -345,6 +349,7 @@ fn print(a: &Args) -> Result<Measurements, clap::Error> {
         ),
         (OnlyArg::Cgroup, a.by_cgroup, "--by-cgroup"),
         (OnlyArg::Counters, a.counters.is_some(), "--counters"),
+        (OnlyArg::Health, a.health, "--health"),
     ];
     for (m, on, flag) in asked {
         if a.only.contains(&m) && !on {
@@ -364,6 +369,7 @@ fn print(a: &Args) -> Result<Measurements, clap::Error> {
         destination: want(OnlyArg::Destination) && a.destinations.is_some(),
         cgroup: want(OnlyArg::Cgroup) && a.by_cgroup,
         counters: want(OnlyArg::Counters) && a.counters.is_some(),
+        health: want(OnlyArg::Health) && a.health,
     })
 }
 

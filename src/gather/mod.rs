@@ -130,6 +130,7 @@ impl<C: Count> Gatherer<C> {
             listeners_only,
             outbound: p.ephemeral || p.destination,
             by_cgroup: p.cgroup,
+            health: config.health,
             counters: config.counters.clone().filter(|_| p.counters),
             counters_only: *p
                 == Measurements {
@@ -203,7 +204,7 @@ impl<C: Count> Gatherer<C> {
             "{shared} of the {known} network namespaces counted share the host's TCP hash table, \
              so every TCP dump in them walks all of it: this gather took {} ms of CPU. \
              Namespaces made after net.ipv4.tcp_child_ehash_entries is set (Linux 6.1+, \
-             e.g. in /etc/sysctl.d) get a table of their own; see the README",
+             e.g. in /etc/sysctl.d) get a table of their own; see docs/performance.md",
             cpu.as_millis()
         ));
     }

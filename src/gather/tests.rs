@@ -60,6 +60,7 @@ impl Count for Fake {
         Ok(Gathered {
             outbound: None,
             cgroups: None,
+            health: None,
             queued: Default::default(),
             by_family: ByFamily {
                 ipv4: Counts {

@@ -2,7 +2,8 @@
 //! `cgroup` (and `container_id`, `pod_uid` where the runtime's path names
 //! them); sockets without a cgroup in `cgroup=unattributed`.
 
-use super::netstat::{self, state_help, state_native};
+use super::health::{self, families};
+use super::netstat::{self, field_help, state_native};
 use super::{Emit, Measurement, Shape};
 use crate::aggregate::states::Tally;
 use crate::aggregate::Gathered;
@@ -19,19 +20,25 @@ pub static SCHEMA: Schema = Schema {
     help: |field| {
         format!(
             "{}, by cgroup (label cgroup: its path; unattributed: sockets without one).",
-            state_help(field)
+            field_help(field)
         )
     },
     native: |field| {
-        state_native(
-            field,
-            "netstat_cgroup_tcp_connections",
-            "TCP sockets by cgroup and state (label cgroup: its path; unattributed: TIME_WAIT, handshakes and sockets read from /proc).",
-            Native::gauge(
-                "netstat_cgroup_udp_sockets",
-                "UDP sockets by cgroup (label cgroup: its path; unattributed: sockets without one).",
-            ),
-        )
+        let of = families!(
+            "netstat_cgroup",
+            "by cgroup (label cgroup: its path; unattributed: handshakes and sockets read from /proc)"
+        );
+        health::native(field, of).or_else(|| {
+            state_native(
+                field,
+                "netstat_cgroup_tcp_connections",
+                "TCP sockets by cgroup and state (label cgroup: its path; unattributed: TIME_WAIT, handshakes and sockets read from /proc).",
+                Native::gauge(
+                    "netstat_cgroup_udp_sockets",
+                    "UDP sockets by cgroup (label cgroup: its path; unattributed: sockets without one).",
+                ),
+            )
+        })
     },
     native_only: false,
 };
@@ -39,6 +46,12 @@ pub static SCHEMA: Schema = Schema {
 fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
     let (true, Some(c)) = (shape.print.cgroup, g.cgroups) else {
         return;
+    };
+    let fields = |t: &Tally| {
+        health::with_fields(
+            netstat::fields(&t.counts()).to_vec(),
+            g.health.map(|_| &t.health),
+        )
     };
     // Ids without a path are one row, so no two rows share tags.
     let mut unresolved = Tally::default();
@@ -51,7 +64,7 @@ fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
         let mut own = vec![("cgroup", path.clone())];
         own.extend(container.map(|v| ("container_id", v)));
         own.extend(pod.map(|v| ("pod_uid", v)));
-        emit(&SCHEMA, &own, &netstat::fields(&cg.sockets.counts()));
+        emit(&SCHEMA, &own, &fields(&cg.sockets));
     }
     for (name, t) in [
         ("unresolved", &unresolved),
@@ -60,7 +73,7 @@ fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
     ] {
         if t.total() > 0 || name == "unattributed" {
             let own = [("cgroup", name.to_string())];
-            emit(&SCHEMA, &own, &netstat::fields(&t.counts()));
+            emit(&SCHEMA, &own, &fields(t));
         }
     }
 }

@@ -4,7 +4,8 @@
 //! row `address=other,port=other` for the rest.
 
 use super::ephemeral::UTILIZATION;
-use super::netstat::{self, state_help, state_native};
+use super::health::{self, families};
+use super::netstat::{self, field_help, state_native};
 use super::{Emit, Measurement, Shape};
 use crate::aggregate::destinations::{self, utilization};
 use crate::aggregate::states::Tally;
@@ -24,7 +25,7 @@ pub static SCHEMA: Schema = Schema {
         } else {
             format!(
                 "{}, outbound to this destination (address and port; other: the rest).",
-                state_help(field)
+                field_help(field)
             )
         }
     },
@@ -35,15 +36,21 @@ pub static SCHEMA: Schema = Schema {
                 "The most outbound TCP sockets from one local address to this destination, over the ephemeral ports connect() may pick from: at 1 connect() fails with EADDRNOTAVAIL.",
             ));
         }
-        state_native(
-            field,
-            "netstat_destination_tcp_connections",
-            "Outbound TCP sockets to this destination (address and port; other: the rest) by state.",
-            Native::gauge(
-                "netstat_destination_udp_sockets",
-                "Connected UDP sockets to this destination (address and port; other: the rest).",
-            ),
-        )
+        let of = families!(
+            "netstat_destination",
+            "outbound to this destination (address and port; other: the rest)"
+        );
+        health::native(field, of).or_else(|| {
+            state_native(
+                field,
+                "netstat_destination_tcp_connections",
+                "Outbound TCP sockets to this destination (address and port; other: the rest) by state.",
+                Native::gauge(
+                    "netstat_destination_udp_sockets",
+                    "Connected UDP sockets to this destination (address and port; other: the rest).",
+                ),
+            )
+        })
     },
     native_only: false,
 };
@@ -56,7 +63,7 @@ fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
     let fields = |sockets: &Tally, max: u64| {
         let mut f: Vec<Field> = netstat::fields(&sockets.counts()).to_vec();
         f.push(UTILIZATION.ratio(utilization(max, range_size)));
-        f
+        health::with_fields(f, g.health.map(|_| &sockets.health))
     };
     let (top, rest) = o.top(shape.top);
     for d in top {

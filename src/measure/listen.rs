@@ -3,7 +3,7 @@
 
 use super::netstat::family;
 use super::{Emit, Measurement, Shape};
-use crate::aggregate::Gathered;
+use crate::aggregate::{health, Gathered};
 use crate::metric::{self, Field, FieldDesc, Native, Schema};
 use crate::record::address_text;
 use crate::wire::AF_INET;
@@ -71,8 +71,18 @@ const SYN_RECV: FieldDesc = FieldDesc {
     )),
 };
 
+/// `--health`'s field on listeners.
+const SYNACK_RETRYING: FieldDesc = FieldDesc {
+    name: health::SYNACK_RETRYING,
+    help: "TCP handshakes whose SYN-ACK was sent again, unanswered (SYN_RECV, 1 retransmission or more)",
+    native: Some(Native::gauge(
+        "netstat_listen_synack_retrying_handshakes",
+        "Handshakes routed to the listening sockets on this address and port whose SYN-ACK was sent again, unanswered.",
+    )),
+};
+
 /// Every field, sorted by name.
-const FIELDS: [FieldDesc; 5] = [BACKLOG, DROPS, QUEUE, SOCKETS, SYN_RECV];
+const FIELDS: [FieldDesc; 6] = [BACKLOG, DROPS, QUEUE, SOCKETS, SYN_RECV, SYNACK_RETRYING];
 
 fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
     let (true, Some(listeners)) = (shape.print.listen, g.listen) else {
@@ -94,6 +104,9 @@ fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
         f.push(SOCKETS.gauge(l.sockets));
         if shape.syn_recv {
             f.push(SYN_RECV.gauge(l.syn_recv));
+            if g.health.is_some() {
+                f.push(SYNACK_RETRYING.gauge(l.synack_retrying));
+            }
         }
         emit(&SCHEMA, &own, &f);
     }

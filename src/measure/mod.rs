@@ -11,6 +11,7 @@ pub mod cgroup;
 pub mod counters;
 pub mod destination;
 pub mod ephemeral;
+pub mod health;
 pub mod listen;
 pub mod netstat;
 pub mod port;
@@ -24,7 +25,7 @@ use crate::metric::{Field, Schema};
 /// Every measurement, in the order its rows are printed: every `netstat`
 /// row, then every `netstat_port` row, and so on (the Prometheus format
 /// needs one metric family together).
-pub static ALL: [&Measurement; 7] = [
+pub static ALL: [&Measurement; 8] = [
     &netstat::MEASUREMENT,
     &port::MEASUREMENT,
     &listen::MEASUREMENT,
@@ -32,6 +33,7 @@ pub static ALL: [&Measurement; 7] = [
     &destination::MEASUREMENT,
     &cgroup::MEASUREMENT,
     &counters::MEASUREMENT,
+    &health::MEASUREMENT,
 ];
 
 /// Where a measurement puts one row: its schema, its own tags (the
@@ -62,6 +64,9 @@ pub struct Measurements {
     pub destination: bool,
     pub cgroup: bool,
     pub counters: bool,
+    /// `netstat_health` (`--health`; its fields on the other rows come
+    /// with the flag, whichever rows are printed).
+    pub health: bool,
 }
 
 /// How rows are cut, from the flags.

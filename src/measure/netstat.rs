@@ -94,6 +94,13 @@ pub fn state_help(field: &str) -> String {
         .map_or_else(|| metric::unknown_help(field), |i| STATE_HELP[i].into())
 }
 
+/// What a field of a row of sockets counts: one of the 13, or one of
+/// `--health`'s (on `netstat_port`, `netstat_destination`,
+/// `netstat_cgroup`), in a sentence ending before the full stop.
+pub fn field_help(field: &str) -> String {
+    super::health::help(field).map_or_else(|| state_help(field), String::from)
+}
+
 /// The native family of one of the 13 fields: a TCP field in the family
 /// `tcp` (HELP `help`) with its state as label `state`, `udp_socket` in
 /// `udp`, `tcp_none` (inputs.netstat's artefact with no kernel state) in

@@ -3,8 +3,11 @@
 //! `direction` and `port`; and `netstat_port_tcp`, the bytes queued per
 //! port, native Prometheus names only.
 
-use super::netstat::{self, family, queue_fields, state_help, state_native, QUEUE_FIELDS};
+use super::health::{self, families};
+use super::netstat::{self, family, field_help, queue_fields, state_native, QUEUE_FIELDS};
 use super::{Emit, Measurement, Shape};
+use crate::aggregate::health::Signals;
+use crate::aggregate::states::Counts;
 use crate::aggregate::Gathered;
 use crate::metric::{self, Native, Schema};
 
@@ -18,19 +21,25 @@ pub static SCHEMA: Schema = Schema {
     help: |field| {
         format!(
             "{}, by port (label direction: the local or the remote port).",
-            state_help(field)
+            field_help(field)
         )
     },
     native: |field| {
-        state_native(
-            field,
-            "netstat_port_tcp_connections",
-            "TCP sockets by port and state (label direction: the local or the remote port).",
-            Native::gauge(
-                "netstat_port_udp_sockets",
-                "UDP sockets by port (label direction: the local or the remote port).",
-            ),
-        )
+        let of = families!(
+            "netstat_port",
+            "by port (label direction: the local or the remote port)"
+        );
+        health::native(field, of).or_else(|| {
+            state_native(
+                field,
+                "netstat_port_tcp_connections",
+                "TCP sockets by port and state (label direction: the local or the remote port).",
+                Native::gauge(
+                    "netstat_port_udp_sockets",
+                    "UDP sockets by port (label direction: the local or the remote port).",
+                ),
+            )
+        })
     },
     native_only: false,
 };
@@ -62,13 +71,16 @@ fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
     let (true, Some(ports)) = (shape.print.port, g.ports) else {
         return;
     };
-    for (direction, p, counts, bytes) in ports.rows() {
+    let fields = |c: &Counts, s: &Signals| {
+        health::with_fields(netstat::fields(c).to_vec(), g.health.map(|_| s))
+    };
+    for (direction, p, counts, bytes, signals) in ports.rows() {
         let direction = ("direction", direction.as_str().to_string());
         let p = ("port", p.to_string());
         if shape.by_family {
             for (i, name) in ["ipv4", "ipv6"].into_iter().enumerate() {
                 let own = [direction.clone(), family(name), p.clone()];
-                emit(&SCHEMA, &own, &netstat::fields(&counts[i]));
+                emit(&SCHEMA, &own, &fields(&counts[i], &signals[i]));
                 emit(&QUEUED, &own, &queue_fields(&bytes[i]));
             }
         } else {
@@ -76,8 +88,10 @@ fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
             total.add(&counts[1]);
             let mut b = bytes[0];
             b.add(&bytes[1]);
+            let mut s = signals[0];
+            s.add(&signals[1]);
             let own = [direction, p];
-            emit(&SCHEMA, &own, &netstat::fields(&total));
+            emit(&SCHEMA, &own, &fields(&total, &s));
             emit(&QUEUED, &own, &queue_fields(&b));
         }
     }

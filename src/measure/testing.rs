@@ -17,6 +17,7 @@ pub const ALL: Measurements = Measurements {
     destination: true,
     cgroup: true,
     counters: true,
+    health: true,
 };
 
 pub fn shape(by_family: bool) -> Shape {
@@ -59,6 +60,7 @@ pub fn gathered<'a>(
         listen,
         outbound: None,
         cgroups: None,
+        health: None,
         counters: None,
         tcp_hash_shared: None,
     }

@@ -339,7 +339,7 @@ impl Conn {
                         if v1 && ctx.v1_said.is_none_or(|t| now >= t + SAY_EVERY) {
                             *ctx.v1_said = Some(now);
                             ctx.log.warn(format_args!(
-                                "TLS with {peer}: refused a client certificate of X.509 version 1 (what openssl x509 -req makes without -extfile); this exporter verifies version 3 only: see the README's TLS section (said at most once a minute)"
+                                "TLS with {peer}: refused a client certificate of X.509 version 1 (what openssl x509 -req makes without -extfile); this exporter verifies version 3 only: see docs/tls.md (said at most once a minute)"
                             ));
                         }
                     }
