@@ -70,7 +70,7 @@ pub fn help(field: &str) -> Option<&'static str> {
 }
 
 /// The native family of one of the seven fields among `families` (see
-/// [`families!`]): the failing sockets as one family with the way they
+/// `families!`): the failing sockets as one family with the way they
 /// fail as label `failure`, the UDP drops and receive queues as families
 /// of their own; `None` for another field.
 pub fn native(field: &'static str, families: [(&'static str, &'static str); 3]) -> Option<Native> {
