@@ -20,7 +20,7 @@
 
 use std::sync::Mutex;
 
-use crate::error::Error;
+use crate::error::{Error, Malformed};
 use crate::kept::KeptFile;
 
 /// A counter of the default set: its `nstat` name, its native Prometheus
@@ -406,13 +406,14 @@ impl Counters {
     }
 
     /// Takes one counter if `selection` wants it and it is a counter.
-    fn take(&mut self, selection: &Selection, name: &str, value: &str) -> Result<(), String> {
+    fn take(&mut self, selection: &Selection, name: &str, value: &str) -> Result<(), Malformed> {
         if !selection.wants(name) || NOT_COUNTERS.contains(&name) {
             return Ok(());
         }
-        let value = value
-            .parse::<u64>()
-            .map_err(|_| format!("counter {name} is not a number: {value:?}"))?;
+        let value = value.parse::<u64>().map_err(|_| Malformed::NotANumber {
+            name: name.into(),
+            value: value.into(),
+        })?;
         match intern(name) {
             Some(name) => self.values.push((name, value)),
             None => self.capped = true,
@@ -422,16 +423,19 @@ impl Counters {
 
     /// The `snmp` and `netstat` layout: pairs of lines, `Prefix: Name ...`
     /// then `Prefix: value ...`.
-    fn parse_tables(&mut self, selection: &Selection, text: &str) -> Result<(), String> {
+    fn parse_tables(&mut self, selection: &Selection, text: &str) -> Result<(), Malformed> {
         let mut lines = text.lines();
         while let Some(names) = lines.next() {
-            let values = lines.next().ok_or("a line of names without values")?;
+            let values = lines.next().ok_or(Malformed::NoValues)?;
             let mut n = names.split_ascii_whitespace();
             let mut v = values.split_ascii_whitespace();
             let prefix = n.next().and_then(|p| p.strip_suffix(':'));
             let same = v.next().and_then(|p| p.strip_suffix(':')) == prefix;
             let Some(prefix) = prefix.filter(|_| same) else {
-                return Err(format!("lines that do not pair: {names:?}, {values:?}"));
+                return Err(Malformed::Unpaired {
+                    names: names.into(),
+                    values: values.into(),
+                });
             };
             if !selection.may_want(prefix) {
                 continue;
@@ -447,7 +451,7 @@ impl Counters {
                         self.take(selection, &name, value)?;
                     }
                     (None, None) => break,
-                    _ => return Err(format!("{prefix}: names and values differ in number")),
+                    _ => return Err(Malformed::Unequal(prefix.into())),
                 }
             }
         }
@@ -456,7 +460,7 @@ impl Counters {
 
     /// The `snmp6` layout: `Name value` per line, grouped by protocol (the
     /// name up to its `6`: `Ip6`, `Udp6`).
-    fn parse_pairs(&mut self, selection: &Selection, text: &str) -> Result<(), String> {
+    fn parse_pairs(&mut self, selection: &Selection, text: &str) -> Result<(), Malformed> {
         let mut protocol: (&str, bool) = ("", false);
         for line in text.lines() {
             let mut it = line.split_ascii_whitespace();
@@ -472,7 +476,7 @@ impl Counters {
                     }
                 }
                 (None, ..) => {}
-                _ => return Err(format!("not a name and a value: {line:?}")),
+                _ => return Err(Malformed::Pair(line.into())),
             }
         }
         Ok(())
@@ -486,11 +490,11 @@ impl Counters {
 }
 
 /// Counter names are letters and digits, as the kernel prints them.
-fn check_name(name: &str) -> Result<(), String> {
+fn check_name(name: &str) -> Result<(), Malformed> {
     if name.len() <= NAME_MAX && name.bytes().all(|b| b.is_ascii_alphanumeric()) {
         Ok(())
     } else {
-        Err(format!("not a counter name: {name:?}"))
+        Err(Malformed::CounterName(name.into()))
     }
 }
 
@@ -537,12 +541,12 @@ impl CounterFiles {
             .chain(self.snmp6.as_ref().map(|f| (f, false)));
         for (file, tables) in files {
             let n = file.read_all(&mut self.buf, FILE_MAX)?;
-            let malformed = |detail: String| Error::SysctlParse {
+            let malformed = |detail: Malformed| Error::SysctlParse {
                 path: file.path().to_owned(),
                 detail,
             };
-            let text =
-                std::str::from_utf8(&self.buf[..n]).map_err(|_| malformed("not text".into()))?;
+            let text = std::str::from_utf8(&self.buf[..n])
+                .map_err(|_| malformed(Malformed::NotText(None)))?;
             if tables {
                 into.parse_tables(selection, text).map_err(malformed)?;
             } else {

@@ -48,7 +48,7 @@ pub enum Error {
     /// writes it.
     SysctlParse {
         path: PathBuf,
-        detail: String,
+        detail: Malformed,
     },
     /// The namespace file could not be opened (gone, or another user's
     /// `/proc/PID/ns/net`).
@@ -188,8 +188,9 @@ fn denied(e: &io::Error) -> bool {
 /// `source()` to print it twice; [`Error::io_error`] gives it.
 impl std::error::Error for Error {}
 
-/// What is wrong with a /proc table, each with the text it is about
-/// (quoted lossily in the message).
+/// What is wrong with a file the kernel writes (a /proc table, a sysctl,
+/// the SNMP counters), each with the text it is about (quoted lossily in
+/// the message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Malformed {
@@ -218,6 +219,31 @@ pub enum Malformed {
     },
     /// A line longer than the read buffer.
     TooLong(usize),
+    /// Bytes that are not UTF-8 (quoted lossily when given).
+    NotText(Option<String>),
+    /// `net.ipv4.ip_local_port_range`.
+    PortRange(String),
+    /// `net.ipv4.ip_local_reserved_ports`.
+    ReservedPorts(String),
+    /// `net.ipv4.tcp_ehash_entries`, as read (quoted).
+    TableSize(String),
+    /// /proc/net/snmp or netstat: a line of names and its line of values.
+    Unpaired {
+        names: String,
+        values: String,
+    },
+    /// /proc/net/snmp or netstat: a line of names last.
+    NoValues,
+    /// /proc/net/snmp or netstat: this prefix's names and values differ in
+    /// number.
+    Unequal(String),
+    /// /proc/net/snmp6: a line that is not a name and a value.
+    Pair(String),
+    CounterName(String),
+    NotANumber {
+        name: String,
+        value: String,
+    },
 }
 
 impl std::fmt::Display for Malformed {
@@ -237,6 +263,21 @@ impl std::fmt::Display for Malformed {
             }
             Malformed::Empty { header } => write!(f, "empty file: expected the {header:?} header"),
             Malformed::TooLong(n) => write!(f, "line longer than {n} bytes"),
+            Malformed::NotText(Some(s)) => write!(f, "not text: {s:?}"),
+            Malformed::NotText(None) => f.write_str("not text"),
+            Malformed::PortRange(s) => write!(f, "bad port range {s:?}"),
+            Malformed::ReservedPorts(s) => write!(f, "bad reserved ports {s:?}"),
+            Malformed::TableSize(s) => write!(f, "not a table size: {s}"),
+            Malformed::Unpaired { names, values } => {
+                write!(f, "lines that do not pair: {names:?}, {values:?}")
+            }
+            Malformed::NoValues => f.write_str("a line of names without values"),
+            Malformed::Unequal(prefix) => write!(f, "{prefix}: names and values differ in number"),
+            Malformed::Pair(line) => write!(f, "not a name and a value: {line:?}"),
+            Malformed::CounterName(name) => write!(f, "not a counter name: {name:?}"),
+            Malformed::NotANumber { name, value } => {
+                write!(f, "counter {name} is not a number: {value:?}")
+            }
         }
     }
 }

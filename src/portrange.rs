@@ -24,7 +24,7 @@
 
 use std::path::Path;
 
-use crate::error::Error;
+use crate::error::{Error, Malformed};
 use crate::kept::KeptFile;
 
 /// One bit per port.
@@ -107,15 +107,15 @@ impl PortRange {
     /// `ip_local_port_range` (`32768\t60999\n`), `reserved` as it prints
     /// `ip_local_reserved_ports` (`8080,9000-9010\n`, or an empty line).
     /// Keeps its memory. The error says which of the two was malformed.
-    pub fn parse(&mut self, range: &[u8], reserved: &[u8]) -> Result<(), (Which, String)> {
+    pub fn parse(&mut self, range: &[u8], reserved: &[u8]) -> Result<(), (Which, Malformed)> {
         let range = std::str::from_utf8(range).map(str::trim).map_err(|_| {
-            let text = String::from_utf8_lossy(range);
-            (Which::Range, format!("not text: {text:?}"))
+            let text = String::from_utf8_lossy(range).into_owned();
+            (Which::Range, Malformed::NotText(Some(text)))
         })?;
         let mut it = range.split_ascii_whitespace().map(str::parse::<u16>);
         let (low, high) = match (it.next(), it.next(), it.next()) {
             (Some(Ok(l)), Some(Ok(h)), None) if l <= h => (l, h),
-            _ => return Err((Which::Range, format!("bad port range {range:?}"))),
+            _ => return Err((Which::Range, Malformed::PortRange(range.into()))),
         };
         self.parse_reserved(reserved)
             .map_err(|e| (Which::Reserved, e))?;
@@ -124,13 +124,13 @@ impl PortRange {
         Ok(())
     }
 
-    fn parse_reserved(&mut self, reserved: &[u8]) -> Result<(), String> {
-        let list = std::str::from_utf8(reserved)
-            .map(str::trim)
-            .map_err(|_| format!("not text: {:?}", String::from_utf8_lossy(reserved)))?;
+    fn parse_reserved(&mut self, reserved: &[u8]) -> Result<(), Malformed> {
+        let list = std::str::from_utf8(reserved).map(str::trim).map_err(|_| {
+            Malformed::NotText(Some(String::from_utf8_lossy(reserved).into_owned()))
+        })?;
         self.reserved.clear();
         for item in list.split(',').filter(|s| !s.is_empty()) {
-            let bad = || format!("bad reserved ports {list:?}");
+            let bad = || Malformed::ReservedPorts(list.into());
             let (a, b) = item.split_once('-').unwrap_or((item, item));
             let (a, b) = (
                 a.parse::<u16>().map_err(|_| bad())?,

@@ -16,7 +16,7 @@
 
 use std::path::Path;
 
-use crate::error::Error;
+use crate::error::{Error, Malformed};
 use crate::kept::KeptFile;
 
 /// A namespace's TCP established hash table.
@@ -52,14 +52,14 @@ impl TcpHash {
     }
 
     /// The sysctl's text: `262144\n`, or `-262144\n` when shared.
-    pub fn parse(text: &[u8]) -> Result<TcpHash, String> {
+    pub fn parse(text: &[u8]) -> Result<TcpHash, Malformed> {
         let text = std::str::from_utf8(text).map(str::trim);
         match text.map(str::parse::<i64>) {
             Ok(Ok(n)) if n != 0 => Ok(TcpHash {
                 entries: n.unsigned_abs(),
                 shared: n < 0,
             }),
-            _ => Err(format!("not a table size: {text:?}")),
+            _ => Err(Malformed::TableSize(format!("{text:?}"))),
         }
     }
 }
