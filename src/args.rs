@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, ValueEnum};
 
-use crate::aggregate::destinations::MAX_TOP;
 use crate::counters::Selection;
+use crate::measure::destination::count::MAX_TOP;
 use crate::values::{parse_interval, parse_ports, DEFAULT_LISTEN};
 
 pub const AFTER_HELP: &str = "\

@@ -18,15 +18,15 @@
 
 use std::path::PathBuf;
 
-use crate::aggregate::cgroups::MAX_CGROUPS;
-use crate::aggregate::destinations::MAX_TRACKED;
-use crate::aggregate::listen::{ListenCounts, MAX_LISTENERS};
-use crate::aggregate::ports::{PortConfig, PortCounts, MAX_PORTS};
-use crate::aggregate::Aggregations;
-use crate::aggregate::Gathered;
 use crate::cgroupfs::CgroupPaths;
 use crate::counters::{CounterFiles, Counters, Selection, MAX_NAMES};
 use crate::error::Error;
+use crate::measure::cgroup::count::MAX_CGROUPS;
+use crate::measure::destination::count::MAX_TRACKED;
+use crate::measure::listen::count::{ListenCounts, MAX_LISTENERS};
+use crate::measure::port::count::{PortConfig, PortCounts, MAX_PORTS};
+use crate::measure::Aggregations;
+use crate::measure::Gathered;
 use crate::netlink::DiagSocket;
 use crate::netns::{self, Target};
 use crate::portrange::PortRangeFiles;
@@ -504,7 +504,8 @@ impl Collector {
         );
         if agg.needs_listeners_first() {
             // Listeners before the sockets that use them (see
-            // aggregate::ports and aggregate::listen): they head each file.
+            // measure::port::count and measure::listen::count): they head
+            // each file.
             for (path, table) in [(&paths.tcp, v4), (&paths.tcp6, v6)] {
                 let past = std::cell::Cell::new(false);
                 let mut stopped = false;
@@ -616,7 +617,7 @@ fn kept<'a, T: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::ports::PortConfig;
+    use crate::measure::port::count::PortConfig;
     use std::path::Path;
 
     const HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";

@@ -4,8 +4,8 @@
 //!
 //! What a library user gets: a [`Collector`] with its [`Options`] (one
 //! gather in one namespace, over [`netlink`] or [`procfs`]), the gathered
-//! result ([`aggregate::Gathered`]), the measurements that turn it into
-//! rows ([`measure`], [`rows::Rows`]), the formats ([`Format`]) and the
+//! result ([`measure::Gathered`]), the measurements that turn it into rows
+//! ([`measure`], [`rows::Rows`]), the formats ([`Format`]) and the
 //! [`Error`] type.
 //!
 //! The modules in import order, each depending only on those before it
@@ -15,12 +15,13 @@
 //! files, kept open: its ephemeral ports, whether it shares the TCP hash,
 //! its SNMP MIB counters), `tagtext` and [`cgroupfs`] (cgroup ids to
 //! paths), [`netns`] (other network namespaces and their labels),
-//! [`aggregate`] (one pass over the records), [`collector`] (one gather in
-//! one namespace, returning every aggregation's result), [`metric`] (what a
-//! field, a metric and a measurement's description are), [`output`] (one
-//! encoder per format, reading descriptions only), [`measure`] (one module
-//! per measurement: rows and descriptions) and [`rows`] (the rows of a
-//! gather, in order, tagged by one rule).
+//! [`metric`] (what a field, a metric and a measurement's description
+//! are), [`measure`] (one module per measurement: its aggregation over the
+//! records, its rows and its descriptions; the one pass that feeds them),
+//! [`collector`] (one gather in one namespace, returning every
+//! aggregation's result), [`output`] (one encoder per format, reading
+//! descriptions only) and [`rows`] (the rows of a gather, in order, tagged
+//! by one rule).
 //!
 //! The binary adds the command line, the loop over namespaces, the modes
 //! (one-shot, execd and interval loops, the exporter) and the man page.
@@ -31,7 +32,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod aggregate;
 #[cfg(feature = "cli")]
 pub mod args;
 pub mod cgroupfs;
@@ -61,12 +61,12 @@ pub mod wire;
 #[cfg(test)]
 mod testdir;
 
-pub use aggregate::states::{
-    counts_from_states, counts_from_unix_types, ByFamily, Counts, StateHistogram, TcpState,
-};
-pub use aggregate::Kind;
 pub use collector::{Collector, Event, Options, Source};
 pub use error::Error;
+pub use measure::netstat::count::{
+    counts_from_states, counts_from_unix_types, ByFamily, Counts, StateHistogram, TcpState,
+};
 pub use metric::Metric;
 pub use output::Format;
+pub use record::Kind;
 pub use wire::Dump;

@@ -92,7 +92,7 @@ pub struct ListenInfo {
 }
 
 /// A socket's timer, retransmit count and drop counter, as both sources
-/// give them (`--health`; see `aggregate::health` for what they mean).
+/// give them (`--health`; see `measure::health::count` for what they mean).
 ///
 /// Netlink fills `timer` and `retrans` from every record's header
 /// (`idiag_timer`, `idiag_retrans`: two bytes it reads anyway), and `drops`

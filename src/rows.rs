@@ -12,8 +12,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::aggregate::Gathered;
 use crate::measure::selfmetrics::{self, Status};
+use crate::measure::Gathered;
 use crate::measure::{self, Shape};
 use crate::metric::{Field, Metric, Schema};
 use crate::output::Format;
@@ -200,11 +200,11 @@ fn sorted(tags: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::listen::ListenCounts;
-    use crate::aggregate::ports::{PortConfig, PortCounts};
-    use crate::aggregate::{Kind, ListenInfo, LISTEN};
+    use crate::measure::listen::count::ListenCounts;
+    use crate::measure::port::count::{PortConfig, PortCounts};
     use crate::measure::testing::*;
     use crate::measure::Measurements;
+    use crate::record::{Kind, ListenInfo, LISTEN};
     use crate::wire::{AF_INET, AF_INET6};
 
     #[test]
@@ -339,7 +339,7 @@ mod tests {
 
     #[test]
     fn a_row_s_own_tag_wins_over_the_namespace_s_and_no_key_is_written_twice() {
-        use crate::aggregate::cgroups::CgroupCounts;
+        use crate::measure::cgroup::count::CgroupCounts;
         const APP: &str = "4f1d2a3b5c6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8";
         let mut c = CgroupCounts::default();
         c.reset(Kind::Tcp);

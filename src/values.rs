@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::aggregate::ports::MAX_PORTS;
+use crate::measure::port::count::MAX_PORTS;
 
 /// Where `--listen` without a value serves: every address, port 10273
 /// (outside the Prometheus default-port wiki's 9100-9999 range, which is

@@ -545,7 +545,7 @@ fn exhaustion_is_utilization_one() {
 /// says so, and the rows still add up to every outbound socket.
 fn past_the_cap_totals_stay_exact() {
     in_netns(|| {
-        let cap = telegraf_netstat::aggregate::destinations::MAX_TRACKED;
+        let cap = telegraf_netstat::measure::destination::count::MAX_TRACKED;
         let n = cap + 50;
         let mut keep = Vec::with_capacity(n);
         for i in 0..n {

@@ -40,20 +40,26 @@ fn code(path: &Path) -> String {
         .join("\n")
 }
 
-/// Every `.rs` file of module `name` (a file or a directory), but test-only
-/// helper modules.
+/// Every `.rs` file of module `name` (a file or a directory, walked
+/// down), but test-only helper modules.
 fn files(name: &str) -> Vec<std::path::PathBuf> {
     let src = Path::new(ROOT).join("src");
     let file = src.join(format!("{name}.rs"));
     if file.exists() {
         return vec![file];
     }
-    let mut out: Vec<_> = std::fs::read_dir(src.join(name))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
-        .filter(|p| !p.ends_with("testing.rs"))
-        .collect();
+    let mut out = Vec::new();
+    let mut dirs = vec![src.join(name)];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|e| e == "rs") && !p.ends_with("testing.rs") {
+                out.push(p);
+            }
+        }
+    }
     out.sort();
     out
 }

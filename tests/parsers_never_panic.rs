@@ -2,8 +2,8 @@
 //! on arbitrary bytes; and well-formed batches are read exactly.
 
 use proptest::prelude::*;
-use telegraf_netstat::aggregate::Kind;
 use telegraf_netstat::netlink::{read_batch, Batch};
+use telegraf_netstat::record::Kind;
 use telegraf_netstat::{procfs, wire, Dump};
 
 fn msg(kind: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
@@ -26,7 +26,7 @@ proptest! {
     #[test]
     fn read_batch_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600), seq in 0u32..3) {
         for dump in [Dump::Tcp, Dump::Udp4, Dump::Unix] {
-            let _ = read_batch(&bytes, dump, seq, true, true, &mut |_: &telegraf_netstat::aggregate::Record| {});
+            let _ = read_batch(&bytes, dump, seq, true, true, &mut |_: &telegraf_netstat::record::Record| {});
         }
     }
 
@@ -46,14 +46,14 @@ proptest! {
         }
         // Unmodified, every state comes out in order.
         let mut seen = Vec::new();
-        prop_assert_eq!(read_batch(&b, Dump::Tcp, 1, true, true, &mut |r: &telegraf_netstat::aggregate::Record| seen.push((r.family, r.state))).unwrap(), Batch::More);
+        prop_assert_eq!(read_batch(&b, Dump::Tcp, 1, true, true, &mut |r: &telegraf_netstat::record::Record| seen.push((r.family, r.state))).unwrap(), Batch::More);
         let want: Vec<(u8, u8)> = states.iter().map(|&s| (wire::AF_INET6, s)).collect();
         prop_assert_eq!(&seen, &want);
         // Flipped and cut, it still returns.
         let i = flip_at.index(b.len());
         b[i] = flip_to;
         let n = cut.index(b.len() + 1);
-        let _ = read_batch(&b[..n], Dump::Tcp, 1, true, true, &mut |_: &telegraf_netstat::aggregate::Record| {});
+        let _ = read_batch(&b[..n], Dump::Tcp, 1, true, true, &mut |_: &telegraf_netstat::record::Record| {});
     }
 
     #[test]

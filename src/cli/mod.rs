@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{error::ErrorKind, CommandFactory, Parser, ValueEnum};
-use telegraf_netstat::aggregate::ports::{PortConfig, MAX_PORTS};
 use telegraf_netstat::args::{
     Args, FormatArg, LevelArg, LogFormatArg, NamesArg, OnlyArg, SourceArg,
 };
 use telegraf_netstat::counters::Selection;
 use telegraf_netstat::log::{Level, LogFormat, Logger};
+use telegraf_netstat::measure::port::count::{PortConfig, MAX_PORTS};
 use telegraf_netstat::measure::Measurements;
 use telegraf_netstat::values::ListenAddr;
 use telegraf_netstat::{Format, Source};

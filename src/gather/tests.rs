@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 
-use telegraf_netstat::aggregate::states::{ByFamily, Counts};
+use telegraf_netstat::measure::netstat::count::{ByFamily, Counts};
 use telegraf_netstat::Format;
 
 use super::*;

@@ -4,8 +4,8 @@
 //! [`crate::counters`], which reads them.
 
 use super::{Emit, Measurement, Shape};
-use crate::aggregate::Gathered;
 use crate::counters;
+use crate::measure::Gathered;
 use crate::metric::{Field, Native, Schema};
 
 pub static MEASUREMENT: Measurement = Measurement {

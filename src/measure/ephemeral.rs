@@ -2,8 +2,8 @@
 //! (`--ephemeral-ports`), one row per namespace.
 
 use super::{Emit, Measurement, Shape};
-use crate::aggregate::destinations::utilization;
-use crate::aggregate::Gathered;
+use crate::measure::destination::count::utilization;
+use crate::measure::Gathered;
 use crate::metric::{self, FieldDesc, Native, Schema};
 
 pub static MEASUREMENT: Measurement = Measurement {

@@ -1,12 +1,14 @@
-//! Measurements: one module each, owning its rows (tags and fields) over
-//! what the aggregations computed ([`Gathered`]) and its descriptors
-//! ([`Schema`]: name, fields' HELP, native Prometheus families, type).
-//! The encoders and the sink only read the descriptors.
+//! Measurements: one module each, owning its aggregation over the records
+//! (its `count` module, fed by the one pass of [`Aggregations`]), its rows
+//! (tags and fields) over what the aggregations computed ([`Gathered`]) and
+//! its descriptors ([`Schema`]: name, fields' HELP, native Prometheus
+//! families, type). The encoders and the sink only read the descriptors.
 //!
 //! A new measurement is one module here and one line in [`ALL`], plus its
-//! flag (`cli`) and, when it reads socket records, its aggregation in
-//! `aggregate` (see ARCHITECTURE.md).
+//! flag (`cli`) and, when it reads socket records, its aggregation's place
+//! in [`Aggregations`] and [`Gathered`] (see ARCHITECTURE.md).
 
+mod aggregations;
 pub mod cgroup;
 pub mod counters;
 pub mod destination;
@@ -19,8 +21,8 @@ pub mod selfmetrics;
 #[cfg(test)]
 pub(crate) mod testing;
 
-use crate::aggregate::Gathered;
 use crate::metric::{Field, Schema};
+pub use aggregations::{Aggregations, Gathered};
 
 /// Every measurement, in the order its rows are printed: every `netstat`
 /// row, then every `netstat_port` row, and so on (the Prometheus format

@@ -1,12 +1,13 @@
 //! What the measurements' unit tests share: a shape printing everything,
 //! a `Gathered` with known counts, records, and the rows in line protocol.
 
-use crate::aggregate::listen::ListenCounts;
-use crate::aggregate::ports::PortCounts;
-use crate::aggregate::states::{ByFamily, Counts};
-use crate::aggregate::{Gathered, Kind, ListenInfo, Record, LISTEN};
+use crate::measure::listen::count::ListenCounts;
+use crate::measure::netstat::count::{ByFamily, Counts};
+use crate::measure::port::count::PortCounts;
+use crate::measure::Gathered;
 use crate::measure::{Measurements, Shape};
 use crate::output::Format;
+use crate::record::{Kind, ListenInfo, Record, LISTEN};
 use crate::rows::Rows;
 
 pub const ALL: Measurements = Measurements {

@@ -57,7 +57,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::super::Format;
-    use crate::aggregate::states::Counts;
+    use crate::measure::netstat::count::Counts;
     use crate::metric::Metric;
 
     #[test]

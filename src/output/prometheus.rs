@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn timestamps_are_milliseconds_when_asked() {
         use std::time::{Duration, SystemTime};
-        let counts = crate::aggregate::states::Counts::default();
+        let counts = crate::measure::netstat::count::Counts::default();
         let m = crate::metric::Metric {
             schema: &crate::measure::netstat::SCHEMA,
             tags: &[],
@@ -190,7 +190,7 @@ mod tests {
     }
 
     use super::super::Format;
-    use crate::aggregate::states::Counts;
+    use crate::measure::netstat::count::Counts;
     use crate::metric::Metric;
 
     #[test]

@@ -1,39 +1,32 @@
 //! Aggregations: what a gather computes from the socket records it reads,
 //! in one pass. The sources (`netlink`, `procfs`) turn each socket into a
 //! [`Record`] (defined in [`crate::record`], below both) and hand it to
-//! [`Aggregations::add`]; each aggregation is a
-//! small type of its own that reads the fields it needs, so adding one
-//! touches neither source.
+//! [`Aggregations::add`]; each measurement's aggregation (its `count`
+//! module) is a small type of its own that reads the fields it needs, so
+//! adding one touches neither source:
 //!
-//! - [`states`]: the 13 fields of `netstat`, per address family;
-//! - [`ports`]: the same fields per chosen local and remote port
+//! - `netstat::count`: the 13 fields of `netstat`, per address family;
+//! - `port::count`: the same fields per chosen local and remote port
 //!   (`netstat_port`), when asked for;
-//! - [`listen`]: accept queues per listening address (`netstat_listen`),
-//!   when asked for;
-//! - [`destinations`]: outbound sockets per destination and the
+//! - `listen::count`: accept queues per listening address
+//!   (`netstat_listen`), when asked for;
+//! - `destination::count`: outbound sockets per destination and the
 //!   namespace's ephemeral ports (`netstat_destination`,
 //!   `netstat_ephemeral`), when asked for;
-//! - [`cgroups`]: the same 13 fields per cgroup (`netstat_cgroup`), when
-//!   asked for;
-//! - [`health`]: sockets failing now and UDP drops (`--health`): the
+//! - `cgroup::count`: the same 13 fields per cgroup (`netstat_cgroup`),
+//!   when asked for;
+//! - `health::count`: sockets failing now and UDP drops (`--health`): the
 //!   namespace's totals (`netstat_health`), and the same fields on each row
 //!   above, kept by the aggregation that owns the row.
 
-pub mod cgroups;
-pub mod destinations;
-pub mod health;
-pub mod listen;
-pub mod ports;
-pub mod states;
-
+use super::cgroup::count::CgroupCounts;
+use super::destination::count::Outbound;
+use super::health::count::{self as health, Failure, Signals};
+use super::listen::count::ListenCounts;
+use super::netstat::count::{ByFamily, Queued, StateCounts};
+use super::port::count::{PortConfig, PortCounts};
 use crate::counters::Counters;
-pub use crate::record::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
-use cgroups::CgroupCounts;
-use destinations::Outbound;
-use health::{Failure, Signals};
-use listen::ListenCounts;
-use ports::{PortConfig, PortCounts};
-use states::{ByFamily, Queued, StateCounts};
+use crate::record::{Kind, Record, LISTEN};
 
 /// What the last gather of one namespace computed: every aggregation's
 /// result, borrowed from the collector and handed forward to `rows`.

@@ -9,7 +9,7 @@
 //! every accepted connection on a listener inside the range (a common sight:
 //! services bound to port 0, or to a port above 32768) would make its client
 //! a "destination". Listeners are known before the sockets that use them
-//! (see `aggregate::ports` for the order of both sources).
+//! (see `port::count` for the order of both sources).
 //!
 //! Exhaustion is per (local address, remote address, remote port):
 //! `__inet_hash_connect()` (net/ipv4/inet_hashtables.c) accepts a port when
@@ -36,10 +36,10 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
-use super::health::Failure;
-use super::states::Tally;
-use super::{Kind, Record, LISTEN};
+use crate::measure::health::count::Failure;
+use crate::measure::netstat::count::Tally;
 use crate::portrange::{PortBits, PortRange};
+use crate::record::{Kind, Record, LISTEN};
 use crate::wire::AF_INET;
 
 /// At most this many (local address, remote address, remote port) are

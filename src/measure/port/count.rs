@@ -20,10 +20,10 @@
 //! /proc/net/tcp and tcp6 (`tcp_seq_start()` begins with
 //! `TCP_SEQ_STATE_LISTENING`).
 
-use super::health::{Failure, Signals};
-use super::states::{Counts, Queued};
-use super::{Kind, Record, LISTEN};
-use crate::aggregate::states::{counts_from_states, StateHistogram};
+use crate::measure::health::count::{Failure, Signals};
+use crate::measure::netstat::count::{counts_from_states, StateHistogram};
+use crate::measure::netstat::count::{Counts, Queued};
+use crate::record::{Kind, Record, LISTEN};
 
 /// At most this many ports in all on the command line, and this many
 /// listening ports per namespace.

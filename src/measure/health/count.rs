@@ -30,10 +30,10 @@
 //! that break sockets down (`netstat_port`, `netstat_destination`,
 //! `netstat_cgroup`, `netstat_listen`) keep a [`Signals`] (or, per
 //! listener, a count) next to their sockets, fed by
-//! [`super::Aggregations::add_health`] only for sockets that have something
+//! [`crate::measure::Aggregations::add_health`] only for sockets that have something
 //! to add.
 
-use super::{Kind, Record, LISTEN, SYN_RECV};
+use crate::record::{Kind, Record, LISTEN, SYN_RECV};
 
 /// `TCP_SYN_SENT`.
 const SYN_SENT: u8 = 2;
@@ -103,7 +103,7 @@ pub struct Signals {
 
 impl Signals {
     /// One socket that has something to add (see
-    /// [`super::Aggregations::add_health`]).
+    /// [`crate::measure::Aggregations::add_health`]).
     #[inline(always)]
     pub fn add_record(&mut self, r: &Record, f: Option<Failure>) {
         if let Some(f) = f {

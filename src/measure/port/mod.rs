@@ -3,12 +3,14 @@
 //! `direction` and `port`; and `netstat_port_tcp`, the bytes queued per
 //! port, native Prometheus names only.
 
+pub mod count;
+
 use super::health::{self, families};
 use super::netstat::{self, family, field_help, queue_fields, state_native, QUEUE_FIELDS};
 use super::{Emit, Measurement, Shape};
-use crate::aggregate::health::Signals;
-use crate::aggregate::states::Counts;
-use crate::aggregate::Gathered;
+use crate::measure::health::count::Signals;
+use crate::measure::netstat::count::Counts;
+use crate::measure::Gathered;
 use crate::metric::{self, Native, Schema};
 
 pub static MEASUREMENT: Measurement = Measurement {

@@ -3,11 +3,13 @@
 //! the rows that break sockets down (`netstat_port`,
 //! `netstat_destination`, `netstat_cgroup`; `synack_retrying` on
 //! `netstat_listen`), whose schemas take their HELP and native families
-//! from here. The aggregation is `aggregate::health`.
+//! from here. The aggregation is `measure::health::count`.
+
+pub mod count;
 
 use super::{Emit, Measurement, Shape};
-use crate::aggregate::health::{Signals, UDP_DROPS, UDP_RECEIVE_QUEUE};
-use crate::aggregate::Gathered;
+use crate::measure::health::count::{Signals, UDP_DROPS, UDP_RECEIVE_QUEUE};
+use crate::measure::Gathered;
 use crate::metric::{Field, Native, Schema, Value};
 
 /// The three native families of the fields on one kind of row (failing
@@ -110,14 +112,14 @@ fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
 
 #[cfg(test)]
 mod tests {
-    use crate::aggregate::ports::{PortConfig, PortCounts};
+    use crate::measure::port::count::{PortConfig, PortCounts};
     use crate::measure::testing::*;
     use crate::rows::Rows;
     use crate::wire::AF_INET;
 
     #[test]
     fn health_fields_join_the_rows_sorted_and_netstat_health_follows() {
-        use crate::aggregate::health::{failure, Signals};
+        use crate::measure::health::count::{failure, Signals};
         use crate::record::HealthInfo;
         let config = PortConfig {
             remote: vec![5432],

@@ -2,11 +2,13 @@
 //! `cgroup` (and `container_id`, `pod_uid` where the runtime's path names
 //! them); sockets without a cgroup in `cgroup=unattributed`.
 
+pub mod count;
+
 use super::health::{self, families};
 use super::netstat::{self, field_help, state_native};
 use super::{Emit, Measurement, Shape};
-use crate::aggregate::states::Tally;
-use crate::aggregate::Gathered;
+use crate::measure::netstat::count::Tally;
+use crate::measure::Gathered;
 use crate::metric::{Native, Schema};
 use crate::netns::names;
 

@@ -1,9 +1,12 @@
 //! `netstat_listen`: accept queues per TCP listening address and port
 //! (`--listen-queues`), tagged `address` and `port`.
 
+pub mod count;
+
+use super::health::count as health;
 use super::netstat::family;
+use super::Gathered;
 use super::{Emit, Measurement, Shape};
-use crate::aggregate::{health, Gathered};
 use crate::metric::{self, Field, FieldDesc, Native, Schema};
 use crate::record::address_text;
 use crate::wire::AF_INET;

@@ -10,9 +10,11 @@
 //! too: `netstat_port`, `netstat_destination` and `netstat_cgroup` print
 //! the same fields.
 
+pub mod count;
+
 use super::{Emit, Measurement, Shape};
-use crate::aggregate::states::{Counts, Queued, TCP_NONE, UDP_SOCKET};
-use crate::aggregate::Gathered;
+use crate::measure::netstat::count::{Counts, Queued, TCP_NONE, UDP_SOCKET};
+use crate::measure::Gathered;
 use crate::metric::{self, Field, FieldDesc, Native, Schema};
 
 pub static MEASUREMENT: Measurement = Measurement {

@@ -3,14 +3,16 @@
 //! `address` and `port`, with the 13 fields and `utilization`; then one
 //! row `address=other,port=other` for the rest.
 
+pub mod count;
+
 use super::ephemeral::UTILIZATION;
 use super::health::{self, families};
 use super::netstat::{self, field_help, state_native};
 use super::{Emit, Measurement, Shape};
-use crate::aggregate::destinations::{self, utilization};
-use crate::aggregate::states::Tally;
-use crate::aggregate::Gathered;
+use crate::measure::netstat::count::Tally;
+use crate::measure::Gathered;
 use crate::metric::{Field, Native, Schema};
+use count::utilization;
 
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
@@ -68,7 +70,7 @@ fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
     let (top, rest) = o.top(shape.top);
     for d in top {
         let own = [
-            ("address", destinations::address_text(&d.addr)),
+            ("address", count::address_text(&d.addr)),
             ("port", d.port.to_string()),
         ];
         emit(&SCHEMA, &own, &fields(&d.sockets, d.max_per_local));
@@ -81,16 +83,16 @@ fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
 
 #[cfg(test)]
 mod tests {
-    use crate::aggregate::Kind;
     use crate::measure::testing::*;
     use crate::measure::{Measurements, Shape};
     use crate::output::Format;
+    use crate::record::Kind;
     use crate::rows::Rows;
     use crate::wire::AF_INET;
 
     #[test]
     fn ephemeral_and_destination_rows_with_a_float_field() {
-        use crate::aggregate::destinations::Outbound;
+        use crate::measure::destination::count::Outbound;
         let mut o = Outbound::default();
         o.range.parse(b"40000 40003", b"").unwrap();
         o.reset(Kind::Tcp);

@@ -20,9 +20,9 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
-use super::health::Failure;
-use super::states::{Tally, TcpState};
-use super::{Kind, Record};
+use crate::measure::health::count::Failure;
+use crate::measure::netstat::count::{Tally, TcpState};
+use crate::record::{Kind, Record};
 
 /// At most this many cgroups are told apart per namespace.
 pub const MAX_CGROUPS: usize = 4096;

@@ -4,8 +4,8 @@
 //! increment per socket, no branch); turning that into fields is a pure
 //! function here, testable without sockets.
 
-use super::health::Signals;
-use super::{Kind, Record, LISTEN};
+use crate::measure::health::count::Signals;
+use crate::record::{Kind, Record, LISTEN};
 
 /// A TCP state as the kernel numbers it (`include/net/tcp_states.h`).
 ///

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 
-use super::{Record, LISTEN, SYN_RECV};
+use crate::record::{Record, LISTEN, SYN_RECV};
 use crate::wire::{AF_INET, AF_INET6};
 
 /// At most this many listening addresses per namespace.
@@ -165,8 +165,8 @@ impl ListenCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::{Kind, ListenInfo};
     use crate::record::address_text;
+    use crate::record::{Kind, ListenInfo};
 
     fn v4(a: [u8; 4]) -> [u8; 16] {
         let mut x = [0u8; 16];
