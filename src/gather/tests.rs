@@ -57,23 +57,14 @@ impl Count for Fake {
             });
         }
         self.gathers += 1;
-        Ok(Gathered {
-            outbound: None,
-            cgroups: None,
-            health: None,
-            queued: Default::default(),
-            by_family: ByFamily {
-                ipv4: Counts {
-                    tcp_established: self.gathers,
-                    ..Default::default()
-                },
+        let by_family = ByFamily {
+            ipv4: Counts {
+                tcp_established: self.gathers,
                 ..Default::default()
             },
-            ports: None,
-            listen: None,
-            counters: None,
-            tcp_hash_shared: None,
-        })
+            ..Default::default()
+        };
+        Ok(Gathered::counts(by_family, Default::default()))
     }
 }
 

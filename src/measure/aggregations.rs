@@ -30,7 +30,10 @@ use crate::record::{Kind, Record, LISTEN};
 
 /// What the last gather of one namespace computed: every aggregation's
 /// result, borrowed from the collector and handed forward to `rows`.
+/// Outside this crate it is made by [`Gathered::counts`], so that a new
+/// aggregation's field is added here and in the collector only.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Gathered<'a> {
     pub by_family: ByFamily,
     /// Bytes queued on TCP sockets other than listeners: IPv4, IPv6.
@@ -51,6 +54,24 @@ pub struct Gathered<'a> {
     /// Whether the namespace's TCP dumps walk the host's shared hash table
     /// (`None`: the kernel does not say).
     pub tcp_hash_shared: Option<bool>,
+}
+
+impl Gathered<'_> {
+    /// The 13 fields per family and the queued bytes; no breakdown, no
+    /// counters, and whether the TCP hash is shared unknown.
+    pub fn counts(by_family: ByFamily, queued: [Queued; 2]) -> Self {
+        Gathered {
+            by_family,
+            queued,
+            ports: None,
+            listen: None,
+            outbound: None,
+            cgroups: None,
+            health: None,
+            counters: None,
+            tcp_hash_shared: None,
+        }
+    }
 }
 
 /// Every aggregation one collector keeps, fed by one pass over the records.

@@ -71,6 +71,22 @@ pub struct Measurements {
     pub health: bool,
 }
 
+impl Measurements {
+    /// Every measurement printed.
+    pub fn all() -> Measurements {
+        Measurements {
+            netstat: true,
+            port: true,
+            listen: true,
+            ephemeral: true,
+            destination: true,
+            cgroup: true,
+            counters: true,
+            health: true,
+        }
+    }
+}
+
 /// How rows are cut, from the flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {

@@ -10,22 +10,11 @@ use crate::output::Format;
 use crate::record::{Kind, ListenInfo, Record, LISTEN};
 use crate::rows::Rows;
 
-pub const ALL: Measurements = Measurements {
-    netstat: true,
-    port: true,
-    listen: true,
-    ephemeral: true,
-    destination: true,
-    cgroup: true,
-    counters: true,
-    health: true,
-};
-
 pub fn shape(by_family: bool) -> Shape {
     Shape {
         by_family,
         include_unix: false,
-        print: ALL,
+        print: Measurements::all(),
         syn_recv: true,
         top: 2,
     }
@@ -54,17 +43,10 @@ pub fn gathered<'a>(
     ports: Option<&'a PortCounts>,
     listen: Option<&'a ListenCounts>,
 ) -> Gathered<'a> {
-    Gathered {
-        by_family: by_family(),
-        queued: Default::default(),
-        ports,
-        listen,
-        outbound: None,
-        cgroups: None,
-        health: None,
-        counters: None,
-        tcp_hash_shared: None,
-    }
+    let mut g = Gathered::counts(by_family(), Default::default());
+    g.ports = ports;
+    g.listen = listen;
+    g
 }
 
 pub fn influx(rows: &Rows) -> String {
