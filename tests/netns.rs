@@ -378,16 +378,29 @@ fn native_names_count_queued_bytes_like_ss() {
             last = now;
         }
         for source in ["netlink", "proc"] {
-            let out = run_ok(&[
-                "--format",
-                "prometheus",
-                "--prometheus-names",
-                "native",
-                "--source",
-                source,
-                "--local-port",
-                "7600",
-            ]);
+            // A window update may still move bytes from the client's send
+            // queue to the server's receive queue: a gather counts when
+            // ss reads the same before and after it.
+            let (out, last) = loop {
+                let before = ss_queues();
+                let out = run_ok(&[
+                    "--format",
+                    "prometheus",
+                    "--prometheus-names",
+                    "native",
+                    "--source",
+                    source,
+                    "--local-port",
+                    "7600",
+                ]);
+                if ss_queues() == before {
+                    break (out, before);
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "queues never stood still around a gather"
+                );
+            };
             let value = |name: &str| -> u64 {
                 out.lines()
                     .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))

@@ -2,7 +2,7 @@
 //! (its `count` module, fed by the one pass of [`Aggregations`]), its rows
 //! (tags and fields) over what the aggregations computed ([`Gathered`]) and
 //! its descriptors ([`Schema`]: name, fields' HELP, native Prometheus
-//! families, type). The encoders and the sink only read the descriptors.
+//! families, type). The encoders read only the descriptors.
 //!
 //! A new measurement is one module here and one line in [`ALL`], plus its
 //! flag (`cli`) and, when it reads socket records, its aggregation's place
