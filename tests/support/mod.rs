@@ -31,15 +31,15 @@ mod tools;
 mod trials;
 
 pub use binary::*;
+pub use exporter::*;
 pub use namespaces::*;
 pub use parse::*;
 pub use plugin::*;
+pub use process::*;
 pub use sockets::*;
 pub use ss::*;
+pub use tools::*;
 // Not every test binary registers its tests here (cli and execd use the
 // standard harness).
-pub use exporter::*;
-pub use process::*;
-pub use tools::*;
 #[allow(unused_imports)]
 pub use trials::*;
