@@ -25,8 +25,8 @@ use crate::measure::cgroup::count::MAX_CGROUPS;
 use crate::measure::destination::count::MAX_TRACKED;
 use crate::measure::listen::count::{ListenCounts, MAX_LISTENERS};
 use crate::measure::port::count::{PortConfig, PortCounts, MAX_PORTS};
-use crate::measure::Aggregations;
 use crate::measure::Gathered;
+use crate::measure::{Aggregations, Measurements};
 use crate::netlink::DiagSocket;
 use crate::netns::{self, Target};
 use crate::portrange::PortRangeFiles;
@@ -61,11 +61,9 @@ pub struct Options {
     /// Only `netstat_listen` is printed (`--only listen`): only listeners
     /// are asked for, and the established table is not walked.
     pub listeners_only: bool,
-    /// Outbound sockets per destination and the ephemeral port range
-    /// (`--destinations`, `--ephemeral-ports`).
-    pub outbound: bool,
-    /// Sockets per cgroup (`--by-cgroup`).
-    pub by_cgroup: bool,
+    /// The measurements printed: each one's aggregation runs
+    /// ([`Aggregations::new`]).
+    pub print: Measurements,
     /// Failing sockets and UDP drops (`--health`): `netstat_health`, and
     /// the same fields on every row above.
     pub health: bool,
@@ -200,9 +198,8 @@ impl Collector {
             unix_via_proc: proc,
             agg: Aggregations::new(
                 &options.ports,
+                &options.print,
                 options.listen_queues,
-                options.outbound,
-                options.by_cgroup,
                 options.health,
             ),
             options,
@@ -313,17 +310,11 @@ impl Collector {
 
     /// What the last gather found.
     fn gathered(&self) -> Gathered<'_> {
-        Gathered {
-            by_family: self.agg.states.by_family(self.options.include_unix),
-            queued: self.agg.states.queued(),
-            ports: self.agg.ports.as_ref(),
-            listen: self.agg.listen.as_ref(),
-            outbound: self.agg.outbound.as_ref(),
-            cgroups: self.agg.cgroups.as_ref(),
-            health: self.agg.health.as_ref(),
-            counters: self.options.counters.is_some().then_some(&self.counters),
-            tcp_hash_shared: self.tcp_hash.flatten().map(|h| h.shared),
-        }
+        self.agg.gathered(
+            self.options.include_unix,
+            self.options.counters.is_some().then_some(&self.counters),
+            self.tcp_hash.flatten().map(|h| h.shared),
+        )
     }
 
     /// Reads whether the namespace shares the host's TCP hash table, inside
@@ -654,8 +645,7 @@ mod tests {
             },
             listen_queues: true,
             listeners_only: false,
-            outbound: false,
-            by_cgroup: false,
+            print: Measurements::default(),
             health: false,
             counters: None,
             counters_only: false,

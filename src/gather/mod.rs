@@ -128,8 +128,7 @@ impl<C: Count> Gatherer<C> {
             ports: config.ports.clone(),
             listen_queues: config.listen_queues,
             listeners_only,
-            outbound: p.ephemeral || p.destination,
-            by_cgroup: p.cgroup,
+            print: *p,
             health: config.health,
             counters: config.counters.clone().filter(|_| p.counters),
             counters_only: *p

@@ -25,6 +25,7 @@ use super::health::count::{self as health, Failure, Signals};
 use super::listen::count::ListenCounts;
 use super::netstat::count::{ByFamily, Queued, StateCounts};
 use super::port::count::{PortConfig, PortCounts};
+use super::Measurements;
 use crate::counters::Counters;
 use crate::record::{Kind, Record, LISTEN};
 
@@ -91,21 +92,44 @@ pub struct Aggregations {
 
 impl Aggregations {
     /// The aggregations asked for besides `states`: `ports` (if not empty),
-    /// `listen`, `outbound`, `cgroups` and `health`.
+    /// `listen` (`--listen-queues`), `health` (`--health`, whose fields
+    /// join the other rows), and those of the measurements printed:
+    /// `outbound` for `netstat_ephemeral` and `netstat_destination`,
+    /// `cgroups` for `netstat_cgroup`.
     pub fn new(
         ports: &PortConfig,
+        print: &Measurements,
         listen: bool,
-        outbound: bool,
-        cgroups: bool,
         health: bool,
     ) -> Aggregations {
         Aggregations {
             states: StateCounts::default(),
             ports: (!ports.is_empty()).then(|| PortCounts::new(ports)),
             listen: listen.then(ListenCounts::default),
-            outbound: outbound.then(Outbound::default),
-            cgroups: cgroups.then(CgroupCounts::default),
+            outbound: (print.ephemeral || print.destination).then(Outbound::default),
+            cgroups: print.cgroup.then(CgroupCounts::default),
             health: health.then(Signals::default),
+        }
+    }
+
+    /// What the last pass computed, with what the namespace's files gave
+    /// (`counters`, whether the TCP hash is shared).
+    pub fn gathered<'a>(
+        &'a self,
+        include_unix: bool,
+        counters: Option<&'a Counters>,
+        tcp_hash_shared: Option<bool>,
+    ) -> Gathered<'a> {
+        Gathered {
+            by_family: self.states.by_family(include_unix),
+            queued: self.states.queued(),
+            ports: self.ports.as_ref(),
+            listen: self.listen.as_ref(),
+            outbound: self.outbound.as_ref(),
+            cgroups: self.cgroups.as_ref(),
+            health: self.health.as_ref(),
+            counters,
+            tcp_hash_shared,
         }
     }
 
