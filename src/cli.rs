@@ -238,6 +238,20 @@ struct Args {
     #[arg(long)]
     health: bool,
 
+    /// Also print round-trip time and loss of the TCP connections on the
+    /// ports of --local-port and --remote-port: measurement
+    /// netstat_port_tcp_info, one row per port and direction with
+    /// connections, rtt_le_* (connections whose smoothed RTT is at most
+    /// 0.0001 ... 1 s, cumulative), rtt_samples, rtt_sum_seconds,
+    /// min_rtt_seconds, loss_recovery, rto_backoff, notsent_bytes and
+    /// unacked_bytes. Read from each socket's tcp_info in one extra TCP
+    /// dump that the kernel filters to those ports, so it costs in
+    /// proportion to the connections selected. Needs netlink (not
+    /// --source proc); without ports nothing extra is dumped. Printed with
+    /// netstat_port. Example: --tcp-info --remote-port 5432
+    #[arg(long)]
+    tcp_info: bool,
+
     /// Print only these measurements, comma-separated: netstat, port,
     /// listen, ephemeral, destination, cgroup, counters, health. --counters --only
     /// counters reads the counters only, no socket. --listen-queues --only listen asks
@@ -393,6 +407,9 @@ pub struct Config {
     /// Failing sockets and UDP drops (`--health`): `netstat_health`, and
     /// its fields on the other rows.
     pub health: bool,
+    /// RTT and loss per selected port (`--tcp-info`):
+    /// `netstat_port_tcp_info`.
+    pub tcp_info: bool,
     /// Tag namespaces with container, pod and hostname labels.
     pub netns_labels: bool,
     /// Serve Prometheus metrics over HTTP (`--listen`).
@@ -623,6 +640,12 @@ impl Config {
                 "--by-cgroup reads the cgroup the kernel attaches to each socket over netlink; the /proc tables of --source proc carry none",
             ));
         }
+        if a.tcp_info && matches!(a.source, SourceArg::Proc) {
+            return Err(Args::command().error(
+                ErrorKind::ArgumentConflict,
+                "--tcp-info reads each socket's tcp_info over netlink; the /proc tables of --source proc carry none",
+            ));
+        }
         if a.web_config.is_some() && !serving {
             return Err(Args::command().error(
                 ErrorKind::MissingRequiredArgument,
@@ -764,6 +787,7 @@ impl Config {
             netns_labels: !a.no_netns_labels,
             counters: a.counters.clone(),
             health: a.health,
+            tcp_info: a.tcp_info,
             serve,
             print: {
                 let want = |m| a.only.is_empty() || a.only.contains(&m);
@@ -884,6 +908,7 @@ mod tests {
             &["t", "--netns="],
             &["t", "--netns"],
             &["t", "--all-netns", "--netns", "/run/netns/a"],
+            &["t", "--tcp-info", "--source", "proc", "--local-port", "22"],
         ] {
             let e = Config::parse(bad.iter().copied()).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");

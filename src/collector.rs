@@ -22,6 +22,7 @@ use crate::aggregate::cgroups::MAX_CGROUPS;
 use crate::aggregate::destinations::MAX_TRACKED;
 use crate::aggregate::listen::{ListenCounts, MAX_LISTENERS};
 use crate::aggregate::ports::{PortConfig, PortCounts, MAX_PORTS};
+use crate::aggregate::tcpinfo::{self, TcpInfoCounts};
 use crate::aggregate::Aggregations;
 use crate::aggregate::Gathered;
 use crate::cgroupfs::CgroupPaths;
@@ -71,6 +72,9 @@ pub struct Options {
     pub health: bool,
     /// The namespace's SNMP MIB counters, these of them (`--counters`).
     pub counters: Option<Selection>,
+    /// RTT and loss of the connections on the ports of `ports`
+    /// (`--tcp-info`): one extra TCP dump, filtered in the kernel.
+    pub tcp_info: bool,
     /// Only `netstat_counters` is printed (`--only counters`): no socket
     /// is asked for.
     pub counters_only: bool,
@@ -99,6 +103,11 @@ pub enum Event<'a> {
     /// More than `MAX_CGROUPS` cgroups were found: the rest count in the
     /// `other` row.
     CgroupsCapped { cap: usize },
+    /// `--tcp-info`: TCP was read from /proc, which has no `tcp_info`, so
+    /// `netstat_port_tcp_info` is left out. Sent once per collector.
+    TcpInfoMissing,
+    /// `--tcp-info`'s filtered dump: the records and bytes it returned.
+    TcpInfoDumped { records: u64, bytes: u64 },
     /// `--by-cgroup` could not tell sockets' cgroups: every socket (or
     /// every one of a protocol read from /proc) is counted as unattributed.
     CgroupsUnknown { why: NoCgroups },
@@ -175,6 +184,10 @@ pub struct Collector {
     unix_via_proc: bool,
     /// What the last gather counted.
     agg: Aggregations,
+    /// `--tcp-info` with ports selected; `None` dumps nothing extra.
+    tcp_info: Option<TcpInfoCounts>,
+    /// `Event::TcpInfoMissing` was sent.
+    tcp_info_missing: bool,
 }
 
 impl Collector {
@@ -205,6 +218,9 @@ impl Collector {
                 options.by_cgroup,
                 options.health,
             ),
+            tcp_info: Some(TcpInfoCounts::new(&options.ports))
+                .filter(|t| options.tcp_info && !t.is_empty()),
+            tcp_info_missing: false,
             options,
         }
     }
@@ -267,6 +283,7 @@ impl Collector {
         if self.tcp_via_proc {
             self.proc_tcp(bufs.proc(), stop)?;
         }
+        self.gather_tcp_info(&mut bufs.recv, events, stop)?;
         if everything && !self.udp_via_proc {
             self.agg.reset(Kind::Udp);
             let r = self
@@ -311,6 +328,52 @@ impl Collector {
         Ok(self.gathered())
     }
 
+    /// `--tcp-info`'s dump, when ports are selected and TCP is read over
+    /// netlink; with /proc, says once that the fields are missing.
+    fn gather_tcp_info(
+        &mut self,
+        buf: &mut [u8],
+        events: &mut dyn FnMut(Event),
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<(), Error> {
+        let Some(t) = &mut self.tcp_info else {
+            return Ok(());
+        };
+        t.reset();
+        if self.tcp_via_proc || self.options.listeners_only {
+            if self.tcp_via_proc && !std::mem::replace(&mut self.tcp_info_missing, true) {
+                events(Event::TcpInfoMissing);
+            }
+            return Ok(());
+        }
+        if stop() {
+            return Err(Error::Stopped);
+        }
+        let socket = open_socket(&mut self.socket, &self.target)?;
+        // Taken out for the dump, whose records `t` counts; no allocation.
+        let (filter, mut request) = (
+            std::mem::take(&mut t.filter),
+            std::mem::take(&mut t.request),
+        );
+        let mut bytes = 0;
+        let r = socket.dump_info(
+            buf,
+            &mut request,
+            tcpinfo::STATES,
+            &filter,
+            &mut bytes,
+            |m| t.add(m),
+            stop,
+        );
+        (t.filter, t.request) = (filter, request);
+        r?;
+        events(Event::TcpInfoDumped {
+            records: t.records,
+            bytes,
+        });
+        Ok(())
+    }
+
     /// What the last gather found.
     fn gathered(&self) -> Gathered<'_> {
         Gathered {
@@ -321,6 +384,7 @@ impl Collector {
             outbound: self.agg.outbound.as_ref(),
             cgroups: self.agg.cgroups.as_ref(),
             health: self.agg.health.as_ref(),
+            tcp_info: self.tcp_info.as_ref().filter(|_| !self.tcp_via_proc),
             counters: self.options.counters.is_some().then_some(&self.counters),
             tcp_hash_shared: self.tcp_hash.flatten().map(|h| h.shared),
         }
@@ -449,13 +513,7 @@ impl Collector {
         if stop() {
             return Err(Error::Stopped);
         }
-        let socket = match &mut self.socket {
-            Some(s) => s,
-            None => self.socket.insert(match &self.target {
-                None => DiagSocket::open()?,
-                Some(t) => netns::open_socket(t)?,
-            }),
-        };
+        let socket = open_socket(&mut self.socket, &self.target)?;
         let agg = &mut self.agg;
         let cgroups = agg.cgroups.is_some();
         // The pass is chosen once per dump: without --health each record
@@ -573,6 +631,21 @@ impl Collector {
     }
 }
 
+/// The collector's sock_diag socket, opened (inside `target`'s namespace,
+/// or this process's when `None`) if it is not open yet.
+fn open_socket<'a>(
+    slot: &'a mut Option<DiagSocket>,
+    target: &Option<Target>,
+) -> Result<&'a mut DiagSocket, Error> {
+    Ok(match slot {
+        Some(s) => s,
+        None => slot.insert(match target {
+            None => DiagSocket::open()?,
+            Some(t) => netns::open_socket(t)?,
+        }),
+    })
+}
+
 /// The main pass over the /proc tables of `kind` (IPv4, then IPv6, which
 /// may be missing). With `--health`, the tables are read with its columns
 /// into `Aggregations::add_health`; without, exactly as before there was
@@ -656,6 +729,7 @@ mod tests {
             outbound: false,
             by_cgroup: false,
             health: false,
+            tcp_info: false,
             counters: None,
             counters_only: false,
         }

@@ -21,6 +21,7 @@
 //! `foldhash` (the destinations' hash map).
 
 pub mod aggregate;
+pub mod bytecode;
 pub mod cgroupfs;
 pub mod collector;
 pub mod counters;

@@ -19,12 +19,14 @@ use crate::aggregate::health::Signals;
 use crate::aggregate::listen::address_text;
 use crate::aggregate::states::Tally;
 use crate::aggregate::states::{Counts, Queued};
+use crate::aggregate::tcpinfo::Stats;
 use crate::aggregate::Gathered;
 use crate::netns::names;
 use crate::output::{
     Field, Format, Health, Metric, Value, CGROUP_MEASUREMENT, COUNTERS_MEASUREMENT,
     DESTINATION_MEASUREMENT, EPHEMERAL_MEASUREMENT, HEALTH_MEASUREMENT, LISTEN_MEASUREMENT,
-    MEASUREMENT, PORT_MEASUREMENT, PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
+    MEASUREMENT, PORT_MEASUREMENT, PORT_QUEUE_MEASUREMENT, PORT_TCP_INFO_MEASUREMENT,
+    QUEUE_MEASUREMENT, RTT_BUCKETS,
 };
 use crate::wire::AF_INET;
 
@@ -77,9 +79,10 @@ pub struct Rows {
     time: Option<SystemTime>,
     /// `netstat`, its queued bytes, `netstat_port`, its queued bytes,
     /// `netstat_listen`, `netstat_ephemeral`, `netstat_destination`,
-    /// `netstat_cgroup`, `netstat_counters`, `netstat_health`. The queued
-    /// bytes are printed with native Prometheus names only.
-    sections: [Vec<Row>; 10],
+    /// `netstat_cgroup`, `netstat_counters`, `netstat_health`,
+    /// `netstat_port_tcp_info`. The queued bytes are printed with native
+    /// Prometheus names only.
+    sections: [Vec<Row>; 11],
     /// Every namespace counted (true) or attempted and failed (false), with
     /// its own tags, sorted by key.
     outcomes: Vec<(Vec<(&'static str, String)>, bool)>,
@@ -247,6 +250,16 @@ impl Rows {
             let f = with_health(Vec::new(), Some(h));
             self.sections[9].push(row(HEALTH_MEASUREMENT, &f, &[], tags));
         }
+        if let (true, Some(t)) = (shape.print.port, g.tcp_info) {
+            for (direction, p, stats) in t.rows() {
+                let own = [
+                    ("direction", direction.as_str().to_string()),
+                    ("port", p.to_string()),
+                ];
+                let f = tcp_info_fields(stats);
+                self.sections[10].push(row(PORT_TCP_INFO_MEASUREMENT, &f, &own, tags));
+            }
+        }
     }
 
     /// `netstat_ephemeral` and `netstat_destination`.
@@ -413,6 +426,31 @@ fn row(
     }
 }
 
+/// `netstat_port_tcp_info`'s fields, sorted by name: the RTT buckets
+/// cumulative, times in seconds, `min_rtt_seconds` left out without a sample.
+fn tcp_info_fields(s: &Stats) -> Vec<Field> {
+    let seconds = |us: u64| us as f64 / 1e6;
+    let mut f = vec![
+        Field::gauge("connections", s.connections),
+        Field::gauge("loss_recovery", s.loss_recovery),
+        Field::gauge("notsent_bytes", s.notsent_bytes),
+        Field::gauge("rto_backoff", s.rto_backoff),
+        Field::gauge("rtt_samples", s.rtt_samples()),
+        Field::ratio("rtt_sum_seconds", seconds(s.rtt_sum_us)),
+        Field::gauge("unacked_bytes", s.unacked_bytes),
+    ];
+    let cumulative = s.cumulative();
+    for (i, (name, _)) in RTT_BUCKETS.iter().enumerate() {
+        let n = cumulative.get(i).copied().unwrap_or(s.rtt_samples());
+        f.push(Field::gauge(name, n));
+    }
+    if let Some(m) = s.min_rtt_us {
+        f.push(Field::ratio("min_rtt_seconds", seconds(u64::from(m))));
+    }
+    f.sort_unstable_by_key(|f| f.name);
+    f
+}
+
 /// `fields` with `--health`'s seven fields of the same sockets when given
 /// (`None`: no `--health`), sorted by name.
 fn with_health(mut fields: Vec<Field>, health: Option<&Signals>) -> Vec<Field> {
@@ -527,6 +565,7 @@ mod tests {
             outbound: None,
             cgroups: None,
             health: None,
+            tcp_info: None,
             counters: None,
             tcp_hash_shared: None,
         }

@@ -25,6 +25,7 @@ pub mod health;
 pub mod listen;
 pub mod ports;
 pub mod states;
+pub mod tcpinfo;
 
 use crate::counters::Counters;
 pub use crate::record::{Kind, ListenInfo, Record, LISTEN, SYN_RECV};
@@ -52,6 +53,9 @@ pub struct Gathered<'a> {
     pub cgroups: Option<&'a CgroupCounts>,
     /// `netstat_health`: the namespace's totals, with `--health`.
     pub health: Option<&'a Signals>,
+    /// `netstat_port_tcp_info`: RTT and loss per selected port, with
+    /// `--tcp-info` over netlink.
+    pub tcp_info: Option<&'a tcpinfo::TcpInfoCounts>,
     /// `netstat_counters`: the namespace's SNMP MIB counters, when asked
     /// for (read from its files, not from the records).
     pub counters: Option<&'a Counters>,

@@ -130,6 +130,7 @@ impl<C: Count> Gatherer<C> {
             outbound: p.ephemeral || p.destination,
             by_cgroup: p.cgroup,
             health: config.health,
+            tcp_info: config.tcp_info && p.port,
             counters: config.counters.clone().filter(|_| p.counters),
             counters_only: *p
                 == Measurements {

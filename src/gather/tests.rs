@@ -61,6 +61,7 @@ impl Count for Fake {
             outbound: None,
             cgroups: None,
             health: None,
+            tcp_info: None,
             queued: Default::default(),
             by_family: ByFamily {
                 ipv4: Counts {

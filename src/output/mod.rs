@@ -34,6 +34,30 @@ pub const COUNTERS_MEASUREMENT: &str = "netstat_counters";
 /// Sockets failing now and UDP drops, the namespace's totals (`--health`).
 pub const HEALTH_MEASUREMENT: &str = "netstat_health";
 
+/// RTT and loss per selected port (`--tcp-info`).
+pub const PORT_TCP_INFO_MEASUREMENT: &str = "netstat_port_tcp_info";
+
+/// `netstat_port_tcp_info`'s RTT buckets: the field (connections whose
+/// smoothed RTT is at most the bound, cumulative) and the bound in seconds
+/// (the native histogram's `le`), as `aggregate::tcpinfo::BUCKETS_US`,
+/// then every connection with a sample.
+pub const RTT_BUCKETS: [(&str, &str); 14] = [
+    ("rtt_le_0_0001", "0.0001"),
+    ("rtt_le_0_00025", "0.00025"),
+    ("rtt_le_0_0005", "0.0005"),
+    ("rtt_le_0_001", "0.001"),
+    ("rtt_le_0_0025", "0.0025"),
+    ("rtt_le_0_005", "0.005"),
+    ("rtt_le_0_01", "0.01"),
+    ("rtt_le_0_025", "0.025"),
+    ("rtt_le_0_05", "0.05"),
+    ("rtt_le_0_1", "0.1"),
+    ("rtt_le_0_25", "0.25"),
+    ("rtt_le_0_5", "0.5"),
+    ("rtt_le_1", "1"),
+    ("rtt_le_inf", "+Inf"),
+];
+
 /// Bytes queued on TCP sockets: printed only with native Prometheus names
 /// (`netstat_tcp_receive_queue_bytes`, `netstat_tcp_send_queue_bytes`), so
 /// the other outputs stay exactly Telegraf's.

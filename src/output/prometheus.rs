@@ -12,7 +12,7 @@ use std::io::Write;
 use super::{
     unix_nanos, Health, Metric, CGROUP_MEASUREMENT, COUNTERS_MEASUREMENT, DESTINATION_MEASUREMENT,
     EPHEMERAL_MEASUREMENT, HEALTH_MEASUREMENT, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT,
-    PORT_QUEUE_MEASUREMENT, QUEUE_MEASUREMENT,
+    PORT_QUEUE_MEASUREMENT, PORT_TCP_INFO_MEASUREMENT, QUEUE_MEASUREMENT, RTT_BUCKETS,
 };
 use crate::counters;
 
@@ -50,6 +50,18 @@ fn field_help(field: &str) -> String {
         "synack_retrying" => "TCP handshakes whose SYN-ACK was sent again, unanswered (SYN_RECV, 1 retransmission or more)".into(),
         "udp_drops" => "Datagrams the UDP sockets dropped since each was created (receive buffer full, among others; a socket closed takes its count with it)".into(),
         "udp_receive_queue" => "Bytes of receive buffer held by datagrams waiting in UDP sockets".into(),
+        "connections" => "TCP connections whose tcp_info was read (every state but LISTEN, TIME_WAIT and SYN_RECV)".into(),
+        "loss_recovery" => "TCP connections in loss recovery now (ca_state Recovery or Loss)".into(),
+        "rto_backoff" => "TCP connections whose retransmission timer backed off (an RTO without an ACK since)".into(),
+        "notsent_bytes" => "Bytes written to TCP connections and not yet sent (tcpi_notsent_bytes)".into(),
+        "unacked_bytes" => "Bytes sent on TCP connections and not yet acknowledged".into(),
+        "rtt_samples" => "TCP connections with an RTT sample (the count of the rtt_le_* buckets)".into(),
+        "rtt_sum_seconds" => "The sum of the smoothed RTTs of the TCP connections with a sample, in seconds".into(),
+        "min_rtt_seconds" => "The least minimum RTT (tcpi_min_rtt) of the TCP connections, in seconds".into(),
+        f if f.starts_with("rtt_le_") => format!(
+            "TCP connections whose smoothed RTT is at most {} seconds (cumulative)",
+            RTT_BUCKETS.iter().find(|b| b.0 == f).map_or("?", |b| b.1)
+        ),
         other => format!("The {other} field of telegraf-netstat"),
     }
 }
@@ -62,6 +74,9 @@ fn help(measurement: &str, field: &str) -> String {
             format!("{what}, by port (label direction: the local or the remote port).")
         }
         LISTEN_MEASUREMENT | EPHEMERAL_MEASUREMENT => format!("{what}."),
+        PORT_TCP_INFO_MEASUREMENT => {
+            format!("{what}, now, by port (label direction: the local or the remote port).")
+        }
         COUNTERS_MEASUREMENT => counters::help(field),
         CGROUP_MEASUREMENT => format!(
             "{what}, by cgroup (label cgroup: its path; unattributed: sockets without one)."
@@ -161,6 +176,7 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
     match (measurement, field) {
         (_, "tcp_none") => None,
         (COUNTERS_MEASUREMENT, f) => counters_native(f),
+        (PORT_TCP_INFO_MEASUREMENT, f) => tcp_info_native(f),
         (
             _,
             "syn_retrying" | "retransmitting" | "zero_window" | "keepalive_probing"
@@ -331,6 +347,73 @@ fn health_native(measurement: &str, field: &'static str) -> Option<Native> {
     })
 }
 
+/// `--tcp-info`'s RTT distribution: a histogram family of the connections
+/// that exist now (a gauge histogram: its buckets go down as well as up, so
+/// it is read as it is, never through `rate()`).
+const RTT_HISTOGRAM: &str = "netstat_port_tcp_rtt_seconds";
+
+/// The native family of one of `netstat_port_tcp_info`'s fields.
+fn tcp_info_native(field: &str) -> Option<Native> {
+    const RTT: &str = "Smoothed round-trip time of the TCP connections that exist now, by port (label direction: the local or the remote port); a gauge histogram: query without rate(), sum by (le) across hosts.";
+    let gauge = |name, help| {
+        Some(Native {
+            name,
+            help,
+            counter: false,
+            label: None,
+        })
+    };
+    if let Some((_, le)) = RTT_BUCKETS.iter().find(|b| b.0 == field) {
+        return Some(Native {
+            name: "netstat_port_tcp_rtt_seconds_bucket",
+            help: RTT,
+            counter: false,
+            label: Some(("le", le)),
+        });
+    }
+    match field {
+        "rtt_samples" => gauge("netstat_port_tcp_rtt_seconds_count", RTT),
+        "rtt_sum_seconds" => gauge("netstat_port_tcp_rtt_seconds_sum", RTT),
+        "connections" => gauge(
+            "netstat_port_tcp_info_connections",
+            "TCP connections whose tcp_info was read (every state but LISTEN, TIME_WAIT and SYN_RECV), by port (label direction: the local or the remote port).",
+        ),
+        "min_rtt_seconds" => gauge(
+            "netstat_port_tcp_min_rtt_seconds",
+            "The least minimum RTT (tcpi_min_rtt) of the TCP connections that exist now, by port (label direction: the local or the remote port).",
+        ),
+        "loss_recovery" => gauge(
+            "netstat_port_tcp_loss_recovery_connections",
+            "TCP connections in loss recovery now (ca_state Recovery or Loss), by port (label direction: the local or the remote port).",
+        ),
+        "rto_backoff" => gauge(
+            "netstat_port_tcp_rto_backoff_connections",
+            "TCP connections whose retransmission timer backed off (an RTO without an ACK since), by port (label direction: the local or the remote port).",
+        ),
+        "notsent_bytes" => gauge(
+            "netstat_port_tcp_notsent_bytes",
+            "Bytes written to TCP connections and not yet sent, by port (label direction: the local or the remote port).",
+        ),
+        "unacked_bytes" => gauge(
+            "netstat_port_tcp_unacked_bytes",
+            "Bytes sent on TCP connections and not yet acknowledged, by port (label direction: the local or the remote port).",
+        ),
+        _ => None,
+    }
+}
+
+/// The family a native sample belongs to, and its type: the RTT
+/// histogram's `_bucket`, `_sum` and `_count` series are one family.
+fn family_of(n: &Native) -> (&'static str, &'static str) {
+    if n.name.starts_with(RTT_HISTOGRAM) {
+        (RTT_HISTOGRAM, "histogram")
+    } else if n.counter {
+        (n.name, "counter")
+    } else {
+        (n.name, "gauge")
+    }
+}
+
 /// A counter's native family (`netstat_counters`).
 fn counters_native(field: &str) -> Option<Native> {
     counters::native(field).map(|(name, help, family)| Native {
@@ -370,20 +453,20 @@ pub(super) fn encode_native(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
     }
     let mut order: Vec<&'static str> = Vec::new();
     for (n, ..) in &samples {
-        if !order.contains(&n.name) {
-            order.push(n.name);
+        let family = family_of(n).0;
+        if !order.contains(&family) {
+            order.push(family);
         }
     }
-    for name in order {
+    for family in order {
         let mut first = true;
-        for (n, labels, value, time) in samples.iter().filter(|s| s.0.name == name) {
+        for (n, labels, value, time) in samples.iter().filter(|s| family_of(&s.0).0 == family) {
             if first {
-                let kind = if n.counter { "counter" } else { "gauge" };
-                let _ = writeln!(out, "# HELP {name} {}", n.help);
-                let _ = writeln!(out, "# TYPE {name} {kind}");
+                let _ = writeln!(out, "# HELP {family} {}", n.help);
+                let _ = writeln!(out, "# TYPE {family} {}", family_of(n).1);
                 first = false;
             }
-            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(n.name.as_bytes());
             write_labels(labels, out);
             let _ = write!(out, " {value}");
             write_time(*time, out);
