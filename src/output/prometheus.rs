@@ -641,4 +641,46 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn the_rtt_buckets_are_one_histogram_family_per_gather() {
+        use super::super::{Field, PORT_TCP_INFO_MEASUREMENT, RTT_BUCKETS};
+        let mut fields: Vec<Field> = RTT_BUCKETS
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Field::gauge(b.0, i as u64))
+            .collect();
+        fields.push(Field::gauge("rtt_samples", 13));
+        fields.push(Field::ratio("rtt_sum_seconds", 0.5));
+        fields.push(Field::gauge("loss_recovery", 1));
+        fields.sort_unstable_by_key(|f| f.name);
+        let rows: Vec<Metric<'_>> = [[("direction", "local"), ("port", "1")]; 2]
+            .iter()
+            .enumerate()
+            .map(|(i, tags)| Metric {
+                measurement: PORT_TCP_INFO_MEASUREMENT,
+                tags: if i == 0 { &tags[..] } else { &tags[1..] },
+                fields: &fields,
+                time: None,
+            })
+            .collect();
+        let mut out = Vec::new();
+        Format::PrometheusNative.encode(&rows, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let family = "# TYPE netstat_port_tcp_rtt_seconds histogram\n";
+        assert_eq!(text.matches(family).count(), 1, "{text}");
+        assert_eq!(
+            text.matches("# HELP netstat_port_tcp_rtt_seconds ").count(),
+            1
+        );
+        assert!(text.contains(
+            "netstat_port_tcp_rtt_seconds_bucket{direction=\"local\",le=\"+Inf\",port=\"1\"} 13\n"
+        ));
+        assert!(text.contains("netstat_port_tcp_rtt_seconds_bucket{le=\"0.0001\",port=\"1\"} 0\n"));
+        assert!(text.contains("netstat_port_tcp_rtt_seconds_count{port=\"1\"} 13\n"));
+        assert!(
+            text.contains("netstat_port_tcp_rtt_seconds_sum{direction=\"local\",port=\"1\"} 0.5\n")
+        );
+        assert!(text.contains("# TYPE netstat_port_tcp_loss_recovery_connections gauge\n"));
+    }
 }
