@@ -493,6 +493,72 @@ def counters_per_namespace(gathers=1000):
             p.wait()
 
 
+SHARED_NETNS = int(os.environ.get("SHARED_NETNS", "100"))
+SHARED_BUSY = int(os.environ.get("SHARED_BUSY", "200000"))
+
+
+def shared_hash():
+    """Issue 35's scenario: SHARED_NETNS empty namespaces next to one busy
+    namespace of SHARED_BUSY sockets (ESTABLISHED, both ends). One-shot
+    gathers of the busy namespace alone, then of it and every empty one
+    (`--netns` each, the same dumps `--all-netns` makes, without the
+    machine's other namespaces), first with the empty namespaces sharing the
+    host's TCP and UDP hash tables (every dump in them walks the busy one's
+    sockets), then made again after net.ipv4.tcp_child_ehash_entries and
+    udp_child_hash_entries were set to 128, so they get tables of their own.
+    Next to it the floor program's dumps in the busy namespace."""
+    busy = subprocess.Popen([POPULATE, str(SHARED_BUSY), "0", "1", "0"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, preexec_fn=unshare_net, text=True)
+    if busy.stdout.readline().strip() != "ready":
+        sys.exit("populate failed")
+    knobs = ["net.ipv4.tcp_child_ehash_entries", "net.ipv4.udp_child_hash_entries"]
+    old = {k: sysctl(k) for k in knobs}
+    out = {"namespaces": SHARED_NETNS, "busy_sockets": SHARED_BUSY}
+    try:
+        home = os.open("/proc/self/ns/net", os.O_RDONLY)
+        setns(f"/proc/{busy.pid}/ns/net")
+        try:
+            out["floor_busy_s"] = statistics.median(measure([[FLOOR]])[0] for _ in range(RUNS))
+        finally:
+            libc.setns(home, CLONE_NEWNET)
+            os.close(home)
+        busy_arg = ["--netns", f"/proc/{busy.pid}/ns/net"]
+        out["busy_alone_s"] = statistics.median(measure([[BIN, *busy_arg]])[0] for _ in range(RUNS))
+        for name, size in (("shared", None), ("own", 128)):
+            try:
+                if size:
+                    for k in knobs:
+                        sysctl(k, size)
+                empties = [subprocess.Popen(["sleep", "3600"], preexec_fn=unshare_net) for _ in range(SHARED_NETNS)]
+            finally:
+                for k, v in old.items():
+                    sysctl(k, v)
+            try:
+                listed = [a for e in empties for a in ("--netns", f"/proc/{e.pid}/ns/net")]
+                out[name + "_s"] = statistics.median(measure([[BIN, *busy_arg, *listed]])[0] for _ in range(RUNS))
+            finally:
+                for e in empties:
+                    e.kill()
+                    e.wait()
+        return out
+    finally:
+        for k, v in old.items():
+            sysctl(k, v)
+        busy.stdin.close()
+        busy.wait()
+
+
+def print_shared(sh):
+    f = sh["busy_alone_s"]
+    print(f"{sh['namespaces']} empty namespaces next to one of {sh['busy_sockets']} sockets (one-shot, CPU s per gather):")
+    print("| gather | CPU s | vs the busy namespace alone |")
+    print("| --- | --- | --- |")
+    print(f"| the floor's dumps in the busy namespace | {sh['floor_busy_s']:.3f} | {sh['floor_busy_s']/f:.2f} |")
+    print(f"| the busy namespace alone | {f:.3f} | 1.00 |")
+    print(f"| it and the empty ones, sharing the host's hash | {sh['shared_s']:.3f} | {sh['shared_s']/f:.2f} |")
+    print(f"| it and the empty ones, made after tcp_child_ehash_entries=128 | {sh['own_s']:.3f} | {sh['own_s']/f:.2f} |")
+
+
 def svg_chart(results, path):
     w, h, ml, mr, mt, mb = 760, 440, 70, 260, 40, 50
     xs = [r["sockets"] for r in results]
@@ -547,9 +613,11 @@ def main():
     counters = counters_per_namespace() if COUNTERS_NETNS > 1 else None
     print(f"{NETNS} namespaces of {PER_NETNS} sockets ...", file=sys.stderr, flush=True)
     ns = run_namespaces() if NETNS else None
+    print(f"{SHARED_NETNS} empty namespaces next to {SHARED_BUSY} sockets ...", file=sys.stderr, flush=True)
+    shared = shared_hash() if SHARED_NETNS else None
     with open(os.path.join(ROOT, "bench", "out", "results.json"), "w") as f:
         json.dump({"scales": results, "idle": idle, "runs": RUNS, "namespaces": ns, "counters": counters,
-                   "udp_health": udp, "tcp_info": tcp_info}, f,
+                   "udp_health": udp, "tcp_info": tcp_info, "shared_hash": shared}, f,
                   indent=1)
     svg_chart(results, os.path.join(ROOT, "docs", "cpu-per-gather.svg"))
     print(f"| sockets | approach | CPU s/gather | vs floor | peak RSS MiB |")
@@ -614,6 +682,10 @@ def main():
                   f"peak RSS {a['peak_rss_kib']/1024:.1f} MiB")
         sc = ns["scan"]
         print(f"one --all-netns re-scan: {sc['us']:.0f} us ({sc['namespaces']} namespaces, {sc['processes']} processes)")
+
+    if shared:
+        print()
+        print_shared(shared)
 
 
 if __name__ == "__main__":

@@ -261,7 +261,11 @@ fn names_never_pass_for_synthetic_tags() {
     fake.add(b.pids[0], b.pids[0]);
     let fake_b = format!("pid:{}", b.pids[0]);
     let mut named = Vec::new();
-    for name in [fake_b.clone(), "host".to_string()] {
+    // `a` and `a\`: influx cannot end a tag with a backslash, and the name
+    // must not lose it and meet the other.
+    let plain = format!("tn-a-{}", std::process::id());
+    let trailing = format!("{plain}\\");
+    for name in [fake_b.clone(), "host".to_string(), plain.clone(), trailing] {
         if std::path::Path::new("/run/netns").join(&name).exists() {
             panic!("/run/netns/{name} exists on this machine");
         }
@@ -294,6 +298,8 @@ fn names_never_pass_for_synthetic_tags() {
     let empty = Some(fields(&Counts::default()));
     assert_eq!(find(&format!("name:{fake_b}")), empty);
     assert_eq!(find("name:host"), empty);
+    assert_eq!(find(&plain), empty);
+    assert_eq!(find(&format!("{plain}\\x5c")), empty);
     drop(named);
 }
 

@@ -536,7 +536,7 @@ fn any_address_serves_both_families() {
         // The start-up line: where (every address), what, and that TLS and
         // auth are off.
         assert!(
-            line.contains(" (every address, IPv6 and IPv4): serving /metrics, TLS off, basic auth off (telegraf-netstat "),
+            line.contains("; every address, IPv6 and IPv4): serving /metrics, TLS off, basic auth off (telegraf-netstat "),
             "{line}"
         );
         let port: u16 = line
