@@ -75,6 +75,9 @@ pub struct Options {
     /// RTT and loss of the connections on the ports of `ports`
     /// (`--tcp-info`): one extra TCP dump, filtered in the kernel.
     pub tcp_info: bool,
+    /// With `tcp_info`, also this many top destinations of `outbound`
+    /// (`--destinations N`); 0: none.
+    pub tcp_info_destinations: usize,
     /// Only `netstat_counters` is printed (`--only counters`): no socket
     /// is asked for.
     pub counters_only: bool,
@@ -218,8 +221,9 @@ impl Collector {
                 options.by_cgroup,
                 options.health,
             ),
-            tcp_info: Some(TcpInfoCounts::new(&options.ports))
-                .filter(|t| options.tcp_info && !t.is_empty()),
+            tcp_info: Some(TcpInfoCounts::new(&options.ports)).filter(|t| {
+                options.tcp_info && (!t.is_empty() || options.tcp_info_destinations > 0)
+            }),
             tcp_info_missing: false,
             options,
         }
@@ -283,7 +287,6 @@ impl Collector {
         if self.tcp_via_proc {
             self.proc_tcp(bufs.proc(), stop)?;
         }
-        self.gather_tcp_info(&mut bufs.recv, events, stop)?;
         if everything && !self.udp_via_proc {
             self.agg.reset(Kind::Udp);
             let r = self
@@ -325,10 +328,12 @@ impl Collector {
         if self.agg.cgroups.is_some() {
             self.name_cgroups(&mut bufs.cgroup_paths, events);
         }
+        self.gather_tcp_info(&mut bufs.recv, events, stop)?;
         Ok(self.gathered())
     }
 
-    /// `--tcp-info`'s dump, when ports are selected and TCP is read over
+    /// `--tcp-info`'s dump, when ports or destinations (this gather's top
+    /// ones, so after the main pass) are selected and TCP is read over
     /// netlink; with /proc, says once that the fields are missing.
     fn gather_tcp_info(
         &mut self,
@@ -344,6 +349,12 @@ impl Collector {
             if self.tcp_via_proc && !std::mem::replace(&mut self.tcp_info_missing, true) {
                 events(Event::TcpInfoMissing);
             }
+            return Ok(());
+        }
+        if let (n @ 1.., Some(o)) = (self.options.tcp_info_destinations, &self.agg.outbound) {
+            t.select(o.top(n).0.iter().map(|d| (d.addr, d.port)));
+        }
+        if t.is_empty() {
             return Ok(());
         }
         if stop() {
@@ -730,6 +741,7 @@ mod tests {
             by_cgroup: false,
             health: false,
             tcp_info: false,
+            tcp_info_destinations: 0,
             counters: None,
             counters_only: false,
         }

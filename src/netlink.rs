@@ -114,7 +114,7 @@ impl DiagSocket {
     }
 
     /// `--tcp-info`'s dump: the TCP sockets in `states` that `bytecode`
-    /// (`bytecode::compile_ports`) accepts, each with `INET_DIAG_INFO`,
+    /// (`bytecode::compile`) accepts, each with `INET_DIAG_INFO`,
     /// handed to `on_record` as the kernel wrote them. `request` is a
     /// reused buffer for the request; the received bytes are added to
     /// `bytes`.

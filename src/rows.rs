@@ -22,6 +22,7 @@ use crate::aggregate::states::{Counts, Queued};
 use crate::aggregate::tcpinfo::Stats;
 use crate::aggregate::Gathered;
 use crate::netns::names;
+use crate::output::DESTINATION_TCP_INFO_MEASUREMENT;
 use crate::output::{
     Field, Format, Health, Metric, Value, CGROUP_MEASUREMENT, COUNTERS_MEASUREMENT,
     DESTINATION_MEASUREMENT, EPHEMERAL_MEASUREMENT, HEALTH_MEASUREMENT, LISTEN_MEASUREMENT,
@@ -80,9 +81,9 @@ pub struct Rows {
     /// `netstat`, its queued bytes, `netstat_port`, its queued bytes,
     /// `netstat_listen`, `netstat_ephemeral`, `netstat_destination`,
     /// `netstat_cgroup`, `netstat_counters`, `netstat_health`,
-    /// `netstat_port_tcp_info`. The queued bytes are printed with native
-    /// Prometheus names only.
-    sections: [Vec<Row>; 11],
+    /// `netstat_port_tcp_info`, `netstat_destination_tcp_info`. The queued
+    /// bytes are printed with native Prometheus names only.
+    sections: [Vec<Row>; 12],
     /// Every namespace counted (true) or attempted and failed (false), with
     /// its own tags, sorted by key.
     outcomes: Vec<(Vec<(&'static str, String)>, bool)>,
@@ -258,6 +259,16 @@ impl Rows {
                 ];
                 let f = tcp_info_fields(stats);
                 self.sections[10].push(row(PORT_TCP_INFO_MEASUREMENT, &f, &own, tags));
+            }
+        }
+        if let (true, Some(t)) = (shape.print.destination, g.tcp_info) {
+            for (addr, p, stats) in t.destination_rows() {
+                let own = [
+                    ("address", destinations::address_text(addr)),
+                    ("port", p.to_string()),
+                ];
+                let f = tcp_info_fields(stats);
+                self.sections[11].push(row(DESTINATION_TCP_INFO_MEASUREMENT, &f, &own, tags));
             }
         }
     }

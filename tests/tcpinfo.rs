@@ -1,7 +1,7 @@
 //! `--tcp-info` on connections made in private network namespaces: the RTT
 //! buckets of idle loopback connections equal what `ss -tin` shows for the
-//! same sockets (`rtt:`), the kernel's filter passes only the selected
-//! sockets (the debug line's byte count), a connection over a veth pair
+//! same sockets (`rtt:`), per port and per top destination, the kernel's
+//! filter passes only the selected sockets (the debug line's byte count), a connection over a veth pair
 //! shaped with `tbf` lands in a higher bucket than loopback ones, a peer
 //! whose ACKs are dropped shows loss recovery and RTO backoff as `ss -tin`
 //! does (`backoff:`), and the /proc source has none of it.
@@ -175,6 +175,65 @@ fn buckets_equal_ss_and_only_the_selected_sockets_are_dumped() {
     })
 }
 
+/// `n` connections to `to` (accepted by `l`), talking as `talking_pairs`'.
+fn talking_to(l: &TcpListener, to: &str, n: usize) -> Vec<(TcpStream, TcpStream)> {
+    (0..n)
+        .map(|_| {
+            let mut c = TcpStream::connect(to).unwrap();
+            let (mut s, _) = l.accept().unwrap();
+            for _ in 0..5 {
+                let mut b = [0; 100];
+                c.write_all(&[1; 100]).unwrap();
+                s.read_exact(&mut b).unwrap();
+                s.write_all(&b).unwrap();
+                c.read_exact(&mut b).unwrap();
+            }
+            (c, s)
+        })
+        .collect()
+}
+
+fn the_top_destinations_get_a_row_each() {
+    in_netns(|| {
+        let a = TcpListener::bind("0.0.0.0:7001").unwrap();
+        let b = TcpListener::bind("0.0.0.0:7002").unwrap();
+        let _a = talking_to(&a, "127.0.0.1:7001", 3);
+        let _b = talking_to(&b, "127.0.0.2:7002", 2);
+        let rows_of = |out: &str| {
+            out.lines()
+                .filter(|l| l.starts_with("netstat_destination_tcp_info,"))
+                .map(|l| l.replace("netstat_destination_tcp_info,", "netstat_port_tcp_info,"))
+                .map(|l| l.replacen("address=", "direction=", 1))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let mut last = None;
+        poll_until(Duration::from_secs(10), || {
+            let before = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
+            let (out, dumped) = run_tcp_info(&["--destinations", "5"]);
+            let after = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
+            let r = rows(&rows_of(&out));
+            let ok = before == after
+                && r.len() == 2
+                && matches_ss(&r[&("127.0.0.1".into(), "7001".into())], &before.0)
+                && matches_ss(&r[&("127.0.0.2".into(), "7002".into())], &before.1);
+            last = Some((out, dumped, before));
+            ok
+        });
+        let (out, dumped, ss) = last.unwrap();
+        assert_eq!((ss.0.len(), ss.1.len()), (3, 2), "{out}");
+        assert_eq!(dumped.map(|d| d.0), Some(5), "{out}");
+        // Only the busiest one with --destinations 1: its 3 sockets dumped.
+        let (out, dumped) = run_tcp_info(&["--destinations", "1"]);
+        let r = rows(&rows_of(&out));
+        assert_eq!(
+            r.keys().collect::<Vec<_>>(),
+            [&("127.0.0.1".into(), "7001".into())]
+        );
+        assert_eq!(dumped.map(|d| d.0), Some(3), "{out}");
+    })
+}
+
 fn a_shaped_path_lands_in_a_higher_bucket_than_loopback() {
     in_netns(|| {
         let peer = Peer::new("10.77.0.1/24", "10.77.0.2/24");
@@ -303,7 +362,11 @@ fn main() {
         } else {
             Err("needs root (veth, tc and iptables in the namespace)".into())
         });
-    let tests: [(&str, fn()); 4] = [
+    let tests: [(&str, fn()); 5] = [
+        (
+            "the_top_destinations_get_a_row_each",
+            the_top_destinations_get_a_row_each,
+        ),
         (
             "buckets_equal_ss_and_only_the_selected_sockets_are_dumped",
             buckets_equal_ss_and_only_the_selected_sockets_are_dumped,

@@ -1,5 +1,6 @@
 //! `--tcp-info`: round-trip time and loss of the TCP connections on the
-//! selected ports (`--local-port`, `--remote-port`), read from each
+//! selected ports (`--local-port`, `--remote-port`) and to the top
+//! destinations of `--destinations` (this gather's), read from each
 //! socket's `struct tcp_info` (`INET_DIAG_INFO`) in one extra dump that the
 //! kernel filters (`crate::bytecode`), so only the selected sockets are
 //! filled and sent.
@@ -11,6 +12,7 @@
 //! backoff, and the bytes they have not sent yet and not had acknowledged.
 //! docs/metrics.md says why these and not the rest of `tcp_info`.
 
+use super::destinations::v6_form;
 use super::ports::{Direction, PortConfig};
 use crate::wire::{InetDiagMsg, INET_DIAG_INFO};
 
@@ -136,15 +138,22 @@ impl Stats {
     }
 }
 
+/// A destination: remote address (IPv6 form, IPv4 mapped) and port.
+pub type Destination = ([u8; 16], u16);
+
 /// The rows of one namespace: one per selected port and direction, in the
-/// order of the command line's sorted lists (local, then remote).
+/// order of the command line's sorted lists (local, then remote), and one
+/// per selected destination, sorted.
 #[derive(Debug, Clone, Default)]
 pub struct TcpInfoCounts {
     local: Vec<(u16, Stats)>,
     remote: Vec<(u16, Stats)>,
+    destinations: Vec<(Destination, Stats)>,
+    /// Scratch for [`Self::select`].
+    wanted: Vec<Destination>,
     /// Records read in the last gather.
     pub records: u64,
-    /// The kernel filter selecting these ports (`bytecode::compile_ports`),
+    /// The kernel filter selecting these sockets (`bytecode::compile`),
     /// and the request that carries it, reused.
     pub filter: Vec<u8>,
     pub request: Vec<u8>,
@@ -155,24 +164,54 @@ impl TcpInfoCounts {
     /// selected: they are known only during the walk).
     pub fn new(config: &PortConfig) -> TcpInfoCounts {
         let rows = |ports: &[u16]| ports.iter().map(|&p| (p, Stats::default())).collect();
-        let mut filter = Vec::new();
-        crate::bytecode::compile_ports(&config.local, &config.remote, &mut filter);
-        TcpInfoCounts {
+        let mut t = TcpInfoCounts {
             local: rows(&config.local),
             remote: rows(&config.remote),
-            records: 0,
-            filter,
-            request: Vec::new(),
-        }
+            ..TcpInfoCounts::default()
+        };
+        t.compile();
+        t
     }
 
-    /// Whether any port is selected (if not, nothing is dumped).
+    fn compile(&mut self) {
+        let ports = |rows: &[(u16, Stats)]| -> Vec<u16> { rows.iter().map(|r| r.0).collect() };
+        let dests: Vec<Destination> = self.destinations.iter().map(|r| r.0).collect();
+        self.filter.clear();
+        let (local, remote) = (ports(&self.local), ports(&self.remote));
+        crate::bytecode::compile(&local, &remote, &dests, &mut self.filter);
+    }
+
+    /// Selects these destinations (this gather's top ones) besides the
+    /// ports, compiling the filter again when they changed. Once per
+    /// gather, not per socket.
+    pub fn select(&mut self, top: impl Iterator<Item = Destination>) {
+        self.wanted.clear();
+        self.wanted.extend(top);
+        self.wanted.sort_unstable();
+        self.wanted.dedup();
+        if self
+            .wanted
+            .iter()
+            .eq(self.destinations.iter().map(|r| &r.0))
+        {
+            return;
+        }
+        self.destinations.clear();
+        let rows = self.wanted.iter().map(|&d| (d, Stats::default()));
+        self.destinations.extend(rows);
+        self.compile();
+    }
+
+    /// Whether anything is selected (if not, nothing is dumped).
     pub fn is_empty(&self) -> bool {
-        self.local.is_empty() && self.remote.is_empty()
+        self.local.is_empty() && self.remote.is_empty() && self.destinations.is_empty()
     }
 
     pub fn reset(&mut self) {
         for r in self.local.iter_mut().chain(self.remote.iter_mut()) {
+            r.1 = Stats::default();
+        }
+        for r in &mut self.destinations {
             r.1 = Stats::default();
         }
         self.records = 0;
@@ -192,6 +231,17 @@ impl TcpInfoCounts {
                 rows[i].1.add(wqueue, &info);
             }
         }
+        if !self.destinations.is_empty() {
+            let d = (v6_form(m.family(), &m.dst()), m.dport());
+            if let Ok(i) = self.destinations.binary_search_by_key(&d, |r| r.0) {
+                self.destinations[i].1.add(wqueue, &info);
+            }
+        }
+    }
+
+    /// Every destination row: address (IPv6 form), port, fields.
+    pub fn destination_rows(&self) -> impl Iterator<Item = (&[u8; 16], u16, &Stats)> {
+        self.destinations.iter().map(|((a, p), s)| (a, *p, s))
     }
 
     /// Every row: direction, port, fields.

@@ -130,7 +130,11 @@ impl<C: Count> Gatherer<C> {
             outbound: p.ephemeral || p.destination,
             by_cgroup: p.cgroup,
             health: config.health,
-            tcp_info: config.tcp_info && p.port,
+            tcp_info: config.tcp_info && (p.port || p.destination),
+            tcp_info_destinations: match (config.tcp_info, p.destination) {
+                (true, true) => config.destinations.unwrap_or(0),
+                _ => 0,
+            },
             counters: config.counters.clone().filter(|_| p.counters),
             counters_only: *p
                 == Measurements {

@@ -37,7 +37,10 @@ pub const HEALTH_MEASUREMENT: &str = "netstat_health";
 /// RTT and loss per selected port (`--tcp-info`).
 pub const PORT_TCP_INFO_MEASUREMENT: &str = "netstat_port_tcp_info";
 
-/// `netstat_port_tcp_info`'s RTT buckets: the field (connections whose
+/// The same per top destination (`--tcp-info --destinations N`).
+pub const DESTINATION_TCP_INFO_MEASUREMENT: &str = "netstat_destination_tcp_info";
+
+/// `netstat_port_tcp_info`'s (and `netstat_destination_tcp_info`'s) RTT buckets: the field (connections whose
 /// smoothed RTT is at most the bound, cumulative) and the bound in seconds
 /// (the native histogram's `le`), as `aggregate::tcpinfo::BUCKETS_US`,
 /// then every connection with a sample.

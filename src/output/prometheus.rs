@@ -9,6 +9,7 @@
 
 use std::io::Write;
 
+use super::DESTINATION_TCP_INFO_MEASUREMENT;
 use super::{
     unix_nanos, Health, Metric, CGROUP_MEASUREMENT, COUNTERS_MEASUREMENT, DESTINATION_MEASUREMENT,
     EPHEMERAL_MEASUREMENT, HEALTH_MEASUREMENT, LISTEN_MEASUREMENT, MEASUREMENT, PORT_MEASUREMENT,
@@ -76,6 +77,9 @@ fn help(measurement: &str, field: &str) -> String {
         LISTEN_MEASUREMENT | EPHEMERAL_MEASUREMENT => format!("{what}."),
         PORT_TCP_INFO_MEASUREMENT => {
             format!("{what}, now, by port (label direction: the local or the remote port).")
+        }
+        DESTINATION_TCP_INFO_MEASUREMENT => {
+            format!("{what}, now, to this destination (address and port).")
         }
         COUNTERS_MEASUREMENT => counters::help(field),
         CGROUP_MEASUREMENT => format!(
@@ -176,7 +180,8 @@ fn native(measurement: &str, field: &'static str) -> Option<Native> {
     match (measurement, field) {
         (_, "tcp_none") => None,
         (COUNTERS_MEASUREMENT, f) => counters_native(f),
-        (PORT_TCP_INFO_MEASUREMENT, f) => tcp_info_native(f),
+        (PORT_TCP_INFO_MEASUREMENT, f) => tcp_info_native(&TCP_INFO_PORT, f),
+        (DESTINATION_TCP_INFO_MEASUREMENT, f) => tcp_info_native(&TCP_INFO_DESTINATION, f),
         (
             _,
             "syn_retrying" | "retransmitting" | "zero_window" | "keepalive_probing"
@@ -347,66 +352,77 @@ fn health_native(measurement: &str, field: &'static str) -> Option<Native> {
     })
 }
 
-/// `--tcp-info`'s RTT distribution: a histogram family of the connections
-/// that exist now (a gauge histogram: its buckets go down as well as up, so
-/// it is read as it is, never through `rate()`).
-const RTT_HISTOGRAM: &str = "netstat_port_tcp_rtt_seconds";
-
-/// The native family of one of `netstat_port_tcp_info`'s fields.
-fn tcp_info_native(field: &str) -> Option<Native> {
-    const RTT: &str = "Smoothed round-trip time of the TCP connections that exist now, by port (label direction: the local or the remote port); a gauge histogram: query without rate(), sum by (le) across hosts.";
-    let gauge = |name, help| {
-        Some(Native {
-            name,
-            help,
-            counter: false,
-            label: None,
-        })
+/// The native families of `--tcp-info`'s fields on one kind of row: the
+/// RTT histogram (a gauge histogram: its buckets count the connections that
+/// exist now and go down as well as up, so it is read as it is, never
+/// through `rate()`), then `connections`, `min_rtt_seconds`,
+/// `loss_recovery`, `rto_backoff`, `notsent_bytes`, `unacked_bytes`.
+macro_rules! tcp_info_families {
+    ($prefix:literal, $by:literal) => {
+        [
+            (concat!($prefix, "_tcp_rtt_seconds"), concat!("Smoothed round-trip time of the TCP connections that exist now, ", $by, "; a gauge histogram: query without rate(), sum by (le) across hosts.")),
+            (concat!($prefix, "_tcp_rtt_seconds_bucket"), ""),
+            (concat!($prefix, "_tcp_rtt_seconds_count"), ""),
+            (concat!($prefix, "_tcp_rtt_seconds_sum"), ""),
+            (concat!($prefix, "_tcp_info_connections"), concat!("TCP connections whose tcp_info was read (every state but LISTEN, TIME_WAIT and SYN_RECV), ", $by, ".")),
+            (concat!($prefix, "_tcp_min_rtt_seconds"), concat!("The least minimum RTT (tcpi_min_rtt) of the TCP connections that exist now, ", $by, ".")),
+            (concat!($prefix, "_tcp_loss_recovery_connections"), concat!("TCP connections in loss recovery now (ca_state Recovery or Loss), ", $by, ".")),
+            (concat!($prefix, "_tcp_rto_backoff_connections"), concat!("TCP connections whose retransmission timer backed off (an RTO without an ACK since), ", $by, ".")),
+            (concat!($prefix, "_tcp_notsent_bytes"), concat!("Bytes written to TCP connections and not yet sent, ", $by, ".")),
+            (concat!($prefix, "_tcp_unacked_bytes"), concat!("Bytes sent on TCP connections and not yet acknowledged, ", $by, ".")),
+        ]
     };
-    if let Some((_, le)) = RTT_BUCKETS.iter().find(|b| b.0 == field) {
-        return Some(Native {
-            name: "netstat_port_tcp_rtt_seconds_bucket",
-            help: RTT,
-            counter: false,
-            label: Some(("le", le)),
-        });
-    }
-    match field {
-        "rtt_samples" => gauge("netstat_port_tcp_rtt_seconds_count", RTT),
-        "rtt_sum_seconds" => gauge("netstat_port_tcp_rtt_seconds_sum", RTT),
-        "connections" => gauge(
-            "netstat_port_tcp_info_connections",
-            "TCP connections whose tcp_info was read (every state but LISTEN, TIME_WAIT and SYN_RECV), by port (label direction: the local or the remote port).",
-        ),
-        "min_rtt_seconds" => gauge(
-            "netstat_port_tcp_min_rtt_seconds",
-            "The least minimum RTT (tcpi_min_rtt) of the TCP connections that exist now, by port (label direction: the local or the remote port).",
-        ),
-        "loss_recovery" => gauge(
-            "netstat_port_tcp_loss_recovery_connections",
-            "TCP connections in loss recovery now (ca_state Recovery or Loss), by port (label direction: the local or the remote port).",
-        ),
-        "rto_backoff" => gauge(
-            "netstat_port_tcp_rto_backoff_connections",
-            "TCP connections whose retransmission timer backed off (an RTO without an ACK since), by port (label direction: the local or the remote port).",
-        ),
-        "notsent_bytes" => gauge(
-            "netstat_port_tcp_notsent_bytes",
-            "Bytes written to TCP connections and not yet sent, by port (label direction: the local or the remote port).",
-        ),
-        "unacked_bytes" => gauge(
-            "netstat_port_tcp_unacked_bytes",
-            "Bytes sent on TCP connections and not yet acknowledged, by port (label direction: the local or the remote port).",
-        ),
-        _ => None,
-    }
+}
+
+/// A kind of row's `--tcp-info` families: (name, HELP), as
+/// `tcp_info_families!` lists them.
+type TcpInfoFamilies = [(&'static str, &'static str); 10];
+
+const TCP_INFO_PORT: TcpInfoFamilies = tcp_info_families!(
+    "netstat_port",
+    "by port (label direction: the local or the remote port)"
+);
+const TCP_INFO_DESTINATION: TcpInfoFamilies = tcp_info_families!(
+    "netstat_destination",
+    "to this destination (address and port)"
+);
+
+/// The native family of one of `--tcp-info`'s fields on a kind of row.
+fn tcp_info_native(families: &TcpInfoFamilies, field: &str) -> Option<Native> {
+    let rtt = families[0];
+    let (i, label) = match field {
+        f if f.starts_with("rtt_le_") => {
+            let le = RTT_BUCKETS.iter().find(|b| b.0 == f)?.1;
+            (1, Some(("le", le)))
+        }
+        "rtt_samples" => (2, None),
+        "rtt_sum_seconds" => (3, None),
+        "connections" => (4, None),
+        "min_rtt_seconds" => (5, None),
+        "loss_recovery" => (6, None),
+        "rto_backoff" => (7, None),
+        "notsent_bytes" => (8, None),
+        "unacked_bytes" => (9, None),
+        _ => return None,
+    };
+    Some(Native {
+        name: families[i].0,
+        help: if (1..4).contains(&i) {
+            rtt.1
+        } else {
+            families[i].1
+        },
+        counter: false,
+        label,
+    })
 }
 
 /// The family a native sample belongs to, and its type: the RTT
 /// histogram's `_bucket`, `_sum` and `_count` series are one family.
 fn family_of(n: &Native) -> (&'static str, &'static str) {
-    if n.name.starts_with(RTT_HISTOGRAM) {
-        (RTT_HISTOGRAM, "histogram")
+    let rtt = [TCP_INFO_PORT[0].0, TCP_INFO_DESTINATION[0].0];
+    if let Some(h) = rtt.into_iter().find(|h| n.name.starts_with(h)) {
+        (h, "histogram")
     } else if n.counter {
         (n.name, "counter")
     } else {
