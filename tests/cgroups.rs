@@ -12,9 +12,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -118,28 +116,11 @@ sys.stdin.read()
 /// python3 running `SCRIPT` as `role`, moved into cgroup `dir` before it
 /// starts; returns once it printed `line`.
 fn start(dir: &Path, role: &str, line: &str) -> Child {
-    let procs = CString::new(
-        dir.join("cgroup.procs")
-            .into_os_string()
-            .into_encoded_bytes(),
-    )
-    .unwrap();
     let mut cmd = Command::new("python3");
     cmd.args(["-c", SCRIPT, role])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped());
-    // SAFETY: only async-signal-safe calls (open, write, close) between
-    // fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::close(fd);
-            Ok(())
-        });
-    }
+    start_in_cgroup(&mut cmd, dir);
     let mut child = cmd.spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut got = String::new();

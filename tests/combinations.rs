@@ -16,9 +16,7 @@
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
-use std::ffi::CString;
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -101,13 +99,7 @@ impl Container {
         let slice = mount.join("system.slice");
         let cgroup = slice.join(format!("docker-{ID}.scope"));
         std::fs::create_dir_all(&cgroup).unwrap();
-        let procs = CString::new(
-            cgroup
-                .join("cgroup.procs")
-                .into_os_string()
-                .into_encoded_bytes(),
-        )
-        .unwrap();
+        let dir = cgroup.clone();
         let holder = std::thread::spawn(move || {
             use rustix::thread::UnshareFlags;
             // SAFETY: no file descriptor tables are unshared.
@@ -119,17 +111,7 @@ impl Container {
             cmd.args(["-c", HOLDER])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped());
-            // SAFETY: only async-signal-safe calls between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    libc::close(fd);
-                    Ok(())
-                });
-            }
+            start_in_cgroup(&mut cmd, &dir);
             cmd.spawn().unwrap()
         })
         .join()

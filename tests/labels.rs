@@ -516,10 +516,39 @@ fn a_namespace_is_labelled_once_a_process_starts_in_it() {
     drop(b);
 }
 
+/// A hostname that cannot be read leaves the container's tags in place, and
+/// the `W! ` line says exactly what is missing: the hostname tag only.
+fn an_unreadable_hostname_is_said_as_such() {
+    let b = Box::new(Some("db-1"), 1, Population::default);
+    let p = Proc::new();
+    p.add(620, b.pids[0], "sleep", Some(&docker_v1(DOCKER)));
+    // A UTS "namespace" that cannot be entered: a plain file.
+    let uts = p.0 .0.join("620/ns/uts");
+    std::fs::remove_file(&uts).unwrap();
+    std::fs::write(&uts, "").unwrap();
+    let out = run(&["--all-netns", "--proc-root", p.root()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("W! network namespace pid:620: no hostname tag until its processes can be read (tried again at every gather): cannot read the hostname of "),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        tags_of(&stdout).contains(&t(&[("container_id", DOCKER), ("netns", "pid:620")])),
+        "{stdout}"
+    );
+    drop(b);
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = namespace_setup();
-    let tests: [(&str, fn()); 7] = [
+    let tests: [(&str, fn()); 8] = [
+        (
+            "an_unreadable_hostname_is_said_as_such",
+            an_unreadable_hostname_is_said_as_such,
+        ),
         (
             "a_hostname_any_user_could_set_is_not_believed",
             a_hostname_any_user_could_set_is_not_believed,

@@ -197,6 +197,30 @@ pub fn run(args: &[&str]) -> Output {
     command(args).output().expect("cannot run telegraf-netstat")
 }
 
+/// Has `cmd`'s process move itself into cgroup `dir` (a cgroup v2
+/// directory) before it starts: it writes 0 to `dir/cgroup.procs`.
+pub fn start_in_cgroup(cmd: &mut Command, dir: &std::path::Path) {
+    use std::os::unix::process::CommandExt;
+    let procs = std::ffi::CString::new(
+        dir.join("cgroup.procs")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    // SAFETY: only async-signal-safe calls (open, write, close) between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(fd);
+            Ok(())
+        });
+    }
+}
+
 /// Polls `cond` every 10 ms until it holds; panics after `within`.
 pub fn poll_until(within: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
