@@ -72,8 +72,9 @@ pub struct Options {
     pub health: bool,
     /// The namespace's SNMP MIB counters, these of them (`--counters`).
     pub counters: Option<Selection>,
-    /// RTT and loss of the connections on the ports of `ports`
-    /// (`--tcp-info`): one extra TCP dump, filtered in the kernel.
+    /// RTT and loss of the connections on the ports of `ports` and to the
+    /// top destinations (`--tcp-info`): one extra TCP dump, filtered in the
+    /// kernel.
     pub tcp_info: bool,
     /// With `tcp_info`, also this many top destinations of `outbound`
     /// (`--destinations N`); 0: none.
@@ -107,7 +108,7 @@ pub enum Event<'a> {
     /// `other` row.
     CgroupsCapped { cap: usize },
     /// `--tcp-info`: TCP was read from /proc, which has no `tcp_info`, so
-    /// `netstat_port_tcp_info` is left out. Sent once per collector.
+    /// its rows are left out. Sent once per collector.
     TcpInfoMissing,
     /// `--tcp-info`'s filtered dump: the records and bytes it returned.
     TcpInfoDumped { records: u64, bytes: u64 },
@@ -187,7 +188,8 @@ pub struct Collector {
     unix_via_proc: bool,
     /// What the last gather counted.
     agg: Aggregations,
-    /// `--tcp-info` with ports selected; `None` dumps nothing extra.
+    /// `--tcp-info` with ports or destinations to select; `None` dumps
+    /// nothing extra.
     tcp_info: Option<TcpInfoCounts>,
     /// `Event::TcpInfoMissing` was sent.
     tcp_info_missing: bool,

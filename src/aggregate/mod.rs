@@ -53,8 +53,9 @@ pub struct Gathered<'a> {
     pub cgroups: Option<&'a CgroupCounts>,
     /// `netstat_health`: the namespace's totals, with `--health`.
     pub health: Option<&'a Signals>,
-    /// `netstat_port_tcp_info`: RTT and loss per selected port, with
-    /// `--tcp-info` over netlink.
+    /// `netstat_port_tcp_info` and `netstat_destination_tcp_info`: RTT and
+    /// loss per selected port and top destination, with `--tcp-info` over
+    /// netlink.
     pub tcp_info: Option<&'a tcpinfo::TcpInfoCounts>,
     /// `netstat_counters`: the namespace's SNMP MIB counters, when asked
     /// for (read from its files, not from the records).

@@ -51,7 +51,7 @@ pub(super) fn report(
     match event {
         Event::TcpInfoMissing => log.warn(format_args!(
             "{prefix}TCP sockets are read from /proc, which has no tcp_info: \
-             --tcp-info's netstat_port_tcp_info is left out"
+             --tcp-info's rows are left out"
         )),
         Event::TcpInfoDumped { records, bytes } => log.debug(format_args!(
             "{prefix}--tcp-info: the filtered dump returned {records} sockets in {bytes} bytes"
