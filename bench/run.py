@@ -246,6 +246,69 @@ def run_scale(established):
 
 
 UDP_HEALTH = int(os.environ.get("UDP_HEALTH", "10000"))
+TCP_INFO = int(os.environ.get("TCP_INFO", "200000"))
+
+
+def busiest_port_near(established, share):
+    """The local port of a listener whose accepted sockets are nearest to
+    `share` of the namespace's sockets, and how many it has."""
+    out = subprocess.run(["ss", "-Htan", "state", "established"], capture_output=True, text=True,
+                         check=True).stdout
+    listening = {int(l.split()[3].rsplit(":", 1)[1]) for l in
+                 subprocess.run(["ss", "-Htln"], capture_output=True, text=True, check=True).stdout.splitlines()}
+    per_port = {}
+    for line in out.splitlines():
+        port = int(line.split()[2].rsplit(":", 1)[1])
+        if port in listening:
+            per_port[port] = per_port.get(port, 0) + 1
+    want = established * share
+    return min(per_port.items(), key=lambda kv: abs(kv[1] - want))
+
+
+def tcp_info_cost(established):
+    """--tcp-info at `established` sockets: the plain run, --tcp-info with
+    one listener's accepted sockets selected (about 1 %), and --tcp-info
+    with nothing selected (--listening-ports only), beside the floor."""
+    pop = subprocess.Popen(
+        [POPULATE, str(established), str(TIME_WAIT), str(LISTENERS), str(UDP)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=unshare_net, text=True,
+    )
+    if pop.stdout.readline().strip() != "ready":
+        sys.exit("populate failed")
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    setns(f"/proc/{pop.pid}/ns/net")
+    try:
+        port, selected = busiest_port_near(established, 0.01)
+        approaches = {
+            "floor": [[FLOOR]],
+            "plain": [[BIN, "--source", "netlink"]],
+            "port": [[BIN, "--source", "netlink", "--local-port", str(port)]],
+            "tcp-info 1 %": [[BIN, "--source", "netlink", "--local-port", str(port), "--tcp-info"]],
+            "tcp-info, nothing selected": [[BIN, "--source", "netlink", "--listening-ports", "--tcp-info"]],
+        }
+        samples = {name: [] for name in approaches}
+        for _ in range(RUNS):
+            for name, cmds in approaches.items():
+                samples[name].append(measure(cmds))
+        return {"established": established, "selected": selected, "port": port,
+                "approaches": {name: {"cpu_s": min(x[0] for x in s), "median_cpu_s": statistics.median(x[0] for x in s)}
+                               for name, s in samples.items()}}
+    finally:
+        if libc.setns(home, CLONE_NEWNET) != 0:
+            sys.exit("cannot return to the original namespace")
+        os.close(home)
+        pop.stdin.close()
+        pop.wait()
+
+
+def print_tcp_info(t):
+    """--tcp-info's cost at one scale: least and median CPU per gather."""
+    a = t["approaches"]
+    plain = a["plain"]
+    print(f"--tcp-info at {t['established']} ESTABLISHED, {t['selected']} selected (local port {t['port']}):")
+    for name, x in a.items():
+        print(f"  {name}: least {x['cpu_s']:.4f} CPU s/gather ({x['cpu_s']/plain['cpu_s']:.2f} x plain), "
+              f"median {x['median_cpu_s']:.4f} ({x['median_cpu_s']/plain['median_cpu_s']:.2f} x)")
 
 
 def udp_health():
@@ -543,6 +606,8 @@ def main():
         results.append(run_scale(n))
     print(f"{UDP_HEALTH} UDP sockets, --health ...", file=sys.stderr, flush=True)
     udp = udp_health() if UDP_HEALTH else None
+    print(f"--tcp-info at {TCP_INFO} ESTABLISHED ...", file=sys.stderr, flush=True)
+    tcp_info = tcp_info_cost(TCP_INFO) if TCP_INFO else None
     idle = idle_wall()
     print(f"--counters in {COUNTERS_NETNS} idle namespaces ...", file=sys.stderr, flush=True)
     counters = counters_per_namespace() if COUNTERS_NETNS > 1 else None
@@ -552,7 +617,7 @@ def main():
     shared = shared_hash() if SHARED_NETNS else None
     with open(os.path.join(ROOT, "bench", "out", "results.json"), "w") as f:
         json.dump({"scales": results, "idle": idle, "runs": RUNS, "namespaces": ns, "counters": counters,
-                   "udp_health": udp, "shared_hash": shared}, f,
+                   "udp_health": udp, "tcp_info": tcp_info, "shared_hash": shared}, f,
                   indent=1)
     svg_chart(results, os.path.join(ROOT, "docs", "cpu-per-gather.svg"))
     print(f"| sockets | approach | CPU s/gather | vs floor | peak RSS MiB |")
@@ -566,6 +631,8 @@ def main():
         print(f"{r['sockets']} sockets: {r['destinations']} TCP destinations of the outbound ends, "
               f"at most {r['outbound_max']} sockets per (local address, destination); {r['cgroups']} cgroups")
     print_health(results, udp)
+    if tcp_info:
+        print_tcp_info(tcp_info)
     for r in results:
         e = r["execd"]
         floor = r["approaches"]["floor"]["cpu_s"]

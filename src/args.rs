@@ -236,6 +236,22 @@ pub struct Args {
     #[arg(long)]
     pub health: bool,
 
+    /// Also print round-trip time and loss of the TCP connections on the
+    /// ports of --local-port and --remote-port, and to the top destinations
+    /// of --destinations N: measurements netstat_port_tcp_info (one row per
+    /// port and direction) and netstat_destination_tcp_info, with
+    /// connections, rtt_le_* (connections whose smoothed RTT is at most
+    /// 0.0001 ... 1 s, cumulative), rtt_samples, rtt_sum_seconds,
+    /// min_rtt_seconds, loss_recovery, rto_backoff, notsent_bytes and
+    /// unacked_bytes. Read from each socket's tcp_info in one extra TCP
+    /// dump that the kernel filters to those sockets, so it costs in
+    /// proportion to the connections selected. Needs netlink (not
+    /// --source proc); with nothing selected nothing extra is dumped.
+    /// Printed with netstat_port and netstat_destination.
+    /// Example: --tcp-info --remote-port 5432
+    #[arg(long)]
+    pub tcp_info: bool,
+
     /// Print only these measurements, comma-separated: netstat, port,
     /// listen, ephemeral, destination, cgroup, counters, health. --counters --only
     /// counters reads the counters only, no socket. --listen-queues --only listen asks

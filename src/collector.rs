@@ -25,6 +25,7 @@ use crate::measure::cgroup::count::MAX_CGROUPS;
 use crate::measure::destination::count::MAX_TRACKED;
 use crate::measure::listen::count::{ListenCounts, MAX_LISTENERS};
 use crate::measure::port::count::{PortConfig, PortCounts, MAX_PORTS};
+use crate::measure::tcpinfo::count::{self as tcpinfo, TcpInfoCounts};
 use crate::measure::Gathered;
 use crate::measure::{Aggregations, Measurements};
 use crate::netlink::DiagSocket;
@@ -69,6 +70,13 @@ pub struct Options {
     pub health: bool,
     /// The namespace's SNMP MIB counters, these of them (`--counters`).
     pub counters: Option<Selection>,
+    /// RTT and loss of the connections on the ports of `ports` and to the
+    /// top destinations (`--tcp-info`): one extra TCP dump, filtered in the
+    /// kernel.
+    pub tcp_info: bool,
+    /// With `tcp_info`, also this many top destinations of `outbound`
+    /// (`--destinations N`); 0: none.
+    pub tcp_info_destinations: usize,
     /// Only `netstat_counters` is printed (`--only counters`): no socket
     /// is asked for.
     pub counters_only: bool,
@@ -97,6 +105,11 @@ pub enum Event<'a> {
     /// More than `MAX_CGROUPS` cgroups were found: the rest count in the
     /// `other` row.
     CgroupsCapped { cap: usize },
+    /// `--tcp-info`: TCP was read from /proc, which has no `tcp_info`, so
+    /// its rows are left out. Sent once per collector.
+    TcpInfoMissing,
+    /// `--tcp-info`'s filtered dump: the records and bytes it returned.
+    TcpInfoDumped { records: u64, bytes: u64 },
     /// `--by-cgroup` could not tell sockets' cgroups: every socket (or
     /// every one of a protocol read from /proc) is counted as unattributed.
     CgroupsUnknown { why: NoCgroups },
@@ -173,6 +186,11 @@ pub struct Collector {
     unix_via_proc: bool,
     /// What the last gather counted.
     agg: Aggregations,
+    /// `--tcp-info` with ports or destinations to select; `None` dumps
+    /// nothing extra.
+    tcp_info: Option<TcpInfoCounts>,
+    /// `Event::TcpInfoMissing` was sent.
+    tcp_info_missing: bool,
 }
 
 impl Collector {
@@ -202,6 +220,10 @@ impl Collector {
                 options.listen_queues,
                 options.health,
             ),
+            tcp_info: Some(TcpInfoCounts::new(&options.ports)).filter(|t| {
+                options.tcp_info && (!t.is_empty() || options.tcp_info_destinations > 0)
+            }),
+            tcp_info_missing: false,
             options,
         }
     }
@@ -305,16 +327,72 @@ impl Collector {
         if self.agg.cgroups.is_some() {
             self.name_cgroups(&mut bufs.cgroup_paths, events);
         }
+        self.gather_tcp_info(&mut bufs.recv, events, stop)?;
         Ok(self.gathered())
+    }
+
+    /// `--tcp-info`'s dump, when ports or destinations (this gather's top
+    /// ones, so after the main pass) are selected and TCP is read over
+    /// netlink; with /proc, says once that the fields are missing.
+    fn gather_tcp_info(
+        &mut self,
+        buf: &mut [u8],
+        events: &mut dyn FnMut(Event),
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<(), Error> {
+        let Some(t) = &mut self.tcp_info else {
+            return Ok(());
+        };
+        t.reset();
+        if self.tcp_via_proc || self.options.listeners_only {
+            if self.tcp_via_proc && !std::mem::replace(&mut self.tcp_info_missing, true) {
+                events(Event::TcpInfoMissing);
+            }
+            return Ok(());
+        }
+        if let (n @ 1.., Some(o)) = (self.options.tcp_info_destinations, &self.agg.outbound) {
+            t.select(o.top(n).0.iter().map(|d| (d.addr, d.port)));
+        }
+        if t.is_empty() {
+            return Ok(());
+        }
+        if stop() {
+            return Err(Error::Stopped);
+        }
+        let socket = open_socket(&mut self.socket, &self.target)?;
+        // Taken out for the dump, whose records `t` counts; no allocation.
+        let (filter, mut request) = (
+            std::mem::take(&mut t.filter),
+            std::mem::take(&mut t.request),
+        );
+        let mut bytes = 0;
+        let r = socket.dump_info(
+            buf,
+            &mut request,
+            tcpinfo::STATES,
+            &filter,
+            &mut bytes,
+            |m| t.add(m),
+            stop,
+        );
+        (t.filter, t.request) = (filter, request);
+        r?;
+        events(Event::TcpInfoDumped {
+            records: t.records,
+            bytes,
+        });
+        Ok(())
     }
 
     /// What the last gather found.
     fn gathered(&self) -> Gathered<'_> {
-        self.agg.gathered(
+        let mut g = self.agg.gathered(
             self.options.include_unix,
             self.options.counters.is_some().then_some(&self.counters),
             self.tcp_hash.flatten().map(|h| h.shared),
-        )
+        );
+        g.tcp_info = self.tcp_info.as_ref().filter(|_| !self.tcp_via_proc);
+        g
     }
 
     /// Reads whether the namespace shares the host's TCP hash table, inside
@@ -440,13 +518,7 @@ impl Collector {
         if stop() {
             return Err(Error::Stopped);
         }
-        let socket = match &mut self.socket {
-            Some(s) => s,
-            None => self.socket.insert(match &self.target {
-                None => DiagSocket::open()?,
-                Some(t) => netns::open_socket(t)?,
-            }),
-        };
+        let socket = open_socket(&mut self.socket, &self.target)?;
         let agg = &mut self.agg;
         let cgroups = agg.cgroups.is_some();
         // The pass is chosen once per dump: without --health each record
@@ -565,6 +637,21 @@ impl Collector {
     }
 }
 
+/// The collector's sock_diag socket, opened (inside `target`'s namespace,
+/// or this process's when `None`) if it is not open yet.
+fn open_socket<'a>(
+    slot: &'a mut Option<DiagSocket>,
+    target: &Option<Target>,
+) -> Result<&'a mut DiagSocket, Error> {
+    Ok(match slot {
+        Some(s) => s,
+        None => slot.insert(match target {
+            None => DiagSocket::open()?,
+            Some(t) => netns::open_socket(t)?,
+        }),
+    })
+}
+
 /// The main pass over the /proc tables of `kind` (IPv4, then IPv6, which
 /// may be missing). With `--health`, the tables are read with its columns
 /// into `Aggregations::add_health`; without, exactly as before there was
@@ -647,6 +734,8 @@ mod tests {
             listeners_only: false,
             print: Measurements::default(),
             health: false,
+            tcp_info: false,
+            tcp_info_destinations: 0,
             counters: None,
             counters_only: false,
         }

@@ -10,7 +10,8 @@
 //!
 //! The modules in import order, each depending only on those before it
 //! (unit tests aside): [`wire`] (bytes), [`error`] (the error type),
-//! [`record`] (one socket), [`netlink`] and [`procfs`] (kernel I/O),
+//! [`record`] (one socket), [`bytecode`] (a kernel socket filter),
+//! [`netlink`] and [`procfs`] (kernel I/O),
 //! `kept`, `portrange`, `tcphash` and [`counters`] (a namespace's /proc
 //! files, kept open: its ephemeral ports, whether it shares the TCP hash,
 //! its SNMP MIB counters), `tagtext` and [`cgroupfs`] (cgroup ids to
@@ -34,6 +35,7 @@
 
 #[cfg(feature = "cli")]
 pub mod args;
+pub mod bytecode;
 pub mod cgroupfs;
 pub mod collector;
 pub mod counters;

@@ -101,13 +101,17 @@ pub struct Schema {
 
 /// A family of the native Prometheus names: its name, HELP, whether a
 /// counter, and the label a field becomes (`state` for a TCP state field,
-/// `family` for a UDP counter).
+/// `family` for a UDP counter, `le` for a histogram bucket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Native {
+    /// The series' name (a histogram's `_bucket`, `_count` or `_sum`).
     pub name: &'static str,
+    /// The family's HELP.
     pub help: &'static str,
     pub counter: bool,
     pub label: Option<(&'static str, &'static str)>,
+    /// The histogram this series belongs to: its family's name.
+    pub histogram: Option<&'static str>,
 }
 
 impl Native {
@@ -118,6 +122,7 @@ impl Native {
             help,
             counter: false,
             label: None,
+            histogram: None,
         }
     }
 }

@@ -87,7 +87,9 @@ impl DiagSocket {
                 unix = wire::unix_request(seq, wire::UNIX_STATES_ALL);
                 &unix
             }
-            Dump::Tcp => {
+            // `dump_info` makes `TcpInfo`'s filtered request; asked here,
+            // it is the plain TCP dump.
+            Dump::Tcp | Dump::TcpInfo => {
                 tcp = wire::tcp_request(seq, wire::STATES_REAL, 0);
                 &tcp
             }
@@ -106,6 +108,46 @@ impl DiagSocket {
                 &udp
             }
         };
+        self.exchange(buf, request, dump, stop, |batch| {
+            read_batch(batch, dump, seq, cgroups, health, &mut on_record)
+        })
+    }
+
+    /// `--tcp-info`'s dump: the TCP sockets in `states` that `bytecode`
+    /// (`bytecode::compile`) accepts, each with `INET_DIAG_INFO`,
+    /// handed to `on_record` as the kernel wrote them. `request` is a
+    /// reused buffer for the request; the received bytes are added to
+    /// `bytes`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dump_info(
+        &mut self,
+        buf: &mut [u8],
+        request: &mut Vec<u8>,
+        states: u32,
+        bytecode: &[u8],
+        bytes: &mut u64,
+        mut on_record: impl FnMut(&InetDiagMsg<'_>),
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<(), Error> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        crate::bytecode::info_request(seq, states, bytecode, request);
+        self.exchange(buf, request, Dump::TcpInfo, stop, |batch| {
+            *bytes += batch.len() as u64;
+            read_info_batch(batch, seq, &mut on_record)
+        })
+    }
+
+    /// Sends `request` and reads the replies into `buf`, one batch at a
+    /// time, handing each to `on_batch` until it says the dump is done.
+    fn exchange(
+        &mut self,
+        buf: &mut [u8],
+        request: &[u8],
+        dump: Dump,
+        stop: &mut dyn FnMut() -> bool,
+        mut on_batch: impl FnMut(&[u8]) -> Result<Batch, Error>,
+    ) -> Result<(), Error> {
         retry(|| rustix::net::send(&self.fd, request, SendFlags::empty())).map_err(|e| {
             Error::NetlinkSend {
                 dump,
@@ -135,8 +177,7 @@ impl DiagSocket {
                     },
                 });
             }
-            let batch = read_batch(&buf[..len], dump, seq, cgroups, health, &mut on_record)?;
-            if batch == Batch::Done {
+            if on_batch(&buf[..len])? == Batch::Done {
                 return Ok(());
             }
             if stop() {
@@ -156,7 +197,7 @@ pub enum Batch {
 /// The message type of every record in a reply to `dump`.
 fn reply_kind(dump: Dump) -> u16 {
     match dump {
-        Dump::Tcp | Dump::Listeners => wire::TCPDIAG_GETSOCK,
+        Dump::Tcp | Dump::Listeners | Dump::TcpInfo => wire::TCPDIAG_GETSOCK,
         Dump::Udp4 | Dump::Udp6 | Dump::Unix => wire::SOCK_DIAG_BY_FAMILY,
     }
 }
@@ -177,7 +218,7 @@ pub fn read_batch(
     let malformed = |detail| Error::NetlinkMalformed { dump, detail };
     let record = reply_kind(dump);
     let kind = match dump {
-        Dump::Tcp | Dump::Listeners => Kind::Tcp,
+        Dump::Tcp | Dump::Listeners | Dump::TcpInfo => Kind::Tcp,
         Dump::Udp4 | Dump::Udp6 => Kind::Udp,
         Dump::Unix => Kind::Unix,
     };
@@ -223,26 +264,63 @@ pub fn read_batch(
                         }),
                 )
             }
-            wire::NLMSG_DONE | wire::NLMSG_ERROR => {
-                let errno = msg.errno().map_err(malformed)?;
-                if errno != 0 {
-                    return Err(Error::NetlinkRefused {
-                        dump,
-                        source: std::io::Error::from_raw_os_error(errno),
-                    });
-                }
-                if msg.kind() == wire::NLMSG_DONE {
+            _ => {
+                if control(&msg, dump)? == Batch::Done {
                     return Ok(Batch::Done);
                 }
             }
-            wire::NLMSG_OVERRUN => {
-                return Err(Error::NetlinkRecv {
+        }
+    }
+    Ok(Batch::More)
+}
+
+/// A message that is not a socket record: the end of the dump, an error,
+/// or nothing (`NLMSG_NOOP` and anything newer carry no socket).
+fn control(msg: &wire::NlMsg<'_>, dump: Dump) -> Result<Batch, Error> {
+    let malformed = |detail| Error::NetlinkMalformed { dump, detail };
+    match msg.kind() {
+        wire::NLMSG_DONE | wire::NLMSG_ERROR => {
+            let errno = msg.errno().map_err(malformed)?;
+            if errno != 0 {
+                return Err(Error::NetlinkRefused {
                     dump,
-                    source: Errno::NOBUFS.into(),
-                })
+                    source: std::io::Error::from_raw_os_error(errno),
+                });
             }
-            // NLMSG_NOOP and anything newer carry no socket.
-            _ => {}
+            if msg.kind() == wire::NLMSG_DONE {
+                return Ok(Batch::Done);
+            }
+        }
+        wire::NLMSG_OVERRUN => {
+            return Err(Error::NetlinkRecv {
+                dump,
+                source: Errno::NOBUFS.into(),
+            })
+        }
+        _ => {}
+    }
+    Ok(Batch::More)
+}
+
+/// Reads one batch of `--tcp-info`'s dump with sequence number `seq`:
+/// calls `on_record` per TCP record (its `INET_DIAG_INFO` is read by the
+/// caller), and says whether the dump is done. Pure.
+pub fn read_info_batch(
+    batch: &[u8],
+    seq: u32,
+    on_record: &mut impl FnMut(&InetDiagMsg<'_>),
+) -> Result<Batch, Error> {
+    let dump = Dump::TcpInfo;
+    let malformed = |detail| Error::NetlinkMalformed { dump, detail };
+    for msg in Messages::new(batch) {
+        let msg = msg.map_err(malformed)?;
+        if msg.seq() != seq {
+            continue;
+        }
+        if msg.kind() == wire::TCPDIAG_GETSOCK {
+            on_record(&InetDiagMsg::new(&msg).map_err(malformed)?);
+        } else if control(&msg, dump)? == Batch::Done {
+            return Ok(Batch::Done);
         }
     }
     Ok(Batch::More)

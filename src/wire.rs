@@ -25,6 +25,8 @@ pub enum Dump {
     Udp6,
     /// Unix-domain sockets of every type.
     Unix,
+    /// `--tcp-info`: the selected TCP sockets with `INET_DIAG_INFO`.
+    TcpInfo,
 }
 
 impl fmt::Display for Dump {
@@ -35,6 +37,7 @@ impl fmt::Display for Dump {
             Dump::Udp4 => "udp ipv4",
             Dump::Udp6 => "udp ipv6",
             Dump::Unix => "unix",
+            Dump::TcpInfo => "tcp info",
         })
     }
 }
@@ -91,6 +94,13 @@ pub const INET_DIAG_SKMEMINFO: u16 = 7;
 
 /// `idiag_ext` bit that asks for `INET_DIAG_SKMEMINFO` (`1 << (7 - 1)`).
 pub const EXT_SKMEMINFO: u8 = 1 << (INET_DIAG_SKMEMINFO - 1);
+
+/// `INET_DIAG_INFO`: the attribute carrying `struct tcp_info` for a TCP
+/// socket (`tcp_diag_get_info()`); full sockets only.
+pub const INET_DIAG_INFO: u16 = 2;
+
+/// `idiag_ext` bit that asks for `INET_DIAG_INFO` (`1 << (2 - 1)`).
+pub const EXT_INFO: u8 = 1 << (INET_DIAG_INFO - 1);
 
 /// `SK_MEMINFO_DROPS`: index of the drop counter in `sk_meminfo`
 /// (include/uapi/linux/sock_diag.h), `sk_drops`, which `tcp_listendrop()`

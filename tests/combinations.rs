@@ -30,7 +30,7 @@ use telegraf_netstat::cgroupfs::cgroup2_mount;
 const ID: &str = "c0ffee0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
 
 /// Every measurement flag (with the values it needs).
-const MEASUREMENTS: [&str; 15] = [
+const MEASUREMENTS: [&str; 16] = [
     "--by-family",
     "--local-port",
     "8080",
@@ -45,6 +45,7 @@ const MEASUREMENTS: [&str; 15] = [
     "--include-unix",
     "--counters",
     "--health",
+    "--tcp-info",
     "--timestamp",
 ];
 

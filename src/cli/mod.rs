@@ -58,6 +58,9 @@ pub struct Config {
     /// Failing sockets and UDP drops (`--health`): `netstat_health`, and
     /// its fields on the other rows.
     pub health: bool,
+    /// RTT and loss per selected port (`--tcp-info`):
+    /// `netstat_port_tcp_info`.
+    pub tcp_info: bool,
     /// Tag namespaces with container, pod and hostname labels.
     pub netns_labels: bool,
     /// Which measurements are printed (`--only`; all asked-for by default).
@@ -150,6 +153,7 @@ impl Config {
             netns_labels: !a.no_netns_labels,
             counters: a.counters,
             health: a.health,
+            tcp_info: a.tcp_info,
         })
     }
 }
@@ -173,6 +177,12 @@ fn conflicts(a: &Args) -> Result<(), clap::Error> {
         return Err(usage(
             ErrorKind::ArgumentConflict,
             "--by-cgroup reads the cgroup the kernel attaches to each socket over netlink; the /proc tables of --source proc carry none",
+        ));
+    }
+    if a.tcp_info && matches!(a.source, SourceArg::Proc) {
+        return Err(usage(
+            ErrorKind::ArgumentConflict,
+            "--tcp-info reads each socket's tcp_info over netlink; the /proc tables of --source proc carry none",
         ));
     }
     if a.web_config.is_some() && !serving {
@@ -444,6 +454,7 @@ mod tests {
             &["t", "--netns="],
             &["t", "--netns"],
             &["t", "--all-netns", "--netns", "/run/netns/a"],
+            &["t", "--tcp-info", "--source", "proc", "--local-port", "22"],
         ] {
             let e = parse(bad.iter().copied()).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");

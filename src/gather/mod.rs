@@ -130,6 +130,11 @@ impl<C: Count> Gatherer<C> {
             listeners_only,
             print: *p,
             health: config.health,
+            tcp_info: config.tcp_info && (p.port || p.destination),
+            tcp_info_destinations: match (config.tcp_info, p.destination) {
+                (true, true) => config.destinations.unwrap_or(0),
+                _ => 0,
+            },
             counters: config.counters.clone().filter(|_| p.counters),
             counters_only: *p
                 == Measurements {

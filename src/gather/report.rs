@@ -49,6 +49,13 @@ pub(super) fn report(
     event: Event<'_>,
 ) {
     match event {
+        Event::TcpInfoMissing => log.warn(format_args!(
+            "{prefix}TCP sockets are read from /proc, which has no tcp_info: \
+             --tcp-info's rows are left out"
+        )),
+        Event::TcpInfoDumped { records, bytes } => log.debug(format_args!(
+            "{prefix}--tcp-info: the filtered dump returned {records} sockets in {bytes} bytes"
+        )),
         Event::Fallback { kind, error } => {
             let what = match kind {
                 Some(p) => p.to_string(),

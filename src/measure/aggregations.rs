@@ -25,12 +25,14 @@ use super::health::count::{self as health, Failure, Signals};
 use super::listen::count::ListenCounts;
 use super::netstat::count::{ByFamily, Queued, StateCounts};
 use super::port::count::{PortConfig, PortCounts};
+use super::tcpinfo::count::TcpInfoCounts;
 use super::Measurements;
 use crate::counters::Counters;
 use crate::record::{Kind, Record, LISTEN};
 
 /// What the last gather of one namespace computed: every aggregation's
-/// result, borrowed from the collector and handed forward to `rows`.
+/// result, borrowed from the collector and handed forward to `rows`
+/// (`tcp_info` comes from the collector's own dump, not from the pass).
 /// Outside this crate it is made by [`Gathered::counts`], so that a new
 /// aggregation's field is added here and in the collector only.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +51,10 @@ pub struct Gathered<'a> {
     pub cgroups: Option<&'a CgroupCounts>,
     /// `netstat_health`: the namespace's totals, with `--health`.
     pub health: Option<&'a Signals>,
+    /// `netstat_port_tcp_info` and `netstat_destination_tcp_info`: RTT and
+    /// loss per selected port and top destination, with `--tcp-info` over
+    /// netlink.
+    pub tcp_info: Option<&'a TcpInfoCounts>,
     /// `netstat_counters`: the namespace's SNMP MIB counters, when asked
     /// for (read from its files, not from the records).
     pub counters: Option<&'a Counters>,
@@ -69,6 +75,7 @@ impl Gathered<'_> {
             outbound: None,
             cgroups: None,
             health: None,
+            tcp_info: None,
             counters: None,
             tcp_hash_shared: None,
         }
@@ -128,6 +135,7 @@ impl Aggregations {
             outbound: self.outbound.as_ref(),
             cgroups: self.cgroups.as_ref(),
             health: self.health.as_ref(),
+            tcp_info: None,
             counters,
             tcp_hash_shared,
         }

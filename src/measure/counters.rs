@@ -22,6 +22,7 @@ pub static SCHEMA: Schema = Schema {
             help,
             counter: true,
             label: family.map(|f| ("family", f)),
+            histogram: None,
         })
     },
     native_only: false,

@@ -18,6 +18,7 @@ pub mod listen;
 pub mod netstat;
 pub mod port;
 pub mod selfmetrics;
+pub mod tcpinfo;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -27,7 +28,7 @@ pub use aggregations::{Aggregations, Gathered};
 /// Every measurement, in the order its rows are printed: every `netstat`
 /// row, then every `netstat_port` row, and so on (the Prometheus format
 /// needs one metric family together).
-pub static ALL: [&Measurement; 8] = [
+pub static ALL: [&Measurement; 9] = [
     &netstat::MEASUREMENT,
     &port::MEASUREMENT,
     &listen::MEASUREMENT,
@@ -36,6 +37,7 @@ pub static ALL: [&Measurement; 8] = [
     &cgroup::MEASUREMENT,
     &counters::MEASUREMENT,
     &health::MEASUREMENT,
+    &tcpinfo::MEASUREMENT,
 ];
 
 /// Where a measurement puts one row: its schema, its own tags (the

@@ -102,24 +102,34 @@ pub(super) fn encode_native(metrics: &[Metric<'_>], out: &mut Vec<u8>) {
     }
     let mut order: Vec<&'static str> = Vec::new();
     for (n, ..) in &samples {
-        if !order.contains(&n.name) {
-            order.push(n.name);
+        let family = family_of(n).0;
+        if !order.contains(&family) {
+            order.push(family);
         }
     }
-    for name in order {
+    for family in order {
         let mut first = true;
-        for (n, labels, value, time) in samples.iter().filter(|s| s.0.name == name) {
+        for (n, labels, value, time) in samples.iter().filter(|s| family_of(&s.0).0 == family) {
             if first {
-                let kind = if n.counter { "counter" } else { "gauge" };
-                let _ = writeln!(out, "# HELP {name} {}", n.help);
-                let _ = writeln!(out, "# TYPE {name} {kind}");
+                let _ = writeln!(out, "# HELP {family} {}", n.help);
+                let _ = writeln!(out, "# TYPE {family} {}", family_of(n).1);
                 first = false;
             }
-            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(n.name.as_bytes());
             write_labels(labels, out);
             let _ = write!(out, " {value}");
             write_time(*time, out);
         }
+    }
+}
+
+/// The family a native sample belongs to, and its type: a histogram's
+/// `_bucket`, `_count` and `_sum` series are one family.
+fn family_of(n: &Native) -> (&'static str, &'static str) {
+    match (n.histogram, n.counter) {
+        (Some(h), _) => (h, "histogram"),
+        (None, true) => (n.name, "counter"),
+        (None, false) => (n.name, "gauge"),
     }
 }
 

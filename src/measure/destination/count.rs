@@ -64,7 +64,7 @@ struct Tuple {
 
 /// The address in IPv6 form: IPv4 as `::ffff:a.b.c.d`.
 #[inline(always)]
-fn v6_form(family: u8, addr: &[u8; 16]) -> [u8; 16] {
+pub fn v6_form(family: u8, addr: &[u8; 16]) -> [u8; 16] {
     if family != AF_INET {
         return *addr;
     }

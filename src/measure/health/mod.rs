@@ -87,6 +87,7 @@ pub fn native(field: &'static str, families: [(&'static str, &'static str); 3]) 
         help: families[i].1,
         counter: i == 1,
         label,
+        histogram: None,
     })
 }
 

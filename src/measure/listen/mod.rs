@@ -44,6 +44,7 @@ const DROPS: FieldDesc = FieldDesc {
         help: "Connections the listening sockets on this address and port dropped since they were created (SYNs and handshakes refused when the accept queue was full, among others).",
         counter: true,
         label: None,
+        histogram: None,
     }),
 };
 

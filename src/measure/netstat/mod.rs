@@ -122,6 +122,7 @@ pub fn state_native(
         help,
         counter: false,
         label: Some(("state", state)),
+        histogram: None,
     })
 }
 

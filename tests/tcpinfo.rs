@@ -1,0 +1,373 @@
+//! `--tcp-info` on connections made in private network namespaces: the RTT
+//! buckets of idle loopback connections equal what `ss -tin` shows for the
+//! same sockets (`rtt:`), per port and per top destination, the kernel's
+//! filter passes only the selected sockets (the debug line's byte count), a connection over a veth pair
+//! shaped with `tbf` lands in a higher bucket than loopback ones, a peer
+//! whose ACKs are dropped shows loss recovery and RTO backoff as `ss -tin`
+//! does (`backoff:`), and the /proc source has none of it.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use libtest_mimic::Arguments;
+use support::*;
+
+/// The RTT bucket bounds in microseconds and their fields.
+const BUCKETS: [(u64, &str); 13] = [
+    (100, "rtt_le_0_0001"),
+    (250, "rtt_le_0_00025"),
+    (500, "rtt_le_0_0005"),
+    (1_000, "rtt_le_0_001"),
+    (2_500, "rtt_le_0_0025"),
+    (5_000, "rtt_le_0_005"),
+    (10_000, "rtt_le_0_01"),
+    (25_000, "rtt_le_0_025"),
+    (50_000, "rtt_le_0_05"),
+    (100_000, "rtt_le_0_1"),
+    (250_000, "rtt_le_0_25"),
+    (500_000, "rtt_le_0_5"),
+    (1_000_000, "rtt_le_1"),
+];
+
+/// The `netstat_port_tcp_info` rows of an influx output, by (direction,
+/// port): field name to value as written.
+fn rows(out: &str) -> BTreeMap<(String, String), BTreeMap<String, String>> {
+    out.lines()
+        .filter(|l| l.starts_with("netstat_port_tcp_info,"))
+        .map(|line| {
+            let (series, fields) = line.split_once(' ').unwrap();
+            let (_, tags): (String, BTreeMap<String, String>) = parse_series(series);
+            let fields = fields
+                .split(',')
+                .map(|f| {
+                    let (k, v) = f.split_once('=').unwrap();
+                    (k.to_string(), v.trim_end_matches('i').to_string())
+                })
+                .collect();
+            ((tags["direction"].clone(), tags["port"].clone()), fields)
+        })
+        .collect()
+}
+
+fn int(row: &BTreeMap<String, String>, field: &str) -> u64 {
+    row[field]
+        .parse()
+        .unwrap_or_else(|_| panic!("{field} in {row:?}"))
+}
+
+/// `ss -Htin` in the calling thread's namespace for `filter`: per
+/// connection, its smoothed RTT in microseconds (`rtt:` in ms, printed as
+/// `tcpi_rtt / 1000` with `%g`, so exact), and its RTO backoff.
+fn ss_info(filter: &str) -> Vec<(Option<u64>, u64)> {
+    let out = Command::new("ss")
+        .args(["-Htin", "state", "connected", filter])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Each socket is a line of addresses, then a line of its tcp_info.
+    text.lines()
+        .filter(|l| l.starts_with(|c: char| c.is_whitespace()))
+        .map(|l| {
+            let value = |key: &str| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(key))
+                    .map(|v| v.split('/').next().unwrap().to_string())
+            };
+            let rtt = value("rtt:").map(|ms| (ms.parse::<f64>().unwrap() * 1000.0).round() as u64);
+            let backoff = value("backoff:").map_or(0, |b| b.parse().unwrap());
+            (rtt, backoff)
+        })
+        .collect()
+}
+
+/// `n` connections to `l`, each with a few request/response round trips so
+/// both ends have RTT samples.
+fn talking_pairs(l: &TcpListener, n: usize) -> Vec<(TcpStream, TcpStream)> {
+    (0..n)
+        .map(|_| {
+            let (mut c, mut s) = connect_pair(l, |_| {});
+            for _ in 0..5 {
+                let mut b = [0; 100];
+                c.write_all(&[1; 100]).unwrap();
+                s.read_exact(&mut b).unwrap();
+                s.write_all(&b).unwrap();
+                c.read_exact(&mut b).unwrap();
+            }
+            (c, s)
+        })
+        .collect()
+}
+
+/// `--tcp-info -v` with `ports`: its rows, and the records and bytes of the
+/// filtered dump from its debug line (`None`: no extra dump).
+fn run_tcp_info(ports: &[&str]) -> (String, Option<(u64, u64)>) {
+    let out = command(&[&["--tcp-info", "-v"], ports].concat())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let dumped = stderr.lines().find_map(|l| {
+        let rest = l.split_once("the filtered dump returned ")?.1;
+        let (records, rest) = rest.split_once(" sockets in ")?;
+        let bytes = rest.strip_suffix(" bytes")?;
+        Some((records.parse().unwrap(), bytes.parse().unwrap()))
+    });
+    (String::from_utf8(out.stdout).unwrap(), dumped)
+}
+
+/// Whether a row's buckets, count, sum and connections equal `ss`'s view.
+fn matches_ss(row: &BTreeMap<String, String>, ss: &[(Option<u64>, u64)]) -> bool {
+    let rtts: Vec<u64> = ss.iter().filter_map(|s| s.0).collect();
+    let sum_us = (row["rtt_sum_seconds"].parse::<f64>().unwrap() * 1e6).round() as u64;
+    BUCKETS
+        .iter()
+        .all(|(le, f)| int(row, f) == rtts.iter().filter(|&&r| r <= *le).count() as u64)
+        && int(row, "rtt_samples") == rtts.len() as u64
+        && int(row, "rtt_le_inf") == rtts.len() as u64
+        && int(row, "connections") == ss.len() as u64
+        && sum_us == rtts.iter().sum::<u64>()
+}
+
+fn buckets_equal_ss_and_only_the_selected_sockets_are_dumped() {
+    in_netns(|| {
+        let a = TcpListener::bind("127.0.0.1:7001").unwrap();
+        let b = TcpListener::bind("127.0.0.1:7002").unwrap();
+        let other = TcpListener::bind("127.0.0.1:7003").unwrap();
+        let _a = talking_pairs(&a, 3);
+        let _b = talking_pairs(&b, 2);
+        let _other = talking_pairs(&other, 200);
+        let ports = ["--local-port", "7001", "--remote-port", "7002"];
+        // Idle connections keep their smoothed RTT; a gather between two
+        // equal views of ss is compared with them.
+        let mut last = None;
+        poll_until(Duration::from_secs(10), || {
+            let before = (ss_info("sport = :7001"), ss_info("dport = :7002"));
+            let (out, dumped) = run_tcp_info(&ports);
+            let after = (ss_info("sport = :7001"), ss_info("dport = :7002"));
+            let r = rows(&out);
+            let ok = before == after
+                && r.len() == 2
+                && matches_ss(&r[&("local".into(), "7001".into())], &before.0)
+                && matches_ss(&r[&("remote".into(), "7002".into())], &before.1);
+            last = Some((out, dumped, before));
+            ok
+        });
+        let (out, dumped, ss) = last.unwrap();
+        assert_eq!((ss.0.len(), ss.1.len()), (3, 2), "{out}");
+        // 5 of 405 connections (810 sockets with their peers) are sent,
+        // with tcp_info each: a few hundred bytes apiece, not 810 of them.
+        let (records, bytes) = dumped.expect("no debug line for the filtered dump");
+        assert_eq!(records, 5, "{out}");
+        assert!(
+            (5 * 300..=5 * 600).contains(&bytes),
+            "{bytes} bytes for {records} sockets"
+        );
+        eprintln!(
+            "--tcp-info: {records} sockets in {bytes} bytes ({} per socket)",
+            bytes / records
+        );
+    })
+}
+
+/// `n` connections to `to` (accepted by `l`), talking as `talking_pairs`'.
+fn talking_to(l: &TcpListener, to: &str, n: usize) -> Vec<(TcpStream, TcpStream)> {
+    (0..n)
+        .map(|_| {
+            let mut c = TcpStream::connect(to).unwrap();
+            let (mut s, _) = l.accept().unwrap();
+            for _ in 0..5 {
+                let mut b = [0; 100];
+                c.write_all(&[1; 100]).unwrap();
+                s.read_exact(&mut b).unwrap();
+                s.write_all(&b).unwrap();
+                c.read_exact(&mut b).unwrap();
+            }
+            (c, s)
+        })
+        .collect()
+}
+
+fn the_top_destinations_get_a_row_each() {
+    in_netns(|| {
+        let a = TcpListener::bind("0.0.0.0:7001").unwrap();
+        let b = TcpListener::bind("0.0.0.0:7002").unwrap();
+        let _a = talking_to(&a, "127.0.0.1:7001", 3);
+        let _b = talking_to(&b, "127.0.0.2:7002", 2);
+        let rows_of = |out: &str| {
+            out.lines()
+                .filter(|l| l.starts_with("netstat_destination_tcp_info,"))
+                .map(|l| l.replace("netstat_destination_tcp_info,", "netstat_port_tcp_info,"))
+                .map(|l| l.replacen("address=", "direction=", 1))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let mut last = None;
+        poll_until(Duration::from_secs(10), || {
+            let before = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
+            let (out, dumped) = run_tcp_info(&["--destinations", "5"]);
+            let after = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
+            let r = rows(&rows_of(&out));
+            let ok = before == after
+                && r.len() == 2
+                && matches_ss(&r[&("127.0.0.1".into(), "7001".into())], &before.0)
+                && matches_ss(&r[&("127.0.0.2".into(), "7002".into())], &before.1);
+            last = Some((out, dumped, before));
+            ok
+        });
+        let (out, dumped, ss) = last.unwrap();
+        assert_eq!((ss.0.len(), ss.1.len()), (3, 2), "{out}");
+        assert_eq!(dumped.map(|d| d.0), Some(5), "{out}");
+        // Only the busiest one with --destinations 1: its 3 sockets dumped.
+        let (out, dumped) = run_tcp_info(&["--destinations", "1"]);
+        let r = rows(&rows_of(&out));
+        assert_eq!(
+            r.keys().collect::<Vec<_>>(),
+            [&("127.0.0.1".into(), "7001".into())]
+        );
+        assert_eq!(dumped.map(|d| d.0), Some(3), "{out}");
+    })
+}
+
+fn a_shaped_path_lands_in_a_higher_bucket_than_loopback() {
+    in_netns(|| {
+        let peer = Peer::new("10.77.0.1/24", "10.77.0.2/24");
+        let out = Command::new("tc")
+            .args(["qdisc", "add", "dev", "tn0", "root", "tbf"])
+            .args(["rate", "1mbit", "burst", "5kb", "latency", "2s"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tc: {out:?}");
+        let far = TcpListener::bind("10.77.0.1:7100").unwrap();
+        let near = TcpListener::bind("127.0.0.1:7001").unwrap();
+        let _near = talking_pairs(&near, 2);
+        peer.connect(far.local_addr().unwrap());
+        let (mut s, _) = far.accept().unwrap();
+        // 150 KB queue behind a 1 Mbit/s bucket: about a second of delay.
+        s.set_nonblocking(true).unwrap();
+        let _ = s.write(&[0; 150_000]);
+        let ports = ["--local-port", "7001,7100"];
+        let mut last = String::new();
+        poll_until(Duration::from_secs(20), || {
+            last = run_tcp_info(&ports).0;
+            let r = rows(&last);
+            let (far, near) = (
+                &r[&("local".into(), "7100".into())],
+                &r[&("local".into(), "7001".into())],
+            );
+            // The shaped connection above 25 ms, loopback's at or below it.
+            int(far, "rtt_samples") == 1
+                && int(far, "rtt_le_0_025") == 0
+                && int(near, "rtt_le_0_025") == int(near, "rtt_samples")
+                && int(near, "rtt_samples") == 2
+        });
+        let r = rows(&last);
+        let far = &r[&("local".into(), "7100".into())];
+        assert!(
+            int(far, "unacked_bytes") + int(far, "notsent_bytes") > 0,
+            "{last}"
+        );
+        drop(s);
+        drop(peer);
+    })
+}
+
+fn loss_recovery_and_backoff_of_a_peer_gone_away() {
+    in_netns(|| {
+        let l = TcpListener::bind("127.0.0.1:7004").unwrap();
+        let pairs = talking_pairs(&l, 2);
+        // The peer's ACKs vanish: the client's data is never acknowledged.
+        let out = Command::new("iptables")
+            .args(["-A", "INPUT", "-p", "tcp", "--sport", "7004", "-j", "DROP"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "iptables: {out:?}");
+        let mut c = pairs[0].0.try_clone().unwrap();
+        c.write_all(b"lost").unwrap();
+        let ports = ["--remote-port", "7004"];
+        poll_until(Duration::from_secs(10), || {
+            ss_info("dport = :7004").iter().any(|s| s.1 > 0)
+        });
+        let mut last = String::new();
+        poll_until(Duration::from_secs(10), || {
+            let before = ss_info("dport = :7004");
+            last = run_tcp_info(&ports).0;
+            let after = ss_info("dport = :7004");
+            let r = rows(&last);
+            let row = &r[&("remote".into(), "7004".into())];
+            let backing_off = before.iter().filter(|s| s.1 > 0).count() as u64;
+            before
+                .iter()
+                .map(|s| s.1 > 0)
+                .eq(after.iter().map(|s| s.1 > 0))
+                && int(row, "rto_backoff") == backing_off
+                && int(row, "loss_recovery") == 1
+                && int(row, "unacked_bytes") == 4
+                && int(row, "connections") == 2
+        });
+        drop(pairs);
+    })
+}
+
+fn proc_has_none_and_nothing_selected_dumps_nothing() {
+    in_netns(|| {
+        let l = TcpListener::bind("127.0.0.1:7001").unwrap();
+        let _pairs = talking_pairs(&l, 1);
+        // Netlink refused: /proc, said once, and no rows.
+        let out = run_blocked(&["--tcp-info", "--local-port", "7001"]);
+        assert!(out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let said: Vec<&str> = stderr.lines().filter(|l| l.contains("tcp_info")).collect();
+        assert_eq!(said.len(), 1, "{stderr}");
+        assert!(said[0].starts_with("W! "), "{stderr}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(rows(&stdout).is_empty(), "{stdout}");
+        assert!(stdout.contains("netstat_port,"), "{stdout}");
+        // --source proc: a usage error.
+        let out = run(&["--tcp-info", "--source", "proc", "--local-port", "7001"]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        // No port named (the listening ports are not selected): no dump.
+        for ports in [&[][..], &["--listening-ports"]] {
+            let (out, dumped) = run_tcp_info(ports);
+            assert_eq!(dumped, None, "{ports:?}");
+            assert!(rows(&out).is_empty(), "{out}");
+        }
+        let (out, dumped) = run_tcp_info(&["--local-port", "7001"]);
+        assert_eq!(dumped.map(|d| d.0), Some(1));
+        assert_eq!(rows(&out).len(), 1);
+        // Without the flag: no dump and no rows.
+        let out = run_ok(&["--local-port", "7001", "-v"]);
+        assert!(rows(&out).is_empty(), "{out}");
+    })
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let tools = ["ip", "iptables", "tc"].iter().try_for_each(|t| {
+        Command::new(t)
+            .arg("-V")
+            .output()
+            .map(drop)
+            .map_err(|e| format!("{t}: {e}"))
+    });
+    let setup = namespace_setup()
+        .and(tools)
+        .and(if rustix::process::geteuid().is_root() {
+            Ok(())
+        } else {
+            Err("needs root (veth, tc and iptables in the namespace)".into())
+        });
+    let tests = tests![
+        the_top_destinations_get_a_row_each,
+        buckets_equal_ss_and_only_the_selected_sockets_are_dumped,
+        a_shaped_path_lands_in_a_higher_bucket_than_loopback,
+        loss_recovery_and_backoff_of_a_peer_gone_away,
+        proc_has_none_and_nothing_selected_dumps_nothing,
+    ];
+    run_trials(args, setup, named("tcpinfo", &tests));
+}
