@@ -448,13 +448,11 @@ fn nothing_without_the_flag() {
 
 fn main() {
     let args = Arguments::from_args();
-    let tools = ["ip", "iptables", "ss"].iter().try_for_each(|t| {
-        Command::new(t)
-            .arg("-V")
-            .output()
-            .map(drop)
-            .map_err(|e| format!("{t}: {e}"))
-    });
+    let tools = tools_on_path(&[
+        ("ip", "iproute2"),
+        ("iptables", "iptables"),
+        ("ss", "iproute2"),
+    ]);
     let setup = namespace_setup()
         .and(tools)
         .and(if rustix::process::geteuid().is_root() {

@@ -348,13 +348,11 @@ fn proc_has_none_and_nothing_selected_dumps_nothing() {
 
 fn main() {
     let args = Arguments::from_args();
-    let tools = ["ip", "iptables", "tc"].iter().try_for_each(|t| {
-        Command::new(t)
-            .arg("-V")
-            .output()
-            .map(drop)
-            .map_err(|e| format!("{t}: {e}"))
-    });
+    let tools = tools_on_path(&[
+        ("ip", "iproute2"),
+        ("iptables", "iptables"),
+        ("tc", "iproute2"),
+    ]);
     let setup = namespace_setup()
         .and(tools)
         .and(if rustix::process::geteuid().is_root() {
