@@ -1,25 +1,32 @@
 //! The documentation against the program it documents (issue 34). Every
 //! `telegraf-netstat` command line in README.md and docs/*.md (the lines of
 //! `sh` and `console` blocks, the lines after a `$ ` prompt in other blocks,
-//! and inline code that calls the program) is:
+//! and inline code that calls the program) is parsed by the binary's own
+//! parser (stopped by `--version` before anything runs), and **run as
+//! written** with `bash`, `telegraf-netstat` being the binary under test, in
+//! a private network, PID and mount namespace (its own /proc, an empty
+//! /run/netns, `/etc` an overlay whose writes go to a tmpfs), so
+//! `--all-netns` and every count see nothing of the machine:
 //!
-//! - **run as written** when it is a one-shot command that only prints:
-//!   with `bash`, `telegraf-netstat` being the binary under test, in a
-//!   private network, PID and mount namespace (its own /proc, an empty
-//!   /run/netns), so `--all-netns` and every count see nothing of the
-//!   machine. It must exit 0, and every measurement of the output shown
-//!   under it must be among the measurements it prints. `--execd` fed by
-//!   `echo |` is one-shot too, and must print one gather;
-//! - **parsed only** (the binary's own parser, stopped by `--version` before
-//!   anything runs) when running it here would not end or would need what
-//!   only the reader has: `--listen`/`--web.listen-address`/
-//!   `--web.systemd-socket` serve until stopped, and `--execd` and
-//!   `--interval` loop (tests/serve.rs and tests/execd.rs run those modes);
-//!   `--output` writes a file the reader names; `--web.config.file` names a
-//!   file with certificates and hashes that only the TLS recipe makes
-//!   (tests/tls.rs runs that recipe, and the version 3 client certificate
-//!   recipe, from docs/tls.md as written); an absolute path that does not
-//!   exist here (`--netns /run/netns/blue`) names the reader's machine.
+//! - a one-shot command that only prints must exit 0, and every measurement
+//!   of the output shown under it must be among the measurements it prints;
+//!   `--execd` fed by `echo |` is one-shot too, and must print one gather;
+//! - a long-running one runs until it shows it is up, then gets SIGTERM and
+//!   must exit 0: `--listen`/`--web.listen-address` until a scrape of
+//!   `/metrics` answers with the counts (over TLS with basic auth when it
+//!   names a `--web.config.file`: docs/tls.md's complete setup, run as
+//!   written first, makes the file and its certificates in
+//!   /etc/telegraf-netstat, where the command runs), `--output FILE` until
+//!   FILE holds the counts (its directory made on an overlay of its nearest
+//!   existing ancestor), `--interval` and an unfed `--execd` until they print.
+//!   The log lines shown under it must be the ones it writes, but for their
+//!   time.
+//!
+//! Parsed only: `--web.systemd-socket`, which serves descriptors only
+//! systemd hands over (tests/tls.rs runs the shipped socket unit's
+//! command through `systemd-socket-activate`), and a command naming an
+//! absolute path that does not exist here (`--netns /run/netns/blue`), which
+//! names the reader's machine.
 //!
 //! Every relative link in those pages leads to a file of the source tree,
 //! and the README stays at 300 lines or fewer.
@@ -157,37 +164,72 @@ fn documented() -> Vec<Documented> {
     all
 }
 
-/// Why `call` is parsed only, not run (see the module's doc); `None` for a
-/// one-shot command that only prints, or `--execd` fed by `echo |`.
-fn parsed_only(call: &str, fed: bool) -> Option<&'static str> {
-    const NOT_RUN: [(&str, &str); 7] = [
-        ("--listen", "it serves until stopped"),
-        ("--web.listen-address", "it serves until stopped"),
-        ("--web.systemd-socket", "it serves until stopped"),
-        ("--execd", "it loops until stdin ends"),
-        ("--interval", "it loops until stopped"),
-        ("--output", "it writes a file the reader names"),
-        (
-            "--web.config.file",
-            "its web config is made by the TLS recipe, which tests/tls.rs runs",
-        ),
-    ];
-    let words: Vec<&str> = call.split_whitespace().collect();
-    for (flag, why) in NOT_RUN {
-        let given =
-            |w: &&str| *w == flag || w.strip_prefix(flag).is_some_and(|r| r.starts_with('='));
-        if words.iter().any(given) && !(flag == "--execd" && fed) {
-            return Some(why);
-        }
-    }
-    let absent = |w: &&str| {
-        let path = w.split_once('=').map_or(*w, |(_, v)| v);
-        path.starts_with('/') && !Path::new(path).exists()
-    };
+/// How a documented call is run (see the module's doc).
+enum Run {
+    /// It prints and ends.
+    Once,
+    /// It runs until stopped: run until it shows it is up, then SIGTERM.
+    Until(Up),
+    /// Parsed only, for this reason.
+    Parsed(&'static str),
+}
+
+/// What shows a long-running call is up.
+enum Up {
+    /// A scrape of `/metrics` on this port answers (`tls`: over TLS with
+    /// docs/tls.md's credentials).
+    Served { port: String, tls: bool },
+    /// The file it writes holds the counts.
+    Written(String),
+    /// It prints.
+    Printed,
+}
+
+/// The value of `flag` in `words` (`--flag VALUE` or `--flag=VALUE`).
+fn value_of<'a>(words: &[&'a str], flag: &str) -> Option<&'a str> {
     words
         .iter()
-        .any(absent)
-        .then_some("it names a path of the reader's machine")
+        .enumerate()
+        .find_map(|(i, w)| match w.strip_prefix(flag) {
+            Some("") => words.get(i + 1).copied(),
+            Some(v) => v.strip_prefix('='),
+            None => None,
+        })
+}
+
+fn how_to_run(call: &str, fed: bool) -> Run {
+    let words: Vec<&str> = call.split_whitespace().collect();
+    let given = |flag| value_of(&words, flag).is_some() || words.contains(&flag);
+    if given("--web.systemd-socket") {
+        return Run::Parsed("it serves what systemd hands over (tests/tls.rs runs it)");
+    }
+    // Files the run makes are not the reader's machine.
+    let made = [
+        value_of(&words, "--output"),
+        value_of(&words, "--web.config.file"),
+    ];
+    let absent = |w: &&str| {
+        let path = w.split_once('=').map_or(*w, |(_, v)| v);
+        path.starts_with('/') && !made.contains(&Some(path)) && !Path::new(path).exists()
+    };
+    if words.iter().any(absent) {
+        return Run::Parsed("it names a path of the reader's machine");
+    }
+    let tls = given("--web.config.file");
+    match ["--listen", "--web.listen-address"]
+        .iter()
+        .find_map(|f| value_of(&words, f))
+    {
+        Some(address) => Run::Until(Up::Served {
+            port: address.rsplit(':').next().unwrap().to_string(),
+            tls,
+        }),
+        None => match value_of(&words, "--output") {
+            Some(file) => Run::Until(Up::Written(file.to_string())),
+            None if given("--interval") || (given("--execd") && !fed) => Run::Until(Up::Printed),
+            None => Run::Once,
+        },
+    }
 }
 
 fn every_documented_command_line_parses() {
@@ -232,25 +274,79 @@ fn measurements(lines: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// Runs `call` as written in a private network, PID and mount namespace:
-/// its own /proc (`unshare --mount-proc`), /run/netns an empty tmpfs.
-/// `echo |` feeds it when the page does.
-fn run_isolated(call: &str, fed: bool) -> std::process::Output {
-    let call = match fed {
-        true => format!("echo | {call}"),
-        false => call.to_string(),
-    };
+/// The start of every run's script (`$1` the binary, `$2` a scratch
+/// directory): /run/netns an empty tmpfs, /etc an overlay whose writes go
+/// to a tmpfs on `$2`, `over DIR` makes another, and `telegraf-netstat` is
+/// the binary under test (bounded to 60 s).
+const PRELUDE: &str = r#"set -eu
+if [ -d /run/netns ]; then mount -t tmpfs tmpfs /run/netns; fi
+bin=$1 t=$2
+mount -t tmpfs tmpfs "$t"
+over() {
+    mkdir -p "$t/o$1/up" "$t/o$1/work"
+    mount -t overlay overlay -o "lowerdir=$1,upperdir=$t/o$1/up,workdir=$t/o$1/work" "$1"
+}
+over /etc
+telegraf-netstat() { exec timeout 60 "$bin" "$@"; }
+"#;
+
+/// What a long-running call's script does after the prelude (`$3` the call,
+/// `$4` what shows it is up: `served PORT`, `tls PORT` (docs/tls.md's setup
+/// run first, until the exporter it starts and kills no longer answers),
+/// `written FILE`,
+/// `printed`; `$5` docs/tls.md's complete setup, `$6` the nearest existing
+/// ancestor of a written file's directory): starts the call, polls every
+/// 0.1 s for 60 s, sends SIGTERM, and prints its exit code, its stdout,
+/// its stderr and what showed it was up, each after a `--- ` line.
+const UNTIL_UP: &str = r#"call=$3 kind=${4%% *} what=${4#* } setup=$5 base=$6
+if [ -n "$base" ]; then over "$base"; mkdir -p "$(dirname "$what")"; fi
+if [ "$kind" = tls ]; then
+    (PATH=$(dirname "$bin"):$PATH bash -euo pipefail -c "$setup") >/dev/null
+    for _ in $(seq 600); do
+        curl -sk -o /dev/null "https://localhost:$what/" || break
+        sleep 0.1
+    done
+    cd /etc/telegraf-netstat
+fi
+( eval "$call" ) >"$t/stdout" 2>"$t/stderr" </dev/null &
+pid=$!
+up() {
+    case $kind in
+    served) curl -sf "http://localhost:$what/metrics" -o "$t/up" ;;
+    tls) curl -sf --cacert /etc/telegraf-netstat/ca.crt -u prometheus:change-me \
+        "https://localhost:$what/metrics" -o "$t/up" ;;
+    written) [ -s "$what" ] && cp "$what" "$t/up" ;;
+    printed) [ -s "$t/stdout" ] && cp "$t/stdout" "$t/up" ;;
+    esac
+}
+for _ in $(seq 600); do
+    if up || ! kill -0 "$pid" 2>/dev/null; then break; fi
+    sleep 0.1
+done
+kill -TERM "$pid" 2>/dev/null || true
+rc=0; wait "$pid" || rc=$?
+printf -- '--- rc\n%s\n--- stdout\n' "$rc"; cat "$t/stdout"
+printf -- '--- stderr\n'; cat "$t/stderr"
+printf -- '--- up\n'; cat "$t/up" 2>/dev/null || true
+"#;
+
+/// Runs `script` after the prelude in a private network, PID and mount
+/// namespace with its own /proc, the binary, a scratch directory and
+/// `args` its arguments.
+fn run_isolated(script: String, args: Vec<String>) -> std::process::Output {
     in_netns(move || {
+        let scratch = Scratch::new("docs-run");
         Command::new("unshare")
-            .args(["--pid", "--fork", "--mount-proc", "bash", "-c"])
-            .arg(
-                r#"set -e
-                   if [ -d /run/netns ]; then mount -t tmpfs tmpfs /run/netns; fi
-                   bin=$1
-                   telegraf-netstat() { timeout 60 "$bin" "$@"; }
-                   eval "$2""#,
-            )
-            .args(["_", BIN, &call])
+            .args([
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--propagation",
+                "private",
+            ])
+            .args(["bash", "-c", &format!("{PRELUDE}{script}"), "_", BIN])
+            .arg(&scratch.0)
+            .args(args)
             .env_remove("HOST_PROC")
             .stdin(Stdio::null())
             .output()
@@ -258,8 +354,110 @@ fn run_isolated(call: &str, fed: bool) -> std::process::Output {
     })
 }
 
-fn every_one_shot_documented_command_runs() {
-    let mut ran = Vec::new();
+/// Runs a one-shot `call` as written (`echo |` feeding it when the page
+/// does).
+fn run_once(call: &str, fed: bool) -> std::process::Output {
+    let call = match fed {
+        true => format!("echo | {call}"),
+        false => call.to_string(),
+    };
+    run_isolated(r#"eval "$3""#.into(), vec![call])
+}
+
+/// The sections of [`UNTIL_UP`]'s output: exit code, stdout, stderr, what
+/// showed it was up.
+fn run_until_up(call: &str, up: &Up) -> [String; 4] {
+    let (what, base) = match up {
+        Up::Served { port, tls } => (format!("{} {port}", ["served", "tls"][*tls as usize]), None),
+        Up::Written(file) => {
+            let mut base = Path::new(file).parent().unwrap();
+            while !base.exists() {
+                base = base.parent().unwrap();
+            }
+            (format!("written {file}"), Some(base.display().to_string()))
+        }
+        Up::Printed => ("printed -".into(), None),
+    };
+    let setup = documented_block("docs/tls.md", "**A complete setup**", "sh");
+    let out = run_isolated(
+        UNTIL_UP.into(),
+        vec![call.into(), what, setup, base.unwrap_or_default()],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let parts: Vec<String> = text
+        .splitn(5, "--- ")
+        .skip(1)
+        .map(|p| p.split_once('\n').map_or("", |(_, rest)| rest).to_string())
+        .collect();
+    let said = format!(
+        "`{call}`: {:?}\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    parts.try_into().unwrap_or_else(|_| panic!("{said}"))
+}
+
+/// `line` without its time: logfmt's `time=…` word or JSON's `"time":"…"`
+/// value.
+fn untimed(line: &str) -> String {
+    for (start, end) in [("time=", ' '), ("\"time\":\"", '"')] {
+        if let Some(at) = line.find(start) {
+            let rest = &line[at + start.len()..];
+            let cut = rest.find(end).unwrap_or(rest.len());
+            return format!("{}{start}TIME{}", &line[..at], &rest[cut..]);
+        }
+    }
+    line.to_string()
+}
+
+/// Runs a one-shot call (see the module's doc).
+fn check_once(page: &Path, call: &str, fed: bool, shown: &[String]) {
+    let out = run_once(call, fed);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let said = format!(
+        "{}: `{call}`: {:?}\n{stdout}\n{}",
+        page.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && !stdout.is_empty(), "{said}");
+    let printed = measurements(&stdout.lines().collect::<Vec<_>>());
+    let shown: Vec<&str> = shown.iter().map(String::as_str).collect();
+    for m in measurements(&shown) {
+        assert!(printed.contains(&m), "{m} shown, not printed: {said}");
+    }
+    // `echo | telegraf-netstat --execd` prints one gather (the pages say
+    // so).
+    let gathers = printed.iter().filter(|m| *m == "netstat").count();
+    assert!(!fed || gathers == 1, "{gathers} gathers: {said}");
+}
+
+/// Runs a long-running call until it is up, then stops it (see the
+/// module's doc).
+fn check_until_up(page: &Path, call: &str, up: &Up, shown: &[String]) {
+    let [rc, stdout, stderr, seen] = run_until_up(call, up);
+    let said = format!(
+        "{}: `{call}`: exit {rc}\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- up\n{seen}",
+        page.display()
+    );
+    assert_eq!(rc.trim(), "0", "{said}");
+    let counted = match up {
+        Up::Printed => measurements(&seen.lines().collect::<Vec<_>>()).contains(&"netstat".into()),
+        _ => seen.lines().any(|l| l.starts_with("netstat_tcp_")),
+    };
+    assert!(counted, "no counts: {said}");
+    let logged: Vec<String> = stderr.lines().map(untimed).collect();
+    for line in shown {
+        assert!(
+            logged.contains(&untimed(line)),
+            "{line:?} shown, not logged: {said}"
+        );
+    }
+}
+
+fn every_documented_command_runs() {
+    let (mut once, mut until) = (0, 0);
     for Documented {
         page,
         call,
@@ -267,34 +465,29 @@ fn every_one_shot_documented_command_runs() {
         shown,
     } in documented()
     {
-        if let Some(why) = parsed_only(&call, fed) {
-            eprintln!("parsed only, {why}: {call}");
-            continue;
+        match how_to_run(&call, fed) {
+            Run::Parsed(why) => {
+                eprintln!("parsed only, {why}: {call}");
+                continue;
+            }
+            Run::Once => {
+                check_once(&page, &call, fed, &shown);
+                once += 1;
+            }
+            Run::Until(up) => {
+                check_until_up(&page, &call, &up, &shown);
+                until += 1;
+            }
         }
-        let out = run_isolated(&call, fed);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let said = format!(
-            "{}: `{call}`: {:?}\n{stdout}\n{}",
-            page.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success() && !stdout.is_empty(), "{said}");
-        let printed = measurements(&stdout.lines().collect::<Vec<_>>());
-        let shown: Vec<&str> = shown.iter().map(String::as_str).collect();
-        for m in measurements(&shown) {
-            assert!(printed.contains(&m), "{m} shown, not printed: {said}");
-        }
-        // `echo | telegraf-netstat --execd` prints one gather (the pages
-        // say so).
-        let gathers = printed.iter().filter(|m| *m == "netstat").count();
-        assert!(!fed || gathers == 1, "{gathers} gathers: {said}");
         eprintln!("run as written: {}{call}", if fed { "echo | " } else { "" });
-        ran.push(call);
     }
     // --by-cgroup, --all-netns, --all-netns --counters --only counters,
-    // --version, echo | --execd.
-    assert!(ran.len() >= 5, "only {} commands run: {ran:?}", ran.len());
+    // --version, echo | --execd; the exporter plain, with native names, in
+    // logfmt, in JSON over TLS; the textfile loop.
+    assert!(
+        once >= 5 && until >= 5,
+        "only {once} one-shot and {until} long-running commands run"
+    );
 }
 
 fn every_relative_link_leads_to_a_file() {
@@ -334,11 +527,14 @@ fn main() {
             ("unshare", "util-linux"),
             ("timeout", "coreutils"),
             ("bash", "bash"),
+            ("curl", "curl"),
+            ("openssl", "openssl"),
+            ("htpasswd", "apache2-utils"),
         ])
     });
     let tests = tests![
         every_documented_command_line_parses,
-        every_one_shot_documented_command_runs,
+        every_documented_command_runs,
         every_relative_link_leads_to_a_file,
         the_readme_fits_on_a_few_screens,
     ];
@@ -346,6 +542,6 @@ fn main() {
         args,
         Ok(()),
         named("docs", &tests),
-        &[("every_one_shot_documented_command_runs", isolated)],
+        &[("every_documented_command_runs", isolated)],
     );
 }

@@ -298,6 +298,7 @@ fn a_version_1_client_certificate_is_refused_and_said() {
         // docs/tls.md's recipe for a version 3 certificate, run as written
         // there (in the certificates' directory): served.
         let recipe = documented_block(
+            "docs/tls.md",
             "**Client certificates must be X.509 version 3.**",
             "console",
         );
@@ -775,7 +776,7 @@ fn the_shipped_examples_serve() {
 /// namespace, the network namespace is private, and `telegraf-netstat` on the
 /// PATH is the binary under test.
 fn the_tls_recipe_runs_as_written() {
-    let recipe = documented_block("**A complete setup**", "sh");
+    let recipe = documented_block("docs/tls.md", "**A complete setup**", "sh");
     let bin_dir = Path::new(BIN)
         .parent()
         .unwrap()
@@ -809,19 +810,6 @@ fn the_tls_recipe_runs_as_written() {
         stderr.contains(": serving /metrics, TLS on, basic auth on (--web.config.file)"),
         "{stderr}"
     );
-}
-
-/// The first code block of docs/tls.md in `lang` after `marker`, without
-/// its fences.
-fn documented_block(marker: &str, lang: &str) -> String {
-    let page =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/tls.md")).unwrap();
-    page.split(marker)
-        .nth(1)
-        .and_then(|r| r.split(&format!("```{lang}\n")).nth(1))
-        .and_then(|r| r.split("\n```").next())
-        .unwrap_or_else(|| panic!("no {lang} block after {marker} in docs/tls.md"))
-        .to_string()
 }
 
 /// The roots a rustls client trusts: `ca`'s certificate.

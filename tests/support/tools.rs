@@ -200,3 +200,17 @@ pub fn on_path(bin: &str) -> bool {
         .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
         .unwrap_or(false)
 }
+
+/// The first code block in `lang` of `page` (relative to the source tree)
+/// after `marker`, without its fences: what the tests that run the
+/// documentation read.
+pub fn documented_block(page: &str, marker: &str, lang: &str) -> String {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(page))
+        .unwrap();
+    text.split(marker)
+        .nth(1)
+        .and_then(|r| r.split(&format!("```{lang}\n")).nth(1))
+        .and_then(|r| r.split("\n```").next())
+        .unwrap_or_else(|| panic!("no {lang} block after {marker} in {page}"))
+        .to_string()
+}
