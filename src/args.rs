@@ -7,10 +7,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser, ValueEnum};
+use clap::builder::PossibleValuesParser;
+use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::counters::Selection;
 use crate::measure::destination::count::MAX_TOP;
+use crate::measure::{self, ALL};
 use crate::values::{parse_interval, parse_ports, DEFAULT_LISTEN};
 
 pub const AFTER_HELP: &str = "\
@@ -252,13 +254,18 @@ pub struct Args {
     #[arg(long)]
     pub tcp_info: bool,
 
-    /// Print only these measurements, comma-separated: netstat, port,
-    /// listen, ephemeral, destination, cgroup, counters, health. --counters --only
+    /// The flags of the measurements that declare their own
+    /// ([`measure::Plug`]), in registry order.
+    #[command(flatten)]
+    pub plugged: Plugged,
+
+    /// Print only these measurements, comma-separated, each one of the
+    /// possible values and asked for by its flag. --counters --only
     /// counters reads the counters only, no socket. --listen-queues --only listen asks
     /// the kernel for listeners only and skips its walk of established
     /// sockets (syn_recv is then left out). Example: --only listen
-    #[arg(long, value_name = "MEASUREMENTS", value_delimiter = ',', value_enum)]
-    pub only: Vec<OnlyArg>,
+    #[arg(long, value_name = "MEASUREMENTS", value_delimiter = ',', value_parser = only_names())]
+    pub only: Vec<String>,
 
     /// Serve Prometheus metrics over HTTP on ADDR, gathering at each scrape;
     /// repeatable. ADDR is :PORT (every address, IPv4 and IPv6; default
@@ -357,6 +364,60 @@ pub enum OnlyArg {
     Cgroup,
     Counters,
     Health,
+}
+
+/// `--only`'s values: the [`OnlyArg`] names, then the plugged
+/// measurements' own.
+fn only_names() -> PossibleValuesParser {
+    let builtin = OnlyArg::value_variants()
+        .iter()
+        .filter_map(ValueEnum::to_possible_value);
+    let plugged = ALL
+        .iter()
+        .filter_map(|m| m.plug.as_ref())
+        .map(|p| clap::builder::PossibleValue::new(p.only));
+    PossibleValuesParser::new(builtin.chain(plugged))
+}
+
+/// Whether each plugged measurement's flag was given, by its place in
+/// [`ALL`]: the clap arguments are made from the registry.
+#[derive(Debug, Clone, Default)]
+pub struct Plugged(pub [bool; measure::COUNT]);
+
+impl clap::Args for Plugged {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        ALL.iter()
+            .filter_map(|m| m.plug.as_ref())
+            .fold(cmd, |cmd, p| {
+                cmd.arg(
+                    Arg::new(p.flag.long)
+                        .long(p.flag.long)
+                        .help(p.flag.help)
+                        .action(ArgAction::SetTrue),
+                )
+            })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for Plugged {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut p = Plugged::default();
+        p.update_from_arg_matches(m)?;
+        Ok(p)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        for (on, meas) in self.0.iter_mut().zip(ALL) {
+            if let Some(p) = &meas.plug {
+                *on = m.get_flag(p.flag.long);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -13,7 +13,7 @@ use telegraf_netstat::args::{
 use telegraf_netstat::counters::Selection;
 use telegraf_netstat::log::{Level, LogFormat, Logger};
 use telegraf_netstat::measure::port::count::{PortConfig, MAX_PORTS};
-use telegraf_netstat::measure::Measurements;
+use telegraf_netstat::measure::{self, Measurements, ALL};
 use telegraf_netstat::values::ListenAddr;
 use telegraf_netstat::{Format, Source};
 
@@ -343,8 +343,10 @@ fn ports(a: &Args) -> Result<PortConfig, clap::Error> {
 /// The measurements printed: every one asked for, or those `--only` names,
 /// each of which must be asked for.
 fn print(a: &Args) -> Result<Measurements, clap::Error> {
+    let named = |name: &str| a.only.iter().any(|o| o == name);
+    let only = |m: OnlyArg| named(m.to_possible_value().expect("not skipped").get_name());
     let any_ports = a.listening_ports || !a.local_port.is_empty() || !a.remote_port.is_empty();
-    let asked = [
+    let builtin = [
         (
             OnlyArg::Port,
             any_ports,
@@ -360,17 +362,32 @@ fn print(a: &Args) -> Result<Measurements, clap::Error> {
         (OnlyArg::Cgroup, a.by_cgroup, "--by-cgroup"),
         (OnlyArg::Counters, a.counters.is_some(), "--counters"),
         (OnlyArg::Health, a.health, "--health"),
-    ];
-    for (m, on, flag) in asked {
-        if a.only.contains(&m) && !on {
-            let name = m.to_possible_value().expect("not skipped");
+    ]
+    .map(|(m, on, flag)| {
+        let name = m.to_possible_value().expect("not skipped");
+        (name.get_name().to_owned(), on, flag.to_owned())
+    });
+    let plugged = ALL.iter().zip(a.plugged.0).filter_map(|(m, on)| {
+        m.plug
+            .as_ref()
+            .map(|p| (p.only.to_owned(), on, format!("--{}", p.flag.long)))
+    });
+    for (name, on, flag) in builtin.into_iter().chain(plugged) {
+        if named(&name) && !on {
             return Err(usage(
                 ErrorKind::ArgumentConflict,
-                format!("--only {} needs {flag}", name.get_name()),
+                format!("--only {name} needs {flag}"),
             ));
         }
     }
-    let want = |m| a.only.is_empty() || a.only.contains(&m);
+    let want = |m| a.only.is_empty() || only(m);
+    let mut plugged = [false; measure::COUNT];
+    for ((p, m), on) in plugged.iter_mut().zip(ALL).zip(a.plugged.0) {
+        *p = m
+            .plug
+            .as_ref()
+            .is_some_and(|p| on && (a.only.is_empty() || named(p.only)));
+    }
     Ok(Measurements {
         netstat: want(OnlyArg::Netstat),
         port: want(OnlyArg::Port),
@@ -380,6 +397,7 @@ fn print(a: &Args) -> Result<Measurements, clap::Error> {
         cgroup: want(OnlyArg::Cgroup) && a.by_cgroup,
         counters: want(OnlyArg::Counters) && a.counters.is_some(),
         health: want(OnlyArg::Health) && a.health,
+        plugged,
     })
 }
 

@@ -9,6 +9,7 @@ use crate::metric::{self, FieldDesc, Native, Schema};
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
     rows,
+    plug: None,
 };
 
 pub static SCHEMA: Schema = Schema {

@@ -15,6 +15,7 @@ use crate::netns::names;
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
     rows,
+    plug: None,
 };
 
 pub static SCHEMA: Schema = Schema {

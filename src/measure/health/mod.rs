@@ -38,6 +38,7 @@ pub(crate) use families;
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
     rows,
+    plug: None,
 };
 
 pub static SCHEMA: Schema = Schema {

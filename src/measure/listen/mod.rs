@@ -14,6 +14,7 @@ use crate::wire::AF_INET;
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
     rows,
+    plug: None,
 };
 
 pub static SCHEMA: Schema = Schema {
