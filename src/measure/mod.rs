@@ -31,12 +31,12 @@ use crate::record::{Kind, Record};
 pub use aggregations::{Aggregations, Gathered};
 
 /// How many measurements [`ALL`] holds.
-pub const COUNT: usize = 9;
+pub const COUNT: usize = ALL.len();
 
 /// Every measurement, in the order its rows are printed: every `netstat`
 /// row, then every `netstat_port` row, and so on (the Prometheus format
 /// needs one metric family together).
-pub static ALL: [&Measurement; COUNT] = [
+pub static ALL: &[&Measurement] = &[
     &netstat::MEASUREMENT,
     &port::MEASUREMENT,
     &listen::MEASUREMENT,
