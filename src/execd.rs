@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
-use telegraf_netstat::sink::{Delivery, Sink};
+use crate::sink::{Delivery, Sink};
 
 use crate::cli::Config;
 use crate::deliver::{Outcome, Printer};

@@ -11,7 +11,7 @@ use telegraf_netstat::args::{
     Args, FormatArg, LevelArg, LogFormatArg, NamesArg, OnlyArg, SourceArg,
 };
 use telegraf_netstat::counters::Selection;
-use telegraf_netstat::log::{Level, LogFormat, Logger};
+use crate::log::{Level, LogFormat, Logger};
 use telegraf_netstat::measure::port::count::{PortConfig, MAX_PORTS};
 use telegraf_netstat::measure::{self, Measurements, ALL};
 use telegraf_netstat::values::ListenAddr;

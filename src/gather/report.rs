@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use telegraf_netstat::collector::NoCgroups;
-use telegraf_netstat::log::Logger;
+use crate::log::Logger;
 use telegraf_netstat::{Error, Event};
 
 use crate::throttle::Reminder;

@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 use foldhash::fast::RandomState;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
-use telegraf_netstat::log::Logger;
+use crate::log::Logger;
 use telegraf_netstat::values::ListenAddr;
 
 use crate::exit::{EXIT_GATHER_FAILED, EXIT_OK, EXIT_USAGE};

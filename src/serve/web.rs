@@ -40,7 +40,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig};
-use telegraf_netstat::log::Logger;
+use crate::log::Logger;
 
 use super::webconfig::{self, ClientAuth, Pem, TlsConfig, TlsVersion, WebConfig};
 
