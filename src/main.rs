@@ -14,10 +14,10 @@ mod oneshot;
 mod serve;
 mod signals;
 mod sink;
-mod throttle;
 #[cfg(test)]
 #[path = "testdir.rs"]
 mod testdir;
+mod throttle;
 
 use std::process::ExitCode;
 

@@ -6,12 +6,12 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::log::{Level, LogFormat, Logger};
 use clap::{error::ErrorKind, CommandFactory, Parser, ValueEnum};
 use telegraf_netstat::args::{
     Args, FormatArg, LevelArg, LogFormatArg, NamesArg, OnlyArg, SourceArg,
 };
 use telegraf_netstat::counters::Selection;
-use crate::log::{Level, LogFormat, Logger};
 use telegraf_netstat::measure::port::count::{PortConfig, MAX_PORTS};
 use telegraf_netstat::measure::{self, Measurements, ALL};
 use telegraf_netstat::values::ListenAddr;

@@ -608,27 +608,49 @@ pub fn members(proc_root: &Path, ids: &[NsId]) -> HashMap<NsId, Vec<u32>> {
     found
 }
 
+/// Why a namespace's hostname could not be read: the step, and the OS
+/// error.
+#[derive(Debug)]
+enum HostnameError {
+    /// Opening the process's `ns/uts` failed.
+    Open(std::io::Error),
+    /// `setns(2)` into it failed.
+    Enter(std::io::Error),
+    /// The helper thread that joins it could not start.
+    Thread(std::io::Error),
+}
+
+impl std::fmt::Display for HostnameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostnameError::Open(e) => write!(f, "cannot open its UTS namespace: {e}"),
+            HostnameError::Enter(e) => write!(f, "cannot enter its UTS namespace: {e}"),
+            HostnameError::Thread(e) => write!(f, "cannot start a thread: {e}"),
+        }
+    }
+}
+
 /// The hostname of the UTS namespace of the process whose /proc directory
 /// is `dir`, read by a helper thread that joins it (the caller's threads
 /// never change namespace).
-fn hostname_in(dir: BorrowedFd<'_>) -> Result<String, String> {
-    let read = || -> Result<String, String> {
+fn hostname_in(dir: BorrowedFd<'_>) -> Result<String, HostnameError> {
+    let read = || {
         let file = rustix::fs::openat(
             dir,
             "ns/uts",
             OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
             Mode::empty(),
         )
-        .map_err(|e| format!("cannot open its UTS namespace: {}", io(e)))?;
+        .map_err(|e| HostnameError::Open(io(e)))?;
         move_into_link_name_space(
             file.as_fd(),
             Some(LinkNameSpaceType::HostNameAndNISDomainName),
         )
-        .map_err(|e| format!("cannot enter its UTS namespace: {}", io(e)))?;
+        .map_err(|e| HostnameError::Enter(io(e)))?;
         let name = rustix::system::uname();
         Ok(crate::tagtext::escaped(name.nodename().to_bytes()))
     };
-    super::on_helper_thread("uts", read).map_err(|e| format!("cannot start a thread: {e}"))?
+    super::on_helper_thread("uts", read).map_err(HostnameError::Thread)?
 }
 
 #[cfg(test)]
