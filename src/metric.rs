@@ -125,6 +125,14 @@ impl Native {
             histogram: None,
         }
     }
+
+    /// A counter family without a label.
+    pub const fn counter(name: &'static str, help: &'static str) -> Native {
+        Native {
+            counter: true,
+            ..Native::gauge(name, help)
+        }
+    }
 }
 
 /// One field a measurement prints: its name, its HELP sentence (without
@@ -137,6 +145,15 @@ pub struct FieldDesc {
 }
 
 impl FieldDesc {
+    /// A field printed in the native naming as `native`: one table row.
+    pub const fn new(name: &'static str, help: &'static str, native: Native) -> FieldDesc {
+        FieldDesc {
+            name,
+            help,
+            native: Some(native),
+        }
+    }
+
     /// A gauge field of this name.
     pub fn gauge(&self, value: u64) -> Field {
         Field::gauge(self.name, value)
@@ -157,6 +174,27 @@ impl FieldDesc {
 pub fn find<'t>(table: &'t [FieldDesc], field: &str) -> Option<&'t FieldDesc> {
     table.iter().find(|d| d.name == field)
 }
+
+/// A field's HELP in Telegraf's naming from its `table`: its sentence
+/// and the full stop.
+pub fn table_help(table: &[FieldDesc], field: &str) -> String {
+    let what = find(table, field).map_or_else(|| unknown_help(field), |d| d.help.into());
+    format!("{what}.")
+}
+
+/// A [`Schema`] whose fields' HELP and native families are all in one
+/// table of [`FieldDesc`]s.
+macro_rules! table_schema {
+    ($name:expr, $table:expr) => {
+        $crate::metric::Schema {
+            name: $name,
+            help: |field| $crate::metric::table_help(&$table, field),
+            native: |field| $crate::metric::find(&$table, field).and_then(|d| d.native),
+            native_only: false,
+        }
+    };
+}
+pub(crate) use table_schema;
 
 /// What a field outside every table is, in Telegraf's naming.
 pub fn unknown_help(field: &str) -> String {

@@ -12,62 +12,53 @@ pub static MEASUREMENT: Measurement = Measurement {
     plug: None,
 };
 
-pub static SCHEMA: Schema = Schema {
-    name: "netstat_ephemeral",
-    help: |field| {
-        let what = metric::find(&FIELDS, field)
-            .map_or_else(|| metric::unknown_help(field), |d| d.help.into());
-        format!("{what}.")
-    },
-    native: |field| metric::find(&FIELDS, field).and_then(|d| d.native),
-    native_only: false,
-};
+pub static SCHEMA: Schema = metric::table_schema!("netstat_ephemeral", FIELDS);
 
-const DESTINATIONS: FieldDesc = FieldDesc {
-    name: "destinations",
-    help: "Distinct remote addresses and ports of outbound TCP sockets",
-    native: Some(Native::gauge(
+const DESTINATIONS: FieldDesc = FieldDesc::new(
+    "destinations",
+    "Distinct remote addresses and ports of outbound TCP sockets",
+    Native::gauge(
         "netstat_ephemeral_destinations",
         "Distinct remote addresses and ports of outbound TCP sockets.",
-    )),
-};
+    ),
+);
 
-const MAX_PER_DESTINATION: FieldDesc = FieldDesc {
-    name: "max_per_destination",
-    help: "The most outbound TCP sockets from one local address to one remote address and port, whose ceiling is range_size",
-    native: Some(Native::gauge(
+const MAX_PER_DESTINATION: FieldDesc = FieldDesc::new(
+    "max_per_destination",
+    "The most outbound TCP sockets from one local address to one remote address and port, whose ceiling is range_size",
+    Native::gauge(
         "netstat_ephemeral_destination_max_connections",
         "The most outbound TCP sockets from one local address to one remote address and port; its ceiling is netstat_ephemeral_range_ports.",
-    )),
-};
+    ),
+);
 
-const PORTS_USED: FieldDesc = FieldDesc {
-    name: "ports_used",
-    help: "Ports of the ephemeral range held by a TCP socket (any state, listeners and TIME_WAIT included)",
-    native: Some(Native::gauge(
+const PORTS_USED: FieldDesc = FieldDesc::new(
+    "ports_used",
+    "Ports of the ephemeral range held by a TCP socket (any state, listeners and TIME_WAIT included)",
+    Native::gauge(
         "netstat_ephemeral_used_ports",
         "Ports of the ephemeral range held by a TCP socket (any state, listeners and TIME_WAIT included).",
-    )),
-};
+    ),
+);
 
-const RANGE_SIZE: FieldDesc = FieldDesc {
-    name: "range_size",
-    help: "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports",
-    native: Some(Native::gauge(
+const RANGE_SIZE: FieldDesc = FieldDesc::new(
+    "range_size",
+    "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports",
+    Native::gauge(
         "netstat_ephemeral_range_ports",
         "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports, in this namespace.",
-    )),
-};
+    ),
+);
 
 /// `max_per_destination / range_size`; `netstat_destination` has it too.
-pub const UTILIZATION: FieldDesc = FieldDesc {
-    name: "utilization",
-    help: "The most outbound TCP sockets from one local address to one remote address and port, over range_size: at 1 connect() fails with EADDRNOTAVAIL",
-    native: Some(Native::gauge(
+pub const UTILIZATION: FieldDesc = FieldDesc::new(
+    "utilization",
+    "The most outbound TCP sockets from one local address to one remote address and port, over range_size: at 1 connect() fails with EADDRNOTAVAIL",
+    Native::gauge(
         "netstat_ephemeral_utilization_ratio",
         "netstat_ephemeral_destination_max_connections over netstat_ephemeral_range_ports: at 1 connect() to that destination fails with EADDRNOTAVAIL.",
-    )),
-};
+    ),
+);
 
 /// Every field, sorted by name.
 const FIELDS: [FieldDesc; 5] = [

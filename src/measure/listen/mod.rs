@@ -17,74 +17,62 @@ pub static MEASUREMENT: Measurement = Measurement {
     plug: None,
 };
 
-pub static SCHEMA: Schema = Schema {
-    name: "netstat_listen",
-    help: |field| {
-        let what = metric::find(&FIELDS, field)
-            .map_or_else(|| metric::unknown_help(field), |d| d.help.into());
-        format!("{what}.")
-    },
-    native: |field| metric::find(&FIELDS, field).and_then(|d| d.native),
-    native_only: false,
-};
+pub static SCHEMA: Schema = metric::table_schema!("netstat_listen", FIELDS);
 
-const BACKLOG: FieldDesc = FieldDesc {
-    name: "backlog",
-    help: "Accept queue limit of the listening sockets on this address and port (summed over SO_REUSEPORT sockets)",
-    native: Some(Native::gauge(
+const BACKLOG: FieldDesc = FieldDesc::new(
+    "backlog",
+    "Accept queue limit of the listening sockets on this address and port (summed over SO_REUSEPORT sockets)",
+    Native::gauge(
         "netstat_listen_queue_limit_connections",
         "The accept queue limit (backlog) of the listening sockets on this address and port, summed over SO_REUSEPORT sockets.",
-    )),
-};
+    ),
+);
 
-const DROPS: FieldDesc = FieldDesc {
-    name: "drops",
-    help: "Connections the listening sockets dropped since they were created (SYNs and handshakes refused when the accept queue was full, among others)",
-    native: Some(Native {
-        name: "netstat_listen_drops_total",
-        help: "Connections the listening sockets on this address and port dropped since they were created (SYNs and handshakes refused when the accept queue was full, among others).",
-        counter: true,
-        label: None,
-        histogram: None,
-    }),
-};
+const DROPS: FieldDesc = FieldDesc::new(
+    "drops",
+    "Connections the listening sockets dropped since they were created (SYNs and handshakes refused when the accept queue was full, among others)",
+    Native::counter(
+        "netstat_listen_drops_total",
+        "Connections the listening sockets on this address and port dropped since they were created (SYNs and handshakes refused when the accept queue was full, among others).",
+    ),
+);
 
-const QUEUE: FieldDesc = FieldDesc {
-    name: "queue",
-    help: "Connections waiting in the accept queue of the listening sockets on this address and port",
-    native: Some(Native::gauge(
+const QUEUE: FieldDesc = FieldDesc::new(
+    "queue",
+    "Connections waiting in the accept queue of the listening sockets on this address and port",
+    Native::gauge(
         "netstat_listen_queue_connections",
         "Connections waiting in the accept queue of the listening sockets on this address and port.",
-    )),
-};
+    ),
+);
 
-const SOCKETS: FieldDesc = FieldDesc {
-    name: "sockets",
-    help: "Listening sockets bound to this address and port",
-    native: Some(Native::gauge(
+const SOCKETS: FieldDesc = FieldDesc::new(
+    "sockets",
+    "Listening sockets bound to this address and port",
+    Native::gauge(
         "netstat_listen_sockets",
         "Listening TCP sockets bound to this address and port.",
-    )),
-};
+    ),
+);
 
-const SYN_RECV: FieldDesc = FieldDesc {
-    name: "syn_recv",
-    help: "Handshakes in progress that the kernel routes to the listening sockets on this address and port",
-    native: Some(Native::gauge(
+const SYN_RECV: FieldDesc = FieldDesc::new(
+    "syn_recv",
+    "Handshakes in progress that the kernel routes to the listening sockets on this address and port",
+    Native::gauge(
         "netstat_listen_handshakes",
         "Handshakes in progress that the kernel routes to the listening sockets on this address and port.",
-    )),
-};
+    ),
+);
 
 /// `--health`'s field on listeners.
-const SYNACK_RETRYING: FieldDesc = FieldDesc {
-    name: health::SYNACK_RETRYING,
-    help: "TCP handshakes whose SYN-ACK was sent again, unanswered (SYN_RECV, 1 retransmission or more)",
-    native: Some(Native::gauge(
+const SYNACK_RETRYING: FieldDesc = FieldDesc::new(
+    health::SYNACK_RETRYING,
+    "TCP handshakes whose SYN-ACK was sent again, unanswered (SYN_RECV, 1 retransmission or more)",
+    Native::gauge(
         "netstat_listen_synack_retrying_handshakes",
         "Handshakes routed to the listening sockets on this address and port whose SYN-ACK was sent again, unanswered.",
-    )),
-};
+    ),
+);
 
 /// Every field, sorted by name.
 const FIELDS: [FieldDesc; 6] = [BACKLOG, DROPS, QUEUE, SOCKETS, SYN_RECV, SYNACK_RETRYING];
