@@ -38,25 +38,6 @@ fn status(answer: &str) -> &str {
     answer.split(' ').nth(1).unwrap_or("none")
 }
 
-/// A web config in `dir` serving `server.crt`/`server.key`, with `more`.
-fn web_config(dir: &Path, more: &str) -> String {
-    let path = dir.join("web.yml");
-    std::fs::write(
-        &path,
-        format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{more}"),
-    )
-    .unwrap();
-    path.to_str().unwrap().to_string()
-}
-
-/// A directory with a CA (`ca.crt`) and a server certificate it signed.
-fn pki(what: &str) -> (Scratch, CertFiles) {
-    let dir = Scratch::new(what);
-    let ca = make_ca(&dir, "ca");
-    make_leaf(&dir, &ca, "server");
-    (dir, ca)
-}
-
 /// Without credentials, with a wrong password or an unknown user: 401 with
 /// `WWW-Authenticate: Basic`, for the landing page too; with the right
 /// ones: the namespace's counts. The configured headers are on every

@@ -84,3 +84,16 @@ pub fn start_in_cgroup(cmd: &mut Command, dir: &std::path::Path) {
         });
     }
 }
+
+/// CPU seconds (user + system) process `pid` has used.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = after
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (f[0] + f[1]) as f64 / 100.0
+}

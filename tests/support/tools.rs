@@ -200,3 +200,22 @@ pub fn on_path(bin: &str) -> bool {
         .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
         .unwrap_or(false)
 }
+
+/// A web config in `dir` serving `server.crt`/`server.key`, with `more`.
+pub fn web_config(dir: &std::path::Path, more: &str) -> String {
+    let path = dir.join("web.yml");
+    std::fs::write(
+        &path,
+        format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{more}"),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// A directory with a CA (`ca.crt`) and a server certificate it signed.
+pub fn pki(what: &str) -> (Scratch, CertFiles) {
+    let dir = Scratch::new(what);
+    let ca = make_ca(&dir, "ca");
+    make_leaf(&dir, &ca, "server");
+    (dir, ca)
+}
