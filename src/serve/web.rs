@@ -181,9 +181,12 @@ fn read_named(c: &WebConfig, text: Vec<u8>) -> Result<Snapshot, ReadError> {
 fn parse(path: &Path, text: &[u8]) -> Result<WebConfig, ReadError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::str::from_utf8(text)
-        .map_err(|_| "not UTF-8 text".to_string())
+        .map_err(|_| webconfig::ConfigError::NotText)
         .and_then(|t| webconfig::parse(t, dir))
-        .map_err(|why| ReadError { why, now: false })
+        .map_err(|e| ReadError {
+            why: e.to_string(),
+            now: false,
+        })
 }
 
 /// What a load ended with, for the serving thread.
