@@ -196,6 +196,19 @@ macro_rules! table_schema {
 }
 pub(crate) use table_schema;
 
+/// A [`FieldDesc`] whose native family's HELP is the field's own sentence
+/// and the full stop: `field!("name", "What it counts", gauge "native_name")`.
+macro_rules! field {
+    ($name:expr, $help:literal, $kind:ident $native:literal) => {
+        $crate::metric::FieldDesc::new(
+            $name,
+            $help,
+            $crate::metric::Native::$kind($native, concat!($help, ".")),
+        )
+    };
+}
+pub(crate) use field;
+
 /// What a field outside every table is, in Telegraf's naming.
 pub fn unknown_help(field: &str) -> String {
     format!("The {field} field of telegraf-netstat")

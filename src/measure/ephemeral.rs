@@ -14,13 +14,10 @@ pub static MEASUREMENT: Measurement = Measurement {
 
 pub static SCHEMA: Schema = metric::table_schema!("netstat_ephemeral", FIELDS);
 
-const DESTINATIONS: FieldDesc = FieldDesc::new(
+const DESTINATIONS: FieldDesc = metric::field!(
     "destinations",
     "Distinct remote addresses and ports of outbound TCP sockets",
-    Native::gauge(
-        "netstat_ephemeral_destinations",
-        "Distinct remote addresses and ports of outbound TCP sockets.",
-    ),
+    gauge "netstat_ephemeral_destinations"
 );
 
 const MAX_PER_DESTINATION: FieldDesc = FieldDesc::new(
@@ -32,13 +29,10 @@ const MAX_PER_DESTINATION: FieldDesc = FieldDesc::new(
     ),
 );
 
-const PORTS_USED: FieldDesc = FieldDesc::new(
+const PORTS_USED: FieldDesc = metric::field!(
     "ports_used",
     "Ports of the ephemeral range held by a TCP socket (any state, listeners and TIME_WAIT included)",
-    Native::gauge(
-        "netstat_ephemeral_used_ports",
-        "Ports of the ephemeral range held by a TCP socket (any state, listeners and TIME_WAIT included).",
-    ),
+    gauge "netstat_ephemeral_used_ports"
 );
 
 const RANGE_SIZE: FieldDesc = FieldDesc::new(

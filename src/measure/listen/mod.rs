@@ -37,13 +37,10 @@ const DROPS: FieldDesc = FieldDesc::new(
     ),
 );
 
-const QUEUE: FieldDesc = FieldDesc::new(
+const QUEUE: FieldDesc = metric::field!(
     "queue",
     "Connections waiting in the accept queue of the listening sockets on this address and port",
-    Native::gauge(
-        "netstat_listen_queue_connections",
-        "Connections waiting in the accept queue of the listening sockets on this address and port.",
-    ),
+    gauge "netstat_listen_queue_connections"
 );
 
 const SOCKETS: FieldDesc = FieldDesc::new(
@@ -55,13 +52,10 @@ const SOCKETS: FieldDesc = FieldDesc::new(
     ),
 );
 
-const SYN_RECV: FieldDesc = FieldDesc::new(
+const SYN_RECV: FieldDesc = metric::field!(
     "syn_recv",
     "Handshakes in progress that the kernel routes to the listening sockets on this address and port",
-    Native::gauge(
-        "netstat_listen_handshakes",
-        "Handshakes in progress that the kernel routes to the listening sockets on this address and port.",
-    ),
+    gauge "netstat_listen_handshakes"
 );
 
 /// `--health`'s field on listeners.
