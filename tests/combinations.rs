@@ -49,14 +49,6 @@ const MEASUREMENTS: [&str; 16] = [
     "--timestamp",
 ];
 
-/// Every format and naming.
-const FORMATS: [&[&str]; 4] = [
-    &["--format", "influx"],
-    &["--format", "json"],
-    &["--format", "prometheus"],
-    &["--format", "prometheus", "--prometheus-names", "native"],
-];
-
 fn setup() -> Result<(), String> {
     namespace_setup()?;
     if !rustix::process::geteuid().is_root() {

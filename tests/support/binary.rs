@@ -91,6 +91,14 @@ pub fn wait_for(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// Every format and naming.
+pub const FORMATS: [&[&str]; 4] = [
+    &["--format", "influx"],
+    &["--format", "json"],
+    &["--format", "prometheus"],
+    &["--format", "prometheus", "--prometheus-names", "native"],
+];
+
 /// Runs the binary and expects success with one line and a quiet stderr.
 pub fn run_ok(args: &[&str]) -> String {
     let out = run(args);

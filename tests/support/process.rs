@@ -12,6 +12,19 @@ pub fn raise_fd_limit() {
     let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, l);
 }
 
+/// Runs `cmd`, panicking with it and its stderr if it fails: its stdout.
+pub fn succeeded(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// A long-running `--execd` with `args` (one line per gather), after
 /// `first` gathers and after `then` more: its RSS in KiB each time.
 pub fn rss_over_gathers(args: &[&str], first: usize, then: usize) -> (u64, u64) {
