@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use libtest_mimic::Arguments;
-use support::{named, run_trials, succeeded, Scratch, BIN};
+use support::{named, needs_root, run_trials, succeeded, Scratch, BIN};
 
 const BUSYBOX: &str = "/bin/busybox";
 
@@ -30,9 +30,7 @@ fn docker_ok(args: &[&str]) -> String {
 }
 
 fn setup() -> Result<(), String> {
-    if !rustix::process::geteuid().is_root() {
-        return Err("needs root (Docker, and --all-netns joining namespaces)".into());
-    }
+    needs_root("Docker, and --all-netns joining namespaces")?;
     if !Path::new(BUSYBOX).exists() {
         return Err(format!("no {BUSYBOX} (Debian busybox-static)"));
     }
