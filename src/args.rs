@@ -181,16 +181,10 @@ pub struct Args {
     #[arg(long)]
     pub listen_queues: bool,
 
-    /// Also print measurement netstat_ephemeral: one metric per namespace
-    /// with range_size (the ports of net.ipv4.ip_local_port_range minus
-    /// ip_local_reserved_ports, read inside the namespace), ports_used
-    /// (of those, held by a TCP socket), max_per_destination (the most
-    /// outbound TCP sockets from one local address to one remote address and
-    /// port), destinations (distinct remote addresses and ports of outbound
-    /// TCP sockets) and utilization (max_per_destination / range_size, a
-    /// float: alert when it nears 1). Example: --ephemeral-ports
-    #[arg(long)]
-    pub ephemeral_ports: bool,
+    /// The flags of the measurements that declare their own
+    /// ([`measure::Plug`]), in registry order.
+    #[command(flatten)]
+    pub plugged: Plugged,
 
     /// Also print measurement netstat_destination: the N remote addresses
     /// and ports with the most outbound sockets (TCP other than listeners
@@ -253,11 +247,6 @@ pub struct Args {
     /// Example: --tcp-info --remote-port 5432
     #[arg(long)]
     pub tcp_info: bool,
-
-    /// The flags of the measurements that declare their own
-    /// ([`measure::Plug`]), in registry order.
-    #[command(flatten)]
-    pub plugged: Plugged,
 
     /// Print only these measurements, comma-separated, each one of the
     /// possible values and asked for by its flag. --counters --only
@@ -354,29 +343,9 @@ pub enum NamesArg {
     Native,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnlyArg {
-    Netstat,
-    Port,
-    Listen,
-    Ephemeral,
-    Destination,
-    Cgroup,
-    Counters,
-    Health,
-}
-
-/// `--only`'s values: the [`OnlyArg`] names, then the plugged
-/// measurements' own.
+/// `--only`'s values: the measurements' names for it, in registry order.
 fn only_names() -> PossibleValuesParser {
-    let builtin = OnlyArg::value_variants()
-        .iter()
-        .filter_map(ValueEnum::to_possible_value);
-    let plugged = ALL
-        .iter()
-        .filter_map(|m| m.plug.as_ref())
-        .map(|p| clap::builder::PossibleValue::new(p.only));
-    PossibleValuesParser::new(builtin.chain(plugged))
+    PossibleValuesParser::new(ALL.iter().filter_map(|m| m.only))
 }
 
 /// Whether each plugged measurement's flag was given, by its place in

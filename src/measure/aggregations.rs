@@ -131,7 +131,8 @@ impl Aggregations {
             states: StateCounts::default(),
             ports: (!ports.is_empty()).then(|| PortCounts::new(ports)),
             listen: listen.then(ListenCounts::default),
-            outbound: (print.ephemeral || print.destination).then(Outbound::default),
+            outbound: (print.prints(&super::ephemeral::MEASUREMENT) || print.destination)
+                .then(Outbound::default),
             cgroups: print.cgroup.then(CgroupCounts::default),
             health: health.then(Signals::default),
             plugged: ALL

@@ -11,6 +11,7 @@ use crate::metric::{Field, Native, Schema};
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
     rows,
+    only: Some("counters"),
     plug: None,
 };
 

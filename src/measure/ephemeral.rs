@@ -1,7 +1,7 @@
 //! `netstat_ephemeral`: the ephemeral ports of each namespace
 //! (`--ephemeral-ports`), one row per namespace.
 
-use super::{Emit, Measurement, Shape};
+use super::{Emit, Flag, Measurement, Plug, Shape};
 use crate::measure::destination::count::utilization;
 use crate::measure::Gathered;
 use crate::metric::{self, FieldDesc, Native, Schema};
@@ -9,7 +9,25 @@ use crate::metric::{self, FieldDesc, Native, Schema};
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
     rows,
-    plug: None,
+    only: Some("ephemeral"),
+    plug: Some(Plug {
+        flag: Flag {
+            long: "ephemeral-ports",
+            help: concat!(
+                "Also print measurement netstat_ephemeral: one metric per namespace ",
+                "with range_size (the ports of net.ipv4.ip_local_port_range minus ",
+                "ip_local_reserved_ports, read inside the namespace), ports_used ",
+                "(of those, held by a TCP socket), max_per_destination (the most ",
+                "outbound TCP sockets from one local address to one remote address and ",
+                "port), destinations (distinct remote addresses and ports of outbound ",
+                "TCP sockets) and utilization (max_per_destination / range_size, a ",
+                "float: alert when it nears 1). Example: --ephemeral-ports"
+            ),
+        },
+        // Its rows read `destination`'s aggregation, made when either
+        // is printed.
+        aggregation: None,
+    }),
 };
 
 pub static SCHEMA: Schema = metric::table_schema!("netstat_ephemeral", FIELDS);
@@ -64,7 +82,7 @@ const FIELDS: [FieldDesc; 5] = [
 ];
 
 fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
-    let (true, Some(o)) = (shape.print.ephemeral, g.outbound) else {
+    let (true, Some(o)) = (shape.print.prints(&MEASUREMENT), g.outbound) else {
         return;
     };
     let e = o.summary();

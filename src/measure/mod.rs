@@ -59,20 +59,20 @@ pub struct Measurement {
     pub schemas: &'static [&'static Schema],
     /// Its rows for one namespace, when `shape` prints it.
     pub rows: fn(&Shape, &Gathered<'_>, &mut Emit<'_>),
-    /// What a measurement that plugs in whole declares: its flag, its
-    /// `--only` name, its aggregation. `None` for the measurements whose
-    /// flags `args` declares and whose aggregations `Aggregations` names
-    /// (those flags also shape other measurements' rows).
+    /// Its name for `--only` (whose values are these, in this order);
+    /// `None` for one printed with other measurements only.
+    pub only: Option<&'static str>,
+    /// What a measurement that plugs in whole declares: its flag and its
+    /// aggregation. `None` for the measurements whose flags `args`
+    /// declares and whose aggregations `Aggregations` names (those flags
+    /// also shape other measurements' rows).
     pub plug: Option<Plug>,
 }
 
-/// A measurement's own flag, its `--only` name and its aggregation: the
-/// command line and the one pass are built from these, so adding one
-/// touches neither.
+/// A measurement's own flag and its aggregation: the command line and the
+/// one pass are built from these, so adding one touches neither.
 #[derive(Debug)]
 pub struct Plug {
-    /// Its name for `--only`.
-    pub only: &'static str,
     /// The flag that asks for it.
     pub flag: Flag,
     /// Its aggregation over the main pass's records, made once per
@@ -113,7 +113,6 @@ pub struct Measurements {
     pub netstat: bool,
     pub port: bool,
     pub listen: bool,
-    pub ephemeral: bool,
     pub destination: bool,
     pub cgroup: bool,
     pub counters: bool,
@@ -131,7 +130,6 @@ impl Measurements {
             netstat: true,
             port: true,
             listen: true,
-            ephemeral: true,
             destination: true,
             cgroup: true,
             counters: true,

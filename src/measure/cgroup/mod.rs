@@ -15,6 +15,7 @@ use crate::netns::names;
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
     rows,
+    only: Some("cgroup"),
     plug: None,
 };
 

@@ -17,6 +17,7 @@ use count::utilization;
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
     rows,
+    only: Some("destination"),
     plug: None,
 };
 

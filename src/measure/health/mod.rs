@@ -38,6 +38,7 @@ pub(crate) use families;
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
     rows,
+    only: Some("health"),
     plug: None,
 };
 

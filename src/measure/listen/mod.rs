@@ -14,6 +14,7 @@ use crate::wire::AF_INET;
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
     rows,
+    only: Some("listen"),
     plug: None,
 };
 

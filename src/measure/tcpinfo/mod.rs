@@ -14,6 +14,7 @@ use count::Stats;
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&PORT, &DESTINATION],
     rows,
+    only: None,
     plug: None,
 };
 
