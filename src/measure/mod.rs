@@ -5,10 +5,10 @@
 //! families, type). The encoders read only the descriptors.
 //!
 //! A new measurement is one module here and one line in [`ALL`]: its
-//! [`Plug`] declares its flag (as data: the command line is built from the
-//! registry) and, when it reads socket records, its [`Aggregation`], which
-//! the one pass feeds and [`Gathered::plugged`] hands back to its rows (see
-//! ARCHITECTURE.md).
+//! [`Measurement`] names it for `--only`, and its [`Plug`] declares its flag
+//! (as data: the command line is built from the registry) and, when it
+//! reads socket records, its [`Aggregation`], which the one pass feeds and
+//! [`Gathered::plugged`] hands back to its rows (see ARCHITECTURE.md).
 
 mod aggregations;
 pub mod cgroup;
