@@ -624,6 +624,7 @@ pub fn members(proc_root: &Path, ids: &[NsId]) -> HashMap<NsId, Vec<u32>> {
 /// Why a namespace's hostname could not be read: the step, and the OS
 /// error.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum HostnameError {
     /// Opening the process's `ns/uts` failed.
     Open(std::io::Error),
