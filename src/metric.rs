@@ -196,18 +196,40 @@ macro_rules! table_schema {
 }
 pub(crate) use table_schema;
 
-/// A [`FieldDesc`] whose native family's HELP is the field's own sentence
-/// and the full stop: `field!("name", "What it counts", gauge "native_name")`.
-macro_rules! field {
-    ($name:expr, $help:literal, $kind:ident $native:literal) => {
-        $crate::metric::FieldDesc::new(
-            $name,
-            $help,
-            $crate::metric::Native::$kind($native, concat!($help, ".")),
-        )
+/// Declares a measurement's fields, a `const` [`FieldDesc`] each, and
+/// `$table`, every one of them in the order given (sorted by name): each
+/// field is declared once. An entry is `NAME = "name", "HELP";` (no native
+/// family of its own), `NAME = "name", "HELP", gauge "native_name";` (its
+/// native HELP is its own sentence and the full stop), or that and the
+/// native HELP (`counter` for a counter).
+macro_rules! fields {
+    (@native $help:expr) => { None };
+    (@native $help:expr, $kind:ident $native:literal) => {
+        Some($crate::metric::Native::$kind($native, concat!($help, ".")))
+    };
+    (@native $help:expr, $kind:ident $native:literal, $nhelp:literal) => {
+        Some($crate::metric::Native::$kind($native, $nhelp))
+    };
+    (
+        $(#[$tm:meta])* $table:ident;
+        $(
+            $(#[$m:meta])*
+            $v:vis $c:ident = $name:expr, $help:expr $(, $kind:ident $native:literal $(, $nhelp:literal)?)?;
+        )*
+    ) => {
+        $(
+            $(#[$m])*
+            $v const $c: $crate::metric::FieldDesc = $crate::metric::FieldDesc {
+                name: $name,
+                help: $help,
+                native: $crate::metric::fields!(@native $help $(, $kind $native $(, $nhelp)?)?),
+            };
+        )*
+        $(#[$tm])*
+        const $table: [$crate::metric::FieldDesc; [$(stringify!($c)),*].len()] = [$($c),*];
     };
 }
-pub(crate) use field;
+pub(crate) use fields;
 
 /// What a field outside every table is, in Telegraf's naming.
 pub fn unknown_help(field: &str) -> String {

@@ -4,7 +4,7 @@
 use super::{Emit, Flag, Measurement, Plug, Shape};
 use crate::measure::destination::count::utilization;
 use crate::measure::Gathered;
-use crate::metric::{self, FieldDesc, Native, Schema};
+use crate::metric::{self, Schema};
 
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
@@ -32,54 +32,29 @@ pub static MEASUREMENT: Measurement = Measurement {
 
 pub static SCHEMA: Schema = metric::table_schema!("netstat_ephemeral", FIELDS);
 
-const DESTINATIONS: FieldDesc = metric::field!(
-    "destinations",
-    "Distinct remote addresses and ports of outbound TCP sockets",
-    gauge "netstat_ephemeral_destinations"
-);
-
-const MAX_PER_DESTINATION: FieldDesc = FieldDesc::new(
-    "max_per_destination",
-    "The most outbound TCP sockets from one local address to one remote address and port, whose ceiling is range_size",
-    Native::gauge(
-        "netstat_ephemeral_destination_max_connections",
-        "The most outbound TCP sockets from one local address to one remote address and port; its ceiling is netstat_ephemeral_range_ports.",
-    ),
-);
-
-const PORTS_USED: FieldDesc = metric::field!(
-    "ports_used",
-    "Ports of the ephemeral range held by a TCP socket (any state, listeners and TIME_WAIT included)",
-    gauge "netstat_ephemeral_used_ports"
-);
-
-const RANGE_SIZE: FieldDesc = FieldDesc::new(
-    "range_size",
-    "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports",
-    Native::gauge(
-        "netstat_ephemeral_range_ports",
-        "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports, in this namespace.",
-    ),
-);
-
-/// `max_per_destination / range_size`; `netstat_destination` has it too.
-pub const UTILIZATION: FieldDesc = FieldDesc::new(
-    "utilization",
-    "The most outbound TCP sockets from one local address to one remote address and port, over range_size: at 1 connect() fails with EADDRNOTAVAIL",
-    Native::gauge(
-        "netstat_ephemeral_utilization_ratio",
-        "netstat_ephemeral_destination_max_connections over netstat_ephemeral_range_ports: at 1 connect() to that destination fails with EADDRNOTAVAIL.",
-    ),
-);
-
-/// Every field, sorted by name.
-const FIELDS: [FieldDesc; 5] = [
-    DESTINATIONS,
-    MAX_PER_DESTINATION,
-    PORTS_USED,
-    RANGE_SIZE,
-    UTILIZATION,
-];
+metric::fields! {
+    /// Every field, sorted by name.
+    FIELDS;
+    DESTINATIONS = "destinations",
+        "Distinct remote addresses and ports of outbound TCP sockets",
+        gauge "netstat_ephemeral_destinations";
+    MAX_PER_DESTINATION = "max_per_destination",
+        "The most outbound TCP sockets from one local address to one remote address and port, whose ceiling is range_size",
+        gauge "netstat_ephemeral_destination_max_connections",
+        "The most outbound TCP sockets from one local address to one remote address and port; its ceiling is netstat_ephemeral_range_ports.";
+    PORTS_USED = "ports_used",
+        "Ports of the ephemeral range held by a TCP socket (any state, listeners and TIME_WAIT included)",
+        gauge "netstat_ephemeral_used_ports";
+    RANGE_SIZE = "range_size",
+        "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports",
+        gauge "netstat_ephemeral_range_ports",
+        "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports, in this namespace.";
+    /// `max_per_destination / range_size`; `netstat_destination` has it too.
+    pub UTILIZATION = "utilization",
+        "The most outbound TCP sockets from one local address to one remote address and port, over range_size: at 1 connect() fails with EADDRNOTAVAIL",
+        gauge "netstat_ephemeral_utilization_ratio",
+        "netstat_ephemeral_destination_max_connections over netstat_ephemeral_range_ports: at 1 connect() to that destination fails with EADDRNOTAVAIL.";
+}
 
 fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
     let (true, Some(o)) = (shape.print.prints(&MEASUREMENT), g.outbound) else {

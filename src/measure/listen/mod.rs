@@ -7,7 +7,7 @@ use super::health::count as health;
 use super::netstat::family;
 use super::Gathered;
 use super::{Emit, Measurement, Shape};
-use crate::metric::{self, Field, FieldDesc, Native, Schema};
+use crate::metric::{self, Field, Schema};
 use crate::record::address_text;
 use crate::wire::AF_INET;
 
@@ -20,57 +20,33 @@ pub static MEASUREMENT: Measurement = Measurement {
 
 pub static SCHEMA: Schema = metric::table_schema!("netstat_listen", FIELDS);
 
-const BACKLOG: FieldDesc = FieldDesc::new(
-    "backlog",
-    "Accept queue limit of the listening sockets on this address and port (summed over SO_REUSEPORT sockets)",
-    Native::gauge(
-        "netstat_listen_queue_limit_connections",
-        "The accept queue limit (backlog) of the listening sockets on this address and port, summed over SO_REUSEPORT sockets.",
-    ),
-);
-
-const DROPS: FieldDesc = FieldDesc::new(
-    "drops",
-    "Connections the listening sockets dropped since they were created (SYNs and handshakes refused when the accept queue was full, among others)",
-    Native::counter(
-        "netstat_listen_drops_total",
-        "Connections the listening sockets on this address and port dropped since they were created (SYNs and handshakes refused when the accept queue was full, among others).",
-    ),
-);
-
-const QUEUE: FieldDesc = metric::field!(
-    "queue",
-    "Connections waiting in the accept queue of the listening sockets on this address and port",
-    gauge "netstat_listen_queue_connections"
-);
-
-const SOCKETS: FieldDesc = FieldDesc::new(
-    "sockets",
-    "Listening sockets bound to this address and port",
-    Native::gauge(
-        "netstat_listen_sockets",
-        "Listening TCP sockets bound to this address and port.",
-    ),
-);
-
-const SYN_RECV: FieldDesc = metric::field!(
-    "syn_recv",
-    "Handshakes in progress that the kernel routes to the listening sockets on this address and port",
-    gauge "netstat_listen_handshakes"
-);
-
-/// `--health`'s field on listeners.
-const SYNACK_RETRYING: FieldDesc = FieldDesc::new(
-    health::SYNACK_RETRYING,
-    "TCP handshakes whose SYN-ACK was sent again, unanswered (SYN_RECV, 1 retransmission or more)",
-    Native::gauge(
-        "netstat_listen_synack_retrying_handshakes",
-        "Handshakes routed to the listening sockets on this address and port whose SYN-ACK was sent again, unanswered.",
-    ),
-);
-
-/// Every field, sorted by name.
-const FIELDS: [FieldDesc; 6] = [BACKLOG, DROPS, QUEUE, SOCKETS, SYN_RECV, SYNACK_RETRYING];
+metric::fields! {
+    /// Every field, sorted by name.
+    FIELDS;
+    BACKLOG = "backlog",
+        "Accept queue limit of the listening sockets on this address and port (summed over SO_REUSEPORT sockets)",
+        gauge "netstat_listen_queue_limit_connections",
+        "The accept queue limit (backlog) of the listening sockets on this address and port, summed over SO_REUSEPORT sockets.";
+    DROPS = "drops",
+        "Connections the listening sockets dropped since they were created (SYNs and handshakes refused when the accept queue was full, among others)",
+        counter "netstat_listen_drops_total",
+        "Connections the listening sockets on this address and port dropped since they were created (SYNs and handshakes refused when the accept queue was full, among others).";
+    QUEUE = "queue",
+        "Connections waiting in the accept queue of the listening sockets on this address and port",
+        gauge "netstat_listen_queue_connections";
+    SOCKETS = "sockets",
+        "Listening sockets bound to this address and port",
+        gauge "netstat_listen_sockets",
+        "Listening TCP sockets bound to this address and port.";
+    SYN_RECV = "syn_recv",
+        "Handshakes in progress that the kernel routes to the listening sockets on this address and port",
+        gauge "netstat_listen_handshakes";
+    /// `--health`'s field on listeners.
+    SYNACK_RETRYING = health::SYNACK_RETRYING,
+        "TCP handshakes whose SYN-ACK was sent again, unanswered (SYN_RECV, 1 retransmission or more)",
+        gauge "netstat_listen_synack_retrying_handshakes",
+        "Handshakes routed to the listening sockets on this address and port whose SYN-ACK was sent again, unanswered.";
+}
 
 fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
     let (true, Some(listeners)) = (shape.print.listen, g.listen) else {

@@ -8,7 +8,7 @@ pub mod count;
 
 use super::destination::count::address_text;
 use super::{Emit, Gathered, Measurement, Shape};
-use crate::metric::{self, Field, FieldDesc, Native, Schema};
+use crate::metric::{self, Field, Native, Schema};
 use count::Stats;
 
 pub static MEASUREMENT: Measurement = Measurement {
@@ -80,49 +80,23 @@ macro_rules! says {
     };
 }
 
-/// A field but the buckets: its native family is by its place in
-/// `families!` (see [`native`]).
-const fn stat(name: &'static str, help: &'static str) -> FieldDesc {
-    FieldDesc {
-        name,
-        help,
-        native: None,
-    }
+metric::fields! {
+    /// The fields but the buckets, sorted by name; the native families are
+    /// by their place in `families!` (see [`native`]).
+    FIELDS;
+    CONNECTIONS = "connections", says!(connections);
+    LOSS_RECOVERY = "loss_recovery", says!(loss_recovery);
+    MIN_RTT_SECONDS = "min_rtt_seconds",
+        "The least minimum RTT (tcpi_min_rtt) of the TCP connections, in seconds";
+    NOTSENT_BYTES = "notsent_bytes",
+        "Bytes written to TCP connections and not yet sent (tcpi_notsent_bytes)";
+    RTO_BACKOFF = "rto_backoff", says!(rto_backoff);
+    RTT_SAMPLES = "rtt_samples",
+        "TCP connections with an RTT sample (the count of the rtt_le_* buckets)";
+    RTT_SUM_SECONDS = "rtt_sum_seconds",
+        "The sum of the smoothed RTTs of the TCP connections with a sample, in seconds";
+    UNACKED_BYTES = "unacked_bytes", says!(unacked_bytes);
 }
-
-const CONNECTIONS: FieldDesc = stat("connections", says!(connections));
-const LOSS_RECOVERY: FieldDesc = stat("loss_recovery", says!(loss_recovery));
-const NOTSENT_BYTES: FieldDesc = stat(
-    "notsent_bytes",
-    "Bytes written to TCP connections and not yet sent (tcpi_notsent_bytes)",
-);
-const RTO_BACKOFF: FieldDesc = stat("rto_backoff", says!(rto_backoff));
-const RTT_SAMPLES: FieldDesc = stat(
-    "rtt_samples",
-    "TCP connections with an RTT sample (the count of the rtt_le_* buckets)",
-);
-const RTT_SUM_SECONDS: FieldDesc = stat(
-    "rtt_sum_seconds",
-    "The sum of the smoothed RTTs of the TCP connections with a sample, in seconds",
-);
-const UNACKED_BYTES: FieldDesc = stat("unacked_bytes", says!(unacked_bytes));
-const MIN_RTT_SECONDS: FieldDesc = stat(
-    "min_rtt_seconds",
-    "The least minimum RTT (tcpi_min_rtt) of the TCP connections, in seconds",
-);
-
-/// The fields but the buckets, sorted by name; the native families are
-/// by their place in `families!` (see [`native`]).
-const FIELDS: [FieldDesc; 8] = [
-    CONNECTIONS,
-    LOSS_RECOVERY,
-    MIN_RTT_SECONDS,
-    NOTSENT_BYTES,
-    RTO_BACKOFF,
-    RTT_SAMPLES,
-    RTT_SUM_SECONDS,
-    UNACKED_BYTES,
-];
 
 /// What a field counts, in a sentence ending before the full stop.
 fn field_help(field: &str) -> String {
