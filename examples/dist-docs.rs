@@ -122,11 +122,15 @@ fn text(line: &str) -> String {
     }
 }
 
-/// `YYYY-MM-DD` of a time in seconds since the epoch (UTC).
+/// `YYYY-MM-DD` of a time in seconds since the epoch (UTC): the civil
+/// date of a day number, by Howard Hinnant's `civil_from_days` (the
+/// binary's log lines have their own, with the time of day).
 fn day(secs: u64) -> String {
-    let mut stamp = String::new();
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-    telegraf_netstat::log::rfc3339_millis(&mut stamp, t);
-    stamp.truncate("YYYY-MM-DD".len());
-    stamp
+    let z = secs / 86_400 + 719_468;
+    let (era, doe) = (z / 146_097, z % 146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let (d, m) = (doy - (153 * mp + 2) / 5 + 1, (mp + 2) % 12 + 1);
+    format!("{:04}-{m:02}-{d:02}", yoe + era * 400 + u64::from(m <= 2))
 }

@@ -7,10 +7,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser, ValueEnum};
+use clap::builder::PossibleValuesParser;
+use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::counters::Selection;
 use crate::measure::destination::count::MAX_TOP;
+use crate::measure::{self, ALL};
 use crate::values::{parse_interval, parse_ports, DEFAULT_LISTEN};
 
 pub const AFTER_HELP: &str = "\
@@ -179,16 +181,10 @@ pub struct Args {
     #[arg(long)]
     pub listen_queues: bool,
 
-    /// Also print measurement netstat_ephemeral: one metric per namespace
-    /// with range_size (the ports of net.ipv4.ip_local_port_range minus
-    /// ip_local_reserved_ports, read inside the namespace), ports_used
-    /// (of those, held by a TCP socket), max_per_destination (the most
-    /// outbound TCP sockets from one local address to one remote address and
-    /// port), destinations (distinct remote addresses and ports of outbound
-    /// TCP sockets) and utilization (max_per_destination / range_size, a
-    /// float: alert when it nears 1). Example: --ephemeral-ports
-    #[arg(long)]
-    pub ephemeral_ports: bool,
+    /// The flags of the measurements that declare their own
+    /// ([`measure::Plug`]), in registry order.
+    #[command(flatten)]
+    pub plugged: Plugged,
 
     /// Also print measurement netstat_destination: the N remote addresses
     /// and ports with the most outbound sockets (TCP other than listeners
@@ -252,13 +248,13 @@ pub struct Args {
     #[arg(long)]
     pub tcp_info: bool,
 
-    /// Print only these measurements, comma-separated: netstat, port,
-    /// listen, ephemeral, destination, cgroup, counters, health. --counters --only
+    /// Print only these measurements, comma-separated, each one of the
+    /// possible values and asked for by its flag. --counters --only
     /// counters reads the counters only, no socket. --listen-queues --only listen asks
     /// the kernel for listeners only and skips its walk of established
     /// sockets (syn_recv is then left out). Example: --only listen
-    #[arg(long, value_name = "MEASUREMENTS", value_delimiter = ',', value_enum)]
-    pub only: Vec<OnlyArg>,
+    #[arg(long, value_name = "MEASUREMENTS", value_delimiter = ',', value_parser = only_names())]
+    pub only: Vec<String>,
 
     /// Serve Prometheus metrics over HTTP on ADDR, gathering at each scrape;
     /// repeatable. ADDR is :PORT (every address, IPv4 and IPv6; default
@@ -347,16 +343,50 @@ pub enum NamesArg {
     Native,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnlyArg {
-    Netstat,
-    Port,
-    Listen,
-    Ephemeral,
-    Destination,
-    Cgroup,
-    Counters,
-    Health,
+/// `--only`'s values: the measurements' names for it, in registry order.
+fn only_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(ALL.iter().filter_map(|m| m.only))
+}
+
+/// Whether each plugged measurement's flag was given, by its place in
+/// [`ALL`]: the clap arguments are made from the registry.
+#[derive(Debug, Clone, Default)]
+pub struct Plugged(pub [bool; measure::COUNT]);
+
+impl clap::Args for Plugged {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        ALL.iter()
+            .filter_map(|m| m.plug.as_ref())
+            .fold(cmd, |cmd, p| {
+                cmd.arg(
+                    Arg::new(p.flag.long)
+                        .long(p.flag.long)
+                        .help(p.flag.help)
+                        .action(ArgAction::SetTrue),
+                )
+            })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for Plugged {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut p = Plugged::default();
+        p.update_from_arg_matches(m)?;
+        Ok(p)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        for (on, meas) in self.0.iter_mut().zip(ALL) {
+            if let Some(p) = &meas.plug {
+                *on = m.get_flag(p.flag.long);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

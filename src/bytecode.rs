@@ -166,10 +166,7 @@ pub fn compile(local: &[u16], remote: &[u16], destinations: &[([u8; 16], u16)], 
 pub fn info_request(seq: u32, states: u32, bytecode: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&wire::tcp_request(seq, states, wire::EXT_INFO));
-    let attr_len = 4 + bytecode.len();
-    out.extend_from_slice(&(attr_len as u16).to_ne_bytes());
-    out.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
-    out.extend_from_slice(bytecode);
+    wire::push_attr(out, INET_DIAG_REQ_BYTECODE, bytecode);
     let len = out.len() as u32;
     out[..4].copy_from_slice(&len.to_ne_bytes());
     debug_assert!(out.len() >= NLMSG_HDRLEN);

@@ -212,10 +212,26 @@ pub struct Selection {
     pub patterns: Vec<String>,
 }
 
+/// A `--counters` item that is neither `default`, `all` nor a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadSelection(pub String);
+
+impl std::fmt::Display for BadSelection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invalid counter selection {:?}: give default, all, or a name or pattern of letters, digits, * and ?, such as TcpExt*",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BadSelection {}
+
 impl Selection {
     /// Parses `--counters` values: comma-separated `default`, `all` or
     /// patterns of letters, digits, `*` and `?`.
-    pub fn parse(list: &str) -> Result<Selection, String> {
+    pub fn parse(list: &str) -> Result<Selection, BadSelection> {
         let mut s = Selection::default();
         for item in list.split(',').map(str::trim) {
             match item {
@@ -223,15 +239,12 @@ impl Selection {
                 "all" => s.all = true,
                 p if !p.is_empty()
                     && p.len() <= NAME_MAX
-                    && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'*' || b == b'?') =>
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'*' || b == b'?') =>
                 {
                     s.patterns.push(p.to_string())
                 }
-                _ => {
-                    return Err(format!(
-                        "invalid counter selection {item:?}: give default, all, or a name or pattern of letters, digits, * and ?, such as TcpExt*"
-                    ))
-                }
+                _ => return Err(BadSelection(item.into())),
             }
         }
         Ok(s)

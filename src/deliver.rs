@@ -2,7 +2,7 @@
 //! configured format into a reused buffer, then handed to the sink (stdout
 //! or the `--output` file). Used by the one-shot run and the loops.
 
-use telegraf_netstat::sink::{Delivery, Sink};
+use crate::sink::{Delivery, Sink};
 use telegraf_netstat::Format;
 
 use crate::gather::{Collected, Gatherer};

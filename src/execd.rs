@@ -13,9 +13,9 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::sink::{Delivery, Sink};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
-use telegraf_netstat::sink::{Delivery, Sink};
 
 use crate::cli::Config;
 use crate::deliver::{Outcome, Printer};

@@ -27,8 +27,8 @@
 //! The binary adds the command line, the loop over namespaces, the modes
 //! (one-shot, execd and interval loops, the exporter) and the man page.
 //! What it shares with the man page generator sits behind the default
-//! `cli` feature: `args` (clap's definition), `values` (value parsers),
-//! `log` and `sink`. With `default-features = false` the library needs
+//! `cli` feature: `args` (clap's definition) and `values` (value
+//! parsers). With `default-features = false` the library needs
 //! only `rustix` and `foldhash` (the destinations' hash map).
 
 #![forbid(unsafe_code)]
@@ -41,8 +41,6 @@ pub mod collector;
 pub mod counters;
 pub mod error;
 pub(crate) mod kept;
-#[cfg(feature = "cli")]
-pub mod log;
 pub mod measure;
 pub mod metric;
 pub mod netlink;
@@ -52,8 +50,6 @@ pub(crate) mod portrange;
 pub mod procfs;
 pub mod record;
 pub mod rows;
-#[cfg(feature = "cli")]
-pub mod sink;
 pub(crate) mod tagtext;
 pub(crate) mod tcphash;
 #[cfg(feature = "cli")]

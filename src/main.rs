@@ -1,21 +1,27 @@
 //! The `telegraf-netstat` binary: flags checked into one `Config`, the sink
 //! opened, then one mode runs. The library (`telegraf_netstat`) holds kernel
-//! access, aggregation, rows, encoders and sinks; the binary holds the
-//! command line, the gather loop over namespaces and the modes.
+//! access, aggregation, rows and encoders; the binary holds the command
+//! line, the gather loop over namespaces, the modes, its log lines (`log`)
+//! and where gathers go (`sink`).
 
 mod cli;
 mod deliver;
 mod execd;
 mod exit;
 mod gather;
+mod log;
 mod oneshot;
 mod serve;
 mod signals;
+mod sink;
+#[cfg(test)]
+#[path = "testdir.rs"]
+mod testdir;
 mod throttle;
 
 use std::process::ExitCode;
 
-use telegraf_netstat::sink::{OutputFile, Sink, Stdout};
+use sink::{OutputFile, Sink, Stdout};
 
 /// Each namespace counted keeps one netlink socket open; the common soft
 /// limit of 1024 descriptors would cap `--all-netns` well below the hard

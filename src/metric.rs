@@ -125,6 +125,14 @@ impl Native {
             histogram: None,
         }
     }
+
+    /// A counter family without a label.
+    pub const fn counter(name: &'static str, help: &'static str) -> Native {
+        Native {
+            counter: true,
+            ..Native::gauge(name, help)
+        }
+    }
 }
 
 /// One field a measurement prints: its name, its HELP sentence (without
@@ -137,6 +145,15 @@ pub struct FieldDesc {
 }
 
 impl FieldDesc {
+    /// A field printed in the native naming as `native`: one table row.
+    pub const fn new(name: &'static str, help: &'static str, native: Native) -> FieldDesc {
+        FieldDesc {
+            name,
+            help,
+            native: Some(native),
+        }
+    }
+
     /// A gauge field of this name.
     pub fn gauge(&self, value: u64) -> Field {
         Field::gauge(self.name, value)
@@ -157,6 +174,62 @@ impl FieldDesc {
 pub fn find<'t>(table: &'t [FieldDesc], field: &str) -> Option<&'t FieldDesc> {
     table.iter().find(|d| d.name == field)
 }
+
+/// A field's HELP in Telegraf's naming from its `table`: its sentence
+/// and the full stop.
+pub fn table_help(table: &[FieldDesc], field: &str) -> String {
+    let what = find(table, field).map_or_else(|| unknown_help(field), |d| d.help.into());
+    format!("{what}.")
+}
+
+/// A [`Schema`] whose fields' HELP and native families are all in one
+/// table of [`FieldDesc`]s.
+macro_rules! table_schema {
+    ($name:expr, $table:expr) => {
+        $crate::metric::Schema {
+            name: $name,
+            help: |field| $crate::metric::table_help(&$table, field),
+            native: |field| $crate::metric::find(&$table, field).and_then(|d| d.native),
+            native_only: false,
+        }
+    };
+}
+pub(crate) use table_schema;
+
+/// Declares a measurement's fields, a `const` [`FieldDesc`] each, and
+/// `$table`, every one of them in the order given (sorted by name): each
+/// field is declared once. An entry is `NAME = "name", "HELP";` (no native
+/// family of its own), `NAME = "name", "HELP", gauge "native_name";` (its
+/// native HELP is its own sentence and the full stop), or that and the
+/// native HELP (`counter` for a counter).
+macro_rules! fields {
+    (@native $help:expr) => { None };
+    (@native $help:expr, $kind:ident $native:literal) => {
+        Some($crate::metric::Native::$kind($native, concat!($help, ".")))
+    };
+    (@native $help:expr, $kind:ident $native:literal, $nhelp:literal) => {
+        Some($crate::metric::Native::$kind($native, $nhelp))
+    };
+    (
+        $(#[$tm:meta])* $table:ident;
+        $(
+            $(#[$m:meta])*
+            $v:vis $c:ident = $name:expr, $help:expr $(, $kind:ident $native:literal $(, $nhelp:literal)?)?;
+        )*
+    ) => {
+        $(
+            $(#[$m])*
+            $v const $c: $crate::metric::FieldDesc = $crate::metric::FieldDesc {
+                name: $name,
+                help: $help,
+                native: $crate::metric::fields!(@native $help $(, $kind $native $(, $nhelp)?)?),
+            };
+        )*
+        $(#[$tm])*
+        const $table: [$crate::metric::FieldDesc; [$(stringify!($c)),*].len()] = [$($c),*];
+    };
+}
+pub(crate) use fields;
 
 /// What a field outside every table is, in Telegraf's naming.
 pub fn unknown_help(field: &str) -> String {

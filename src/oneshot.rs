@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use telegraf_netstat::sink::{Delivery, Sink};
+use crate::sink::{Delivery, Sink};
 
 use crate::cli::Config;
 use crate::deliver::{Outcome, Printer};

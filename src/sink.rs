@@ -177,6 +177,38 @@ fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
 /// either a planted file or a 2^-64 coincidence.
 const NAME_ATTEMPTS: usize = 8;
 
+/// Why the `--output` file cannot be used: what was found there, or the
+/// step that failed with the OS error.
+#[derive(Debug)]
+pub enum OutputError {
+    NotAFileName,
+    Directory,
+    Symlink,
+    NotRegular,
+    /// Opening its directory failed.
+    OpenDir(std::io::Error),
+    /// `stat` of the file failed.
+    Stat(std::io::Error),
+    /// A temporary file in its directory could not be created.
+    CreateTemp(std::io::Error),
+}
+
+impl std::fmt::Display for OutputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutputError::NotAFileName => f.write_str("not a file name"),
+            OutputError::Directory => f.write_str("it is a directory"),
+            OutputError::Symlink => {
+                f.write_str("it is a symbolic link; name the file it points to")
+            }
+            OutputError::NotRegular => f.write_str("it exists and is not a regular file"),
+            OutputError::OpenDir(e) => write!(f, "cannot open its directory: {e}"),
+            OutputError::Stat(e) => write!(f, "cannot look at it: {e}"),
+            OutputError::CreateTemp(e) => write!(f, "cannot create files in its directory: {e}"),
+        }
+    }
+}
+
 /// The `--output` file: a directory descriptor and a name in it.
 #[derive(Debug)]
 pub struct OutputFile {
@@ -189,10 +221,10 @@ impl OutputFile {
     /// Checks `path` at startup: its directory opens, the target is absent
     /// or a regular file, and a temporary file can be created there (and is
     /// removed again). The error says why not, naming nothing but `path`.
-    pub fn open(path: &Path) -> Result<OutputFile, String> {
+    pub fn open(path: &Path) -> Result<OutputFile, OutputError> {
         let name = match path.file_name() {
             Some(n) if !path.as_os_str().as_bytes().ends_with(b"/") => n.to_owned(),
-            _ => return Err("not a file name".into()),
+            _ => return Err(OutputError::NotAFileName),
         };
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -204,27 +236,23 @@ impl OutputFile {
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| format!("cannot open its directory: {}", std::io::Error::from(e)))?;
+        .map_err(|e| OutputError::OpenDir(e.into()))?;
         match rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => match FileType::from_raw_mode(st.st_mode) {
                 FileType::RegularFile => {}
-                FileType::Directory => return Err("it is a directory".into()),
-                FileType::Symlink => {
-                    return Err("it is a symbolic link; name the file it points to".into())
-                }
-                _ => return Err("it exists and is not a regular file".into()),
+                FileType::Directory => return Err(OutputError::Directory),
+                FileType::Symlink => return Err(OutputError::Symlink),
+                _ => return Err(OutputError::NotRegular),
             },
             Err(Errno::NOENT) => {}
-            Err(e) => return Err(format!("cannot look at it: {}", std::io::Error::from(e))),
+            Err(e) => return Err(OutputError::Stat(e.into())),
         }
         let out = OutputFile {
             dir,
             name,
             path: path.to_owned(),
         };
-        let (_, tmp) = out
-            .create_temp()
-            .map_err(|e| format!("cannot create files in its directory: {e}"))?;
+        let (_, tmp) = out.create_temp().map_err(OutputError::CreateTemp)?;
         let _ = rustix::fs::unlinkat(&out.dir, &tmp, AtFlags::empty());
         Ok(out)
     }
@@ -387,7 +415,7 @@ mod tests {
             (Path::new("/no/such/dir/x"), "cannot open its directory"),
         ] {
             let e = OutputFile::open(path).unwrap_err();
-            assert!(e.contains(why), "{}: {e}", path.display());
+            assert!(e.to_string().contains(why), "{}: {e}", path.display());
         }
         let slash = format!("{}/", d.0.join("x").display());
         assert!(OutputFile::open(Path::new(&slash)).is_err());

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use telegraf_netstat::log::Logger;
+use crate::log::Logger;
 
 /// How often a gather error that keeps repeating is said again.
 const REMIND_EVERY: Duration = Duration::from_secs(300);

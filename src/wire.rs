@@ -552,6 +552,16 @@ pub fn unix_request(seq: u32, states: u32) -> [u8; UNIX_REQUEST_LEN] {
     buf
 }
 
+/// Appends an attribute to a request in `out`: its `struct rtattr { u16
+/// rta_len; u16 rta_type; }`, `payload`, and padding to 4 bytes (the caller
+/// sets the message's length when it is whole).
+pub fn push_attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    out.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(payload);
+    out.resize(out.len().next_multiple_of(4), 0);
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -121,18 +121,6 @@ fn until_at_least(n: &AtomicUsize, want: usize) {
     }
 }
 
-/// Polls `cond` every 10 ms until it holds or `within` passes.
-fn wait_for(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    true
-}
-
 /// Kills process `pid` if the test fails while it runs, so a failed test
 /// leaves no exporter behind (a passing one stops it itself).
 struct Reaper(u32);
@@ -430,21 +418,12 @@ fn a_head_refused_at_the_limit_gets_no_body() {
             })
             .collect();
         // All taken by the exporter: its accept queue is empty.
-        let port = e.port.to_string();
-        assert!(wait_for(Duration::from_secs(20), || {
-            let out = std::process::Command::new("ss")
-                .args(["-Hltn", "sport", "=", &format!(":{port}")])
-                .output()
-                .unwrap();
-            let text = String::from_utf8(out.stdout).unwrap();
-            text.split_whitespace().nth(1) == Some("0")
-        }));
+        assert!(wait_for(Duration::from_secs(20), || e.accepted_all()));
         // The request is there when the exporter accepts: it is stopped
         // meanwhile (the refusal looks at what has arrived, not waiting).
         let pid = rustix::process::Pid::from_child(&e.child);
         rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
-        let mut s = TcpStream::connect(("127.0.0.1", e.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut s = e.connect().unwrap();
         s.write_all(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
         rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
@@ -549,8 +528,7 @@ fn a_half_close_after_the_request_gets_the_answer() {
         let e = Exporter::start(&[]);
         let _reaper = Reaper(e.child.id());
         for request in ["GET /metrics HTTP/1.0\r\n\r\n", "GET / HTTP/1.0\r\n\r\n"] {
-            let mut s = TcpStream::connect(("127.0.0.1", e.port)).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut s = e.connect().unwrap();
             s.write_all(request.as_bytes()).unwrap();
             s.shutdown(std::net::Shutdown::Write).unwrap();
             let mut out = Vec::new();
@@ -582,10 +560,7 @@ fn out_of_descriptors_is_not_a_refused_web_config() {
             .collect();
         assert!(
             wait_for(Duration::from_secs(10), || e
-                .stderr
-                .lock()
-                .unwrap()
-                .contains("E! cannot accept connections")),
+                .said("E! cannot accept connections")),
             "{}",
             e.stderr.lock().unwrap()
         );
@@ -609,19 +584,6 @@ fn out_of_descriptors_is_not_a_refused_web_config() {
         let err = e.stop();
         assert!(!err.contains("web config"), "{err}");
     })
-}
-
-/// CPU seconds (user + system) process `pid` has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<u64> = after
-        .split(' ')
-        .skip(11)
-        .take(2)
-        .map(|x| x.parse().unwrap())
-        .collect();
-    (f[0] + f[1]) as f64 / 100.0
 }
 
 /// stdin flooded: `--execd` reading `/dev/zero`, and `--listen` and
@@ -674,25 +636,6 @@ fn stdin_floods_cost_little_and_signals_are_heard() {
             }
         }
     })
-}
-
-/// A web config in `dir` serving `server.crt`/`server.key`, with `more`.
-fn web_config(dir: &std::path::Path, more: &str) -> String {
-    let path = dir.join("web.yml");
-    std::fs::write(
-        &path,
-        format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{more}"),
-    )
-    .unwrap();
-    path.to_str().unwrap().to_string()
-}
-
-/// A directory with a CA (`ca.crt`) and a server certificate it signed.
-fn pki(what: &str) -> (Scratch, CertFiles) {
-    let dir = Scratch::new(what);
-    let ca = make_ca(&dir, "ca");
-    make_leaf(&dir, &ca, "server");
-    (dir, ca)
 }
 
 /// The roots a rustls client trusts: `ca`'s certificate.

@@ -31,9 +31,7 @@ fn mount() -> Option<PathBuf> {
 
 fn setup() -> Result<(), String> {
     namespace_setup()?;
-    if !rustix::process::geteuid().is_root() {
-        return Err("needs root (making cgroups and moving processes into them)".into());
-    }
+    needs_root("making cgroups and moving processes into them")?;
     let m = mount().ok_or("no cgroup2 mount")?;
     let probe = m.join(format!("telegraf-netstat-probe-{}", std::process::id()));
     std::fs::create_dir(&probe)

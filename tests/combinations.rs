@@ -49,19 +49,9 @@ const MEASUREMENTS: [&str; 16] = [
     "--timestamp",
 ];
 
-/// Every format and naming.
-const FORMATS: [&[&str]; 4] = [
-    &["--format", "influx"],
-    &["--format", "json"],
-    &["--format", "prometheus"],
-    &["--format", "prometheus", "--prometheus-names", "native"],
-];
-
 fn setup() -> Result<(), String> {
     namespace_setup()?;
-    if !rustix::process::geteuid().is_root() {
-        return Err("needs root (a container-like cgroup and namespace)".into());
-    }
+    needs_root("a container-like cgroup and namespace")?;
     cgroup2_mount(&std::fs::read("/proc/self/mountinfo").map_err(|e| e.to_string())?)
         .ok_or("no cgroup2 mount")?;
     tools_on_path(&[

@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use libtest_mimic::Arguments;
-use support::{named, run_trials, Scratch, BIN};
+use support::{named, needs_root, run_trials, succeeded, Scratch, BIN};
 
 const BUSYBOX: &str = "/bin/busybox";
 
@@ -25,19 +25,12 @@ fn docker(args: &[&str]) -> Output {
 }
 
 fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    let out = succeeded(Command::new("docker").args(args));
+    String::from_utf8(out).unwrap().trim().to_string()
 }
 
 fn setup() -> Result<(), String> {
-    if !rustix::process::geteuid().is_root() {
-        return Err("needs root (Docker, and --all-netns joining namespaces)".into());
-    }
+    needs_root("Docker, and --all-netns joining namespaces")?;
     if !Path::new(BUSYBOX).exists() {
         return Err(format!("no {BUSYBOX} (Debian busybox-static)"));
     }

@@ -83,14 +83,6 @@ const CASES: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Every format and naming.
-const FORMATS: [&[&str]; 4] = [
-    &["--format", "influx"],
-    &["--format", "json"],
-    &["--format", "prometheus"],
-    &["--format", "prometheus", "--prometheus-names", "native"],
-];
-
 fn setup() -> Result<(), String> {
     namespace_setup()?;
     // The kernel says whether a namespace shares the TCP hash (6.1+):

@@ -455,11 +455,7 @@ fn main() {
     ]);
     let setup = namespace_setup()
         .and(tools)
-        .and(if rustix::process::geteuid().is_root() {
-            Ok(())
-        } else {
-            Err("needs root (iptables and routes in the namespace)".into())
-        });
+        .and(needs_root("iptables and routes in the namespace"));
     let tests = tests![
         syn_retrying_toward_a_black_hole,
         retransmitting_and_zero_window_per_port,

@@ -223,15 +223,12 @@ fn named_namespaces_are_tagged_by_name() {
     assert_eq!(run_ok(&["--netns", &path, "--source", "proc"]), out);
     let fake = FakeProc::new();
     fake.add(pid, pid);
-    let out = command_seeing_named(&["--all-netns", "--proc-root", fake.root()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = String::from_utf8(out.stdout).unwrap();
+    let out = succeeded(&mut command_seeing_named(&[
+        "--all-netns",
+        "--proc-root",
+        fake.root(),
+    ]));
+    let out = String::from_utf8(out).unwrap();
     let ours: Vec<Parsed> = parse_metrics(&out)
         .into_iter()
         .filter(|(t, _)| {

@@ -310,16 +310,8 @@ fn shell_fallback_matches_the_binary() {
         let p = everything();
         check(&p.expected);
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/netstat.sh");
-        let out = std::process::Command::new("sh")
-            .arg(script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(String::from_utf8(out.stdout).unwrap(), run_ok(&[]));
+        let out = succeeded(std::process::Command::new("sh").arg(script));
+        assert_eq!(String::from_utf8(out).unwrap(), run_ok(&[]));
         // Without ss: a clear error and exit 1.
         let out = std::process::Command::new("/bin/sh")
             .arg(script)

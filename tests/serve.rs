@@ -134,15 +134,7 @@ fn idle_connections_never_delay_a_scrape() {
             .map(|_| TcpStream::connect(("127.0.0.1", e.port)).unwrap())
             .collect();
         // Polled: every one accepted (the listener's accept queue is empty).
-        let port = e.port.to_string();
-        assert!(wait_for(Duration::from_secs(20), || {
-            let out = std::process::Command::new("ss")
-                .args(["-Hltn", "sport", "=", &format!(":{port}")])
-                .output()
-                .unwrap();
-            let text = String::from_utf8(out.stdout).unwrap();
-            text.split_whitespace().nth(1) == Some("0")
-        }));
+        assert!(wait_for(Duration::from_secs(20), || e.accepted_all()));
         let t = Instant::now();
         let a = e.get("/metrics");
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
@@ -330,31 +322,6 @@ fn systemd_socket_activation() {
     })
 }
 
-/// CPU seconds (user + system) process `pid` has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<u64> = after
-        .split(' ')
-        .skip(11)
-        .take(2)
-        .map(|x| x.parse().unwrap())
-        .collect();
-    (f[0] + f[1]) as f64 / 100.0
-}
-
-/// Polls `cond` every 10 ms until it holds or `within` passes.
-fn wait_for(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    true
-}
-
 /// 2000 idle connections held and renewed (more than the 1024 slots):
 /// every one of 20 scrapes still gets its 200, because a new connection
 /// evicts the oldest one that has not sent a request.
@@ -448,10 +415,7 @@ fn out_of_descriptors_pauses_and_says_so_once() {
             .collect();
         assert!(
             wait_for(Duration::from_secs(10), || e
-                .stderr
-                .lock()
-                .unwrap()
-                .contains("E! cannot accept connections: Too many open files")),
+                .said("E! cannot accept connections: Too many open files")),
             "{}",
             e.stderr.lock().unwrap()
         );
@@ -464,15 +428,8 @@ fn out_of_descriptors_pauses_and_says_so_once() {
         );
         drop(clients);
         assert!(wait_for(Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", e.port))
-                .and_then(|mut s| {
-                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
-                    let mut out = String::new();
-                    s.read_to_string(&mut out)?;
-                    Ok(out.starts_with("HTTP/1.1 200 OK"))
-                })
-                .unwrap_or(false)
+            e.try_request("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .is_ok_and(|a| a.starts_with("HTTP/1.1 200 OK"))
         }));
         let stderr = e.stop();
         assert_eq!(stderr.matches("E! cannot accept").count(), 1, "{stderr}");

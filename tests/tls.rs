@@ -38,25 +38,6 @@ fn status(answer: &str) -> &str {
     answer.split(' ').nth(1).unwrap_or("none")
 }
 
-/// A web config in `dir` serving `server.crt`/`server.key`, with `more`.
-fn web_config(dir: &Path, more: &str) -> String {
-    let path = dir.join("web.yml");
-    std::fs::write(
-        &path,
-        format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{more}"),
-    )
-    .unwrap();
-    path.to_str().unwrap().to_string()
-}
-
-/// A directory with a CA (`ca.crt`) and a server certificate it signed.
-fn pki(what: &str) -> (Scratch, CertFiles) {
-    let dir = Scratch::new(what);
-    let ca = make_ca(&dir, "ca");
-    make_leaf(&dir, &ca, "server");
-    (dir, ca)
-}
-
 /// Without credentials, with a wrong password or an unknown user: 401 with
 /// `WWW-Authenticate: Basic`, for the landing page too; with the right
 /// ones: the namespace's counts. The configured headers are on every
@@ -231,50 +212,9 @@ fn mutual_tls_in_each_client_auth_mode() {
 fn a_version_1_client_certificate_is_refused_and_said() {
     in_netns(|| {
         let (dir, ca) = pki("tls-v1");
-        let (key, csr, cert) = (
-            dir.join("v1.key"),
-            dir.join("client.csr"),
-            dir.join("v1.crt"),
-        );
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl").args(args).output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        // The request the documented recipe signs again: client.csr.
+        let CertFiles { cert, key } = make_v1_leaf(&dir, &ca, "client");
         let p = |p: &std::path::PathBuf| p.to_str().unwrap().to_string();
-        openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=v1",
-            "-keyout",
-            &p(&key),
-            "-out",
-            &p(&csr),
-        ]);
-        openssl(&[
-            "x509",
-            "-req",
-            "-days",
-            "2",
-            "-in",
-            &p(&csr),
-            "-CA",
-            &p(&ca.cert),
-            "-CAkey",
-            &p(&ca.key),
-            "-set_serial",
-            "7",
-            "-out",
-            &p(&cert),
-        ]);
         let config = web_config(
             &dir,
             "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
@@ -310,15 +250,10 @@ fn a_version_1_client_certificate_is_refused_and_said() {
             recipe.len() == 2 && recipe[1].starts_with("openssl x509 -req "),
             "{recipe:?}"
         );
-        let out = Command::new("sh")
-            .args(["-ec", &recipe.join("\n")])
-            .current_dir(&dir.0)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeeded(
+            Command::new("sh")
+                .args(["-ec", &recipe.join("\n")])
+                .current_dir(&dir.0),
         );
         let v3 = p(&dir.join("client.crt"));
         let (code, answer) = curl(

@@ -6,14 +6,12 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{error::ErrorKind, CommandFactory, Parser, ValueEnum};
-use telegraf_netstat::args::{
-    Args, FormatArg, LevelArg, LogFormatArg, NamesArg, OnlyArg, SourceArg,
-};
+use crate::log::{Level, LogFormat, Logger};
+use clap::{error::ErrorKind, CommandFactory, Parser};
+use telegraf_netstat::args::{Args, FormatArg, LevelArg, LogFormatArg, NamesArg, SourceArg};
 use telegraf_netstat::counters::Selection;
-use telegraf_netstat::log::{Level, LogFormat, Logger};
 use telegraf_netstat::measure::port::count::{PortConfig, MAX_PORTS};
-use telegraf_netstat::measure::Measurements;
+use telegraf_netstat::measure::{self, Measurements, ALL};
 use telegraf_netstat::values::ListenAddr;
 use telegraf_netstat::{Format, Source};
 
@@ -341,45 +339,57 @@ fn ports(a: &Args) -> Result<PortConfig, clap::Error> {
 }
 
 /// The measurements printed: every one asked for, or those `--only` names,
-/// each of which must be asked for.
+/// each of which must be asked for (checked in registry order).
 fn print(a: &Args) -> Result<Measurements, clap::Error> {
+    use measure::{cgroup, counters, destination, health, listen, port, Measurement};
+    let named = |m: &Measurement| m.only.is_some_and(|n| a.only.iter().any(|o| o == n));
+    let want = |m: &Measurement| a.only.is_empty() || named(m);
     let any_ports = a.listening_ports || !a.local_port.is_empty() || !a.remote_port.is_empty();
-    let asked = [
+    let builtin: [(&Measurement, bool, &str); 6] = [
         (
-            OnlyArg::Port,
+            &port::MEASUREMENT,
             any_ports,
             "--local-port, --remote-port or --listening-ports",
         ),
-        (OnlyArg::Listen, a.listen_queues, "--listen-queues"),
-        (OnlyArg::Ephemeral, a.ephemeral_ports, "--ephemeral-ports"),
+        (&listen::MEASUREMENT, a.listen_queues, "--listen-queues"),
         (
-            OnlyArg::Destination,
+            &destination::MEASUREMENT,
             a.destinations.is_some(),
             "--destinations",
         ),
-        (OnlyArg::Cgroup, a.by_cgroup, "--by-cgroup"),
-        (OnlyArg::Counters, a.counters.is_some(), "--counters"),
-        (OnlyArg::Health, a.health, "--health"),
+        (&cgroup::MEASUREMENT, a.by_cgroup, "--by-cgroup"),
+        (&counters::MEASUREMENT, a.counters.is_some(), "--counters"),
+        (&health::MEASUREMENT, a.health, "--health"),
     ];
-    for (m, on, flag) in asked {
-        if a.only.contains(&m) && !on {
-            let name = m.to_possible_value().expect("not skipped");
+    let asked = |i: usize, m: &Measurement| match &m.plug {
+        Some(p) => Some((a.plugged.0[i], format!("--{}", p.flag.long))),
+        None => builtin
+            .iter()
+            .find(|b| std::ptr::eq(b.0, m))
+            .map(|b| (b.1, b.2.to_owned())),
+    };
+    let mut plugged = [false; measure::COUNT];
+    for (i, m) in ALL.iter().enumerate() {
+        let Some((on, flag)) = asked(i, m) else {
+            continue;
+        };
+        if named(m) && !on {
             return Err(usage(
                 ErrorKind::ArgumentConflict,
-                format!("--only {} needs {flag}", name.get_name()),
+                format!("--only {} needs {flag}", m.only.unwrap_or_default()),
             ));
         }
+        plugged[i] = m.plug.is_some() && on && want(m);
     }
-    let want = |m| a.only.is_empty() || a.only.contains(&m);
     Ok(Measurements {
-        netstat: want(OnlyArg::Netstat),
-        port: want(OnlyArg::Port),
-        listen: want(OnlyArg::Listen),
-        ephemeral: want(OnlyArg::Ephemeral) && a.ephemeral_ports,
-        destination: want(OnlyArg::Destination) && a.destinations.is_some(),
-        cgroup: want(OnlyArg::Cgroup) && a.by_cgroup,
-        counters: want(OnlyArg::Counters) && a.counters.is_some(),
-        health: want(OnlyArg::Health) && a.health,
+        netstat: want(&measure::netstat::MEASUREMENT),
+        port: want(&port::MEASUREMENT),
+        listen: want(&listen::MEASUREMENT),
+        destination: want(&destination::MEASUREMENT) && a.destinations.is_some(),
+        cgroup: want(&cgroup::MEASUREMENT) && a.by_cgroup,
+        counters: want(&counters::MEASUREMENT) && a.counters.is_some(),
+        health: want(&health::MEASUREMENT) && a.health,
+        plugged,
     })
 }
 
@@ -507,7 +517,11 @@ mod tests {
         let c = parse(["t", "--local-port", "1", "--only", "netstat,port"]).unwrap();
         assert!(c.print.netstat && c.print.port && !c.print.listen);
         let c = parse(["t", "--ephemeral-ports", "--destinations", "1000"]).unwrap();
-        assert!(c.print.netstat && c.print.ephemeral && c.print.destination);
+        assert!(
+            c.print.netstat
+                && c.print.prints(&measure::ephemeral::MEASUREMENT)
+                && c.print.destination
+        );
         assert_eq!(c.destinations, Some(1000));
         let c = parse([
             "t",
@@ -518,7 +532,11 @@ mod tests {
             "destination",
         ])
         .unwrap();
-        assert!(!c.print.netstat && !c.print.ephemeral && c.print.destination);
+        assert!(
+            !c.print.netstat
+                && !c.print.prints(&measure::ephemeral::MEASUREMENT)
+                && c.print.destination
+        );
         for bad in [
             &["t", "--only", "listen"][..],
             &["t", "--only", "port"],

@@ -9,8 +9,8 @@ mod report;
 
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::log::Logger;
 use telegraf_netstat::collector::Buffers;
-use telegraf_netstat::log::Logger;
 use telegraf_netstat::measure::Gathered;
 use telegraf_netstat::measure::{Measurements, Shape};
 use telegraf_netstat::netns::{NsId, Target};

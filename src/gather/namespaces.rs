@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use telegraf_netstat::log::Logger;
+use crate::log::Logger;
 use telegraf_netstat::netns::names::{self, Labels, Representative};
 use telegraf_netstat::netns::{self, NsId, Target};
 use telegraf_netstat::Options;

@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
+use crate::log::Logger;
 use telegraf_netstat::collector::NoCgroups;
-use telegraf_netstat::log::Logger;
 use telegraf_netstat::{Error, Event};
 
 use crate::throttle::Reminder;

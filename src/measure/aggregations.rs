@@ -17,7 +17,10 @@
 //!   when asked for;
 //! - `health::count`: sockets failing now and UDP drops (`--health`): the
 //!   namespace's totals (`netstat_health`), and the same fields on each row
-//!   above, kept by the aggregation that owns the row.
+//!   above, kept by the aggregation that owns the row;
+//! - the aggregations of the measurements that plug in whole (their
+//!   [`Plug`](super::Plug)), made from the registry and fed in turn, so
+//!   that adding one does not touch this file.
 
 use super::cgroup::count::CgroupCounts;
 use super::destination::count::Outbound;
@@ -26,7 +29,7 @@ use super::listen::count::ListenCounts;
 use super::netstat::count::{ByFamily, Queued, StateCounts};
 use super::port::count::{PortConfig, PortCounts};
 use super::tcpinfo::count::TcpInfoCounts;
-use super::Measurements;
+use super::{Aggregation, Measurements, ALL};
 use crate::counters::Counters;
 use crate::record::{Kind, Record, LISTEN};
 
@@ -61,6 +64,9 @@ pub struct Gathered<'a> {
     /// Whether the namespace's TCP dumps walk the host's shared hash table
     /// (`None`: the kernel does not say).
     pub tcp_hash_shared: Option<bool>,
+    /// The aggregations of the plugged measurements printed; each one's
+    /// rows find their own with [`Gathered::plugged`].
+    pub plugged: &'a [Box<dyn Aggregation>],
 }
 
 impl Gathered<'_> {
@@ -78,7 +84,17 @@ impl Gathered<'_> {
             tcp_info: None,
             counters: None,
             tcp_hash_shared: None,
+            plugged: &[],
         }
+    }
+
+    /// The plugged aggregation of type `T`, when its measurement is
+    /// printed.
+    pub fn plugged<T: Aggregation>(&self) -> Option<&T> {
+        self.plugged.iter().find_map(|a| {
+            let a: &dyn std::any::Any = &**a;
+            a.downcast_ref()
+        })
     }
 }
 
@@ -95,6 +111,8 @@ pub struct Aggregations {
     /// `--health`: the namespace's totals. The other aggregations keep
     /// their rows' health fields whenever `add_health` feeds them.
     pub health: Option<Signals>,
+    /// The plugged measurements' aggregations, in registry order.
+    pub plugged: Vec<Box<dyn Aggregation>>,
 }
 
 impl Aggregations {
@@ -102,7 +120,7 @@ impl Aggregations {
     /// `listen` (`--listen-queues`), `health` (`--health`, whose fields
     /// join the other rows), and those of the measurements printed:
     /// `outbound` for `netstat_ephemeral` and `netstat_destination`,
-    /// `cgroups` for `netstat_cgroup`.
+    /// `cgroups` for `netstat_cgroup`, and each plugged measurement's own.
     pub fn new(
         ports: &PortConfig,
         print: &Measurements,
@@ -113,9 +131,16 @@ impl Aggregations {
             states: StateCounts::default(),
             ports: (!ports.is_empty()).then(|| PortCounts::new(ports)),
             listen: listen.then(ListenCounts::default),
-            outbound: (print.ephemeral || print.destination).then(Outbound::default),
+            outbound: (print.prints(&super::ephemeral::MEASUREMENT) || print.destination)
+                .then(Outbound::default),
             cgroups: print.cgroup.then(CgroupCounts::default),
             health: health.then(Signals::default),
+            plugged: ALL
+                .iter()
+                .filter(|m| print.prints(m))
+                .filter_map(|m| m.plug.as_ref()?.aggregation)
+                .map(|make| make())
+                .collect(),
         }
     }
 
@@ -138,6 +163,7 @@ impl Aggregations {
             tcp_info: None,
             counters,
             tcp_hash_shared,
+            plugged: &self.plugged,
         }
     }
 
@@ -156,6 +182,9 @@ impl Aggregations {
         }
         if let Some(c) = &mut self.cgroups {
             c.add(r);
+        }
+        for p in &mut self.plugged {
+            p.add(r);
         }
     }
 
@@ -227,6 +256,9 @@ impl Aggregations {
         }
         if let Some(h) = &mut self.health {
             h.reset(kind);
+        }
+        for p in &mut self.plugged {
+            p.reset(kind);
         }
     }
 

@@ -11,6 +11,8 @@ use crate::metric::{Field, Native, Schema};
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
     rows,
+    only: Some("counters"),
+    plug: None,
 };
 
 pub static SCHEMA: Schema = Schema {
@@ -46,7 +48,6 @@ fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
 #[cfg(test)]
 mod tests {
     use crate::measure::testing::*;
-    use crate::measure::{Measurements, Shape};
     use crate::output::Format;
     use crate::rows::Rows;
 
@@ -89,16 +90,7 @@ mod tests {
             "{text}"
         );
         // Not printed unless asked for; no row without a counter.
-        let none = Shape {
-            print: Measurements {
-                netstat: true,
-                ..Measurements::default()
-            },
-            ..shape(false)
-        };
-        rows.start(None);
-        rows.add(&none, &[], &g);
-        assert!(!influx(&rows).contains("netstat_counters"));
+        assert!(!netstat_only(&mut rows, &g).contains("netstat_counters"));
         let empty = Counters::parsed(&Selection::parse("Nothing*").unwrap(), snmp);
         g.counters = Some(&empty);
         rows.start(None);

@@ -1,84 +1,63 @@
 //! `netstat_ephemeral`: the ephemeral ports of each namespace
 //! (`--ephemeral-ports`), one row per namespace.
 
-use super::{Emit, Measurement, Shape};
+use super::{Emit, Flag, Measurement, Plug, Shape};
 use crate::measure::destination::count::utilization;
 use crate::measure::Gathered;
-use crate::metric::{self, FieldDesc, Native, Schema};
+use crate::metric::{self, Schema};
 
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
     rows,
+    only: Some("ephemeral"),
+    plug: Some(Plug {
+        flag: Flag {
+            long: "ephemeral-ports",
+            help: concat!(
+                "Also print measurement netstat_ephemeral: one metric per namespace ",
+                "with range_size (the ports of net.ipv4.ip_local_port_range minus ",
+                "ip_local_reserved_ports, read inside the namespace), ports_used ",
+                "(of those, held by a TCP socket), max_per_destination (the most ",
+                "outbound TCP sockets from one local address to one remote address and ",
+                "port), destinations (distinct remote addresses and ports of outbound ",
+                "TCP sockets) and utilization (max_per_destination / range_size, a ",
+                "float: alert when it nears 1). Example: --ephemeral-ports"
+            ),
+        },
+        // Its rows read `destination`'s aggregation, made when either
+        // is printed.
+        aggregation: None,
+    }),
 };
 
-pub static SCHEMA: Schema = Schema {
-    name: "netstat_ephemeral",
-    help: |field| {
-        let what = metric::find(&FIELDS, field)
-            .map_or_else(|| metric::unknown_help(field), |d| d.help.into());
-        format!("{what}.")
-    },
-    native: |field| metric::find(&FIELDS, field).and_then(|d| d.native),
-    native_only: false,
-};
+pub static SCHEMA: Schema = metric::table_schema!("netstat_ephemeral", FIELDS);
 
-const DESTINATIONS: FieldDesc = FieldDesc {
-    name: "destinations",
-    help: "Distinct remote addresses and ports of outbound TCP sockets",
-    native: Some(Native::gauge(
-        "netstat_ephemeral_destinations",
-        "Distinct remote addresses and ports of outbound TCP sockets.",
-    )),
-};
-
-const MAX_PER_DESTINATION: FieldDesc = FieldDesc {
-    name: "max_per_destination",
-    help: "The most outbound TCP sockets from one local address to one remote address and port, whose ceiling is range_size",
-    native: Some(Native::gauge(
-        "netstat_ephemeral_destination_max_connections",
-        "The most outbound TCP sockets from one local address to one remote address and port; its ceiling is netstat_ephemeral_range_ports.",
-    )),
-};
-
-const PORTS_USED: FieldDesc = FieldDesc {
-    name: "ports_used",
-    help: "Ports of the ephemeral range held by a TCP socket (any state, listeners and TIME_WAIT included)",
-    native: Some(Native::gauge(
-        "netstat_ephemeral_used_ports",
-        "Ports of the ephemeral range held by a TCP socket (any state, listeners and TIME_WAIT included).",
-    )),
-};
-
-const RANGE_SIZE: FieldDesc = FieldDesc {
-    name: "range_size",
-    help: "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports",
-    native: Some(Native::gauge(
-        "netstat_ephemeral_range_ports",
-        "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports, in this namespace.",
-    )),
-};
-
-/// `max_per_destination / range_size`; `netstat_destination` has it too.
-pub const UTILIZATION: FieldDesc = FieldDesc {
-    name: "utilization",
-    help: "The most outbound TCP sockets from one local address to one remote address and port, over range_size: at 1 connect() fails with EADDRNOTAVAIL",
-    native: Some(Native::gauge(
-        "netstat_ephemeral_utilization_ratio",
-        "netstat_ephemeral_destination_max_connections over netstat_ephemeral_range_ports: at 1 connect() to that destination fails with EADDRNOTAVAIL.",
-    )),
-};
-
-/// Every field, sorted by name.
-const FIELDS: [FieldDesc; 5] = [
-    DESTINATIONS,
-    MAX_PER_DESTINATION,
-    PORTS_USED,
-    RANGE_SIZE,
-    UTILIZATION,
-];
+metric::fields! {
+    /// Every field, sorted by name.
+    FIELDS;
+    DESTINATIONS = "destinations",
+        "Distinct remote addresses and ports of outbound TCP sockets",
+        gauge "netstat_ephemeral_destinations";
+    MAX_PER_DESTINATION = "max_per_destination",
+        "The most outbound TCP sockets from one local address to one remote address and port, whose ceiling is range_size",
+        gauge "netstat_ephemeral_destination_max_connections",
+        "The most outbound TCP sockets from one local address to one remote address and port; its ceiling is netstat_ephemeral_range_ports.";
+    PORTS_USED = "ports_used",
+        "Ports of the ephemeral range held by a TCP socket (any state, listeners and TIME_WAIT included)",
+        gauge "netstat_ephemeral_used_ports";
+    RANGE_SIZE = "range_size",
+        "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports",
+        gauge "netstat_ephemeral_range_ports",
+        "Ports connect() may pick from: net.ipv4.ip_local_port_range minus ip_local_reserved_ports, in this namespace.";
+    /// `max_per_destination / range_size`; `netstat_destination` has it too.
+    pub UTILIZATION = "utilization",
+        "The most outbound TCP sockets from one local address to one remote address and port, over range_size: at 1 connect() fails with EADDRNOTAVAIL",
+        gauge "netstat_ephemeral_utilization_ratio",
+        "netstat_ephemeral_destination_max_connections over netstat_ephemeral_range_ports: at 1 connect() to that destination fails with EADDRNOTAVAIL.";
+}
 
 fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
-    let (true, Some(o)) = (shape.print.ephemeral, g.outbound) else {
+    let (true, Some(o)) = (shape.print.prints(&MEASUREMENT), g.outbound) else {
         return;
     };
     let e = o.summary();

@@ -55,6 +55,20 @@ pub fn influx(rows: &Rows) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// What `g` prints in line protocol when only `netstat` is asked for.
+pub fn netstat_only(rows: &mut Rows, g: &Gathered<'_>) -> String {
+    let shape = Shape {
+        print: Measurements {
+            netstat: true,
+            ..Measurements::default()
+        },
+        ..shape(false)
+    };
+    rows.start(None);
+    rows.add(&shape, &[], g);
+    influx(rows)
+}
+
 pub fn record(family: u8, state: u8, local_port: u16, listen: Option<ListenInfo>) -> Record {
     let remote_port = if state == LISTEN { 0 } else { 40000 };
     Record::inet(

@@ -86,7 +86,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
@@ -343,7 +343,7 @@ pub struct Named {
     pub representative: Option<Representative>,
     /// Reads that failed: the labels may be missing something, and the
     /// lookup should be tried again.
-    pub problems: Vec<String>,
+    pub problems: Vec<Problem>,
     /// Why a label was left out although processes claimed one (they
     /// disagree).
     pub ambiguous: Option<String>,
@@ -416,28 +416,45 @@ fn open_process(proc_root: &Path, pid: u32) -> Result<OwnedFd, Errno> {
     )
 }
 
+/// Why a process's labels could not be read (the lookup is tried again):
+/// the path, and the OS error.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Problem {
+    /// Its /proc directory could not be opened.
+    Open(PathBuf, std::io::Error),
+    /// A file in it could not be read.
+    Read(PathBuf, std::io::Error),
+    /// Its `stat` has no start time.
+    NoStartTime(PathBuf),
+    /// The hostname of the process whose /proc directory this is.
+    Hostname(PathBuf, HostnameError),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Open(p, e) => write!(f, "cannot open {}: {e}", p.display()),
+            Problem::Read(p, e) => write!(f, "cannot read {}: {e}", p.display()),
+            Problem::NoStartTime(p) => write!(f, "cannot read {}: no start time", p.display()),
+            Problem::Hostname(p, e) => {
+                write!(f, "cannot read the hostname of {}: {e}", p.display())
+            }
+        }
+    }
+}
+
 /// One process's evidence, `Ok(None)` if it is gone or no longer in `ns`.
-fn evidence(proc_root: &Path, pid: u32, ns: NsId) -> Result<Option<(Evidence, OwnedFd)>, String> {
+fn evidence(proc_root: &Path, pid: u32, ns: NsId) -> Result<Option<(Evidence, OwnedFd)>, Problem> {
     let dir = match open_process(proc_root, pid) {
         Ok(d) => d,
         Err(e) if gone(e) => return Ok(None),
-        Err(e) => {
-            return Err(format!(
-                "cannot open {}: {}",
-                proc_root.join(pid.to_string()).display(),
-                io(e)
-            ))
-        }
+        Err(e) => return Err(Problem::Open(proc_root.join(pid.to_string()), io(e))),
     };
     let d = dir.as_fd();
-    let said = |what: &str, e: Errno| {
-        format!(
-            "cannot read {}: {}",
-            proc_root.join(pid.to_string()).join(what).display(),
-            io(e)
-        )
-    };
-    let step = |r: Result<NsId, Errno>, what: &str| -> Result<Option<NsId>, String> {
+    let said =
+        |what: &str, e: Errno| Problem::Read(proc_root.join(pid.to_string()).join(what), io(e));
+    let step = |r: Result<NsId, Errno>, what: &str| -> Result<Option<NsId>, Problem> {
         match r {
             Ok(id) => Ok(Some(id)),
             Err(e) if gone(e) => Ok(None),
@@ -453,12 +470,8 @@ fn evidence(proc_root: &Path, pid: u32, ns: NsId) -> Result<Option<(Evidence, Ow
         Err(e) => return Err(said("cgroup", e)),
     };
     let start = match read_at(d, "stat") {
-        Ok(s) => start_time(&s).ok_or_else(|| {
-            format!(
-                "cannot read {}: no start time",
-                proc_root.join(pid.to_string()).join("stat").display()
-            )
-        })?,
+        Ok(s) => start_time(&s)
+            .ok_or_else(|| Problem::NoStartTime(proc_root.join(pid.to_string()).join("stat")))?,
         Err(e) if gone(e) => return Ok(None),
         Err(e) => return Err(said("stat", e)),
     };
@@ -576,9 +589,9 @@ pub fn derive(proc_root: &Path, ns: NsId, pids: &[u32], host: &Host) -> Named {
         }
         Some(uts) if !host.shared_uts(uts) => match hostname_in(seen[first].1.as_fd()) {
             Ok(h) => named.labels.hostname = Some(h),
-            Err(e) => named.problems.push(format!(
-                "cannot read the hostname of {}: {e}",
-                proc_root.join(seen[first].0.pid.to_string()).display()
+            Err(e) => named.problems.push(Problem::Hostname(
+                proc_root.join(seen[first].0.pid.to_string()),
+                e,
             )),
         },
         _ => {}
@@ -608,27 +621,50 @@ pub fn members(proc_root: &Path, ids: &[NsId]) -> HashMap<NsId, Vec<u32>> {
     found
 }
 
+/// Why a namespace's hostname could not be read: the step, and the OS
+/// error.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HostnameError {
+    /// Opening the process's `ns/uts` failed.
+    Open(std::io::Error),
+    /// `setns(2)` into it failed.
+    Enter(std::io::Error),
+    /// The helper thread that joins it could not start.
+    Thread(std::io::Error),
+}
+
+impl std::fmt::Display for HostnameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostnameError::Open(e) => write!(f, "cannot open its UTS namespace: {e}"),
+            HostnameError::Enter(e) => write!(f, "cannot enter its UTS namespace: {e}"),
+            HostnameError::Thread(e) => write!(f, "cannot start a thread: {e}"),
+        }
+    }
+}
+
 /// The hostname of the UTS namespace of the process whose /proc directory
 /// is `dir`, read by a helper thread that joins it (the caller's threads
 /// never change namespace).
-fn hostname_in(dir: BorrowedFd<'_>) -> Result<String, String> {
-    let read = || -> Result<String, String> {
+fn hostname_in(dir: BorrowedFd<'_>) -> Result<String, HostnameError> {
+    let read = || {
         let file = rustix::fs::openat(
             dir,
             "ns/uts",
             OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
             Mode::empty(),
         )
-        .map_err(|e| format!("cannot open its UTS namespace: {}", io(e)))?;
+        .map_err(|e| HostnameError::Open(io(e)))?;
         move_into_link_name_space(
             file.as_fd(),
             Some(LinkNameSpaceType::HostNameAndNISDomainName),
         )
-        .map_err(|e| format!("cannot enter its UTS namespace: {}", io(e)))?;
+        .map_err(|e| HostnameError::Enter(io(e)))?;
         let name = rustix::system::uname();
         Ok(crate::tagtext::escaped(name.nodename().to_bytes()))
     };
-    super::on_helper_thread("uts", read).map_err(|e| format!("cannot start a thread: {e}"))?
+    super::on_helper_thread("uts", read).map_err(HostnameError::Thread)?
 }
 
 #[cfg(test)]

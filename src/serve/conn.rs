@@ -42,7 +42,7 @@ use rustls::ServerConnection;
 use super::auth::{Gate, Key, Verdict};
 use super::http::{self, Answer, Parsed, Route};
 use super::web::Web;
-use telegraf_netstat::log::Logger;
+use crate::log::Logger;
 
 /// To send the whole request (and, under TLS, finish the handshake).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

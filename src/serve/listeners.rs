@@ -158,23 +158,48 @@ fn from_systemd(pid: Option<&str>, fds: Option<&str>) -> Result<Vec<Listener>, L
 
 /// A passed descriptor must be a listening TCP (IPv4 or IPv6 stream)
 /// socket: anything else would make `accept` fail at every wake-up.
-fn check_passed(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), String> {
-    let what = |e: Errno| std::io::Error::from(e).to_string();
+fn check_passed(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), NotListener> {
+    let what = |e: Errno| NotListener::Os(e.into());
     let st = rustix::fs::fstat(fd).map_err(what)?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Socket {
-        return Err("not a socket".into());
+        return Err(NotListener::NotSocket);
     }
     let domain = sockopt::socket_domain(fd).map_err(what)?;
     if domain != AddressFamily::INET && domain != AddressFamily::INET6 {
-        return Err("not an IPv4 or IPv6 socket".into());
+        return Err(NotListener::NotInet);
     }
     if sockopt::socket_type(fd).map_err(what)? != SocketType::STREAM {
-        return Err("not a stream (TCP) socket".into());
+        return Err(NotListener::NotStream);
     }
     if !sockopt::socket_acceptconn(fd).map_err(what)? {
-        return Err("not listening (set Accept=no and ListenStream= in the socket unit)".into());
+        return Err(NotListener::NotListening);
     }
     Ok(())
+}
+
+/// Why a passed descriptor is refused.
+#[derive(Debug)]
+enum NotListener {
+    /// Asking about it failed.
+    Os(std::io::Error),
+    NotSocket,
+    NotInet,
+    NotStream,
+    NotListening,
+}
+
+impl std::fmt::Display for NotListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotListener::Os(e) => write!(f, "{e}"),
+            NotListener::NotSocket => f.write_str("not a socket"),
+            NotListener::NotInet => f.write_str("not an IPv4 or IPv6 socket"),
+            NotListener::NotStream => f.write_str("not a stream (TCP) socket"),
+            NotListener::NotListening => {
+                f.write_str("not listening (set Accept=no and ListenStream= in the socket unit)")
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -202,16 +227,23 @@ mod tests {
     #[test]
     fn only_listening_tcp_sockets_pass() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        assert_eq!(check_passed(l.as_fd()), Ok(()));
+        assert!(check_passed(l.as_fd()).is_ok());
         let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        assert!(check_passed(u.as_fd()).is_err());
+        assert!(matches!(
+            check_passed(u.as_fd()),
+            Err(NotListener::NotStream)
+        ));
         let unlistened =
             rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
         assert!(check_passed(unlistened.as_fd())
             .unwrap_err()
+            .to_string()
             .starts_with("not listening"));
         let f = std::fs::File::open("/dev/null").unwrap();
-        assert_eq!(check_passed(f.as_fd()), Err("not a socket".into()));
+        assert!(matches!(
+            check_passed(f.as_fd()),
+            Err(NotListener::NotSocket)
+        ));
     }
 
     #[test]

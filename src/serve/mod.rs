@@ -55,10 +55,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::log::Logger;
 use foldhash::fast::RandomState;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
-use telegraf_netstat::log::Logger;
 use telegraf_netstat::values::ListenAddr;
 
 use crate::exit::{EXIT_GATHER_FAILED, EXIT_OK, EXIT_USAGE};

@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::log::Logger;
 use rustix::io::Errno;
 use rustls::crypto::{ring, CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
@@ -40,7 +41,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig};
-use telegraf_netstat::log::Logger;
 
 use super::webconfig::{self, ClientAuth, Pem, TlsConfig, TlsVersion, WebConfig};
 
@@ -105,12 +105,122 @@ pub fn encode_loaded(loaded: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(if loaded { b"1\n" } else { b"0\n" });
 }
 
-/// Why a file was not read: `now` is true when the reason is passing (out
-/// of descriptors or memory), not the file's fault.
+/// Why a file was not read or its configuration not served: `now` is true
+/// when the reason is passing (out of descriptors or memory), not the
+/// file's fault.
 struct ReadError {
-    why: String,
+    why: WebError,
     now: bool,
 }
+
+/// Why the web config is not served.
+#[derive(Debug)]
+pub enum WebError {
+    /// A file (the config or one it names) could not be read.
+    Read(PathBuf, Unreadable),
+    /// The config's text is refused.
+    Config(webconfig::ConfigError),
+    /// Its TLS settings cannot be served.
+    Tls(TlsError),
+    /// A change turns TLS on or off.
+    TlsToggled,
+}
+
+/// Why a file could not be read.
+#[derive(Debug)]
+pub enum Unreadable {
+    Os(std::io::Error),
+    NotRegular,
+    TooLarge,
+}
+
+/// What is wrong with the TLS settings or the files they name; names are
+/// [`pem_name`]'s, values another user wrote as [`webconfig::shown`] lets
+/// them appear.
+#[derive(Debug)]
+pub enum TlsError {
+    /// PEM text that is not what it should be.
+    Pem {
+        name: String,
+        problem: &'static str,
+    },
+    NoCertificate(String),
+    NoKey {
+        name: String,
+        problem: &'static str,
+    },
+    /// `max_version` below TLS 1.2.
+    VersionsNotOffered,
+    /// rustls refuses the versions, or the client verifier.
+    Rustls(String),
+    /// A policy that verifies client certificates, without a CA.
+    NeedsCa(ClientAuth),
+    NotCa(String),
+    /// The certificate and key are not usable together.
+    Pair {
+        cert: String,
+        key: String,
+        problem: &'static str,
+    },
+    /// A cipher suite not offered, and the TLS 1.2 suites that are.
+    Suite {
+        name: String,
+        offered: String,
+    },
+    /// A curve not offered.
+    Curve(String),
+}
+
+impl std::fmt::Display for WebError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WebError::Read(path, why) => write!(f, "cannot read {}: {why}", path.display()),
+            WebError::Config(e) => write!(f, "{e}"),
+            WebError::Tls(e) => write!(f, "{e}"),
+            WebError::TlsToggled => f.write_str("turning TLS on or off needs a restart"),
+        }
+    }
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unreadable::Os(e) => write!(f, "{e}"),
+            Unreadable::NotRegular => f.write_str("not a regular file"),
+            Unreadable::TooLarge => write!(f, "larger than {MAX_FILE} bytes"),
+        }
+    }
+}
+
+impl std::fmt::Display for TlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsError::Pem { name, problem } => write!(f, "{name}: {problem}"),
+            TlsError::NoCertificate(name) => write!(f, "{name}: no PEM certificate"),
+            TlsError::NoKey { name, problem } => write!(f, "{name}: no private key ({problem})"),
+            TlsError::VersionsNotOffered => f.write_str(
+                "tls_server_config.max_version: this exporter offers TLS 1.2 and 1.3 only",
+            ),
+            TlsError::Rustls(e) => write!(f, "tls_server_config: {e}"),
+            TlsError::NeedsCa(auth) => write!(
+                f,
+                "tls_server_config: client_auth_type {auth:?} needs client_ca_file (or client_ca)"
+            ),
+            TlsError::NotCa(name) => write!(f, "{name}: a certificate that is not a usable CA"),
+            TlsError::Pair { cert, key, problem } => write!(f, "{cert} and {key}: {problem}"),
+            TlsError::Suite { name, offered } => write!(
+                f,
+                "tls_server_config.cipher_suites: {name} is not offered by this exporter (TLS 1.2 suites: {offered})"
+            ),
+            TlsError::Curve(name) => write!(
+                f,
+                "tls_server_config.curve_preferences: {name} is not offered by this exporter (X25519, CurveP256, CurveP384)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for WebError {}
 
 /// Reads a regular file of at most [`MAX_FILE`] bytes. Opened without
 /// blocking, so a FIFO put in a certificate's place cannot hang the
@@ -118,29 +228,30 @@ struct ReadError {
 /// links).
 fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
     use rustix::fs::{fstat, open, FileType, Mode, OFlags};
-    let why = |e: &dyn std::fmt::Display, now: bool| ReadError {
-        why: format!("cannot read {}: {e}", path.display()),
+    let passing = |e: Errno| matches!(e, Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::INTR);
+    let why = |e: Unreadable, now: bool| ReadError {
+        why: WebError::Read(path.to_path_buf(), e),
         now,
     };
-    let passing = |e: Errno| matches!(e, Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::INTR);
+    let os = |e: Errno| why(Unreadable::Os(e.into()), passing(e));
     let fd = open(
         path,
         OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
         Mode::empty(),
     )
-    .map_err(|e| why(&e, passing(e)))?;
-    let st = fstat(&fd).map_err(|e| why(&e, passing(e)))?;
+    .map_err(os)?;
+    let st = fstat(&fd).map_err(os)?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Err(why(&"not a regular file", false));
+        return Err(why(Unreadable::NotRegular, false));
     }
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(
         &mut std::io::Read::take(std::fs::File::from(fd), MAX_FILE + 1),
         &mut bytes,
     )
-    .map_err(|e| why(&e, false))?;
+    .map_err(|e| why(Unreadable::Os(e), false))?;
     if bytes.len() as u64 > MAX_FILE {
-        return Err(why(&format_args!("larger than {MAX_FILE} bytes"), false));
+        return Err(why(Unreadable::TooLarge, false));
     }
     Ok(bytes)
 }
@@ -181,9 +292,12 @@ fn read_named(c: &WebConfig, text: Vec<u8>) -> Result<Snapshot, ReadError> {
 fn parse(path: &Path, text: &[u8]) -> Result<WebConfig, ReadError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::str::from_utf8(text)
-        .map_err(|_| "not UTF-8 text".to_string())
+        .map_err(|_| webconfig::ConfigError::NotText)
         .and_then(|t| webconfig::parse(t, dir))
-        .map_err(|why| ReadError { why, now: false })
+        .map_err(|e| ReadError {
+            why: WebError::Config(e),
+            now: false,
+        })
 }
 
 /// What a load ended with, for the serving thread.
@@ -238,7 +352,7 @@ impl Loader {
         self.unreadable = false;
         self.loaded.store(result.is_ok(), Ordering::Relaxed);
         if let Err((e, snapshot)) = result {
-            let problem = (e.why, snapshot);
+            let problem = (e.why.to_string(), snapshot);
             if self.refused.as_ref() != Some(&problem) {
                 self.log.error(format_args!(
                     "web config {}: {}; serving with the last good configuration",
@@ -290,14 +404,12 @@ impl Loader {
             let snapshot = read_named(&parsed, text).map_err(|e| (e, Vec::new()))?;
             (parsed, snapshot)
         };
-        let refuse = |why: String| ReadError { why, now: false };
+        let refuse = |why: WebError| ReadError { why, now: false };
         if parsed.tls.is_some() != self.parsed.tls.is_some() {
-            return Err((
-                refuse("turning TLS on or off needs a restart".to_string()),
-                snapshot,
-            ));
+            return Err((refuse(WebError::TlsToggled), snapshot));
         }
-        let web = build(&parsed, &snapshot).map_err(|e| (refuse(e), snapshot.clone()))?;
+        let web =
+            build(&parsed, &snapshot).map_err(|e| (refuse(WebError::Tls(e)), snapshot.clone()))?;
         self.log
             .info(format_args!("web config {} reloaded", self.path.display()));
         self.current = web;
@@ -326,13 +438,13 @@ pub struct WebFile {
 
 impl WebFile {
     /// Loads the file at startup; `Err` names the problem (a usage error).
-    pub fn open(path: &Path, log: &Logger) -> Result<WebFile, String> {
+    pub fn open(path: &Path, log: &Logger) -> Result<WebFile, WebError> {
         let text = read_file(path).map_err(|e| e.why)?;
         let parsed = parse(path, &text).map_err(|e| e.why)?;
         let files = watched(path, &parsed);
         let stamps = files.iter().map(|f| stamp(f)).collect();
         let snapshot = read_named(&parsed, text).map_err(|e| e.why)?;
-        let current = build(&parsed, &snapshot)?;
+        let current = build(&parsed, &snapshot).map_err(WebError::Tls)?;
         if let Some(t) = &parsed.tls {
             if t.min_version < TlsVersion::Tls12 {
                 log.warn(format_args!(
@@ -461,7 +573,7 @@ impl WebFile {
 }
 
 /// Builds a [`Web`] from a parsed file and the bytes read for it.
-fn build(c: &WebConfig, snapshot: &Snapshot) -> Result<Arc<Web>, String> {
+fn build(c: &WebConfig, snapshot: &Snapshot) -> Result<Arc<Web>, TlsError> {
     let tls = match &c.tls {
         Some(t) => Some(Arc::new(server_config(t, &snapshot[1..])?)),
         None => None,
@@ -532,29 +644,29 @@ fn key_problem(e: &rustls::Error) -> &'static str {
     }
 }
 
-fn certs(pem: &Pem, bytes: &[u8], key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+fn certs(pem: &Pem, bytes: &[u8], key: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {}", pem_name(pem, key), pem_problem(&e)))?;
+        .map_err(|e| TlsError::Pem {
+            name: pem_name(pem, key),
+            problem: pem_problem(&e),
+        })?;
     if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate", pem_name(pem, key)));
+        return Err(TlsError::NoCertificate(pem_name(pem, key)));
     }
     Ok(certs)
 }
 
 /// The rustls server configuration for `t`; `files` are the bytes of the
 /// files it names.
-fn server_config(t: &TlsConfig, files: &[Vec<u8>]) -> Result<ServerConfig, String> {
+fn server_config(t: &TlsConfig, files: &[Vec<u8>]) -> Result<ServerConfig, TlsError> {
     let mut files = files.iter();
     let cert_pem = pem_bytes(&t.cert, &mut files);
     let key_pem = pem_bytes(&t.key, &mut files);
     let chain = certs(&t.cert, cert_pem, "cert")?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
-        format!(
-            "{}: no private key ({})",
-            pem_name(&t.key, "key"),
-            pem_problem(&e)
-        )
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::NoKey {
+        name: pem_name(&t.key, "key"),
+        problem: pem_problem(&e),
     })?;
     let provider = Arc::new(provider(t)?);
     let mut versions = Vec::new();
@@ -565,13 +677,11 @@ fn server_config(t: &TlsConfig, files: &[Vec<u8>]) -> Result<ServerConfig, Strin
         versions.push(&rustls::version::TLS13);
     }
     if versions.is_empty() {
-        return Err(
-            "tls_server_config.max_version: this exporter offers TLS 1.2 and 1.3 only".into(),
-        );
+        return Err(TlsError::VersionsNotOffered);
     }
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)
-        .map_err(|e| format!("tls_server_config: {e}"))?;
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
     let verifier: Arc<dyn ClientCertVerifier> = match t.client_auth {
         ClientAuth::NoClientCert => Arc::new(rustls::server::NoClientAuth),
         ClientAuth::RequestClientCert | ClientAuth::RequireAnyClientCert => {
@@ -582,19 +692,13 @@ fn server_config(t: &TlsConfig, files: &[Vec<u8>]) -> Result<ServerConfig, Strin
         }
         ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert => {
             let Some(ca) = &t.client_ca else {
-                return Err(format!(
-                    "tls_server_config: client_auth_type {:?} needs client_ca_file (or client_ca)",
-                    t.client_auth
-                ));
+                return Err(TlsError::NeedsCa(t.client_auth));
             };
             let mut roots = RootCertStore::empty();
             for c in certs(ca, pem_bytes(ca, &mut files), "client_ca")? {
-                roots.add(c).map_err(|_| {
-                    format!(
-                        "{}: a certificate that is not a usable CA",
-                        pem_name(ca, "client_ca")
-                    )
-                })?;
+                roots
+                    .add(c)
+                    .map_err(|_| TlsError::NotCa(pem_name(ca, "client_ca")))?;
             }
             let b =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
@@ -603,19 +707,16 @@ fn server_config(t: &TlsConfig, files: &[Vec<u8>]) -> Result<ServerConfig, Strin
             } else {
                 b
             };
-            b.build().map_err(|e| format!("tls_server_config: {e}"))?
+            b.build().map_err(|e| TlsError::Rustls(e.to_string()))?
         }
     };
     let mut config = builder
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .map_err(|e| {
-            format!(
-                "{} and {}: {}",
-                pem_name(&t.cert, "cert"),
-                pem_name(&t.key, "key"),
-                key_problem(&e)
-            )
+        .map_err(|e| TlsError::Pair {
+            cert: pem_name(&t.cert, "cert"),
+            key: pem_name(&t.key, "key"),
+            problem: key_problem(&e),
         })?;
     config.ignore_client_order = t.prefer_server_cipher_suites;
     Ok(config)
@@ -624,7 +725,7 @@ fn server_config(t: &TlsConfig, files: &[Vec<u8>]) -> Result<ServerConfig, Strin
 /// ring's suites and groups, narrowed and ordered by `cipher_suites` and
 /// `curve_preferences` (Go's names). As in Go, `cipher_suites` orders TLS
 /// 1.2 only; TLS 1.3's three are always offered.
-fn provider(t: &TlsConfig) -> Result<CryptoProvider, String> {
+fn provider(t: &TlsConfig) -> Result<CryptoProvider, TlsError> {
     let mut p = ring::default_provider();
     if !t.cipher_suites.is_empty() {
         let mut suites: Vec<_> = p
@@ -647,11 +748,10 @@ fn provider(t: &TlsConfig) -> Result<CryptoProvider, String> {
                 .iter()
                 .find(|s| s.tls13().is_none() && format!("{:?}", s.suite()) == *name)
             else {
-                return Err(format!(
-                    "tls_server_config.cipher_suites: {} is not offered by this exporter (TLS 1.2 suites: {})",
-                    webconfig::shown(name),
-                    tls12_names(&p)
-                ));
+                return Err(TlsError::Suite {
+                    name: webconfig::shown(name),
+                    offered: tls12_names(&p),
+                });
             };
             suites.push(*s);
         }
@@ -664,12 +764,7 @@ fn provider(t: &TlsConfig) -> Result<CryptoProvider, String> {
                 "X25519" => ring::kx_group::X25519,
                 "CurveP256" => ring::kx_group::SECP256R1,
                 "CurveP384" => ring::kx_group::SECP384R1,
-                _ => {
-                    return Err(format!(
-                        "tls_server_config.curve_preferences: {} is not offered by this exporter (X25519, CurveP256, CurveP384)",
-                        webconfig::shown(name)
-                    ))
-                }
+                _ => return Err(TlsError::Curve(webconfig::shown(name))),
             };
             groups.push(g);
         }

@@ -29,6 +29,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use telegraf_netstat::values::ValueError;
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::{ScanError, Yaml, YamlLoader};
 
@@ -70,9 +71,134 @@ fn key_shown(s: &str) -> &str {
     }
 }
 
+/// Why a web config is refused: where in it, and what is wrong. Names
+/// and values another user wrote appear only as [`shown`] lets them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The bytes are not UTF-8.
+    NotText,
+    /// Not YAML, in the YAML library's words (or fewer) and its position.
+    Yaml {
+        what: String,
+        line: usize,
+        column: usize,
+    },
+    /// Nested deeper than [`MAX_DEPTH`].
+    TooDeep { line: usize },
+    /// Aliases that expand past [`MAX_NODES`].
+    TooManyNodes { line: usize },
+    /// More than one YAML document.
+    Documents,
+    /// A key the toolkit does not know: its path.
+    UnknownKey(String),
+    /// The value at this key's path is wrong.
+    At { at: String, why: Why },
+}
+
+/// What is wrong with a value of the web config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    KeyNotString,
+    NotMapping,
+    NotString,
+    NotBoolean,
+    NotList,
+    NotWholeNumber,
+    OutOfRange,
+    /// Not a TLS version name ([`shown`]).
+    TlsVersion(String),
+    /// A header the toolkit does not let a file set ([`shown`]).
+    Header(String),
+    /// A header value it does not allow ([`shown`]), and those it does.
+    HeaderValue {
+        value: String,
+        allowed: &'static [&'static str],
+    },
+    /// A duration that does not parse, and why, when it may be repeated.
+    Duration(Option<ValueError>),
+    /// A whole `htpasswd` line where the hash alone goes.
+    HtpasswdLine,
+    NotBcrypt,
+    /// `client_allowed_sans` (see the module's doc).
+    Unsupported,
+    MissingCert,
+    MissingKey,
+    /// A `client_auth_type` no policy has ([`shown`]).
+    ClientAuth(String),
+    CaWithoutPolicy,
+    VersionsReversed,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::NotText => f.write_str("not UTF-8 text"),
+            ConfigError::Yaml { what, line, column } => {
+                write!(f, "not YAML: {what} at line {line} column {column}")
+            }
+            ConfigError::TooDeep { line } => {
+                write!(f, "nested deeper than {MAX_DEPTH} levels at line {line}")
+            }
+            ConfigError::TooManyNodes { line } => write!(
+                f,
+                "its aliases expand to more than {MAX_NODES} nodes (line {line}); a web config needs no aliases"
+            ),
+            ConfigError::Documents => f.write_str("more than one YAML document"),
+            ConfigError::UnknownKey(key) => write!(f, "unknown key {key}"),
+            ConfigError::At { at, why } => write!(f, "{at}: {why}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::KeyNotString => f.write_str("a key is not a string"),
+            Why::NotMapping => f.write_str("expected a mapping"),
+            Why::NotString => f.write_str("expected a string"),
+            Why::NotBoolean => f.write_str("expected true or false"),
+            Why::NotList => f.write_str("expected a list"),
+            Why::NotWholeNumber => f.write_str("expected a whole number"),
+            Why::OutOfRange => f.write_str("out of range"),
+            Why::TlsVersion(v) => {
+                write!(f, "unknown TLS version {v} (TLS10, TLS11, TLS12 or TLS13)")
+            }
+            Why::Header(name) => write!(f, "HTTP header {name} can not be configured"),
+            Why::HeaderValue { value, allowed } => write!(f, "{value} is not one of {allowed:?}"),
+            Why::Duration(Some(e)) => write!(f, "{e}"),
+            Why::Duration(None) => f.write_str("not a duration (e.g. 1s or 250ms)"),
+            Why::HtpasswdLine => f.write_str("not a bcrypt hash: this is a whole htpasswd line (user:hash); keep only the hash after the first colon"),
+            Why::NotBcrypt => f.write_str("not a bcrypt hash (make one with htpasswd -nBC 10 USER and keep what follows the colon)"),
+            Why::Unsupported => f.write_str("not supported by this exporter (leave it out)"),
+            Why::MissingCert => f.write_str("missing one of cert or cert_file"),
+            Why::MissingKey => f.write_str("missing one of key or key_file"),
+            Why::ClientAuth(v) => write!(f, "invalid value {v}"),
+            Why::CaWithoutPolicy => f.write_str(
+                "a client CA is configured without a client auth policy (client_auth_type)",
+            ),
+            Why::VersionsReversed => f.write_str("min_version is above max_version"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `why` about the value at `place`.
+fn at(place: &str, why: Why) -> ConfigError {
+    ConfigError::At {
+        at: place.into(),
+        why,
+    }
+}
+
+/// A key the toolkit does not know, by its path.
+fn unknown(path: &str) -> ConfigError {
+    ConfigError::UnknownKey(path.into())
+}
+
 /// What the YAML library says is wrong, in its words and position; its
 /// message for a duplicated key repeats the key, so that one is reworded.
-fn yaml_error(e: &ScanError) -> String {
+fn yaml_error(e: &ScanError) -> ConfigError {
     let m = e.marker();
     let what = if e.info().contains("duplicated key") {
         "a key given twice"
@@ -81,18 +207,18 @@ fn yaml_error(e: &ScanError) -> String {
     } else {
         "malformed"
     };
-    format!(
-        "not YAML: {what} at line {} column {}",
-        m.line(),
-        m.col() + 1
-    )
+    ConfigError::Yaml {
+        what: what.into(),
+        line: m.line(),
+        column: m.col() + 1,
+    }
 }
 
 /// Refuses a file whose tree, aliases expanded, would exceed [`MAX_NODES`]
 /// or [`MAX_DEPTH`], from the parser's events alone (nothing is built):
 /// each anchored node's size is noted when it ends, an alias counts that
 /// size, and every open collection's running size is checked.
-fn check_size(text: &str) -> Result<(), String> {
+fn check_size(text: &str) -> Result<(), ConfigError> {
     let mut parser = Parser::new_from_str(text);
     let mut open: Vec<(usize, u64)> = Vec::new();
     let mut anchors: Vec<(usize, u64)> = Vec::new();
@@ -103,10 +229,7 @@ fn check_size(text: &str) -> Result<(), String> {
             Event::StreamEnd => return Ok(()),
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 if open.len() >= MAX_DEPTH {
-                    return Err(format!(
-                        "nested deeper than {MAX_DEPTH} levels at line {}",
-                        mark.line()
-                    ));
+                    return Err(ConfigError::TooDeep { line: mark.line() });
                 }
                 open.push((anchor, 1));
                 None
@@ -131,10 +254,7 @@ fn check_size(text: &str) -> Result<(), String> {
         };
         *into = into.saturating_add(size);
         if *into > MAX_NODES {
-            return Err(format!(
-                "its aliases expand to more than {MAX_NODES} nodes (line {}); a web config needs no aliases",
-                mark.line()
-            ));
+            return Err(ConfigError::TooManyNodes { line: mark.line() });
         }
     }
 }
@@ -204,67 +324,62 @@ const HEADERS: [(&str, Option<&[&str]>); 5] = [
 ];
 
 /// A mapping's entries, with string keys.
-fn entries<'a>(y: &'a Yaml, at: &str) -> Result<Vec<(&'a str, &'a Yaml)>, String> {
+fn entries<'a>(y: &'a Yaml, place: &str) -> Result<Vec<(&'a str, &'a Yaml)>, ConfigError> {
     match y {
         Yaml::Null => Ok(Vec::new()),
         Yaml::Hash(h) => h
             .iter()
             .map(|(k, v)| match k {
                 Yaml::String(k) => Ok((k.as_str(), v)),
-                _ => Err(format!("{at}: a key is not a string")),
+                _ => Err(at(place, Why::KeyNotString)),
             })
             .collect(),
-        _ => Err(format!("{at}: expected a mapping")),
+        _ => Err(at(place, Why::NotMapping)),
     }
 }
 
-fn string(y: &Yaml, at: &str) -> Result<String, String> {
+fn string(y: &Yaml, place: &str) -> Result<String, ConfigError> {
     match y {
         Yaml::String(s) => Ok(s.clone()),
         Yaml::Integer(n) => Ok(n.to_string()),
         Yaml::Null => Ok(String::new()),
-        _ => Err(format!("{at}: expected a string")),
+        _ => Err(at(place, Why::NotString)),
     }
 }
 
-fn boolean(y: &Yaml, at: &str) -> Result<bool, String> {
+fn boolean(y: &Yaml, place: &str) -> Result<bool, ConfigError> {
     match y {
         Yaml::Boolean(b) => Ok(*b),
-        _ => Err(format!("{at}: expected true or false")),
+        _ => Err(at(place, Why::NotBoolean)),
     }
 }
 
-fn strings(y: &Yaml, at: &str) -> Result<Vec<String>, String> {
+fn strings(y: &Yaml, place: &str) -> Result<Vec<String>, ConfigError> {
     match y {
         Yaml::Null => Ok(Vec::new()),
-        Yaml::Array(a) => a.iter().map(|v| string(v, at)).collect(),
-        _ => Err(format!("{at}: expected a list")),
+        Yaml::Array(a) => a.iter().map(|v| string(v, place)).collect(),
+        _ => Err(at(place, Why::NotList)),
     }
 }
 
-fn version(s: &str, at: &str) -> Result<TlsVersion, String> {
+fn version(s: &str, place: &str) -> Result<TlsVersion, ConfigError> {
     Ok(match s {
         "TLS10" => TlsVersion::Tls10,
         "TLS11" => TlsVersion::Tls11,
         "TLS12" => TlsVersion::Tls12,
         "TLS13" => TlsVersion::Tls13,
-        _ => {
-            return Err(format!(
-                "{at}: unknown TLS version {} (TLS10, TLS11, TLS12 or TLS13)",
-                shown(s)
-            ))
-        }
+        _ => return Err(at(place, Why::TlsVersion(shown(s)))),
     })
 }
 
 /// Parses the file's text; relative file names are taken from `dir`.
-pub fn parse(text: &str, dir: &Path) -> Result<WebConfig, String> {
+pub fn parse(text: &str, dir: &Path) -> Result<WebConfig, ConfigError> {
     check_size(text)?;
     let docs = YamlLoader::load_from_str(text).map_err(|e| yaml_error(&e))?;
     let root = match docs.as_slice() {
         [] => &Yaml::Null,
         [one] => one,
-        _ => return Err("more than one YAML document".into()),
+        _ => return Err(ConfigError::Documents),
     };
     let mut c = WebConfig {
         tls: None,
@@ -277,76 +392,72 @@ pub fn parse(text: &str, dir: &Path) -> Result<WebConfig, String> {
             "tls_server_config" => c.tls = tls(v, dir)?,
             "http_server_config" => {
                 for (k, v) in entries(v, key)? {
-                    let at = format!("{key}.{}", key_shown(k));
+                    let place = format!("{key}.{}", key_shown(k));
                     match k {
                         // Checked, then moot: this exporter speaks HTTP/1.1
                         // only (it offers no ALPN, so a client asking for
                         // HTTP/2 over TLS goes on with HTTP/1.1).
                         "http2" => {
-                            boolean(v, &at)?;
+                            boolean(v, &place)?;
                         }
                         "headers" => {
-                            for (name, value) in entries(v, &at)? {
-                                let value = string(value, &format!("{at}.{}", key_shown(name)))?;
+                            for (name, value) in entries(v, &place)? {
+                                let value = string(value, &format!("{place}.{}", key_shown(name)))?;
                                 let Some((_, allowed)) = HEADERS.iter().find(|h| h.0 == name)
                                 else {
-                                    return Err(format!(
-                                        "{at}: HTTP header {} can not be configured",
-                                        shown(name)
-                                    ));
+                                    return Err(at(&place, Why::Header(shown(name))));
                                 };
                                 if let Some(allowed) = allowed {
                                     if !allowed.contains(&value.as_str()) {
-                                        return Err(format!(
-                                            "{at}.{name}: {} is not one of {allowed:?}",
-                                            shown(&value)
+                                        return Err(at(
+                                            &format!("{place}.{name}"),
+                                            Why::HeaderValue {
+                                                value: shown(&value),
+                                                allowed,
+                                            },
                                         ));
                                     }
                                 }
                                 c.headers.push((name.to_string(), value));
                             }
                         }
-                        _ => return Err(format!("unknown key {key}.{}", key_shown(k))),
+                        _ => return Err(unknown(&format!("{key}.{}", key_shown(k)))),
                     }
                 }
             }
             "basic_auth_users" => {
                 for (user, hash) in entries(v, key)? {
-                    let at = format!("{key}.{}", key_shown(user));
-                    let hash = string(hash, &at)?;
-                    c.users.push((user.to_string(), bcrypt_hash(hash, &at)?));
+                    let place = format!("{key}.{}", key_shown(user));
+                    let hash = string(hash, &place)?;
+                    c.users.push((user.to_string(), bcrypt_hash(hash, &place)?));
                 }
             }
             "rate_limit" => {
                 let (mut interval, mut burst) = (Duration::ZERO, 0u32);
                 for (k, v) in entries(v, key)? {
-                    let at = format!("{key}.{}", key_shown(k));
+                    let place = format!("{key}.{}", key_shown(k));
                     match k {
                         "interval" => {
-                            let s = string(v, &at)?;
+                            let s = string(v, &place)?;
                             interval =
                                 telegraf_netstat::values::parse_duration(&s).map_err(|e| {
-                                    if plain(&s) {
-                                        format!("{at}: {e}")
-                                    } else {
-                                        format!("{at}: not a duration (e.g. 1s or 250ms)")
-                                    }
+                                    at(&place, Why::Duration(Some(e).filter(|_| plain(&s))))
                                 })?;
                         }
                         "burst" => {
                             burst = match v {
                                 Yaml::Integer(n) => {
-                                    u32::try_from(*n).map_err(|_| format!("{at}: out of range"))?
+                                    u32::try_from(*n).map_err(|_| at(&place, Why::OutOfRange))?
                                 }
-                                _ => return Err(format!("{at}: expected a whole number")),
+                                _ => return Err(at(&place, Why::NotWholeNumber)),
                             }
                         }
-                        _ => return Err(format!("unknown key {key}.{}", key_shown(k))),
+                        _ => return Err(unknown(&format!("{key}.{}", key_shown(k)))),
                     }
                 }
                 c.rate_limit = (!interval.is_zero()).then_some((interval, burst));
             }
-            _ => return Err(format!("unknown key {}", key_shown(key))),
+            _ => return Err(unknown(key_shown(key))),
         }
     }
     Ok(c)
@@ -355,21 +466,24 @@ pub fn parse(text: &str, dir: &Path) -> Result<WebConfig, String> {
 /// A `basic_auth_users` value checked to be a bcrypt hash. A whole
 /// `htpasswd -nB` line (`user:$2y$...`) gets a hint; the value itself is
 /// never repeated (it may be a password).
-fn bcrypt_hash(value: String, at: &str) -> Result<String, String> {
+fn bcrypt_hash(value: String, place: &str) -> Result<String, ConfigError> {
     if value.parse::<bcrypt::HashParts>().is_ok() {
         return Ok(value);
     }
     let line = value
         .split_once(':')
         .is_some_and(|(_, h)| h.parse::<bcrypt::HashParts>().is_ok());
-    Err(if line {
-        format!("{at}: not a bcrypt hash: this is a whole htpasswd line (user:hash); keep only the hash after the first colon")
-    } else {
-        format!("{at}: not a bcrypt hash (make one with htpasswd -nBC 10 USER and keep what follows the colon)")
-    })
+    Err(at(
+        place,
+        if line {
+            Why::HtpasswdLine
+        } else {
+            Why::NotBcrypt
+        },
+    ))
 }
 
-fn tls(y: &Yaml, dir: &Path) -> Result<Option<TlsConfig>, String> {
+fn tls(y: &Yaml, dir: &Path) -> Result<Option<TlsConfig>, ConfigError> {
     const AT: &str = "tls_server_config";
     let file = |s: String| {
         Pem::File(if Path::new(&s).is_absolute() {
@@ -392,8 +506,8 @@ fn tls(y: &Yaml, dir: &Path) -> Result<Option<TlsConfig>, String> {
         prefer_server_cipher_suites: true,
     };
     for (k, v) in entries(y, AT)? {
-        let at = format!("{AT}.{}", key_shown(k));
-        let s = || string(v, &at).map(|s| Some(s).filter(|s| !s.is_empty()));
+        let place = format!("{AT}.{}", key_shown(k));
+        let s = || string(v, &place).map(|s| Some(s).filter(|s| !s.is_empty()));
         match k {
             "cert" => cert = s()?,
             "cert_file" => cert_file = s()?,
@@ -405,18 +519,16 @@ fn tls(y: &Yaml, dir: &Path) -> Result<Option<TlsConfig>, String> {
             // Go checks the names against the certificate's DNS, e-mail,
             // IP and URI names; the verifier here (webpki) lists none of
             // them, so the key is refused rather than ignored.
-            "client_allowed_sans" if !strings(v, &at)?.is_empty() => {
-                return Err(format!(
-                    "{at}: not supported by this exporter (leave it out)"
-                ))
+            "client_allowed_sans" if !strings(v, &place)?.is_empty() => {
+                return Err(at(&place, Why::Unsupported))
             }
             "client_allowed_sans" => {}
-            "min_version" => t.min_version = version(&string(v, &at)?, &at)?,
-            "max_version" => t.max_version = version(&string(v, &at)?, &at)?,
-            "cipher_suites" => t.cipher_suites = strings(v, &at)?,
-            "curve_preferences" => t.curve_preferences = strings(v, &at)?,
-            "prefer_server_cipher_suites" => t.prefer_server_cipher_suites = boolean(v, &at)?,
-            _ => return Err(format!("unknown key {AT}.{}", key_shown(k))),
+            "min_version" => t.min_version = version(&string(v, &place)?, &place)?,
+            "max_version" => t.max_version = version(&string(v, &place)?, &place)?,
+            "cipher_suites" => t.cipher_suites = strings(v, &place)?,
+            "curve_preferences" => t.curve_preferences = strings(v, &place)?,
+            "prefer_server_cipher_suites" => t.prefer_server_cipher_suites = boolean(v, &place)?,
+            _ => return Err(unknown(&format!("{AT}.{}", key_shown(k)))),
         }
     }
     let enabled = [&cert, &cert_file, &key, &key_file, &ca, &ca_file, &auth]
@@ -428,12 +540,12 @@ fn tls(y: &Yaml, dir: &Path) -> Result<Option<TlsConfig>, String> {
     t.cert = match (cert_file, cert) {
         (Some(f), _) => file(f),
         (None, Some(pem)) => Pem::Inline(pem),
-        (None, None) => return Err(format!("{AT}: missing one of cert or cert_file")),
+        (None, None) => return Err(at(AT, Why::MissingCert)),
     };
     t.key = match (key_file, key) {
         (Some(f), _) => file(f),
         (None, Some(pem)) => Pem::Inline(pem),
-        (None, None) => return Err(format!("{AT}: missing one of key or key_file")),
+        (None, None) => return Err(at(AT, Why::MissingKey)),
     };
     t.client_ca = match (ca_file, ca) {
         (Some(f), _) => Some(file(f)),
@@ -446,19 +558,17 @@ fn tls(y: &Yaml, dir: &Path) -> Result<Option<TlsConfig>, String> {
         Some("VerifyClientCertIfGiven") => ClientAuth::VerifyClientCertIfGiven,
         Some("RequireAndVerifyClientCert") => ClientAuth::RequireAndVerifyClientCert,
         Some(other) => {
-            return Err(format!(
-                "{AT}.client_auth_type: invalid value {}",
-                shown(other)
+            return Err(at(
+                &format!("{AT}.client_auth_type"),
+                Why::ClientAuth(shown(other)),
             ))
         }
     };
     if t.client_ca.is_some() && t.client_auth == ClientAuth::NoClientCert {
-        return Err(format!(
-            "{AT}: a client CA is configured without a client auth policy (client_auth_type)"
-        ));
+        return Err(at(AT, Why::CaWithoutPolicy));
     }
     if t.min_version > t.max_version {
-        return Err(format!("{AT}: min_version is above max_version"));
+        return Err(at(AT, Why::VersionsReversed));
     }
     Ok(Some(t))
 }
@@ -474,7 +584,7 @@ mod tests {
     }
 
     fn err(text: &str) -> String {
-        parse(text, Path::new("/etc/x")).unwrap_err()
+        parse(text, Path::new("/etc/x")).unwrap_err().to_string()
     }
 
     #[test]

@@ -72,16 +72,32 @@ pub fn run(args: &[&str]) -> Output {
 }
 
 /// Polls `cond` every 10 ms until it holds; panics after `within`.
-pub fn poll_until(within: Duration, mut cond: impl FnMut() -> bool) {
+pub fn poll_until(within: Duration, cond: impl FnMut() -> bool) {
+    assert!(
+        wait_for(within, cond),
+        "condition not met within {within:?}"
+    );
+}
+
+/// Polls `cond` every 10 ms until it holds or `within` passes.
+pub fn wait_for(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
     while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {within:?}"
-        );
+        if Instant::now() > deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
+    true
 }
+
+/// Every format and naming.
+pub const FORMATS: [&[&str]; 4] = [
+    &["--format", "influx"],
+    &["--format", "json"],
+    &["--format", "prometheus"],
+    &["--format", "prometheus", "--prometheus-names", "native"],
+];
 
 /// Runs the binary and expects success with one line and a quiet stderr.
 pub fn run_ok(args: &[&str]) -> String {

@@ -67,14 +67,42 @@ impl Exporter {
         }
     }
 
-    /// One request; the whole answer (the server closes the connection).
-    pub fn request(&self, raw: &str) -> String {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(raw.as_bytes()).unwrap();
+    /// A connection to the exporter, its reads timing out after 5 s.
+    pub fn connect(&self) -> std::io::Result<TcpStream> {
+        let s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(s)
+    }
+
+    /// One request; the whole answer (the server closes the connection),
+    /// or what cut it short.
+    pub fn try_request(&self, raw: &str) -> std::io::Result<String> {
+        let mut s = self.connect()?;
+        s.write_all(raw.as_bytes())?;
         let mut out = Vec::new();
-        s.read_to_end(&mut out).unwrap();
-        String::from_utf8(out).unwrap()
+        s.read_to_end(&mut out)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// One request; the whole answer.
+    pub fn request(&self, raw: &str) -> String {
+        self.try_request(raw).unwrap()
+    }
+
+    /// Whether the exporter has accepted every connection made to it: its
+    /// listener's accept queue is empty, as `ss` says.
+    pub fn accepted_all(&self) -> bool {
+        let out = Command::new("ss")
+            .args(["-Hltn", "sport", "=", &format!(":{}", self.port)])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.split_whitespace().nth(1) == Some("0")
+    }
+
+    /// Whether its stderr says `text`.
+    pub fn said(&self, text: &str) -> bool {
+        self.stderr.lock().unwrap().contains(text)
     }
 
     pub fn get(&self, path: &str) -> String {

@@ -197,15 +197,7 @@ impl Peer {
         });
         let tid = tid_rx.recv().expect("peer thread failed").to_string();
         let ip = |netns: Option<&str>, args: &[&str]| {
-            let out = tool_in(netns, "ip")
-                .args(args)
-                .output()
-                .expect("cannot run ip");
-            assert!(
-                out.status.success(),
-                "ip {args:?} (in {netns:?}): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            succeeded(tool_in(netns, "ip").args(args));
         };
         let there_ns = format!("/proc/{tid}/ns/net");
         let there = Some(there_ns.as_str());

@@ -12,6 +12,19 @@ pub fn raise_fd_limit() {
     let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, l);
 }
 
+/// Runs `cmd`, panicking with it and its stderr if it fails: its stdout.
+pub fn succeeded(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// A long-running `--execd` with `args` (one line per gather), after
 /// `first` gathers and after `then` more: its RSS in KiB each time.
 pub fn rss_over_gathers(args: &[&str], first: usize, then: usize) -> (u64, u64) {
@@ -83,4 +96,17 @@ pub fn start_in_cgroup(cmd: &mut Command, dir: &std::path::Path) {
             Ok(())
         });
     }
+}
+
+/// CPU seconds (user + system) process `pid` has used.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = after
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (f[0] + f[1]) as f64 / 100.0
 }

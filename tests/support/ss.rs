@@ -25,17 +25,7 @@ pub fn ss_counts() -> Counts {
 /// thread's namespace or, with `netns`, in that namespace (via nsenter).
 pub fn ss_counts_where(netns: Option<&str>, filter: &[&str]) -> Counts {
     let ss = |args: &[&str]| {
-        let out = tool_in(netns, "ss")
-            .args(args)
-            .args(filter)
-            .output()
-            .expect("cannot run ss");
-        assert!(
-            out.status.success(),
-            "ss {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        String::from_utf8(succeeded(tool_in(netns, "ss").args(args).args(filter))).unwrap()
     };
     let mut c = Counts::default();
     for line in ss(&["-H", "-t", "-a", "-n"]).lines() {

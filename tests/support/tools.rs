@@ -56,16 +56,7 @@ pub fn promtool(text: &str) -> (bool, String) {
 
 /// Runs `program` with `args`, panicking with its stderr if it fails.
 fn tool(program: &str, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    succeeded(Command::new(program).args(args))
 }
 
 /// A certificate and its key, as PEM files.
@@ -106,17 +97,36 @@ pub fn make_ca(dir: &std::path::Path, name: &str) -> CertFiles {
 /// A certificate `name` signed by `ca`, for `localhost` and 127.0.0.1
 /// (server and client use), by openssl.
 pub fn make_leaf(dir: &std::path::Path, ca: &CertFiles, name: &str) -> CertFiles {
-    let (cert, key) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    let csr = dir.join(format!("{name}.csr"));
     let ext = dir.join(format!("{name}.ext"));
     std::fs::write(
         &ext,
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
     )
     .unwrap();
+    sign(dir, ca, name, Some(&ext))
+}
+
+/// A certificate `name` signed by `ca` without extensions: X.509 version 1,
+/// as `openssl x509 -req` makes it without `-extfile` (its request is
+/// `{name}.csr` in `dir`).
+pub fn make_v1_leaf(dir: &std::path::Path, ca: &CertFiles, name: &str) -> CertFiles {
+    sign(dir, ca, name, None)
+}
+
+/// A new P-256 key and certificate `name` in `dir`, signed by `ca` with
+/// the extensions in `ext`, by openssl.
+fn sign(
+    dir: &std::path::Path,
+    ca: &CertFiles,
+    name: &str,
+    ext: Option<&std::path::Path>,
+) -> CertFiles {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let csr = dir.join(format!("{name}.csr"));
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
     tool(
         "openssl",
         &[
@@ -129,31 +139,34 @@ pub fn make_leaf(dir: &std::path::Path, ca: &CertFiles, name: &str) -> CertFiles
             "-subj",
             &format!("/CN={name}"),
             "-keyout",
-            key.to_str().unwrap(),
+            &path(&key),
             "-out",
-            csr.to_str().unwrap(),
+            &path(&csr),
         ],
     );
+    let serial = std::process::id().to_string();
+    let mut x509 = vec![
+        "x509".to_string(),
+        "-req".into(),
+        "-days".into(),
+        "2".into(),
+        "-in".into(),
+        path(&csr),
+        "-CA".into(),
+        path(&ca.cert),
+        "-CAkey".into(),
+        path(&ca.key),
+        "-set_serial".into(),
+        serial,
+        "-out".into(),
+        path(&cert),
+    ];
+    if let Some(ext) = ext {
+        x509.extend(["-extfile".into(), path(ext)]);
+    }
     tool(
         "openssl",
-        &[
-            "x509",
-            "-req",
-            "-days",
-            "2",
-            "-in",
-            csr.to_str().unwrap(),
-            "-CA",
-            ca.cert.to_str().unwrap(),
-            "-CAkey",
-            ca.key.to_str().unwrap(),
-            "-set_serial",
-            &format!("{}", std::process::id()),
-            "-extfile",
-            ext.to_str().unwrap(),
-            "-out",
-            cert.to_str().unwrap(),
-        ],
+        &x509.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     CertFiles { cert, key }
 }
@@ -213,4 +226,23 @@ pub fn documented_block(page: &str, marker: &str, lang: &str) -> String {
         .and_then(|r| r.split("\n```").next())
         .unwrap_or_else(|| panic!("no {lang} block after {marker} in {page}"))
         .to_string()
+}
+
+/// A web config in `dir` serving `server.crt`/`server.key`, with `more`.
+pub fn web_config(dir: &std::path::Path, more: &str) -> String {
+    let path = dir.join("web.yml");
+    std::fs::write(
+        &path,
+        format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{more}"),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// A directory with a CA (`ca.crt`) and a server certificate it signed.
+pub fn pki(what: &str) -> (Scratch, CertFiles) {
+    let dir = Scratch::new(what);
+    let ca = make_ca(&dir, "ca");
+    make_leaf(&dir, &ca, "server");
+    (dir, ca)
 }

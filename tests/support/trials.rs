@@ -22,6 +22,15 @@ pub fn named(group: &str, tests: &[(&str, fn())]) -> Vec<NamedTest> {
         .collect()
 }
 
+/// `Ok` when this process runs as root; otherwise why the tests need it.
+pub fn needs_root(for_what: &str) -> Result<(), String> {
+    if rustix::process::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(format!("needs root ({for_what})"))
+    }
+}
+
 /// Runs `tests` with libtest-mimic when `setup` (namespaces, tools) holds.
 /// Otherwise they are reported as ignored, with the reason on stderr; under
 /// CI they fail instead, so a machine that cannot run them is never green.

@@ -15,6 +15,8 @@ use crate::netns::names;
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
     rows,
+    only: Some("cgroup"),
+    plug: None,
 };
 
 pub static SCHEMA: Schema = Schema {

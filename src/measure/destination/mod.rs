@@ -17,6 +17,8 @@ use count::utilization;
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
     rows,
+    only: Some("destination"),
+    plug: None,
 };
 
 pub static SCHEMA: Schema = Schema {
@@ -84,7 +86,6 @@ fn rows(shape: &Shape, g: &Gathered<'_>, emit: &mut Emit<'_>) {
 #[cfg(test)]
 mod tests {
     use crate::measure::testing::*;
-    use crate::measure::{Measurements, Shape};
     use crate::output::Format;
     use crate::record::Kind;
     use crate::rows::Rows;
@@ -140,15 +141,6 @@ mod tests {
             "{json}"
         );
         // Not printed unless asked for.
-        let none = Shape {
-            print: Measurements {
-                netstat: true,
-                ..Measurements::default()
-            },
-            ..shape(false)
-        };
-        rows.start(None);
-        rows.add(&none, &[], &g);
-        assert_eq!(influx(&rows).lines().count(), 1);
+        assert_eq!(netstat_only(&mut rows, &g).lines().count(), 1);
     }
 }

@@ -38,6 +38,8 @@ pub(crate) use families;
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA],
     rows,
+    only: Some("health"),
+    plug: None,
 };
 
 pub static SCHEMA: Schema = Schema {

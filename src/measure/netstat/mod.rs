@@ -20,6 +20,8 @@ use crate::metric::{self, Field, FieldDesc, Native, Schema};
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA, &QUEUED],
     rows,
+    only: Some("netstat"),
+    plug: None,
 };
 
 pub static SCHEMA: Schema = Schema {

@@ -16,6 +16,8 @@ use crate::metric::{self, Native, Schema};
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&SCHEMA, &QUEUED],
     rows,
+    only: Some("port"),
+    plug: None,
 };
 
 pub static SCHEMA: Schema = Schema {

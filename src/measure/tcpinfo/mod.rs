@@ -8,12 +8,14 @@ pub mod count;
 
 use super::destination::count::address_text;
 use super::{Emit, Gathered, Measurement, Shape};
-use crate::metric::{self, Field, FieldDesc, Native, Schema};
+use crate::metric::{self, Field, Native, Schema};
 use count::Stats;
 
 pub static MEASUREMENT: Measurement = Measurement {
     schemas: &[&PORT, &DESTINATION],
     rows,
+    only: None,
+    plug: None,
 };
 
 pub static PORT: Schema = Schema {
@@ -60,60 +62,41 @@ pub const RTT_BUCKETS: [(&str, &str); 14] = [
     ("rtt_le_inf", "+Inf"),
 ];
 
-const CONNECTIONS: FieldDesc = FieldDesc {
-    name: "connections",
-    help:
-        "TCP connections whose tcp_info was read (every state but LISTEN, TIME_WAIT and SYN_RECV)",
-    native: None,
-};
-const LOSS_RECOVERY: FieldDesc = FieldDesc {
-    name: "loss_recovery",
-    help: "TCP connections in loss recovery now (ca_state Recovery or Loss)",
-    native: None,
-};
-const NOTSENT_BYTES: FieldDesc = FieldDesc {
-    name: "notsent_bytes",
-    help: "Bytes written to TCP connections and not yet sent (tcpi_notsent_bytes)",
-    native: None,
-};
-const RTO_BACKOFF: FieldDesc = FieldDesc {
-    name: "rto_backoff",
-    help: "TCP connections whose retransmission timer backed off (an RTO without an ACK since)",
-    native: None,
-};
-const RTT_SAMPLES: FieldDesc = FieldDesc {
-    name: "rtt_samples",
-    help: "TCP connections with an RTT sample (the count of the rtt_le_* buckets)",
-    native: None,
-};
-const RTT_SUM_SECONDS: FieldDesc = FieldDesc {
-    name: "rtt_sum_seconds",
-    help: "The sum of the smoothed RTTs of the TCP connections with a sample, in seconds",
-    native: None,
-};
-const UNACKED_BYTES: FieldDesc = FieldDesc {
-    name: "unacked_bytes",
-    help: "Bytes sent on TCP connections and not yet acknowledged",
-    native: None,
-};
-const MIN_RTT_SECONDS: FieldDesc = FieldDesc {
-    name: "min_rtt_seconds",
-    help: "The least minimum RTT (tcpi_min_rtt) of the TCP connections, in seconds",
-    native: None,
-};
+/// What a field but the buckets counts, in a sentence ending before the
+/// full stop: its Telegraf HELP, and where the sentence is the same, the
+/// start of its native families' (see `families!`).
+macro_rules! says {
+    (connections) => {
+        "TCP connections whose tcp_info was read (every state but LISTEN, TIME_WAIT and SYN_RECV)"
+    };
+    (loss_recovery) => {
+        "TCP connections in loss recovery now (ca_state Recovery or Loss)"
+    };
+    (rto_backoff) => {
+        "TCP connections whose retransmission timer backed off (an RTO without an ACK since)"
+    };
+    (unacked_bytes) => {
+        "Bytes sent on TCP connections and not yet acknowledged"
+    };
+}
 
-/// The fields but the buckets, sorted by name; the native families are
-/// by their place in `families!` (see [`native`]).
-const FIELDS: [FieldDesc; 8] = [
-    CONNECTIONS,
-    LOSS_RECOVERY,
-    MIN_RTT_SECONDS,
-    NOTSENT_BYTES,
-    RTO_BACKOFF,
-    RTT_SAMPLES,
-    RTT_SUM_SECONDS,
-    UNACKED_BYTES,
-];
+metric::fields! {
+    /// The fields but the buckets, sorted by name; the native families are
+    /// by their place in `families!` (see [`native`]).
+    FIELDS;
+    CONNECTIONS = "connections", says!(connections);
+    LOSS_RECOVERY = "loss_recovery", says!(loss_recovery);
+    MIN_RTT_SECONDS = "min_rtt_seconds",
+        "The least minimum RTT (tcpi_min_rtt) of the TCP connections, in seconds";
+    NOTSENT_BYTES = "notsent_bytes",
+        "Bytes written to TCP connections and not yet sent (tcpi_notsent_bytes)";
+    RTO_BACKOFF = "rto_backoff", says!(rto_backoff);
+    RTT_SAMPLES = "rtt_samples",
+        "TCP connections with an RTT sample (the count of the rtt_le_* buckets)";
+    RTT_SUM_SECONDS = "rtt_sum_seconds",
+        "The sum of the smoothed RTTs of the TCP connections with a sample, in seconds";
+    UNACKED_BYTES = "unacked_bytes", says!(unacked_bytes);
+}
 
 /// What a field counts, in a sentence ending before the full stop.
 fn field_help(field: &str) -> String {
@@ -139,16 +122,49 @@ fn field_help(field: &str) -> String {
 macro_rules! families {
     ($prefix:literal, $by:literal) => {
         [
-            (concat!($prefix, "_tcp_rtt_seconds"), concat!("Smoothed round-trip time of the TCP connections that exist now, ", $by, "; a gauge histogram: query without rate(), sum by (le) across hosts.")),
+            (
+                concat!($prefix, "_tcp_rtt_seconds"),
+                concat!(
+                    "Smoothed round-trip time of the TCP connections that exist now, ",
+                    $by,
+                    "; a gauge histogram: query without rate(), sum by (le) across hosts."
+                ),
+            ),
             (concat!($prefix, "_tcp_rtt_seconds_bucket"), ""),
             (concat!($prefix, "_tcp_rtt_seconds_count"), ""),
             (concat!($prefix, "_tcp_rtt_seconds_sum"), ""),
-            (concat!($prefix, "_tcp_info_connections"), concat!("TCP connections whose tcp_info was read (every state but LISTEN, TIME_WAIT and SYN_RECV), ", $by, ".")),
-            (concat!($prefix, "_tcp_min_rtt_seconds"), concat!("The least minimum RTT (tcpi_min_rtt) of the TCP connections that exist now, ", $by, ".")),
-            (concat!($prefix, "_tcp_loss_recovery_connections"), concat!("TCP connections in loss recovery now (ca_state Recovery or Loss), ", $by, ".")),
-            (concat!($prefix, "_tcp_rto_backoff_connections"), concat!("TCP connections whose retransmission timer backed off (an RTO without an ACK since), ", $by, ".")),
-            (concat!($prefix, "_tcp_notsent_bytes"), concat!("Bytes written to TCP connections and not yet sent, ", $by, ".")),
-            (concat!($prefix, "_tcp_unacked_bytes"), concat!("Bytes sent on TCP connections and not yet acknowledged, ", $by, ".")),
+            (
+                concat!($prefix, "_tcp_info_connections"),
+                concat!(says!(connections), ", ", $by, "."),
+            ),
+            (
+                concat!($prefix, "_tcp_min_rtt_seconds"),
+                concat!(
+                    "The least minimum RTT (tcpi_min_rtt) of the TCP connections that exist now, ",
+                    $by,
+                    "."
+                ),
+            ),
+            (
+                concat!($prefix, "_tcp_loss_recovery_connections"),
+                concat!(says!(loss_recovery), ", ", $by, "."),
+            ),
+            (
+                concat!($prefix, "_tcp_rto_backoff_connections"),
+                concat!(says!(rto_backoff), ", ", $by, "."),
+            ),
+            (
+                concat!($prefix, "_tcp_notsent_bytes"),
+                concat!(
+                    "Bytes written to TCP connections and not yet sent, ",
+                    $by,
+                    "."
+                ),
+            ),
+            (
+                concat!($prefix, "_tcp_unacked_bytes"),
+                concat!(says!(unacked_bytes), ", ", $by, "."),
+            ),
         ]
     };
 }
