@@ -14,12 +14,24 @@
 
 use crate::measure::destination::count::v6_form;
 use crate::measure::port::count::{Direction, PortConfig};
-use crate::wire::{InetDiagMsg, INET_DIAG_INFO};
+use crate::record::Record;
+use crate::wire::{InetDiagMsg, INET_DIAG_INFO, SOCKID_LEN};
 
 /// The states whose sockets have a `tcp_info` worth reading: every full
 /// connection (ESTABLISHED, SYN_SENT, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT,
 /// LAST_ACK, CLOSING). Listeners, TIME_WAIT and request sockets have none.
 pub const STATES: u32 = 1 << 1 | 1 << 2 | 1 << 4 | 1 << 5 | 1 << 8 | 1 << 9 | 1 << 11;
+
+/// The most connections on the selected ports looked up one by one
+/// ([`TcpInfoCounts::remember`]); with more, or with destinations selected,
+/// the kernel walks its table once more with the filter instead. A lookup
+/// costs about 2 µs of CPU, the filtered walk about 0.2 µs per socket of
+/// the namespace (BENCHMARKS.md): 4 096 lookups cost less than one walk of
+/// 40 000 sockets. 52 bytes each, at most 208 KiB.
+pub const MAX_LOOKUPS: usize = 4096;
+
+/// A socket to look up: its family and `inet_diag_sockid`.
+pub type Lookup = (u8, [u8; SOCKID_LEN]);
 
 /// Upper bounds of the RTT buckets, in microseconds (0.1 ms to 1 s: a
 /// LAN hop to an intercontinental path), then everything above.
@@ -153,6 +165,13 @@ pub struct TcpInfoCounts {
     wanted: Vec<Destination>,
     /// Records read in the last gather.
     pub records: u64,
+    /// The sockets on the selected ports the main pass found (not kept
+    /// when destinations are selected: the walk then serves both), and
+    /// whether there were more than [`MAX_LOOKUPS`].
+    pub lookups: Vec<Lookup>,
+    lookups_overflow: bool,
+    /// Destinations are selected (known only after the main pass).
+    destinations_wanted: bool,
     /// The kernel filter selecting these sockets (`bytecode::compile`),
     /// and the request that carries it, reused.
     pub filter: Vec<u8>,
@@ -161,12 +180,14 @@ pub struct TcpInfoCounts {
 
 impl TcpInfoCounts {
     /// Rows for the ports of `config` (`--listening-ports` are not
-    /// selected: they are known only during the walk).
-    pub fn new(config: &PortConfig) -> TcpInfoCounts {
+    /// selected: they are known only during the walk), and for top
+    /// destinations when `destinations`.
+    pub fn new(config: &PortConfig, destinations: bool) -> TcpInfoCounts {
         let rows = |ports: &[u16]| ports.iter().map(|&p| (p, Stats::default())).collect();
         let mut t = TcpInfoCounts {
             local: rows(&config.local),
             remote: rows(&config.remote),
+            destinations_wanted: destinations,
             ..TcpInfoCounts::default()
         };
         t.compile();
@@ -205,6 +226,49 @@ impl TcpInfoCounts {
     /// Whether anything is selected (if not, nothing is dumped).
     pub fn is_empty(&self) -> bool {
         self.local.is_empty() && self.remote.is_empty() && self.destinations.is_empty()
+    }
+
+    /// Whether the main pass should hand its TCP records to
+    /// [`Self::remember`]: ports and no destinations are selected.
+    pub fn remembers(&self) -> bool {
+        !self.destinations_wanted && (!self.local.is_empty() || !self.remote.is_empty())
+    }
+
+    /// Before the main pass: forgets the last gather's sockets.
+    pub fn forget(&mut self) {
+        self.lookups.clear();
+        self.lookups_overflow = false;
+    }
+
+    /// Keeps a record of the main pass to look up (a connection with a
+    /// `tcp_info`, on a selected port), up to [`MAX_LOOKUPS`].
+    #[inline]
+    pub fn remember(&mut self, r: &Record) {
+        if STATES & (1 << (r.state & 31)) == 0 {
+            return;
+        }
+        let on =
+            |rows: &[(u16, Stats)], port: u16| rows.binary_search_by_key(&port, |r| r.0).is_ok();
+        if !on(&self.local, r.local_port) && !on(&self.remote, r.remote_port) {
+            return;
+        }
+        if self.lookups.len() == MAX_LOOKUPS {
+            self.lookups_overflow = true;
+            return;
+        }
+        let mut id = [0u8; SOCKID_LEN];
+        id[0..2].copy_from_slice(&r.local_port.to_be_bytes());
+        id[2..4].copy_from_slice(&r.remote_port.to_be_bytes());
+        id[4..20].copy_from_slice(&r.local_addr);
+        id[20..36].copy_from_slice(&r.remote_addr);
+        id[36..].copy_from_slice(&r.sock_ref);
+        self.lookups.push((r.family, id));
+    }
+
+    /// Whether this gather's sockets are looked up one by one (the main
+    /// pass found them all) rather than by the filtered walk.
+    pub fn looks_up(&self) -> bool {
+        self.remembers() && !self.lookups_overflow
     }
 
     pub fn reset(&mut self) {
@@ -311,5 +375,53 @@ mod tests {
         assert_eq!((s.loss_recovery, s.rto_backoff), (2, 1));
         assert_eq!((s.notsent_bytes, s.unacked_bytes), (409, 600 + 10));
         assert_eq!(s.min_rtt_us, Some(200));
+    }
+
+    #[test]
+    fn a_remembered_socket_is_asked_for_by_the_id_of_its_record() {
+        use crate::netlink::read_batch;
+        use crate::wire::tests::{captured_record, push_msg};
+        use crate::wire::{Dump, NLM_F_MULTI, TCPDIAG_GETSOCK};
+        let config = PortConfig {
+            local: vec![40000],
+            ..PortConfig::default()
+        };
+        let mut t = TcpInfoCounts::new(&config, false);
+        assert!(t.remembers());
+        let mut b = Vec::new();
+        // ESTABLISHED, LISTEN (no tcp_info), TIME_WAIT (none either).
+        for state in [1, 10, 6] {
+            push_msg(
+                &mut b,
+                TCPDIAG_GETSOCK,
+                NLM_F_MULTI,
+                3,
+                &captured_record(state),
+            );
+        }
+        read_batch(&b, Dump::Tcp, 3, false, false, &mut |r: &Record| {
+            t.remember(r)
+        })
+        .unwrap();
+        assert_eq!(t.lookups.len(), 1);
+        assert!(t.looks_up());
+        let mut req = Vec::new();
+        let (family, id) = &t.lookups[0];
+        crate::wire::lookup_request(4, *family, crate::wire::EXT_INFO, id, &mut req);
+        // The request names the record's own sockid, cookie and all.
+        assert_eq!(&req[16 + 8..], &captured_record(1)[4..52]);
+        assert_eq!(req[16..18], [2, 6]); // AF_INET, IPPROTO_TCP
+        assert_eq!(req[18], 1 << 1); // INET_DIAG_INFO
+        assert_eq!(u16::from_ne_bytes([req[6], req[7]]), 1); // NLM_F_REQUEST, no dump
+                                                             // Past the cap the walk takes over; destinations always walk.
+        t.lookups.resize(MAX_LOOKUPS, t.lookups[0]);
+        read_batch(&b, Dump::Tcp, 3, false, false, &mut |r: &Record| {
+            t.remember(r)
+        })
+        .unwrap();
+        assert!(!t.looks_up());
+        t.forget();
+        assert!(t.looks_up() && t.lookups.is_empty());
+        assert!(!TcpInfoCounts::new(&config, true).remembers());
     }
 }
