@@ -226,11 +226,9 @@ impl Collector {
                 options.listen_queues,
                 options.health,
             ),
-            tcp_info: Some(TcpInfoCounts::new(
-                &options.ports,
-                options.tcp_info_destinations > 0,
-            ))
-            .filter(|t| options.tcp_info && (!t.is_empty() || options.tcp_info_destinations > 0)),
+            tcp_info: Some(TcpInfoCounts::new(&options.ports)).filter(|t| {
+                options.tcp_info && (!t.is_empty() || options.tcp_info_destinations > 0)
+            }),
             tcp_info_missing: false,
             options,
         }

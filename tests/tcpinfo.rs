@@ -212,26 +212,29 @@ fn talking_to(l: &TcpListener, to: &str, n: usize) -> Vec<(TcpStream, TcpStream)
         .collect()
 }
 
+/// The `netstat_destination_tcp_info` lines of `out` in the form of port
+/// rows, for [`rows`]: `address` as `direction`.
+fn destination_rows(out: &str) -> String {
+    out.lines()
+        .filter(|l| l.starts_with("netstat_destination_tcp_info,"))
+        .map(|l| l.replace("netstat_destination_tcp_info,", "netstat_port_tcp_info,"))
+        .map(|l| l.replacen("address=", "direction=", 1))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn the_top_destinations_get_a_row_each() {
     in_netns(|| {
         let a = TcpListener::bind("0.0.0.0:7001").unwrap();
         let b = TcpListener::bind("0.0.0.0:7002").unwrap();
         let _a = talking_to(&a, "127.0.0.1:7001", 3);
         let _b = talking_to(&b, "127.0.0.2:7002", 2);
-        let rows_of = |out: &str| {
-            out.lines()
-                .filter(|l| l.starts_with("netstat_destination_tcp_info,"))
-                .map(|l| l.replace("netstat_destination_tcp_info,", "netstat_port_tcp_info,"))
-                .map(|l| l.replacen("address=", "direction=", 1))
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
         let mut last = None;
         poll_until(Duration::from_secs(10), || {
             let before = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
             let (out, dumped) = run_tcp_info(&["--destinations", "5"]);
             let after = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
-            let r = rows(&rows_of(&out));
+            let r = rows(&destination_rows(&out));
             let ok = before == after
                 && r.len() == 2
                 && matches_ss(&r[&("127.0.0.1".into(), "7001".into())], &before.0)
@@ -249,7 +252,7 @@ fn the_top_destinations_get_a_row_each() {
         assert!((5 * 300..=5 * 600).contains(&bytes), "{bytes} bytes");
         // Only the busiest one with --destinations 1: its 3 sockets dumped.
         let (out, dumped) = run_tcp_info(&["--destinations", "1"]);
-        let r = rows(&rows_of(&out));
+        let r = rows(&destination_rows(&out));
         assert_eq!(
             r.keys().collect::<Vec<_>>(),
             [&("127.0.0.1".into(), "7001".into())]
@@ -258,6 +261,72 @@ fn the_top_destinations_get_a_row_each() {
             matches!(dumped, Some(Asked::Walk(3, _))),
             "{dumped:?}\n{out}"
         );
+    })
+}
+
+/// `--execd --tcp-info -v` with `args`, two gathers: its output, and how
+/// the kernel was asked at each.
+fn two_gathers(args: &[&str]) -> (String, Vec<Asked>) {
+    let mut child = command(&[&["--execd", "--tcp-info", "-v"], args].concat())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A line, its gather's debug line, then the second line: lines read
+    // at once are answered by one gather.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"\n").unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.lines().any(|l| asked(l).is_some()) {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(n > 0, "no debug line from the first gather: {said}");
+        said.push_str(&line);
+    }
+    stdin.write_all(b"\n").unwrap();
+    drop(stdin);
+    stderr.read_to_string(&mut said).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}\n{said}");
+    let asked = said.lines().filter_map(asked).collect();
+    (String::from_utf8(out.stdout).unwrap(), asked)
+}
+
+fn the_last_gathers_top_destinations_are_looked_up() {
+    in_netns(|| {
+        let a = TcpListener::bind("0.0.0.0:7001").unwrap();
+        let b = TcpListener::bind("0.0.0.0:7002").unwrap();
+        let _a = talking_to(&a, "127.0.0.1:7001", 3);
+        let _b = talking_to(&b, "127.0.0.2:7002", 2);
+        // Sockets that are no destination's, so that 5 lookups are few
+        // beside the namespace's 72 sockets.
+        let _idle: Vec<TcpListener> = (0..60)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let mut last = None;
+        poll_until(Duration::from_secs(10), || {
+            let before = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
+            let (out, asked) = two_gathers(&["--destinations", "5"]);
+            let after = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
+            // The second gather's rows (each row's last line).
+            let r = rows(&destination_rows(&out));
+            let ok = before == after
+                && r.len() == 2
+                && matches_ss(&r[&("127.0.0.1".into(), "7001".into())], &before.0)
+                && matches_ss(&r[&("127.0.0.2".into(), "7002".into())], &before.1);
+            last = Some((out, asked));
+            ok
+        });
+        // The first gather knew its destinations only after its pass: the
+        // walk; the second kept their sockets in its pass and asked for
+        // each.
+        let (out, asked) = last.unwrap();
+        let [Asked::Walk(5, _), Asked::Lookups(5, 5, bytes)] = asked[..] else {
+            panic!("{asked:?}\n{out}");
+        };
+        assert!((5 * 300..=5 * 600).contains(&bytes), "{bytes} bytes");
     })
 }
 
@@ -365,10 +434,8 @@ fn proc_has_none_and_nothing_selected_dumps_nothing() {
             assert!(rows(&out).is_empty(), "{out}");
         }
         let (out, dumped) = run_tcp_info(&["--local-port", "7001"]);
-        assert!(
-            matches!(dumped, Some(Asked::Lookups(1, 1, _))),
-            "{dumped:?}"
-        );
+        // One lookup for three sockets: more than one in ten, the walk.
+        assert!(matches!(dumped, Some(Asked::Walk(1, _))), "{dumped:?}");
         assert_eq!(rows(&out).len(), 1);
         // Without the flag: no dump and no rows.
         let out = run_ok(&["--local-port", "7001", "-v"]);
@@ -392,6 +459,7 @@ fn main() {
         });
     let tests = tests![
         the_top_destinations_get_a_row_each,
+        the_last_gathers_top_destinations_are_looked_up,
         buckets_equal_ss_and_only_the_selected_sockets_are_dumped,
         a_shaped_path_lands_in_a_higher_bucket_than_loopback,
         loss_recovery_and_backoff_of_a_peer_gone_away,

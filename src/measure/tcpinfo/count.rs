@@ -22,13 +22,17 @@ use crate::wire::{InetDiagMsg, INET_DIAG_INFO, SOCKID_LEN};
 /// LAST_ACK, CLOSING). Listeners, TIME_WAIT and request sockets have none.
 pub const STATES: u32 = 1 << 1 | 1 << 2 | 1 << 4 | 1 << 5 | 1 << 8 | 1 << 9 | 1 << 11;
 
-/// The most connections on the selected ports looked up one by one
-/// ([`TcpInfoCounts::remember`]); with more, or with destinations selected,
-/// the kernel walks its table once more with the filter instead. A lookup
-/// costs about 2 µs of CPU, the filtered walk about 0.2 µs per socket of
-/// the namespace (BENCHMARKS.md): 4 096 lookups cost less than one walk of
-/// 40 000 sockets. 52 bytes each, at most 208 KiB.
+/// The most selected connections looked up one by one
+/// ([`TcpInfoCounts::remember`]): 49 bytes each, at most 196 KiB. With
+/// more, the kernel walks its table once more with the filter instead.
 pub const MAX_LOOKUPS: usize = 4096;
+
+/// Lookups are chosen only while each has at least this many TCP sockets
+/// of the namespace to its name: a lookup cost about 2 µs of CPU beyond
+/// the record both ways fill, the filtered walk about 0.18 µs per socket
+/// of the namespace (BENCHMARKS.md, 200 000 sockets), so below one in ten
+/// the lookups cost less than the walk.
+pub const SOCKETS_PER_LOOKUP: u64 = 10;
 
 /// A socket to look up: its family and `inet_diag_sockid`.
 pub type Lookup = (u8, [u8; SOCKID_LEN]);
@@ -165,13 +169,17 @@ pub struct TcpInfoCounts {
     wanted: Vec<Destination>,
     /// Records read in the last gather.
     pub records: u64,
-    /// The sockets on the selected ports the main pass found (not kept
-    /// when destinations are selected: the walk then serves both), and
-    /// whether there were more than [`MAX_LOOKUPS`].
+    /// The selected sockets the main pass found: on the selected ports,
+    /// or to the destinations selected at the last gather; whether there
+    /// were more than [`MAX_LOOKUPS`]; the TCP sockets the pass saw.
     pub lookups: Vec<Lookup>,
     lookups_overflow: bool,
-    /// Destinations are selected (known only after the main pass).
-    destinations_wanted: bool,
+    seen: u64,
+    /// This gather's main pass hands its records to [`Self::remember`].
+    remembering: bool,
+    /// This gather's destinations were all selected at the last one, so
+    /// the main pass kept their sockets.
+    destinations_kept: bool,
     /// The kernel filter selecting these sockets (`bytecode::compile`),
     /// and the request that carries it, reused.
     pub filter: Vec<u8>,
@@ -180,14 +188,12 @@ pub struct TcpInfoCounts {
 
 impl TcpInfoCounts {
     /// Rows for the ports of `config` (`--listening-ports` are not
-    /// selected: they are known only during the walk), and for top
-    /// destinations when `destinations`.
-    pub fn new(config: &PortConfig, destinations: bool) -> TcpInfoCounts {
+    /// selected: they are known only during the walk).
+    pub fn new(config: &PortConfig) -> TcpInfoCounts {
         let rows = |ports: &[u16]| ports.iter().map(|&p| (p, Stats::default())).collect();
         let mut t = TcpInfoCounts {
             local: rows(&config.local),
             remote: rows(&config.remote),
-            destinations_wanted: destinations,
             ..TcpInfoCounts::default()
         };
         t.compile();
@@ -210,6 +216,8 @@ impl TcpInfoCounts {
         self.wanted.extend(top);
         self.wanted.sort_unstable();
         self.wanted.dedup();
+        let kept = |d| self.destinations.binary_search_by_key(d, |r| r.0).is_ok();
+        self.destinations_kept = self.wanted.iter().all(kept);
         if self
             .wanted
             .iter()
@@ -228,28 +236,38 @@ impl TcpInfoCounts {
         self.local.is_empty() && self.remote.is_empty() && self.destinations.is_empty()
     }
 
-    /// Whether the main pass should hand its TCP records to
-    /// [`Self::remember`]: ports and no destinations are selected.
+    /// Whether the main pass hands its TCP records to [`Self::remember`]
+    /// (set by [`Self::forget`]): ports are selected, or destinations were
+    /// at the last gather.
     pub fn remembers(&self) -> bool {
-        !self.destinations_wanted && (!self.local.is_empty() || !self.remote.is_empty())
+        self.remembering
     }
 
-    /// Before the main pass: forgets the last gather's sockets.
+    /// Before the main pass: forgets the last gather's sockets, and
+    /// whether this pass should keep any.
     pub fn forget(&mut self) {
         self.lookups.clear();
         self.lookups_overflow = false;
+        self.seen = 0;
+        self.destinations_kept = true;
+        self.remembering = !self.is_empty();
     }
 
     /// Keeps a record of the main pass to look up (a connection with a
-    /// `tcp_info`, on a selected port), up to [`MAX_LOOKUPS`].
+    /// `tcp_info`, on a selected port or to a destination selected at the
+    /// last gather), up to [`MAX_LOOKUPS`].
     #[inline]
     pub fn remember(&mut self, r: &Record) {
+        self.seen += 1;
         if STATES & (1 << (r.state & 31)) == 0 {
             return;
         }
         let on =
             |rows: &[(u16, Stats)], port: u16| rows.binary_search_by_key(&port, |r| r.0).is_ok();
-        if !on(&self.local, r.local_port) && !on(&self.remote, r.remote_port) {
+        if !on(&self.local, r.local_port)
+            && !on(&self.remote, r.remote_port)
+            && !self.to_selected(r)
+        {
             return;
         }
         if self.lookups.len() == MAX_LOOKUPS {
@@ -265,10 +283,22 @@ impl TcpInfoCounts {
         self.lookups.push((r.family, id));
     }
 
+    /// Whether `r` goes to a selected destination (an IPv4 one matches
+    /// IPv4-mapped IPv6 sockets too, as the filter's `D_COND` does).
+    #[inline]
+    fn to_selected(&self, r: &Record) -> bool {
+        let d = (v6_form(r.family, &r.remote_addr), r.remote_port);
+        !self.destinations.is_empty() && self.destinations.binary_search_by_key(&d, |r| r.0).is_ok()
+    }
+
     /// Whether this gather's sockets are looked up one by one (the main
-    /// pass found them all) rather than by the filtered walk.
+    /// pass found them all, and they are few beside the namespace's)
+    /// rather than by the filtered walk.
     pub fn looks_up(&self) -> bool {
-        self.remembers() && !self.lookups_overflow
+        self.remembering
+            && self.destinations_kept
+            && !self.lookups_overflow
+            && self.lookups.len() as u64 * SOCKETS_PER_LOOKUP <= self.seen
     }
 
     pub fn reset(&mut self) {
@@ -377,32 +407,39 @@ mod tests {
         assert_eq!(s.min_rtt_us, Some(200));
     }
 
-    #[test]
-    fn a_remembered_socket_is_asked_for_by_the_id_of_its_record() {
+    /// A batch of the main pass: one ESTABLISHED record from 127.0.0.1
+    /// port 40000 to 127.0.0.1 port 5000, one LISTEN and eight TIME_WAIT
+    /// (neither has a `tcp_info`), through the parser into `t`.
+    fn main_pass(t: &mut TcpInfoCounts) {
+        t.forget();
+        pass(t);
+    }
+
+    /// [`main_pass`] without forgetting first.
+    fn pass(t: &mut TcpInfoCounts) {
         use crate::netlink::read_batch;
         use crate::wire::tests::{captured_record, push_msg};
         use crate::wire::{Dump, NLM_F_MULTI, TCPDIAG_GETSOCK};
+        let mut b = Vec::new();
+        for state in [1, 10, 6, 6, 6, 6, 6, 6, 6, 6] {
+            let record = captured_record(state);
+            push_msg(&mut b, TCPDIAG_GETSOCK, NLM_F_MULTI, 3, &record);
+        }
+        if t.remembers() {
+            let mut keep = |r: &Record| t.remember(r);
+            read_batch(&b, Dump::Tcp, 3, false, false, &mut keep).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_remembered_socket_is_asked_for_by_the_id_of_its_record() {
+        use crate::wire::tests::captured_record;
         let config = PortConfig {
             local: vec![40000],
             ..PortConfig::default()
         };
-        let mut t = TcpInfoCounts::new(&config, false);
-        assert!(t.remembers());
-        let mut b = Vec::new();
-        // ESTABLISHED, LISTEN (no tcp_info), TIME_WAIT (none either).
-        for state in [1, 10, 6] {
-            push_msg(
-                &mut b,
-                TCPDIAG_GETSOCK,
-                NLM_F_MULTI,
-                3,
-                &captured_record(state),
-            );
-        }
-        read_batch(&b, Dump::Tcp, 3, false, false, &mut |r: &Record| {
-            t.remember(r)
-        })
-        .unwrap();
+        let mut t = TcpInfoCounts::new(&config);
+        main_pass(&mut t);
         assert_eq!(t.lookups.len(), 1);
         assert!(t.looks_up());
         let mut req = Vec::new();
@@ -413,15 +450,46 @@ mod tests {
         assert_eq!(req[16..18], [2, 6]); // AF_INET, IPPROTO_TCP
         assert_eq!(req[18], 1 << 1); // INET_DIAG_INFO
         assert_eq!(u16::from_ne_bytes([req[6], req[7]]), 1); // NLM_F_REQUEST, no dump
-                                                             // Past the cap the walk takes over; destinations always walk.
-        t.lookups.resize(MAX_LOOKUPS, t.lookups[0]);
-        read_batch(&b, Dump::Tcp, 3, false, false, &mut |r: &Record| {
-            t.remember(r)
-        })
-        .unwrap();
-        assert!(!t.looks_up());
+                                                             // Past the cap the walk takes over.
+        let kept = t.lookups[0];
         t.forget();
-        assert!(t.looks_up() && t.lookups.is_empty());
-        assert!(!TcpInfoCounts::new(&config, true).remembers());
+        t.lookups.resize(MAX_LOOKUPS, kept);
+        pass(&mut t);
+        assert!(!t.looks_up());
+        // So it does when the lookups are many beside the namespace's
+        // sockets: 2 for 10 sockets.
+        main_pass(&mut t);
+        t.lookups.push(t.lookups[0]);
+        assert!(!t.looks_up());
+        // Nothing selected: nothing kept.
+        let mut none = TcpInfoCounts::new(&PortConfig::default());
+        main_pass(&mut none);
+        assert!(!none.remembers() && none.lookups.is_empty());
+    }
+
+    #[test]
+    fn the_last_gathers_destinations_are_kept_and_looked_up_if_still_selected() {
+        let mut t = TcpInfoCounts::new(&PortConfig::default());
+        let five_thousand = (
+            v6_form(2, &[127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            5000,
+        );
+        let other = (five_thousand.0, 5001);
+        // The first gather selects after its pass: the walk.
+        main_pass(&mut t);
+        assert!(!t.remembers());
+        t.select([five_thousand].into_iter());
+        assert!(!t.looks_up());
+        // The next pass keeps the socket to it, and it is still selected.
+        main_pass(&mut t);
+        assert_eq!(t.lookups.len(), 1);
+        t.select([other, five_thousand].into_iter());
+        assert!(
+            !t.looks_up(),
+            "a destination new to the selection: the walk"
+        );
+        main_pass(&mut t);
+        t.select([other].into_iter());
+        assert!(t.looks_up(), "one the pass kept: looked up");
     }
 }
