@@ -266,23 +266,17 @@ def busiest_port_near(established, share):
 
 
 def top_destinations_near(established, share):
-    """How many of the busiest destinations (remote address and listening
-    port) hold about `share` of the namespace's sockets, and how many
-    sockets they hold."""
-    out = subprocess.run(["ss", "-Htan", "state", "established"], capture_output=True, text=True,
-                         check=True).stdout
-    listening = {int(l.split()[3].rsplit(":", 1)[1]) for l in
-                 subprocess.run(["ss", "-Htln"], capture_output=True, text=True, check=True).stdout.splitlines()}
-    per_dest = {}
-    for line in out.splitlines():
-        peer = line.split()[3]
-        if int(peer.rsplit(":", 1)[1]) in listening:
-            per_dest[peer] = per_dest.get(peer, 0) + 1
+    """How many of the busiest destinations (`netstat_destination`'s order,
+    which counts TIME_WAIT too) hold about `share` of the namespace's
+    established sockets, and how many they hold."""
+    out = subprocess.run([BIN, "--destinations", "1000"], capture_output=True, text=True, check=True).stdout
     want, n, held = established * share, 0, 0
-    for count in sorted(per_dest.values(), reverse=True):
+    for line in out.splitlines():
         if held >= want:
             break
-        n, held = n + 1, held + count
+        if line.startswith("netstat_destination,") and "address=other" not in line:
+            fields = dict(f.split("=", 1) for f in line.split(" ", 1)[1].split(","))
+            n, held = n + 1, held + int(fields["tcp_established"].rstrip("i"))
     return n, held
 
 
