@@ -28,10 +28,10 @@ pub const STATES: u32 = 1 << 1 | 1 << 2 | 1 << 4 | 1 << 5 | 1 << 8 | 1 << 9 | 1 
 pub const MAX_LOOKUPS: usize = 4096;
 
 /// Lookups are chosen only while each has at least this many TCP sockets
-/// of the namespace to its name: a lookup cost about 2 µs of CPU beyond
-/// the record both ways fill, the filtered walk about 0.18 µs per socket
-/// of the namespace (BENCHMARKS.md, 200 000 sockets), so below one in ten
-/// the lookups cost less than the walk.
+/// of the namespace to its name: a lookup cost 2.4–3.8 µs of CPU, its
+/// record included, the filtered walk 0.25–0.3 µs per socket of the
+/// namespace besides the records (BENCHMARKS.md, 200 000 sockets): at one
+/// lookup per ten sockets the two cost about the same.
 pub const SOCKETS_PER_LOOKUP: u64 = 10;
 
 /// A socket to look up: its family and `inet_diag_sockid`.
