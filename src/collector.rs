@@ -71,8 +71,8 @@ pub struct Options {
     /// The namespace's SNMP MIB counters, these of them (`--counters`).
     pub counters: Option<Selection>,
     /// RTT and loss of the connections on the ports of `ports` and to the
-    /// top destinations (`--tcp-info`): one extra TCP dump, filtered in the
-    /// kernel.
+    /// top destinations (`--tcp-info`): those sockets looked up one by one,
+    /// or one extra TCP dump filtered in the kernel.
     pub tcp_info: bool,
     /// With `tcp_info`, also this many top destinations of `outbound`
     /// (`--destinations N`); 0: none.
@@ -551,21 +551,20 @@ impl Collector {
             }
             (_, false, None) => socket.dump(buf, dump, cgroups, false, |r| agg.add(r), stop),
             (_, true, None) => socket.dump(buf, dump, cgroups, true, |r| agg.add_health(r), stop),
-            (_, health, Some(t)) => socket.dump(
-                buf,
-                dump,
-                cgroups,
-                health,
-                |r| {
-                    if health {
-                        agg.add_health(r);
-                    } else {
-                        agg.add(r);
-                    }
+            (_, false, Some(t)) => {
+                let add = |r: &Record| {
+                    agg.add(r);
                     t.remember(r);
-                },
-                stop,
-            ),
+                };
+                socket.dump(buf, dump, cgroups, false, add, stop)
+            }
+            (_, true, Some(t)) => {
+                let add = |r: &Record| {
+                    agg.add_health(r);
+                    t.remember(r);
+                };
+                socket.dump(buf, dump, cgroups, true, add, stop)
+            }
         }
     }
 

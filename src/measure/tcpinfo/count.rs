@@ -1,9 +1,11 @@
 //! `--tcp-info`: round-trip time and loss of the TCP connections on the
 //! selected ports (`--local-port`, `--remote-port`) and to the top
 //! destinations of `--destinations` (this gather's), read from each
-//! socket's `struct tcp_info` (`INET_DIAG_INFO`) in one extra dump that the
-//! kernel filters (`crate::bytecode`), so only the selected sockets are
-//! filled and sent.
+//! socket's `struct tcp_info` (`INET_DIAG_INFO`), so that only the
+//! selected sockets are filled and sent: each looked up by itself when the
+//! main pass found them all ([`TcpInfoCounts::remember`], few beside the
+//! namespace's sockets), else one extra dump that the kernel filters
+//! (`crate::bytecode`).
 //!
 //! Per port row, over the connections that exist at the gather (every
 //! field is a snapshot, a gauge): how many there are, their smoothed RTT in
