@@ -265,6 +265,21 @@ def busiest_port_near(established, share):
     return min(per_port.items(), key=lambda kv: abs(kv[1] - want))
 
 
+def top_destinations_near(established, share):
+    """How many of the busiest destinations (`netstat_destination`'s order,
+    which counts TIME_WAIT too) hold about `share` of the namespace's
+    established sockets, and how many they hold."""
+    out = subprocess.run([BIN, "--destinations", "1000"], capture_output=True, text=True, check=True).stdout
+    want, n, held = established * share, 0, 0
+    for line in out.splitlines():
+        if held >= want:
+            break
+        if line.startswith("netstat_destination,") and "address=other" not in line:
+            fields = dict(f.split("=", 1) for f in line.split(" ", 1)[1].split(","))
+            n, held = n + 1, held + int(fields["tcp_established"].rstrip("i"))
+    return n, held
+
+
 def tcp_info_cost(established):
     """--tcp-info at `established` sockets: the plain run, --tcp-info with
     one listener's accepted sockets selected (about 1 %), and --tcp-info
@@ -279,20 +294,35 @@ def tcp_info_cost(established):
     setns(f"/proc/{pop.pid}/ns/net")
     try:
         port, selected = busiest_port_near(established, 0.01)
+        dests, dest_selected = top_destinations_near(established, 0.01)
         approaches = {
             "floor": [[FLOOR]],
             "plain": [[BIN, "--source", "netlink"]],
             "port": [[BIN, "--source", "netlink", "--local-port", str(port)]],
             "tcp-info 1 %": [[BIN, "--source", "netlink", "--local-port", str(port), "--tcp-info"]],
             "tcp-info, nothing selected": [[BIN, "--source", "netlink", "--listening-ports", "--tcp-info"]],
+            "destinations": [[BIN, "--source", "netlink", "--destinations", str(dests)]],
+            "tcp-info 1 % by destination": [[BIN, "--source", "netlink", "--destinations", str(dests),
+                                             "--tcp-info"]],
         }
         samples = {name: [] for name in approaches}
         for _ in range(RUNS):
             for name, cmds in approaches.items():
                 samples[name].append(measure(cmds))
+        # In a loop the destinations selected at the last gather are looked
+        # up, not walked for: CPU per gather of --execd, after the first.
+        looping = {"execd plain": [], "execd destinations": ["--destinations", str(dests)],
+                   "execd tcp-info 1 % by destination": ["--destinations", str(dests), "--tcp-info"]}
+        loops = {}
+        for name, args in looping.items():
+            lines = len(subprocess.run([BIN, *args], capture_output=True, text=True, check=True)
+                        .stdout.splitlines())
+            loops[name] = execd_per_gather(RUNS, args, lines)["cpu_s"]
         return {"established": established, "selected": selected, "port": port,
+                "destinations": dests, "destinations_selected": dest_selected,
                 "approaches": {name: {"cpu_s": min(x[0] for x in s), "median_cpu_s": statistics.median(x[0] for x in s)}
-                               for name, s in samples.items()}}
+                               for name, s in samples.items()},
+                "execd_cpu_s": loops}
     finally:
         if libc.setns(home, CLONE_NEWNET) != 0:
             sys.exit("cannot return to the original namespace")
@@ -305,10 +335,15 @@ def print_tcp_info(t):
     """--tcp-info's cost at one scale: least and median CPU per gather."""
     a = t["approaches"]
     plain = a["plain"]
-    print(f"--tcp-info at {t['established']} ESTABLISHED, {t['selected']} selected (local port {t['port']}):")
+    print(f"--tcp-info at {t['established']} ESTABLISHED, {t['selected']} selected (local port {t['port']}); "
+          f"by destination: the top {t['destinations']}, {t['destinations_selected']} sockets:")
     for name, x in a.items():
         print(f"  {name}: least {x['cpu_s']:.4f} CPU s/gather ({x['cpu_s']/plain['cpu_s']:.2f} x plain), "
-              f"median {x['median_cpu_s']:.4f} ({x['median_cpu_s']/plain['median_cpu_s']:.2f} x)")
+              f"median {x['median_cpu_s']:.4f} ({x['median_cpu_s']/plain['median_cpu_s']:.2f} x); "
+              f"least {x['cpu_s']/a['floor']['cpu_s']:.2f} x floor")
+    loops = t.get("execd_cpu_s", {})
+    for name, cpu in loops.items():
+        print(f"  {name}: {cpu:.4f} CPU s/gather ({cpu/loops['execd plain']:.2f} x execd plain)")
 
 
 def udp_health():

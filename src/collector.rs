@@ -71,8 +71,8 @@ pub struct Options {
     /// The namespace's SNMP MIB counters, these of them (`--counters`).
     pub counters: Option<Selection>,
     /// RTT and loss of the connections on the ports of `ports` and to the
-    /// top destinations (`--tcp-info`): one extra TCP dump, filtered in the
-    /// kernel.
+    /// top destinations (`--tcp-info`): those sockets looked up one by one,
+    /// or one extra TCP dump filtered in the kernel.
     pub tcp_info: bool,
     /// With `tcp_info`, also this many top destinations of `outbound`
     /// (`--destinations N`); 0: none.
@@ -108,8 +108,14 @@ pub enum Event<'a> {
     /// `--tcp-info`: TCP was read from /proc, which has no `tcp_info`, so
     /// its rows are left out. Sent once per collector.
     TcpInfoMissing,
-    /// `--tcp-info`'s filtered dump: the records and bytes it returned.
-    TcpInfoDumped { records: u64, bytes: u64 },
+    /// `--tcp-info`'s filtered dump or lookups: the records and bytes
+    /// they returned.
+    TcpInfoDumped {
+        /// The sockets looked up one by one, or `None`: the filtered walk.
+        looked_up: Option<u64>,
+        records: u64,
+        bytes: u64,
+    },
     /// `--by-cgroup` could not tell sockets' cgroups: every socket (or
     /// every one of a protocol read from /proc) is counted as unattributed.
     CgroupsUnknown { why: NoCgroups },
@@ -271,6 +277,9 @@ impl Collector {
         }
         if !self.tcp_via_proc {
             self.agg.reset(Kind::Tcp);
+            if let Some(t) = &mut self.tcp_info {
+                t.forget();
+            }
             // Listeners first, so that the main pass can route handshakes.
             let mut r = Ok(());
             if self.options.listen_queues {
@@ -366,18 +375,26 @@ impl Collector {
             std::mem::take(&mut t.request),
         );
         let mut bytes = 0;
-        let r = socket.dump_info(
-            buf,
-            &mut request,
-            tcpinfo::STATES,
-            &filter,
-            &mut bytes,
-            |m| t.add(m),
-            stop,
-        );
-        (t.filter, t.request) = (filter, request);
+        let looks_up = t.looks_up();
+        let lookups = std::mem::take(&mut t.lookups);
+        let r = if looks_up {
+            socket.lookup_info(buf, &mut request, &lookups, &mut bytes, |m| t.add(m), stop)
+        } else {
+            let states = tcpinfo::STATES;
+            socket.dump_info(
+                buf,
+                &mut request,
+                states,
+                &filter,
+                &mut bytes,
+                |m| t.add(m),
+                stop,
+            )
+        };
+        (t.filter, t.request, t.lookups) = (filter, request, lookups);
         r?;
         events(Event::TcpInfoDumped {
+            looked_up: looks_up.then_some(t.lookups.len() as u64),
             records: t.records,
             bytes,
         });
@@ -521,14 +538,33 @@ impl Collector {
         let socket = open_socket(&mut self.socket, &self.target)?;
         let agg = &mut self.agg;
         let cgroups = agg.cgroups.is_some();
+        // --tcp-info's sockets to look up, kept from the TCP pass.
+        let remember = match &mut self.tcp_info {
+            Some(t) if dump == Dump::Tcp && t.remembers() => Some(t),
+            _ => None,
+        };
         // The pass is chosen once per dump: without --health each record
         // takes exactly the path it took before there was one.
-        match (dump, self.options.health) {
-            (Dump::Listeners, _) => {
+        match (dump, self.options.health, remember) {
+            (Dump::Listeners, _, _) => {
                 socket.dump(buf, dump, false, false, |r| agg.add_listener(r), stop)
             }
-            (_, false) => socket.dump(buf, dump, cgroups, false, |r| agg.add(r), stop),
-            (_, true) => socket.dump(buf, dump, cgroups, true, |r| agg.add_health(r), stop),
+            (_, false, None) => socket.dump(buf, dump, cgroups, false, |r| agg.add(r), stop),
+            (_, true, None) => socket.dump(buf, dump, cgroups, true, |r| agg.add_health(r), stop),
+            (_, false, Some(t)) => {
+                let add = |r: &Record| {
+                    agg.add(r);
+                    t.remember(r);
+                };
+                socket.dump(buf, dump, cgroups, false, add, stop)
+            }
+            (_, true, Some(t)) => {
+                let add = |r: &Record| {
+                    agg.add_health(r);
+                    t.remember(r);
+                };
+                socket.dump(buf, dump, cgroups, true, add, stop)
+            }
         }
     }
 

@@ -22,6 +22,11 @@ use crate::error::Error;
 use crate::record::{HealthInfo, Kind, ListenInfo, Record, LISTEN, SYN_RECV};
 use crate::wire::{self, Dump, InetDiagMsg, Messages, UnixDiagMsg};
 
+/// `--tcp-info`'s lookups sent at once: their answers (a few hundred bytes
+/// each, about 1.5 KiB of receive buffer with the kernel's overhead) stay
+/// far below any socket's receive buffer (`net.core.rmem_default`).
+pub const LOOKUP_BATCH: usize = 16;
+
 /// The kernel hands out a dump in batches of at most 32 KiB
 /// (`SKB_WITH_OVERHEAD(32768)`); a larger buffer would never be filled and a
 /// smaller one would make the kernel build smaller batches.
@@ -138,6 +143,77 @@ impl DiagSocket {
         })
     }
 
+    /// `--tcp-info`'s lookups: asks for each of `sockets` (family and
+    /// `inet_diag_sockid` of its record in the main pass) by itself, with
+    /// `INET_DIAG_INFO`, [`LOOKUP_BATCH`] requests per send, and hands each
+    /// record answered to `on_record`; a socket gone since (`ENOENT`,
+    /// `ESTALE`) is left out. The kernel answers while it handles the send
+    /// (`sock_diag_rcv()` runs in the sender's context), so every answer is
+    /// queued when `send` returns and is read without waiting: one missing
+    /// (`ENOBUFS`, `EAGAIN`) is an error, never a hang. The received bytes
+    /// are added to `bytes`.
+    pub fn lookup_info(
+        &mut self,
+        buf: &mut [u8],
+        request: &mut Vec<u8>,
+        sockets: &[(u8, [u8; wire::SOCKID_LEN])],
+        bytes: &mut u64,
+        mut on_record: impl FnMut(&InetDiagMsg<'_>),
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<(), Error> {
+        let dump = Dump::TcpInfo;
+        for chunk in sockets.chunks(LOOKUP_BATCH) {
+            if stop() {
+                return Err(Error::Stopped);
+            }
+            self.seq = self.seq.wrapping_add(1);
+            let seq = self.seq;
+            request.clear();
+            for (family, id) in chunk {
+                wire::lookup_request(seq, *family, wire::EXT_INFO, id, request);
+            }
+            retry(|| rustix::net::send(&self.fd, request, SendFlags::empty())).map_err(|e| {
+                Error::NetlinkSend {
+                    dump,
+                    source: e.into(),
+                }
+            })?;
+            let mut answers = 0;
+            while answers < chunk.len() {
+                let len = self.recv(buf, dump, RecvFlags::DONTWAIT)?;
+                *bytes += len as u64;
+                answers += read_lookup_batch(&buf[..len], seq, &mut on_record)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives one batch into `buf`: its length, checked.
+    fn recv(&self, buf: &mut [u8], dump: Dump, flags: RecvFlags) -> Result<usize, Error> {
+        let (_, len) = retry(|| rustix::net::recv(&self.fd, &mut *buf, flags | RecvFlags::TRUNC))
+            .map_err(|e| Error::NetlinkRecv {
+            dump,
+            source: e.into(),
+        })?;
+        if len > buf.len() {
+            return Err(Error::NetlinkTruncated {
+                dump,
+                len,
+                capacity: buf.len(),
+            });
+        }
+        if len == 0 {
+            return Err(Error::NetlinkMalformed {
+                dump,
+                detail: wire::WireError::ShortHeader {
+                    offset: 0,
+                    available: 0,
+                },
+            });
+        }
+        Ok(len)
+    }
+
     /// Sends `request` and reads the replies into `buf`, one batch at a
     /// time, handing each to `on_batch` until it says the dump is done.
     fn exchange(
@@ -156,27 +232,7 @@ impl DiagSocket {
         })?;
 
         loop {
-            let (_, len) = retry(|| rustix::net::recv(&self.fd, &mut *buf, RecvFlags::TRUNC))
-                .map_err(|e| Error::NetlinkRecv {
-                    dump,
-                    source: e.into(),
-                })?;
-            if len > buf.len() {
-                return Err(Error::NetlinkTruncated {
-                    dump,
-                    len,
-                    capacity: buf.len(),
-                });
-            }
-            if len == 0 {
-                return Err(Error::NetlinkMalformed {
-                    dump,
-                    detail: wire::WireError::ShortHeader {
-                        offset: 0,
-                        available: 0,
-                    },
-                });
-            }
+            let len = self.recv(buf, dump, RecvFlags::empty())?;
             if on_batch(&buf[..len])? == Batch::Done {
                 return Ok(());
             }
@@ -261,7 +317,8 @@ pub fn read_batch(
                             timer: r.timer(),
                             retrans: r.retrans(),
                             drops,
-                        }),
+                        })
+                        .with_sock_ref(r.sock_ref()),
                 )
             }
             _ => {
@@ -324,6 +381,42 @@ pub fn read_info_batch(
         }
     }
     Ok(Batch::More)
+}
+
+/// Reads one batch of answers to `--tcp-info`'s lookups with sequence
+/// number `seq`: calls `on_record` per record, and returns how many
+/// lookups it answered (a record, or an error: `ENOENT` or `ESTALE` for a
+/// socket gone since the main pass; any other error fails). Pure.
+pub fn read_lookup_batch(
+    batch: &[u8],
+    seq: u32,
+    on_record: &mut impl FnMut(&InetDiagMsg<'_>),
+) -> Result<usize, Error> {
+    let dump = Dump::TcpInfo;
+    let malformed = |detail| Error::NetlinkMalformed { dump, detail };
+    let gone = [Errno::NOENT.raw_os_error(), Errno::STALE.raw_os_error()];
+    let mut answers = 0;
+    for msg in Messages::new(batch) {
+        let msg = msg.map_err(malformed)?;
+        if msg.seq() != seq {
+            continue;
+        }
+        match msg.kind() {
+            wire::SOCK_DIAG_BY_FAMILY => on_record(&InetDiagMsg::new(&msg).map_err(malformed)?),
+            wire::NLMSG_ERROR => match msg.errno().map_err(malformed)? {
+                e if e == 0 || gone.contains(&e) => {}
+                e => {
+                    return Err(Error::NetlinkRefused {
+                        dump,
+                        source: std::io::Error::from_raw_os_error(e),
+                    })
+                }
+            },
+            _ => continue,
+        }
+        answers += 1;
+    }
+    Ok(answers)
 }
 
 #[cfg(test)]
@@ -517,5 +610,29 @@ mod tests {
             e.to_string(),
             "malformed netlink tcp dump reply: netlink message type 18 has a 71-byte payload, 72 needed"
         );
+    }
+
+    #[test]
+    fn lookup_answers_are_records_or_sockets_gone() {
+        let err = |errno: i32| {
+            let mut p = (-errno).to_ne_bytes().to_vec();
+            p.extend_from_slice(&[0; 16]);
+            p
+        };
+        let mut b = Vec::new();
+        push_msg(&mut b, SOCK_DIAG_BY_FAMILY, 0, 9, &captured_record(1));
+        push_msg(&mut b, NLMSG_ERROR, 0, 9, &err(2)); // ENOENT: closed since
+        push_msg(&mut b, NLMSG_ERROR, 0, 9, &err(116)); // ESTALE: another socket now
+        push_msg(&mut b, SOCK_DIAG_BY_FAMILY, 0, 8, &captured_record(1)); // an older batch's
+        let mut ports = Vec::new();
+        let answers = read_lookup_batch(&b, 9, &mut |m: &InetDiagMsg<'_>| ports.push(m.sport()));
+        assert_eq!(answers.unwrap(), 3);
+        assert_eq!(ports, [40000]);
+        let mut refused = Vec::new();
+        push_msg(&mut refused, NLMSG_ERROR, 0, 9, &err(1));
+        assert!(matches!(
+            read_lookup_batch(&refused, 9, &mut |_: &InetDiagMsg<'_>| {}),
+            Err(Error::NetlinkRefused { .. })
+        ));
     }
 }

@@ -60,6 +60,10 @@ pub struct Record {
     /// What `--health` reads: the socket's timer and retransmit count, and
     /// a UDP socket's drop counter.
     pub health: HealthInfo,
+    /// A netlink record's `idiag_if` and `idiag_cookie`, as the kernel sent
+    /// them (zero from /proc): with the ports and addresses, what a request
+    /// for this one socket names (`--tcp-info`'s lookups).
+    pub sock_ref: [u8; 12],
 }
 
 /// An address of a record as `ss` prints it: `AF_INET` dotted from the
@@ -143,6 +147,7 @@ impl Record {
                 retrans: 0,
                 drops: 0,
             },
+            sock_ref: [0; 12],
         }
     }
 
@@ -174,6 +179,12 @@ impl Record {
     /// With what `--health` reads.
     pub fn with_health(mut self, health: HealthInfo) -> Record {
         self.health = health;
+        self
+    }
+
+    /// With the interface index and cookie of a netlink record.
+    pub fn with_sock_ref(mut self, sock_ref: [u8; 12]) -> Record {
+        self.sock_ref = sock_ref;
         self
     }
 

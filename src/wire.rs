@@ -70,6 +70,8 @@ pub const AF_INET: u8 = 2;
 pub const AF_INET6: u8 = 10;
 /// `IPPROTO_UDP`.
 pub const IPPROTO_UDP: u8 = 17;
+/// `IPPROTO_TCP`.
+pub const IPPROTO_TCP: u8 = 6;
 
 /// `1 << state` for ESTABLISHED (1) through CLOSING (11): the eleven states
 /// `/proc/net/tcp` shows. The kernel adds NEW_SYN_RECV itself when SYN_RECV is
@@ -111,7 +113,7 @@ const SK_MEMINFO_DROPS: usize = 8;
 pub const UNIX_STATES_ALL: u32 = !0;
 
 /// Size of `struct inet_diag_sockid`.
-const SOCKID_LEN: usize = 48;
+pub const SOCKID_LEN: usize = 48;
 /// Size of `struct inet_diag_msg`.
 pub const INET_DIAG_MSG_LEN: usize = 4 + SOCKID_LEN + 20;
 /// Size of `struct inet_diag_req` (the `TCPDIAG_GETSOCK` payload).
@@ -311,6 +313,7 @@ impl<'a> InetDiagMsg<'a> {
     const DPORT: usize = 6;
     const SRC: usize = 8;
     const DST: usize = 24;
+    const IF: usize = 40;
     const RQUEUE: usize = 56;
     const WQUEUE: usize = 60;
     const INODE: usize = 68;
@@ -387,6 +390,13 @@ impl<'a> InetDiagMsg<'a> {
 
     pub fn inode(&self) -> u32 {
         u32_at(self.bytes, Self::INODE)
+    }
+
+    /// `idiag_if` and `idiag_cookie` as sent (see `Record::sock_ref`).
+    pub fn sock_ref(&self) -> [u8; 12] {
+        let mut r = [0u8; 12];
+        r.copy_from_slice(&self.bytes[Self::IF..Self::IF + 12]);
+        r
     }
 
     /// The payload of the first attribute of type `kind` after the fixed
@@ -470,9 +480,13 @@ impl<'a> UnixDiagMsg<'a> {
 }
 
 fn put_header(buf: &mut [u8], len: usize, kind: u16, seq: u32) {
+    put_header_flags(buf, len, kind, NLM_F_REQUEST | NLM_F_DUMP, seq);
+}
+
+fn put_header_flags(buf: &mut [u8], len: usize, kind: u16, flags: u16, seq: u32) {
     buf[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
     buf[4..6].copy_from_slice(&kind.to_ne_bytes());
-    buf[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    buf[6..8].copy_from_slice(&flags.to_ne_bytes());
     buf[8..12].copy_from_slice(&seq.to_ne_bytes());
     // nlmsg_pid 0: the kernel fills in our port id.
     buf[12..16].fill(0);
@@ -528,6 +542,30 @@ pub fn family_request(
     p[2] = ext;
     p[4..8].copy_from_slice(&states.to_ne_bytes());
     buf
+}
+
+/// A `SOCK_DIAG_BY_FAMILY` request for one TCP socket, appended to `out`:
+/// no `NLM_F_DUMP`, so the kernel looks the socket up in its hash by the
+/// `id` (ports, addresses, interface and cookie of its record) instead of
+/// walking the table (`inet_diag_cmd_exact()` → `inet_diag_find_one_icsk()`,
+/// net/ipv4/inet_diag.c), and answers with one record, or with an error
+/// (`ENOENT` once it is gone, `ESTALE` when the cookie names an older
+/// socket of the same addresses: `sock_diag_check_cookie()`).
+pub fn lookup_request(seq: u32, family: u8, ext: u8, id: &[u8; SOCKID_LEN], out: &mut Vec<u8>) {
+    let mut buf = [0u8; FAMILY_REQUEST_LEN];
+    put_header_flags(
+        &mut buf,
+        FAMILY_REQUEST_LEN,
+        SOCK_DIAG_BY_FAMILY,
+        NLM_F_REQUEST,
+        seq,
+    );
+    let p = &mut buf[NLMSG_HDRLEN..];
+    p[0] = family;
+    p[1] = IPPROTO_TCP;
+    p[2] = ext;
+    p[8..].copy_from_slice(id);
+    out.extend_from_slice(&buf);
 }
 
 /// A `SOCK_DIAG_BY_FAMILY` dump of unix sockets in `states`.

@@ -104,20 +104,41 @@ fn talking_pairs(l: &TcpListener, n: usize) -> Vec<(TcpStream, TcpStream)> {
         .collect()
 }
 
-/// `--tcp-info -v` with `ports`: its rows, and the records and bytes of the
-/// filtered dump from its debug line (`None`: no extra dump).
-fn run_tcp_info(ports: &[&str]) -> (String, Option<(u64, u64)>) {
+/// How `--tcp-info` asked the kernel, from its debug line.
+#[derive(Debug, PartialEq)]
+enum Asked {
+    /// The filtered walk: the records and bytes it returned.
+    Walk(u64, u64),
+    /// Lookups one by one: the sockets asked for, the records answered and
+    /// their bytes.
+    Lookups(u64, u64, u64),
+}
+
+/// The debug line of `--tcp-info -v`'s extra dump or lookups in `line`.
+fn asked(line: &str) -> Option<Asked> {
+    let num = |s: &str| s.parse::<u64>().unwrap();
+    if let Some((_, rest)) = line.split_once("--tcp-info: the filtered dump returned ") {
+        let (records, rest) = rest.split_once(" sockets in ")?;
+        return Some(Asked::Walk(num(records), num(rest.strip_suffix(" bytes")?)));
+    }
+    let rest = line.split_once("--tcp-info: looked up ")?.1;
+    let (sockets, rest) = rest.split_once(" sockets one by one: ")?;
+    let (records, rest) = rest.split_once(" answered in ")?;
+    let bytes = num(rest.strip_suffix(" bytes")?);
+    Some(Asked::Lookups(num(sockets), num(records), bytes))
+}
+
+/// `--tcp-info -v` with `ports`: its rows, and how the kernel was asked
+/// from the debug line (`None`: nothing asked).
+fn run_tcp_info(ports: &[&str]) -> (String, Option<Asked>) {
     let out = command(&[&["--tcp-info", "-v"], ports].concat())
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let stderr = String::from_utf8(out.stderr).unwrap();
-    let dumped = stderr.lines().find_map(|l| {
-        let rest = l.split_once("the filtered dump returned ")?.1;
-        let (records, rest) = rest.split_once(" sockets in ")?;
-        let bytes = rest.strip_suffix(" bytes")?;
-        Some((records.parse().unwrap(), bytes.parse().unwrap()))
-    });
+    let mut lines = stderr.lines().filter_map(asked);
+    let dumped = lines.next();
+    assert!(lines.next().is_none(), "{stderr}");
     (String::from_utf8(out.stdout).unwrap(), dumped)
 }
 
@@ -160,17 +181,15 @@ fn buckets_equal_ss_and_only_the_selected_sockets_are_dumped() {
         });
         let (out, dumped, ss) = last.unwrap();
         assert_eq!((ss.0.len(), ss.1.len()), (3, 2), "{out}");
-        // 5 of 405 connections (810 sockets with their peers) are sent,
-        // with tcp_info each: a few hundred bytes apiece, not 810 of them.
-        let (records, bytes) = dumped.expect("no debug line for the filtered dump");
-        assert_eq!(records, 5, "{out}");
-        assert!(
-            (5 * 300..=5 * 600).contains(&bytes),
-            "{bytes} bytes for {records} sockets"
-        );
+        // 5 of 405 connections (810 sockets with their peers) are looked
+        // up, with tcp_info each: a few hundred bytes apiece, not 810 of them.
+        let Some(Asked::Lookups(5, 5, bytes)) = dumped else {
+            panic!("{dumped:?}: not 5 sockets looked up\n{out}");
+        };
+        assert!((5 * 300..=5 * 600).contains(&bytes), "{bytes} bytes");
         eprintln!(
-            "--tcp-info: {records} sockets in {bytes} bytes ({} per socket)",
-            bytes / records
+            "--tcp-info: 5 sockets in {bytes} bytes ({} per socket)",
+            bytes / 5
         );
     })
 }
@@ -193,26 +212,29 @@ fn talking_to(l: &TcpListener, to: &str, n: usize) -> Vec<(TcpStream, TcpStream)
         .collect()
 }
 
+/// The `netstat_destination_tcp_info` lines of `out` in the form of port
+/// rows, for [`rows`]: `address` as `direction`.
+fn destination_rows(out: &str) -> String {
+    out.lines()
+        .filter(|l| l.starts_with("netstat_destination_tcp_info,"))
+        .map(|l| l.replace("netstat_destination_tcp_info,", "netstat_port_tcp_info,"))
+        .map(|l| l.replacen("address=", "direction=", 1))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn the_top_destinations_get_a_row_each() {
     in_netns(|| {
         let a = TcpListener::bind("0.0.0.0:7001").unwrap();
         let b = TcpListener::bind("0.0.0.0:7002").unwrap();
         let _a = talking_to(&a, "127.0.0.1:7001", 3);
         let _b = talking_to(&b, "127.0.0.2:7002", 2);
-        let rows_of = |out: &str| {
-            out.lines()
-                .filter(|l| l.starts_with("netstat_destination_tcp_info,"))
-                .map(|l| l.replace("netstat_destination_tcp_info,", "netstat_port_tcp_info,"))
-                .map(|l| l.replacen("address=", "direction=", 1))
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
         let mut last = None;
         poll_until(Duration::from_secs(10), || {
             let before = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
             let (out, dumped) = run_tcp_info(&["--destinations", "5"]);
             let after = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
-            let r = rows(&rows_of(&out));
+            let r = rows(&destination_rows(&out));
             let ok = before == after
                 && r.len() == 2
                 && matches_ss(&r[&("127.0.0.1".into(), "7001".into())], &before.0)
@@ -222,15 +244,89 @@ fn the_top_destinations_get_a_row_each() {
         });
         let (out, dumped, ss) = last.unwrap();
         assert_eq!((ss.0.len(), ss.1.len()), (3, 2), "{out}");
-        assert_eq!(dumped.map(|d| d.0), Some(5), "{out}");
+        // Destinations are known only after the main pass: the filtered
+        // walk, whose filter passed the 5 client ends and not their peers.
+        let Some(Asked::Walk(5, bytes)) = dumped else {
+            panic!("{dumped:?}: not a walk returning 5 sockets\n{out}");
+        };
+        assert!((5 * 300..=5 * 600).contains(&bytes), "{bytes} bytes");
         // Only the busiest one with --destinations 1: its 3 sockets dumped.
         let (out, dumped) = run_tcp_info(&["--destinations", "1"]);
-        let r = rows(&rows_of(&out));
+        let r = rows(&destination_rows(&out));
         assert_eq!(
             r.keys().collect::<Vec<_>>(),
             [&("127.0.0.1".into(), "7001".into())]
         );
-        assert_eq!(dumped.map(|d| d.0), Some(3), "{out}");
+        assert!(
+            matches!(dumped, Some(Asked::Walk(3, _))),
+            "{dumped:?}\n{out}"
+        );
+    })
+}
+
+/// `--execd --tcp-info -v` with `args`, two gathers: its output, and how
+/// the kernel was asked at each.
+fn two_gathers(args: &[&str]) -> (String, Vec<Asked>) {
+    let mut child = command(&[&["--execd", "--tcp-info", "-v"], args].concat())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A line, its gather's debug line, then the second line: lines read
+    // at once are answered by one gather.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"\n").unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.lines().any(|l| asked(l).is_some()) {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(n > 0, "no debug line from the first gather: {said}");
+        said.push_str(&line);
+    }
+    stdin.write_all(b"\n").unwrap();
+    drop(stdin);
+    stderr.read_to_string(&mut said).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}\n{said}");
+    let asked = said.lines().filter_map(asked).collect();
+    (String::from_utf8(out.stdout).unwrap(), asked)
+}
+
+fn the_last_gathers_top_destinations_are_looked_up() {
+    in_netns(|| {
+        let a = TcpListener::bind("0.0.0.0:7001").unwrap();
+        let b = TcpListener::bind("0.0.0.0:7002").unwrap();
+        let _a = talking_to(&a, "127.0.0.1:7001", 3);
+        let _b = talking_to(&b, "127.0.0.2:7002", 2);
+        // Sockets that are no destination's, so that 5 lookups are few
+        // beside the namespace's 72 sockets.
+        let _idle: Vec<TcpListener> = (0..60)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let mut last = None;
+        poll_until(Duration::from_secs(10), || {
+            let before = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
+            let (out, asked) = two_gathers(&["--destinations", "5"]);
+            let after = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
+            // The second gather's rows (each row's last line).
+            let r = rows(&destination_rows(&out));
+            let ok = before == after
+                && r.len() == 2
+                && matches_ss(&r[&("127.0.0.1".into(), "7001".into())], &before.0)
+                && matches_ss(&r[&("127.0.0.2".into(), "7002".into())], &before.1);
+            last = Some((out, asked));
+            ok
+        });
+        // The first gather knew its destinations only after its pass: the
+        // walk; the second kept their sockets in its pass and asked for
+        // each.
+        let (out, asked) = last.unwrap();
+        let [Asked::Walk(5, _), Asked::Lookups(5, 5, bytes)] = asked[..] else {
+            panic!("{asked:?}\n{out}");
+        };
+        assert!((5 * 300..=5 * 600).contains(&bytes), "{bytes} bytes");
     })
 }
 
@@ -338,7 +434,8 @@ fn proc_has_none_and_nothing_selected_dumps_nothing() {
             assert!(rows(&out).is_empty(), "{out}");
         }
         let (out, dumped) = run_tcp_info(&["--local-port", "7001"]);
-        assert_eq!(dumped.map(|d| d.0), Some(1));
+        // One lookup for three sockets: more than one in ten, the walk.
+        assert!(matches!(dumped, Some(Asked::Walk(1, _))), "{dumped:?}");
         assert_eq!(rows(&out).len(), 1);
         // Without the flag: no dump and no rows.
         let out = run_ok(&["--local-port", "7001", "-v"]);
@@ -362,6 +459,7 @@ fn main() {
         });
     let tests = tests![
         the_top_destinations_get_a_row_each,
+        the_last_gathers_top_destinations_are_looked_up,
         buckets_equal_ss_and_only_the_selected_sockets_are_dumped,
         a_shaped_path_lands_in_a_higher_bucket_than_loopback,
         loss_recovery_and_backoff_of_a_peer_gone_away,

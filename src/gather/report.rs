@@ -53,8 +53,19 @@ pub(super) fn report(
             "{prefix}TCP sockets are read from /proc, which has no tcp_info: \
              --tcp-info's rows are left out"
         )),
-        Event::TcpInfoDumped { records, bytes } => log.debug(format_args!(
+        Event::TcpInfoDumped {
+            looked_up: None,
+            records,
+            bytes,
+        } => log.debug(format_args!(
             "{prefix}--tcp-info: the filtered dump returned {records} sockets in {bytes} bytes"
+        )),
+        Event::TcpInfoDumped {
+            looked_up: Some(n),
+            records,
+            bytes,
+        } => log.debug(format_args!(
+            "{prefix}--tcp-info: looked up {n} sockets one by one: {records} answered in {bytes} bytes"
         )),
         Event::Fallback { kind, error } => {
             let what = match kind {

@@ -1,9 +1,11 @@
 //! `--tcp-info`: round-trip time and loss of the TCP connections on the
 //! selected ports (`--local-port`, `--remote-port`) and to the top
 //! destinations of `--destinations` (this gather's), read from each
-//! socket's `struct tcp_info` (`INET_DIAG_INFO`) in one extra dump that the
-//! kernel filters (`crate::bytecode`), so only the selected sockets are
-//! filled and sent.
+//! socket's `struct tcp_info` (`INET_DIAG_INFO`), so that only the
+//! selected sockets are filled and sent: each looked up by itself when the
+//! main pass found them all ([`TcpInfoCounts::remember`], few beside the
+//! namespace's sockets), else one extra dump that the kernel filters
+//! (`crate::bytecode`).
 //!
 //! Per port row, over the connections that exist at the gather (every
 //! field is a snapshot, a gauge): how many there are, their smoothed RTT in
@@ -14,12 +16,28 @@
 
 use crate::measure::destination::count::v6_form;
 use crate::measure::port::count::{Direction, PortConfig};
-use crate::wire::{InetDiagMsg, INET_DIAG_INFO};
+use crate::record::Record;
+use crate::wire::{InetDiagMsg, INET_DIAG_INFO, SOCKID_LEN};
 
 /// The states whose sockets have a `tcp_info` worth reading: every full
 /// connection (ESTABLISHED, SYN_SENT, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT,
 /// LAST_ACK, CLOSING). Listeners, TIME_WAIT and request sockets have none.
 pub const STATES: u32 = 1 << 1 | 1 << 2 | 1 << 4 | 1 << 5 | 1 << 8 | 1 << 9 | 1 << 11;
+
+/// The most selected connections looked up one by one
+/// ([`TcpInfoCounts::remember`]): 49 bytes each, at most 196 KiB. With
+/// more, the kernel walks its table once more with the filter instead.
+pub const MAX_LOOKUPS: usize = 4096;
+
+/// Lookups are chosen only while each has at least this many TCP sockets
+/// of the namespace to its name: a lookup cost 2.4–3.8 µs of CPU, its
+/// record included, the filtered walk 0.25–0.3 µs per socket of the
+/// namespace besides the records (BENCHMARKS.md, 200 000 sockets): at one
+/// lookup per ten sockets the two cost about the same.
+pub const SOCKETS_PER_LOOKUP: u64 = 10;
+
+/// A socket to look up: its family and `inet_diag_sockid`.
+pub type Lookup = (u8, [u8; SOCKID_LEN]);
 
 /// Upper bounds of the RTT buckets, in microseconds (0.1 ms to 1 s: a
 /// LAN hop to an intercontinental path), then everything above.
@@ -153,6 +171,17 @@ pub struct TcpInfoCounts {
     wanted: Vec<Destination>,
     /// Records read in the last gather.
     pub records: u64,
+    /// The selected sockets the main pass found: on the selected ports,
+    /// or to the destinations selected at the last gather; whether there
+    /// were more than [`MAX_LOOKUPS`]; the TCP sockets the pass saw.
+    pub lookups: Vec<Lookup>,
+    lookups_overflow: bool,
+    seen: u64,
+    /// This gather's main pass hands its records to [`Self::remember`].
+    remembering: bool,
+    /// This gather's destinations were all selected at the last one, so
+    /// the main pass kept their sockets.
+    destinations_kept: bool,
     /// The kernel filter selecting these sockets (`bytecode::compile`),
     /// and the request that carries it, reused.
     pub filter: Vec<u8>,
@@ -189,6 +218,8 @@ impl TcpInfoCounts {
         self.wanted.extend(top);
         self.wanted.sort_unstable();
         self.wanted.dedup();
+        let kept = |d| self.destinations.binary_search_by_key(d, |r| r.0).is_ok();
+        self.destinations_kept = self.wanted.iter().all(kept);
         if self
             .wanted
             .iter()
@@ -205,6 +236,71 @@ impl TcpInfoCounts {
     /// Whether anything is selected (if not, nothing is dumped).
     pub fn is_empty(&self) -> bool {
         self.local.is_empty() && self.remote.is_empty() && self.destinations.is_empty()
+    }
+
+    /// Whether the main pass hands its TCP records to [`Self::remember`]
+    /// (set by [`Self::forget`]): ports are selected, or destinations were
+    /// at the last gather.
+    pub fn remembers(&self) -> bool {
+        self.remembering
+    }
+
+    /// Before the main pass: forgets the last gather's sockets, and
+    /// whether this pass should keep any.
+    pub fn forget(&mut self) {
+        self.lookups.clear();
+        self.lookups_overflow = false;
+        self.seen = 0;
+        self.destinations_kept = true;
+        self.remembering = !self.is_empty();
+    }
+
+    /// Keeps a record of the main pass to look up (a connection with a
+    /// `tcp_info`, on a selected port or to a destination selected at the
+    /// last gather), up to [`MAX_LOOKUPS`].
+    #[inline]
+    pub fn remember(&mut self, r: &Record) {
+        self.seen += 1;
+        if STATES & (1 << (r.state & 31)) == 0 {
+            return;
+        }
+        let on =
+            |rows: &[(u16, Stats)], port: u16| rows.binary_search_by_key(&port, |r| r.0).is_ok();
+        if !on(&self.local, r.local_port)
+            && !on(&self.remote, r.remote_port)
+            && !self.to_selected(r)
+        {
+            return;
+        }
+        if self.lookups.len() == MAX_LOOKUPS {
+            self.lookups_overflow = true;
+            return;
+        }
+        let mut id = [0u8; SOCKID_LEN];
+        id[0..2].copy_from_slice(&r.local_port.to_be_bytes());
+        id[2..4].copy_from_slice(&r.remote_port.to_be_bytes());
+        id[4..20].copy_from_slice(&r.local_addr);
+        id[20..36].copy_from_slice(&r.remote_addr);
+        id[36..].copy_from_slice(&r.sock_ref);
+        self.lookups.push((r.family, id));
+    }
+
+    /// Whether `r` goes to a selected destination (an IPv4 one matches
+    /// IPv4-mapped IPv6 sockets too, as the filter's `D_COND` does).
+    #[inline]
+    fn to_selected(&self, r: &Record) -> bool {
+        let d = (v6_form(r.family, &r.remote_addr), r.remote_port);
+        !self.destinations.is_empty() && self.destinations.binary_search_by_key(&d, |r| r.0).is_ok()
+    }
+
+    /// Whether this gather's sockets are looked up one by one (the main
+    /// pass found them all, and they are few beside the namespace's)
+    /// rather than by the filtered walk.
+    pub fn looks_up(&self) -> bool {
+        self.remembering
+            && self.destinations_kept
+            && !self.lookups_overflow
+            && self.lookups.len() as u64 * SOCKETS_PER_LOOKUP <= self.seen
     }
 
     pub fn reset(&mut self) {
@@ -311,5 +407,91 @@ mod tests {
         assert_eq!((s.loss_recovery, s.rto_backoff), (2, 1));
         assert_eq!((s.notsent_bytes, s.unacked_bytes), (409, 600 + 10));
         assert_eq!(s.min_rtt_us, Some(200));
+    }
+
+    /// A batch of the main pass: one ESTABLISHED record from 127.0.0.1
+    /// port 40000 to 127.0.0.1 port 5000, one LISTEN and eight TIME_WAIT
+    /// (neither has a `tcp_info`), through the parser into `t`.
+    fn main_pass(t: &mut TcpInfoCounts) {
+        t.forget();
+        pass(t);
+    }
+
+    /// [`main_pass`] without forgetting first.
+    fn pass(t: &mut TcpInfoCounts) {
+        use crate::netlink::read_batch;
+        use crate::wire::tests::{captured_record, push_msg};
+        use crate::wire::{Dump, NLM_F_MULTI, TCPDIAG_GETSOCK};
+        let mut b = Vec::new();
+        for state in [1, 10, 6, 6, 6, 6, 6, 6, 6, 6] {
+            let record = captured_record(state);
+            push_msg(&mut b, TCPDIAG_GETSOCK, NLM_F_MULTI, 3, &record);
+        }
+        if t.remembers() {
+            let mut keep = |r: &Record| t.remember(r);
+            read_batch(&b, Dump::Tcp, 3, false, false, &mut keep).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_remembered_socket_is_asked_for_by_the_id_of_its_record() {
+        use crate::wire::tests::captured_record;
+        let config = PortConfig {
+            local: vec![40000],
+            ..PortConfig::default()
+        };
+        let mut t = TcpInfoCounts::new(&config);
+        main_pass(&mut t);
+        assert_eq!(t.lookups.len(), 1);
+        assert!(t.looks_up());
+        let mut req = Vec::new();
+        let (family, id) = &t.lookups[0];
+        crate::wire::lookup_request(4, *family, crate::wire::EXT_INFO, id, &mut req);
+        // The request names the record's own sockid, cookie and all.
+        assert_eq!(&req[16 + 8..], &captured_record(1)[4..52]);
+        assert_eq!(req[16..18], [2, 6]); // AF_INET, IPPROTO_TCP
+        assert_eq!(req[18], 1 << 1); // INET_DIAG_INFO
+        assert_eq!(u16::from_ne_bytes([req[6], req[7]]), 1); // NLM_F_REQUEST, no dump
+                                                             // Past the cap the walk takes over.
+        let kept = t.lookups[0];
+        t.forget();
+        t.lookups.resize(MAX_LOOKUPS, kept);
+        pass(&mut t);
+        assert!(!t.looks_up());
+        // So it does when the lookups are many beside the namespace's
+        // sockets: 2 for 10 sockets.
+        main_pass(&mut t);
+        t.lookups.push(t.lookups[0]);
+        assert!(!t.looks_up());
+        // Nothing selected: nothing kept.
+        let mut none = TcpInfoCounts::new(&PortConfig::default());
+        main_pass(&mut none);
+        assert!(!none.remembers() && none.lookups.is_empty());
+    }
+
+    #[test]
+    fn the_last_gathers_destinations_are_kept_and_looked_up_if_still_selected() {
+        let mut t = TcpInfoCounts::new(&PortConfig::default());
+        let five_thousand = (
+            v6_form(2, &[127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            5000,
+        );
+        let other = (five_thousand.0, 5001);
+        // The first gather selects after its pass: the walk.
+        main_pass(&mut t);
+        assert!(!t.remembers());
+        t.select([five_thousand].into_iter());
+        assert!(!t.looks_up());
+        // The next pass keeps the socket to it, and it is still selected.
+        main_pass(&mut t);
+        assert_eq!(t.lookups.len(), 1);
+        t.select([other, five_thousand].into_iter());
+        assert!(
+            !t.looks_up(),
+            "a destination new to the selection: the walk"
+        );
+        main_pass(&mut t);
+        t.select([other].into_iter());
+        assert!(t.looks_up(), "one the pass kept: looked up");
     }
 }
