@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* One walk of the TCP hash tables the calling thread's network namespace
+ * uses (the host's, shared by every namespace that has none of its own),
+ * counting sockets per namespace and state.
+ *
+ * Run as an iter/task program: the kernel calls it once per task while the
+ * iterator's file is read, with a chance to reschedule between calls, so
+ * each call walks one slice of SLICE buckets and the cursor carries over to
+ * the next call (and the next read, if the tasks run out first). A bucket is
+ * walked under RCU like the kernel's lookups (__inet_lookup_established):
+ * sockets are SLAB_TYPESAFE_BY_RCU, so one freed and reused during the walk
+ * can lead into another chain; the chain's end then carries another
+ * bucket's nulls value and the bucket is walked again. Sockets of a chain
+ * are counted only after it ended on its own nulls value.
+ *
+ * Output: the counts in the `counts` map (key: struct net address; value:
+ * [0] generation of the walk that wrote it, [1..13] sockets per state
+ * (13: any state above 12), [14] the namespace's inode), and at the end of
+ * a walk one struct trailer written to the iterator's file. */
+#include "tcpwalk.h"
+
+#define SLICE 2048
+#define MAX_CHAIN 255
+#define ATTEMPTS 4
+#define LISTENING_NULLS_BASE (1U << 29)
+#define TRAILER_MAGIC 0x6b6c617774706374ULL /* "tcpwalk" */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u32[16]);
+} counts SEC(".maps");
+
+struct trailer {
+	__u64 magic;
+	__u64 generation;
+	__u64 sockets;
+	__u64 restarts;
+	__u64 broken;     /* buckets given up after ATTEMPTS walks */
+	__u64 long_chains;
+	__u64 map_full;
+	__u64 buckets;
+};
+
+struct entry {
+	__u64 net;
+	__u64 state;
+};
+
+/* Walk state, kept between calls. */
+__u64 ehash, lhash2, cursor, total, done_session, walking;
+__u32 ehash_mask, lhash2_mask;
+struct trailer out;
+struct entry scratch[MAX_CHAIN + 1];
+
+/* The loops' state lives in this global (a map value the verifier does not
+ * track value by value), so each callback is verified in a few states. */
+struct chain {
+	__u64 node;
+	__u64 n;
+	__u64 end; /* the nulls value the chain ended on, ~0 if none */
+	__u64 head, expect, start;
+} cur;
+
+static long node_cb(__u64 i, void *unused)
+{
+	struct chain *c = &cur;
+	__u64 node = c->node;
+	if (node & 1) {
+		c->end = node >> 1;
+		return 1;
+	}
+	if (c->n > MAX_CHAIN) {
+		return 1;
+	}
+	__u64 sk = node - FIELD_OFFSET(((struct sock_common *)0)->skc_nulls_node);
+	struct entry *e = &scratch[c->n & MAX_CHAIN];
+	unsigned char state = 0;
+	e->net = 0;
+	bpf_probe_read_kernel(&state, 1, (void *)(sk + FIELD_OFFSET(((struct sock_common *)0)->skc_state)));
+	bpf_probe_read_kernel(&e->net, 8, (void *)(sk + FIELD_OFFSET(((struct sock_common *)0)->skc_net)));
+	e->state = state;
+	c->n++;
+	c->node = 1; /* a failed read ends the chain on nulls value 0 */
+	bpf_probe_read_kernel(&c->node, 8, (void *)(node + FIELD_OFFSET(((struct hlist_nulls_node *)0)->next)));
+	return 0;
+}
+
+static long commit_cb(__u64 i, void *unused)
+{
+	struct entry *e = &scratch[i & MAX_CHAIN];
+	__u64 net = e->net;
+	__u32 *v = bpf_map_lookup_elem(&counts, &net);
+	if (!v) {
+		__u32 fresh[16] = {};
+		bpf_map_update_elem(&counts, &net, fresh, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&counts, &net);
+		if (!v) {
+			out.map_full++;
+			return 0;
+		}
+	}
+	if (v[0] != (__u32)out.generation) {
+		for (int k = 1; k < 16; k++)
+			v[k] = 0;
+		v[0] = (__u32)out.generation;
+		bpf_probe_read_kernel(&v[14], 4, (void *)(net + FIELD_OFFSET(((struct net *)0)->ns.inum)));
+	}
+	__u64 s = e->state;
+	if (s > 13)
+		s = 13;
+	v[s & 15]++;
+	return 0;
+}
+
+/* One walk of the bucket's chain: 1 (stop) once it is counted or given up. */
+static long attempt_cb(__u64 a, void *unused)
+{
+	struct chain *c = &cur;
+	c->node = 1;
+	c->n = 0;
+	c->end = ~0ULL;
+	bpf_probe_read_kernel(&c->node, 8, (void *)c->head);
+	bpf_loop(MAX_CHAIN + 2, node_cb, 0, 0);
+	if (c->end == c->expect) {
+		bpf_loop(c->n, commit_cb, 0, 0);
+		out.sockets += c->n;
+		return 1;
+	}
+	if (c->n > MAX_CHAIN) {
+		out.long_chains++;
+		return 1;
+	}
+	out.restarts++;
+	if (a == ATTEMPTS - 1)
+		out.broken++;
+	return 0;
+}
+
+static long bucket_cb(__u64 i, void *unused)
+{
+	__u64 idx = cur.start + i;
+	__u64 head, expect;
+	if (idx <= ehash_mask) {
+		head = ehash + idx * TYPE_SIZE(struct inet_ehash_bucket) +
+		       FIELD_OFFSET(((struct inet_ehash_bucket *)0)->chain.first);
+		expect = idx;
+	} else {
+		__u64 l = idx - ehash_mask - 1;
+		head = lhash2 + l * TYPE_SIZE(struct inet_listen_hashbucket) +
+		       FIELD_OFFSET(((struct inet_listen_hashbucket *)0)->nulls_head.first);
+		expect = l + LISTENING_NULLS_BASE;
+	}
+	cur.head = head;
+	cur.expect = expect;
+	bpf_loop(ATTEMPTS, attempt_cb, 0, 0);
+	return 0;
+}
+
+static int start(void)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct inet_hashinfo *h = t->nsproxy->net_ns->ipv4.tcp_death_row.hashinfo;
+	if (!h)
+		return -1;
+	ehash = (__u64)h->ehash;
+	lhash2 = (__u64)h->lhash2;
+	ehash_mask = h->ehash_mask;
+	lhash2_mask = h->lhash2_mask;
+	if (!ehash || !lhash2)
+		return -1;
+	__u64 gen = out.generation + 1;
+	__builtin_memset(&out, 0, sizeof(out));
+	out.generation = gen;
+	total = (__u64)ehash_mask + 1 + (__u64)lhash2_mask + 1;
+	cursor = 0;
+	walking = 1;
+	return 0;
+}
+
+SEC("iter/task")
+int tcpwalk(struct bpf_iter__task *ctx)
+{
+	struct bpf_iter_meta *meta = ctx->meta;
+	if (!ctx->task)
+		return 0;
+	if (meta->session_id == done_session)
+		return 0;
+	if (!walking && start() < 0)
+		return 0;
+	__u64 n = total - cursor;
+	if (n > SLICE)
+		n = SLICE;
+	cur.start = cursor;
+	bpf_loop(n, bucket_cb, 0, 0);
+	cursor += n;
+	if (cursor < total)
+		return 0;
+	out.magic = TRAILER_MAGIC;
+	out.buckets = total;
+	bpf_seq_write(meta->seq, &out, sizeof(out));
+	walking = 0;
+	done_session = meta->session_id;
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
