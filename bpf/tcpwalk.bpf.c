@@ -19,7 +19,10 @@
  * a walk one struct trailer written to the iterator's file. */
 #include "tcpwalk.h"
 
-#define SLICE 2048
+#define SLICE 64 /* groups per call: 2048 buckets */
+#define GROUP 32
+#define SOCK_BUF 128
+#define HEADS_BUF (GROUP * 16)
 #define MAX_CHAIN 255
 #define ATTEMPTS 4
 #define LISTENING_NULLS_BASE (1U << 29)
@@ -37,10 +40,12 @@ struct trailer {
 	__u64 generation;
 	__u64 sockets;
 	__u64 restarts;
-	__u64 broken;     /* buckets given up after ATTEMPTS walks */
+	__u64 broken;     /* buckets given up after ATTEMPTS walks, or unreadable */
 	__u64 long_chains;
 	__u64 map_full;
 	__u64 buckets;
+	__u64 slices;
+	__u64 max_slice_ns; /* the longest call, which holds the CPU */
 };
 
 struct entry {
@@ -49,10 +54,14 @@ struct entry {
 };
 
 /* Walk state, kept between calls. */
-__u64 ehash, lhash2, cursor, total, done_session, walking;
+__u64 ehash, lhash2, cursor, total, done_session, walking, ehash_groups;
 __u32 ehash_mask, lhash2_mask;
 struct trailer out;
 struct entry scratch[MAX_CHAIN + 1];
+/* One read of a socket: from skc_state's 8-byte word to the end of
+ * skc_nulls_node.next; one read of a group's bucket heads. */
+__u64 sock_buf[SOCK_BUF / 8];
+__u64 heads_buf[HEADS_BUF / 8];
 
 /* The loops' state lives in this global (a map value the verifier does not
  * track value by value), so each callback is verified in a few states. */
@@ -60,8 +69,12 @@ struct chain {
 	__u64 node;
 	__u64 n;
 	__u64 end; /* the nulls value the chain ended on, ~0 if none */
-	__u64 head, expect, start;
+	__u64 head, expect, table, start;
+	__u64 first; /* the head read with the group, for the first attempt */
+	__u64 base, size, count, off, nulls_base; /* the group */
 } cur;
+
+#define SK_OFF(f) FIELD_OFFSET(((struct sock_common *)0)->f)
 
 static long node_cb(__u64 i, void *unused)
 {
@@ -71,19 +84,26 @@ static long node_cb(__u64 i, void *unused)
 		c->end = node >> 1;
 		return 1;
 	}
-	if (c->n > MAX_CHAIN) {
+	if (c->n > MAX_CHAIN)
+		return 1;
+	__u64 lo = SK_OFF(skc_state) & ~7ULL;
+	__u64 span = SK_OFF(skc_nulls_node) + 8 - lo;
+	__u64 at_net = SK_OFF(skc_net) - lo;
+	__u64 at_next = SK_OFF(skc_nulls_node) - lo;
+	__u64 at_state = SK_OFF(skc_state) - lo;
+	if (span > SOCK_BUF || at_net > SOCK_BUF - 8 || at_next > SOCK_BUF - 8 || at_state > SOCK_BUF - 1) {
+		out.broken++;
 		return 1;
 	}
-	__u64 sk = node - FIELD_OFFSET(((struct sock_common *)0)->skc_nulls_node);
-	struct entry *e = &scratch[c->n & MAX_CHAIN];
-	unsigned char state = 0;
-	e->net = 0;
-	bpf_probe_read_kernel(&state, 1, (void *)(sk + FIELD_OFFSET(((struct sock_common *)0)->skc_state)));
-	bpf_probe_read_kernel(&e->net, 8, (void *)(sk + FIELD_OFFSET(((struct sock_common *)0)->skc_net)));
-	e->state = state;
-	c->n++;
+	__u64 sk = node - SK_OFF(skc_nulls_node);
 	c->node = 1; /* a failed read ends the chain on nulls value 0 */
-	bpf_probe_read_kernel(&c->node, 8, (void *)(node + FIELD_OFFSET(((struct hlist_nulls_node *)0)->next)));
+	if (bpf_probe_read_kernel(sock_buf, span, (void *)(sk + lo)) < 0)
+		return 0;
+	struct entry *e = &scratch[c->n & MAX_CHAIN];
+	e->net = *(__u64 *)((char *)sock_buf + at_net);
+	e->state = *((unsigned char *)sock_buf + at_state);
+	c->node = *(__u64 *)((char *)sock_buf + at_next);
+	c->n++;
 	return 0;
 }
 
@@ -118,13 +138,19 @@ static long commit_cb(__u64 i, void *unused)
 static long attempt_cb(__u64 a, void *unused)
 {
 	struct chain *c = &cur;
-	c->node = 1;
 	c->n = 0;
 	c->end = ~0ULL;
-	bpf_probe_read_kernel(&c->node, 8, (void *)c->head);
+	if (a == 0) {
+		c->node = c->first;
+	} else {
+		c->node = 1;
+		bpf_probe_read_kernel(&c->node, 8, (void *)c->head);
+	}
 	bpf_loop(MAX_CHAIN + 2, node_cb, 0, 0);
 	if (c->end == c->expect) {
+#ifndef NO_COMMIT
 		bpf_loop(c->n, commit_cb, 0, 0);
+#endif
 		out.sockets += c->n;
 		return 1;
 	}
@@ -138,23 +164,58 @@ static long attempt_cb(__u64 a, void *unused)
 	return 0;
 }
 
-static long bucket_cb(__u64 i, void *unused)
+/* Bucket j of the group whose heads are in heads_buf. */
+static long head_cb(__u64 j, void *unused)
 {
-	__u64 idx = cur.start + i;
-	__u64 head, expect;
-	if (idx <= ehash_mask) {
-		head = ehash + idx * TYPE_SIZE(struct inet_ehash_bucket) +
-		       FIELD_OFFSET(((struct inet_ehash_bucket *)0)->chain.first);
-		expect = idx;
-	} else {
-		__u64 l = idx - ehash_mask - 1;
-		head = lhash2 + l * TYPE_SIZE(struct inet_listen_hashbucket) +
-		       FIELD_OFFSET(((struct inet_listen_hashbucket *)0)->nulls_head.first);
-		expect = l + LISTENING_NULLS_BASE;
-	}
-	cur.head = head;
-	cur.expect = expect;
+	struct chain *c = &cur;
+	__u64 at = j * c->size + c->off;
+	if (at > HEADS_BUF - 8)
+		return 1;
+	__u64 first = *(__u64 *)((char *)heads_buf + at);
+	__u64 expect = c->nulls_base + c->base + j;
+	if (first == ((expect << 1) | 1))
+		return 0; /* empty */
+	c->first = first;
+	c->expect = expect;
+	c->head = c->table + (c->base + j) * c->size + c->off;
 	bpf_loop(ATTEMPTS, attempt_cb, 0, 0);
+	return 0;
+}
+
+/* Group g of the slice: GROUP buckets of ehash, then of lhash2. */
+static long group_cb(__u64 g, void *unused)
+{
+	struct chain *c = &cur;
+	__u64 n, idx = c->start + g;
+	if (idx < ehash_groups) {
+		c->table = ehash;
+		c->size = TYPE_SIZE(struct inet_ehash_bucket);
+		c->off = FIELD_OFFSET(((struct inet_ehash_bucket *)0)->chain.first);
+		c->nulls_base = 0;
+		n = (__u64)ehash_mask + 1;
+	} else {
+		idx -= ehash_groups;
+		c->table = lhash2;
+		c->size = TYPE_SIZE(struct inet_listen_hashbucket);
+		c->off = FIELD_OFFSET(((struct inet_listen_hashbucket *)0)->nulls_head.first);
+		c->nulls_base = LISTENING_NULLS_BASE;
+		n = (__u64)lhash2_mask + 1;
+	}
+	c->base = idx * GROUP;
+	c->count = n - c->base;
+	if (c->count > GROUP)
+		c->count = GROUP;
+	__u64 len = c->count * c->size;
+	if (len > HEADS_BUF || len == 0) {
+		out.broken++;
+		return 1;
+	}
+	if (bpf_probe_read_kernel(heads_buf, len, (void *)(c->table + c->base * c->size)) < 0) {
+		out.broken++;
+		return 1;
+	}
+	bpf_loop(c->count, head_cb, 0, 0);
+	out.buckets += c->count;
 	return 0;
 }
 
@@ -173,7 +234,8 @@ static int start(void)
 	__u64 gen = out.generation + 1;
 	__builtin_memset(&out, 0, sizeof(out));
 	out.generation = gen;
-	total = (__u64)ehash_mask + 1 + (__u64)lhash2_mask + 1;
+	ehash_groups = ((__u64)ehash_mask + GROUP) / GROUP;
+	total = ehash_groups + ((__u64)lhash2_mask + GROUP) / GROUP;
 	cursor = 0;
 	walking = 1;
 	return 0;
@@ -189,16 +251,20 @@ int tcpwalk(struct bpf_iter__task *ctx)
 		return 0;
 	if (!walking && start() < 0)
 		return 0;
+	__u64 t0 = bpf_ktime_get_ns();
 	__u64 n = total - cursor;
 	if (n > SLICE)
 		n = SLICE;
 	cur.start = cursor;
-	bpf_loop(n, bucket_cb, 0, 0);
+	bpf_loop(n, group_cb, 0, 0);
 	cursor += n;
+	__u64 dt = bpf_ktime_get_ns() - t0;
+	if (dt > out.max_slice_ns)
+		out.max_slice_ns = dt;
+	out.slices++;
 	if (cursor < total)
 		return 0;
 	out.magic = TRAILER_MAGIC;
-	out.buckets = total;
 	bpf_seq_write(meta->seq, &out, sizeof(out));
 	walking = 0;
 	done_session = meta->session_id;

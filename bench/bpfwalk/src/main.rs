@@ -22,6 +22,8 @@ struct Trailer {
     long_chains: u64,
     map_full: u64,
     buckets: u64,
+    slices: u64,
+    max_slice_us: u64,
     reads: u32,
 }
 
@@ -34,7 +36,9 @@ struct Walker {
 impl Walker {
     fn new() -> Result<Walker, Box<dyn std::error::Error>> {
         let btf = Btf::from_sys_fs()?;
-        let mut ebpf = Ebpf::load(OBJ)?;
+        // BPFWALK_OBJ: another build of the program, for experiments.
+        let other = std::env::var_os("BPFWALK_OBJ").map(fs::read).transpose()?;
+        let mut ebpf = Ebpf::load(other.as_deref().unwrap_or(OBJ))?;
         let prog: &mut Iter = ebpf.program_mut("tcpwalk").ok_or("no program")?.try_into()?;
         prog.load("task", &btf)?;
         Ok(Walker { ebpf, buf: Vec::with_capacity(4096), stale: Vec::new() })
@@ -56,7 +60,7 @@ impl Walker {
             let mut f = prog.take_link(id)?.into_file()?;
             self.buf.clear();
             f.read_to_end(&mut self.buf)?;
-            if self.buf.len() >= 64 {
+            if self.buf.len() >= 80 {
                 break;
             }
         }
@@ -71,6 +75,8 @@ impl Walker {
         t.long_chains = w(5);
         t.map_full = w(6);
         t.buckets = w(7);
+        t.slices = w(8);
+        t.max_slice_us = w(9) / 1000;
         let mut map: HashMap<_, u64, [u32; 16]> =
             HashMap::try_from(self.ebpf.map_mut("counts").ok_or("no map")?)?;
         self.stale.clear();
@@ -128,12 +134,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut times = Vec::with_capacity(n);
             let mut last = Trailer::default();
             let mut restarts = 0;
+            let mut max_slice_us = 0;
             for _ in 0..n {
                 let c0 = cpu_ns();
                 let mut namespaces = 0;
                 last = w.gather(|_, _| namespaces += 1)?;
                 times.push(cpu_ns() - c0);
                 restarts += last.restarts;
+                max_slice_us = max_slice_us.max(last.max_slice_us);
                 if last.broken + last.long_chains + last.map_full > 0 {
                     eprintln!("incomplete walk: {last:?}");
                 }
@@ -141,12 +149,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             times.sort_unstable();
             println!(
-                "gathers {n}: CPU ms min {:.2} median {:.2} max {:.2}; sockets {} reads {} restarts {restarts}; fds {f0}->{} RSS KiB {r0}->{}",
+                "gathers {n}: CPU ms min {:.2} median {:.2} max {:.2}; sockets {} reads {} slices {} longest slice {max_slice_us} us restarts {restarts}; fds {f0}->{} RSS KiB {r0}->{}",
                 times[0] as f64 / 1e6,
                 times[n / 2] as f64 / 1e6,
                 times[n - 1] as f64 / 1e6,
                 last.sockets,
                 last.reads,
+                last.slices,
                 fds(),
                 rss_kib()
             );
