@@ -400,14 +400,111 @@ impl Counters {
     #[cfg(test)]
     pub(crate) fn parsed(selection: &Selection, snmp: &str) -> Counters {
         let mut c = Counters::default();
-        c.parse_tables(selection, snmp).unwrap();
+        c.parse_tables(selection, &mut Layout::default(), snmp)
+            .unwrap();
         c.finish();
         c
     }
 
+    /// The `snmp` and `netstat` layout: pairs of lines, `Prefix: Name ...`
+    /// then `Prefix: value ...`. A pair whose line of names is the one
+    /// `layout` holds for its place takes its values by column; any other
+    /// is read name by name and remembered there.
+    fn parse_tables(
+        &mut self,
+        selection: &Selection,
+        layout: &mut Layout,
+        text: &str,
+    ) -> Result<(), Malformed> {
+        let mut lines = text.lines();
+        let mut at = 0;
+        while let Some(names) = lines.next() {
+            let values = lines.next().ok_or(Malformed::NoValues)?;
+            if layout.pairs.len() == at {
+                layout.pairs.push(Pair::default());
+            }
+            let pair = &mut layout.pairs[at];
+            if !pair.known || pair.names != names {
+                pair.learn(selection, names, values)?;
+            }
+            self.take_columns(pair, values)?;
+            at += 1;
+        }
+        layout.pairs.truncate(at);
+        Ok(())
+    }
+
+    /// The values of `pair`'s taken columns from its line of values.
+    fn take_columns(&mut self, pair: &Pair, values: &str) -> Result<(), Malformed> {
+        if !pair.wanted {
+            return Ok(());
+        }
+        let prefix = pair.prefix.as_str();
+        let mut v = values.split_ascii_whitespace();
+        if v.next() != Some(prefix) {
+            return Err(Malformed::Unpaired {
+                names: pair.names.clone(),
+                values: values.into(),
+            });
+        }
+        let mut taken = pair.taken.iter().peekable();
+        let mut count = 0;
+        for (column, value) in v.enumerate() {
+            count += 1;
+            let Some(&&(_, name)) = taken.peek().filter(|t| t.0 == column) else {
+                continue;
+            };
+            taken.next();
+            let Ok(value) = value.parse::<u64>() else {
+                return Err(Malformed::NotANumber {
+                    name: name.map_or_else(|| format!("column {column}"), str::to_string),
+                    value: value.into(),
+                });
+            };
+            match name {
+                Some(name) => self.values.push((name, value)),
+                None => self.capped = true,
+            }
+        }
+        if count != pair.columns {
+            return Err(Malformed::Unequal(prefix.trim_end_matches(':').into()));
+        }
+        Ok(())
+    }
+
+    /// The `snmp6` layout: `Name value` per line, grouped by protocol (the
+    /// name up to its `6`: `Ip6`, `Udp6`); the lines of a protocol nothing
+    /// is taken from are not read further than their name.
+    fn parse_pairs(&mut self, selection: &Selection, text: &str) -> Result<(), Malformed> {
+        let mut protocol: (&str, bool) = ("", false);
+        for line in text.lines() {
+            let name = line
+                .split(|c: char| c.is_ascii_whitespace())
+                .next()
+                .unwrap_or(line);
+            if protocol.0.is_empty() || !name.starts_with(protocol.0) {
+                let p = name.find('6').map_or(name, |i| &name[..=i]);
+                protocol = (p, p.ends_with('6') && selection.may_want(p));
+            }
+            if !protocol.1 && !name.is_empty() {
+                continue;
+            }
+            let mut it = line.split_ascii_whitespace();
+            match (it.next(), it.next(), it.next()) {
+                (Some(name), Some(value), None) => {
+                    check_name(name)?;
+                    self.take(selection, name, value)?;
+                }
+                (None, ..) => {}
+                _ => return Err(Malformed::Pair(line.into())),
+            }
+        }
+        Ok(())
+    }
+
     /// Takes one counter if `selection` wants it and it is a counter.
     fn take(&mut self, selection: &Selection, name: &str, value: &str) -> Result<(), Malformed> {
-        if !selection.wants(name) || NOT_COUNTERS.contains(&name) {
+        if !taken(selection, name) {
             return Ok(());
         }
         let value = value.parse::<u64>().map_err(|_| Malformed::NotANumber {
@@ -421,71 +518,84 @@ impl Counters {
         Ok(())
     }
 
-    /// The `snmp` and `netstat` layout: pairs of lines, `Prefix: Name ...`
-    /// then `Prefix: value ...`.
-    fn parse_tables(&mut self, selection: &Selection, text: &str) -> Result<(), Malformed> {
-        let mut lines = text.lines();
-        while let Some(names) = lines.next() {
-            let values = lines.next().ok_or(Malformed::NoValues)?;
-            let mut n = names.split_ascii_whitespace();
-            let mut v = values.split_ascii_whitespace();
-            let prefix = n.next().and_then(|p| p.strip_suffix(':'));
-            let same = v.next().and_then(|p| p.strip_suffix(':')) == prefix;
-            let Some(prefix) = prefix.filter(|_| same) else {
-                return Err(Malformed::Unpaired {
-                    names: names.into(),
-                    values: values.into(),
-                });
-            };
-            if !selection.may_want(prefix) {
-                continue;
-            }
-            let mut name = String::with_capacity(NAME_MAX);
-            loop {
-                match (n.next(), v.next()) {
-                    (Some(column), Some(value)) => {
-                        name.clear();
-                        name.push_str(prefix);
-                        name.push_str(column);
-                        check_name(&name)?;
-                        self.take(selection, &name, value)?;
-                    }
-                    (None, None) => break,
-                    _ => return Err(Malformed::Unequal(prefix.into())),
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The `snmp6` layout: `Name value` per line, grouped by protocol (the
-    /// name up to its `6`: `Ip6`, `Udp6`).
-    fn parse_pairs(&mut self, selection: &Selection, text: &str) -> Result<(), Malformed> {
-        let mut protocol: (&str, bool) = ("", false);
-        for line in text.lines() {
-            let mut it = line.split_ascii_whitespace();
-            match (it.next(), it.next(), it.next()) {
-                (Some(name), Some(value), None) => {
-                    let p = name.find('6').map_or(name, |i| &name[..=i]);
-                    if p != protocol.0 {
-                        protocol = (p, selection.may_want(p));
-                    }
-                    if protocol.1 {
-                        check_name(name)?;
-                        self.take(selection, name, value)?;
-                    }
-                }
-                (None, ..) => {}
-                _ => return Err(Malformed::Pair(line.into())),
-            }
-        }
-        Ok(())
-    }
-
     /// Sorted by name; a name printed twice is kept once (the first).
     fn finish(&mut self) {
         self.values.sort_by_key(|v| v.0);
         self.values.dedup_by_key(|v| v.0);
+    }
+}
+
+/// Whether counter `name` is printed: `selection` wants it and it is a
+/// counter.
+fn taken(selection: &Selection, name: &str) -> bool {
+    selection.wants(name) && !NOT_COUNTERS.contains(&name)
+}
+
+/// What the last read of a `snmp` or `netstat` file found, pair of lines by
+/// pair, so that names are looked at only when their line changes: the
+/// kernel prints the same names in the same order at every read
+/// (`snmp_seq_show()` and `netstat_seq_show()`, net/ipv4/proc.c, print
+/// fixed tables of names; `IcmpMsg` lists only the types seen so far, so
+/// its line changes now and then, and is read again when it does).
+#[derive(Debug, Default)]
+pub(crate) struct Layout {
+    pairs: Vec<Pair>,
+}
+
+/// One pair of lines as last read.
+#[derive(Debug, Default)]
+struct Pair {
+    /// Whether `names` was read whole (a pair that failed is read again).
+    known: bool,
+    /// The line of names, as printed.
+    names: String,
+    /// Its first word, `Tcp:`, which starts the line of values too.
+    prefix: String,
+    /// Whether anything may be taken from it: else its values are not read.
+    wanted: bool,
+    /// How many names follow the prefix.
+    columns: usize,
+    /// The columns taken (0: the first after the prefix), in order, and
+    /// their names (`None`: left out, [`MAX_NAMES`] were kept).
+    taken: Vec<(usize, Option<&'static str>)>,
+}
+
+impl Pair {
+    /// Reads `names` name by name: which columns `selection` takes.
+    fn learn(&mut self, selection: &Selection, names: &str, values: &str) -> Result<(), Malformed> {
+        self.known = false;
+        self.taken.clear();
+        self.columns = 0;
+        let mut n = names.split_ascii_whitespace();
+        let first = n.next().filter(|p| p.ends_with(':'));
+        let same = first.is_some() && values.split_ascii_whitespace().next() == first;
+        let Some(first) = first.filter(|_| same) else {
+            return Err(Malformed::Unpaired {
+                names: names.into(),
+                values: values.into(),
+            });
+        };
+        let prefix = &first[..first.len() - 1];
+        self.wanted = selection.may_want(prefix);
+        if self.wanted {
+            let mut name = String::with_capacity(NAME_MAX);
+            for (column, c) in n.enumerate() {
+                name.clear();
+                name.push_str(prefix);
+                name.push_str(c);
+                check_name(&name)?;
+                if taken(selection, &name) {
+                    self.taken.push((column, intern(&name)));
+                }
+                self.columns += 1;
+            }
+        }
+        self.prefix.clear();
+        self.prefix.push_str(first);
+        self.names.clear();
+        self.names.push_str(names);
+        self.known = true;
+        Ok(())
     }
 }
 
@@ -507,6 +617,8 @@ pub struct CounterFiles {
     /// `None` where IPv6 is off (`ipv6.disable=1`: no file).
     snmp6: Option<KeptFile>,
     buf: Vec<u8>,
+    /// What `snmp` and `netstat` printed last.
+    layouts: [Layout; 2],
 }
 
 impl CounterFiles {
@@ -529,6 +641,7 @@ impl CounterFiles {
                 Err(e) => return Err(e),
             },
             buf: Vec::new(),
+            layouts: Default::default(),
         })
     }
 
@@ -536,10 +649,11 @@ impl CounterFiles {
     pub fn read(&mut self, selection: &Selection, into: &mut Counters) -> Result<(), Error> {
         into.values.clear();
         into.capped = false;
-        let files = [(&self.snmp, true), (&self.netstat, true)]
+        let [snmp, netstat] = &mut self.layouts;
+        let files = [(&self.snmp, Some(snmp)), (&self.netstat, Some(netstat))]
             .into_iter()
-            .chain(self.snmp6.as_ref().map(|f| (f, false)));
-        for (file, tables) in files {
+            .chain(self.snmp6.as_ref().map(|f| (f, None)));
+        for (file, layout) in files {
             let n = file.read_all(&mut self.buf, FILE_MAX)?;
             let malformed = |detail: Malformed| Error::SysctlParse {
                 path: file.path().to_owned(),
@@ -547,11 +661,11 @@ impl CounterFiles {
             };
             let text = std::str::from_utf8(&self.buf[..n])
                 .map_err(|_| malformed(Malformed::NotText(None)))?;
-            if tables {
-                into.parse_tables(selection, text).map_err(malformed)?;
-            } else {
-                into.parse_pairs(selection, text).map_err(malformed)?;
+            match layout {
+                Some(layout) => into.parse_tables(selection, layout, text),
+                None => into.parse_pairs(selection, text),
             }
+            .map_err(malformed)?;
         }
         into.finish();
         Ok(())
@@ -582,7 +696,8 @@ mod tests {
     #[test]
     fn names_as_nstat_prints_them_and_only_counters() {
         let mut c = Counters::default();
-        c.parse_tables(&sel("all"), SNMP).unwrap();
+        c.parse_tables(&sel("all"), &mut Layout::default(), SNMP)
+            .unwrap();
         c.parse_pairs(&sel("all"), SNMP6).unwrap();
         c.finish();
         assert_eq!(
@@ -630,7 +745,8 @@ mod tests {
     #[test]
     fn selections() {
         let mut c = Counters::default();
-        c.parse_tables(&sel("default"), SNMP).unwrap();
+        c.parse_tables(&sel("default"), &mut Layout::default(), SNMP)
+            .unwrap();
         c.parse_pairs(&sel("default"), SNMP6).unwrap();
         c.finish();
         let names: Vec<&str> = c.values().iter().map(|v| v.0).collect();
@@ -669,9 +785,64 @@ mod tests {
         fn parsers_never_panic(text in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
             let text = String::from_utf8_lossy(&text);
             let default = sel("default");
-            let _ = Counters::default().parse_tables(&default, &text);
+            let _ = Counters::default().parse_tables(&default, &mut Layout::default(), &text);
             let _ = Counters::default().parse_pairs(&default, &text);
-            let _ = Counters::default().parse_tables(&default, &format!("Tcp: {text}\nTcp: {text}\n"));
+            let _ = Counters::default().parse_tables(&default, &mut Layout::default(), &format!("Tcp: {text}\nTcp: {text}\n"));
+        }
+    }
+
+    /// Parses `text` with `layout`, then with a fresh one: the same values.
+    fn twice(selection: &Selection, layout: &mut Layout, text: &str) -> Counters {
+        let mut kept = Counters::default();
+        kept.parse_tables(selection, layout, text).unwrap();
+        kept.finish();
+        let mut fresh = Counters::default();
+        fresh
+            .parse_tables(selection, &mut Layout::default(), text)
+            .unwrap();
+        fresh.finish();
+        assert_eq!(kept.values(), fresh.values(), "{text}");
+        kept
+    }
+
+    #[test]
+    fn a_kept_layout_reads_what_a_fresh_one_reads() {
+        let (all, default) = (sel("all"), sel("default"));
+        let mut layout = Layout::default();
+        twice(&all, &mut layout, SNMP);
+        let changed = SNMP.replace(
+            "Tcp: 1 200 120000 -1 5 3 1 4",
+            "Tcp: 1 200 120000 -1 6 9 1 4",
+        );
+        let c = twice(&all, &mut layout, &changed);
+        assert!(c.values().contains(&("TcpAttemptFails", 9)));
+        // A line of names that changes (IcmpMsg lists the types seen so
+        // far), one more pair, one fewer.
+        let grown = changed
+            .replace("Tcp: RtoAlgorithm", "Tcp: Extra RtoAlgorithm")
+            .replace("Tcp: 1 200", "Tcp: 8 1 200");
+        let c = twice(&all, &mut layout, &format!("{grown}Ext: A B\nExt: 1 2\n"));
+        assert!(c.values().contains(&("TcpExtra", 8)) && c.values().contains(&("ExtB", 2)));
+        assert_eq!(layout.pairs.len(), 4);
+        twice(&all, &mut layout, "Udp: InDatagrams NoPorts\nUdp: 1 2\n");
+        assert_eq!(layout.pairs.len(), 1);
+        // The kernel's own files, read twice into one layout.
+        let mut layout = Layout::default();
+        for name in ["snmp", "netstat", "snmp", "netstat"] {
+            let text = std::fs::read_to_string(format!("/proc/self/net/{name}")).unwrap();
+            twice(&default, &mut layout, &text);
+        }
+        // What a kept layout reads is checked as a fresh read is.
+        let mut layout = Layout::default();
+        twice(&all, &mut layout, "Tcp: A B\nTcp: 1 2\n");
+        for bad in [
+            "Tcp: A B\nTcp: 1\n",
+            "Tcp: A B\nTcp: 1 x\n",
+            "Tcp: A B\nUdp: 1 2\n",
+            "Tcp: A B\nTcp: 1 2 3\n",
+        ] {
+            let e = Counters::default().parse_tables(&all, &mut layout, bad);
+            assert!(e.is_err(), "{bad:?}");
         }
     }
 
@@ -684,14 +855,14 @@ mod tests {
             "Tcp: A\nTcp: x\n",
             "Tcp: A-b\nTcp: 1\n",
         ] {
-            let e = Counters::default().parse_tables(&sel("all"), bad);
+            let e = Counters::default().parse_tables(&sel("all"), &mut Layout::default(), bad);
             assert!(e.is_err(), "{bad:?}");
         }
         let e = Counters::default().parse_pairs(&sel("all"), "Udp6NoPorts 1 2\n");
         assert!(e.is_err());
         // An unwanted counter is not even parsed.
         assert!(Counters::default()
-            .parse_tables(&sel("default"), "Tcp: A\nTcp: x\n")
+            .parse_tables(&sel("default"), &mut Layout::default(), "Tcp: A\nTcp: x\n")
             .is_ok());
     }
 }
