@@ -5,7 +5,7 @@
 //! `bpfwalk dump`: one gather, a line `inode state count` per namespace and
 //! state (state 12, a request socket, printed as 3 SYN_RECV as sock_diag
 //! reports it), then the walk's trailer on stderr.
-//! `bpfwalk bench N`: N gathers, CPU (this thread's, from schedstat) per
+//! `bpfwalk bench N`: N gathers, CPU (this thread's, CLOCK_THREAD_CPUTIME_ID) per
 //! gather: min, median, max; fds and RSS before and after.
 use std::{fs, io::Read};
 
@@ -95,9 +95,23 @@ impl Walker {
     }
 }
 
+#[repr(C)]
+struct Timespec {
+    sec: i64,
+    nsec: i64,
+}
+
+extern "C" {
+    fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+}
+
+/// This thread's CPU time (CLOCK_THREAD_CPUTIME_ID: exact, unlike
+/// schedstat, which moves only at ticks and switches).
 fn cpu_ns() -> u64 {
-    let s = fs::read_to_string("/proc/thread-self/schedstat").unwrap();
-    s.split_whitespace().next().unwrap().parse().unwrap()
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: ts is a valid timespec; 3 is CLOCK_THREAD_CPUTIME_ID.
+    assert_eq!(unsafe { clock_gettime(3, &mut ts) }, 0);
+    ts.sec as u64 * 1_000_000_000 + ts.nsec as u64
 }
 
 fn fds() -> usize {
