@@ -5,7 +5,8 @@
  *
  * Run as an iter/task program: the kernel calls it once per task while the
  * iterator's file is read, with a chance to reschedule between calls, so
- * each call walks one slice of SLICE buckets and the cursor carries over to
+ * each call walks one slice (at most SLICE groups of GROUP buckets, and no
+ * group started after BUDGET_NS in the call) and the cursor carries over to
  * the next call (and the next read, if the tasks run out first). A bucket is
  * walked under RCU like the kernel's lookups (__inet_lookup_established):
  * sockets are SLAB_TYPESAFE_BY_RCU, so one freed and reused during the walk
@@ -14,12 +15,14 @@
  * are counted only after it ended on its own nulls value.
  *
  * Output: the counts in the `counts` map (key: struct net address; value:
- * [0] generation of the walk that wrote it, [1..13] sockets per state
- * (13: any state above 12), [14] the namespace's inode), and at the end of
- * a walk one struct trailer written to the iterator's file. */
+ * [0] generation of the walk that wrote it, [1..13] IPv4 sockets per state
+ * (13: any state above 12), [14] the namespace's inode, [17..29] IPv6
+ * sockets per state, [16] sockets of any other family), and at the end of a
+ * walk one struct trailer written to the iterator's file. */
 #include "tcpwalk.h"
 
-#define SLICE 64 /* groups per call: 2048 buckets */
+#define SLICE 64 /* groups per call at most: 2048 buckets */
+#define BUDGET_NS 250000 /* a call stops after the group that passes it */
 #define GROUP 32
 #define SOCK_BUF 128
 #define HEADS_BUF (GROUP * 16)
@@ -32,7 +35,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
-	__type(value, __u32[16]);
+	__type(value, __u32[32]);
 } counts SEC(".maps");
 
 struct trailer {
@@ -50,11 +53,11 @@ struct trailer {
 
 struct entry {
 	__u64 net;
-	__u64 state;
+	__u64 slot; /* index in the value: family half + state */
 };
 
 /* Walk state, kept between calls. */
-__u64 ehash, lhash2, cursor, total, done_session, walking, ehash_groups;
+__u64 ehash, lhash2, cursor, total, done_session, walking, ehash_groups, slice_t0, slice_done;
 __u32 ehash_mask, lhash2_mask;
 struct trailer out;
 struct entry scratch[MAX_CHAIN + 1];
@@ -86,12 +89,15 @@ static long node_cb(__u64 i, void *unused)
 	}
 	if (c->n > MAX_CHAIN)
 		return 1;
-	__u64 lo = SK_OFF(skc_state) & ~7ULL;
+	__u64 lo = SK_OFF(skc_family) & ~7ULL;
 	__u64 span = SK_OFF(skc_nulls_node) + 8 - lo;
 	__u64 at_net = SK_OFF(skc_net) - lo;
 	__u64 at_next = SK_OFF(skc_nulls_node) - lo;
 	__u64 at_state = SK_OFF(skc_state) - lo;
-	if (span > SOCK_BUF || at_net > SOCK_BUF - 8 || at_next > SOCK_BUF - 8 || at_state > SOCK_BUF - 1) {
+	__u64 at_family = SK_OFF(skc_family) - lo;
+	if (SK_OFF(skc_state) < lo || SK_OFF(skc_net) < lo || SK_OFF(skc_nulls_node) < lo ||
+	    span > SOCK_BUF || at_net > SOCK_BUF - 8 || at_next > SOCK_BUF - 8 || at_state > SOCK_BUF - 1 ||
+	    at_family > SOCK_BUF - 2) {
 		out.broken++;
 		return 1;
 	}
@@ -101,7 +107,11 @@ static long node_cb(__u64 i, void *unused)
 		return 0;
 	struct entry *e = &scratch[c->n & MAX_CHAIN];
 	e->net = *(__u64 *)((char *)sock_buf + at_net);
-	e->state = *((unsigned char *)sock_buf + at_state);
+	__u64 state = *((unsigned char *)sock_buf + at_state);
+	__u16 family = *(__u16 *)((char *)sock_buf + at_family);
+	if (state > 13)
+		state = 13;
+	e->slot = family == 2 ? state : family == 10 ? 16 + state : 16;
 	c->node = *(__u64 *)((char *)sock_buf + at_next);
 	c->n++;
 	return 0;
@@ -113,7 +123,7 @@ static long commit_cb(__u64 i, void *unused)
 	__u64 net = e->net;
 	__u32 *v = bpf_map_lookup_elem(&counts, &net);
 	if (!v) {
-		__u32 fresh[16] = {};
+		__u32 fresh[32] = {};
 		bpf_map_update_elem(&counts, &net, fresh, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&counts, &net);
 		if (!v) {
@@ -122,15 +132,12 @@ static long commit_cb(__u64 i, void *unused)
 		}
 	}
 	if (v[0] != (__u32)out.generation) {
-		for (int k = 1; k < 16; k++)
+		for (int k = 1; k < 32; k++)
 			v[k] = 0;
 		v[0] = (__u32)out.generation;
 		bpf_probe_read_kernel(&v[14], 4, (void *)(net + FIELD_OFFSET(((struct net *)0)->ns.inum)));
 	}
-	__u64 s = e->state;
-	if (s > 13)
-		s = 13;
-	v[s & 15]++;
+	v[e->slot & 31]++;
 	return 0;
 }
 
@@ -191,6 +198,8 @@ static long head_cb(__u64 j, void *unused)
 static long group_cb(__u64 g, void *unused)
 {
 	struct chain *c = &cur;
+	if (g > 0 && bpf_ktime_get_ns() - slice_t0 > BUDGET_NS)
+		return 1;
 	__u64 n, idx = c->start + g;
 	if (idx < ehash_groups) {
 		c->table = ehash;
@@ -221,6 +230,7 @@ static long group_cb(__u64 g, void *unused)
 	}
 	bpf_loop(c->count, head_cb, 0, 0);
 	out.buckets += c->count;
+	slice_done = g + 1;
 	return 0;
 }
 
@@ -256,14 +266,17 @@ int tcpwalk(struct bpf_iter__task *ctx)
 		return 0;
 	if (!walking && start() < 0)
 		return 0;
-	__u64 t0 = bpf_ktime_get_ns();
+	slice_t0 = bpf_ktime_get_ns();
 	__u64 n = total - cursor;
 	if (n > SLICE)
 		n = SLICE;
 	cur.start = cursor;
+	slice_done = 0;
 	bpf_loop(n, group_cb, 0, 0);
-	cursor += n;
-	__u64 dt = bpf_ktime_get_ns() - t0;
+	if (slice_done == 0) /* a group that could not be read: move on */
+		slice_done = 1;
+	cursor += slice_done;
+	__u64 dt = bpf_ktime_get_ns() - slice_t0;
 	if (dt > out.max_slice_ns)
 		out.max_slice_ns = dt;
 	out.slices++;

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Issue 35 Part 2 prototype check: `bpfwalk dump` against ss (sock_diag)
-in every namespace it reports, on a population of NETNS private namespaces
+in every namespace it reports, per family (IPv4, IPv6) and state, on a population of NETNS private namespaces
 each holding TCP sockets in every state over IPv4 and IPv6 (the tricks of
 tests/support/sockets.rs), optionally with CHURN connections opened and
 closed in a loop in one more namespace while the walk runs (its counts are
@@ -122,8 +122,9 @@ def ss_counts(pid):
                          check=True).stdout
     c = {}
     for line in out.splitlines():
-        st = STATES[line.split()[0]]
-        c[st] = c.get(st, 0) + 1
+        w = line.split()
+        key = (6 if w[3].startswith("[") else 4, STATES[w[0]])
+        c[key] = c.get(key, 0) + 1
     return c
 
 
@@ -157,8 +158,8 @@ def main():
             d = subprocess.run([BIN, "dump"], capture_output=True, text=True, check=True)
             got = {}
             for line in d.stdout.splitlines():
-                ino, st, cnt = map(int, line.split())
-                got.setdefault(ino, {})[st] = cnt
+                ino, fam, st, cnt = line.split()
+                got.setdefault(int(ino), {})[(int(fam) if fam != "other" else 0, int(st))] = int(cnt)
             pids = inode_pids()
             for ino in set(got) | set(ours):
                 pid = ours.get(ino) or pids.get(ino)

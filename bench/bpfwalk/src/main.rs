@@ -2,9 +2,9 @@
 //! namespace that shares the host's TCP hash tables in one BPF walk
 //! (../../bpf/tcpwalk.bpf.c), loaded with aya.
 //!
-//! `bpfwalk dump`: one gather, a line `inode state count` per namespace and
-//! state (state 12, a request socket, printed as 3 SYN_RECV as sock_diag
-//! reports it), then the walk's trailer on stderr.
+//! `bpfwalk dump`: one gather, a line `inode family state count` per
+//! namespace, family (4, 6) and state (state 12, a request socket, printed
+//! as 3 SYN_RECV as sock_diag reports it), then the walk's trailer on stderr.
 //! `bpfwalk bench N`: N gathers, CPU (this thread's, CLOCK_THREAD_CPUTIME_ID) per
 //! gather: min, median, max; fds and RSS before and after.
 use std::{fs, io::Read};
@@ -47,7 +47,7 @@ impl Walker {
     /// One walk; `each(inode, counts)` per namespace.
     fn gather(
         &mut self,
-        mut each: impl FnMut(u32, &[u32; 16]),
+        mut each: impl FnMut(u32, &[u32; 32]),
     ) -> Result<Trailer, Box<dyn std::error::Error>> {
         let prog: &mut Iter = self.ebpf.program_mut("tcpwalk").ok_or("no program")?.try_into()?;
         let mut t = Trailer::default();
@@ -77,7 +77,7 @@ impl Walker {
         t.buckets = w(7);
         t.slices = w(8);
         t.max_slice_us = w(9) / 1000;
-        let mut map: HashMap<_, u64, [u32; 16]> =
+        let mut map: HashMap<_, u64, [u32; 32]> =
             HashMap::try_from(self.ebpf.map_mut("counts").ok_or("no map")?)?;
         self.stale.clear();
         for kv in map.iter() {
@@ -130,13 +130,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match args.get(1).map(String::as_str) {
         Some("dump") => {
             let t = w.gather(|inode, v| {
-                let mut c = *v;
-                c[3] += c[12];
-                c[12] = 0;
-                for (s, n) in c.iter().enumerate().take(14).skip(1) {
-                    if *n > 0 {
-                        println!("{inode} {s} {n}");
+                for (family, half) in [(4, &v[..16]), (6, &v[16..])] {
+                    let mut c = [0; 14];
+                    c[1..14].copy_from_slice(&half[1..14]);
+                    c[3] += c[12];
+                    c[12] = 0;
+                    for (s, n) in c.iter().enumerate().skip(1) {
+                        if *n > 0 {
+                            println!("{inode} {family} {s} {n}");
+                        }
                     }
+                }
+                if v[16] > 0 {
+                    println!("{inode} other 0 {}", v[16]);
                 }
             })?;
             eprintln!("{t:?}");
