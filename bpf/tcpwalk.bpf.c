@@ -49,6 +49,7 @@ struct trailer {
 	__u64 buckets;
 	__u64 slices;
 	__u64 max_slice_ns; /* the longest call, which holds the CPU */
+	__u64 slices_over_1ms; /* wall time: interrupts and a host's steal count too */
 };
 
 struct entry {
@@ -279,6 +280,8 @@ int tcpwalk(struct bpf_iter__task *ctx)
 	__u64 dt = bpf_ktime_get_ns() - slice_t0;
 	if (dt > out.max_slice_ns)
 		out.max_slice_ns = dt;
+	if (dt > 1000000)
+		out.slices_over_1ms++;
 	out.slices++;
 	if (cursor < total)
 		return 0;

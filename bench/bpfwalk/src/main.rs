@@ -24,6 +24,7 @@ struct Trailer {
     buckets: u64,
     slices: u64,
     max_slice_us: u64,
+    slices_over_1ms: u64,
     reads: u32,
 }
 
@@ -60,7 +61,7 @@ impl Walker {
             let mut f = prog.take_link(id)?.into_file()?;
             self.buf.clear();
             f.read_to_end(&mut self.buf)?;
-            if self.buf.len() >= 80 {
+            if self.buf.len() >= 88 {
                 break;
             }
         }
@@ -77,6 +78,7 @@ impl Walker {
         t.buckets = w(7);
         t.slices = w(8);
         t.max_slice_us = w(9) / 1000;
+        t.slices_over_1ms = w(10);
         let mut map: HashMap<_, u64, [u32; 32]> =
             HashMap::try_from(self.ebpf.map_mut("counts").ok_or("no map")?)?;
         self.stale.clear();
@@ -161,6 +163,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut last = Trailer::default();
             let mut restarts = 0;
             let mut max_slice_us = 0;
+            let (mut slices, mut over) = (0, 0);
             for _ in 0..n {
                 let c0 = cpu_ns();
                 let mut namespaces = 0;
@@ -168,6 +171,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 times.push(cpu_ns() - c0);
                 restarts += last.restarts;
                 max_slice_us = max_slice_us.max(last.max_slice_us);
+                slices += last.slices;
+                over += last.slices_over_1ms;
                 if last.broken + last.long_chains + last.map_full > 0 {
                     eprintln!("incomplete walk: {last:?}");
                 }
@@ -175,7 +180,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             times.sort_unstable();
             println!(
-                "load (BTF, relocation, verifier) CPU ms {load_ms:.1}; gathers {n}: CPU ms min {:.2} median {:.2} max {:.2}; sockets {} reads {} slices {} longest slice {max_slice_us} us restarts {restarts}; fds {f0}->{} RSS KiB {r0}->{}",
+                "load (BTF, relocation, verifier) CPU ms {load_ms:.1}; gathers {n}: CPU ms min {:.2} median {:.2} max {:.2}; sockets {} reads {} slices {} longest slice {max_slice_us} us, {over} of {slices} over 1 ms; restarts {restarts}; fds {f0}->{} RSS KiB {r0}->{}",
                 times[0] as f64 / 1e6,
                 times[n / 2] as f64 / 1e6,
                 times[n - 1] as f64 / 1e6,
