@@ -34,6 +34,7 @@
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* entries as namespaces appear: a cheap load */
 	__type(key, __u64);
 	__type(value, __u32[32]);
 } counts SEC(".maps");

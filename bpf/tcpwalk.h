@@ -100,6 +100,7 @@ static long (*bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx, _
 #define __type(name, val) typeof(val) *name
 #define BPF_MAP_TYPE_HASH 1
 #define BPF_NOEXIST 1
+#define BPF_F_NO_PREALLOC 1
 
 /* CO-RE: the running kernel's offset of a field and size of a type. */
 #define FIELD_OFFSET(field) __builtin_preserve_field_info(field, 0)
