@@ -173,7 +173,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut last = Trailer::default();
             let mut restarts = 0;
             let mut max_slice_us = 0;
-            let (mut slices, mut over) = (0, 0);
+            let (mut slices, mut over, mut incomplete) = (0, 0, 0);
+            let (mut fewest, mut most) = (u64::MAX, 0);
             for _ in 0..n {
                 let c0 = cpu_ns();
                 let mut namespaces = 0;
@@ -185,12 +186,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 over += last.slices_over_1ms;
                 if last.broken + last.long_chains + last.map_full > 0 {
                     eprintln!("incomplete walk: {last:?}");
+                    incomplete += 1;
                 }
+                fewest = fewest.min(last.sockets);
+                most = most.max(last.sockets);
                 let _ = namespaces;
             }
             times.sort_unstable();
             println!(
-                "load CPU ms {load_ms:.1} (BTF {:.1}, object {:.1}, verifier {:.1}); gathers {n}: CPU ms min {:.2} median {:.2} max {:.2}; sockets {} reads {} slices {} longest slice {max_slice_us} us, {over} of {slices} over 1 ms; restarts {restarts}; fds {f0}->{} RSS KiB {r0}->{}",
+                "load CPU ms {load_ms:.1} (BTF {:.1}, object {:.1}, verifier {:.1}); gathers {n}: CPU ms min {:.2} median {:.2} max {:.2}; sockets {fewest}..{most} (last {}), {incomplete} incomplete walks; reads {} slices {} longest slice {max_slice_us} us, {over} of {slices} over 1 ms; restarts {restarts}; fds {f0}->{} RSS KiB {r0}->{}",
                 w.phases[0],
                 w.phases[1],
                 w.phases[2],
