@@ -7,7 +7,8 @@
  * iterator's file is read, with a chance to reschedule between calls, so
  * each call walks one slice (at most SLICE groups of GROUP buckets, and no
  * group started after BUDGET_NS in the call) and the cursor carries over to
- * the next call (and the next read, if the tasks run out first). A bucket is
+ * the next call (and the next read, if the tasks run out first: the loader
+ * reads on while the `progress` map says groups were walked). A bucket is
  * walked under RCU like the kernel's lookups (__inet_lookup_established):
  * sockets are SLAB_TYPESAFE_BY_RCU, so one freed and reused during the walk
  * can lead into another chain; the chain's end then carries another
@@ -38,6 +39,16 @@ struct {
 	__type(key, __u64);
 	__type(value, __u32[32]);
 } counts SEC(".maps");
+
+/* Groups walked since the load, for the loader to see a read without the
+ * trailer made progress (the tasks a read visits can be few: those of the
+ * reader's PID namespace). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} progress SEC(".maps");
 
 struct trailer {
 	__u64 magic;
@@ -278,6 +289,10 @@ int tcpwalk(struct bpf_iter__task *ctx)
 	if (slice_done == 0) /* a group that could not be read: move on */
 		slice_done = 1;
 	cursor += slice_done;
+	__u32 zero = 0;
+	__u64 *walked = bpf_map_lookup_elem(&progress, &zero);
+	if (walked)
+		*walked += slice_done;
 	__u64 dt = bpf_ktime_get_ns() - slice_t0;
 	if (dt > out.max_slice_ns)
 		out.max_slice_ns = dt;

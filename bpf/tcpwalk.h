@@ -99,6 +99,7 @@ static long (*bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx, _
 #define __uint(name, val) int (*name)[val]
 #define __type(name, val) typeof(val) *name
 #define BPF_MAP_TYPE_HASH 1
+#define BPF_MAP_TYPE_ARRAY 2
 #define BPF_NOEXIST 1
 #define BPF_F_NO_PREALLOC 1
 

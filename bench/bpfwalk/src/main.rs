@@ -9,7 +9,11 @@
 //! gather: min, median, max; fds and RSS before and after.
 use std::{fs, io::Read};
 
-use aya::{maps::HashMap, programs::Iter, Btf, Ebpf, EbpfLoader};
+use aya::{
+    maps::{Array, HashMap},
+    programs::Iter,
+    Btf, Ebpf, EbpfLoader,
+};
 
 static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcpwalk.bpf.o"));
 
@@ -55,18 +59,22 @@ impl Walker {
         Ok(Walker { phases, ebpf, buf: Vec::with_capacity(4096), stale: Vec::new() })
     }
 
+    /// Groups walked since the load (the program's `progress` map).
+    fn walked(&self) -> Result<u64, Box<dyn std::error::Error>> {
+        let a: Array<_, u64> = Array::try_from(self.ebpf.map("progress").ok_or("no progress map")?)?;
+        Ok(a.get(&0, 0)?)
+    }
+
     /// One walk; `each(inode, counts)` per namespace.
     fn gather(
         &mut self,
         mut each: impl FnMut(u32, &[u32; 32]),
     ) -> Result<Trailer, Box<dyn std::error::Error>> {
-        let prog: &mut Iter = self.ebpf.program_mut("tcpwalk").ok_or("no program")?.try_into()?;
         let mut t = Trailer::default();
+        let mut walked = self.walked()?;
         loop {
-            if t.reads == 64 {
-                return Err("the walk did not end in 64 reads".into());
-            }
             t.reads += 1;
+            let prog: &mut Iter = self.ebpf.program_mut("tcpwalk").ok_or("no program")?.try_into()?;
             let id = prog.attach()?;
             let mut f = prog.take_link(id)?.into_file()?;
             self.buf.clear();
@@ -74,6 +82,13 @@ impl Walker {
             if self.buf.len() >= 88 {
                 break;
             }
+            // A read that visited tasks but did not finish the walk: it must
+            // have walked some groups, or the walk would never end.
+            let now = self.walked()?;
+            if now == walked {
+                return Err(format!("read {} of the walk made no progress", t.reads).into());
+            }
+            walked = now;
         }
         let w = |i: usize| u64::from_ne_bytes(self.buf[i * 8..i * 8 + 8].try_into().unwrap());
         if w(0) != 0x6b6c617774706374 {
