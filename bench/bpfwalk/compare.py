@@ -8,11 +8,12 @@ not compared: its pairs pass through every state).
 
   python3 compare.py [NETNS=20] [ROUNDS=5] [CHURN=0|1]
 
-Each namespace is compared with ss taken before and after the walk; one whose
+Each namespace is compared with ss (or with VS=program, telegraf-netstat's
+netlink source) taken before and after the walk; one whose
 sockets changed between the two (a TIME_WAIT expiring) is counted as moved,
 not compared. Namespaces not made here (another process's) are compared too
 unless OTHERS=0."""
-import ctypes, os, socket, subprocess, sys, time, threading
+import ctypes, json, os, socket, subprocess, sys, time, threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.join(HERE, "target", "release", "bpfwalk")
@@ -20,6 +21,13 @@ STATES = {"ESTAB": 1, "SYN-SENT": 2, "SYN-RECV": 3, "FIN-WAIT-1": 4, "FIN-WAIT-2
           "CLOSE-WAIT": 8, "LAST-ACK": 9, "LISTEN": 10, "CLOSING": 11}
 libc = ctypes.CDLL(None, use_errno=True)
 OTHERS = os.environ.get("OTHERS", "1") == "1"  # also compare namespaces not made here
+# VS=program: compare with telegraf-netstat's netlink source (one run over
+# every namespace, --by-family --format json) instead of ss.
+PROGRAM = os.path.join(HERE, "..", "..", "target", "release", "telegraf-netstat") \
+    if os.environ.get("VS") == "program" else None
+FIELDS = {"tcp_established": 1, "tcp_syn_sent": 2, "tcp_syn_recv": 3, "tcp_fin_wait1": 4, "tcp_fin_wait2": 5,
+          "tcp_time_wait": 6, "tcp_close": 7, "tcp_close_wait": 8, "tcp_last_ack": 9, "tcp_listen": 10,
+          "tcp_closing": 11}
 
 
 def unshare_net():
@@ -131,6 +139,23 @@ def ss_counts(pid):
     return c
 
 
+def program_counts(every):
+    """{inode: {(family, state): count}} from one run of the program."""
+    by_pid = {pid: ino for ino, pid in every.items()}
+    args = [a for pid in every.values() for a in ("--netns", f"/proc/{pid}/ns/net")]
+    out = subprocess.run([PROGRAM, "--source", "netlink", "--by-family", "--format", "json", *args],
+                         capture_output=True, text=True, check=True).stdout
+    got = {ino: {} for ino in every}
+    for line in out.splitlines():
+        m = json.loads(line)
+        ino = by_pid[int(m["tags"]["netns"].removeprefix("pid:"))]
+        fam = 4 if m["tags"]["family"] == "ipv4" else 6
+        for name, st in FIELDS.items():
+            if m["fields"][name]:
+                got[ino][(fam, st)] = m["fields"][name]
+    return got
+
+
 def inode_pids():
     m = {}
     for p in os.listdir("/proc"):
@@ -164,9 +189,15 @@ def main():
             pids = inode_pids()
             others = {ino: pid for ino, pid in pids.items() if ino not in ours} if OTHERS else {}
             every = {**others, **ours}
-            before = {ino: ss_counts(pid) for ino, pid in every.items() if ino != churner}
-            d = subprocess.run([BIN, "dump"], capture_output=True, text=True, check=True)
-            after = {ino: ss_counts(pid) for ino, pid in every.items() if ino != churner}
+            every = {ino: pid for ino, pid in every.items() if ino != churner}
+            if PROGRAM:
+                before = program_counts(every)
+                d = subprocess.run([BIN, "dump"], capture_output=True, text=True, check=True)
+                after = program_counts(every)
+            else:
+                before = {ino: ss_counts(pid) for ino, pid in every.items()}
+                d = subprocess.run([BIN, "dump"], capture_output=True, text=True, check=True)
+                after = {ino: ss_counts(pid) for ino, pid in every.items()}
             got = {}
             for line in d.stdout.splitlines():
                 ino, fam, st, cnt = line.split()
