@@ -49,19 +49,30 @@ impl Walker {
         // BPFWALK_OBJ: another build of the program, for experiments.
         let other = std::env::var_os("BPFWALK_OBJ").map(fs::read).transpose()?;
         // The parsed BTF serves both the relocations and the attach target.
-        let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load(other.as_deref().unwrap_or(OBJ))?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .load(other.as_deref().unwrap_or(OBJ))?;
         let t2 = clock_ns(2);
-        let prog: &mut Iter = ebpf.program_mut("tcpwalk").ok_or("no program")?.try_into()?;
+        let prog: &mut Iter = ebpf
+            .program_mut("tcpwalk")
+            .ok_or("no program")?
+            .try_into()?;
         prog.load("task", &btf)?;
         let t3 = clock_ns(2);
         let ms = |a: u64, b: u64| (b - a) as f64 / 1e6;
         let phases = [ms(t0, t1), ms(t1, t2), ms(t2, t3)];
-        Ok(Walker { phases, ebpf, buf: Vec::with_capacity(4096), stale: Vec::new() })
+        Ok(Walker {
+            phases,
+            ebpf,
+            buf: Vec::with_capacity(4096),
+            stale: Vec::new(),
+        })
     }
 
     /// Groups walked since the load (the program's `progress` map).
     fn walked(&self) -> Result<u64, Box<dyn std::error::Error>> {
-        let a: Array<_, u64> = Array::try_from(self.ebpf.map("progress").ok_or("no progress map")?)?;
+        let a: Array<_, u64> =
+            Array::try_from(self.ebpf.map("progress").ok_or("no progress map")?)?;
         Ok(a.get(&0, 0)?)
     }
 
@@ -74,7 +85,11 @@ impl Walker {
         let mut walked = self.walked()?;
         loop {
             t.reads += 1;
-            let prog: &mut Iter = self.ebpf.program_mut("tcpwalk").ok_or("no program")?.try_into()?;
+            let prog: &mut Iter = self
+                .ebpf
+                .program_mut("tcpwalk")
+                .ok_or("no program")?
+                .try_into()?;
             let id = prog.attach()?;
             let mut f = prog.take_link(id)?.into_file()?;
             self.buf.clear();
