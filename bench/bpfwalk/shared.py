@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Issue 35 Part 2 figures: bench/run's shared_hash scenario (SHARED_NETNS
 empty namespaces next to one of SHARED_BUSY established sockets, all sharing
-the host's TCP hash), measured for the netlink gathers and for the BPF walk.
+the host's TCP hash), measured for the netlink gathers and for the BPF walk:
+alone (walk_*), and with every namespace entered for its UDP dumps as a
+--source bpf --all-netns gather would (allnetns_*: every namespace of the
+machine, the scenario's and any other).
 Each figure RUNS times, interleaved; prints min, median, max (CPU s).
 
   python3 bench/bpfwalk/shared.py   (as root, after bench/run built the
@@ -23,12 +26,20 @@ def steady():
     return float(words[words.index("median") + 1]) / 1000, out.strip()
 
 
+def allnetns_steady():
+    """CPU per whole gather (walk + every namespace's UDP dumps) of a loaded walker."""
+    err = subprocess.run([WALK, "allnetns", "10"], capture_output=True, text=True, check=True).stderr
+    words = err.split()
+    return float(words[words.index("median") + 1]) / 1000
+
+
 def main():
     busy = subprocess.Popen([run.POPULATE, str(run.SHARED_BUSY), "0", "1", "0"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, preexec_fn=run.unshare_net, text=True)
     assert busy.stdout.readline().strip() == "ready"
     empties = [subprocess.Popen(["sleep", "3600"], preexec_fn=run.unshare_net) for _ in range(run.SHARED_NETNS)]
-    figures = {k: [] for k in ("floor_busy", "busy_alone", "all_netlink", "walk_oneshot", "walk_steady")}
+    figures = {k: [] for k in ("floor_busy", "busy_alone", "all_netlink", "walk_oneshot", "walk_steady",
+                                  "allnetns_oneshot", "allnetns_steady")}
     try:
         busy_arg = ["--netns", f"/proc/{busy.pid}/ns/net"]
         listed = [a for e in empties for a in ("--netns", f"/proc/{e.pid}/ns/net")]
@@ -45,11 +56,14 @@ def main():
             figures["walk_oneshot"].append(run.measure([[WALK, "dump"]])[0])
             s, line = steady()
             figures["walk_steady"].append(s)
+            figures["allnetns_oneshot"].append(run.measure([[WALK, "allnetns"]])[0])
+            figures["allnetns_steady"].append(allnetns_steady())
             print(f"run {r}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in figures.items()), "|", line, flush=True)
         for k, v in figures.items():
             print(f"{k}: min {min(v):.4f} median {statistics.median(v):.4f} max {max(v):.4f}")
         b = statistics.median(figures["busy_alone"])
-        for k in ("all_netlink", "walk_oneshot", "walk_steady", "floor_busy"):
+        for k in ("all_netlink", "walk_oneshot", "walk_steady", "allnetns_oneshot", "allnetns_steady",
+                  "floor_busy"):
             print(f"{k} / busy_alone: {statistics.median(figures[k]) / b:.2f}")
     finally:
         for e in empties:
