@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0-only
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
 /* One walk of the TCP hash tables the calling thread's network namespace
  * uses (the host's, shared by every namespace that has none of its own),
  * counting sockets per namespace and state.
@@ -17,13 +17,17 @@
  *
  * Output: the counts in the `counts` map (key: struct net address; value:
  * [0] generation of the walk that wrote it, [1..13] IPv4 sockets per state
- * (13: any state above 12), [14] the namespace's inode, [17..29] IPv6
- * sockets per state, [16] sockets of any other family), and at the end of a
- * walk one struct trailer written to the iterator's file. */
+ * (13: any state above 12, or 0), [14] the namespace's inode, [15] 1 when
+ * the namespace's own hash tables are the ones walked (0: it has tables of
+ * its own, and only its listeners, in the shared listening hash, were
+ * seen), [17..29] IPv6 sockets per state, [16] sockets of any other
+ * family), and at the end of a walk one struct trailer written to the
+ * iterator's file. */
 #include "tcpwalk.h"
 
 #define SLICE 64 /* groups per call at most: 2048 buckets */
 #define BUDGET_NS 250000 /* a call stops after the group that passes it */
+#define READ_SLICES 16 /* calls per read at most: the loader asks between reads whether to stop */
 #define GROUP 32
 #define SOCK_BUF 128
 #define HEADS_BUF (GROUP * 16)
@@ -62,6 +66,8 @@ struct trailer {
 	__u64 slices;
 	__u64 max_slice_ns; /* the longest call, which holds the CPU */
 	__u64 slices_over_1ms; /* wall time: interrupts and a host's steal count too */
+	__u64 pernet; /* the tables walked are a namespace's own, not the host's */
+	__u64 inum;   /* the inode of the namespace whose tables were walked */
 };
 
 struct entry {
@@ -70,7 +76,7 @@ struct entry {
 };
 
 /* Walk state, kept between calls. */
-__u64 ehash, lhash2, cursor, total, done_session, walking, ehash_groups, slice_t0, slice_done;
+__u64 session, session_slices, hashinfo, ehash, lhash2, cursor, total, done_session, walking, ehash_groups, slice_t0, slice_done;
 __u32 ehash_mask, lhash2_mask;
 struct trailer out;
 struct entry scratch[MAX_CHAIN + 1];
@@ -122,7 +128,7 @@ static long node_cb(__u64 i, void *unused)
 	e->net = *(__u64 *)((char *)sock_buf + at_net);
 	__u64 state = *((unsigned char *)sock_buf + at_state);
 	__u16 family = *(__u16 *)((char *)sock_buf + at_family);
-	if (state > 13)
+	if (state > 13 || state == 0)
 		state = 13;
 #ifdef MISCOUNT
 	/* Test build: TIME_WAIT counted as CLOSE, for the checks to catch. */
@@ -154,6 +160,10 @@ static long commit_cb(__u64 i, void *unused)
 			v[k] = 0;
 		v[0] = (__u32)out.generation;
 		bpf_probe_read_kernel(&v[14], 4, (void *)(net + FIELD_OFFSET(((struct net *)0)->ns.inum)));
+		__u64 h = 0;
+		bpf_probe_read_kernel(&h, 8,
+				      (void *)(net + FIELD_OFFSET(((struct net *)0)->ipv4.tcp_death_row.hashinfo)));
+		v[15] = h == hashinfo;
 	}
 	v[e->slot & 31]++;
 	return 0;
@@ -266,9 +276,11 @@ static long group_cb(__u64 g, void *unused)
 static int start(void)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
-	struct inet_hashinfo *h = t->nsproxy->net_ns->ipv4.tcp_death_row.hashinfo;
+	struct net *net = t->nsproxy->net_ns;
+	struct inet_hashinfo *h = net->ipv4.tcp_death_row.hashinfo;
 	if (!h)
 		return -1;
+	hashinfo = (__u64)h;
 	ehash = (__u64)h->ehash;
 	lhash2 = (__u64)h->lhash2;
 	ehash_mask = h->ehash_mask;
@@ -278,6 +290,8 @@ static int start(void)
 	__u64 gen = out.generation + 1;
 	__builtin_memset(&out, 0, sizeof(out));
 	out.generation = gen;
+	out.pernet = h->pernet;
+	out.inum = net->ns.inum;
 	ehash_groups = ((__u64)ehash_mask + GROUP) / GROUP;
 	total = ehash_groups + ((__u64)lhash2_mask + GROUP) / GROUP;
 	cursor = 0;
@@ -293,6 +307,13 @@ int tcpwalk(struct bpf_iter__task *ctx)
 		return 0;
 	if (meta->session_id == done_session)
 		return 0;
+	if (meta->session_id != session) {
+		session = meta->session_id;
+		session_slices = 0;
+	}
+	if (session_slices >= READ_SLICES)
+		return 0;
+	session_slices++;
 	if (!walking && start() < 0)
 		return 0;
 	slice_t0 = bpf_ktime_get_ns();
@@ -324,4 +345,6 @@ int tcpwalk(struct bpf_iter__task *ctx)
 	return 0;
 }
 
-char LICENSE[] SEC("license") = "GPL";
+/* GPL-compatible for the kernel (license_is_gpl_compatible()): the walk
+ * calls GPL-only helpers. */
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
 /* The kernel types tcpwalk.bpf.c reads, hand-written: only the fields it
  * reads, each struct marked preserve_access_index so clang records a CO-RE
  * relocation and the loader fixes every offset and size from the running
@@ -35,6 +36,7 @@ struct inet_hashinfo {
 	unsigned int ehash_mask;
 	unsigned int lhash2_mask;
 	struct inet_listen_hashbucket *lhash2;
+	_Bool pernet;
 } PAI;
 
 struct inet_timewait_death_row {

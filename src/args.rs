@@ -394,6 +394,7 @@ pub enum SourceArg {
     Auto,
     Netlink,
     Proc,
+    Bpf,
 }
 
 /// The clap definition of the command line, for the man page and shell

@@ -24,6 +24,7 @@ use crate::error::Error;
 use crate::measure::cgroup::count::MAX_CGROUPS;
 use crate::measure::destination::count::MAX_TRACKED;
 use crate::measure::listen::count::{ListenCounts, MAX_LISTENERS};
+use crate::measure::netstat::count::TcpStates;
 use crate::measure::port::count::{PortConfig, PortCounts, MAX_PORTS};
 use crate::measure::tcpinfo::count::{self as tcpinfo, TcpInfoCounts};
 use crate::measure::Gathered;
@@ -43,6 +44,11 @@ pub enum Source {
     Auto,
     Netlink,
     Proc,
+    /// TCP counted by a walk of the kernel's hash tables (the program's
+    /// `--source bpf`), handed to each collector with
+    /// [`Collector::supply_tcp`]; everything else, and TCP where no count
+    /// was handed, over netlink as `Netlink`.
+    Bpf,
 }
 
 /// What a collector counts, and where.
@@ -197,6 +203,9 @@ pub struct Collector {
     tcp_info: Option<TcpInfoCounts>,
     /// `Event::TcpInfoMissing` was sent.
     tcp_info_missing: bool,
+    /// The next gather's TCP counts, counted elsewhere ([`Source::Bpf`]):
+    /// no TCP dump then.
+    supplied: Option<TcpStates>,
 }
 
 impl Collector {
@@ -230,12 +239,33 @@ impl Collector {
                 options.tcp_info && (!t.is_empty() || options.tcp_info_destinations > 0)
             }),
             tcp_info_missing: false,
+            supplied: None,
             options,
         }
     }
 
     pub fn target(&self) -> Option<&Target> {
         self.target.as_ref()
+    }
+
+    /// Whether the namespace is known to share the host's TCP hash tables
+    /// (`net.ipv4.tcp_ehash_entries` negative, read inside it on first
+    /// use): `false` for the host's namespace, one with tables of its own,
+    /// and where it is unknown (unreadable, or before Linux 6.1).
+    pub fn shares_host_tcp_hash(&mut self) -> bool {
+        self.read_tcp_hash_once();
+        self.tcp_hash.flatten().is_some_and(|h| h.shared)
+    }
+
+    fn read_tcp_hash_once(&mut self) {
+        if self.tcp_hash.is_none() {
+            self.read_tcp_hash();
+        }
+    }
+
+    /// TCP counted elsewhere, for the next gather only (`None`: dump it).
+    pub fn supply_tcp(&mut self, states: Option<&TcpStates>) {
+        self.supplied = states.copied();
     }
 
     /// Takes a fresher description (tag, path, PID) of the namespace this
@@ -260,9 +290,7 @@ impl Collector {
         stop: &mut dyn FnMut() -> bool,
     ) -> Result<Gathered<'_>, Error> {
         let everything = !self.options.listeners_only;
-        if self.tcp_hash.is_none() {
-            self.read_tcp_hash();
-        }
+        self.read_tcp_hash_once();
         if self.agg.outbound.is_some() {
             self.read_port_range()?;
         }
@@ -275,7 +303,10 @@ impl Collector {
         if self.options.counters_only {
             return Ok(self.gathered());
         }
-        if !self.tcp_via_proc {
+        if let Some(states) = self.supplied.take() {
+            self.agg.reset(Kind::Tcp);
+            self.agg.states.add_tcp_states(&states);
+        } else if !self.tcp_via_proc {
             self.agg.reset(Kind::Tcp);
             if let Some(t) = &mut self.tcp_info {
                 t.forget();

@@ -4,6 +4,7 @@
 //! line, the gather loop over namespaces, the modes, its log lines (`log`)
 //! and where gathers go (`sink`).
 
+mod bpf;
 mod cli;
 mod deliver;
 mod execd;

@@ -134,6 +134,7 @@ impl Config {
                 SourceArg::Auto => Source::Auto,
                 SourceArg::Netlink => Source::Netlink,
                 SourceArg::Proc => Source::Proc,
+                SourceArg::Bpf => Source::Bpf,
             },
             proc_root: proc_root(&a, env)?,
             timestamp: a.timestamp,

@@ -4,6 +4,7 @@
 //! reports goes to the log ([`report`]). Printing and delivering the rows
 //! are the caller's (`deliver`, `serve`).
 
+mod bpf;
 mod namespaces;
 mod report;
 
@@ -11,11 +12,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::log::Logger;
 use telegraf_netstat::collector::Buffers;
+use telegraf_netstat::measure::netstat::count::TcpStates;
 use telegraf_netstat::measure::Gathered;
 use telegraf_netstat::measure::{Measurements, Shape};
 use telegraf_netstat::netns::{NsId, Target};
 use telegraf_netstat::rows::Rows;
-use telegraf_netstat::{Collector, Error, Event, Options};
+use telegraf_netstat::{Collector, Error, Event, Options, Source};
 
 use crate::cli::Config;
 use crate::signals::Interrupt;
@@ -31,6 +33,10 @@ pub trait Count {
     fn target(&self) -> Option<&Target>;
     /// A fresher description of the namespace it already counts.
     fn retarget(&mut self, target: Target);
+    /// The namespace shares the host's TCP hash tables (known to).
+    fn shares_host_tcp_hash(&mut self) -> bool;
+    /// TCP counted elsewhere (`--source bpf`), for the next gather only.
+    fn supply_tcp(&mut self, states: Option<&TcpStates>);
     /// Counts the namespace's sockets; `stop` is asked as it goes.
     fn gather(
         &mut self,
@@ -51,6 +57,14 @@ impl Count for Collector {
 
     fn retarget(&mut self, target: Target) {
         Collector::retarget(self, target)
+    }
+
+    fn shares_host_tcp_hash(&mut self) -> bool {
+        Collector::shares_host_tcp_hash(self)
+    }
+
+    fn supply_tcp(&mut self, states: Option<&TcpStates>) {
+        Collector::supply_tcp(self, states)
     }
 
     fn gather(
@@ -91,6 +105,8 @@ pub struct Gatherer<C: Count = Collector> {
     rows: Rows,
     /// When namespaces sharing the host's TCP hash table were last said.
     shared_hash: Reminder,
+    /// `--source bpf`: the walker and its self-test.
+    bpf: Option<bpf::Bpf>,
 }
 
 /// Said when at least this many namespaces share the host's TCP hash
@@ -157,6 +173,7 @@ impl<C: Count> Gatherer<C> {
             bufs: Buffers::default(),
             rows: Rows::default(),
             shared_hash: Reminder::default(),
+            bpf: (config.source == Source::Bpf).then(|| load_bpf(&config.log)),
         }
     }
 
@@ -223,6 +240,11 @@ impl<C: Count> Gatherer<C> {
         let include_unix = self.include_unix;
         let now = Instant::now();
         let (mut counted, mut failed) = (0, 0);
+        if let Some(b) = &mut self.bpf {
+            if !b.start(&log, &mut || interrupt.stop_requested()) {
+                return None;
+            }
+        }
         // `--netns` paths that name one namespace twice count it once.
         let mut seen: Vec<NsId> = Vec::new();
         for ns in self.namespaces.list.iter_mut() {
@@ -261,9 +283,19 @@ impl<C: Count> Gatherer<C> {
                 .unwrap_or_default();
             let events =
                 &mut |event: Event<'_>| report(&log, &prefix, include_unix, caps, now, event);
+            let ino = collector.target().map(|t| t.id.ino);
+            let expected = self.bpf.as_ref().and_then(|b| b.supply(collector));
             match collector.gather(&mut self.bufs, events, &mut || interrupt.stop_requested()) {
                 Err(Error::Stopped) => return None,
                 Ok(gathered) => {
+                    if let (Some(e), Some(b)) = (expected, &mut self.bpf) {
+                        b.compare(
+                            ino,
+                            tag.unwrap_or("of this process"),
+                            &e,
+                            &gathered.by_family,
+                        );
+                    }
                     self.rows.add(&self.shape, &tags, &gathered);
                     counted += 1;
                     say(&log, throttle.succeeded(&context));
@@ -281,7 +313,24 @@ impl<C: Count> Gatherer<C> {
                 }
             }
         }
+        if let Some(b) = &mut self.bpf {
+            if !b.finish(&log, &mut || interrupt.stop_requested()) {
+                return None;
+            }
+        }
         Some((counted, failed))
+    }
+}
+
+/// `--source bpf`'s walker, or an `E!` line naming what is missing and
+/// exit 1 (docs/reference.md).
+fn load_bpf(log: &Logger) -> bpf::Bpf {
+    match crate::bpf::Walker::load() {
+        Ok(w) => bpf::Bpf::new(w),
+        Err(why) => {
+            log.error(format_args!("--source bpf cannot run: {why}"));
+            std::process::exit(crate::exit::EXIT_GATHER_FAILED.into())
+        }
     }
 }
 

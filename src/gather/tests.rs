@@ -36,6 +36,12 @@ impl Count for Fake {
         self.target = Some(target);
     }
 
+    fn shares_host_tcp_hash(&mut self) -> bool {
+        false
+    }
+
+    fn supply_tcp(&mut self, _: Option<&TcpStates>) {}
+
     fn gather(
         &mut self,
         _: &mut Buffers,

@@ -280,6 +280,16 @@ impl Tally {
     }
 }
 
+/// One namespace's TCP sockets counted without records: per family (IPv4,
+/// IPv6) and raw state (12, a request socket, is counted as SYN_RECV); the
+/// last slot, `UNKNOWN_STATE`, collects sockets in no state this program
+/// knows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpStates(pub [[u64; 16]; 2]);
+
+/// `TcpStates`' slot of sockets in an unknown state (counted as state 255).
+pub const UNKNOWN_STATE: usize = 15;
+
 /// The `netstat` aggregation: TCP states and UDP sockets per address
 /// family, unix socket types.
 #[derive(Debug, Clone, Default)]
@@ -324,6 +334,21 @@ impl StateCounts {
             }
             Kind::Udp => self.udp[r.family_slot()] += 1,
             Kind::Unix => self.unix.add(r.state),
+        }
+    }
+
+    /// Adds TCP sockets counted elsewhere (`--source bpf`'s walk), per
+    /// family (IPv4, IPv6) and raw state; the bytes queued stay unknown.
+    pub fn add_tcp_states(&mut self, states: &TcpStates) {
+        for (h, family) in self.tcp.iter_mut().zip(&states.0) {
+            for (state, &n) in family.iter().enumerate() {
+                let state = if state == UNKNOWN_STATE {
+                    255
+                } else {
+                    state as u8
+                };
+                h.add_n(state, n);
+            }
         }
     }
 

@@ -1,0 +1,247 @@
+//! `--source bpf`: one walk of the kernel's TCP hash tables, done by a BPF
+//! program (bpf/tcpwalk.bpf.c, built by build.rs with clang when it can),
+//! counts the TCP sockets of every network namespace sharing the tables
+//! walked, per family and state. Loaded with aya (pure Rust: no libbpf,
+//! libelf or zlib to build or to run), which relocates the program's field
+//! offsets against the running kernel's BTF. docs/bpf.md says what it reads,
+//! what it needs, and why nothing promises it keeps working.
+//!
+//! The program runs as an `iter/task` program: reading its iterator's file
+//! makes the kernel call it once per task, and each call walks one slice of
+//! the tables (at most about 250 µs) and keeps its cursor; a read stops
+//! after 16 slices, and `walk` asks `stop` between reads. The counts land in
+//! the `counts` map, keyed by `struct net` address; the last read of a walk
+//! returns its trailer.
+
+mod btf;
+
+use std::io::Read;
+
+use aya::maps::{Array, HashMap};
+use aya::programs::Iter;
+use aya::{Btf, Ebpf, EbpfLoader};
+use rustix::thread::CapabilitySet;
+use telegraf_netstat::measure::netstat::count::{TcpStates, UNKNOWN_STATE};
+
+/// The compiled program, when build.rs could compile it.
+#[cfg(tcpwalk)]
+static OBJECT: Option<&[u8]> = Some(aya::include_bytes_aligned!(concat!(
+    env!("OUT_DIR"),
+    "/tcpwalk.bpf.o"
+)));
+#[cfg(not(tcpwalk))]
+static OBJECT: Option<&[u8]> = None;
+
+/// Another build of the program to load instead (`clang -DMISCOUNT` makes
+/// the self-test fail on purpose: docs/bpf.md, tests/bpf.rs).
+const OBJECT_ENV: &str = "TELEGRAF_NETSTAT_BPF_OBJECT";
+const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+const TRAILER_MAGIC: u64 = 0x6b6c_6177_7470_6374;
+const TRAILER_WORDS: usize = 13;
+/// Reads of one walk at most, however few tasks each visits (a slice per
+/// read, at worst: 278 528 buckets here take about 140).
+const MAX_READS: u32 = 100_000;
+
+/// How one walk went: the program's trailer.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Trailer {
+    /// Buckets given up, chains too long, namespaces the map could not
+    /// hold: any of them and the walk is not to be trusted.
+    pub broken: u64,
+    pub long_chains: u64,
+    pub map_full: u64,
+    /// The tables walked are a namespace's own, not the host's.
+    pub pernet: bool,
+}
+
+impl Trailer {
+    pub fn complete(&self) -> bool {
+        self.broken + self.long_chains + self.map_full == 0
+    }
+}
+
+/// A namespace the walk met: its counts, and whether the tables walked
+/// are its own (else only its listeners, in the shared listening hash,
+/// were seen: its counts are not whole).
+pub struct Found {
+    pub ino: u64,
+    pub same_tables: bool,
+    pub states: TcpStates,
+}
+
+pub struct Walker {
+    ebpf: Ebpf,
+    buf: Vec<u8>,
+    stale: Vec<u64>,
+    /// The last walk's namespaces, sorted by inode.
+    found: Vec<Found>,
+}
+
+impl Walker {
+    /// Loads the program, or says what is missing.
+    pub fn load() -> Result<Walker, String> {
+        let object = match std::env::var_os(OBJECT_ENV) {
+            Some(path) => Some(std::fs::read(&path).map_err(|e| {
+                format!("cannot read {OBJECT_ENV}={}: {e}", path.to_string_lossy())
+            })?),
+            None => None,
+        };
+        let object = object
+            .as_deref()
+            .or(OBJECT)
+            .ok_or("this build has no BPF program: clang was not found at build time")?;
+        capable()?;
+        let data = std::fs::read(VMLINUX).map_err(|e| {
+            format!(
+                "the kernel's BTF is needed (CONFIG_DEBUG_INFO_BTF): cannot read {VMLINUX}: {e}"
+            )
+        })?;
+        match btf::missing_field(&data) {
+            Ok(None) => {}
+            Ok(Some((st, f))) => {
+                return Err(format!(
+                    "the kernel has no field {f} in struct {st} (its BTF, {VMLINUX}): the walk \
+                     needs Linux 6.1 or later"
+                ))
+            }
+            Err(e) => return Err(format!("cannot read {VMLINUX}: {e}")),
+        }
+        let btf = Btf::parse(&data, aya::Endianness::default())
+            .map_err(|e| format!("cannot parse {VMLINUX}: {e}"))?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .load(object)
+            .map_err(|e| format!("cannot load the BPF program: {e}"))?;
+        iter(&mut ebpf)?
+            .load("task", &btf)
+            .map_err(|e| format!("the kernel refused the BPF program: {e}"))?;
+        Ok(Walker {
+            ebpf,
+            buf: Vec::with_capacity(4096),
+            stale: Vec::new(),
+            found: Vec::new(),
+        })
+    }
+
+    /// Groups of buckets walked since the load (the `progress` map).
+    fn walked(&self) -> Result<u64, String> {
+        let map = self.ebpf.map("progress").ok_or("no progress map")?;
+        let a: Array<_, u64> = Array::try_from(map).map_err(|e| e.to_string())?;
+        a.get(&0, 0).map_err(|e| e.to_string())
+    }
+
+    /// One walk: the namespaces it met are in `found` afterwards. `None`
+    /// when `stop` said so between two reads.
+    pub fn walk(&mut self, stop: &mut dyn FnMut() -> bool) -> Result<Option<Trailer>, String> {
+        let mut walked = self.walked()?;
+        for reads in 1..=MAX_READS {
+            if stop() {
+                return Ok(None);
+            }
+            let prog = iter(&mut self.ebpf)?;
+            let link = prog.attach().map_err(|e| e.to_string())?;
+            let link = prog.take_link(link).map_err(|e| e.to_string())?;
+            let mut file = link.into_file().map_err(|e| e.to_string())?;
+            self.buf.clear();
+            file.read_to_end(&mut self.buf)
+                .map_err(|e| format!("reading the walk: {e}"))?;
+            if self.buf.len() >= TRAILER_WORDS * 8 {
+                return self.finish().map(Some);
+            }
+            // A read that ended before the walk did must have made progress.
+            let now = self.walked()?;
+            if now == walked {
+                return Err(format!("read {reads} of the walk made no progress"));
+            }
+            walked = now;
+        }
+        Err(format!("the walk did not end in {MAX_READS} reads"))
+    }
+
+    /// Reads the trailer, then the counts of this walk's generation;
+    /// forgets namespaces gone.
+    fn finish(&mut self) -> Result<Trailer, String> {
+        let w = |i: usize| u64::from_ne_bytes(self.buf[i * 8..i * 8 + 8].try_into().expect("8"));
+        if w(0) != TRAILER_MAGIC {
+            return Err("the walk's trailer is malformed".into());
+        }
+        let generation = w(1) & 0xffff_ffff;
+        let t = Trailer {
+            broken: w(4),
+            long_chains: w(5),
+            map_full: w(6),
+            pernet: w(11) != 0,
+        };
+        let map = self.ebpf.map_mut("counts").ok_or("no counts map")?;
+        let mut map: HashMap<_, u64, [u32; 32]> =
+            HashMap::try_from(map).map_err(|e| e.to_string())?;
+        self.stale.clear();
+        self.found.clear();
+        for kv in map.iter() {
+            let (k, v) = kv.map_err(|e| e.to_string())?;
+            if u64::from(v[0]) != generation {
+                self.stale.push(k);
+                continue;
+            }
+            let mut states = TcpStates::default();
+            for (family, half) in states.0.iter_mut().zip([&v[1..14], &v[17..30]]) {
+                for (s, &n) in half.iter().enumerate() {
+                    // Slot 13 of the program's half: no state it knows.
+                    let slot = if s == 12 { UNKNOWN_STATE } else { s + 1 };
+                    family[slot] += u64::from(n);
+                }
+            }
+            // Sockets of no inet family in the TCP tables: none should be.
+            states.0[0][UNKNOWN_STATE] += u64::from(v[16]);
+            self.found.push(Found {
+                ino: u64::from(v[14]),
+                same_tables: v[15] == 1,
+                states,
+            });
+        }
+        for k in &self.stale {
+            map.remove(k).map_err(|e| e.to_string())?;
+        }
+        self.found.sort_unstable_by_key(|f| f.ino);
+        Ok(t)
+    }
+
+    /// What the last walk found of the namespace with inode `ino`.
+    pub fn found(&self, ino: u64) -> Option<&Found> {
+        self.found
+            .binary_search_by_key(&ino, |f| f.ino)
+            .ok()
+            .map(|i| &self.found[i])
+    }
+}
+
+fn iter(ebpf: &mut Ebpf) -> Result<&mut Iter, String> {
+    ebpf.program_mut("tcpwalk")
+        .ok_or("the BPF object has no program tcpwalk")?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())
+}
+
+/// CAP_BPF (or CAP_SYS_ADMIN) loads the program and its maps; an iterator
+/// is a tracing program, which also needs CAP_PERFMON (or CAP_SYS_ADMIN):
+/// `bpf_capable()`, `is_perfmon_prog_type()` in kernel/bpf/syscall.c.
+fn capable() -> Result<(), String> {
+    let caps = rustix::thread::capabilities(None)
+        .map_err(|e| format!("cannot read this process's capabilities: {e}"))?
+        .effective;
+    if caps.contains(CapabilitySet::SYS_ADMIN) {
+        return Ok(());
+    }
+    let missing: Vec<&str> = [
+        (CapabilitySet::BPF, "CAP_BPF"),
+        (CapabilitySet::PERFMON, "CAP_PERFMON"),
+    ]
+    .into_iter()
+    .filter(|(c, _)| !caps.contains(*c))
+    .map(|(_, name)| name)
+    .collect();
+    match missing.as_slice() {
+        [] => Ok(()),
+        m => Err(format!("it needs {} (or CAP_SYS_ADMIN)", m.join(" and "))),
+    }
+}

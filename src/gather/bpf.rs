@@ -1,0 +1,237 @@
+//! `--source bpf` in the gather loop: one walk before the namespaces are
+//! counted, each namespace handed its TCP counts when the walk saw all of
+//! them, and the self-test.
+//!
+//! A namespace takes the walk's counts when the tables walked are its own
+//! (the program checks each namespace's `tcp_death_row.hashinfo`), or, if
+//! the walk met none of its sockets, when the tables walked are the host's
+//! and its `net.ipv4.tcp_ehash_entries` says it shares them. Any other
+//! namespace (tables of its own, or unknown) dumps TCP over netlink, in the
+//! same gather.
+//!
+//! The self-test, on the first gather and every `SELF_TEST_EVERY`th: the
+//! walk's counts are not handed on; every namespace dumps TCP over netlink
+//! (so that gather prints netlink's counts), is compared with the walk per
+//! family and state, and a second walk after the last namespace tells
+//! whether the namespace's sockets moved meanwhile. A namespace whose two
+//! walks agree with each other and not with netlink is a failed self-test:
+//! one `W!` naming the namespace and the difference, and netlink for the
+//! rest of the run. A namespace whose walks differ gives no verdict; a
+//! self-test in which no namespace with sockets gave one runs again at the
+//! next gather.
+
+use std::time::{Duration, Instant};
+
+use telegraf_netstat::measure::netstat::count::UNKNOWN_STATE;
+use telegraf_netstat::measure::netstat::count::{ByFamily, Counts, StateCounts, TcpStates};
+use telegraf_netstat::netns::NsId;
+
+use super::Count;
+use crate::bpf::{Trailer, Walker};
+use crate::log::Logger;
+use crate::throttle::Reminder;
+
+/// The self-test runs on the first gather and then every this many (an
+/// hour at a 10 s interval). Each costs what a netlink gather costs.
+pub const SELF_TEST_EVERY: u64 = 360;
+/// An incomplete walk (its gather then dumps TCP over netlink) is said at
+/// most this often.
+const INCOMPLETE_EVERY: Duration = Duration::from_secs(3600);
+
+pub struct Bpf {
+    /// `None` once the self-test failed: netlink from then on.
+    walker: Option<Walker>,
+    /// The last walk, if this gather uses it.
+    walk: Option<Trailer>,
+    /// Gathers since the last self-test passed; `None`: one is due.
+    since_test: Option<u64>,
+    /// This gather is a self-test.
+    testing: bool,
+    /// The self-test's namespaces that differed from netlink, and how many
+    /// with sockets agreed.
+    differed: Vec<Differed>,
+    agreed: usize,
+    own: Option<u64>,
+    incomplete: Reminder,
+}
+
+struct Differed {
+    ino: u64,
+    name: String,
+    walked: TcpStates,
+    netlink: [Counts; 2],
+}
+
+impl Bpf {
+    pub fn new(walker: Walker) -> Bpf {
+        Bpf {
+            walker: Some(walker),
+            walk: None,
+            since_test: None,
+            testing: false,
+            differed: Vec::new(),
+            agreed: 0,
+            own: NsId::own().map(|id| id.ino),
+            incomplete: Reminder::default(),
+        }
+    }
+
+    /// The walk before a gather; `false` when `stop` said so.
+    pub fn start(&mut self, log: &Logger, stop: &mut dyn FnMut() -> bool) -> bool {
+        self.walk = None;
+        let Some(w) = &mut self.walker else {
+            return true;
+        };
+        match w.walk(stop) {
+            Ok(None) => return false,
+            Ok(Some(t)) if t.complete() => self.walk = Some(t),
+            r => {
+                if self.incomplete.due_every(Instant::now(), INCOMPLETE_EVERY) {
+                    let why = match r {
+                        Err(e) => e,
+                        Ok(t) => format!("the walk was incomplete ({t:?})"),
+                    };
+                    log.warn(format_args!(
+                        "--source bpf: {why}; this gather counts TCP over netlink (said at most hourly)"
+                    ));
+                }
+            }
+        }
+        self.testing = self.walk.is_some() && self.since_test.is_none();
+        self.differed.clear();
+        self.agreed = 0;
+        true
+    }
+
+    /// The walk's TCP counts of `c`'s namespace, if the walk saw all of its
+    /// sockets; handed to `c` for its next gather unless this gather is a
+    /// self-test. Returns them for `compare`.
+    pub fn supply<C: Count>(&self, c: &mut C) -> Option<TcpStates> {
+        let expected = self.expected(c);
+        c.supply_tcp(expected.as_ref().filter(|_| !self.testing));
+        expected.filter(|_| self.testing)
+    }
+
+    fn expected<C: Count>(&self, c: &mut C) -> Option<TcpStates> {
+        let (w, t) = (self.walker.as_ref()?, self.walk?);
+        let ino = c.target().map(|t| t.id.ino).or(self.own)?;
+        match w.found(ino) {
+            Some(f) if f.same_tables => Some(f.states),
+            Some(_) => None,
+            None if !t.pernet && c.shares_host_tcp_hash() => Some(TcpStates::default()),
+            None => None,
+        }
+    }
+
+    /// Self-test: the walk's counts of a namespace against netlink's.
+    pub fn compare(
+        &mut self,
+        ino: Option<u64>,
+        name: &str,
+        walked: &TcpStates,
+        netlink: &ByFamily,
+    ) {
+        let netlink = [tcp_only(netlink.ipv4), tcp_only(netlink.ipv6)];
+        let Some(ino) = ino.or(self.own) else {
+            return;
+        };
+        if families(walked) == netlink && !has_unknown(walked) {
+            if netlink != [Counts::default(); 2] {
+                self.agreed += 1;
+            }
+            return;
+        }
+        self.differed.push(Differed {
+            ino,
+            name: name.to_owned(),
+            walked: *walked,
+            netlink,
+        });
+    }
+
+    /// After a self-test's namespaces: walks again, and falls back to
+    /// netlink for good on a difference the two walks agree on. `false`
+    /// when `stop` said so.
+    pub fn finish(&mut self, log: &Logger, stop: &mut dyn FnMut() -> bool) -> bool {
+        if !self.testing {
+            self.since_test = self
+                .since_test
+                .map(|n| n + 1)
+                .filter(|&n| n < SELF_TEST_EVERY);
+            return true;
+        }
+        let Some(w) = &mut self.walker else {
+            return true;
+        };
+        let again = match w.walk(stop) {
+            Ok(None) => return false,
+            Ok(Some(t)) if t.complete() => t,
+            _ => return true, // no verdict: the self-test runs again
+        };
+        let w = &*w;
+        let moved = |d: &Differed| {
+            let now = match w.found(d.ino) {
+                Some(f) if f.same_tables => f.states,
+                Some(_) => return true,
+                None if !again.pernet => TcpStates::default(),
+                None => return true,
+            };
+            now != d.walked
+        };
+        if let Some(d) = self.differed.iter().find(|d| !moved(d)) {
+            log.warn(format_args!(
+                "--source bpf: the self-test failed in network namespace {}: the walk counted {}, netlink {}; counting TCP over netlink from now on",
+                d.name,
+                describe(&families(&d.walked), unknown(&d.walked)),
+                describe(&d.netlink, 0),
+            ));
+            self.walker = None;
+        } else if self.agreed > 0 {
+            self.since_test = Some(0);
+        }
+        true
+    }
+}
+
+/// A namespace's TCP counts per family, as `Counts` (UDP left at 0).
+fn families(s: &TcpStates) -> [Counts; 2] {
+    let mut c = StateCounts::default();
+    c.add_tcp_states(s);
+    let b = c.by_family(false);
+    [b.ipv4, b.ipv6]
+}
+
+fn tcp_only(c: Counts) -> Counts {
+    Counts { udp_socket: 0, ..c }
+}
+
+fn unknown(s: &TcpStates) -> u64 {
+    s.0[0][UNKNOWN_STATE] + s.0[1][UNKNOWN_STATE]
+}
+
+fn has_unknown(s: &TcpStates) -> bool {
+    unknown(s) > 0
+}
+
+/// `ipv4 tcp_established=3 tcp_listen=1, ipv6 none`.
+fn describe(c: &[Counts; 2], unknown: u64) -> String {
+    let mut out = String::new();
+    for (family, c) in ["ipv4", "ipv6"].iter().zip(c) {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(family);
+        let mut any = false;
+        for (name, n) in c.fields().into_iter().filter(|&(_, n)| n > 0) {
+            out.push_str(&format!(" {name}={n}"));
+            any = true;
+        }
+        if !any {
+            out.push_str(" none");
+        }
+    }
+    if unknown > 0 {
+        out.push_str(&format!(", {unknown} in no known state"));
+    }
+    out
+}
