@@ -45,6 +45,8 @@ const MAX_READS: u32 = 100_000;
 /// How one walk went: the program's trailer.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Trailer {
+    /// Sockets counted.
+    pub sockets: u64,
     /// Buckets given up, chains too long, namespaces the map could not
     /// hold: any of them and the walk is not to be trusted.
     pub broken: u64,
@@ -167,6 +169,7 @@ impl Walker {
         }
         let generation = w(1) & 0xffff_ffff;
         let t = Trailer {
+            sockets: w(2),
             broken: w(4),
             long_chains: w(5),
             map_full: w(6),

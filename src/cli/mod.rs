@@ -127,6 +127,7 @@ impl Config {
     {
         let a = Args::try_parse_from(args)?;
         conflicts(&a)?;
+        bpf_refused(&a)?;
         let mode = mode(&a)?;
         let serving = matches!(mode, Mode::Serve(_));
         Ok(Config {
@@ -197,6 +198,46 @@ fn conflicts(a: &Args) -> Result<(), clap::Error> {
         ));
     }
     Ok(())
+}
+
+/// `--source bpf` counts TCP states per namespace and nothing else of a
+/// TCP socket: a flag that needs more (ports, queues, addresses, cgroups,
+/// `tcp_info`, the bytes queued that native names print) is refused.
+fn bpf_refused(a: &Args) -> Result<(), clap::Error> {
+    if !matches!(a.source, SourceArg::Bpf) {
+        return Ok(());
+    }
+    let plugged = ALL
+        .iter()
+        .zip(a.plugged.0)
+        .filter(|&(_, on)| on)
+        .find_map(|(m, _)| m.plug.as_ref().map(|p| format!("--{}", p.flag.long)));
+    let flags = [
+        (!a.local_port.is_empty(), "--local-port"),
+        (!a.remote_port.is_empty(), "--remote-port"),
+        (a.listening_ports, "--listening-ports"),
+        (a.listen_queues, "--listen-queues"),
+        (a.destinations.is_some(), "--destinations"),
+        (a.by_cgroup, "--by-cgroup"),
+        (a.health, "--health"),
+        (a.tcp_info, "--tcp-info"),
+        (
+            matches!(a.prometheus_names, Some(NamesArg::Native)),
+            "--prometheus-names native",
+        ),
+    ];
+    let flag = flags
+        .iter()
+        .find(|f| f.0)
+        .map(|f| f.1.to_owned())
+        .or(plugged);
+    match flag {
+        None => Ok(()),
+        Some(flag) => Err(usage(
+            ErrorKind::ArgumentConflict,
+            format!("{flag} needs more of each socket than --source bpf reads (TCP states per namespace): use --source netlink"),
+        )),
+    }
 }
 
 /// One gather, the loops, or the exporter with its checked addresses and
@@ -428,6 +469,30 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.source, Source::Proc);
+        let c = parse([
+            "telegraf-netstat",
+            "--source",
+            "bpf",
+            "--all-netns",
+            "--counters",
+        ])
+        .unwrap();
+        assert_eq!(c.source, Source::Bpf);
+        for flag in [
+            &["--local-port", "22"][..],
+            &["--listening-ports"],
+            &["--listen-queues"],
+            &["--destinations", "3"],
+            &["--ephemeral-ports"],
+            &["--by-cgroup"],
+            &["--health"],
+            &["--prometheus-names", "native", "--format", "prometheus"],
+        ] {
+            let mut args = vec!["telegraf-netstat", "--source", "bpf"];
+            args.extend_from_slice(flag);
+            let e = parse(args).unwrap_err().to_string();
+            assert!(e.contains(flag[0]) && e.contains("--source bpf"), "{e}");
+        }
         assert_eq!(c.proc_root, PathBuf::from("/hostfs/proc"));
         assert!(c.timestamp && c.log.level == Level::Debug);
         assert_eq!(c.namespaces, Namespaces::Own);

@@ -51,6 +51,8 @@ pub struct Bpf {
     /// with sockets agreed.
     differed: Vec<Differed>,
     agreed: usize,
+    /// Namespaces handed the walk's counts in this gather.
+    supplied: usize,
     own: Option<u64>,
     incomplete: Reminder,
 }
@@ -71,6 +73,7 @@ impl Bpf {
             testing: false,
             differed: Vec::new(),
             agreed: 0,
+            supplied: 0,
             own: NsId::own().map(|id| id.ino),
             incomplete: Reminder::default(),
         }
@@ -100,15 +103,18 @@ impl Bpf {
         self.testing = self.walk.is_some() && self.since_test.is_none();
         self.differed.clear();
         self.agreed = 0;
+        self.supplied = 0;
         true
     }
 
     /// The walk's TCP counts of `c`'s namespace, if the walk saw all of its
     /// sockets; handed to `c` for its next gather unless this gather is a
     /// self-test. Returns them for `compare`.
-    pub fn supply<C: Count>(&self, c: &mut C) -> Option<TcpStates> {
+    pub fn supply<C: Count>(&mut self, c: &mut C) -> Option<TcpStates> {
         let expected = self.expected(c);
-        c.supply_tcp(expected.as_ref().filter(|_| !self.testing));
+        let handed = expected.as_ref().filter(|_| !self.testing);
+        self.supplied += usize::from(handed.is_some());
+        c.supply_tcp(handed);
         expected.filter(|_| self.testing)
     }
 
@@ -154,6 +160,12 @@ impl Bpf {
     /// when `stop` said so.
     pub fn finish(&mut self, log: &Logger, stop: &mut dyn FnMut() -> bool) -> bool {
         if !self.testing {
+            if let Some(t) = self.walk {
+                log.debug(format_args!(
+                    "--source bpf: one walk counted {} TCP sockets; {} namespaces took their TCP counts from it",
+                    t.sockets, self.supplied
+                ));
+            }
             self.since_test = self
                 .since_test
                 .map(|n| n + 1)

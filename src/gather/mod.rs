@@ -284,7 +284,7 @@ impl<C: Count> Gatherer<C> {
             let events =
                 &mut |event: Event<'_>| report(&log, &prefix, include_unix, caps, now, event);
             let ino = collector.target().map(|t| t.id.ino);
-            let expected = self.bpf.as_ref().and_then(|b| b.supply(collector));
+            let expected = self.bpf.as_mut().and_then(|b| b.supply(collector));
             match collector.gather(&mut self.bufs, events, &mut || interrupt.stop_requested()) {
                 Err(Error::Stopped) => return None,
                 Ok(gathered) => {

@@ -28,8 +28,13 @@ fn lines_of<R: Read + Send + 'static>(r: R) -> std::sync::mpsc::Receiver<(Instan
 
 impl Plugin {
     pub fn start(args: &[&str]) -> Plugin {
+        Plugin::spawn(command(args))
+    }
+
+    /// `start` of a command made by the caller (its environment set).
+    pub fn spawn(mut cmd: std::process::Command) -> Plugin {
         use std::process::Stdio;
-        let mut child = command(args)
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,249 @@
+//! `--source bpf` against `--source netlink` on the same private namespaces:
+//! exact in every TCP state over IPv4 and IPv6, a namespace with a TCP hash
+//! table of its own counted by netlink in the same gather, the self-test's
+//! fall back on a walk wrong on purpose (the program built with
+//! `-DMISCOUNT`), descriptors flat over many gathers, and the refusals.
+//! Ignored where the kernel or this build cannot run the walk (failed
+//! under CI).
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use libtest_mimic::Arguments;
+use support::*;
+
+const CHILD_EHASH: &str = "/proc/sys/net/ipv4/tcp_child_ehash_entries";
+
+/// Runs when this build, kernel and process can walk: a one-shot
+/// `--source bpf` succeeds.
+fn setup() -> Result<(), String> {
+    namespace_setup()?;
+    needs_root("CAP_BPF and CAP_PERFMON")?;
+    let out = Command::new(BIN)
+        .args(["--source", "bpf"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// The `netstat` rows of one gather, by namespace and family, as text.
+fn rows(out: &str) -> Vec<String> {
+    let mut v: Vec<String> = out
+        .lines()
+        .filter(|l| l.starts_with("netstat,"))
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+/// `--netns` arguments for `namespaces`.
+fn netns_args(namespaces: &[&Netns]) -> Vec<String> {
+    namespaces
+        .iter()
+        .flat_map(|n| ["--netns".to_string(), n.path()])
+        .collect()
+}
+
+/// Held while this binary's tests make namespaces: the setting that gives
+/// one a table of its own is the host's.
+static SETTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A namespace sharing the host's TCP hash table (made while no test of
+/// this binary has set `tcp_child_ehash_entries`).
+fn shared(build: impl FnOnce() -> Population + Send + 'static) -> Netns {
+    let _one = SETTING.lock().unwrap_or_else(|p| p.into_inner());
+    Netns::new(build, 1)
+}
+
+/// A namespace made while `tcp_child_ehash_entries` is 128: a TCP hash
+/// table of its own, which the walk of the host's does not cover.
+fn own_table_namespace() -> Netns {
+    let _one = SETTING.lock().unwrap_or_else(|p| p.into_inner());
+    let old = std::fs::read_to_string(CHILD_EHASH).unwrap();
+    std::fs::write(CHILD_EHASH, "128").unwrap();
+    let ns = Netns::new(|| established(2, 1), 1);
+    std::fs::write(CHILD_EHASH, old.trim()).unwrap();
+    ns
+}
+
+/// Gathers with the walk (the second gather: the first is the self-test)
+/// equal netlink's before and after it, namespace by namespace, in every
+/// state, IPv4 and IPv6; the namespace with its own table is among them.
+fn the_walk_equals_netlink_in_every_state() {
+    let a = shared(everything);
+    let b = shared(everything);
+    let c = shared(|| established(5, 4));
+    let empty = shared(Population::default);
+    let own = own_table_namespace();
+    let ns = netns_args(&[&a, &b, &c, &empty, &own]);
+    let mut args: Vec<&str> = ns.iter().map(String::as_str).collect();
+    args.push("--by-family");
+    let netlink = |args: &[&str]| {
+        let mut v = vec!["--source", "netlink"];
+        v.extend_from_slice(args);
+        rows(&run_ok(&v))
+    };
+    let mut bpf_args = vec!["--source", "bpf", "--execd", "-v"];
+    bpf_args.extend_from_slice(&args);
+    let mut p = Plugin::start(&bpf_args);
+    let gather = |p: &mut Plugin| {
+        p.tick("\n");
+        let mut out = String::new();
+        while out.lines().filter(|l| l.starts_with("netstat,")).count() < 10 {
+            out.push_str(&p.line(Duration::from_secs(20)));
+        }
+        rows(&out)
+    };
+    let first = gather(&mut p);
+    assert_eq!(first, netlink(&args), "the self-test's gather is netlink's");
+    // Sockets settle (a namespace's population is fixed): poll until one
+    // walk gather is framed by two equal netlink ones.
+    let mut walked = Vec::new();
+    let equal = wait_for(Duration::from_secs(30), || {
+        let before = netlink(&args);
+        walked = gather(&mut p);
+        before == walked && walked == netlink(&args)
+    });
+    assert!(equal, "walk {walked:#?}\nnetlink {:#?}", netlink(&args));
+    assert!(
+        walked.iter().any(|l| l.contains("tcp_time_wait=5i")),
+        "{walked:#?}"
+    );
+    p.eof_kept_promise();
+    let said: Vec<String> = p.stderr.iter().collect();
+    assert!(
+        !said
+            .iter()
+            .any(|l| l.starts_with("W!") || l.starts_with("E!")),
+        "{said:?}"
+    );
+    // The walk served the four sharing namespaces; the own-table one was dumped.
+    assert!(
+        said.iter()
+            .any(|l| l.contains("4 namespaces took their TCP counts from it")),
+        "{said:?}"
+    );
+}
+
+/// A walk that counts TIME_WAIT as CLOSE (the program built with
+/// `-DMISCOUNT`, loaded through TELEGRAF_NETSTAT_BPF_OBJECT) fails the
+/// first gather's self-test: one `W!` naming the namespace and both
+/// counts, and netlink's counts then and afterwards.
+fn a_wrong_walk_falls_back_to_netlink() {
+    let dir = std::env::temp_dir().join(format!("bpf-miscount-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let object = dir.join("miscount.o");
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/tcpwalk.bpf.c");
+    succeeded(
+        Command::new("clang")
+            .args(["-O2", "-g", "-target", "bpf", "-DMISCOUNT", "-c", src, "-o"])
+            .arg(&object),
+    );
+    let ns = shared(|| time_wait(3));
+    let path = ns.path();
+    let mut c = command(&["--source", "bpf", "--execd", "--netns", &path]);
+    c.env("TELEGRAF_NETSTAT_BPF_OBJECT", &object);
+    let mut p = Plugin::spawn(c);
+    for _ in 0..3 {
+        p.tick("\n");
+        let line = p.line(Duration::from_secs(20));
+        assert!(
+            line.contains("tcp_time_wait=3i,") && line.contains("tcp_close=0i,"),
+            "{line}"
+        );
+    }
+    p.eof_kept_promise();
+    let said: Vec<String> = p.stderr.iter().collect();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let warned: Vec<&String> = said.iter().filter(|l| l.starts_with("W!")).collect();
+    assert_eq!(warned.len(), 1, "{said:?}");
+    let w = warned[0];
+    assert!(
+        w.contains(&format!("network namespace {}", ns.tag()))
+            && w.contains("the walk counted ipv4 tcp_close=3 tcp_listen=1, ipv6 none,")
+            && w.contains("netlink ipv4 tcp_listen=1 tcp_time_wait=3, ipv6 none;")
+            && w.contains("counting TCP over netlink from now on"),
+        "{w}"
+    );
+}
+
+/// Descriptors and memory stay flat over many walks in one process.
+fn descriptors_stay_flat_over_gathers() {
+    let ns = shared(everything);
+    let path = ns.path();
+    let mut p = Plugin::start(&["--source", "bpf", "--execd", "--netns", &path]);
+    let gather = |p: &mut Plugin| {
+        p.tick("\n");
+        p.line(Duration::from_secs(20));
+    };
+    for _ in 0..3 {
+        gather(&mut p);
+    }
+    let (fds, rss) = (fd_count(p.child.id()), p.rss_kib());
+    for _ in 0..1000 {
+        gather(&mut p);
+    }
+    assert_eq!(
+        fd_count(p.child.id()),
+        fds,
+        "descriptors after 1000 more gathers"
+    );
+    assert!(
+        p.rss_kib() <= rss + 512,
+        "RSS {rss} KiB -> {} KiB",
+        p.rss_kib()
+    );
+    p.eof_kept_promise();
+}
+
+/// Without CAP_BPF and CAP_PERFMON (nor CAP_SYS_ADMIN) an explicit
+/// `--source bpf` is an error naming them, exit 1; a breakdown the walk
+/// does not read is a usage error naming the flag, exit 2.
+fn what_cannot_run_is_refused() {
+    let out = Command::new("setpriv")
+        .args([
+            "--bounding-set",
+            "-bpf,-perfmon,-sys_admin",
+            BIN,
+            "--source",
+            "bpf",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("E! --source bpf cannot run: it needs CAP_BPF and CAP_PERFMON"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    let out = run(&["--source", "bpf", "--listen-queues"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--listen-queues needs more of each socket than --source bpf reads"),
+        "{err}"
+    );
+}
+
+fn main() {
+    raise_fd_limit();
+    let args = Arguments::from_args();
+    let tests = named(
+        "bpf",
+        &tests![
+            the_walk_equals_netlink_in_every_state,
+            a_wrong_walk_falls_back_to_netlink,
+            descriptors_stay_flat_over_gathers,
+            what_cannot_run_is_refused,
+        ],
+    );
+    run_trials(args, setup(), tests);
+}
