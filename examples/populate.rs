@@ -122,7 +122,7 @@ fn worker(pairs: usize, spread: usize) {
             }
             let (i, l) = ((made + j) % 4, &ls[(made + j) % 4]);
             let mut to = l.local_addr().unwrap();
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 let host = 1 + ((made + j) / 4) % spread;
                 to.set_ip(std::net::Ipv4Addr::new(127, 0, (host >> 8) as u8, host as u8).into());
             }
@@ -172,7 +172,11 @@ fn main() {
     // Listeners beyond the workers' four each; TIME_WAIT made through the first.
     let mut keep_l = Vec::new();
     for i in 0..listeners.saturating_sub(4 * workers.len()).max(1) {
-        let addr = if i % 2 == 0 { "127.0.0.1:0" } else { "[::1]:0" };
+        let addr = if i.is_multiple_of(2) {
+            "127.0.0.1:0"
+        } else {
+            "[::1]:0"
+        };
         keep_l.push(TcpListener::bind(addr).unwrap());
     }
     for _ in 0..time_wait {

@@ -613,7 +613,7 @@ pub(crate) mod tests {
         out.extend_from_slice(&seq.to_ne_bytes());
         out.extend_from_slice(&4242u32.to_ne_bytes());
         out.extend_from_slice(payload);
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
     }

@@ -340,7 +340,7 @@ fn guess_floods_never_starve_valid_credentials() {
         until_at_least(&attack.count, 300);
         nineteen_of_twenty("guess flood, known and new credentials", |i| {
             // Even: remembered; odd: a user not checked yet.
-            let user = if i % 2 == 0 {
+            let user = if i.is_multiple_of(2) {
                 "prom:right".to_string()
             } else {
                 format!("u{}:p{}", i / 2, i / 2)

@@ -236,14 +236,11 @@ fn what_cannot_run_is_refused() {
 fn main() {
     raise_fd_limit();
     let args = Arguments::from_args();
-    let tests = named(
-        "bpf",
-        &tests![
-            the_walk_equals_netlink_in_every_state,
-            a_wrong_walk_falls_back_to_netlink,
-            descriptors_stay_flat_over_gathers,
-            what_cannot_run_is_refused,
-        ],
-    );
-    run_trials(args, setup(), tests);
+    let tests = tests![
+        the_walk_equals_netlink_in_every_state,
+        a_wrong_walk_falls_back_to_netlink,
+        descriptors_stay_flat_over_gathers,
+        what_cannot_run_is_refused,
+    ];
+    run_trials(args, setup(), named("bpf", &tests));
 }

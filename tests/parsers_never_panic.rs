@@ -14,7 +14,7 @@ fn msg(kind: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&seq.to_ne_bytes());
     out.extend_from_slice(&0u32.to_ne_bytes());
     out.extend_from_slice(payload);
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
     out

@@ -171,7 +171,7 @@ fn basic(req: &httparse::Request<'_, '_>) -> Option<Basic> {
 /// decodes it; `None` for anything else. Written here: a dozen lines
 /// against a crate for one header.
 fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return None;
     }
     let value = |c: u8| -> Option<u32> {
