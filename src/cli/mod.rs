@@ -469,7 +469,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.source, Source::Proc);
-        let c = parse([
+        let b = parse([
             "telegraf-netstat",
             "--source",
             "bpf",
@@ -477,7 +477,7 @@ mod tests {
             "--counters",
         ])
         .unwrap();
-        assert_eq!(c.source, Source::Bpf);
+        assert_eq!(b.source, Source::Bpf);
         for flag in [
             &["--local-port", "22"][..],
             &["--listening-ports"],
