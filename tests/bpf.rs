@@ -203,6 +203,23 @@ fn descriptors_stay_flat_over_gathers() {
     p.eof_kept_promise();
 }
 
+/// Walking every 10 ms, SIGTERM and stdin EOF are heard within the promise.
+fn stops_are_heard_while_walking() {
+    let ns = shared(everything);
+    let path = ns.path();
+    let args = ["--source", "bpf", "--interval", "10ms", "--netns", &path];
+    let mut p = Plugin::start(&args);
+    for _ in 0..5 {
+        p.line(Duration::from_secs(20));
+    }
+    p.signal_kept_promise(rustix::process::Signal::TERM);
+    let mut p = Plugin::start(&args);
+    for _ in 0..5 {
+        p.line(Duration::from_secs(20));
+    }
+    p.eof_kept_promise();
+}
+
 /// Without CAP_BPF and CAP_PERFMON (nor CAP_SYS_ADMIN) an explicit
 /// `--source bpf` is an error naming them, exit 1; a breakdown the walk
 /// does not read is a usage error naming the flag, exit 2.
@@ -240,6 +257,7 @@ fn main() {
         the_walk_equals_netlink_in_every_state,
         a_wrong_walk_falls_back_to_netlink,
         descriptors_stay_flat_over_gathers,
+        stops_are_heard_while_walking,
         what_cannot_run_is_refused,
     ];
     run_trials(args, setup(), named("bpf", &tests));

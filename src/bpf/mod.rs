@@ -209,6 +209,16 @@ impl Walker {
         Ok(t)
     }
 
+    /// The namespace of the last walk with the most sockets, of those whose
+    /// tables were walked.
+    pub fn busiest(&self) -> Option<u64> {
+        self.found
+            .iter()
+            .filter(|f| f.same_tables)
+            .max_by_key(|f| f.states.0.iter().flatten().sum::<u64>())
+            .map(|f| f.ino)
+    }
+
     /// What the last walk found of the namespace with inode `ino`.
     pub fn found(&self, ino: u64) -> Option<&Found> {
         self.found

@@ -10,10 +10,12 @@
 //! same gather.
 //!
 //! The self-test, on the first gather and every `SELF_TEST_EVERY`th: the
-//! walk's counts are not handed on; every namespace dumps TCP over netlink
-//! (so that gather prints netlink's counts), is compared with the walk per
-//! family and state, and a second walk after the last namespace tells
-//! whether the namespace's sockets moved meanwhile. A namespace whose two
+//! namespace with the most sockets in the walk and `ROTATING` others (the
+//! next ones in the list at each self-test) are not handed the walk's
+//! counts; they dump TCP over netlink (so that gather prints netlink's
+//! counts for them), are compared with the walk per family and state, and
+//! a second walk after the last namespace tells whether their sockets
+//! moved meanwhile. A namespace whose two
 //! walks agree with each other and not with netlink is a failed self-test:
 //! one `W!` naming the namespace and the difference, and netlink for the
 //! rest of the run. A namespace whose walks differ gives no verdict; a
@@ -34,6 +36,8 @@ use crate::throttle::Reminder;
 /// The self-test runs on the first gather and then every this many (an
 /// hour at a 10 s interval). Each costs what a netlink gather costs.
 pub const SELF_TEST_EVERY: u64 = 360;
+/// Besides the busiest namespace, a self-test compares this many others.
+pub const ROTATING: usize = 3;
 /// An incomplete walk (its gather then dumps TCP over netlink) is said at
 /// most this often.
 const INCOMPLETE_EVERY: Duration = Duration::from_secs(3600);
@@ -53,6 +57,14 @@ pub struct Bpf {
     agreed: usize,
     /// Namespaces handed the walk's counts in this gather.
     supplied: usize,
+    /// Namespaces the walk counted in this gather, handed or tested.
+    served: usize,
+    /// A self-test: the namespace with the most sockets in the walk, the
+    /// first of the others it compares (its index among those served) and
+    /// how many of them it compared.
+    busiest: Option<u64>,
+    rotation: usize,
+    rotated: usize,
     own: Option<u64>,
     incomplete: Reminder,
 }
@@ -74,6 +86,10 @@ impl Bpf {
             differed: Vec::new(),
             agreed: 0,
             supplied: 0,
+            served: 0,
+            busiest: None,
+            rotation: 0,
+            rotated: 0,
             own: NsId::own().map(|id| id.ino),
             incomplete: Reminder::default(),
         }
@@ -101,9 +117,16 @@ impl Bpf {
             }
         }
         self.testing = self.walk.is_some() && self.since_test.is_none();
+        self.busiest = self
+            .walker
+            .as_ref()
+            .filter(|_| self.testing)
+            .and_then(Walker::busiest);
         self.differed.clear();
         self.agreed = 0;
         self.supplied = 0;
+        self.served = 0;
+        self.rotated = 0;
         true
     }
 
@@ -111,20 +134,35 @@ impl Bpf {
     /// sockets; handed to `c` for its next gather unless this gather is a
     /// self-test. Returns them for `compare`.
     pub fn supply<C: Count>(&mut self, c: &mut C) -> Option<TcpStates> {
-        let expected = self.expected(c);
-        let handed = expected.as_ref().filter(|_| !self.testing);
-        self.supplied += usize::from(handed.is_some());
-        c.supply_tcp(handed);
-        expected.filter(|_| self.testing)
+        let Some((ino, expected)) = self.expected(c) else {
+            c.supply_tcp(None);
+            return None;
+        };
+        // A self-test compares the busiest namespace and `ROTATING` others,
+        // the next ones in the list at each self-test.
+        let tested = self.testing
+            && (Some(ino) == self.busiest
+                || (self.served >= self.rotation && self.rotated < ROTATING && {
+                    self.rotated += 1;
+                    true
+                }));
+        self.served += 1;
+        if tested {
+            c.supply_tcp(None);
+            return Some(expected);
+        }
+        self.supplied += 1;
+        c.supply_tcp(Some(&expected));
+        None
     }
 
-    fn expected<C: Count>(&self, c: &mut C) -> Option<TcpStates> {
+    fn expected<C: Count>(&self, c: &mut C) -> Option<(u64, TcpStates)> {
         let (w, t) = (self.walker.as_ref()?, self.walk?);
         let ino = c.target().map(|t| t.id.ino).or(self.own)?;
         match w.found(ino) {
-            Some(f) if f.same_tables => Some(f.states),
+            Some(f) if f.same_tables => Some((ino, f.states)),
             Some(_) => None,
-            None if !t.pernet && c.shares_host_tcp_hash() => Some(TcpStates::default()),
+            None if !t.pernet && c.shares_host_tcp_hash() => Some((ino, TcpStates::default())),
             None => None,
         }
     }
@@ -172,6 +210,10 @@ impl Bpf {
                 .filter(|&n| n < SELF_TEST_EVERY);
             return true;
         }
+        self.rotation = match self.rotated {
+            ROTATING => self.rotation + ROTATING,
+            _ => 0, // the list ended: from its start next time
+        };
         let Some(w) = &mut self.walker else {
             return true;
         };
