@@ -11,7 +11,9 @@
 //! `container_id=<ID>` (and its hostname) while its sockets' cgroup rows
 //! name the container again: each key must still be written once.
 //!
-//! A new measurement flag joins `MEASUREMENTS`.
+//! A new measurement flag joins `MEASUREMENTS`. `--source bpf` runs the
+//! same with the flags it takes (`BPF_MEASUREMENTS`) in the formats it
+//! takes (not the native names, which print bytes queued it does not read).
 
 mod support;
 
@@ -48,6 +50,28 @@ const MEASUREMENTS: [&str; 16] = [
     "--tcp-info",
     "--timestamp",
 ];
+
+/// What `--source bpf` takes of `MEASUREMENTS`.
+const BPF_MEASUREMENTS: [&str; 6] = [
+    "--source",
+    "bpf",
+    "--by-family",
+    "--include-unix",
+    "--counters",
+    "--timestamp",
+];
+
+/// This build, kernel and process can walk (tests/bpf.rs's condition).
+fn bpf_available() -> Result<(), String> {
+    let out = Command::new(BIN)
+        .args(["--source", "bpf"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+    }
+}
 
 fn setup() -> Result<(), String> {
     namespace_setup()?;
@@ -269,6 +293,9 @@ fn check_rows(rows: &[Row], text: &str) {
         }
     }
     assert!(!sums.is_empty(), "{text}");
+    if !rows.iter().any(|r| r.0 == "netstat_cgroup") {
+        return;
+    }
     for ((ns, field), (netstat, cgroup)) in &sums {
         assert_eq!(netstat, cgroup, "{field} in {ns:?}:\n{text}");
     }
@@ -276,12 +303,13 @@ fn check_rows(rows: &[Row], text: &str) {
 
 /// One run of every measurement with `namespaces` in every format, read by
 /// each consumer. Returns the influx rows.
-fn every_format(influx: &Influx, db: &str, namespaces: &[&str]) -> Vec<Row> {
+fn every_format(influx: &Influx, db: &str, measurements: &[&str], namespaces: &[&str]) -> Vec<Row> {
     let mut rows = Vec::new();
-    for format in FORMATS {
-        let mut args: Vec<&str> = MEASUREMENTS.to_vec();
+    let bpf = measurements.contains(&"bpf");
+    for format in FORMATS.iter().filter(|f| !(bpf && f.contains(&"native"))) {
+        let mut args: Vec<&str> = measurements.to_vec();
         args.extend(namespaces);
-        args.extend(format);
+        args.extend(*format);
         let out = run(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{args:?}: {stderr}");
@@ -326,6 +354,17 @@ fn every_format(influx: &Influx, db: &str, namespaces: &[&str]) -> Vec<Row> {
 
 /// Every measurement × every namespace choice × every format.
 fn every_flag_namespace_and_format_together() {
+    together(&MEASUREMENTS);
+}
+
+/// The same with `--source bpf` and the flags it takes.
+fn every_flag_namespace_and_format_together_with_bpf() {
+    together(&BPF_MEASUREMENTS);
+}
+
+/// `measurements` × every namespace choice × every format.
+fn together(measurements: &'static [&'static str]) {
+    let bpf = measurements.contains(&"bpf");
     let container = Container::start();
     let container_ns = container.netns();
     let container_pid = container.holder.id();
@@ -359,16 +398,24 @@ fn every_flag_namespace_and_format_together() {
             std::os::unix::fs::symlink(format!("/proc/{entry}"), proc_root.0.join(entry)).unwrap();
         }
         let root = proc_root.0.to_str().unwrap();
-        let own = every_format(&influx, "own", &[]);
+        let m = measurements;
+        let own = every_format(&influx, "own", m, &[]);
         assert!(own.iter().all(|r| r.1.iter().all(|t| t.0 != "netns")));
         let netns = every_format(
             &influx,
             "netns",
+            m,
             &["--netns", &container_ns, "--proc-root", root],
         );
-        let all = every_format(&influx, "allnetns", &["--all-netns", "--proc-root", root]);
+        let all = every_format(
+            &influx,
+            "allnetns",
+            m,
+            &["--all-netns", "--proc-root", root],
+        );
         // The container's namespace is labelled, and its cgroup rows name
-        // the container once (the socket's own cgroup; the same here).
+        // the container once (the socket's own cgroup; the same here); with
+        // bpf, which has no cgroup rows, its netstat rows.
         for (rows, tag) in [
             (&netns, container_ns.clone()),
             (&all, format!("pid:{container_pid}")),
@@ -376,8 +423,11 @@ fn every_flag_namespace_and_format_together() {
             let cgroup = format!("/system.slice/docker-{ID}.scope");
             let row = rows
                 .iter()
-                .find(|r| {
-                    r.0 == "netstat_cgroup" && r.1.contains(&("cgroup".into(), cgroup.clone()))
+                .find(|r| match bpf {
+                    true => r.0 == "netstat" && r.1.contains(&("netns".into(), tag.clone())),
+                    false => {
+                        r.0 == "netstat_cgroup" && r.1.contains(&("cgroup".into(), cgroup.clone()))
+                    }
                 })
                 .unwrap_or_else(|| panic!("no row for {cgroup}: {rows:?}"));
             for (k, v) in [
@@ -400,6 +450,10 @@ fn every_flag_namespace_and_format_together() {
 
 fn main() {
     let args = Arguments::from_args();
-    let tests = tests![every_flag_namespace_and_format_together];
-    run_trials(args, setup(), named("combinations", &tests));
+    let tests = tests![
+        every_flag_namespace_and_format_together,
+        every_flag_namespace_and_format_together_with_bpf,
+    ];
+    let needs = [("_with_bpf", bpf_available())];
+    run_trials_needing(args, setup(), named("combinations", &tests), &needs);
 }
