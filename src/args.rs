@@ -67,7 +67,10 @@ pub const VERSION: &str = concat!(
 pub struct Args {
     /// Where socket states come from: `auto` asks the kernel over netlink and
     /// reads /proc for a protocol whose dump is refused (seccomp, missing
-    /// udp_diag module); `netlink` and `proc` use only that source.
+    /// udp_diag module); `netlink` and `proc` use only that source. `bpf`
+    /// (Linux 6.1+, BTF, CAP_BPF and CAP_PERFMON) counts the TCP states of
+    /// every namespace sharing the host's TCP hash in one walk of it by a BPF
+    /// program, the rest over netlink; no breakdown flag (docs/bpf.md).
     /// Example: --source proc
     #[arg(long, value_enum, default_value_t = SourceArg::Auto, value_name = "SOURCE")]
     pub source: SourceArg,
