@@ -91,10 +91,7 @@ impl Gathered<'_> {
     /// The plugged aggregation of type `T`, when its measurement is
     /// printed.
     pub fn plugged<T: Aggregation>(&self) -> Option<&T> {
-        self.plugged.iter().find_map(|a| {
-            let a: &dyn std::any::Any = &**a;
-            a.downcast_ref()
-        })
+        self.plugged.iter().find_map(|a| a.as_any().downcast_ref())
     }
 }
 
@@ -268,5 +265,43 @@ impl Aggregations {
         self.listen.is_some()
             || self.outbound.is_some()
             || self.ports.as_ref().is_some_and(|p| p.listening())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::testing::record;
+
+    /// A plugged measurement's aggregation: what it was fed.
+    #[derive(Debug, Default)]
+    struct Fed {
+        added: usize,
+        reset: Vec<Kind>,
+    }
+
+    impl Aggregation for Fed {
+        fn add(&mut self, _: &Record) {
+            self.added += 1;
+        }
+        fn reset(&mut self, kind: Kind) {
+            self.reset.push(kind);
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    #[test]
+    fn the_one_pass_feeds_a_plugged_aggregation_and_its_rows_find_it() {
+        let mut a = Aggregations::new(&PortConfig::default(), &Measurements::all(), false, false);
+        a.plugged.push(Box::new(Fed::default()));
+        a.reset(Kind::Tcp);
+        for port in [80, 443] {
+            a.add(&record(crate::wire::AF_INET, 1, port, None));
+        }
+        let g = a.gathered(false, None, None);
+        let fed = g.plugged::<Fed>().expect("found by its type");
+        assert_eq!((fed.added, fed.reset.as_slice()), (2, &[Kind::Tcp][..]));
     }
 }
