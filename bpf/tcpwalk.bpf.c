@@ -8,7 +8,9 @@
  * each call walks one slice (at most SLICE groups of GROUP buckets, and no
  * group started after BUDGET_NS in the call) and the cursor carries over to
  * the next call (and the next read, if the tasks run out first: the loader
- * reads on while the `progress` map says groups were walked). A bucket is
+ * reads on while the `progress` map says groups were walked; a read also
+ * stops after READ_SLICES calls, so the loader can ask between reads
+ * whether to stop). A bucket is
  * walked under RCU like the kernel's lookups (__inet_lookup_established):
  * sockets are SLAB_TYPESAFE_BY_RCU, so one freed and reused during the walk
  * can lead into another chain; the chain's end then carries another
