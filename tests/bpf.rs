@@ -220,9 +220,10 @@ fn stops_are_heard_while_walking() {
     p.eof_kept_promise();
 }
 
-/// Without CAP_BPF and CAP_PERFMON (nor CAP_SYS_ADMIN) an explicit
-/// `--source bpf` is an error naming them, exit 1; a breakdown the walk
-/// does not read is a usage error naming the flag, exit 2.
+/// Without CAP_BPF and CAP_PERFMON (nor CAP_SYS_ADMIN), or without the
+/// kernel's BTF, an explicit `--source bpf` is an error naming what is
+/// missing, exit 1; a breakdown the walk does not read is a usage error
+/// naming the flag, exit 2.
 fn what_cannot_run_is_refused() {
     let out = Command::new("setpriv")
         .args([
@@ -241,6 +242,19 @@ fn what_cannot_run_is_refused() {
         "{err}"
     );
     assert!(out.stdout.is_empty());
+    // No BTF: an empty tmpfs over /sys/kernel/btf in a mount namespace of
+    // its own.
+    let hidden = format!("mount -t tmpfs none /sys/kernel/btf && exec {BIN} --source bpf");
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &hidden])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("E! --source bpf cannot run: the kernel's BTF is needed (CONFIG_DEBUG_INFO_BTF): cannot read /sys/kernel/btf/vmlinux"),
+        "{err}"
+    );
     let out = run(&["--source", "bpf", "--listen-queues"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
