@@ -174,6 +174,90 @@ fn a_wrong_walk_falls_back_to_netlink() {
     );
 }
 
+/// Connections opened and closed in a loop (each client closing first, so
+/// TIME_WAIT grows), as fast as Python goes.
+const CHURN: &str = r#"
+import socket, sys
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(64)
+print("ready", flush=True)
+while True:
+    c = socket.create_connection(l.getsockname())
+    a, _ = l.accept()
+    c.close()
+    a.close()
+"#;
+
+/// With connections churning in one namespace during every gather, the
+/// self-test gives no false verdict (no `W!`: the churning namespace, the
+/// busiest, gives none, the quiet one agrees), and the quiet namespace's
+/// counts by the walk stay netlink's, gather after gather.
+fn churn_elsewhere_neither_fails_the_self_test_nor_disturbs_counts() {
+    let quiet = shared(everything);
+    let churning = shared(Population::default);
+    let mut churn = Command::new("nsenter")
+        .arg(format!("--net={}", churning.path()))
+        .args(["python3", "-c", CHURN])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(churn.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let quiet_path = quiet.path();
+    let expected = rows(&run_ok(&[
+        "--source",
+        "netlink",
+        "--by-family",
+        "--netns",
+        &quiet_path,
+    ]));
+    let churning_path = churning.path();
+    let args = [
+        "--source",
+        "bpf",
+        "--execd",
+        "-v",
+        "--by-family",
+        "--netns",
+        &quiet_path,
+    ];
+    let mut p = Plugin::start(&[&args[..], &["--netns", &churning_path]].concat());
+    for _ in 0..10 {
+        p.tick("\n");
+        let mut out = String::new();
+        for _ in 0..4 {
+            out.push_str(&p.line(Duration::from_secs(20)));
+        }
+        let tag = format!("netns={}", quiet.tag());
+        let mine: Vec<String> = rows(&out)
+            .into_iter()
+            .filter(|l| l.contains(&tag))
+            .collect();
+        assert_eq!(mine, expected);
+    }
+    p.eof_kept_promise();
+    let _ = churn.kill();
+    let _ = churn.wait();
+    let said: Vec<String> = p.stderr.iter().collect();
+    assert!(
+        !said
+            .iter()
+            .any(|l| l.starts_with("W!") || l.starts_with("E!")),
+        "{said:?}"
+    );
+    let walked = said
+        .iter()
+        .filter(|l| l.contains("2 namespaces took"))
+        .count();
+    assert!(walked >= 9, "{said:?}");
+}
+
 /// Descriptors and memory stay flat over many walks in one process.
 fn descriptors_stay_flat_over_gathers() {
     let ns = shared(everything);
@@ -270,6 +354,7 @@ fn main() {
     let tests = tests![
         the_walk_equals_netlink_in_every_state,
         a_wrong_walk_falls_back_to_netlink,
+        churn_elsewhere_neither_fails_the_self_test_nor_disturbs_counts,
         descriptors_stay_flat_over_gathers,
         stops_are_heard_while_walking,
         what_cannot_run_is_refused,
