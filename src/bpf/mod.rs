@@ -209,11 +209,10 @@ impl Walker {
         Ok(t)
     }
 
-    /// The namespace of the last walk with the most sockets, of those whose
-    /// tables were walked.
-    pub fn busiest(&self) -> Option<u64> {
-        self.found
-            .iter()
+    /// Of the namespaces `inos`, the one with the most sockets in the last
+    /// walk, of those whose tables were walked.
+    pub fn busiest(&self, inos: impl Iterator<Item = u64>) -> Option<u64> {
+        inos.filter_map(|ino| self.found(ino))
             .filter(|f| f.same_tables)
             .max_by_key(|f| f.states.0.iter().flatten().sum::<u64>())
             .map(|f| f.ino)

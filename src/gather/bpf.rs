@@ -95,8 +95,14 @@ impl Bpf {
         }
     }
 
-    /// The walk before a gather; `false` when `stop` said so.
-    pub fn start(&mut self, log: &Logger, stop: &mut dyn FnMut() -> bool) -> bool {
+    /// The walk before a gather of the namespaces `inos` (`None`: this
+    /// process's); `false` when `stop` said so.
+    pub fn start(
+        &mut self,
+        log: &Logger,
+        stop: &mut dyn FnMut() -> bool,
+        inos: impl Iterator<Item = Option<u64>>,
+    ) -> bool {
         self.walk = None;
         let Some(w) = &mut self.walker else {
             return true;
@@ -117,11 +123,12 @@ impl Bpf {
             }
         }
         self.testing = self.walk.is_some() && self.since_test.is_none();
+        let own = self.own;
         self.busiest = self
             .walker
             .as_ref()
             .filter(|_| self.testing)
-            .and_then(Walker::busiest);
+            .and_then(|w| w.busiest(inos.filter_map(|i| i.or(own))));
         self.differed.clear();
         self.agreed = 0;
         self.supplied = 0;

@@ -241,7 +241,13 @@ impl<C: Count> Gatherer<C> {
         let now = Instant::now();
         let (mut counted, mut failed) = (0, 0);
         if let Some(b) = &mut self.bpf {
-            if !b.start(&log, &mut || interrupt.stop_requested()) {
+            let counted = self
+                .namespaces
+                .list
+                .iter()
+                .filter_map(|ns| ns.collector.as_ref());
+            let inos = counted.map(|c| c.target().map(|t| t.id.ino));
+            if !b.start(&log, &mut || interrupt.stop_requested(), inos) {
                 return None;
             }
         }
