@@ -287,11 +287,23 @@ fn descriptors_stay_flat_over_gathers() {
     p.eof_kept_promise();
 }
 
-/// Walking every 10 ms, SIGTERM and stdin EOF are heard within the promise.
+/// Walking every 10 ms, SIGTERM and stdin EOF are heard within the
+/// promise; so is SIGTERM while the program loads, at start.
 fn stops_are_heard_while_walking() {
     let ns = shared(everything);
     let path = ns.path();
     let args = ["--source", "bpf", "--interval", "10ms", "--netns", &path];
+    // As soon as its handlers are installed, so the load has just begun.
+    let mut p = Plugin::start(&args);
+    let status = format!("/proc/{}/status", p.child.id());
+    let caught = || {
+        let s = std::fs::read_to_string(&status).unwrap_or_default();
+        let mask = s.lines().find_map(|l| l.strip_prefix("SigCgt:"));
+        mask.and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|m| m & (1 << (libc::SIGTERM - 1)) != 0)
+    };
+    poll_until(Duration::from_secs(10), caught);
+    p.signal_kept_promise(rustix::process::Signal::TERM);
     let mut p = Plugin::start(&args);
     for _ in 0..5 {
         p.line(Duration::from_secs(20));

@@ -15,6 +15,7 @@
 
 mod btf;
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use aya::maps::{Array, HashMap};
@@ -80,24 +81,40 @@ pub struct Walker {
 }
 
 impl Walker {
-    /// Loads the program, or says what is missing.
-    pub fn load() -> Result<Walker, String> {
+    /// The quick checks, at start: the program (this build's, or the
+    /// file `TELEGRAF_NETSTAT_BPF_OBJECT` names), the capabilities, the
+    /// kernel's BTF file. What is missing is said.
+    pub fn prepare() -> Result<Prepared, String> {
         let object = match std::env::var_os(OBJECT_ENV) {
-            Some(path) => Some(std::fs::read(&path).map_err(|e| {
+            Some(path) => Cow::Owned(std::fs::read(&path).map_err(|e| {
                 format!("cannot read {OBJECT_ENV}={}: {e}", path.to_string_lossy())
             })?),
-            None => None,
+            None => Cow::Borrowed(
+                OBJECT.ok_or("this build has no BPF program: clang was not found at build time")?,
+            ),
         };
-        let object = object
-            .as_deref()
-            .or(OBJECT)
-            .ok_or("this build has no BPF program: clang was not found at build time")?;
         capable()?;
-        let data = std::fs::read(VMLINUX).map_err(|e| {
+        let btf = std::fs::read(VMLINUX).map_err(|e| {
             format!(
                 "the kernel's BTF is needed (CONFIG_DEBUG_INFO_BTF): cannot read {VMLINUX}: {e}"
             )
         })?;
+        Ok(Prepared { object, btf })
+    }
+}
+
+/// What `Walker::prepare` found, to load (a few tens of ms: on a thread of
+/// its own, so that the loops hear a stop meanwhile).
+pub struct Prepared {
+    object: Cow<'static, [u8]>,
+    btf: Vec<u8>,
+}
+
+impl Prepared {
+    /// Checks every field the program reads in the kernel's BTF, then
+    /// loads the program, or says what is missing.
+    pub fn load(self) -> Result<Walker, String> {
+        let Prepared { object, btf: data } = self;
         match btf::missing_field(&data) {
             Ok(None) => {}
             Ok(Some((st, f))) => {
@@ -112,7 +129,7 @@ impl Walker {
             .map_err(|e| format!("cannot parse {VMLINUX}: {e}"))?;
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
-            .load(object)
+            .load(&object)
             .map_err(|e| format!("cannot load the BPF program: {e}"))?;
         iter(&mut ebpf)?
             .load("task", &btf)
@@ -124,7 +141,9 @@ impl Walker {
             found: Vec::new(),
         })
     }
+}
 
+impl Walker {
     /// Groups of buckets walked since the load (the `progress` map).
     fn walked(&self) -> Result<u64, String> {
         let map = self.ebpf.map("progress").ok_or("no progress map")?;

@@ -22,6 +22,7 @@
 //! self-test in which no namespace with sockets gave one runs again at the
 //! next gather.
 
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use telegraf_netstat::measure::netstat::count::UNKNOWN_STATE;
@@ -29,7 +30,7 @@ use telegraf_netstat::measure::netstat::count::{ByFamily, Counts, StateCounts, T
 use telegraf_netstat::netns::NsId;
 
 use super::Count;
-use crate::bpf::{Trailer, Walker};
+use crate::bpf::{Prepared, Trailer, Walker};
 use crate::log::Logger;
 use crate::throttle::Reminder;
 
@@ -43,6 +44,8 @@ pub const ROTATING: usize = 3;
 const INCOMPLETE_EVERY: Duration = Duration::from_secs(3600);
 
 pub struct Bpf {
+    /// The program loading, until the first gather takes it.
+    loading: Option<Receiver<Result<Walker, String>>>,
     /// `None` once the self-test failed: netlink from then on.
     walker: Option<Walker>,
     /// The last walk, if this gather uses it.
@@ -77,9 +80,16 @@ struct Differed {
 }
 
 impl Bpf {
-    pub fn new(walker: Walker) -> Bpf {
+    /// Loads `prepared` on a thread of its own: the loops hear a stop
+    /// meanwhile, and the first gather waits for it.
+    pub fn new(prepared: Prepared) -> Bpf {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::spawn(move || {
+            let _ = tx.send(prepared.load());
+        });
         Bpf {
-            walker: Some(walker),
+            loading: Some(rx),
+            walker: None,
             walk: None,
             since_test: None,
             testing: false,
@@ -104,6 +114,9 @@ impl Bpf {
         inos: impl Iterator<Item = Option<u64>>,
     ) -> bool {
         self.walk = None;
+        if !self.loaded(log, stop) {
+            return false;
+        }
         let Some(w) = &mut self.walker else {
             return true;
         };
@@ -134,6 +147,27 @@ impl Bpf {
         self.supplied = 0;
         self.served = 0;
         self.rotated = 0;
+        true
+    }
+
+    /// Waits for the load, asking `stop` every 5 ms; `false` when it said
+    /// so. A load that failed is said, and the program exits 1.
+    fn loaded(&mut self, log: &Logger, stop: &mut dyn FnMut() -> bool) -> bool {
+        let Some(rx) = &self.loading else {
+            return true;
+        };
+        loop {
+            if stop() {
+                return false;
+            }
+            match rx.recv_timeout(Duration::from_millis(5)) {
+                Ok(Ok(w)) => break self.walker = Some(w),
+                Ok(Err(why)) => cannot_run(log, &why),
+                Err(RecvTimeoutError::Disconnected) => cannot_run(log, "its loading thread died"),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+        self.loading = None;
         true
     }
 
@@ -252,6 +286,12 @@ impl Bpf {
         }
         true
     }
+}
+
+/// Says why `--source bpf` cannot run, and exits 1 (docs/reference.md).
+pub fn cannot_run(log: &Logger, why: &str) -> ! {
+    log.error(format_args!("--source bpf cannot run: {why}"));
+    std::process::exit(crate::exit::EXIT_GATHER_FAILED.into())
 }
 
 /// A namespace's TCP counts per family, as `Counts` (UDP left at 0).

@@ -328,17 +328,11 @@ impl<C: Count> Gatherer<C> {
     }
 }
 
-/// `--source bpf`'s walker, or an `E!` line naming what is missing and
-/// exit 1 (docs/reference.md).
+/// `--source bpf`, loading on its own thread once the quick checks passed;
+/// else an `E!` line naming what is missing and exit 1 (docs/reference.md).
 fn load_bpf(log: &Logger) -> bpf::Bpf {
-    match crate::bpf::Walker::load() {
-        Ok(w) => bpf::Bpf::new(w),
-        Err(why) => {
-            log.error(format_args!("--source bpf cannot run: {why}"));
-            std::process::exit(crate::exit::EXIT_GATHER_FAILED.into())
-        }
+    match crate::bpf::Walker::prepare() {
+        Ok(p) => bpf::Bpf::new(p),
+        Err(why) => bpf::cannot_run(log, &why),
     }
 }
-
-#[cfg(test)]
-mod tests;
