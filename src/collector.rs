@@ -263,7 +263,10 @@ impl Collector {
         }
     }
 
-    /// TCP counted elsewhere, for the next gather only (`None`: dump it).
+    /// TCP counted elsewhere, for the next gather only (`None`: dump or
+    /// read it). Only the `netstat` aggregation takes them: the breakdowns
+    /// see no TCP socket in that gather (the program refuses them with
+    /// `--source bpf`).
     pub fn supply_tcp(&mut self, states: Option<&TcpStates>) {
         self.supplied = states.copied();
     }
@@ -303,9 +306,10 @@ impl Collector {
         if self.options.counters_only {
             return Ok(self.gathered());
         }
-        if let Some(states) = self.supplied.take() {
+        let supplied = self.supplied.take();
+        if let Some(states) = &supplied {
             self.agg.reset(Kind::Tcp);
-            self.agg.states.add_tcp_states(&states);
+            self.agg.states.add_tcp_states(states);
         } else if !self.tcp_via_proc {
             self.agg.reset(Kind::Tcp);
             if let Some(t) = &mut self.tcp_info {
@@ -323,7 +327,7 @@ impl Collector {
                 self.fall_back(Kind::Tcp, e, events)?;
             }
         }
-        if self.tcp_via_proc {
+        if supplied.is_none() && self.tcp_via_proc {
             self.proc_tcp(bufs.proc(), stop)?;
         }
         if everything && !self.udp_via_proc {
@@ -833,6 +837,35 @@ mod tests {
         // The next gather starts afresh.
         tables(&d.0, 1);
         assert_eq!(gather(&mut c), (1, 1, 1));
+    }
+
+    #[test]
+    fn tcp_supplied_replaces_the_tcp_read_for_one_gather() {
+        let d = Dir::new("supplied");
+        tables(&d.0, 3);
+        let mut o = options(&d.0);
+        o.ports = PortConfig::default();
+        o.listen_queues = false;
+        let mut c = Collector::new(o);
+        let mut states = TcpStates::default();
+        states.0[0][1] = 7; // IPv4 ESTABLISHED
+        states.0[1][12] = 2; // IPv6 request sockets: SYN_RECV
+        c.supply_tcp(Some(&states));
+        let mut bufs = Buffers::default();
+        let g = c.gather(&mut bufs, &mut |_| {}, &mut || false).unwrap();
+        let b = g.by_family;
+        assert_eq!(
+            (
+                b.ipv4.tcp_established,
+                b.ipv4.tcp_listen,
+                b.ipv6.tcp_syn_recv
+            ),
+            (7, 0, 2)
+        );
+        // The next gather reads the tables again.
+        let g = c.gather(&mut bufs, &mut |_| {}, &mut || false).unwrap();
+        let b = g.by_family;
+        assert_eq!((b.ipv4.tcp_established, b.ipv4.tcp_listen), (3, 1));
     }
 
     #[test]
