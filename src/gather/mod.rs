@@ -336,3 +336,6 @@ fn load_bpf(log: &Logger) -> bpf::Bpf {
         Err(why) => bpf::cannot_run(log, &why),
     }
 }
+
+#[cfg(test)]
+mod tests;
