@@ -152,7 +152,8 @@ impl Walker {
     }
 
     /// One walk: the namespaces it met are in `found` afterwards. `None`
-    /// when `stop` said so between two reads.
+    /// when `stop` said so between two reads: the walk is left half done
+    /// (the program keeps its cursor), which only an exiting caller does.
     pub fn walk(&mut self, stop: &mut dyn FnMut() -> bool) -> Result<Option<Trailer>, String> {
         let mut walked = self.walked()?;
         for reads in 1..=MAX_READS {
