@@ -14,13 +14,13 @@
 //! next ones in the list at each self-test) are not handed the walk's
 //! counts; they dump TCP over netlink (so that gather prints netlink's
 //! counts for them), are compared with the walk per family and state, and,
-//! if any differs, a second walk after the last namespace tells whether its
-//! sockets moved meanwhile. A namespace whose two
-//! walks agree with each other and not with netlink is a failed self-test:
+//! if any differs, walks again after the last namespace, and netlink again,
+//! `CONFIRM` rounds in all: sockets that moved (the walks differ) or a
+//! netlink count that now agrees are no verdict. A namespace whose walks
+//! all agree with each other and never with netlink is a failed self-test:
 //! one `W!` naming the namespace and the difference, and netlink for the
-//! rest of the run. A namespace whose walks differ gives no verdict; a
-//! self-test in which no namespace with sockets gave one runs again at the
-//! next gather.
+//! rest of the run. A self-test in which no compared namespace with
+//! sockets agreed runs again at the next gather.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -103,6 +103,11 @@ impl Bpf {
             own: NsId::own().map(|id| id.ino),
             incomplete: Reminder::default(),
         }
+    }
+
+    /// This process's namespace, by inode.
+    pub fn own(&self) -> Option<u64> {
+        self.own
     }
 
     /// The walk before a gather of the namespaces `inos` (`None`: this
@@ -234,10 +239,16 @@ impl Bpf {
         });
     }
 
-    /// After a self-test's namespaces: walks again, and falls back to
-    /// netlink for good on a difference the two walks agree on. `false`
-    /// when `stop` said so.
-    pub fn finish(&mut self, log: &Logger, stop: &mut dyn FnMut() -> bool) -> bool {
+    /// After a self-test's namespaces: a namespace that differed is
+    /// confirmed (`confirm`), and a confirmed difference falls back to
+    /// netlink for good. `redump` counts a namespace (by inode) over netlink
+    /// again. `false` when `stop` said so.
+    pub fn finish(
+        &mut self,
+        log: &Logger,
+        stop: &mut dyn FnMut() -> bool,
+        redump: &mut Redump<'_>,
+    ) -> bool {
         if !self.testing {
             if let Some(t) = self.walk {
                 log.debug(format_args!(
@@ -255,45 +266,92 @@ impl Bpf {
             ROTATING => self.rotation + ROTATING,
             _ => 0, // the list ended: from its start next time
         };
-        let Some(w) = &mut self.walker else {
-            return true;
-        };
-        if self.differed.is_empty() {
-            // Every namespace compared agreed: no second walk needed.
-            if self.agreed > 0 {
-                self.since_test = Some(0);
+        let mut verdict = None;
+        for i in 0..self.differed.len() {
+            match self.confirm(i, stop, redump) {
+                Err(Stopped) => return false,
+                Ok(true) => verdict = Some(i),
+                Ok(false) => {}
             }
-            return true;
+            if verdict.is_some() {
+                break;
+            }
         }
-        let again = match w.walk(stop) {
-            Ok(None) => return false,
-            Ok(Some(t)) if t.complete() => t,
-            _ => return true, // no verdict: the self-test runs again
-        };
-        let w = &*w;
-        let moved = |d: &Differed| {
-            let now = match w.found(d.ino) {
-                Some(f) if f.same_tables => f.states,
-                Some(_) => return true,
-                None if !again.pernet => TcpStates::default(),
-                None => return true,
-            };
-            now != d.walked
-        };
-        if let Some(d) = self.differed.iter().find(|d| !moved(d)) {
-            log.warn(format_args!(
-                "--source bpf: the self-test failed in network namespace {}: the walk counted {}, netlink {}; counting TCP over netlink from now on",
-                d.name,
-                describe(&families(&d.walked), unknown(&d.walked)),
-                describe(&d.netlink, 0),
-            ));
-            self.walker = None;
-        } else if self.agreed > 0 {
-            self.since_test = Some(0);
+        match verdict {
+            Some(i) => {
+                let d = &self.differed[i];
+                log.warn(format_args!(
+                    "--source bpf: the self-test failed in network namespace {}: the walk counted {}, netlink {}; counting TCP over netlink from now on",
+                    d.name,
+                    describe(&families(&d.walked), unknown(&d.walked)),
+                    describe(&d.netlink, 0),
+                ));
+                self.walker = None;
+            }
+            None if self.agreed > 0 => self.since_test = Some(0),
+            None => {} // no verdict: the self-test runs again
         }
         true
     }
+
+    /// Whether the difference of `differed[i]` holds: over `CONFIRM`
+    /// rounds, a walk again finds the namespace's counts unchanged and
+    /// netlink again differs from them. Sockets that moved, or a netlink
+    /// count that now agrees, are no verdict (`false`): a listener closed
+    /// and opened again between two walks is a move neither walk sees, which
+    /// one round alone would take for a wrong walk.
+    fn confirm(
+        &mut self,
+        i: usize,
+        stop: &mut dyn FnMut() -> bool,
+        redump: &mut Redump<'_>,
+    ) -> Result<bool, Stopped> {
+        let (ino, walked) = (self.differed[i].ino, self.differed[i].walked);
+        for round in 0..CONFIRM {
+            if round > 0 {
+                match redump(ino, &mut *stop) {
+                    Err(Stopped) => return Err(Stopped),
+                    Ok(None) => return Ok(false),
+                    Ok(Some(b)) if [tcp_only(b.ipv4), tcp_only(b.ipv6)] == families(&walked) => {
+                        return Ok(false)
+                    }
+                    Ok(Some(_)) => {}
+                }
+            }
+            let Some(w) = &mut self.walker else {
+                return Ok(false);
+            };
+            let again = match w.walk(stop) {
+                Ok(None) => return Err(Stopped),
+                Ok(Some(t)) if t.complete() => t,
+                _ => return Ok(false),
+            };
+            let now = match w.found(ino) {
+                Some(f) if f.same_tables => f.states,
+                None if !again.pernet => TcpStates::default(),
+                _ => return Ok(false),
+            };
+            if now != walked {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
+
+/// The self-test's confirmation rounds: a walk, then netlink and a walk
+/// again, 4 more times. A listener closed and opened again all the time,
+/// present half of the time, passes them all with odds of 2^-10.
+const CONFIRM: usize = 5;
+
+/// `stop` said so.
+pub struct Stopped;
+
+/// Counts the namespace with this inode over netlink again: its TCP and
+/// UDP per family, `None` if it cannot (gone, failed), `Err` when `stop`
+/// said so.
+pub type Redump<'a> =
+    dyn FnMut(u64, &mut dyn FnMut() -> bool) -> Result<Option<ByFamily>, Stopped> + 'a;
 
 /// Says why `--source bpf` cannot run, and exits 1 (docs/reference.md).
 pub fn cannot_run(log: &Logger, why: &str) -> ! {

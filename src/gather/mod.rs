@@ -320,7 +320,22 @@ impl<C: Count> Gatherer<C> {
             }
         }
         if let Some(b) = &mut self.bpf {
-            if !b.finish(&log, &mut || interrupt.stop_requested()) {
+            let (list, bufs, own) = (&mut self.namespaces.list, &mut self.bufs, b.own());
+            let redump = &mut |ino: u64, stop: &mut dyn FnMut() -> bool| {
+                let mut collectors = list.iter_mut().filter_map(|ns| ns.collector.as_mut());
+                let Some(c) =
+                    collectors.find(|c| c.target().map(|t| t.id.ino).or(own) == Some(ino))
+                else {
+                    return Ok(None);
+                };
+                c.supply_tcp(None);
+                match c.gather(bufs, &mut |_| {}, stop) {
+                    Ok(g) => Ok(Some(g.by_family)),
+                    Err(Error::Stopped) => Err(bpf::Stopped),
+                    Err(_) => Ok(None),
+                }
+            };
+            if !b.finish(&log, &mut || interrupt.stop_requested(), redump) {
                 return None;
             }
         }
