@@ -174,6 +174,34 @@ fn a_wrong_walk_falls_back_to_netlink() {
     );
 }
 
+/// A Python program run inside the namespace at `netns`, killed when
+/// dropped (a failed assertion included), once it printed `ready`.
+struct Inside(std::process::Child);
+
+impl Inside {
+    fn run(netns: &str, program: &str) -> Inside {
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={netns}"))
+            .args(["python3", "-c", program])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        let out = child.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut ready).unwrap();
+        let inside = Inside(child);
+        assert_eq!(ready.trim(), "ready");
+        inside
+    }
+}
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Connections opened and closed in a loop (each client closing first, so
 /// TIME_WAIT grows), as fast as Python goes.
 const CHURN: &str = r#"
@@ -196,19 +224,7 @@ while True:
 fn churn_elsewhere_neither_fails_the_self_test_nor_disturbs_counts() {
     let quiet = shared(everything);
     let churning = shared(Population::default);
-    let mut churn = Command::new("nsenter")
-        .arg(format!("--net={}", churning.path()))
-        .args(["python3", "-c", CHURN])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(churn.stdout.take().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
-    assert_eq!(ready.trim(), "ready");
+    let churn = Inside::run(&churning.path(), CHURN);
     let quiet_path = quiet.path();
     let expected = rows(&run_ok(&[
         "--source",
@@ -242,8 +258,7 @@ fn churn_elsewhere_neither_fails_the_self_test_nor_disturbs_counts() {
         assert_eq!(mine, expected);
     }
     p.eof_kept_promise();
-    let _ = churn.kill();
-    let _ = churn.wait();
+    drop(churn);
     let said: Vec<String> = p.stderr.iter().collect();
     assert!(
         !said
@@ -256,6 +271,35 @@ fn churn_elsewhere_neither_fails_the_self_test_nor_disturbs_counts() {
         .filter(|l| l.contains("2 namespaces took"))
         .count();
     assert!(walked >= 9, "{said:?}");
+}
+
+/// A listener closed and opened again all the time, which a walk and a
+/// netlink dump see in turn.
+const FLAP: &str = r#"
+import socket, sys, time
+print("ready", flush=True)
+while True:
+    l = socket.socket()
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(("127.0.0.1", 7000))
+    l.listen(8)
+    time.sleep(0.0003)
+    l.close()
+    time.sleep(0.0003)
+"#;
+
+/// The self-test's confirmation rounds: a namespace whose listener flaps
+/// (tested at every one-shot run: it is the only one) never fails it.
+fn a_flapping_listener_fails_no_self_test() {
+    let ns = shared(Population::default);
+    let flap = Inside::run(&ns.path(), FLAP);
+    let path = ns.path();
+    for _ in 0..10 {
+        let out = run(&["--source", "bpf", "--netns", &path]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && err.is_empty(), "{err}");
+    }
+    drop(flap);
 }
 
 /// Descriptors and memory stay flat over many walks in one process.
@@ -367,6 +411,7 @@ fn main() {
         the_walk_equals_netlink_in_every_state,
         a_wrong_walk_falls_back_to_netlink,
         churn_elsewhere_neither_fails_the_self_test_nor_disturbs_counts,
+        a_flapping_listener_fails_no_self_test,
         descriptors_stay_flat_over_gathers,
         stops_are_heard_while_walking,
         what_cannot_run_is_refused,
