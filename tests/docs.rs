@@ -494,7 +494,7 @@ fn every_documented_command_runs() {
 /// a gather with every measurement flag and native names, in a private
 /// namespace with a listener, a connection to it and a connected UDP socket
 /// (so that every measurement has a row), must print only families that are
-/// rows of the table, each with its type and its HELP text.
+/// rows of the table, each with its type, its labels and its HELP text.
 fn the_metrics_reference_lists_every_family() {
     let out = in_netns(|| {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -520,7 +520,6 @@ fn the_metrics_reference_lists_every_family() {
             "--counters",
             "--health",
             "--tcp-info",
-            "--by-family",
         ])
     });
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -536,10 +535,10 @@ fn the_metrics_reference_lists_every_family() {
         };
         let (name, text) = help.split_once(' ').unwrap();
         let kind = kind.strip_prefix(name).unwrap().trim();
-        let row = format!("| `{name}` | {kind} |");
+        let row = format!("| `{name}` | {kind} | {} |", label_keys(&out, name));
         let listed = reference.lines().find(|l| l.starts_with(&row));
         let Some(listed) = listed else {
-            panic!("{name} ({kind}) is printed but not a row of docs/metrics.md");
+            panic!("{row} is printed but not a row of docs/metrics.md");
         };
         let help = format!("| {} |", text.replace('|', "\\|"));
         assert!(
@@ -549,6 +548,45 @@ fn the_metrics_reference_lists_every_family() {
         families += 1;
     }
     assert!(families >= 70, "only {families} families:\n{out}");
+}
+
+/// The label names of the samples of `family` in an exposition (a
+/// histogram's `_bucket`, `_sum` and `_count` included), sorted and joined
+/// by `, `.
+fn label_keys(exposition: &str, family: &str) -> String {
+    let mut keys = std::collections::BTreeSet::new();
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(family) else {
+            continue;
+        };
+        let rest = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| rest.strip_prefix(s))
+            .unwrap_or(rest);
+        let Some(mut rest) = rest.strip_prefix('{') else {
+            continue;
+        };
+        // key="value" pairs; a value escapes `"` and `\` with a backslash.
+        while let Some((key, value)) = rest.split_once("=\"") {
+            keys.insert(key.trim_start_matches(',').to_string());
+            let mut chars = value.char_indices();
+            let mut end = value.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            rest = &value[end..];
+        }
+    }
+    keys.into_iter().collect::<Vec<_>>().join(", ")
 }
 
 fn every_relative_link_leads_to_a_file() {
