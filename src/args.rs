@@ -42,9 +42,9 @@ Exit status: 0 on success (and when stdout is closed by the reader; with
 one-shot gather failed (one E! line on stderr, nothing on stdout; the loops log
 the error and go on) or --listen cannot bind its address, 2 on a usage error
 (among them a --web.systemd-socket descriptor that is not a listening TCP
-socket and a --web.config.file that does not load), 3 when some network namespaces could not be counted, or --all-netns
-could not look at some processes' namespaces (an E! line each), while the
-others were printed.";
+socket and a --web.config.file that does not load), 3 when some network
+namespaces could not be counted, or --all-netns could not look at some
+processes' namespaces (an E! line each), while the others were printed.";
 
 /// `--version`: the version and the target it was built for.
 pub const VERSION: &str = concat!(
@@ -242,9 +242,10 @@ pub struct Args {
     /// connections, rtt_le_* (connections whose smoothed RTT is at most
     /// 0.0001 ... 1 s, cumulative), rtt_samples, rtt_sum_seconds,
     /// min_rtt_seconds, loss_recovery, rto_backoff, notsent_bytes and
-    /// unacked_bytes. Read from each socket's tcp_info in one extra TCP
-    /// dump that the kernel filters to those sockets, so it costs in
-    /// proportion to the connections selected. Needs netlink (not
+    /// unacked_bytes. Read from each socket's tcp_info: those sockets asked
+    /// of the kernel one by one when the main pass found them (ports, and
+    /// the destinations chosen at the last gather), else one extra TCP dump
+    /// the kernel filters to them. Needs netlink (not
     /// --source proc); with nothing selected nothing extra is dumped.
     /// Printed with netstat_port and netstat_destination.
     /// Example: --tcp-info --remote-port 5432

@@ -490,6 +490,105 @@ fn every_documented_command_runs() {
     );
 }
 
+/// docs/metrics.md's table of every Prometheus family against the program:
+/// a gather with every measurement flag and native names, in a private
+/// namespace with a listener, a connection to it and a connected UDP socket
+/// (so that every measurement has a row), must print only families that are
+/// rows of the table, each with its type, its labels and its HELP text.
+fn the_metrics_reference_lists_every_family() {
+    let out = in_netns(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = listener.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(to).unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.connect(to).unwrap();
+        let port = to.port().to_string();
+        run_ok(&[
+            "--format",
+            "prometheus",
+            "--prometheus-names",
+            "native",
+            "--local-port",
+            &port,
+            "--remote-port",
+            &port,
+            "--listen-queues",
+            "--ephemeral-ports",
+            "--destinations",
+            "10",
+            "--by-cgroup",
+            "--counters",
+            "--health",
+            "--tcp-info",
+        ])
+    });
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let reference = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    let mut families = 0;
+    for pair in lines.windows(2) {
+        let (Some(help), Some(kind)) = (
+            pair[0].strip_prefix("# HELP "),
+            pair[1].strip_prefix("# TYPE "),
+        ) else {
+            continue;
+        };
+        let (name, text) = help.split_once(' ').unwrap();
+        let kind = kind.strip_prefix(name).unwrap().trim();
+        let row = format!("| `{name}` | {kind} | {} |", label_keys(&out, name));
+        let listed = reference.lines().find(|l| l.starts_with(&row));
+        let Some(listed) = listed else {
+            panic!("{row} is printed but not a row of docs/metrics.md");
+        };
+        let help = format!("| {} |", text.replace('|', "\\|"));
+        assert!(
+            listed.ends_with(&help),
+            "{name}: HELP {text:?}, documented {listed:?}"
+        );
+        families += 1;
+    }
+    assert!(families >= 70, "only {families} families:\n{out}");
+}
+
+/// The label names of the samples of `family` in an exposition (a
+/// histogram's `_bucket`, `_sum` and `_count` included), sorted and joined
+/// by `, `.
+fn label_keys(exposition: &str, family: &str) -> String {
+    let mut keys = std::collections::BTreeSet::new();
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(family) else {
+            continue;
+        };
+        let rest = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| rest.strip_prefix(s))
+            .unwrap_or(rest);
+        let Some(mut rest) = rest.strip_prefix('{') else {
+            continue;
+        };
+        // key="value" pairs; a value escapes `"` and `\` with a backslash.
+        while let Some((key, value)) = rest.split_once("=\"") {
+            keys.insert(key.trim_start_matches(',').to_string());
+            let mut chars = value.char_indices();
+            let mut end = value.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            rest = &value[end..];
+        }
+    }
+    keys.into_iter().collect::<Vec<_>>().join(", ")
+}
+
 fn every_relative_link_leads_to_a_file() {
     for page in pages() {
         let text = std::fs::read_to_string(&page).unwrap();
@@ -522,7 +621,8 @@ fn the_readme_fits_on_a_few_screens() {
 fn main() {
     let args = Arguments::from_args();
     // Only the run needs namespaces and the tools it runs through.
-    let isolated = namespace_setup().and_then(|()| {
+    let namespaces = namespace_setup();
+    let isolated = namespaces.clone().and_then(|()| {
         tools_on_path(&[
             ("unshare", "util-linux"),
             ("timeout", "coreutils"),
@@ -536,12 +636,16 @@ fn main() {
         every_documented_command_line_parses,
         every_documented_command_runs,
         every_relative_link_leads_to_a_file,
+        the_metrics_reference_lists_every_family,
         the_readme_fits_on_a_few_screens,
     ];
     run_trials_needing(
         args,
         Ok(()),
         named("docs", &tests),
-        &[("every_documented_command_runs", isolated)],
+        &[
+            ("every_documented_command_runs", isolated),
+            ("the_metrics_reference_lists_every_family", namespaces),
+        ],
     );
 }
