@@ -91,7 +91,10 @@ impl Gathered<'_> {
     /// The plugged aggregation of type `T`, when its measurement is
     /// printed.
     pub fn plugged<T: Aggregation>(&self) -> Option<&T> {
-        self.plugged.iter().find_map(|a| a.as_any().downcast_ref())
+        self.plugged.iter().find_map(|a| {
+            let a: &dyn std::any::Any = &**a;
+            a.downcast_ref()
+        })
     }
 }
 
@@ -286,9 +289,6 @@ mod tests {
         }
         fn reset(&mut self, kind: Kind) {
             self.reset.push(kind);
-        }
-        fn as_any(&self) -> &dyn std::any::Any {
-            self
         }
     }
 

@@ -100,10 +100,6 @@ pub trait Aggregation: Any + std::fmt::Debug + Send {
     fn add(&mut self, r: &Record);
     /// Forgets what was counted of `kind`.
     fn reset(&mut self, kind: Kind);
-    /// Itself, for [`Gathered::plugged`](aggregations::Gathered::plugged) to
-    /// find by type: `self` (Rust 1.85, the oldest supported, has no
-    /// upcasting from `dyn Aggregation` to `dyn Any`).
-    fn as_any(&self) -> &dyn Any;
 }
 
 /// Every schema, in the order rows are printed.
