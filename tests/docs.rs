@@ -22,6 +22,10 @@
 //!   The log lines shown under it must be the ones it writes, but for their
 //!   time.
 //!
+//! Commands that walk with BPF (`--source bpf`, docs/bpf.md) run the same
+//! way in a test of their own, which needs what the walk needs (root, BTF,
+//! a build with the program) and is ignored elsewhere.
+//!
 //! Parsed only: `--web.systemd-socket`, which serves descriptors only
 //! systemd hands over (tests/tls.rs runs the shipped socket unit's
 //! command through `systemd-socket-activate`), and a command naming an
@@ -456,7 +460,36 @@ fn check_until_up(page: &Path, call: &str, up: &Up, shown: &[String]) {
     }
 }
 
+/// Whether `call` walks with BPF (`--source bpf`): it runs only where the
+/// walk can (see `main`).
+fn walks_with_bpf(call: &str) -> bool {
+    let words: Vec<&str> = call.split_whitespace().collect();
+    value_of(&words, "--source") == Some("bpf")
+}
+
 fn every_documented_command_runs() {
+    let (once, until) = run_documented(false);
+    // --by-cgroup, --all-netns, --all-netns --counters --only counters,
+    // --version, echo | --execd; the exporter plain, with native names, in
+    // logfmt, in JSON over TLS; the textfile loop.
+    assert!(
+        once >= 5 && until >= 5,
+        "only {once} one-shot and {until} long-running commands run"
+    );
+}
+
+/// docs/bpf.md's commands: `echo | … --execd`, `--interval`, `--listen`.
+fn every_documented_bpf_command_runs() {
+    let (once, until) = run_documented(true);
+    assert!(
+        once >= 1 && until >= 2,
+        "only {once} one-shot and {until} long-running commands run"
+    );
+}
+
+/// Runs every documented command that walks with BPF (`bpf`) or every
+/// other one; how many ran one-shot and how many until up.
+fn run_documented(bpf: bool) -> (usize, usize) {
     let (mut once, mut until) = (0, 0);
     for Documented {
         page,
@@ -464,6 +497,8 @@ fn every_documented_command_runs() {
         fed,
         shown,
     } in documented()
+        .into_iter()
+        .filter(|d| walks_with_bpf(&d.call) == bpf)
     {
         match how_to_run(&call, fed) {
             Run::Parsed(why) => {
@@ -481,13 +516,7 @@ fn every_documented_command_runs() {
         }
         eprintln!("run as written: {}{call}", if fed { "echo | " } else { "" });
     }
-    // --by-cgroup, --all-netns, --all-netns --counters --only counters,
-    // --version, echo | --execd; the exporter plain, with native names, in
-    // logfmt, in JSON over TLS; the textfile loop.
-    assert!(
-        once >= 5 && until >= 5,
-        "only {once} one-shot and {until} long-running commands run"
-    );
+    (once, until)
 }
 
 /// docs/metrics.md's table of every Prometheus family against the program:
@@ -632,9 +661,22 @@ fn main() {
             ("htpasswd", "apache2-utils"),
         ])
     });
+    // BPF walks need root, BTF and a build with the program: a one-shot
+    // walk says what is missing.
+    let bpf = isolated.clone().and_then(|()| {
+        let out = Command::new(BIN)
+            .args(["--source", "bpf"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        }
+    });
     let tests = tests![
         every_documented_command_line_parses,
         every_documented_command_runs,
+        every_documented_bpf_command_runs,
         every_relative_link_leads_to_a_file,
         the_metrics_reference_lists_every_family,
         the_readme_fits_on_a_few_screens,
@@ -645,6 +687,7 @@ fn main() {
         named("docs", &tests),
         &[
             ("every_documented_command_runs", isolated),
+            ("every_documented_bpf_command_runs", bpf),
             ("the_metrics_reference_lists_every_family", namespaces),
         ],
     );
