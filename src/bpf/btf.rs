@@ -4,6 +4,8 @@
 //! field (aya-obj 0.3 `poison_insn`). The format is the kernel's
 //! (Documentation/bpf/btf.rst): a header, the types, the strings.
 
+use super::error::Malformed;
+
 /// The (struct, field) pairs `bpf/tcpwalk.bpf.c` and `tcpwalk.h` read.
 /// A field inside an anonymous struct or union counts as its parent's.
 pub const FIELDS: &[(&str, &str)] = &[
@@ -48,13 +50,13 @@ struct Type {
 
 /// The first (struct, field) of `FIELDS` the BTF in `data` lacks, or why
 /// it cannot be read.
-pub fn missing_field(data: &[u8]) -> Result<Option<(&'static str, &'static str)>, String> {
+pub fn missing_field(data: &[u8]) -> Result<Option<(&'static str, &'static str)>, Malformed> {
     let u32_at = |at: usize| {
         data.get(at..at + 4)
             .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
     };
     if data.get(..2) != Some(&0xeb9f_u16.to_le_bytes()[..]) {
-        return Err("not little-endian BTF (magic 0xeb9f)".into());
+        return Err(Malformed::Magic);
     }
     let field = |i: usize| u32_at(8 + 4 * i).map(|v| v as usize);
     let (Some(hdr), Some(type_off), Some(type_len), Some(str_off), Some(str_len)) = (
@@ -64,14 +66,14 @@ pub fn missing_field(data: &[u8]) -> Result<Option<(&'static str, &'static str)>
         field(2),
         field(3),
     ) else {
-        return Err("its header is cut short".into());
+        return Err(Malformed::Header);
     };
     let types = data
         .get(hdr + type_off..hdr + type_off + type_len)
-        .ok_or("its type section is out of bounds")?;
+        .ok_or(Malformed::Section("type"))?;
     let strings = data
         .get(hdr + str_off..hdr + str_off + str_len)
-        .ok_or("its string section is out of bounds")?;
+        .ok_or(Malformed::Section("string"))?;
     let index = index(types)?;
     let name = |off: u32| {
         let s = strings.get(off as usize..).unwrap_or_default();
@@ -121,7 +123,7 @@ fn has<'a>(
 }
 
 /// Every type, by id (id 0 is void: a placeholder).
-fn index(types: &[u8]) -> Result<Vec<Type>, String> {
+fn index(types: &[u8]) -> Result<Vec<Type>, Malformed> {
     let mut index = vec![Type {
         kind: 0,
         name: 0,
@@ -134,7 +136,7 @@ fn index(types: &[u8]) -> Result<Vec<Type>, String> {
             types
                 .get(at + 4 * i..at + 4 * i + 4)
                 .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-                .ok_or_else(|| format!("type {} is cut short", index.len()))
+                .ok_or(Malformed::CutType(index.len()))
         };
         let (name, info) = (word(0)?, word(1)?);
         let kind = (info >> 24) & 0x1f;
@@ -145,7 +147,12 @@ fn index(types: &[u8]) -> Result<Vec<Type>, String> {
             4 | 5 | 15 | 19 => 12 * vlen, // struct, union, datasec, enum64
             6 | 13 => 8 * vlen,           // enum, func_proto
             2 | 7..=12 | 16 | 18 => 0,    // ptr, fwd, typedef, qualifiers, func, float, type_tag
-            k => return Err(format!("type {} has unknown kind {k}", index.len())),
+            k => {
+                return Err(Malformed::Kind {
+                    index: index.len(),
+                    kind: k,
+                })
+            }
         };
         index.push(Type {
             kind,
@@ -202,7 +209,7 @@ mod tests {
         data.extend_from_slice(&types);
         data.extend_from_slice(&strings);
         assert_eq!(missing_field(&data), Ok(Some(("nsproxy", "net_ns"))));
-        assert!(missing_field(&data[..10]).is_err());
-        assert!(missing_field(b"\0\0\0\0").is_err());
+        assert_eq!(missing_field(&data[..10]), Err(Malformed::Header));
+        assert_eq!(missing_field(b"\0\0\0\0"), Err(Malformed::Magic));
     }
 }

@@ -14,6 +14,7 @@
 //! returns its trailer.
 
 mod btf;
+mod error;
 
 use std::borrow::Cow;
 use std::io::Read;
@@ -23,6 +24,9 @@ use aya::programs::Iter;
 use aya::{Btf, Ebpf, EbpfLoader};
 use rustix::thread::CapabilitySet;
 use telegraf_netstat::measure::netstat::count::{TcpStates, UNKNOWN_STATE};
+
+use error::aya;
+pub use error::BpfError;
 
 /// The compiled program, when build.rs could compile it.
 #[cfg(tcpwalk)]
@@ -84,21 +88,16 @@ impl Walker {
     /// The quick checks, at start: the program (this build's, or the
     /// file `TELEGRAF_NETSTAT_BPF_OBJECT` names), the capabilities, the
     /// kernel's BTF file. What is missing is said.
-    pub fn prepare() -> Result<Prepared, String> {
+    pub fn prepare() -> Result<Prepared, BpfError> {
         let object = match std::env::var_os(OBJECT_ENV) {
-            Some(path) => Cow::Owned(std::fs::read(&path).map_err(|e| {
-                format!("cannot read {OBJECT_ENV}={}: {e}", path.to_string_lossy())
+            Some(path) => Cow::Owned(std::fs::read(&path).map_err(|error| BpfError::Object {
+                path: path.to_string_lossy().into_owned(),
+                error,
             })?),
-            None => Cow::Borrowed(
-                OBJECT.ok_or("this build has no BPF program: clang was not found at build time")?,
-            ),
+            None => Cow::Borrowed(OBJECT.ok_or(BpfError::NoProgram)?),
         };
         capable()?;
-        let btf = std::fs::read(VMLINUX).map_err(|e| {
-            format!(
-                "the kernel's BTF is needed (CONFIG_DEBUG_INFO_BTF): cannot read {VMLINUX}: {e}"
-            )
-        })?;
+        let btf = std::fs::read(VMLINUX).map_err(BpfError::NoBtf)?;
         Ok(Prepared { object, btf })
     }
 }
@@ -113,27 +112,20 @@ pub struct Prepared {
 impl Prepared {
     /// Checks every field the program reads in the kernel's BTF, then
     /// loads the program, or says what is missing.
-    pub fn load(self) -> Result<Walker, String> {
+    pub fn load(self) -> Result<Walker, BpfError> {
         let Prepared { object, btf: data } = self;
-        match btf::missing_field(&data) {
-            Ok(None) => {}
-            Ok(Some((st, f))) => {
-                return Err(format!(
-                    "the kernel has no field {f} in struct {st} (its BTF, {VMLINUX}): the walk \
-                     needs Linux 6.1 or later"
-                ))
-            }
-            Err(e) => return Err(format!("cannot read {VMLINUX}: {e}")),
+        if let Some((structure, field)) = btf::missing_field(&data).map_err(BpfError::Btf)? {
+            return Err(BpfError::NoField { structure, field });
         }
         let btf = Btf::parse(&data, aya::Endianness::default())
-            .map_err(|e| format!("cannot parse {VMLINUX}: {e}"))?;
+            .map_err(aya("cannot parse the kernel's BTF"))?;
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .load(&object)
-            .map_err(|e| format!("cannot load the BPF program: {e}"))?;
+            .map_err(aya("cannot load the BPF program"))?;
         iter(&mut ebpf)?
             .load("task", &btf)
-            .map_err(|e| format!("the kernel refused the BPF program: {e}"))?;
+            .map_err(aya("the kernel refused the BPF program"))?;
         Ok(Walker {
             ebpf,
             buf: Vec::with_capacity(4096),
@@ -145,47 +137,51 @@ impl Prepared {
 
 impl Walker {
     /// Groups of buckets walked since the load (the `progress` map).
-    fn walked(&self) -> Result<u64, String> {
-        let map = self.ebpf.map("progress").ok_or("no progress map")?;
-        let a: Array<_, u64> = Array::try_from(map).map_err(|e| e.to_string())?;
-        a.get(&0, 0).map_err(|e| e.to_string())
+    fn walked(&self) -> Result<u64, BpfError> {
+        let map = self
+            .ebpf
+            .map("progress")
+            .ok_or(BpfError::Missing("progress map"))?;
+        let a: Array<_, u64> = Array::try_from(map).map_err(aya("the progress map"))?;
+        a.get(&0, 0).map_err(aya("reading the progress map"))
     }
 
     /// One walk: the namespaces it met are in `found` afterwards. `None`
     /// when `stop` said so between two reads: the walk is left half done
     /// (the program keeps its cursor), which only an exiting caller does.
-    pub fn walk(&mut self, stop: &mut dyn FnMut() -> bool) -> Result<Option<Trailer>, String> {
+    pub fn walk(&mut self, stop: &mut dyn FnMut() -> bool) -> Result<Option<Trailer>, BpfError> {
         let mut walked = self.walked()?;
         for reads in 1..=MAX_READS {
             if stop() {
                 return Ok(None);
             }
             let prog = iter(&mut self.ebpf)?;
-            let link = prog.attach().map_err(|e| e.to_string())?;
-            let link = prog.take_link(link).map_err(|e| e.to_string())?;
-            let mut file = link.into_file().map_err(|e| e.to_string())?;
+            let link = prog.attach().map_err(aya("attaching the iterator"))?;
+            let link = prog
+                .take_link(link)
+                .map_err(aya("taking the iterator's link"))?;
+            let mut file = link.into_file().map_err(aya("opening the iterator"))?;
             self.buf.clear();
-            file.read_to_end(&mut self.buf)
-                .map_err(|e| format!("reading the walk: {e}"))?;
+            file.read_to_end(&mut self.buf).map_err(BpfError::Read)?;
             if self.buf.len() >= TRAILER_WORDS * 8 {
                 return self.finish().map(Some);
             }
             // A read that ended before the walk did must have made progress.
             let now = self.walked()?;
             if now == walked {
-                return Err(format!("read {reads} of the walk made no progress"));
+                return Err(BpfError::NoProgress(reads));
             }
             walked = now;
         }
-        Err(format!("the walk did not end in {MAX_READS} reads"))
+        Err(BpfError::Unending(MAX_READS))
     }
 
     /// Reads the trailer, then the counts of this walk's generation;
     /// forgets namespaces gone.
-    fn finish(&mut self) -> Result<Trailer, String> {
+    fn finish(&mut self) -> Result<Trailer, BpfError> {
         let w = |i: usize| u64::from_ne_bytes(self.buf[i * 8..i * 8 + 8].try_into().expect("8"));
         if w(0) != TRAILER_MAGIC {
-            return Err("the walk's trailer is malformed".into());
+            return Err(BpfError::Trailer);
         }
         let generation = w(1) & 0xffff_ffff;
         let t = Trailer {
@@ -195,13 +191,16 @@ impl Walker {
             map_full: w(6),
             pernet: w(11) != 0,
         };
-        let map = self.ebpf.map_mut("counts").ok_or("no counts map")?;
+        let map = self
+            .ebpf
+            .map_mut("counts")
+            .ok_or(BpfError::Missing("counts map"))?;
         let mut map: HashMap<_, u64, [u32; 32]> =
-            HashMap::try_from(map).map_err(|e| e.to_string())?;
+            HashMap::try_from(map).map_err(aya("the counts map"))?;
         self.stale.clear();
         self.found.clear();
         for kv in map.iter() {
-            let (k, v) = kv.map_err(|e| e.to_string())?;
+            let (k, v) = kv.map_err(aya("reading the counts map"))?;
             if u64::from(v[0]) != generation {
                 self.stale.push(k);
                 continue;
@@ -223,7 +222,7 @@ impl Walker {
             });
         }
         for k in &self.stale {
-            map.remove(k).map_err(|e| e.to_string())?;
+            map.remove(k).map_err(aya("forgetting a namespace gone"))?;
         }
         self.found.sort_unstable_by_key(|f| f.ino);
         Ok(t)
@@ -247,33 +246,30 @@ impl Walker {
     }
 }
 
-fn iter(ebpf: &mut Ebpf) -> Result<&mut Iter, String> {
+fn iter(ebpf: &mut Ebpf) -> Result<&mut Iter, BpfError> {
     ebpf.program_mut("tcpwalk")
-        .ok_or("the BPF object has no program tcpwalk")?
+        .ok_or(BpfError::Missing("program tcpwalk"))?
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| e.to_string())
+        .map_err(aya("the program tcpwalk"))
 }
 
 /// CAP_BPF (or CAP_SYS_ADMIN) loads the program and its maps; an iterator
 /// is a tracing program, which also needs CAP_PERFMON (or CAP_SYS_ADMIN):
 /// `bpf_capable()`, `is_perfmon_prog_type()` in kernel/bpf/syscall.c.
-fn capable() -> Result<(), String> {
+fn capable() -> Result<(), BpfError> {
     let caps = rustix::thread::capabilities(None)
-        .map_err(|e| format!("cannot read this process's capabilities: {e}"))?
+        .map_err(|e| BpfError::Capabilities(e.into()))?
         .effective;
     if caps.contains(CapabilitySet::SYS_ADMIN) {
         return Ok(());
     }
-    let missing: Vec<&str> = [
-        (CapabilitySet::BPF, "CAP_BPF"),
-        (CapabilitySet::PERFMON, "CAP_PERFMON"),
-    ]
-    .into_iter()
-    .filter(|(c, _)| !caps.contains(*c))
-    .map(|(_, name)| name)
-    .collect();
-    match missing.as_slice() {
-        [] => Ok(()),
-        m => Err(format!("it needs {} (or CAP_SYS_ADMIN)", m.join(" and "))),
+    match (
+        caps.contains(CapabilitySet::BPF),
+        caps.contains(CapabilitySet::PERFMON),
+    ) {
+        (true, true) => Ok(()),
+        (false, false) => Err(BpfError::Needs("CAP_BPF and CAP_PERFMON")),
+        (false, true) => Err(BpfError::Needs("CAP_BPF")),
+        (true, false) => Err(BpfError::Needs("CAP_PERFMON")),
     }
 }

@@ -30,7 +30,7 @@ use telegraf_netstat::measure::netstat::count::{ByFamily, Counts, StateCounts, T
 use telegraf_netstat::netns::NsId;
 
 use super::Count;
-use crate::bpf::{Prepared, Trailer, Walker};
+use crate::bpf::{BpfError, Prepared, Trailer, Walker};
 use crate::log::Logger;
 use crate::throttle::Reminder;
 
@@ -45,7 +45,7 @@ const INCOMPLETE_EVERY: Duration = Duration::from_secs(3600);
 
 pub struct Bpf {
     /// The program loading, until the first gather takes it.
-    loading: Option<Receiver<Result<Walker, String>>>,
+    loading: Option<Receiver<Result<Walker, BpfError>>>,
     /// `None` once the self-test failed: netlink from then on.
     walker: Option<Walker>,
     /// The last walk, if this gather uses it.
@@ -131,7 +131,7 @@ impl Bpf {
             r => {
                 if self.incomplete.due_every(Instant::now(), INCOMPLETE_EVERY) {
                     let why = match r {
-                        Err(e) => e,
+                        Err(e) => e.to_string(),
                         Ok(t) => format!("the walk was incomplete ({t:?})"),
                     };
                     log.warn(format_args!(
@@ -168,7 +168,7 @@ impl Bpf {
             match rx.recv_timeout(Duration::from_millis(5)) {
                 Ok(Ok(w)) => break self.walker = Some(w),
                 Ok(Err(why)) => cannot_run(log, &why),
-                Err(RecvTimeoutError::Disconnected) => cannot_run(log, "its loading thread died"),
+                Err(RecvTimeoutError::Disconnected) => cannot_run(log, &"its loading thread died"),
                 Err(RecvTimeoutError::Timeout) => {}
             }
         }
@@ -354,7 +354,7 @@ pub type Redump<'a> =
     dyn FnMut(u64, &mut dyn FnMut() -> bool) -> Result<Option<ByFamily>, Stopped> + 'a;
 
 /// Says why `--source bpf` cannot run, and exits 1 (docs/reference.md).
-pub fn cannot_run(log: &Logger, why: &str) -> ! {
+pub fn cannot_run(log: &Logger, why: &dyn std::fmt::Display) -> ! {
     log.error(format_args!("--source bpf cannot run: {why}"));
     std::process::exit(crate::exit::EXIT_GATHER_FAILED.into())
 }
