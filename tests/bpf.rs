@@ -21,15 +21,7 @@ const CHILD_EHASH: &str = "/proc/sys/net/ipv4/tcp_child_ehash_entries";
 fn setup() -> Result<(), String> {
     namespace_setup()?;
     needs_root("CAP_BPF and CAP_PERFMON")?;
-    let out = Command::new(BIN)
-        .args(["--source", "bpf"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-    }
+    bpf_available()
 }
 
 /// The `netstat` rows of one gather, by namespace and family, as text.

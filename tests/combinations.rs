@@ -61,18 +61,6 @@ const BPF_MEASUREMENTS: [&str; 6] = [
     "--timestamp",
 ];
 
-/// This build, kernel and process can walk (tests/bpf.rs's condition).
-fn bpf_available() -> Result<(), String> {
-    let out = Command::new(BIN)
-        .args(["--source", "bpf"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    match out.status.success() {
-        true => Ok(()),
-        false => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
-    }
-}
-
 fn setup() -> Result<(), String> {
     namespace_setup()?;
     needs_root("a container-like cgroup and namespace")?;

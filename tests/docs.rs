@@ -663,16 +663,7 @@ fn main() {
     });
     // BPF walks need root, BTF and a build with the program: a one-shot
     // walk says what is missing.
-    let bpf = isolated.clone().and_then(|()| {
-        let out = Command::new(BIN)
-            .args(["--source", "bpf"])
-            .output()
-            .map_err(|e| e.to_string())?;
-        match out.status.success() {
-            true => Ok(()),
-            false => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
-        }
-    });
+    let bpf = isolated.clone().and_then(|()| bpf_available());
     let tests = tests![
         every_documented_command_line_parses,
         every_documented_command_runs,

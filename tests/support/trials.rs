@@ -31,6 +31,19 @@ pub fn needs_root(for_what: &str) -> Result<(), String> {
     }
 }
 
+/// `Ok` when this build, kernel and process can walk with BPF: a one-shot
+/// `--source bpf` succeeds; otherwise what it said is missing.
+pub fn bpf_available() -> Result<(), String> {
+    let out = std::process::Command::new(BIN)
+        .args(["--source", "bpf"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+    }
+}
+
 /// Runs `tests` with libtest-mimic when `setup` (namespaces, tools) holds.
 /// Otherwise they are reported as ignored, with the reason on stderr; under
 /// CI they fail instead, so a machine that cannot run them is never green.
