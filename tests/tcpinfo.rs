@@ -60,10 +60,14 @@ fn int(row: &BTreeMap<String, String>, field: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{field} in {row:?}"))
 }
 
+/// What `ss -tin` shows of some connections: each one's smoothed RTT in
+/// microseconds (if it has one) and its RTO backoff.
+type SsInfo = Vec<(Option<u64>, u64)>;
+
 /// `ss -Htin` in the calling thread's namespace for `filter`: per
 /// connection, its smoothed RTT in microseconds (`rtt:` in ms, printed as
 /// `tcpi_rtt / 1000` with `%g`, so exact), and its RTO backoff.
-fn ss_info(filter: &str) -> Vec<(Option<u64>, u64)> {
+fn ss_info(filter: &str) -> SsInfo {
     let out = Command::new("ss")
         .args(["-Htin", "state", "connected", filter])
         .output()
@@ -223,26 +227,36 @@ fn destination_rows(out: &str) -> String {
         .join("\n")
 }
 
+/// Gathers until the destination rows are exactly 127.0.0.1:7001's and
+/// 127.0.0.2:7002's, each equal to what `ss -tin` shows of the same sockets,
+/// which did not change meanwhile: the last gather's output and how it
+/// asked, and what `ss` showed of each destination.
+fn destinations_matching_ss<T>(
+    mut gather: impl FnMut() -> (String, T),
+) -> (String, T, (SsInfo, SsInfo)) {
+    let mut last = None;
+    poll_until(Duration::from_secs(10), || {
+        let before = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
+        let (out, asked) = gather();
+        let after = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
+        let r = rows(&destination_rows(&out));
+        let ok = before == after
+            && r.len() == 2
+            && matches_ss(&r[&("127.0.0.1".into(), "7001".into())], &before.0)
+            && matches_ss(&r[&("127.0.0.2".into(), "7002".into())], &before.1);
+        last = Some((out, asked, before));
+        ok
+    });
+    last.unwrap()
+}
+
 fn the_top_destinations_get_a_row_each() {
     in_netns(|| {
         let a = TcpListener::bind("0.0.0.0:7001").unwrap();
         let b = TcpListener::bind("0.0.0.0:7002").unwrap();
         let _a = talking_to(&a, "127.0.0.1:7001", 3);
         let _b = talking_to(&b, "127.0.0.2:7002", 2);
-        let mut last = None;
-        poll_until(Duration::from_secs(10), || {
-            let before = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
-            let (out, dumped) = run_tcp_info(&["--destinations", "5"]);
-            let after = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
-            let r = rows(&destination_rows(&out));
-            let ok = before == after
-                && r.len() == 2
-                && matches_ss(&r[&("127.0.0.1".into(), "7001".into())], &before.0)
-                && matches_ss(&r[&("127.0.0.2".into(), "7002".into())], &before.1);
-            last = Some((out, dumped, before));
-            ok
-        });
-        let (out, dumped, ss) = last.unwrap();
+        let (out, dumped, ss) = destinations_matching_ss(|| run_tcp_info(&["--destinations", "5"]));
         assert_eq!((ss.0.len(), ss.1.len()), (3, 2), "{out}");
         // Destinations are known only after the main pass: the filtered
         // walk, whose filter passed the 5 client ends and not their peers.
@@ -305,24 +319,11 @@ fn the_last_gathers_top_destinations_are_looked_up() {
         let _idle: Vec<TcpListener> = (0..60)
             .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();
-        let mut last = None;
-        poll_until(Duration::from_secs(10), || {
-            let before = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
-            let (out, asked) = two_gathers(&["--destinations", "5"]);
-            let after = (ss_info("dst 127.0.0.1:7001"), ss_info("dst 127.0.0.2:7002"));
-            // The second gather's rows (each row's last line).
-            let r = rows(&destination_rows(&out));
-            let ok = before == after
-                && r.len() == 2
-                && matches_ss(&r[&("127.0.0.1".into(), "7001".into())], &before.0)
-                && matches_ss(&r[&("127.0.0.2".into(), "7002".into())], &before.1);
-            last = Some((out, asked));
-            ok
-        });
+        // The rows are the second gather's (each row's last line).
+        let (out, asked, _) = destinations_matching_ss(|| two_gathers(&["--destinations", "5"]));
         // The first gather knew its destinations only after its pass: the
         // walk; the second kept their sockets in its pass and asked for
         // each.
-        let (out, asked) = last.unwrap();
         let [Asked::Walk(5, _), Asked::Lookups(5, 5, bytes)] = asked[..] else {
             panic!("{asked:?}\n{out}");
         };
