@@ -10,35 +10,23 @@ prints min, median, max (CPU s) and the ratio to the busy namespace alone.
   python3 bench/bpfwalk/program.py   (as root, after
   cargo build --release --locked --bin telegraf-netstat --examples and
   bench/run's spawn helper, bench/out/spawn)"""
-import importlib.util, os, statistics, subprocess
+import os, statistics
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-spec = importlib.util.spec_from_file_location("run", os.path.join(HERE, "..", "run.py"))
-run = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run)
+from population import floor_in, population, run
+
 RUNS = int(os.environ.get("RUNS", "5"))
 GATHERS = int(os.environ.get("GATHERS", "20"))
 
 
 def main():
-    busy = subprocess.Popen([run.POPULATE, str(run.SHARED_BUSY), "0", "1", "0"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, preexec_fn=run.unshare_net, text=True)
-    assert busy.stdout.readline().strip() == "ready"
-    empties = [subprocess.Popen(["sleep", "3600"], preexec_fn=run.unshare_net) for _ in range(run.SHARED_NETNS)]
     figures = {k: [] for k in ("floor_busy", "busy_alone", "all_netlink", "bpf_busy_oneshot",
                                   "bpf_all_oneshot")}
-    try:
+    with population() as (busy, empties):
         busy_arg = ["--netns", f"/proc/{busy.pid}/ns/net"]
         listed = [a for e in empties for a in ("--netns", f"/proc/{e.pid}/ns/net")]
         bpf = ["--source", "bpf"]
         for r in range(RUNS):
-            home = os.open("/proc/self/ns/net", os.O_RDONLY)
-            run.setns(f"/proc/{busy.pid}/ns/net")
-            try:
-                figures["floor_busy"].append(run.measure([[run.FLOOR]])[0])
-            finally:
-                run.libc.setns(home, run.CLONE_NEWNET)
-                os.close(home)
+            figures["floor_busy"].append(floor_in(busy.pid))
             figures["busy_alone"].append(run.measure([[run.BIN, "--source", "netlink", *busy_arg]])[0])
             figures["all_netlink"].append(run.measure([[run.BIN, "--source", "netlink", *busy_arg, *listed]])[0])
             figures["bpf_busy_oneshot"].append(run.measure([[run.BIN, *bpf, *busy_arg]])[0])
@@ -58,12 +46,6 @@ def main():
               f"({loop_busy['cpu_s'] / f:.2f} x the floor), peak RSS {loop_busy['peak_rss_kib']} KiB")
         print(f"execd per gather, bpf, it and the {len(empties)} empty ones: {loop_all['cpu_s']:.4f} s "
               f"({loop_all['cpu_s'] / b:.2f} x busy_alone), peak RSS {loop_all['peak_rss_kib']} KiB")
-    finally:
-        for e in empties:
-            e.kill()
-            e.wait()
-        busy.stdin.close()
-        busy.wait()
 
 
 if __name__ == "__main__":

@@ -9,12 +9,9 @@ Each figure RUNS times, interleaved; prints min, median, max (CPU s).
 
   python3 bench/bpfwalk/shared.py   (as root, after bench/run built the
   release binaries and cargo build --release in bench/bpfwalk)"""
-import importlib.util, os, statistics, subprocess, sys
+import os, statistics, subprocess
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-spec = importlib.util.spec_from_file_location("run", os.path.join(HERE, "..", "run.py"))
-run = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run)
+from population import HERE, floor_in, population, run
 WALK = os.path.join(HERE, "target", "release", "bpfwalk")
 RUNS = int(os.environ.get("RUNS", "5"))
 
@@ -34,23 +31,13 @@ def allnetns_steady():
 
 
 def main():
-    busy = subprocess.Popen([run.POPULATE, str(run.SHARED_BUSY), "0", "1", "0"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, preexec_fn=run.unshare_net, text=True)
-    assert busy.stdout.readline().strip() == "ready"
-    empties = [subprocess.Popen(["sleep", "3600"], preexec_fn=run.unshare_net) for _ in range(run.SHARED_NETNS)]
     figures = {k: [] for k in ("floor_busy", "busy_alone", "all_netlink", "walk_oneshot", "walk_steady",
                                   "allnetns_oneshot", "allnetns_steady")}
-    try:
+    with population() as (busy, empties):
         busy_arg = ["--netns", f"/proc/{busy.pid}/ns/net"]
         listed = [a for e in empties for a in ("--netns", f"/proc/{e.pid}/ns/net")]
         for r in range(RUNS):
-            home = os.open("/proc/self/ns/net", os.O_RDONLY)
-            run.setns(f"/proc/{busy.pid}/ns/net")
-            try:
-                figures["floor_busy"].append(run.measure([[run.FLOOR]])[0])
-            finally:
-                run.libc.setns(home, run.CLONE_NEWNET)
-                os.close(home)
+            figures["floor_busy"].append(floor_in(busy.pid))
             figures["busy_alone"].append(run.measure([[run.BIN, *busy_arg]])[0])
             figures["all_netlink"].append(run.measure([[run.BIN, *busy_arg, *listed]])[0])
             figures["walk_oneshot"].append(run.measure([[WALK, "dump"]])[0])
@@ -65,12 +52,6 @@ def main():
         for k in ("all_netlink", "walk_oneshot", "walk_steady", "allnetns_oneshot", "allnetns_steady",
                   "floor_busy"):
             print(f"{k} / busy_alone: {statistics.median(figures[k]) / b:.2f}")
-    finally:
-        for e in empties:
-            e.kill()
-            e.wait()
-        busy.stdin.close()
-        busy.wait()
 
 
 if __name__ == "__main__":
