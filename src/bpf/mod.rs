@@ -24,6 +24,7 @@ use aya::programs::Iter;
 use aya::{Btf, Ebpf, EbpfLoader};
 use rustix::thread::CapabilitySet;
 use telegraf_netstat::measure::netstat::count::{TcpStates, UNKNOWN_STATE};
+use telegraf_netstat::record::LISTEN;
 
 use error::aya;
 pub use error::BpfError;
@@ -237,6 +238,18 @@ impl Walker {
             .map(|f| f.ino)
     }
 
+    /// Of the namespaces `inos`, the one a first self-test compares, of
+    /// those whose tables were walked and which hold sockets, leaving out
+    /// the one with the most if there are others: the one with the fewest
+    /// sockets among those holding both a listener (the listening hash) and
+    /// another socket (the established hash), else the one with the fewest.
+    /// Every dump in a namespace sharing the tables walks all of them, so a
+    /// small namespace costs a netlink dump little more than an empty one
+    /// does; the busiest costs a full dump. Also says whether it holds both.
+    pub fn cheapest(&self, inos: impl Iterator<Item = u64>) -> Option<(u64, bool)> {
+        cheapest(inos.filter_map(|ino| self.found(ino)))
+    }
+
     /// What the last walk found of the namespace with inode `ino`.
     pub fn found(&self, ino: u64) -> Option<&Found> {
         self.found
@@ -244,6 +257,35 @@ impl Walker {
             .ok()
             .map(|i| &self.found[i])
     }
+}
+
+/// `Walker::cheapest` over the namespaces `found`.
+fn cheapest<'a>(found: impl Iterator<Item = &'a Found>) -> Option<(u64, bool)> {
+    // The two best by (holds not both, sockets), and the largest.
+    let (mut first, mut second) = (None::<(bool, u64, u64)>, None);
+    let mut largest = None::<(u64, u64)>;
+    for f in found {
+        let all: u64 = f.states.0.iter().flatten().sum();
+        let seen = [first, second].iter().flatten().any(|k| k.2 == f.ino);
+        if !f.same_tables || all == 0 || seen {
+            continue;
+        }
+        let listen: u64 = f.states.0.iter().map(|s| s[usize::from(LISTEN)]).sum();
+        let key = (listen == 0 || listen == all, all, f.ino);
+        if first.is_none_or(|k| key < k) {
+            (first, second) = (Some(key), first);
+        } else if second.is_none_or(|k| key < k) {
+            second = Some(key);
+        }
+        if largest.is_none_or(|(n, _)| all > n) {
+            largest = Some((all, f.ino));
+        }
+    }
+    let pick = match (first, second, largest) {
+        (Some(f), Some(s), Some((_, big))) if f.2 == big => s,
+        (f, ..) => f?,
+    };
+    Some((pick.2, !pick.0))
 }
 
 fn iter(ebpf: &mut Ebpf) -> Result<&mut Iter, BpfError> {
@@ -271,5 +313,64 @@ fn capable() -> Result<(), BpfError> {
         (false, false) => Err(BpfError::Needs("CAP_BPF and CAP_PERFMON")),
         (false, true) => Err(BpfError::Needs("CAP_BPF")),
         (true, false) => Err(BpfError::Needs("CAP_PERFMON")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(ino: u64, same_tables: bool, listen: u64, established: u64) -> Found {
+        let mut states = TcpStates::default();
+        states.0[1][usize::from(LISTEN)] = listen;
+        states.0[0][1] = established;
+        Found {
+            ino,
+            same_tables,
+            states,
+        }
+    }
+
+    fn pick(found: &[Found]) -> Option<(u64, bool)> {
+        cheapest(found.iter())
+    }
+
+    #[test]
+    fn a_first_self_test_compares_a_small_namespace_not_the_busiest() {
+        let busy = ns(1, true, 1, 200_000);
+        // The smallest of those with a listener and another socket.
+        let found = [
+            busy,
+            ns(2, true, 1, 40),
+            ns(3, true, 2, 6),
+            ns(4, true, 0, 3),
+        ];
+        assert_eq!(pick(&found), Some((3, true)));
+        // Else the smallest holding any; never the busiest if another
+        // holds sockets, nor one the walk saw only the listeners of, nor
+        // an empty one; the same namespace twice is one.
+        let found = [
+            ns(1, true, 1, 200_000),
+            ns(5, true, 1, 0),
+            ns(6, false, 1, 1),
+            ns(7, true, 0, 0),
+        ];
+        assert_eq!(pick(&found), Some((5, false)));
+        let found = [
+            ns(1, true, 1, 200_000),
+            ns(1, true, 1, 200_000),
+            ns(8, true, 0, 9),
+        ];
+        assert_eq!(pick(&found), Some((8, false)));
+        // The busiest when it is the only one; none when all are empty.
+        assert_eq!(
+            pick(&[ns(1, true, 1, 200_000), ns(7, true, 0, 0)]),
+            Some((1, true))
+        );
+        assert_eq!(
+            pick(&[ns(1, true, 1, 200_000), ns(1, true, 1, 200_000)]),
+            Some((1, true))
+        );
+        assert_eq!(pick(&[ns(7, true, 0, 0)]), None);
     }
 }

@@ -9,18 +9,23 @@
 //! namespace (tables of its own, or unknown) dumps TCP over netlink, in the
 //! same gather.
 //!
-//! The self-test, on the first gather and every `SELF_TEST_EVERY`th: the
-//! namespace with the most sockets in the walk and `ROTATING` others (the
-//! next ones in the list at each self-test) are not handed the walk's
-//! counts; they dump TCP over netlink (so that gather prints netlink's
-//! counts for them), are compared with the walk per family and state, and,
-//! if any differs, walks again after the last namespace, and netlink again,
-//! `CONFIRM` rounds in all: sockets that moved (the walks differ) or a
-//! netlink count that now agrees are no verdict. A namespace whose walks
-//! all agree with each other and never with netlink is a failed self-test:
-//! one `W!` naming the namespace and the difference, and netlink for the
-//! rest of the run. A self-test in which no compared namespace with
-//! sockets agreed runs again at the next gather.
+//! The self-test compares the walk's counts of some namespaces with
+//! netlink's, per family and state. The first (on the first gather, and
+//! again at the next until one passes) is cheap: one namespace, the one
+//! `Walker::cheapest` picks (small, with a listener and another socket if
+//! any has both) among those counted and this process's own (dumped over
+//! netlink on the side when the gather does not count it). Then every
+//! `SELF_TEST_EVERY`th gather is thorough: the namespace with the most
+//! sockets in the walk and `ROTATING` others (the next ones in the list at
+//! each self-test). A namespace compared is not handed the walk's counts:
+//! it dumps TCP over netlink (so that gather prints netlink's counts for
+//! it). If any differs, it walks again after the last namespace, and
+//! netlink again, `CONFIRM` rounds in all: sockets that moved (the walks
+//! differ) or a netlink count that now agrees are no verdict. A namespace
+//! whose walks all agree with each other and never with netlink is a
+//! failed self-test: one `W!` naming the namespace and the difference, and
+//! netlink for the rest of the run. A self-test in which no compared
+//! namespace with sockets agreed runs again at the next gather.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -52,6 +57,8 @@ pub struct Bpf {
     walk: Option<Trailer>,
     /// Gathers since the last self-test passed; `None`: one is due.
     since_test: Option<u64>,
+    /// A self-test passed: the next ones are thorough.
+    passed: bool,
     /// This gather is a self-test.
     testing: bool,
     /// The self-test's namespaces that differed from netlink, and how many
@@ -62,9 +69,16 @@ pub struct Bpf {
     supplied: usize,
     /// Namespaces the walk counted in this gather, handed or tested.
     served: usize,
-    /// A self-test: the namespace with the most sockets in the walk, the
-    /// first of the others it compares (its index among those served) and
-    /// how many of them it compared.
+    /// A cheap self-test: the namespace it compares, whether it holds
+    /// sockets in both tables (else a thorough self-test follows at the
+    /// next gather), and whether it is this process's, which the gather
+    /// does not count.
+    cheapest: Option<u64>,
+    both: bool,
+    outside: bool,
+    /// A thorough self-test: the namespace with the most sockets in the
+    /// walk, the first of the others it compares (its index among those
+    /// served) and how many of them it compared.
     busiest: Option<u64>,
     rotation: usize,
     rotated: usize,
@@ -92,11 +106,15 @@ impl Bpf {
             walker: None,
             walk: None,
             since_test: None,
+            passed: false,
             testing: false,
             differed: Vec::new(),
             agreed: 0,
             supplied: 0,
             served: 0,
+            cheapest: None,
+            both: false,
+            outside: false,
             busiest: None,
             rotation: 0,
             rotated: 0,
@@ -141,18 +159,33 @@ impl Bpf {
             }
         }
         self.testing = self.walk.is_some() && self.since_test.is_none();
-        let own = self.own;
-        self.busiest = self
-            .walker
-            .as_ref()
-            .filter(|_| self.testing)
-            .and_then(|w| w.busiest(inos.filter_map(|i| i.or(own))));
+        self.choose(inos);
         self.differed.clear();
         self.agreed = 0;
         self.supplied = 0;
         self.served = 0;
         self.rotated = 0;
         true
+    }
+
+    /// The namespaces a self-test compares, of `inos` (`None`: this
+    /// process's) and, for a cheap one, this process's own.
+    fn choose(&mut self, inos: impl Iterator<Item = Option<u64>>) {
+        let (own, mut own_counted) = (self.own, false);
+        let mut inos = inos.filter_map(|i| {
+            let i = i.or(own);
+            own_counted |= i.is_some() && i == own;
+            i
+        });
+        let (cheapest, busiest) = match &self.walker {
+            Some(w) if self.testing && !self.passed => (w.cheapest(inos.by_ref().chain(own)), None),
+            Some(w) if self.testing => (None, w.busiest(inos.by_ref())),
+            _ => (None, None),
+        };
+        drop(inos);
+        (self.cheapest, self.both) = cheapest.map_or((None, false), |(i, b)| (Some(i), b));
+        self.busiest = busiest;
+        self.outside = self.cheapest.is_some() && self.cheapest == own && !own_counted;
     }
 
     /// Waits for the load, asking `stop` every 5 ms; `false` when it said
@@ -184,14 +217,18 @@ impl Bpf {
             c.supply_tcp(None);
             return None;
         };
-        // A self-test compares the busiest namespace and `ROTATING` others,
-        // the next ones in the list at each self-test.
+        // A cheap self-test compares its one namespace; a thorough one the
+        // busiest and `ROTATING` others, the next ones in the list at each.
         let tested = self.testing
-            && (Some(ino) == self.busiest
-                || (self.served >= self.rotation && self.rotated < ROTATING && {
-                    self.rotated += 1;
-                    true
-                }));
+            && if self.passed {
+                Some(ino) == self.busiest
+                    || (self.served >= self.rotation && self.rotated < ROTATING && {
+                        self.rotated += 1;
+                        true
+                    })
+            } else {
+                Some(ino) == self.cheapest
+            };
         self.served += 1;
         if tested {
             c.supply_tcp(None);
@@ -216,6 +253,7 @@ impl Bpf {
     /// Self-test: the walk's counts of a namespace against netlink's.
     pub fn compare(
         &mut self,
+        log: &Logger,
         ino: Option<u64>,
         name: &str,
         walked: &TcpStates,
@@ -225,7 +263,12 @@ impl Bpf {
         let Some(ino) = ino.or(self.own) else {
             return;
         };
-        if families(walked) == netlink && !has_unknown(walked) {
+        let agrees = families(walked) == netlink && !has_unknown(walked);
+        log.debug(format_args!(
+            "--source bpf: the self-test compared network namespace {name} with netlink: {}",
+            if agrees { "the same" } else { "a difference" }
+        ));
+        if agrees {
             if netlink != [Counts::default(); 2] {
                 self.agreed += 1;
             }
@@ -262,10 +305,15 @@ impl Bpf {
                 .filter(|&n| n < SELF_TEST_EVERY);
             return true;
         }
-        self.rotation = match self.rotated {
-            ROTATING => self.rotation + ROTATING,
-            _ => 0, // the list ended: from its start next time
-        };
+        if self.passed {
+            self.rotation = match self.rotated {
+                ROTATING => self.rotation + ROTATING,
+                _ => 0, // the list ended: from its start next time
+            };
+        }
+        if self.outside && !self.compare_outside(log, stop, redump) {
+            return false;
+        }
         let mut verdict = None;
         for i in 0..self.differed.len() {
             match self.confirm(i, stop, redump) {
@@ -288,10 +336,42 @@ impl Bpf {
                 ));
                 self.walker = None;
             }
-            None if self.agreed > 0 => self.since_test = Some(0),
+            None if self.agreed > 0 => {
+                // A cheap self-test that exercised one table only is
+                // followed by a thorough one at the next gather.
+                if self.passed || self.both {
+                    self.since_test = Some(0);
+                }
+                self.passed = true;
+            }
             None => {} // no verdict: the self-test runs again
         }
         true
+    }
+
+    /// A cheap self-test's namespace when it is this process's, which the
+    /// gather did not count: dumped over netlink now and compared. `false`
+    /// when `stop` said so.
+    fn compare_outside(
+        &mut self,
+        log: &Logger,
+        stop: &mut dyn FnMut() -> bool,
+        redump: &mut Redump<'_>,
+    ) -> bool {
+        let (Some(own), Some(w)) = (self.own, &self.walker) else {
+            return true;
+        };
+        let Some(walked) = w.found(own).map(|f| f.states) else {
+            return true;
+        };
+        match redump(own, stop) {
+            Err(Stopped) => false,
+            Ok(None) => true,
+            Ok(Some(netlink)) => {
+                self.compare(log, Some(own), "of this process", &walked, &netlink);
+                true
+            }
+        }
     }
 
     /// Whether the difference of `differed[i]` holds: over `CONFIRM`

@@ -296,6 +296,7 @@ impl<C: Count> Gatherer<C> {
                 Ok(gathered) => {
                     if let (Some(e), Some(b)) = (expected, &mut self.bpf) {
                         b.compare(
+                            &log,
                             ino,
                             tag.unwrap_or("of this process"),
                             &e,
@@ -319,27 +320,42 @@ impl<C: Count> Gatherer<C> {
                 }
             }
         }
-        if let Some(b) = &mut self.bpf {
-            let (list, bufs, own) = (&mut self.namespaces.list, &mut self.bufs, b.own());
-            let redump = &mut |ino: u64, stop: &mut dyn FnMut() -> bool| {
-                let mut collectors = list.iter_mut().filter_map(|ns| ns.collector.as_mut());
-                let Some(c) =
-                    collectors.find(|c| c.target().map(|t| t.id.ino).or(own) == Some(ino))
-                else {
-                    return Ok(None);
-                };
-                c.supply_tcp(None);
-                match c.gather(bufs, &mut |_| {}, stop) {
-                    Ok(g) => Ok(Some(g.by_family)),
-                    Err(Error::Stopped) => Err(bpf::Stopped),
-                    Err(_) => Ok(None),
-                }
-            };
-            if !b.finish(&log, &mut || interrupt.stop_requested(), redump) {
-                return None;
-            }
+        if !self.finish_bpf(&log, interrupt) {
+            return None;
         }
         Some((counted, failed))
+    }
+
+    /// `--source bpf`, after the namespaces: the self-test's confirmation
+    /// (`bpf::Bpf::finish`), which may count a namespace over netlink
+    /// again, or this process's when the gather did not count it. `false`
+    /// when `interrupt` asked to stop.
+    fn finish_bpf(&mut self, log: &Logger, interrupt: &mut dyn Interrupt) -> bool {
+        let Some(b) = &mut self.bpf else {
+            return true;
+        };
+        let (list, bufs, own) = (&mut self.namespaces.list, &mut self.bufs, b.own());
+        let options = &self.namespaces.options;
+        // This process's namespace when the gather does not count it (a
+        // cheap self-test may compare it).
+        let mut outside: Option<C> = None;
+        let redump = &mut |ino: u64, stop: &mut dyn FnMut() -> bool| {
+            let mut collectors = list.iter_mut().filter_map(|ns| ns.collector.as_mut());
+            let c = match collectors.find(|c| c.target().map(|t| t.id.ino).or(own) == Some(ino)) {
+                Some(c) => c,
+                None if own == Some(ino) => {
+                    outside.get_or_insert_with(|| C::for_namespace(options, None))
+                }
+                None => return Ok(None),
+            };
+            c.supply_tcp(None);
+            match c.gather(bufs, &mut |_| {}, stop) {
+                Ok(g) => Ok(Some(g.by_family)),
+                Err(Error::Stopped) => Err(bpf::Stopped),
+                Err(_) => Ok(None),
+            }
+        };
+        b.finish(log, &mut || interrupt.stop_requested(), redump)
     }
 }
 

@@ -127,7 +127,7 @@ impl<C: Count> CountedNamespace<C> {
 /// Every namespace counted, in the order their rows are printed.
 pub(super) struct NamespaceSet<C> {
     which: Namespaces,
-    options: Options,
+    pub(super) options: Options,
     /// Tag namespaces with container, pod and hostname labels.
     labels: bool,
     /// `Namespaces::Own`: one. `Listed`: one per path, in order. `All`: the
