@@ -43,6 +43,18 @@ fn netns_args(namespaces: &[&Netns]) -> Vec<String> {
         .collect()
 }
 
+/// The binary with `args`, run inside `ns` (`nsenter`): its own namespace
+/// is then one the test made, which a first self-test may compare, not the
+/// machine's.
+fn inside(ns: &Netns, args: &[&str]) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net={}", ns.path()))
+        .arg(BIN)
+        .args(args)
+        .env_remove("HOST_PROC");
+    c
+}
+
 /// Held while this binary's tests make namespaces: the setting that gives
 /// one a table of its own is the host's.
 static SETTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -65,15 +77,18 @@ fn own_table_namespace() -> Netns {
     ns
 }
 
-/// Gathers with the walk (the second gather: the first is the self-test)
-/// equal netlink's before and after it, namespace by namespace, in every
-/// state, IPv4 and IPv6; the namespace with its own table is among them.
+/// Gathers with the walk equal netlink's before and after it, namespace by
+/// namespace, in every state, IPv4 and IPv6; the namespace with its own
+/// table is among them. The first gather's self-test compares the smallest
+/// namespace holding a listener and another socket, and the next gather's
+/// (a thorough one) the busiest.
 fn the_walk_equals_netlink_in_every_state() {
     let a = shared(everything);
     let b = shared(everything);
     let c = shared(|| established(5, 4));
     let empty = shared(Population::default);
     let own = own_table_namespace();
+    let home = shared(Population::default);
     let ns = netns_args(&[&a, &b, &c, &empty, &own]);
     let mut args: Vec<&str> = ns.iter().map(String::as_str).collect();
     args.push("--by-family");
@@ -84,7 +99,7 @@ fn the_walk_equals_netlink_in_every_state() {
     };
     let mut bpf_args = vec!["--source", "bpf", "--execd", "-v"];
     bpf_args.extend_from_slice(&args);
-    let mut p = Plugin::start(&bpf_args);
+    let mut p = Plugin::spawn(inside(&home, &bpf_args));
     let gather = |p: &mut Plugin| {
         p.tick("\n");
         let mut out = String::new();
@@ -93,8 +108,14 @@ fn the_walk_equals_netlink_in_every_state() {
         }
         rows(&out)
     };
-    let first = gather(&mut p);
-    assert_eq!(first, netlink(&args), "the self-test's gather is netlink's");
+    // The namespace the first self-test compares: netlink's counts.
+    let c_rows = |rows: Vec<String>| -> Vec<String> {
+        let tag = format!("netns={}", c.tag());
+        let of_c = |l: &String| l.split([',', ' ']).any(|t| t == tag);
+        rows.into_iter().filter(of_c).collect()
+    };
+    let first = c_rows(gather(&mut p));
+    assert_eq!(first, c_rows(netlink(&args)), "the self-test's namespace");
     // Sockets settle (a namespace's population is fixed): poll until one
     // walk gather is framed by two equal netlink ones.
     let mut walked = Vec::new();
@@ -122,12 +143,58 @@ fn the_walk_equals_netlink_in_every_state() {
             .any(|l| l.contains("4 namespaces took their TCP counts from it")),
         "{said:?}"
     );
+    // One self-test, of the smallest namespace with a listener and more.
+    assert_eq!(compared(&said), [format!("{} the same", c.tag())]);
+}
+
+/// The namespaces the self-tests compared, in order, from `-v`'s lines:
+/// `pid:42 the same`, `of this process a difference`.
+fn compared(said: &[String]) -> Vec<String> {
+    let p = "D! --source bpf: the self-test compared network namespace ";
+    said.iter()
+        .filter_map(|l| l.strip_prefix(p))
+        .map(|l| l.trim_end().replace(" with netlink:", ""))
+        .collect()
+}
+
+/// A first self-test whose namespace holds sockets of one table only (this
+/// process's, a lone listener: the namespace counted is the busiest) is
+/// followed by a thorough one at the next gather, of the busiest.
+fn a_self_test_of_one_table_is_followed_by_a_thorough_one() {
+    let home = shared(|| {
+        let mut p = Population::default();
+        p.keep(listener(V4, 8, |_| {}));
+        p.expected.tcp_listen = 1;
+        p
+    });
+    let c = shared(|| established(5, 4));
+    let path = c.path();
+    let mut p = Plugin::spawn(inside(
+        &home,
+        &["--source", "bpf", "--execd", "-v", "--netns", &path],
+    ));
+    for _ in 0..3 {
+        p.tick("\n");
+        let line = p.line(Duration::from_secs(20));
+        assert!(line.contains("tcp_established=18i,"), "{line}");
+    }
+    p.eof_kept_promise();
+    let said: Vec<String> = p.stderr.iter().collect();
+    assert_eq!(
+        compared(&said),
+        [
+            "of this process the same".to_string(),
+            format!("{} the same", c.tag())
+        ],
+        "{said:?}"
+    );
 }
 
 /// A walk that counts TIME_WAIT as CLOSE (the program built with
 /// `-DMISCOUNT`, loaded through TELEGRAF_NETSTAT_BPF_OBJECT) fails the
 /// first gather's self-test: one `W!` naming the namespace and both
-/// counts, and netlink's counts then and afterwards.
+/// counts, and netlink's counts then and afterwards; from a self-test of
+/// a namespace the program counts and of its own, which it does not.
 fn a_wrong_walk_falls_back_to_netlink() {
     let dir = std::env::temp_dir().join(format!("bpf-miscount-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -138,32 +205,57 @@ fn a_wrong_walk_falls_back_to_netlink() {
             .args(["-O2", "-g", "-target", "bpf", "-DMISCOUNT", "-c", src, "-o"])
             .arg(&object),
     );
-    let ns = shared(|| time_wait(3));
-    let path = ns.path();
-    let mut c = command(&["--source", "bpf", "--execd", "--netns", &path]);
-    c.env("TELEGRAF_NETSTAT_BPF_OBJECT", &object);
-    let mut p = Plugin::spawn(c);
-    for _ in 0..3 {
-        p.tick("\n");
-        let line = p.line(Duration::from_secs(20));
+    // The first self-test compares `small`, not the busiest, `big` (whose
+    // counts the wrong walk gets right: it holds no TIME_WAIT); then the
+    // same with `small` the process's own namespace, which it does not count.
+    let small = shared(|| time_wait(3));
+    let big = shared(|| established(30, 0));
+    let home = shared(Population::default);
+    let (small_path, big_path) = (small.path(), big.path());
+    let runs = [
+        (
+            &home,
+            vec!["--netns", &small_path, "--netns", &big_path],
+            small.tag(),
+        ),
+        (
+            &small,
+            vec!["--netns", &big_path],
+            "of this process".to_string(),
+        ),
+    ];
+    for (inside_of, netns, named) in runs {
+        let mut args = vec!["--source", "bpf", "--execd"];
+        args.extend_from_slice(&netns);
+        let mut c = inside(inside_of, &args);
+        c.env("TELEGRAF_NETSTAT_BPF_OBJECT", &object);
+        let mut p = Plugin::spawn(c);
+        for _ in 0..3 {
+            p.tick("\n");
+            if netns.len() == 4 {
+                let line = p.line(Duration::from_secs(20));
+                assert!(
+                    line.contains("tcp_time_wait=3i,") && line.contains("tcp_close=0i,"),
+                    "{line}"
+                );
+            }
+            let line = p.line(Duration::from_secs(20));
+            assert!(line.contains("tcp_established=60i,"), "{line}");
+        }
+        p.eof_kept_promise();
+        let said: Vec<String> = p.stderr.iter().collect();
+        let warned: Vec<&String> = said.iter().filter(|l| l.starts_with("W!")).collect();
+        assert_eq!(warned.len(), 1, "{said:?}");
+        let w = warned[0];
         assert!(
-            line.contains("tcp_time_wait=3i,") && line.contains("tcp_close=0i,"),
-            "{line}"
+            w.contains(&format!("network namespace {named}:"))
+                && w.contains("the walk counted ipv4 tcp_close=3 tcp_listen=1, ipv6 none,")
+                && w.contains("netlink ipv4 tcp_listen=1 tcp_time_wait=3, ipv6 none;")
+                && w.contains("counting TCP over netlink from now on"),
+            "{w}"
         );
     }
-    p.eof_kept_promise();
-    let said: Vec<String> = p.stderr.iter().collect();
     std::fs::remove_dir_all(&dir).unwrap();
-    let warned: Vec<&String> = said.iter().filter(|l| l.starts_with("W!")).collect();
-    assert_eq!(warned.len(), 1, "{said:?}");
-    let w = warned[0];
-    assert!(
-        w.contains(&format!("network namespace {}", ns.tag()))
-            && w.contains("the walk counted ipv4 tcp_close=3 tcp_listen=1, ipv6 none,")
-            && w.contains("netlink ipv4 tcp_listen=1 tcp_time_wait=3, ipv6 none;")
-            && w.contains("counting TCP over netlink from now on"),
-        "{w}"
-    );
 }
 
 /// A Python program run inside the namespace at `netns`, killed when
@@ -281,13 +373,17 @@ while True:
 "#;
 
 /// The self-test's confirmation rounds: a namespace whose listener flaps
-/// (tested at every one-shot run: it is the only one) never fails it.
+/// (tested at every one-shot run that sees it: it is the only one holding
+/// sockets) never fails it.
 fn a_flapping_listener_fails_no_self_test() {
     let ns = shared(Population::default);
+    let home = shared(Population::default);
     let flap = Inside::run(&ns.path(), FLAP);
     let path = ns.path();
     for _ in 0..10 {
-        let out = run(&["--source", "bpf", "--netns", &path]);
+        let out = inside(&home, &["--source", "bpf", "--netns", &path])
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success() && err.is_empty(), "{err}");
     }
@@ -401,6 +497,7 @@ fn main() {
     let args = Arguments::from_args();
     let tests = tests![
         the_walk_equals_netlink_in_every_state,
+        a_self_test_of_one_table_is_followed_by_a_thorough_one,
         a_wrong_walk_falls_back_to_netlink,
         churn_elsewhere_neither_fails_the_self_test_nor_disturbs_counts,
         a_flapping_listener_fails_no_self_test,
