@@ -23,8 +23,17 @@
  * the namespace's own hash tables are the ones walked (0: it has tables of
  * its own, and only its listeners, in the shared listening hash, were
  * seen), [17..29] IPv6 sockets per state, [16] sockets of any other
- * family), and at the end of a walk one struct trailer written to the
- * iterator's file. */
+ * family, [32..39] when the loader set `queues`: four 64-bit sums, IPv4
+ * bytes received and not read, sent and not acknowledged, then IPv6's),
+ * and at the end of a walk one struct trailer written to the iterator's
+ * file.
+ *
+ * The bytes queued are those sock_diag reports (net/ipv4/tcp_diag.c,
+ * tcp_diag_get_info()): for a full socket other than a listener,
+ * max(rcv_nxt - copied_seq, 0) and write_seq - snd_una of its tcp_sock;
+ * TIME_WAIT and request sockets report 0 (net/ipv4/inet_diag.c,
+ * inet_twsk_diag_fill(), inet_req_diag_fill()), and listeners their accept
+ * queue, which the sums leave out as the netlink source does. */
 #include "tcpwalk.h"
 
 #define SLICE 64 /* groups per call at most: 2048 buckets */
@@ -37,13 +46,18 @@
 #define ATTEMPTS 4
 #define LISTENING_NULLS_BASE (1U << 29)
 #define TRAILER_MAGIC 0x6b6c617774706374ULL /* "tcpwalk" */
+#define VALUE_WORDS 40
+
+/* Set by the loader before the load (the verifier then leaves out the reads
+ * when it is 0): also sum each namespace's bytes queued. */
+const volatile __u32 queues = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__uint(map_flags, BPF_F_NO_PREALLOC); /* entries as namespaces appear: a cheap load */
 	__type(key, __u64);
-	__type(value, __u32[32]);
+	__type(value, __u32[VALUE_WORDS]);
 } counts SEC(".maps");
 
 /* Groups walked since the load, for the loader to see a read without the
@@ -75,6 +89,7 @@ struct trailer {
 struct entry {
 	__u64 net;
 	__u64 slot; /* index in the value: family half + state */
+	__u64 rq, wq; /* bytes queued, when `queues` */
 };
 
 /* Walk state, kept between calls. */
@@ -99,6 +114,23 @@ struct chain {
 } cur;
 
 #define SK_OFF(f) FIELD_OFFSET(((struct sock_common *)0)->f)
+
+#define TP_OFF(f) FIELD_OFFSET(((struct tcp_sock *)0)->f)
+
+/* The bytes queued on the tcp_sock at `sk`, as tcp_diag_get_info() says them. */
+static int read_queues(__u64 sk, struct entry *e)
+{
+	__u32 rcv_nxt, copied_seq, write_seq, snd_una;
+	if (bpf_probe_read_kernel(&rcv_nxt, 4, (void *)(sk + TP_OFF(rcv_nxt))) < 0 ||
+	    bpf_probe_read_kernel(&copied_seq, 4, (void *)(sk + TP_OFF(copied_seq))) < 0 ||
+	    bpf_probe_read_kernel(&write_seq, 4, (void *)(sk + TP_OFF(write_seq))) < 0 ||
+	    bpf_probe_read_kernel(&snd_una, 4, (void *)(sk + TP_OFF(snd_una))) < 0)
+		return -1;
+	int rq = (int)(rcv_nxt - copied_seq);
+	e->rq = rq > 0 ? rq : 0;
+	e->wq = write_seq - snd_una;
+	return 0;
+}
 
 static long node_cb(__u64 i, void *unused)
 {
@@ -132,6 +164,13 @@ static long node_cb(__u64 i, void *unused)
 	__u16 family = *(__u16 *)((char *)sock_buf + at_family);
 	if (state > 13 || state == 0)
 		state = 13;
+	e->rq = 0;
+	e->wq = 0;
+	/* Full sockets but listeners: not TIME_WAIT (6), LISTEN (10), a request (12). */
+	if (queues && state != 6 && state != 10 && state != 12 && state != 13 && read_queues(sk, e) < 0) {
+		out.broken++;
+		return 1;
+	}
 #ifdef MISCOUNT
 	/* Test build: TIME_WAIT counted as CLOSE, for the checks to catch. */
 	if (state == 6)
@@ -149,7 +188,7 @@ static long commit_cb(__u64 i, void *unused)
 	__u64 net = e->net;
 	__u32 *v = bpf_map_lookup_elem(&counts, &net);
 	if (!v) {
-		__u32 fresh[32] = {};
+		__u32 fresh[VALUE_WORDS] = {};
 		bpf_map_update_elem(&counts, &net, fresh, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&counts, &net);
 		if (!v) {
@@ -158,7 +197,7 @@ static long commit_cb(__u64 i, void *unused)
 		}
 	}
 	if (v[0] != (__u32)out.generation) {
-		for (int k = 1; k < 32; k++)
+		for (int k = 1; k < VALUE_WORDS; k++)
 			v[k] = 0;
 		v[0] = (__u32)out.generation;
 		bpf_probe_read_kernel(&v[14], 4, (void *)(net + FIELD_OFFSET(((struct net *)0)->ns.inum)));
@@ -167,7 +206,14 @@ static long commit_cb(__u64 i, void *unused)
 				      (void *)(net + FIELD_OFFSET(((struct net *)0)->ipv4.tcp_death_row.hashinfo)));
 		v[15] = h == hashinfo;
 	}
-	v[e->slot & 31]++;
+	__u64 slot = e->slot & 31;
+	v[slot]++;
+	if (queues && slot != 16) {
+		__u64 *q = (__u64 *)&v[32];
+		__u64 half = slot > 16 ? 2 : 0;
+		q[half] += e->rq;
+		q[half + 1] += e->wq;
+	}
 	return 0;
 }
 

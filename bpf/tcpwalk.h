@@ -75,6 +75,14 @@ struct sock_common {
 	struct hlist_nulls_node skc_nulls_node;
 } PAI;
 
+/* Read only when the loader asks for queued bytes (`queues`). */
+struct tcp_sock {
+	__u32 rcv_nxt;
+	__u32 copied_seq;
+	__u32 snd_una;
+	__u32 write_seq;
+} PAI;
+
 struct seq_file;
 
 struct bpf_iter_meta {

@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::measure::cgroup::count::MAX_CGROUPS;
 use crate::measure::destination::count::MAX_TRACKED;
 use crate::measure::listen::count::{ListenCounts, MAX_LISTENERS};
-use crate::measure::netstat::count::TcpStates;
+use crate::measure::netstat::count::{Queued, TcpStates};
 use crate::measure::port::count::{PortConfig, PortCounts, MAX_PORTS};
 use crate::measure::tcpinfo::count::{self as tcpinfo, TcpInfoCounts};
 use crate::measure::Gathered;
@@ -203,9 +203,9 @@ pub struct Collector {
     tcp_info: Option<TcpInfoCounts>,
     /// `Event::TcpInfoMissing` was sent.
     tcp_info_missing: bool,
-    /// The next gather's TCP counts, counted elsewhere ([`Source::Bpf`]):
-    /// no TCP dump then.
-    supplied: Option<TcpStates>,
+    /// The next gather's TCP counts and bytes queued, counted elsewhere
+    /// ([`Source::Bpf`]): no TCP dump then.
+    supplied: Option<(TcpStates, [Queued; 2])>,
 }
 
 impl Collector {
@@ -264,11 +264,11 @@ impl Collector {
     }
 
     /// TCP counted elsewhere, for the next gather only (`None`: dump or
-    /// read it). Only the `netstat` aggregation takes them: the breakdowns
-    /// see no TCP socket in that gather (the program refuses them with
-    /// `--source bpf`).
-    pub fn supply_tcp(&mut self, states: Option<&TcpStates>) {
-        self.supplied = states.copied();
+    /// read it): the states and the bytes queued, IPv4 and IPv6. Only the
+    /// `netstat` aggregation takes them: the breakdowns see no TCP socket
+    /// in that gather (the program refuses them with `--source bpf`).
+    pub fn supply_tcp(&mut self, tcp: Option<(&TcpStates, &[Queued; 2])>) {
+        self.supplied = tcp.map(|(s, q)| (*s, *q));
     }
 
     /// Takes a fresher description (tag, path, PID) of the namespace this
@@ -307,9 +307,10 @@ impl Collector {
             return Ok(self.gathered());
         }
         let supplied = self.supplied.take();
-        if let Some(states) = &supplied {
+        if let Some((states, queued)) = &supplied {
             self.agg.reset(Kind::Tcp);
             self.agg.states.add_tcp_states(states);
+            self.agg.states.add_queued(queued);
         } else if !self.tcp_via_proc {
             self.agg.reset(Kind::Tcp);
             if let Some(t) = &mut self.tcp_info {
@@ -850,9 +851,17 @@ mod tests {
         let mut states = TcpStates::default();
         states.0[0][1] = 7; // IPv4 ESTABLISHED
         states.0[1][12] = 2; // IPv6 request sockets: SYN_RECV
-        c.supply_tcp(Some(&states));
+        let queued = [
+            Queued {
+                receive: 5,
+                send: 6,
+            },
+            Queued::default(),
+        ];
+        c.supply_tcp(Some((&states, &queued)));
         let mut bufs = Buffers::default();
         let g = c.gather(&mut bufs, &mut |_| {}, &mut || false).unwrap();
+        assert_eq!(g.queued, queued);
         let b = g.by_family;
         assert_eq!(
             (

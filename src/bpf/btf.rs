@@ -35,6 +35,14 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("bpf_iter__task", "task"),
 ];
 
+/// The fields the program reads only when it sums the bytes queued.
+pub const QUEUE_FIELDS: &[(&str, &str)] = &[
+    ("tcp_sock", "rcv_nxt"),
+    ("tcp_sock", "copied_seq"),
+    ("tcp_sock", "snd_una"),
+    ("tcp_sock", "write_seq"),
+];
+
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 
@@ -48,9 +56,12 @@ struct Type {
     extra: usize,
 }
 
-/// The first (struct, field) of `FIELDS` the BTF in `data` lacks, or why
-/// it cannot be read.
-pub fn missing_field(data: &[u8]) -> Result<Option<(&'static str, &'static str)>, Malformed> {
+/// The first (struct, field) of `FIELDS` (and `QUEUE_FIELDS` if `queues`)
+/// the BTF in `data` lacks, or why it cannot be read.
+pub fn missing_field(
+    data: &[u8],
+    queues: bool,
+) -> Result<Option<(&'static str, &'static str)>, Malformed> {
     let u32_at = |at: usize| {
         data.get(at..at + 4)
             .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
@@ -79,7 +90,8 @@ pub fn missing_field(data: &[u8]) -> Result<Option<(&'static str, &'static str)>
         let s = strings.get(off as usize..).unwrap_or_default();
         &s[..s.iter().position(|&b| b == 0).unwrap_or(s.len())]
     };
-    for &(st, f) in FIELDS {
+    let queue_fields = if queues { QUEUE_FIELDS } else { &[] };
+    for &(st, f) in FIELDS.iter().chain(queue_fields) {
         let found = index.iter().skip(1).any(|t| {
             t.kind == KIND_STRUCT
                 && name(t.name) == st.as_bytes()
@@ -175,9 +187,9 @@ mod tests {
             return; // no BTF here: load() refuses before reading fields
         };
         // Whatever the kernel, the answer is an answer, not a parse error.
-        let r = missing_field(&data).unwrap();
+        let r = missing_field(&data, true).unwrap();
         if let Some((s, f)) = r {
-            assert!(FIELDS.contains(&(s, f)));
+            assert!(FIELDS.contains(&(s, f)) || QUEUE_FIELDS.contains(&(s, f)));
         }
     }
 
@@ -208,8 +220,8 @@ mod tests {
         data.extend_from_slice(&(strings.len() as u32).to_le_bytes());
         data.extend_from_slice(&types);
         data.extend_from_slice(&strings);
-        assert_eq!(missing_field(&data), Ok(Some(("nsproxy", "net_ns"))));
-        assert_eq!(missing_field(&data[..10]), Err(Malformed::Header));
-        assert_eq!(missing_field(b"\0\0\0\0"), Err(Malformed::Magic));
+        assert_eq!(missing_field(&data, false), Ok(Some(("nsproxy", "net_ns"))));
+        assert_eq!(missing_field(&data[..10], false), Err(Malformed::Header));
+        assert_eq!(missing_field(b"\0\0\0\0", true), Err(Malformed::Magic));
     }
 }

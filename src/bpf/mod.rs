@@ -23,7 +23,7 @@ use aya::maps::{Array, HashMap};
 use aya::programs::Iter;
 use aya::{Btf, Ebpf, EbpfLoader};
 use rustix::thread::CapabilitySet;
-use telegraf_netstat::measure::netstat::count::{TcpStates, UNKNOWN_STATE};
+use telegraf_netstat::measure::netstat::count::{Queued, TcpStates, UNKNOWN_STATE};
 use telegraf_netstat::record::LISTEN;
 
 use error::aya;
@@ -44,6 +44,10 @@ const OBJECT_ENV: &str = "TELEGRAF_NETSTAT_BPF_OBJECT";
 const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 const TRAILER_MAGIC: u64 = 0x6b6c_6177_7470_6374;
 const TRAILER_WORDS: usize = 13;
+/// Words of a `counts` map value (the program's VALUE_WORDS); the bytes
+/// queued are four 64-bit sums from word `QUEUED`.
+const VALUE_WORDS: usize = 40;
+const QUEUED: usize = 32;
 /// Reads of one walk at most, however few tasks each visits (a slice per
 /// read, at worst: 278 528 buckets here take about 140).
 const MAX_READS: u32 = 100_000;
@@ -75,6 +79,9 @@ pub struct Found {
     pub ino: u64,
     pub same_tables: bool,
     pub states: TcpStates,
+    /// Bytes queued, IPv4 and IPv6, listeners left out: zero unless the
+    /// program was loaded to read them.
+    pub queued: [Queued; 2],
 }
 
 pub struct Walker {
@@ -89,7 +96,9 @@ impl Walker {
     /// The quick checks, at start: the program (this build's, or the
     /// file `TELEGRAF_NETSTAT_BPF_OBJECT` names), the capabilities, the
     /// kernel's BTF file. What is missing is said.
-    pub fn prepare() -> Result<Prepared, BpfError> {
+    /// `queues`: the program also sums the bytes queued (native names
+    /// print them), which costs more.
+    pub fn prepare(queues: bool) -> Result<Prepared, BpfError> {
         let object = match std::env::var_os(OBJECT_ENV) {
             Some(path) => Cow::Owned(std::fs::read(&path).map_err(|error| BpfError::Object {
                 path: path.to_string_lossy().into_owned(),
@@ -99,7 +108,11 @@ impl Walker {
         };
         capable()?;
         let btf = std::fs::read(VMLINUX).map_err(BpfError::NoBtf)?;
-        Ok(Prepared { object, btf })
+        Ok(Prepared {
+            object,
+            btf,
+            queues,
+        })
     }
 }
 
@@ -108,20 +121,28 @@ impl Walker {
 pub struct Prepared {
     object: Cow<'static, [u8]>,
     btf: Vec<u8>,
+    queues: bool,
 }
 
 impl Prepared {
     /// Checks every field the program reads in the kernel's BTF, then
     /// loads the program, or says what is missing.
     pub fn load(self) -> Result<Walker, BpfError> {
-        let Prepared { object, btf: data } = self;
-        if let Some((structure, field)) = btf::missing_field(&data).map_err(BpfError::Btf)? {
+        let Prepared {
+            object,
+            btf: data,
+            queues,
+        } = self;
+        if let Some((structure, field)) =
+            btf::missing_field(&data, queues).map_err(BpfError::Btf)?
+        {
             return Err(BpfError::NoField { structure, field });
         }
         let btf = Btf::parse(&data, aya::Endianness::default())
             .map_err(aya("cannot parse the kernel's BTF"))?;
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
+            .override_global("queues", &u32::from(queues), true)
             .load(&object)
             .map_err(aya("cannot load the BPF program"))?;
         iter(&mut ebpf)?
@@ -196,7 +217,7 @@ impl Walker {
             .ebpf
             .map_mut("counts")
             .ok_or(BpfError::Missing("counts map"))?;
-        let mut map: HashMap<_, u64, [u32; 32]> =
+        let mut map: HashMap<_, u64, [u32; VALUE_WORDS]> =
             HashMap::try_from(map).map_err(aya("the counts map"))?;
         self.stale.clear();
         self.found.clear();
@@ -216,10 +237,22 @@ impl Walker {
             }
             // Sockets of no inet family in the TCP tables: none should be.
             states.0[0][UNKNOWN_STATE] += u64::from(v[16]);
+            let sum = |k: usize| {
+                let (lo, hi) = (
+                    v[QUEUED + 2 * k].to_ne_bytes(),
+                    v[QUEUED + 2 * k + 1].to_ne_bytes(),
+                );
+                u64::from_ne_bytes([lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]])
+            };
+            let queued = |k: usize| Queued {
+                receive: sum(2 * k),
+                send: sum(2 * k + 1),
+            };
             self.found.push(Found {
                 ino: u64::from(v[14]),
                 same_tables: v[15] == 1,
                 states,
+                queued: [queued(0), queued(1)],
             });
         }
         for k in &self.stale {
@@ -328,6 +361,7 @@ mod tests {
             ino,
             same_tables,
             states,
+            queued: [Queued::default(); 2],
         }
     }
 

@@ -200,9 +200,9 @@ fn conflicts(a: &Args) -> Result<(), clap::Error> {
     Ok(())
 }
 
-/// `--source bpf` counts TCP states per namespace and nothing else of a
-/// TCP socket: a flag that needs more (ports, queues, addresses, cgroups,
-/// `tcp_info`, the bytes queued that native names print) is refused.
+/// `--source bpf` counts TCP states per namespace (and, for native names,
+/// the bytes queued) and nothing else of a TCP socket: a flag that needs
+/// more (ports, listen queues, addresses, cgroups, `tcp_info`) is refused.
 fn bpf_refused(a: &Args) -> Result<(), clap::Error> {
     if !matches!(a.source, SourceArg::Bpf) {
         return Ok(());
@@ -221,10 +221,6 @@ fn bpf_refused(a: &Args) -> Result<(), clap::Error> {
         (a.by_cgroup, "--by-cgroup"),
         (a.health, "--health"),
         (a.tcp_info, "--tcp-info"),
-        (
-            matches!(a.prometheus_names, Some(NamesArg::Native)),
-            "--prometheus-names native",
-        ),
     ];
     let flag = flags
         .iter()
@@ -475,9 +471,16 @@ mod tests {
             "bpf",
             "--all-netns",
             "--counters",
+            "--format",
+            "prometheus",
+            "--prometheus-names",
+            "native",
         ])
         .unwrap();
-        assert_eq!(b.source, Source::Bpf);
+        assert_eq!(
+            (b.source, b.format),
+            (Source::Bpf, Format::PrometheusNative)
+        );
         for flag in [
             &["--local-port", "22"][..],
             &["--listening-ports"],
@@ -486,7 +489,6 @@ mod tests {
             &["--ephemeral-ports"],
             &["--by-cgroup"],
             &["--health"],
-            &["--prometheus-names", "native", "--format", "prometheus"],
         ] {
             let mut args = vec!["telegraf-netstat", "--source", "bpf"];
             args.extend_from_slice(flag);

@@ -31,7 +31,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use telegraf_netstat::measure::netstat::count::UNKNOWN_STATE;
-use telegraf_netstat::measure::netstat::count::{ByFamily, Counts, StateCounts, TcpStates};
+use telegraf_netstat::measure::netstat::count::{ByFamily, Counts, Queued, StateCounts, TcpStates};
 use telegraf_netstat::netns::NsId;
 
 use super::Count;
@@ -209,11 +209,13 @@ impl Bpf {
         true
     }
 
-    /// The walk's TCP counts of `c`'s namespace, if the walk saw all of its
-    /// sockets; handed to `c` for its next gather unless this gather is a
-    /// self-test. Returns them for `compare`.
+    /// The walk's TCP counts (and bytes queued, if it read them) of `c`'s
+    /// namespace, if the walk saw all of its sockets; handed to `c` for its
+    /// next gather unless this gather is a self-test. Returns the counts for
+    /// `compare` (which leaves the bytes queued out: they change all the
+    /// time on a busy connection).
     pub fn supply<C: Count>(&mut self, c: &mut C) -> Option<TcpStates> {
-        let Some((ino, expected)) = self.expected(c) else {
+        let Some((ino, expected, queued)) = self.expected(c) else {
             c.supply_tcp(None);
             return None;
         };
@@ -235,17 +237,19 @@ impl Bpf {
             return Some(expected);
         }
         self.supplied += 1;
-        c.supply_tcp(Some(&expected));
+        c.supply_tcp(Some((&expected, &queued)));
         None
     }
 
-    fn expected<C: Count>(&self, c: &mut C) -> Option<(u64, TcpStates)> {
+    fn expected<C: Count>(&self, c: &mut C) -> Option<(u64, TcpStates, [Queued; 2])> {
         let (w, t) = (self.walker.as_ref()?, self.walk?);
         let ino = c.target().map(|t| t.id.ino).or(self.own)?;
         match w.found(ino) {
-            Some(f) if f.same_tables => Some((ino, f.states)),
+            Some(f) if f.same_tables => Some((ino, f.states, f.queued)),
             Some(_) => None,
-            None if !t.pernet && c.shares_host_tcp_hash() => Some((ino, TcpStates::default())),
+            None if !t.pernet && c.shares_host_tcp_hash() => {
+                Some((ino, TcpStates::default(), [Queued::default(); 2]))
+            }
             None => None,
         }
     }

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::log::Logger;
 use telegraf_netstat::collector::Buffers;
-use telegraf_netstat::measure::netstat::count::TcpStates;
+use telegraf_netstat::measure::netstat::count::{Queued, TcpStates};
 use telegraf_netstat::measure::Gathered;
 use telegraf_netstat::measure::{Measurements, Shape};
 use telegraf_netstat::netns::{NsId, Target};
 use telegraf_netstat::rows::Rows;
-use telegraf_netstat::{Collector, Error, Event, Options, Source};
+use telegraf_netstat::{Collector, Error, Event, Format, Options, Source};
 
 use crate::cli::Config;
 use crate::signals::Interrupt;
@@ -36,7 +36,7 @@ pub trait Count {
     /// The namespace shares the host's TCP hash tables (known to).
     fn shares_host_tcp_hash(&mut self) -> bool;
     /// TCP counted elsewhere (`--source bpf`), for the next gather only.
-    fn supply_tcp(&mut self, states: Option<&TcpStates>);
+    fn supply_tcp(&mut self, tcp: Option<(&TcpStates, &[Queued; 2])>);
     /// Counts the namespace's sockets; `stop` is asked as it goes.
     fn gather(
         &mut self,
@@ -63,8 +63,8 @@ impl Count for Collector {
         Collector::shares_host_tcp_hash(self)
     }
 
-    fn supply_tcp(&mut self, states: Option<&TcpStates>) {
-        Collector::supply_tcp(self, states)
+    fn supply_tcp(&mut self, tcp: Option<(&TcpStates, &[Queued; 2])>) {
+        Collector::supply_tcp(self, tcp)
     }
 
     fn gather(
@@ -173,7 +173,10 @@ impl<C: Count> Gatherer<C> {
             bufs: Buffers::default(),
             rows: Rows::default(),
             shared_hash: Reminder::default(),
-            bpf: (config.source == Source::Bpf).then(|| load_bpf(&config.log)),
+            bpf: (config.source == Source::Bpf).then(|| {
+                // Native names print the bytes queued: the walk reads them too.
+                load_bpf(&config.log, config.format == Format::PrometheusNative)
+            }),
         }
     }
 
@@ -361,8 +364,8 @@ impl<C: Count> Gatherer<C> {
 
 /// `--source bpf`, loading on its own thread once the quick checks passed;
 /// else an `E!` line naming what is missing and exit 1 (docs/reference.md).
-fn load_bpf(log: &Logger) -> bpf::Bpf {
-    match crate::bpf::Walker::prepare() {
+fn load_bpf(log: &Logger, queues: bool) -> bpf::Bpf {
+    match crate::bpf::Walker::prepare(queues) {
         Ok(p) => bpf::Bpf::new(p),
         Err(why) => bpf::cannot_run(log, &why),
     }

@@ -4,7 +4,6 @@
 use std::cell::Cell;
 
 use telegraf_netstat::measure::netstat::count::{ByFamily, Counts};
-use telegraf_netstat::Format;
 
 use super::*;
 use crate::cli::Config;
@@ -40,7 +39,7 @@ impl Count for Fake {
         false
     }
 
-    fn supply_tcp(&mut self, _: Option<&TcpStates>) {}
+    fn supply_tcp(&mut self, _: Option<(&TcpStates, &[Queued; 2])>) {}
 
     fn gather(
         &mut self,

@@ -352,6 +352,14 @@ impl StateCounts {
         }
     }
 
+    /// Adds bytes queued counted elsewhere (`--source bpf`'s walk), IPv4
+    /// and IPv6, listeners left out.
+    pub fn add_queued(&mut self, queued: &[Queued; 2]) {
+        for (q, o) in self.queued.iter_mut().zip(queued) {
+            q.add(o);
+        }
+    }
+
     pub fn reset(&mut self, kind: Kind) {
         match kind {
             Kind::Tcp => {
