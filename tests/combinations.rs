@@ -12,8 +12,7 @@
 //! name the container again: each key must still be written once.
 //!
 //! A new measurement flag joins `MEASUREMENTS`. `--source bpf` runs the
-//! same with the flags it takes (`BPF_MEASUREMENTS`) in the formats it
-//! takes (not the native names, which print bytes queued it does not read).
+//! same with the flags it takes (`BPF_MEASUREMENTS`) in every format.
 
 mod support;
 
@@ -293,8 +292,7 @@ fn check_rows(rows: &[Row], text: &str) {
 /// each consumer. Returns the influx rows.
 fn every_format(influx: &Influx, db: &str, measurements: &[&str], namespaces: &[&str]) -> Vec<Row> {
     let mut rows = Vec::new();
-    let bpf = measurements.contains(&"bpf");
-    for format in FORMATS.iter().filter(|f| !(bpf && f.contains(&"native"))) {
+    for format in FORMATS.iter() {
         let mut args: Vec<&str> = measurements.to_vec();
         args.extend(namespaces);
         args.extend(*format);
