@@ -1,7 +1,12 @@
 //! `--source bpf`: one walk of the kernel's TCP hash tables, done by a BPF
 //! program (bpf/tcpwalk.bpf.c, built by build.rs with clang when it can),
 //! counts the TCP sockets of every network namespace sharing the tables
-//! walked, per family and state. Loaded with aya (pure Rust: no libbpf,
+//! walked, per family and state, and, when asked (`queues`: native names
+//! print them), sums their bytes queued as sock_diag reports them: for a
+//! full socket but a listener, `max(rcv_nxt - copied_seq, 0)` received and
+//! `write_seq - snd_una` sent (net/ipv4/tcp_diag.c, `tcp_diag_get_info()`),
+//! 0 for TIME_WAIT and request sockets (net/ipv4/inet_diag.c,
+//! `inet_twsk_diag_fill()`, `inet_req_diag_fill()`). Loaded with aya (pure Rust: no libbpf,
 //! libelf or zlib to build or to run), which relocates the program's field
 //! offsets against the running kernel's BTF. docs/bpf.md says what it reads,
 //! what it needs, and why nothing promises it keeps working.
