@@ -18,7 +18,7 @@
 
 use std::path::PathBuf;
 
-use crate::cgroupfs::CgroupPaths;
+use crate::cgroupfs::{CgroupPaths, Unusable};
 use crate::counters::{CounterFiles, Counters, Selection, MAX_NAMES};
 use crate::error::Error;
 use crate::measure::cgroup::count::MAX_CGROUPS;
@@ -139,6 +139,9 @@ pub enum NoCgroups {
     Kernel,
     /// No cgroup2 filesystem is mounted here (a cgroup v1-only host).
     NoMount,
+    /// This program does not see the host's cgroup namespace, so its
+    /// cgroup paths would name nothing (`cgroupfs::in_host_namespace`).
+    NotHost,
 }
 
 /// Scratch memory for gathers, owned by the caller and shared by all its
@@ -469,13 +472,15 @@ impl Collector {
             return;
         };
         let proc = self.tcp_via_proc || self.udp_via_proc;
-        if !paths.mounted(&self.options.proc_root) {
+        if let Err(u) = paths.usable(&self.options.proc_root) {
             let any = !c.cgroups().is_empty();
             c.unattribute_all();
             if any {
-                events(Event::CgroupsUnknown {
-                    why: NoCgroups::NoMount,
-                });
+                let why = match u {
+                    Unusable::NoMount => NoCgroups::NoMount,
+                    Unusable::NotHost => NoCgroups::NotHost,
+                };
+                events(Event::CgroupsUnknown { why });
             }
             return;
         }
