@@ -443,6 +443,77 @@ mod tests {
     }
 
     #[test]
+    fn the_whole_hierarchy_before_a_containers_own_subtree() {
+        // A container in a private cgroup namespace after joining the
+        // host's: its own mount shows its own cgroup, the host's (a
+        // hostPath) the root.
+        let own = "/kubepods.slice/kubepods-pod1.slice/cri-containerd-a.scope";
+        let text = format!(
+            "50 40 0:30 {own} /sys/fs/cgroup ro - cgroup2 cgroup rw\n\
+             51 40 0:30 / /hostfs/sys/fs/cgroup ro - cgroup2 cgroup2 rw\n"
+        );
+        let whole = cgroup2_hierarchy(text.as_bytes()).unwrap();
+        assert_eq!(
+            (whole.point.to_str(), whole.whole()),
+            (Some("/hostfs/sys/fs/cgroup"), true)
+        );
+        // Without it: the subtree, named from its root.
+        let first_line = text.lines().next().unwrap();
+        let part = cgroup2_hierarchy(first_line.as_bytes()).unwrap();
+        assert_eq!((part.root.as_str(), part.whole()), (own, false));
+        // Before joining, the host's shows as above our root: not used.
+        let above = b"51 40 0:30 /../../.. /hostfs/sys/fs/cgroup ro - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_hierarchy(above), None);
+        // Roots are unescaped from mountinfo and escaped as tags are.
+        let odd = b"52 40 0:30 /a\\134b\\012 /mnt rw - cgroup2 none rw\n";
+        assert_eq!(cgroup2_hierarchy(odd).unwrap().root, "/a\\x5cb\\x0a");
+    }
+
+    #[test]
+    fn a_subtree_is_walked_from_its_root() {
+        let d = TestDir::new("cgroupfs-subtree");
+        let svc = d.0.join("web.service");
+        std::fs::create_dir(&svc).unwrap();
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        let mut c = CgroupPaths {
+            mount: Some(Ok(Mount {
+                point: d.0.clone(),
+                root: "/kubepods.slice/x.scope".into(),
+            })),
+            ..Default::default()
+        };
+        c.resolve([ino(&svc), ino(&d.0)].into_iter(), Instant::now());
+        assert_eq!(
+            c.path(ino(&svc)),
+            Some("/kubepods.slice/x.scope/web.service")
+        );
+        assert_eq!(c.path(ino(&d.0)), Some("/kubepods.slice/x.scope"));
+    }
+
+    #[test]
+    fn this_thread_sees_the_host_or_says_why_not() {
+        // The test runs in some cgroup namespace; a proc root without PID 1
+        // leaves only the initial namespace's inode to tell.
+        let own = std::fs::metadata("/proc/thread-self/ns/cgroup")
+            .map(|m| m.ino())
+            .ok();
+        let d = TestDir::new("cgroupfs-noinit");
+        match (in_host_namespace(&d.0), own) {
+            (Ok(()), Some(ino)) => assert_eq!(ino, CGROUP_NS_INIT_INO),
+            (Err(NotHost::Unseen(p, _)), Some(ino)) => {
+                assert_ne!(ino, CGROUP_NS_INIT_INO);
+                assert_eq!(p, d.0.join("1/ns/cgroup"));
+            }
+            (r, own) => assert!(r.is_ok() && own.is_none(), "{r:?} {own:?}"),
+        }
+        // Our own /proc: PID 1's, where it can be looked at.
+        if let Ok(pid1) = std::fs::metadata("/proc/1/ns/cgroup") {
+            let same = own == Some(pid1.ino());
+            assert_eq!(in_host_namespace(Path::new("/proc")).is_ok(), same);
+        }
+    }
+
+    #[test]
     fn ids_are_directory_inodes_walked_once_per_gather() {
         let d = TestDir::new("cgroupfs");
         let svc = d.0.join("system.slice/nginx.service");
@@ -453,7 +524,10 @@ mod tests {
         let now = Instant::now();
         c.resolve([ino(&svc)].into_iter(), now);
         assert_eq!(c.path(ino(&svc)), None, "no mount looked up yet");
-        c.mount = Some(Some(d.0.clone()));
+        c.mount = Some(Ok(Mount {
+            point: d.0.clone(),
+            root: "/".into(),
+        }));
         c.start_gather();
         c.resolve([ino(&svc), ino(&d.0)].into_iter(), now);
         assert_eq!(c.path(ino(&svc)), Some("/system.slice/nginx.service"));
@@ -508,7 +582,10 @@ mod tests {
         std::fs::create_dir_all(&deep).unwrap();
         let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
         let mut c = CgroupPaths {
-            mount: Some(Some(d.0.clone())),
+            mount: Some(Ok(Mount {
+                point: d.0.clone(),
+                root: "/".into(),
+            })),
             ..Default::default()
         };
         let mut at_max = d.0.clone();

@@ -139,9 +139,6 @@ pub enum NoCgroups {
     Kernel,
     /// No cgroup2 filesystem is mounted here (a cgroup v1-only host).
     NoMount,
-    /// This program does not see the host's cgroup namespace, so its
-    /// cgroup paths would name nothing (`cgroupfs::in_host_namespace`).
-    NotHost,
 }
 
 /// Scratch memory for gathers, owned by the caller and shared by all its
@@ -475,12 +472,12 @@ impl Collector {
         if let Err(u) = paths.usable(&self.options.proc_root) {
             let any = !c.cgroups().is_empty();
             c.unattribute_all();
-            if any {
-                let why = match u {
-                    Unusable::NoMount => NoCgroups::NoMount,
-                    Unusable::NotHost => NoCgroups::NotHost,
-                };
-                events(Event::CgroupsUnknown { why });
+            // Outside the host's cgroup namespace the program said so once
+            // at start, for every namespace (`cgroupfs::join_host_namespace`).
+            if any && u == Unusable::NoMount {
+                events(Event::CgroupsUnknown {
+                    why: NoCgroups::NoMount,
+                });
             }
             return;
         }

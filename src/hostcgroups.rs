@@ -27,7 +27,9 @@ pub fn see(config: &Config) {
         Ok(false) => {}
         Err(why) => {
             let lost = match (labels, by_cgroup) {
-                (true, true) => "namespaces get no container_id or pod_uid tags and --by-cgroup names no cgroup",
+                (true, true) => {
+                    "namespaces get no container_id or pod_uid tags and --by-cgroup names no cgroup"
+                }
                 (true, false) => "namespaces get no container_id or pod_uid tags",
                 _ => "--by-cgroup names no cgroup",
             };

@@ -114,9 +114,6 @@ pub(super) fn report(
                     NoCgroups::NoMount => {
                         "no cgroup2 filesystem is mounted (a cgroup v1-only host), so cgroup ids have no path"
                     }
-                    NoCgroups::NotHost => {
-                        "this program does not see the host's cgroup namespace, so cgroup ids have no path"
-                    }
                 };
                 log.warn(format_args!(
                     "{prefix}{why}; --by-cgroup counts them in the row tagged cgroup=unattributed"
