@@ -497,7 +497,8 @@ def counters_per_namespace(gathers=1000):
     tables of their own (tcp_child_ehash_entries, udp_child_hash_entries set
     while they are made, then restored), so their dumps are cheap and the
     difference is not lost in walks of the host's tables. Next to it the
-    floor: bench/counters-floor.c reading the three files, nothing else."""
+    floor: bench/counters-floor.c reading the three files, nothing else, and
+    each file alone."""
     knobs = ["net.ipv4.tcp_child_ehash_entries", "net.ipv4.udp_child_hash_entries"]
     old = {k: sysctl(k) for k in knobs}
     try:
@@ -511,11 +512,16 @@ def counters_per_namespace(gathers=1000):
         paths = [f"/proc/{p.pid}/ns/net" for p in sleepers]
         listed = [a for path in paths for a in ("--netns", path)]
         n = COUNTERS_NETNS
-        floor = statistics.median(
-            float(subprocess.run([COUNTERS_FLOOR, "2000", *paths], capture_output=True, text=True,
-                                 check=True).stdout) for _ in range(3)) / 1e6
+        def floor_of(files):
+            env = {**os.environ, "COUNTERS_FILES": files}
+            return statistics.median(
+                float(subprocess.run([COUNTERS_FLOOR, "2000", *paths], capture_output=True, text=True,
+                                     check=True, env=env).stdout) for _ in range(3)) / 1e6
+        floor = floor_of("snmp netstat snmp6")
+        # Each file's share of it: what a default set without one would save.
+        each = {f: floor_of(f) for f in ("snmp", "netstat", "snmp6")}
         plain = execd_per_gather(gathers, listed, n)
-        out = {"floor_s": floor, "plain_per_namespace_s": plain["cpu_s"] / n}
+        out = {"floor_s": floor, "floor_per_file_s": each, "plain_per_namespace_s": plain["cpu_s"] / n}
         for name, args, lines in (("default", ["--counters"], 2 * n), ("all", ["--counters=all"], 2 * n),
                                   ("only", ["--counters", "--only", "counters"], n)):
             r = execd_per_gather(gathers, [*args, *listed], lines)
@@ -699,7 +705,8 @@ def main():
         c = counters
         print(f"--counters in {COUNTERS_NETNS} idle namespaces (own hash tables), execd: plain "
               f"{c['plain_per_namespace_s']*1e6:.1f} us per namespace; reading the three files alone "
-              f"(counters-floor) {c['floor_s']*1e6:.1f} us")
+              f"(counters-floor) {c['floor_s']*1e6:.1f} us ("
+              + ", ".join(f"{f} {t*1e6:.1f}" for f, t in c["floor_per_file_s"].items()) + " us alone)")
         for name in ("default", "all", "only"):
             a = c[name]
             print(f"  --counters {name}: {a['per_namespace_s']*1e6:.1f} us per namespace, "

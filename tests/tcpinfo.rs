@@ -453,11 +453,7 @@ fn main() {
     ]);
     let setup = namespace_setup()
         .and(tools)
-        .and(if rustix::process::geteuid().is_root() {
-            Ok(())
-        } else {
-            Err("needs root (veth, tc and iptables in the namespace)".into())
-        });
+        .and(needs_root("veth, tc and iptables in the namespace"));
     let tests = tests![
         the_top_destinations_get_a_row_each,
         the_last_gathers_top_destinations_are_looked_up,
