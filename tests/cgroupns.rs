@@ -15,7 +15,9 @@
 //! inside `unshare --cgroup --mount` with a fresh cgroup2 mount (what a
 //! container sees), with and without the host's hierarchy mounted
 //! beside it (the DaemonSet's hostPath), and with `setns(CLONE_NEWCGROUP)`
-//! refused by seccomp. Random ids; every cgroup made is removed.
+//! refused by seccomp; and a PID 1 whose cgroup namespace a user namespace
+//! of its own owns, which is not joined. Random ids; every cgroup made is
+//! removed.
 //!
 //! Needs root, a writable cgroup2 mount, util-linux's `unshare` and
 //! `nsenter`, and python3; otherwise ignored (failed under CI).
@@ -347,9 +349,55 @@ fn apart_says_what_is_lost(node: &Node, exp_dir: &Path, root: &Path, host: &Path
     assert_eq!(got.len(), 4, "{got:#?}");
 }
 
+/// A PID 1 in a user namespace of its own, whose cgroup namespace that
+/// namespace owns (rooted wherever its owner chose), is not joined: its
+/// paths could be anything. Said, and nothing is named.
+fn a_pid_1_a_user_namespace_owns_is_not_joined() {
+    let mut owned = Command::new("unshare")
+        .args(["--user", "--cgroup", "sleep", "600"])
+        .spawn()
+        .unwrap();
+    let ns = format!("/proc/{}/ns", owned.id());
+    poll_until(Duration::from_secs(10), || {
+        std::fs::read_link(format!("{ns}/cgroup")).ok()
+            != std::fs::read_link("/proc/self/ns/cgroup").ok()
+    });
+    // A proc root whose PID 1 is that process.
+    let root = Scratch::new("cgroupns-proc");
+    std::fs::create_dir_all(root.0.join("1/ns")).unwrap();
+    for f in ["cgroup", "user"] {
+        std::os::unix::fs::symlink(format!("{ns}/{f}"), root.0.join("1/ns").join(f)).unwrap();
+    }
+    let proc_root = root.0.to_str().unwrap();
+    let out = command(&["--by-cgroup", "--only", "cgroup", "--proc-root", proc_root])
+        .output()
+        .unwrap();
+    let _ = owned.kill();
+    let _ = owned.wait();
+    assert_eq!(
+        complaints(&out),
+        [
+            "W! this program runs in a cgroup namespace other than the host's (PID 1 runs \
+          in a user namespace of its own, whose owner may name its cgroups), where cgroup \
+          paths name nothing: --by-cgroup names no cgroup. Run it in the host's cgroup \
+          namespace (Docker: --cgroupns host) or give it CAP_SYS_ADMIN and the host's PID \
+          namespace to join it (Kubernetes: hostPID, as deploy/kubernetes/exporter.yaml does)"
+        ]
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with("netstat_cgroup,cgroup=unattributed ")),
+        "{text}"
+    );
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = setup();
-    let tests = tests![labels_and_cgroups_as_from_the_host];
+    let tests = tests![
+        labels_and_cgroups_as_from_the_host,
+        a_pid_1_a_user_namespace_owns_is_not_joined,
+    ];
     run_trials(args, setup, named("cgroupns", &tests));
 }
