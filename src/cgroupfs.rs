@@ -143,6 +143,12 @@ pub fn in_host_namespace(proc_root: &Path) -> Result<(), NotHost> {
     settle(proc_root, false).map(|_| ())
 }
 
+/// Whether this thread runs in the kernel's initial cgroup namespace (true
+/// where cgroup namespaces do not exist).
+pub fn in_initial_namespace() -> bool {
+    std::fs::metadata("/proc/thread-self/ns/cgroup").map_or(true, |m| m.ino() == CGROUP_NS_INIT_INO)
+}
+
 /// Joins PID 1's cgroup namespace under `proc_root` when this thread is in
 /// another one (see the module doc; call it before spawning threads): true
 /// when it joined, an error when the thread stays apart.

@@ -16,8 +16,9 @@
 //! container sees), with and without the host's hierarchy mounted
 //! beside it (the DaemonSet's hostPath), and with `setns(CLONE_NEWCGROUP)`
 //! refused by seccomp; and a PID 1 whose cgroup namespace a user namespace
-//! of its own owns, which is not joined. Random ids; every cgroup made is
-//! removed.
+//! of its own owns, which is not joined; and a PID 1 that shares the
+//! program's namespace, not the initial one (said). Random ids; every
+//! cgroup made is removed.
 //!
 //! Needs root, a writable cgroup2 mount, util-linux's `unshare` and
 //! `nsenter`, and python3; otherwise ignored (failed under CI).
@@ -94,8 +95,10 @@ struct Node {
 }
 
 impl Node {
-    fn start() -> Node {
+    /// `unshare` with `more` namespaces for the node.
+    fn start(more: &[&str]) -> Node {
         let unshare = Command::new("unshare")
+            .args(more)
             .args([
                 "--pid",
                 "--fork",
@@ -243,7 +246,7 @@ fn labels_and_cgroups_as_from_the_host() {
         cgroups.make(&root.join(&p[1..]));
     }
     let host_mount = EmptyDir::new();
-    let node = Node::start();
+    let node = Node::start(&[]);
     let holders = [
         holder(&node, &root.join(&pod[1..])),
         holder(&node, &root.join(&inner[1..])),
@@ -392,12 +395,39 @@ fn a_pid_1_a_user_namespace_owns_is_not_joined() {
     );
 }
 
+/// A PID 1 that shares this program's cgroup namespace, which is not the
+/// kernel's initial one (a container's init, the program not seeing the
+/// host's PID namespace): nothing to join, and one I! line says whose view
+/// the paths are.
+fn a_container_s_own_view_is_said() {
+    let node = Node::start(&["--cgroup"]);
+    let args = [
+        "nsenter",
+        "--cgroup=/proc/1/ns/cgroup",
+        "--",
+        BIN,
+        "--by-cgroup",
+        "--only",
+        "cgroup",
+    ];
+    let out = node.command(&args).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "I! cgroup paths are read from the cgroup namespace of PID 1 under /proc, which is \
+         not the kernel's initial one (a container's, if this program does not see the \
+         host's PID namespace or /proc): they start at its root. For the host's, run it in \
+         the host's cgroup namespace (Docker: --cgroupns host)\n"
+    );
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = setup();
     let tests = tests![
         labels_and_cgroups_as_from_the_host,
         a_pid_1_a_user_namespace_owns_is_not_joined,
+        a_container_s_own_view_is_said,
     ];
     run_trials(args, setup, named("cgroupns", &tests));
 }
