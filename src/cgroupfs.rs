@@ -1,7 +1,53 @@
-//! The cgroup v2 hierarchy as this program sees it: where it is mounted
-//! (the first `cgroup2` line of `<proc root>/self/mountinfo`: `/sys/fs/cgroup`
-//! on a unified host, `/sys/fs/cgroup/unified` on a hybrid one), and the
-//! path of each cgroup id, found by walking that mount once and cached.
+//! The cgroup v2 hierarchy as this program sees it: where it is mounted,
+//! the path of each cgroup id, found by walking that mount once and cached,
+//! and whether this program sees the host's cgroup namespace at all.
+//!
+//! # The host's cgroup namespace
+//!
+//! The kernel writes every cgroup path relative to the root of the
+//! *reading thread's* cgroup namespace: `/proc/PID/cgroup`
+//! (`proc_cgroup_show()`, kernel/cgroup/cgroup.c, through
+//! `cgroup_path_ns_locked(…, current->nsproxy->cgroup_ns)`) and the root
+//! field of a cgroup2 line in mountinfo (`cgroup_show_path()`). On a
+//! cgroup v2 host, containerd's and CRI-O's CRI plugins give every
+//! non-privileged container a cgroup namespace of its own
+//! (internal/cri/server/container_create.go, `isUnifiedCgroupsMode() &&
+//! !securityContext.GetPrivileged()`; cri-o server/container_create.go,
+//! `setupCgroupNamespace`), and so does Docker (`--cgroupns private`, its
+//! default on cgroup v2). There another pod's process reads
+//! `0::/../../kubepods-…-pod<uid>.slice/cri-containerd-<id>.scope`, which
+//! names nothing (labels are anchored at the root: `netns::names`), and
+//! the container's own cgroup2 mount shows only its own subtree.
+//!
+//! So at start, before any thread is spawned, the binary calls
+//! [`join_host_namespace`]: when PID 1's cgroup namespace under the proc
+//! root differs from ours, it joins it (`setns(CLONE_NEWCGROUP)`: CAP_SYS_ADMIN,
+//! `cgroupns_install()` in kernel/cgroup/namespace.c). `setns` moves only
+//! the calling thread, and a thread starts in its creator's namespaces, so
+//! every thread spawned afterwards (the exporter's, the helpers that join
+//! network namespaces) renders paths from the host's root. Paths are then
+//! what a program on the host reads, and the trust rules hold unchanged.
+//! [`in_host_namespace`] tells the readers whether that holds: where it
+//! does not (no CAP_SYS_ADMIN, a seccomp profile, PID 1 not visible), no
+//! cgroup path is believed or shown (`netns::names` takes no labels from
+//! them, `--by-cgroup` names no cgroup) and the binary says so once.
+//! PID 1 must run in the initial user namespace or ours: a cgroup namespace
+//! that a user namespace of its own owns may be rooted in a user's
+//! delegated subtree, whose names that user chooses.
+//!
+//! # The mount walked
+//!
+//! The cgroup2 line of `<proc root>/self/mountinfo` whose root (field 4) is
+//! `/`, the whole hierarchy (`/sys/fs/cgroup` on a unified host,
+//! `/sys/fs/cgroup/unified` on a hybrid one; in a container, the host's
+//! `/sys/fs/cgroup` mounted into it); else the first one that shows a part
+//! of it (a container's own `/sys/fs/cgroup`, rooted at its own cgroup),
+//! whose paths are named from that root, every cgroup outside it counted
+//! `unresolved`. Roots are read after the join, so they are the host's
+//! paths; a root with a `..` component lies outside this namespace and is
+//! not used.
+//!
+//! # Ids and paths
 //!
 //! A cgroup's id is the inode number of its directory: the kernel gives a
 //! socket `cgroup_id(sock_cgroup_ptr(...))`, which is `kn->id` of the
@@ -31,12 +77,13 @@
 //! they are written escaped (`tagtext`).
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Dir, FileType, Mode, OFlags};
+use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
 
 use crate::tagtext::escaped;
 
@@ -46,11 +93,129 @@ pub const MAX_DEPTH: usize = 32;
 /// How long an id no directory had is not looked for again.
 pub const MISSING_FOR: Duration = Duration::from_secs(300);
 
+/// The inode of the initial cgroup namespace (`CGROUP_NS_INIT_INO`,
+/// 0xEFFFFFFB, fixed since cgroup namespaces came in Linux 4.6:
+/// `PROC_CGROUP_INIT_INO` in include/linux/proc_ns.h).
+pub const CGROUP_NS_INIT_INO: u64 = 0xEFFF_FFFB;
+
+/// The inode of the initial user namespace (`PROC_USER_INIT_INO`, fixed
+/// since Linux 3.8, include/linux/proc_ns.h).
+pub const USER_NS_INIT_INO: u64 = 0xEFFF_FFFD;
+
+/// Why this thread does not see the host's cgroup namespace: cgroup paths
+/// read here start at another root and name nothing.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NotHost {
+    /// PID 1's cgroup namespace (this file) cannot be looked at, and ours
+    /// is not the initial one.
+    Unseen(PathBuf, std::io::Error),
+    /// It differs from PID 1's (not joined yet).
+    Apart,
+    /// PID 1 runs in a user namespace other than the initial one and ours,
+    /// whose owner may have rooted its cgroup namespace in a subtree they
+    /// name.
+    ForeignUser,
+    /// `setns` into PID 1's was refused.
+    Enter(std::io::Error),
+}
+
+impl std::fmt::Display for NotHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotHost::Unseen(p, e) => write!(
+                f,
+                "cannot look at PID 1's cgroup namespace ({}: {e})",
+                p.display()
+            ),
+            NotHost::Apart => f.write_str("it differs from PID 1's"),
+            NotHost::ForeignUser => f.write_str(
+                "PID 1 runs in a user namespace of its own, whose owner may name its cgroups",
+            ),
+            NotHost::Enter(e) => write!(f, "cannot join PID 1's cgroup namespace: {e}"),
+        }
+    }
+}
+
+/// Whether this thread sees the host's cgroup namespace: PID 1's under
+/// `proc_root`, or, where PID 1's cannot be looked at, the initial one.
+pub fn in_host_namespace(proc_root: &Path) -> Result<(), NotHost> {
+    settle(proc_root, false).map(|_| ())
+}
+
+/// Whether this thread runs in the kernel's initial cgroup namespace (true
+/// where cgroup namespaces do not exist).
+pub fn in_initial_namespace() -> bool {
+    std::fs::metadata("/proc/thread-self/ns/cgroup").map_or(true, |m| m.ino() == CGROUP_NS_INIT_INO)
+}
+
+/// Joins PID 1's cgroup namespace under `proc_root` when this thread is in
+/// another one (see the module doc; call it before spawning threads): true
+/// when it joined, an error when the thread stays apart.
+pub fn join_host_namespace(proc_root: &Path) -> Result<bool, NotHost> {
+    settle(proc_root, true)
+}
+
+fn settle(proc_root: &Path, join: bool) -> Result<bool, NotHost> {
+    let ino = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    // Without cgroup namespaces (before Linux 4.6) every path is the host's.
+    let Ok(own) = ino(Path::new("/proc/thread-self/ns/cgroup")) else {
+        return Ok(false);
+    };
+    let pid1 = proc_root.join("1/ns/cgroup");
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let file = match rustix::fs::open(&pid1, flags, Mode::empty()) {
+        Ok(f) => f,
+        Err(_) if own.1 == CGROUP_NS_INIT_INO => return Ok(false),
+        Err(e) => return Err(NotHost::Unseen(pid1, e.into())),
+    };
+    let st = rustix::fs::fstat(&file).map_err(|e| NotHost::Unseen(pid1.clone(), e.into()))?;
+    if (st.st_dev, st.st_ino) == own {
+        return Ok(false);
+    }
+    if !join {
+        return Err(NotHost::Apart);
+    }
+    let user = ino(&proc_root.join("1/ns/user")).map_err(|e| NotHost::Unseen(pid1, e))?;
+    let own_user = ino(Path::new("/proc/thread-self/ns/user")).ok();
+    if user.1 != USER_NS_INIT_INO && Some(user) != own_user {
+        return Err(NotHost::ForeignUser);
+    }
+    move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::ControlGroup))
+        .map_err(|e| NotHost::Enter(e.into()))?;
+    Ok(true)
+}
+
+/// A cgroup2 mount: where, and which cgroup is at its root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub point: PathBuf,
+    /// The path of the cgroup at its root (mountinfo's field 4, escaped as
+    /// tags are): `/` when it shows the whole hierarchy.
+    pub root: String,
+}
+
+impl Mount {
+    /// Whether every cgroup is below it.
+    pub fn whole(&self) -> bool {
+        self.root == "/"
+    }
+}
+
+/// Why cgroup ids cannot be given paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unusable {
+    /// No cgroup2 filesystem is mounted (a cgroup v1-only host).
+    NoMount,
+    /// This program does not see the host's cgroup namespace.
+    NotHost,
+}
+
 /// The cgroup v2 mount and the paths of the cgroups gathers ask about.
 #[derive(Debug, Default)]
 pub struct CgroupPaths {
-    /// `None`: not looked for yet; `Some(None)`: no cgroup2 mount.
-    mount: Option<Option<PathBuf>>,
+    /// `None`: not looked for yet.
+    mount: Option<Result<Mount, Unusable>>,
     /// Paths of the ids asked for, with the gather that last asked.
     known: HashMap<u64, (String, u64)>,
     /// Ids a walk did not find, and when.
@@ -69,22 +234,25 @@ impl CgroupPaths {
         self.known.retain(|_, (_, asked)| *asked >= keep);
     }
 
-    /// Whether a cgroup2 filesystem is mounted, from
-    /// `<proc_root>/self/mountinfo`, looked up once; false on a host with
-    /// cgroup v1 only (or an unreadable file).
-    pub fn mounted(&mut self, proc_root: &Path) -> bool {
-        self.mount
-            .get_or_insert_with(|| {
-                let text = std::fs::read(proc_root.join("self/mountinfo")).ok()?;
-                cgroup2_mount(&text)
-            })
-            .is_some()
+    /// Whether cgroup ids can be given paths: this thread sees the host's
+    /// cgroup namespace and a cgroup2 filesystem is mounted (from
+    /// `<proc_root>/self/mountinfo`; not on a host with cgroup v1 only, or
+    /// with an unreadable file). Looked up once.
+    pub fn usable(&mut self, proc_root: &Path) -> Result<(), Unusable> {
+        let found = self.mount.get_or_insert_with(|| {
+            in_host_namespace(proc_root).map_err(|_| Unusable::NotHost)?;
+            std::fs::read(proc_root.join("self/mountinfo"))
+                .ok()
+                .and_then(|text| cgroup2_hierarchy(&text))
+                .ok_or(Unusable::NoMount)
+        });
+        found.as_ref().map(|_| ()).map_err(|u| *u)
     }
 
     /// Finds the paths of `ids`, one namespace's cgroups: one walk if any
     /// is neither known nor recently missing. `now` is the gather's time.
     pub fn resolve(&mut self, ids: impl Iterator<Item = u64> + Clone, now: Instant) {
-        let Some(Some(mount)) = &self.mount else {
+        let Some(Ok(mount)) = &self.mount else {
             return;
         };
         self.missing
@@ -124,24 +292,44 @@ impl CgroupPaths {
     }
 }
 
-/// The mount point of the first `cgroup2` filesystem in mountinfo text:
+/// The mount point of the cgroup2 mount [`cgroup2_hierarchy`] picks.
+pub fn cgroup2_mount(mountinfo: &[u8]) -> Option<PathBuf> {
+    cgroup2_hierarchy(mountinfo).map(|m| m.point)
+}
+
+/// The `cgroup2` mount to walk in mountinfo text (see the module doc): the
+/// first whose root is `/`, else the first whose root has no `..`
+/// component.
 ///
 /// ```text
 /// 35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw
 /// ```
 ///
-/// Field 5 is the mount point (octal escapes for space, tab, newline and
-/// backslash); the filesystem type follows the ` - ` separator.
-pub fn cgroup2_mount(mountinfo: &[u8]) -> Option<PathBuf> {
+/// Field 4 is the root and field 5 the mount point (octal escapes for
+/// space, tab, newline and backslash); the filesystem type follows the
+/// ` - ` separator.
+pub fn cgroup2_hierarchy(mountinfo: &[u8]) -> Option<Mount> {
     use std::os::unix::ffi::OsStringExt;
-    mountinfo.split(|&b| b == b'\n').find_map(|line| {
+    let mounts = mountinfo.split(|&b| b == b'\n').filter_map(|line| {
         let mut fields = line.split(|&b| b == b' ');
-        let point = fields.nth(4)?;
+        let root = unescape(fields.nth(3)?);
+        let point = fields.next()?;
         let mut rest = fields.skip_while(|f| *f != b"-");
         rest.next()?;
-        (rest.next()? == b"cgroup2")
-            .then(|| PathBuf::from(std::ffi::OsString::from_vec(unescape(point))))
-    })
+        let inside = root.starts_with(b"/") && !root.split(|&b| b == b'/').any(|c| c == b"..");
+        (rest.next()? == b"cgroup2" && inside).then(|| Mount {
+            point: PathBuf::from(std::ffi::OsString::from_vec(unescape(point))),
+            root: escaped(&root),
+        })
+    });
+    let mut first = None;
+    for m in mounts {
+        if m.whole() {
+            return Some(m);
+        }
+        first.get_or_insert(m);
+    }
+    first
 }
 
 /// Undoes mountinfo's `\ooo` octal escapes.
@@ -173,21 +361,22 @@ fn open_dir(dir: &Dir, name: &std::ffi::CStr) -> Option<Dir> {
     Dir::new(fd).ok()
 }
 
-/// Fills in the path (`/a/b`, escaped) of each id in `wanted` found among
-/// the directories below `mount` (its inode number; `getdents64` gives it,
-/// so nothing is `stat`ed), descending only into entries the kernel marks
-/// as directories, depth first, and stopping once every id is found.
-fn walk(mount: &Path, wanted: &mut HashMap<u64, Option<String>>) {
-    let Ok(m) = std::fs::metadata(mount) else {
+/// Fills in the path (`/a/b`, escaped, from the mount's root cgroup) of
+/// each id in `wanted` found among the directories below `mount` (its inode
+/// number; `getdents64` gives it, so nothing is `stat`ed), descending only
+/// into entries the kernel marks as directories, depth first, and stopping
+/// once every id is found.
+fn walk(mount: &Mount, wanted: &mut HashMap<u64, Option<String>>) {
+    let Ok(m) = std::fs::metadata(&mount.point) else {
         return;
     };
     let mut left = wanted.len();
     if let Some(slot @ None) = wanted.get_mut(&m.ino()) {
-        *slot = Some("/".into());
+        *slot = Some(mount.root.clone());
         left -= 1;
     }
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let Some(root) = rustix::fs::open(mount, flags, Mode::empty())
+    let Some(root) = rustix::fs::open(&mount.point, flags, Mode::empty())
         .ok()
         .and_then(|fd| Dir::new(fd).ok())
     else {
@@ -195,8 +384,12 @@ fn walk(mount: &Path, wanted: &mut HashMap<u64, Option<String>>) {
     };
     // The directories being read, each with the length of `path` before
     // its name was added.
-    let mut stack: Vec<(Dir, usize)> = vec![(root, 0)];
-    let mut path = String::new();
+    let mut path = if mount.whole() {
+        String::new()
+    } else {
+        mount.root.clone()
+    };
+    let mut stack: Vec<(Dir, usize)> = vec![(root, path.len())];
     while left > 0 {
         let Some((dir, _)) = stack.last_mut() else {
             break;
@@ -256,6 +449,77 @@ mod tests {
     }
 
     #[test]
+    fn the_whole_hierarchy_before_a_containers_own_subtree() {
+        // A container in a private cgroup namespace after joining the
+        // host's: its own mount shows its own cgroup, the host's (a
+        // hostPath) the root.
+        let own = "/kubepods.slice/kubepods-pod1.slice/cri-containerd-a.scope";
+        let text = format!(
+            "50 40 0:30 {own} /sys/fs/cgroup ro - cgroup2 cgroup rw\n\
+             51 40 0:30 / /hostfs/sys/fs/cgroup ro - cgroup2 cgroup2 rw\n"
+        );
+        let whole = cgroup2_hierarchy(text.as_bytes()).unwrap();
+        assert_eq!(
+            (whole.point.to_str(), whole.whole()),
+            (Some("/hostfs/sys/fs/cgroup"), true)
+        );
+        // Without it: the subtree, named from its root.
+        let first_line = text.lines().next().unwrap();
+        let part = cgroup2_hierarchy(first_line.as_bytes()).unwrap();
+        assert_eq!((part.root.as_str(), part.whole()), (own, false));
+        // Before joining, the host's shows as above our root: not used.
+        let above = b"51 40 0:30 /../../.. /hostfs/sys/fs/cgroup ro - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_hierarchy(above), None);
+        // Roots are unescaped from mountinfo and escaped as tags are.
+        let odd = b"52 40 0:30 /a\\134b\\012 /mnt rw - cgroup2 none rw\n";
+        assert_eq!(cgroup2_hierarchy(odd).unwrap().root, "/a\\x5cb\\x0a");
+    }
+
+    #[test]
+    fn a_subtree_is_walked_from_its_root() {
+        let d = TestDir::new("cgroupfs-subtree");
+        let svc = d.0.join("web.service");
+        std::fs::create_dir(&svc).unwrap();
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        let mut c = CgroupPaths {
+            mount: Some(Ok(Mount {
+                point: d.0.clone(),
+                root: "/kubepods.slice/x.scope".into(),
+            })),
+            ..Default::default()
+        };
+        c.resolve([ino(&svc), ino(&d.0)].into_iter(), Instant::now());
+        assert_eq!(
+            c.path(ino(&svc)),
+            Some("/kubepods.slice/x.scope/web.service")
+        );
+        assert_eq!(c.path(ino(&d.0)), Some("/kubepods.slice/x.scope"));
+    }
+
+    #[test]
+    fn this_thread_sees_the_host_or_says_why_not() {
+        // The test runs in some cgroup namespace; a proc root without PID 1
+        // leaves only the initial namespace's inode to tell.
+        let own = std::fs::metadata("/proc/thread-self/ns/cgroup")
+            .map(|m| m.ino())
+            .ok();
+        let d = TestDir::new("cgroupfs-noinit");
+        match (in_host_namespace(&d.0), own) {
+            (Ok(()), Some(ino)) => assert_eq!(ino, CGROUP_NS_INIT_INO),
+            (Err(NotHost::Unseen(p, _)), Some(ino)) => {
+                assert_ne!(ino, CGROUP_NS_INIT_INO);
+                assert_eq!(p, d.0.join("1/ns/cgroup"));
+            }
+            (r, own) => assert!(r.is_ok() && own.is_none(), "{r:?} {own:?}"),
+        }
+        // Our own /proc: PID 1's, where it can be looked at.
+        if let Ok(pid1) = std::fs::metadata("/proc/1/ns/cgroup") {
+            let same = own == Some(pid1.ino());
+            assert_eq!(in_host_namespace(Path::new("/proc")).is_ok(), same);
+        }
+    }
+
+    #[test]
     fn ids_are_directory_inodes_walked_once_per_gather() {
         let d = TestDir::new("cgroupfs");
         let svc = d.0.join("system.slice/nginx.service");
@@ -266,7 +530,10 @@ mod tests {
         let now = Instant::now();
         c.resolve([ino(&svc)].into_iter(), now);
         assert_eq!(c.path(ino(&svc)), None, "no mount looked up yet");
-        c.mount = Some(Some(d.0.clone()));
+        c.mount = Some(Ok(Mount {
+            point: d.0.clone(),
+            root: "/".into(),
+        }));
         c.start_gather();
         c.resolve([ino(&svc), ino(&d.0)].into_iter(), now);
         assert_eq!(c.path(ino(&svc)), Some("/system.slice/nginx.service"));
@@ -321,7 +588,10 @@ mod tests {
         std::fs::create_dir_all(&deep).unwrap();
         let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
         let mut c = CgroupPaths {
-            mount: Some(Some(d.0.clone())),
+            mount: Some(Ok(Mount {
+                point: d.0.clone(),
+                root: "/".into(),
+            })),
             ..Default::default()
         };
         let mut at_max = d.0.clone();

@@ -18,7 +18,7 @@
 
 use std::path::PathBuf;
 
-use crate::cgroupfs::CgroupPaths;
+use crate::cgroupfs::{CgroupPaths, Unusable};
 use crate::counters::{CounterFiles, Counters, Selection, MAX_NAMES};
 use crate::error::Error;
 use crate::measure::cgroup::count::MAX_CGROUPS;
@@ -470,10 +470,12 @@ impl Collector {
             return;
         };
         let proc = self.tcp_via_proc || self.udp_via_proc;
-        if !paths.mounted(&self.options.proc_root) {
+        if let Err(u) = paths.usable(&self.options.proc_root) {
             let any = !c.cgroups().is_empty();
             c.unattribute_all();
-            if any {
+            // Outside the host's cgroup namespace the program said so once
+            // at start, for every namespace (`cgroupfs::join_host_namespace`).
+            if any && u == Unusable::NoMount {
                 events(Event::CgroupsUnknown {
                     why: NoCgroups::NoMount,
                 });

@@ -10,6 +10,7 @@ mod deliver;
 mod execd;
 mod exit;
 mod gather;
+mod hostcgroups;
 mod log;
 mod oneshot;
 mod serve;
@@ -43,6 +44,8 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => e.exit(),
     };
+    // Before any thread starts: they inherit the cgroup namespace.
+    hostcgroups::see(&config);
     match config.mode.clone() {
         cli::Mode::Serve(serve) => {
             let scrape = Scraper::new(&config);

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libtest_mimic::Arguments;
 use support::*;
@@ -47,39 +47,6 @@ fn setup() -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Cgroup directories made for the test (parents only if they did not
-/// exist), removed afterwards, deepest first, once their processes are gone.
-struct Cgroups {
-    made: Vec<PathBuf>,
-}
-
-impl Cgroups {
-    fn make(&mut self, path: &Path) {
-        let mut missing = Vec::new();
-        let mut p = path;
-        while !p.exists() {
-            missing.push(p.to_path_buf());
-            p = p.parent().unwrap();
-        }
-        for dir in missing.into_iter().rev() {
-            std::fs::create_dir(&dir).unwrap();
-            self.made.push(dir);
-        }
-    }
-}
-
-impl Drop for Cgroups {
-    fn drop(&mut self) {
-        for dir in self.made.iter().rev() {
-            // Processes leave a cgroup a moment after they are reaped.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while std::fs::remove_dir(dir).is_err() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
 }
 
 const SCRIPT: &str = r#"

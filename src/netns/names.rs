@@ -26,7 +26,10 @@
 //!    the same name there names nothing. What follows the container's own
 //!    component (cgroups a container made inside its own) is ignored, so a
 //!    container cannot drop its labels with a sub-cgroup of any name, UTF-8
-//!    or not.
+//!    or not. The root is the host's: the kernel writes a path from the
+//!    root of the reader's cgroup namespace, so the program joins the
+//!    host's at start (`cgroupfs`), and where its thread is not in it
+//!    (`Host::cgroups`), no path is evidence at all.
 //! 3. **All of a namespace's processes must agree.** `pod_uid` is set when
 //!    every process in the namespace names the same pod; `container_id`
 //!    when every process names the same container, or, in a pod, the
@@ -101,9 +104,7 @@ pub const NET_NS_INIT_INO: u64 = 0xEFFF_FFF9;
 /// Linux 3.8 as `PROC_UTS_INIT_INO`).
 pub const UTS_NS_INIT_INO: u64 = 0xEFFF_FFFE;
 
-/// The inode of the initial user namespace (`PROC_USER_INIT_INO`, fixed
-/// since Linux 3.8, include/linux/proc_ns.h).
-pub const USER_NS_INIT_INO: u64 = 0xEFFF_FFFD;
+pub use crate::cgroupfs::USER_NS_INIT_INO;
 
 /// The tags found for one namespace.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -302,6 +303,10 @@ pub struct Host {
     pub own_uts: Option<NsId>,
     /// PID 1's user namespace, if it can be looked at.
     pub user: Option<NsId>,
+    /// Whether this thread sees the host's cgroup namespace
+    /// (`cgroupfs::in_host_namespace`): elsewhere cgroup paths start at
+    /// another root and are not evidence.
+    pub cgroups: bool,
 }
 
 impl Host {
@@ -314,6 +319,7 @@ impl Host {
             own_net: NsId::own(),
             own_uts: of(Path::new("/proc/self/ns/uts")),
             user: of(&proc_root.join("1/ns/user")),
+            cgroups: crate::cgroupfs::in_host_namespace(proc_root).is_ok(),
         }
     }
 
@@ -513,6 +519,14 @@ pub fn derive(proc_root: &Path, ns: NsId, pids: &[u32], host: &Host) -> Named {
     let mut seen: Vec<(Evidence, OwnedFd)> = Vec::new();
     for &pid in pids {
         match evidence(proc_root, pid, ns) {
+            // Paths from another cgroup namespace's root name nothing.
+            Ok(Some((e, dir))) if !host.cgroups => seen.push((
+                Evidence {
+                    claim: (None, None),
+                    ..e
+                },
+                dir,
+            )),
             Ok(Some(e)) => seen.push(e),
             Ok(None) => {}
             Err(p) => named.problems.push(p),
@@ -791,6 +805,7 @@ mod tests {
             own_net: Some(ns(11)),
             own_uts: Some(ns(21)),
             user: Some(ns(30)),
+            cgroups: true,
         };
         assert!(h.initial_user(ns(30)) && h.initial_user(ns(USER_NS_INIT_INO)));
         assert!(!h.initial_user(ns(31)));

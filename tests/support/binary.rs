@@ -115,6 +115,13 @@ pub fn run_ok(args: &[&str]) -> String {
 /// Makes the command's `socket(AF_NETLINK, ...)` fail with EPERM through a
 /// seccomp filter, as container runtimes and sandboxes do.
 pub fn block_netlink(cmd: &mut Command) -> &mut Command {
+    refuse_syscall(cmd, libc::SYS_socket, 0, libc::AF_NETLINK as u32)
+}
+
+/// Makes the command's system call `nr` fail with EPERM when argument `arg`
+/// (its low 32 bits) is `value`, through a seccomp filter, as container
+/// runtimes and sandboxes do.
+pub fn refuse_syscall(cmd: &mut Command, nr: libc::c_long, arg: u32, value: u32) -> &mut Command {
     use std::os::unix::process::CommandExt;
     const LD_W_ABS: u16 = 0x20; // BPF_LD (0) | BPF_W (0) | BPF_ABS (0x20)
     const JEQ_K: u16 = 0x05 | 0x10; // BPF_JMP | BPF_JEQ | BPF_K
@@ -122,11 +129,7 @@ pub fn block_netlink(cmd: &mut Command) -> &mut Command {
     const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
     const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
     // struct seccomp_data { int nr; __u32 arch; __u64 ip; __u64 args[6]; }
-    const ARG0_LOW: u32 = if cfg!(target_endian = "little") {
-        16
-    } else {
-        20
-    };
+    let low = 16 + 8 * arg + if cfg!(target_endian = "little") { 0 } else { 4 };
     let stmt = |code, k| libc::sock_filter {
         code,
         jt: 0,
@@ -136,9 +139,9 @@ pub fn block_netlink(cmd: &mut Command) -> &mut Command {
     let jump = |code, k, jt, jf| libc::sock_filter { code, jt, jf, k };
     let filter = [
         stmt(LD_W_ABS, 0),
-        jump(JEQ_K, libc::SYS_socket as u32, 0, 3),
-        stmt(LD_W_ABS, ARG0_LOW),
-        jump(JEQ_K, libc::AF_NETLINK as u32, 0, 1),
+        jump(JEQ_K, nr as u32, 0, 3),
+        stmt(LD_W_ABS, low),
+        jump(JEQ_K, value, 0, 1),
         stmt(RET_K, SECCOMP_RET_ERRNO | libc::EPERM as u32),
         stmt(RET_K, SECCOMP_RET_ALLOW),
     ];

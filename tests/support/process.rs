@@ -110,3 +110,37 @@ pub fn cpu_seconds(pid: u32) -> f64 {
         .collect();
     (f[0] + f[1]) as f64 / 100.0
 }
+
+/// Cgroup directories made for the test (parents only if they did not
+/// exist), removed afterwards, deepest first, once their processes are gone.
+#[derive(Default)]
+pub struct Cgroups {
+    pub made: Vec<std::path::PathBuf>,
+}
+
+impl Cgroups {
+    pub fn make(&mut self, path: &std::path::Path) {
+        let mut missing = Vec::new();
+        let mut p = path;
+        while !p.exists() {
+            missing.push(p.to_path_buf());
+            p = p.parent().unwrap();
+        }
+        for dir in missing.into_iter().rev() {
+            std::fs::create_dir(&dir).unwrap();
+            self.made.push(dir);
+        }
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        for dir in self.made.iter().rev() {
+            // Processes leave a cgroup a moment after they are reaped.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::fs::remove_dir(dir).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
