@@ -123,6 +123,11 @@ impl Bpf {
         }
     }
 
+    /// The walk counts TCP (the self-test has not failed).
+    pub fn walking(&self) -> bool {
+        self.walker.is_some()
+    }
+
     /// This process's namespace, by inode.
     pub fn own(&self) -> Option<u64> {
         self.own

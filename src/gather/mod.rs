@@ -213,10 +213,12 @@ impl<C: Count> Gatherer<C> {
     }
 
     /// Says, rarely, that many namespaces walk the host's TCP hash table at
-    /// every dump, with what the gather cost, when that cost is felt.
+    /// every dump, with what the gather cost, when that cost is felt; not
+    /// while `--source bpf` walks it once for them instead.
     fn say_shared_hash(&mut self, cpu: Duration) {
         let (shared, known) = self.rows.tcp_hash_shared();
-        if shared < SHARED_HASH_NAMESPACES
+        if self.bpf.as_ref().is_some_and(bpf::Bpf::walking)
+            || shared < SHARED_HASH_NAMESPACES
             || cpu < SHARED_HASH_CPU
             || !self
                 .shared_hash
