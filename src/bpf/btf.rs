@@ -1,7 +1,8 @@
-//! The kernel's BTF, read only to check that every field the BPF program
-//! reads exists before it is loaded: a missing field would otherwise load as
-//! a poisoned instruction and fail in the verifier with a message naming no
-//! field (aya-obj 0.3 `poison_insn`). The format is the kernel's
+//! The kernel's BTF, read only to name the field the BPF program reads and
+//! the kernel lacks, once a load failed: a missing field loads as a
+//! poisoned instruction, which the verifier refuses with a message naming
+//! no field (aya-obj 0.3 `poison_insn`). A load that works never reads it
+//! here (aya parses it once). The format is the kernel's
 //! (Documentation/bpf/btf.rst): a header, the types, the strings.
 
 use super::error::Malformed;

@@ -130,36 +130,48 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Checks every field the program reads in the kernel's BTF, then
-    /// loads the program, or says what is missing.
+    /// Loads the program, or says what is missing. A field the kernel's
+    /// BTF lacks loads as a poisoned instruction, which the verifier
+    /// refuses without naming a field (aya-obj 0.3 `poison_insn`): only
+    /// when the load fails is every field the program reads looked up in the
+    /// BTF (`btf.rs`), to name the one missing, so that a load that works
+    /// reads the BTF once, in aya.
     pub fn load(self) -> Result<Walker, BpfError> {
         let Prepared {
             object,
             btf: data,
             queues,
         } = self;
-        if let Some((structure, field)) =
-            btf::missing_field(&data, queues).map_err(BpfError::Btf)?
-        {
-            return Err(BpfError::NoField { structure, field });
-        }
-        let btf = Btf::parse(&data, aya::Endianness::default())
-            .map_err(aya("cannot parse the kernel's BTF"))?;
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
-            .override_global("queues", &u32::from(queues), true)
-            .load(&object)
-            .map_err(aya("cannot load the BPF program"))?;
-        iter(&mut ebpf)?
-            .load("task", &btf)
-            .map_err(aya("the kernel refused the BPF program"))?;
-        Ok(Walker {
-            ebpf,
-            buf: Vec::with_capacity(4096),
-            stale: Vec::new(),
-            found: Vec::new(),
+        let btf = Btf::parse(&data, aya::Endianness::default());
+        let parsed = btf.is_ok();
+        let loaded = btf
+            .map_err(aya("cannot parse the kernel's BTF"))
+            .and_then(|btf| load(&object, &btf, queues));
+        loaded.map_err(|error| match (btf::missing_field(&data, queues), parsed) {
+            (Ok(Some((structure, field))), _) => BpfError::NoField { structure, field },
+            // Neither aya nor btf.rs can read the BTF: btf.rs says why.
+            (Err(m), false) => BpfError::Btf(m),
+            _ => error,
         })
     }
+}
+
+/// Loads `object` against the kernel's `btf`.
+fn load(object: &[u8], btf: &Btf, queues: bool) -> Result<Walker, BpfError> {
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(btf))
+        .override_global("queues", &u32::from(queues), true)
+        .load(object)
+        .map_err(aya("cannot load the BPF program"))?;
+    iter(&mut ebpf)?
+        .load("task", btf)
+        .map_err(aya("the kernel refused the BPF program"))?;
+    Ok(Walker {
+        ebpf,
+        buf: Vec::with_capacity(4096),
+        stale: Vec::new(),
+        found: Vec::new(),
+    })
 }
 
 impl Walker {
