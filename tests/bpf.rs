@@ -291,6 +291,21 @@ fn a_self_test_of_one_table_is_followed_by_a_thorough_one() {
     );
 }
 
+/// Sixty namespaces sharing the host's table, which the walk counts: no
+/// `I!` line says that every TCP dump in them walks all of it (with netlink
+/// one does: tests/tcphash.rs), though a one-shot run's load alone passes
+/// the 50 ms of CPU that line waits for.
+fn sharing_namespaces_are_not_said_while_the_walk_counts_them() {
+    let many: Vec<Netns> = (0..60).map(|_| shared(Population::default)).collect();
+    let ns = netns_args(&many.iter().collect::<Vec<_>>());
+    let mut args = vec!["--source", "bpf"];
+    args.extend(ns.iter().map(String::as_str));
+    let out = run(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 60);
+}
+
 /// A walk that counts TIME_WAIT as CLOSE (the program built with
 /// `-DMISCOUNT`, loaded through TELEGRAF_NETSTAT_BPF_OBJECT) fails the
 /// first gather's self-test: one `W!` naming the namespace and both
@@ -600,6 +615,7 @@ fn main() {
         the_walk_equals_netlink_in_every_state,
         a_self_test_of_one_table_is_followed_by_a_thorough_one,
         the_bytes_queued_equal_netlinks,
+        sharing_namespaces_are_not_said_while_the_walk_counts_them,
         a_wrong_walk_falls_back_to_netlink,
         churn_elsewhere_neither_fails_the_self_test_nor_disturbs_counts,
         a_flapping_listener_fails_no_self_test,
