@@ -84,9 +84,18 @@ impl Exporter {
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
-    /// One request; the whole answer.
+    /// One request; the whole answer. A failure says whether the exporter
+    /// still runs and what it logged, so a rare one can be told apart.
     pub fn request(&self, raw: &str) -> String {
-        self.try_request(raw).unwrap()
+        self.try_request(raw).unwrap_or_else(|e| {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()));
+            let state = stat.map_or("gone".into(), |s| {
+                let after = s.rsplit_once(") ").map_or("", |(_, r)| r);
+                format!("state {}", after.split(' ').next().unwrap_or("?"))
+            });
+            let said = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+            panic!("{raw:?}: {e}; the exporter: {state}; it said:\n{said}")
+        })
     }
 
     /// Whether the exporter has accepted every connection made to it: its
