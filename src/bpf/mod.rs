@@ -297,8 +297,10 @@ impl Walker {
     /// small namespace costs a netlink dump little more than an empty one
     /// does; the busiest costs a full dump. Also says whether it holds both.
     /// `pair`: the namespace that held the self-test's loopback pair
-    /// during the walk (a listener and two connections), counted here
-    /// without it.
+    /// during the walk (a listener and two connections), which proves both
+    /// tables for the cost of a small namespace: the pick when the others
+    /// would prove one table only or cost a full dump (its counts without
+    /// the pair decide).
     pub fn cheapest(
         &self,
         inos: impl Iterator<Item = u64>,
@@ -347,10 +349,18 @@ fn cheapest<'a>(found: impl Iterator<Item = &'a Found>, pair: Option<u64>) -> Op
         }
     }
     let pick = match (first, second, largest) {
-        (Some(f), Some(s), Some((_, big))) if f.2 == big => s,
-        (f, ..) => f?,
+        (Some(f), Some(s), Some((_, big))) if f.2 == big => Some(s),
+        (f, ..) => f,
     };
-    Some((pick.2, !pick.0))
+    // With the pair, its namespace, unless the pick holds both kinds and
+    // is not the busiest (the only one holding sockets).
+    match (pick, pair) {
+        (Some(p), Some(_)) if !p.0 && largest.is_none_or(|(_, big)| p.2 != big) => {
+            Some((p.2, true))
+        }
+        (_, Some(own)) => Some((own, true)),
+        (p, None) => p.map(|p| (p.2, !p.0)),
+    }
 }
 
 fn iter(ebpf: &mut Ebpf) -> Result<&mut Iter, BpfError> {
@@ -438,5 +448,30 @@ mod tests {
             Some((1, true))
         );
         assert_eq!(pick(&[ns(7, true, 0, 0)]), None);
+    }
+
+    #[test]
+    fn the_loopback_pair_is_left_out_of_the_pick() {
+        // This process's namespace (9) holds a lone listener and the pair
+        // (a listener, two connections): without it, the pick would be a
+        // lone listener (9) or connections only (5); with it, 9 holds both.
+        let found = [
+            ns(1, true, 1, 200_000),
+            ns(9, true, 2, 2),
+            ns(5, true, 0, 4),
+        ];
+        assert_eq!(cheapest(found.iter(), Some(9)), Some((9, true)));
+        // A namespace holding both kinds is picked before it...
+        let found = [
+            ns(1, true, 1, 200_000),
+            ns(9, true, 1, 2),
+            ns(5, true, 1, 4),
+        ];
+        assert_eq!(cheapest(found.iter(), Some(9)), Some((5, true)));
+        // ...but not the busiest, the only other holding sockets.
+        let found = [ns(1, true, 1, 200_000), ns(9, true, 1, 2)];
+        assert_eq!(cheapest(found.iter(), Some(9)), Some((9, true)));
+        assert_eq!(cheapest(found.iter(), None), Some((9, true)));
+        assert_eq!(cheapest(found[..1].iter(), None), Some((1, true)));
     }
 }

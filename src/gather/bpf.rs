@@ -244,11 +244,7 @@ impl Bpf {
             Some(w) if self.testing => (None, w.busiest(inos.by_ref())),
             _ => (None, None),
         };
-        (self.cheapest, self.both) = match cheapest {
-            Some((i, true)) => (Some(i), true),
-            _ if self.testing && pair.is_some() => (pair, true),
-            c => c.map_or((None, false), |(i, b)| (Some(i), b)),
-        };
+        (self.cheapest, self.both) = cheapest.map_or((None, false), |(i, b)| (Some(i), b));
         self.busiest = busiest;
         self.outside = self.cheapest.is_some() && self.cheapest == own && !own_counted;
         if !(self.outside && self.cheapest == pair) {
