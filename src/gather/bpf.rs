@@ -32,8 +32,8 @@
 //! run never reaches the thorough one. So when this process's namespace is
 //! not counted, a first self-test opens a connected TCP pair on loopback
 //! in it before the walk ([`pair`]: a listener and two ESTABLISHED
-//! sockets), and if the pick without the pair would hold one table only,
-//! compares this process's namespace instead, dumped over netlink right
+//! sockets), and if the pick without the pair would hold one table only
+//! (or be the busiest), compares this process's namespace instead, dumped over netlink right
 //! after the walk; the pair is closed then (kept through the confirmation
 //! rounds if it differed), else right after the walk. Where it cannot be
 //! opened (loopback down) the self-test is as before.
@@ -232,7 +232,8 @@ impl Bpf {
 
     /// The namespaces a self-test compares, of `inos` (`None`: this
     /// process's) and, for a cheap one, this process's own: with the
-    /// loopback pair, when the pick without it holds one table only.
+    /// loopback pair, when the pick without it holds one table only or is
+    /// the busiest.
     fn choose(&mut self, inos: impl Iterator<Item = Option<u64>>, own_counted: bool) {
         let own = self.own;
         let mut inos = inos.filter_map(|i| i.or(own));
