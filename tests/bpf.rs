@@ -293,6 +293,11 @@ fn a_one_table_self_test_takes_a_pair_or_is_followed_by_a_thorough_one() {
             let line = p.line(Duration::from_secs(20));
             assert!(line.contains("tcp_established=18i,"), "{line}");
         }
+        // The pair was closed after the first self-test: the process runs
+        // on, and its namespace holds the lone listener alone.
+        poll_until(Duration::from_secs(5), || {
+            ss_counts_where(Some(&home.path()), &[]) == home.expected
+        });
         p.eof_kept_promise();
         let said: Vec<String> = p.stderr.iter().collect();
         let mut expected = vec!["of this process the same".to_string()];
@@ -593,19 +598,39 @@ while True:
 "#;
 
 /// The self-test's confirmation rounds: a namespace whose listener flaps
-/// (tested at every one-shot run that sees it: it is the only one holding
-/// sockets) never fails it.
+/// never fails it, tested at every one-shot run that sees it: counted, the
+/// only one holding sockets (this process's, where loopback is down: no
+/// pair); or this process's, holding the loopback pair beside it.
 fn a_flapping_listener_fails_no_self_test() {
     let ns = shared(Population::default);
-    let home = shared(Population::default);
+    let home = shared(|| {
+        succeeded(Command::new("ip").args(["link", "set", "lo", "down"]));
+        Population::default()
+    });
     let flap = Inside::run(&ns.path(), FLAP);
-    let path = ns.path();
-    for _ in 0..10 {
-        let out = inside(&home, &["--source", "bpf", "--netns", &path])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && err.is_empty(), "{err}");
+    let (path, home_path) = (ns.path(), home.path());
+    let cases = [
+        (&home, &path, ns.tag()),
+        (&ns, &home_path, "of this process".into()),
+    ];
+    for (within, counted, tested) in cases {
+        let paired = tested == "of this process";
+        for _ in 0..10 {
+            let out = inside(within, &["--source", "bpf", "-v", "--netns", counted])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            let said: Vec<String> = err.lines().map(str::to_owned).collect();
+            assert!(out.status.success(), "{err}");
+            let wrong = |l: &String| l.starts_with("W!") || l.starts_with("E!");
+            assert!(!said.iter().any(wrong), "{err}");
+            // Compared: the same, or a difference that had no verdict;
+            // without the pair, nothing when the walk saw no listener.
+            let compared = compared(&said);
+            assert!(compared.iter().all(|c| c.starts_with(&tested)), "{err}");
+            assert!(compared.len() == 1 || !paired, "{err}");
+            assert_eq!(said.iter().any(|l| l.starts_with(PAIRED)), paired, "{err}");
+        }
     }
     drop(flap);
 }
