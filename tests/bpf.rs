@@ -258,37 +258,149 @@ fn compared(said: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// A lone listener on 127.0.0.1 (the listening hash only), with loopback
+/// left up or brought down afterwards.
+fn lone_listener(loopback_up: bool) -> Population {
+    let mut p = Population::default();
+    p.keep(listener(V4, 8, |_| {}));
+    p.expected.tcp_listen = 1;
+    if !loopback_up {
+        succeeded(Command::new("ip").args(["link", "set", "lo", "down"]));
+    }
+    p
+}
+
+/// The `-v` line of a first self-test that opened the loopback pair.
+const PAIRED: &str = "D! --source bpf: a TCP pair on 127.0.0.1 port ";
+
 /// A first self-test whose namespace holds sockets of one table only (this
-/// process's, a lone listener: the namespace counted is the busiest) is
-/// followed by a thorough one at the next gather, of the busiest.
-fn a_self_test_of_one_table_is_followed_by_a_thorough_one() {
-    let home = shared(|| {
-        let mut p = Population::default();
-        p.keep(listener(V4, 8, |_| {}));
-        p.expected.tcp_listen = 1;
-        p
-    });
+/// process's, a lone listener: the namespace counted is the busiest)
+/// compares this process's namespace holding a loopback pair, which proves
+/// both tables: no thorough self-test follows at the next gather. Where
+/// loopback is down there is no pair, and a thorough one follows, of the
+/// busiest.
+fn a_one_table_self_test_takes_a_pair_or_is_followed_by_a_thorough_one() {
     let c = shared(|| established(5, 4));
     let path = c.path();
-    let mut p = Plugin::spawn(inside(
-        &home,
-        &["--source", "bpf", "--execd", "-v", "--netns", &path],
-    ));
-    for _ in 0..3 {
-        p.tick("\n");
-        let line = p.line(Duration::from_secs(20));
-        assert!(line.contains("tcp_established=18i,"), "{line}");
+    for up in [true, false] {
+        let home = shared(move || lone_listener(up));
+        let mut p = Plugin::spawn(inside(
+            &home,
+            &["--source", "bpf", "--execd", "-v", "--netns", &path],
+        ));
+        for _ in 0..3 {
+            p.tick("\n");
+            let line = p.line(Duration::from_secs(20));
+            assert!(line.contains("tcp_established=18i,"), "{line}");
+        }
+        // The pair was closed after the first self-test: the process runs
+        // on, and its namespace holds the lone listener alone.
+        poll_until(Duration::from_secs(5), || {
+            ss_counts_where(Some(&home.path()), &[]) == home.expected
+        });
+        p.eof_kept_promise();
+        let said: Vec<String> = p.stderr.iter().collect();
+        let mut expected = vec!["of this process the same".to_string()];
+        if up {
+            assert_eq!(
+                said.iter().filter(|l| l.starts_with(PAIRED)).count(),
+                1,
+                "{said:?}"
+            );
+        } else {
+            let none = "D! --source bpf: no TCP pair on loopback for the self-test (";
+            assert!(said.iter().any(|l| l.starts_with(none)), "{said:?}");
+            expected.push(format!("{} the same", c.tag()));
+        }
+        assert_eq!(compared(&said), expected, "{said:?}");
     }
-    p.eof_kept_promise();
-    let said: Vec<String> = p.stderr.iter().collect();
-    assert_eq!(
-        compared(&said),
-        [
-            "of this process the same".to_string(),
-            format!("{} the same", c.tag())
-        ],
-        "{said:?}"
+}
+
+/// `bpf/tcpwalk.bpf.c` built with `-D{define}`, a walk wrong on purpose,
+/// in a directory of its own (removed by the caller).
+fn wrong_build(define: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("bpf-{define}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let object = dir.join("wrong.o");
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/tcpwalk.bpf.c");
+    succeeded(
+        Command::new("clang")
+            .args([
+                "-O2",
+                "-g",
+                "-target",
+                "bpf",
+                &format!("-D{define}"),
+                "-c",
+                src,
+                "-o",
+            ])
+            .arg(&object),
     );
+    (dir, object)
+}
+
+/// The benchmark's shape, one-shot: this process's namespace and one
+/// counted hold a lone listener each, another nothing, the busiest
+/// connections. Without the pair the first self-test would compare a lone
+/// listener: the listening hash only. A walk that counts ESTABLISHED (which
+/// only the established hash holds) as CLOSE_WAIT (`-DMISCOUNT_ESTABLISHED`)
+/// is caught by that one-shot run: one `W!`, and netlink's counts printed
+/// for every namespace, the busiest included; the right build agrees. The
+/// pair is gone after the run.
+fn a_one_shot_run_proves_both_tables() {
+    let (dir, object) = wrong_build("MISCOUNT_ESTABLISHED");
+    let home = shared(|| lone_listener(true));
+    let quiet = shared(|| lone_listener(true));
+    let empty = shared(Population::default);
+    let big = shared(|| established(30, 0));
+    let ns = netns_args(&[&quiet, &empty, &big]);
+    let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
+    let expected = rows(&run_ok(&[&["--source", "netlink"], &ns[..]].concat()));
+    for wrong in [false, true] {
+        let mut c = inside(&home, &[&["--source", "bpf", "-v"], &ns[..]].concat());
+        if wrong {
+            c.env("TELEGRAF_NETSTAT_BPF_OBJECT", &object);
+        }
+        let out = c.output().unwrap();
+        let said: Vec<String> = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert!(out.status.success(), "{said:?}");
+        assert_eq!(
+            rows(&String::from_utf8_lossy(&out.stdout)),
+            expected,
+            "{said:?}"
+        );
+        assert_eq!(
+            said.iter().filter(|l| l.starts_with(PAIRED)).count(),
+            1,
+            "{said:?}"
+        );
+        let warned: Vec<&String> = said.iter().filter(|l| l.starts_with("W!")).collect();
+        if wrong {
+            assert_eq!(
+                compared(&said),
+                ["of this process a difference"],
+                "{said:?}"
+            );
+            assert_eq!(warned.len(), 1, "{said:?}");
+            assert!(
+                warned[0].contains("network namespace of this process: the walk counted ipv4 tcp_close_wait=2 tcp_listen=2, ipv6 none, netlink ipv4 tcp_established=2 tcp_listen=2, ipv6 none;"),
+                "{}",
+                warned[0]
+            );
+        } else {
+            assert_eq!(compared(&said), ["of this process the same"], "{said:?}");
+            assert!(warned.is_empty(), "{said:?}");
+        }
+        // The pair is gone: the lone listener is all `ss` shows.
+        poll_until(Duration::from_secs(5), || {
+            ss_counts_where(Some(&home.path()), &[]) == home.expected
+        });
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Sixty namespaces sharing the host's table, which the walk counts: no
@@ -297,10 +409,13 @@ fn a_self_test_of_one_table_is_followed_by_a_thorough_one() {
 /// the 50 ms of CPU that line waits for.
 fn sharing_namespaces_are_not_said_while_the_walk_counts_them() {
     let many: Vec<Netns> = (0..60).map(|_| shared(Population::default)).collect();
+    let home = shared(Population::default);
     let ns = netns_args(&many.iter().collect::<Vec<_>>());
     let mut args = vec!["--source", "bpf"];
     args.extend(ns.iter().map(String::as_str));
-    let out = run(&args);
+    // Inside a namespace of the test's: the first self-test compares this
+    // process's, holding the loopback pair, not the machine's.
+    let out = inside(&home, &args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.is_empty(), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 60);
@@ -312,18 +427,11 @@ fn sharing_namespaces_are_not_said_while_the_walk_counts_them() {
 /// counts, and netlink's counts then and afterwards; from a self-test of
 /// a namespace the program counts and of its own, which it does not.
 fn a_wrong_walk_falls_back_to_netlink() {
-    let dir = std::env::temp_dir().join(format!("bpf-miscount-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let object = dir.join("miscount.o");
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/tcpwalk.bpf.c");
-    succeeded(
-        Command::new("clang")
-            .args(["-O2", "-g", "-target", "bpf", "-DMISCOUNT", "-c", src, "-o"])
-            .arg(&object),
-    );
+    let (dir, object) = wrong_build("MISCOUNT");
     // The first self-test compares `small`, not the busiest, `big` (whose
     // counts the wrong walk gets right: it holds no TIME_WAIT); then the
-    // same with `small` the process's own namespace, which it does not count.
+    // same with `small` the process's own namespace, which it does not
+    // count, and which then holds the self-test's loopback pair too.
     let small = shared(|| time_wait(3));
     let big = shared(|| established(30, 0));
     let home = shared(Population::default);
@@ -333,14 +441,16 @@ fn a_wrong_walk_falls_back_to_netlink() {
             &home,
             vec!["--netns", &small_path, "--netns", &big_path],
             small.tag(),
+            "the walk counted ipv4 tcp_close=3 tcp_listen=1, ipv6 none, netlink ipv4 tcp_listen=1 tcp_time_wait=3, ipv6 none;",
         ),
         (
             &small,
             vec!["--netns", &big_path],
             "of this process".to_string(),
+            "the walk counted ipv4 tcp_close=3 tcp_established=2 tcp_listen=2, ipv6 none, netlink ipv4 tcp_established=2 tcp_listen=2 tcp_time_wait=3, ipv6 none;",
         ),
     ];
-    for (inside_of, netns, named) in runs {
+    for (inside_of, netns, named, counted) in runs {
         let mut args = vec!["--source", "bpf", "--execd"];
         args.extend_from_slice(&netns);
         let mut c = inside(inside_of, &args);
@@ -365,8 +475,7 @@ fn a_wrong_walk_falls_back_to_netlink() {
         let w = warned[0];
         assert!(
             w.contains(&format!("network namespace {named}:"))
-                && w.contains("the walk counted ipv4 tcp_close=3 tcp_listen=1, ipv6 none,")
-                && w.contains("netlink ipv4 tcp_listen=1 tcp_time_wait=3, ipv6 none;")
+                && w.contains(counted)
                 && w.contains("counting TCP over netlink from now on"),
             "{w}"
         );
@@ -489,19 +598,39 @@ while True:
 "#;
 
 /// The self-test's confirmation rounds: a namespace whose listener flaps
-/// (tested at every one-shot run that sees it: it is the only one holding
-/// sockets) never fails it.
+/// never fails it, tested at every one-shot run that sees it: counted, the
+/// only one holding sockets (this process's, where loopback is down: no
+/// pair); or this process's, holding the loopback pair beside it.
 fn a_flapping_listener_fails_no_self_test() {
     let ns = shared(Population::default);
-    let home = shared(Population::default);
+    let home = shared(|| {
+        succeeded(Command::new("ip").args(["link", "set", "lo", "down"]));
+        Population::default()
+    });
     let flap = Inside::run(&ns.path(), FLAP);
-    let path = ns.path();
-    for _ in 0..10 {
-        let out = inside(&home, &["--source", "bpf", "--netns", &path])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && err.is_empty(), "{err}");
+    let (path, home_path) = (ns.path(), home.path());
+    let cases = [
+        (&home, &path, ns.tag()),
+        (&ns, &home_path, "of this process".into()),
+    ];
+    for (within, counted, tested) in cases {
+        let paired = tested == "of this process";
+        for _ in 0..10 {
+            let out = inside(within, &["--source", "bpf", "-v", "--netns", counted])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            let said: Vec<String> = err.lines().map(str::to_owned).collect();
+            assert!(out.status.success(), "{err}");
+            let wrong = |l: &String| l.starts_with("W!") || l.starts_with("E!");
+            assert!(!said.iter().any(wrong), "{err}");
+            // Compared: the same, or a difference that had no verdict;
+            // without the pair, nothing when the walk saw no listener.
+            let compared = compared(&said);
+            assert!(compared.iter().all(|c| c.starts_with(&tested)), "{err}");
+            assert!(compared.len() == 1 || !paired, "{err}");
+            assert_eq!(said.iter().any(|l| l.starts_with(PAIRED)), paired, "{err}");
+        }
     }
     drop(flap);
 }
@@ -613,7 +742,8 @@ fn main() {
     let args = Arguments::from_args();
     let tests = tests![
         the_walk_equals_netlink_in_every_state,
-        a_self_test_of_one_table_is_followed_by_a_thorough_one,
+        a_one_table_self_test_takes_a_pair_or_is_followed_by_a_thorough_one,
+        a_one_shot_run_proves_both_tables,
         the_bytes_queued_equal_netlinks,
         sharing_namespaces_are_not_said_while_the_walk_counts_them,
         a_wrong_walk_falls_back_to_netlink,

@@ -26,6 +26,19 @@
 //! failed self-test: one `W!` naming the namespace and the difference, and
 //! netlink for the rest of the run. A self-test in which no compared
 //! namespace with sockets agreed runs again at the next gather.
+//!
+//! A cheap self-test whose namespace holds sockets of one table only (only
+//! listeners, or none) proves the walk of that table only, and a one-shot
+//! run never reaches the thorough one. So when this process's namespace is
+//! not counted, a first self-test opens a connected TCP pair on loopback
+//! in it before the walk ([`pair`]: a listener and two ESTABLISHED
+//! sockets), and if the pick without the pair would hold one table only
+//! (or be the busiest), compares this process's namespace instead, dumped over netlink right
+//! after the walk; the pair is closed then (kept through the confirmation
+//! rounds if it differed), else right after the walk. Where it cannot be
+//! opened (loopback down) the self-test is as before.
+
+mod pair;
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -38,6 +51,7 @@ use super::Count;
 use crate::bpf::{BpfError, Prepared, Trailer, Walker};
 use crate::log::Logger;
 use crate::throttle::Reminder;
+use pair::{NoPair, Pair};
 
 /// The self-test runs on the first gather and then every this many (an
 /// hour at a 10 s interval). Each costs what a netlink gather costs.
@@ -83,6 +97,10 @@ pub struct Bpf {
     rotation: usize,
     rotated: usize,
     own: Option<u64>,
+    /// The loopback pair of a first self-test, while it is held, and
+    /// whether this process's namespace was compared (with it) already.
+    pair: Option<Pair>,
+    outside_compared: bool,
     incomplete: Reminder,
 }
 
@@ -119,6 +137,8 @@ impl Bpf {
             rotation: 0,
             rotated: 0,
             own: NsId::own().map(|id| id.ino),
+            pair: None,
+            outside_compared: false,
             incomplete: Reminder::default(),
         }
     }
@@ -139,10 +159,27 @@ impl Bpf {
         &mut self,
         log: &Logger,
         stop: &mut dyn FnMut() -> bool,
-        inos: impl Iterator<Item = Option<u64>>,
+        inos: impl Iterator<Item = Option<u64>> + Clone,
     ) -> bool {
         self.walk = None;
+        self.pair = None;
+        self.outside_compared = false;
         if !self.loaded(log, stop) {
+            return false;
+        }
+        let own = self.own;
+        let own_counted = inos
+            .clone()
+            .any(|i| i.or(own).is_some_and(|i| Some(i) == own));
+        // A first self-test's pair, in this process's namespace when the
+        // gather does not count it (it would then count the pair).
+        let first = self.since_test.is_none() && !self.passed;
+        if first
+            && self.walker.is_some()
+            && own.is_some()
+            && !own_counted
+            && !self.open_pair(log, stop)
+        {
             return false;
         }
         let Some(w) = &mut self.walker else {
@@ -164,7 +201,7 @@ impl Bpf {
             }
         }
         self.testing = self.walk.is_some() && self.since_test.is_none();
-        self.choose(inos);
+        self.choose(inos, own_counted);
         self.differed.clear();
         self.agreed = 0;
         self.supplied = 0;
@@ -173,24 +210,79 @@ impl Bpf {
         true
     }
 
+    /// Opens the loopback pair for a first self-test; where it cannot be,
+    /// the self-test goes without (said with `-v`). `false` when `stop`
+    /// said so.
+    fn open_pair(&mut self, log: &Logger, stop: &mut dyn FnMut() -> bool) -> bool {
+        match Pair::open(stop) {
+            Ok(p) => {
+                log.debug(format_args!(
+                    "--source bpf: a TCP pair on 127.0.0.1 port {} in this process's network namespace for the self-test",
+                    p.port
+                ));
+                self.pair = Some(p);
+            }
+            Err(NoPair::Stopped) => return false,
+            Err(NoPair::Failed(why)) => log.debug(format_args!(
+                "--source bpf: no TCP pair on loopback for the self-test ({why})"
+            )),
+        }
+        true
+    }
+
     /// The namespaces a self-test compares, of `inos` (`None`: this
-    /// process's) and, for a cheap one, this process's own.
-    fn choose(&mut self, inos: impl Iterator<Item = Option<u64>>) {
-        let (own, mut own_counted) = (self.own, false);
-        let mut inos = inos.filter_map(|i| {
-            let i = i.or(own);
-            own_counted |= i.is_some() && i == own;
-            i
-        });
+    /// process's) and, for a cheap one, this process's own: with the
+    /// loopback pair, when the pick without it holds one table only or is
+    /// the busiest.
+    fn choose(&mut self, inos: impl Iterator<Item = Option<u64>>, own_counted: bool) {
+        let own = self.own;
+        let mut inos = inos.filter_map(|i| i.or(own));
+        let pair = self.pair.as_ref().and(own);
         let (cheapest, busiest) = match &self.walker {
-            Some(w) if self.testing && !self.passed => (w.cheapest(inos.by_ref().chain(own)), None),
+            Some(w) if self.testing && !self.passed => {
+                (w.cheapest(inos.by_ref().chain(own), pair), None)
+            }
             Some(w) if self.testing => (None, w.busiest(inos.by_ref())),
             _ => (None, None),
         };
-        drop(inos);
         (self.cheapest, self.both) = cheapest.map_or((None, false), |(i, b)| (Some(i), b));
         self.busiest = busiest;
         self.outside = self.cheapest.is_some() && self.cheapest == own && !own_counted;
+        if !(self.outside && self.cheapest == pair) {
+            self.pair = None;
+        }
+    }
+
+    /// A cheap self-test of this process's namespace holding the loopback
+    /// pair: its netlink dump now, right after the walk, and the pair
+    /// closed then; if it differed, the confirmation rounds first, the
+    /// pair held, so that a failed self-test is known before any namespace
+    /// is counted. `false` when `stop` said so.
+    pub fn compare_pair(
+        &mut self,
+        log: &Logger,
+        stop: &mut dyn FnMut() -> bool,
+        redump: &mut Redump<'_>,
+    ) -> bool {
+        if self.pair.is_none() {
+            return true;
+        }
+        self.outside_compared = true;
+        if !self.compare_outside(log, stop, redump) {
+            return false;
+        }
+        if self.differed.is_empty() {
+            self.pair = None;
+            return true;
+        }
+        // A difference is confirmed now, the pair held, before any
+        // namespace takes the walk's counts: this gather counts TCP over
+        // netlink whatever the verdict (a confirmation walks again).
+        let settled = self.settle(log, stop, redump);
+        self.pair = None;
+        self.differed.clear();
+        self.walk = None;
+        settled.is_ok()
     }
 
     /// Waits for the load, asking `stop` every 5 ms; `false` when it said
@@ -301,6 +393,8 @@ impl Bpf {
         stop: &mut dyn FnMut() -> bool,
         redump: &mut Redump<'_>,
     ) -> bool {
+        // Held, if at all, until the confirmation rounds are over.
+        let _pair = self.pair.take();
         if !self.testing {
             if let Some(t) = self.walk {
                 log.debug(format_args!(
@@ -320,22 +414,35 @@ impl Bpf {
                 _ => 0, // the list ended: from its start next time
             };
         }
-        if self.outside && !self.compare_outside(log, stop, redump) {
+        if self.outside && !self.outside_compared && !self.compare_outside(log, stop, redump) {
             return false;
         }
-        let mut verdict = None;
-        for i in 0..self.differed.len() {
-            match self.confirm(i, stop, redump) {
-                Err(Stopped) => return false,
-                Ok(true) => verdict = Some(i),
-                Ok(false) => {}
+        match self.settle(log, stop, redump) {
+            Err(Stopped) => return false,
+            Ok(true) => {}
+            Ok(false) if self.agreed > 0 => {
+                // A cheap self-test that exercised one table only is
+                // followed by a thorough one at the next gather.
+                if self.passed || self.both {
+                    self.since_test = Some(0);
+                }
+                self.passed = true;
             }
-            if verdict.is_some() {
-                break;
-            }
+            Ok(false) => {} // no verdict: the self-test runs again
         }
-        match verdict {
-            Some(i) => {
+        true
+    }
+
+    /// Confirms each namespace that differed (`confirm`) until one
+    /// difference holds: then one `W!` and netlink for good (`true`).
+    fn settle(
+        &mut self,
+        log: &Logger,
+        stop: &mut dyn FnMut() -> bool,
+        redump: &mut Redump<'_>,
+    ) -> Result<bool, Stopped> {
+        for i in 0..self.differed.len() {
+            if self.confirm(i, stop, redump)? {
                 let d = &self.differed[i];
                 log.warn(format_args!(
                     "--source bpf: the self-test failed in network namespace {}: the walk counted {}, netlink {}; counting TCP over netlink from now on",
@@ -344,18 +451,10 @@ impl Bpf {
                     describe(&d.netlink, 0),
                 ));
                 self.walker = None;
+                return Ok(true);
             }
-            None if self.agreed > 0 => {
-                // A cheap self-test that exercised one table only is
-                // followed by a thorough one at the next gather.
-                if self.passed || self.both {
-                    self.since_test = Some(0);
-                }
-                self.passed = true;
-            }
-            None => {} // no verdict: the self-test runs again
         }
-        true
+        Ok(false)
     }
 
     /// A cheap self-test's namespace when it is this process's, which the

@@ -252,7 +252,9 @@ impl<C: Count> Gatherer<C> {
                 .iter()
                 .filter_map(|ns| ns.collector.as_ref());
             let inos = counted.map(|c| c.target().map(|t| t.id.ino));
-            if !b.start(&log, &mut || interrupt.stop_requested(), inos) {
+            if !b.start(&log, &mut || interrupt.stop_requested(), inos)
+                || !self.with_redump(&log, interrupt, bpf::Bpf::compare_pair)
+            {
                 return None;
             }
         }
@@ -325,17 +327,24 @@ impl<C: Count> Gatherer<C> {
                 }
             }
         }
-        if !self.finish_bpf(&log, interrupt) {
+        if !self.with_redump(&log, interrupt, bpf::Bpf::finish) {
             return None;
         }
         Some((counted, failed))
     }
 
-    /// `--source bpf`, after the namespaces: the self-test's confirmation
-    /// (`bpf::Bpf::finish`), which may count a namespace over netlink
-    /// again, or this process's when the gather did not count it. `false`
-    /// when `interrupt` asked to stop.
-    fn finish_bpf(&mut self, log: &Logger, interrupt: &mut dyn Interrupt) -> bool {
+    /// `--source bpf`: `then` with a way to count a namespace over netlink
+    /// again, or this process's when the gather does not count it: right
+    /// after the walk, the self-test of this process's namespace holding the
+    /// loopback pair (`bpf::Bpf::compare_pair`); after the namespaces, the
+    /// self-test's confirmation (`bpf::Bpf::finish`). `false` when
+    /// `interrupt` asked to stop.
+    fn with_redump(
+        &mut self,
+        log: &Logger,
+        interrupt: &mut dyn Interrupt,
+        then: fn(&mut bpf::Bpf, &Logger, &mut dyn FnMut() -> bool, &mut bpf::Redump<'_>) -> bool,
+    ) -> bool {
         let Some(b) = &mut self.bpf else {
             return true;
         };
@@ -360,7 +369,7 @@ impl<C: Count> Gatherer<C> {
                 Err(_) => Ok(None),
             }
         };
-        b.finish(log, &mut || interrupt.stop_requested(), redump)
+        then(b, log, &mut || interrupt.stop_requested(), redump)
     }
 }
 
