@@ -158,13 +158,19 @@ pub fn join_host_namespace(proc_root: &Path) -> Result<bool, NotHost> {
 
 fn settle(proc_root: &Path, join: bool) -> Result<bool, NotHost> {
     let ino = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
-    // Without cgroup namespaces (before Linux 4.6) every path is the host's.
-    let Ok(own) = ino(Path::new("/proc/thread-self/ns/cgroup")) else {
-        return Ok(false);
-    };
     let pid1 = proc_root.join("1/ns/cgroup");
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK;
-    let file = match rustix::fs::open(&pid1, flags, Mode::empty()) {
+    let opened = rustix::fs::open(&pid1, flags, Mode::empty());
+    let own_path = Path::new("/proc/thread-self/ns/cgroup");
+    let own = match ino(own_path) {
+        Ok(own) => own,
+        // Without cgroup namespaces (before Linux 4.6) neither file exists
+        // and every path is the host's; where only ours cannot be looked
+        // at (no /proc mounted beside the proc root), nothing is known.
+        Err(_) if opened.is_err() => return Ok(false),
+        Err(e) => return Err(NotHost::Unseen(own_path.to_path_buf(), e)),
+    };
+    let file = match opened {
         Ok(f) => f,
         Err(_) if own.1 == CGROUP_NS_INIT_INO => return Ok(false),
         Err(e) => return Err(NotHost::Unseen(pid1, e.into())),
@@ -176,7 +182,8 @@ fn settle(proc_root: &Path, join: bool) -> Result<bool, NotHost> {
     if !join {
         return Err(NotHost::Apart);
     }
-    let user = ino(&proc_root.join("1/ns/user")).map_err(|e| NotHost::Unseen(pid1, e))?;
+    let pid1_user = proc_root.join("1/ns/user");
+    let user = ino(&pid1_user).map_err(|e| NotHost::Unseen(pid1_user, e))?;
     let own_user = ino(Path::new("/proc/thread-self/ns/user")).ok();
     if user.1 != USER_NS_INIT_INO && Some(user) != own_user {
         return Err(NotHost::ForeignUser);

@@ -20,18 +20,19 @@ pub fn see(config: &Config) {
     let log = &config.log;
     let root = &config.proc_root;
     match join_host_namespace(root) {
-        Ok(true) => log.debug(format_args!(
-            "joined the cgroup namespace of PID 1 under {}: cgroup paths are the host's",
-            root.display()
-        )),
-        // PID 1 shares a namespace that is not the kernel's: a container's
-        // init without the host's PID namespace, or a node's inside a
-        // container (kind), whose paths are complete: said, not warned.
-        Ok(false) if !in_initial_namespace() => log.info(format_args!(
+        // PID 1's namespace, joined or shared, is not the kernel's: a
+        // container's init without the host's PID namespace, or a node's
+        // inside a container (kind), whose paths are complete: said, not
+        // warned.
+        Ok(_) if !in_initial_namespace() => log.info(format_args!(
             "cgroup paths are read from the cgroup namespace of PID 1 under {}, which is \
              not the kernel's initial one (a container's, if this program does not see the \
              host's PID namespace or /proc): they start at its root. For the host's, run it \
              in the host's cgroup namespace (Docker: --cgroupns host)",
+            root.display()
+        )),
+        Ok(true) => log.debug(format_args!(
+            "joined the cgroup namespace of PID 1 under {}: cgroup paths are the host's",
             root.display()
         )),
         Ok(false) => {}

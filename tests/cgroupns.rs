@@ -421,6 +421,32 @@ fn a_container_s_own_view_is_said() {
     );
 }
 
+/// A PID 1 in a cgroup namespace that is not the kernel's initial one, and
+/// this program in yet another (a DaemonSet on a node that is itself a
+/// container, as kind's are): it joins PID 1's, and the same I! line says
+/// whose view the paths are, not a claim that they are the host's.
+fn a_joined_namespace_not_the_initial_one_is_said() {
+    let node = Node::start(&["--cgroup"]);
+    let args = [
+        "unshare",
+        "--cgroup",
+        "--",
+        BIN,
+        "--by-cgroup",
+        "--only",
+        "cgroup",
+    ];
+    let out = node.command(&args).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "I! cgroup paths are read from the cgroup namespace of PID 1 under /proc, which is \
+         not the kernel's initial one (a container's, if this program does not see the \
+         host's PID namespace or /proc): they start at its root. For the host's, run it in \
+         the host's cgroup namespace (Docker: --cgroupns host)\n"
+    );
+}
+
 fn main() {
     let args = Arguments::from_args();
     let setup = setup();
@@ -428,6 +454,7 @@ fn main() {
         labels_and_cgroups_as_from_the_host,
         a_pid_1_a_user_namespace_owns_is_not_joined,
         a_container_s_own_view_is_said,
+        a_joined_namespace_not_the_initial_one_is_said,
     ];
     run_trials(args, setup, named("cgroupns", &tests));
 }
