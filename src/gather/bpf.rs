@@ -393,8 +393,6 @@ impl Bpf {
         stop: &mut dyn FnMut() -> bool,
         redump: &mut Redump<'_>,
     ) -> bool {
-        // Held, if at all, until the confirmation rounds are over.
-        let _pair = self.pair.take();
         if !self.testing {
             if let Some(t) = self.walk {
                 log.debug(format_args!(
