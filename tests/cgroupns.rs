@@ -371,10 +371,13 @@ fn a_pid_1_a_user_namespace_owns_is_not_joined() {
     for f in ["cgroup", "user"] {
         std::os::unix::fs::symlink(format!("{ns}/{f}"), root.0.join("1/ns").join(f)).unwrap();
     }
-    let proc_root = root.0.to_str().unwrap();
-    let out = command(&["--by-cgroup", "--only", "cgroup", "--proc-root", proc_root])
-        .output()
-        .unwrap();
+    let proc_root = root.0.to_str().unwrap().to_owned();
+    // In a namespace of its own: the machine's sockets stay out of it.
+    let out = in_netns(move || {
+        command(&["--by-cgroup", "--only", "cgroup", "--proc-root", &proc_root])
+            .output()
+            .unwrap()
+    });
     let _ = owned.kill();
     let _ = owned.wait();
     assert_eq!(
