@@ -132,12 +132,7 @@ fn the_walk_equals_netlink_in_every_state() {
     );
     p.eof_kept_promise();
     let said: Vec<String> = p.stderr.iter().collect();
-    assert!(
-        !said
-            .iter()
-            .any(|l| l.starts_with("W!") || l.starts_with("E!")),
-        "{said:?}"
-    );
+    assert!(!complained(&said), "{said:?}");
     // The walk served the four sharing namespaces; the own-table one was dumped.
     assert!(
         said.iter()
@@ -240,16 +235,17 @@ fn the_bytes_queued_equal_netlinks() {
     );
     p.eof_kept_promise();
     let said: Vec<String> = p.stderr.iter().collect();
-    assert!(
-        !said
-            .iter()
-            .any(|l| l.starts_with("W!") || l.starts_with("E!")),
-        "{said:?}"
-    );
+    assert!(!complained(&said), "{said:?}");
 }
 
 /// The namespaces the self-tests compared, in order, from `-v`'s lines:
 /// `pid:42 the same`, `of this process a difference`.
+/// Whether the program warned or failed (`W!`, `E!`).
+fn complained(said: &[String]) -> bool {
+    said.iter()
+        .any(|l| l.starts_with("W!") || l.starts_with("E!"))
+}
+
 fn compared(said: &[String]) -> Vec<String> {
     let p = "D! --source bpf: the self-test compared network namespace ";
     said.iter()
@@ -569,12 +565,7 @@ fn churn_elsewhere_neither_fails_the_self_test_nor_disturbs_counts() {
     p.eof_kept_promise();
     drop(churn);
     let said: Vec<String> = p.stderr.iter().collect();
-    assert!(
-        !said
-            .iter()
-            .any(|l| l.starts_with("W!") || l.starts_with("E!")),
-        "{said:?}"
-    );
+    assert!(!complained(&said), "{said:?}");
     let walked = said
         .iter()
         .filter(|l| l.contains("2 namespaces took"))
@@ -623,8 +614,7 @@ fn a_flapping_listener_fails_no_self_test() {
             let err = String::from_utf8_lossy(&out.stderr);
             let said: Vec<String> = err.lines().map(str::to_owned).collect();
             assert!(out.status.success(), "{err}");
-            let wrong = |l: &String| l.starts_with("W!") || l.starts_with("E!");
-            assert!(!said.iter().any(wrong), "{err}");
+            assert!(!complained(&said), "{err}");
             // Compared: the same, or a difference that had no verdict;
             // without the pair, nothing when the walk saw no listener.
             let compared = compared(&said);

@@ -398,21 +398,13 @@ fn a_pid_1_a_user_namespace_owns_is_not_joined() {
     );
 }
 
-/// A PID 1 that shares this program's cgroup namespace, which is not the
-/// kernel's initial one (a container's init, the program not seeing the
-/// host's PID namespace): nothing to join, and one I! line says whose view
-/// the paths are.
-fn a_container_s_own_view_is_said() {
+/// Run inside a node whose PID 1 has a cgroup namespace that is not the
+/// kernel's initial one, after `enter`: one I! line says whose view the
+/// cgroup paths are, and nothing else is said.
+fn only_the_view_is_said(enter: &[&str]) {
     let node = Node::start(&["--cgroup"]);
-    let args = [
-        "nsenter",
-        "--cgroup=/proc/1/ns/cgroup",
-        "--",
-        BIN,
-        "--by-cgroup",
-        "--only",
-        "cgroup",
-    ];
+    let mut args = enter.to_vec();
+    args.extend([BIN, "--by-cgroup", "--only", "cgroup"]);
     let out = node.command(&args).output().unwrap();
     assert!(out.status.success());
     assert_eq!(
@@ -424,30 +416,20 @@ fn a_container_s_own_view_is_said() {
     );
 }
 
+/// A PID 1 that shares this program's cgroup namespace, which is not the
+/// kernel's initial one (a container's init, the program not seeing the
+/// host's PID namespace): nothing to join, and one I! line says whose view
+/// the paths are.
+fn a_container_s_own_view_is_said() {
+    only_the_view_is_said(&["nsenter", "--cgroup=/proc/1/ns/cgroup", "--"]);
+}
+
 /// A PID 1 in a cgroup namespace that is not the kernel's initial one, and
 /// this program in yet another (a DaemonSet on a node that is itself a
 /// container, as kind's are): it joins PID 1's, and the same I! line says
 /// whose view the paths are, not a claim that they are the host's.
 fn a_joined_namespace_not_the_initial_one_is_said() {
-    let node = Node::start(&["--cgroup"]);
-    let args = [
-        "unshare",
-        "--cgroup",
-        "--",
-        BIN,
-        "--by-cgroup",
-        "--only",
-        "cgroup",
-    ];
-    let out = node.command(&args).output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "I! cgroup paths are read from the cgroup namespace of PID 1 under /proc, which is \
-         not the kernel's initial one (a container's, if this program does not see the \
-         host's PID namespace or /proc): they start at its root. For the host's, run it in \
-         the host's cgroup namespace (Docker: --cgroupns host)\n"
-    );
+    only_the_view_is_said(&["unshare", "--cgroup", "--"]);
 }
 
 fn main() {
