@@ -252,6 +252,18 @@ pub struct Args {
     #[arg(long)]
     pub tcp_info: bool,
 
+    /// One-shot runs with --tcp-info --destinations N: keep each network
+    /// namespace's top destinations in FILE for the next run, whose main
+    /// pass then keeps their sockets and, when they are still the top ones,
+    /// asks the kernel for each instead of walking its table a second time
+    /// (the loops keep them in memory). Replaced atomically like --output;
+    /// read back only if it is a regular file of this user, not writable by
+    /// others: anything else there is said, ignored and replaced. What it
+    /// holds changes the cost, never the counts.
+    /// Example: --state-file /var/lib/telegraf/netstat.state
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+
     /// Print only these measurements, comma-separated, each one of the
     /// possible values and asked for by its flag. --counters --only
     /// counters reads the counters only, no socket. --listen-queues --only listen asks

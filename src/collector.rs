@@ -26,7 +26,7 @@ use crate::measure::destination::count::MAX_TRACKED;
 use crate::measure::listen::count::{ListenCounts, MAX_LISTENERS};
 use crate::measure::netstat::count::{Queued, TcpStates};
 use crate::measure::port::count::{PortConfig, PortCounts, MAX_PORTS};
-use crate::measure::tcpinfo::count::{self as tcpinfo, TcpInfoCounts};
+use crate::measure::tcpinfo::count::{self as tcpinfo, Destination, TcpInfoCounts};
 use crate::measure::Gathered;
 use crate::measure::{Aggregations, Measurements};
 use crate::netlink::DiagSocket;
@@ -269,6 +269,26 @@ impl Collector {
     /// in that gather (the program refuses them with `--source bpf`).
     pub fn supply_tcp(&mut self, tcp: Option<(&TcpStates, &[Queued; 2])>) {
         self.supplied = tcp.map(|(s, q)| (*s, *q));
+    }
+
+    /// `--tcp-info`'s destinations selected at the last gather, sorted
+    /// (none before the first, or without `--destinations`).
+    pub fn tcp_info_destinations(&self) -> impl Iterator<Item = Destination> + '_ {
+        self.tcp_info.iter().flat_map(TcpInfoCounts::selected)
+    }
+
+    /// Before a first gather: the destinations another run selected at its
+    /// last (`--state-file`), at most `--destinations N` of them. The main
+    /// pass keeps their sockets, so that when they are still the top ones
+    /// each is looked up instead of walked for. What it is told changes
+    /// what the gather costs, never what it counts: the lookups are taken
+    /// only when the main pass kept every socket of this gather's top
+    /// destinations (`TcpInfoCounts::looks_up`).
+    pub fn recall_tcp_info_destinations(&mut self, last: &mut dyn Iterator<Item = Destination>) {
+        let n = self.options.tcp_info_destinations;
+        if let (1.., Some(t)) = (n, &mut self.tcp_info) {
+            t.select(last.take(n));
+        }
     }
 
     /// Takes a fresher description (tag, path, PID) of the namespace this

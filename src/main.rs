@@ -16,6 +16,7 @@ mod oneshot;
 mod serve;
 mod signals;
 mod sink;
+mod state;
 #[cfg(test)]
 #[path = "testdir.rs"]
 mod testdir;
@@ -57,7 +58,8 @@ fn main() -> ExitCode {
         }
         cli::Mode::OneShot => {
             let sink = open_sink(&config);
-            oneshot::run(config, sink)
+            let state = open_state(&config, &sink);
+            oneshot::run(config, sink, state)
         }
     }
 }
@@ -69,8 +71,21 @@ fn open_sink(config: &cli::Config) -> Sink {
         None => Sink::Stdout(Stdout::new()),
         Some(path) => match OutputFile::open(path) {
             Ok(file) => Sink::File(file),
-            Err(why) => cli::output_error(path, why).exit(),
+            Err(why) => cli::output_error("--output", path, why).exit(),
         },
+    }
+}
+
+/// The `--state-file`, its directory opened before any gather: one that
+/// cannot take new files, or that is the `--output` file, is a usage error.
+fn open_state(config: &cli::Config, sink: &Sink) -> Option<state::StateFile> {
+    let path = config.state_file.as_ref()?;
+    match state::StateFile::open(path) {
+        Ok(s) if matches!(sink, Sink::File(out) if s.is(out)) => {
+            cli::output_error("--state-file", path, "it is the --output file").exit()
+        }
+        Ok(s) => Some(s),
+        Err(why) => cli::output_error("--state-file", path, why).exit(),
     }
 }
 

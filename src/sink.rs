@@ -209,6 +209,26 @@ impl std::fmt::Display for OutputError {
     }
 }
 
+/// Why [`OutputFile::read_own`] did not read the file.
+#[derive(Debug)]
+pub enum ReadBackError {
+    /// Not a file this user wrote: what it is.
+    NotOurs(&'static str),
+    /// Longer than the cap, in bytes.
+    TooLarge(usize),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for ReadBackError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadBackError::NotOurs(what) => write!(f, "it is {what}"),
+            ReadBackError::TooLarge(cap) => write!(f, "it is longer than {cap} bytes"),
+            ReadBackError::Io(e) => write!(f, "cannot read it: {e}"),
+        }
+    }
+}
+
 /// The `--output` file: a directory descriptor and a name in it.
 #[derive(Debug)]
 pub struct OutputFile {
@@ -222,6 +242,24 @@ impl OutputFile {
     /// or a regular file, and a temporary file can be created there (and is
     /// removed again). The error says why not, naming nothing but `path`.
     pub fn open(path: &Path) -> Result<OutputFile, OutputError> {
+        let out = OutputFile::in_directory(path)?;
+        match rustix::fs::statat(&out.dir, &out.name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile => Ok(out),
+                FileType::Directory => Err(OutputError::Directory),
+                FileType::Symlink => Err(OutputError::Symlink),
+                _ => Err(OutputError::NotRegular),
+            },
+            Err(Errno::NOENT) => Ok(out),
+            Err(e) => Err(OutputError::Stat(e.into())),
+        }
+    }
+
+    /// Checks `path`'s directory only: it opens and takes a temporary file
+    /// (removed again). Whatever is at `path` itself is replaced, never
+    /// followed (`--state-file`, which another user's entry there must not
+    /// stop).
+    pub fn in_directory(path: &Path) -> Result<OutputFile, OutputError> {
         let name = match path.file_name() {
             Some(n) if !path.as_os_str().as_bytes().ends_with(b"/") => n.to_owned(),
             _ => return Err(OutputError::NotAFileName),
@@ -237,16 +275,6 @@ impl OutputFile {
             Mode::empty(),
         )
         .map_err(|e| OutputError::OpenDir(e.into()))?;
-        match rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => match FileType::from_raw_mode(st.st_mode) {
-                FileType::RegularFile => {}
-                FileType::Directory => return Err(OutputError::Directory),
-                FileType::Symlink => return Err(OutputError::Symlink),
-                _ => return Err(OutputError::NotRegular),
-            },
-            Err(Errno::NOENT) => {}
-            Err(e) => return Err(OutputError::Stat(e.into())),
-        }
         let out = OutputFile {
             dir,
             name,
@@ -259,6 +287,12 @@ impl OutputFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether `other` names the same entry: the same name in the same
+    /// directory, however either path was spelt.
+    pub fn same_target(&self, other: &OutputFile) -> bool {
+        self.name == other.name && same_file(self.dir.as_fd(), other.dir.as_fd())
     }
 
     /// Replaces the file with `bytes`, mode 0644: a reader sees the old
@@ -284,6 +318,45 @@ impl OutputFile {
             let _ = rustix::fs::unlinkat(&self.dir, &tmp, AtFlags::empty());
         }
         r
+    }
+
+    /// The file's bytes if this process's user wrote it: a regular file
+    /// owned by the effective user, not writable by group or others, of at
+    /// most `cap` bytes, opened without following a symbolic link or
+    /// blocking on a FIFO. `Ok(None)`: there is none.
+    pub fn read_own(&self, cap: usize) -> Result<Option<Vec<u8>>, ReadBackError> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(&self.dir, &self.name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(Errno::LOOP) => return Err(ReadBackError::NotOurs("a symbolic link")),
+            Err(e) => return Err(ReadBackError::Io(e.into())),
+        };
+        let st = rustix::fs::fstat(&fd).map_err(|e| ReadBackError::Io(e.into()))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(ReadBackError::NotOurs("not a regular file"));
+        }
+        if st.st_uid != rustix::process::geteuid().as_raw() {
+            return Err(ReadBackError::NotOurs("owned by another user"));
+        }
+        if st.st_mode & 0o022 != 0 {
+            return Err(ReadBackError::NotOurs("writable by group or others"));
+        }
+        let mut bytes = vec![0; cap.min(st.st_size.max(0) as usize) + 1];
+        let mut got = 0;
+        while got < bytes.len() {
+            match rustix::io::read(&fd, &mut bytes[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(ReadBackError::Io(e.into())),
+            }
+        }
+        if got > cap {
+            return Err(ReadBackError::TooLarge(cap));
+        }
+        bytes.truncate(got);
+        Ok(Some(bytes))
     }
 
     /// Creates a new, empty temporary file beside the target under a random

@@ -300,6 +300,7 @@ fn every_format(influx: &Influx, db: &str, measurements: &[&str], namespaces: &[
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{args:?}: {stderr}");
         assert!(!stderr.contains("E! "), "{args:?}: {stderr}");
+        assert!(!stderr.contains("--state-file"), "{args:?}: {stderr}");
         let text = String::from_utf8(out.stdout).unwrap();
         match format[1] {
             "influx" => {
@@ -384,7 +385,16 @@ fn together(measurements: &'static [&'static str]) {
             std::os::unix::fs::symlink(format!("/proc/{entry}"), proc_root.0.join(entry)).unwrap();
         }
         let root = proc_root.0.to_str().unwrap();
-        let m = measurements;
+        // Every one-shot run below keeps --tcp-info's destinations in one
+        // --state-file and reads back what the run before it kept, whatever
+        // namespaces and format that run had (bpf takes no --tcp-info).
+        let state = Scratch::new("combinations-state");
+        let state_file = state.join("netstat.state");
+        let mut m = measurements.to_vec();
+        if !bpf {
+            m.extend(["--state-file", state_file.to_str().unwrap()]);
+        }
+        let m = &m[..];
         let own = every_format(&influx, "own", m, &[]);
         assert!(own.iter().all(|r| r.1.iter().all(|t| t.0 != "netns")));
         let netns = every_format(
@@ -423,6 +433,12 @@ fn together(measurements: &'static [&'static str]) {
             ] {
                 assert!(row.1.contains(&(k.to_string(), v.to_string())), "{row:?}");
             }
+        }
+        if !bpf {
+            // Kept by the last run: our connection to 8080 among them.
+            let kept = std::fs::read_to_string(&state_file).unwrap();
+            let to_8080 = |l: &str| l.starts_with("tcp-info-destination ") && l.ends_with(" 8080");
+            assert!(kept.lines().any(to_8080), "{kept}");
         }
         assert!(all
             .iter()

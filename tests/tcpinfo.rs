@@ -331,6 +331,163 @@ fn the_last_gathers_top_destinations_are_looked_up() {
     })
 }
 
+/// Listeners on 7001 and 7002 with 3 and 2 connections to 127.0.0.1:7001
+/// and 127.0.0.2:7002, and 60 idle listeners (so that 5 lookups are few
+/// beside the namespace's 72 sockets), held until dropped.
+type Destinations = (Vec<(TcpStream, TcpStream)>, Vec<TcpListener>);
+
+fn two_destinations() -> Destinations {
+    let a = TcpListener::bind("0.0.0.0:7001").unwrap();
+    let b = TcpListener::bind("0.0.0.0:7002").unwrap();
+    let mut pairs = talking_to(&a, "127.0.0.1:7001", 3);
+    pairs.extend(talking_to(&b, "127.0.0.2:7002", 2));
+    let mut listeners: Vec<TcpListener> = (0..60)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners.extend([a, b]);
+    (pairs, listeners)
+}
+
+/// A one-shot `--tcp-info -v --destinations N --state-file FILE`: its
+/// output, its stderr and how the kernel was asked.
+fn with_state(n: &str, file: &std::path::Path) -> (String, String, Option<Asked>) {
+    let args = ["--tcp-info", "-v", "--destinations", n, "--state-file"];
+    let out = command(&args).arg(file).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    let asked = stderr.lines().find_map(asked);
+    (String::from_utf8(out.stdout).unwrap(), stderr, asked)
+}
+
+/// The destination lines of a state file.
+fn kept(file: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert_eq!(
+        text.lines().next(),
+        Some("telegraf-netstat state 1"),
+        "{text}"
+    );
+    text.lines().skip(1).map(str::to_owned).collect()
+}
+
+fn a_state_file_carries_the_top_destinations_to_the_next_run() {
+    in_netns(|| {
+        let _held = two_destinations();
+        let dir = Scratch::new("tcpinfo-state");
+        let file = dir.join("netstat.state");
+        // The first run knows its destinations only after its pass: the
+        // walk. It keeps both.
+        let (out, stderr, asked) = with_state("5", &file);
+        assert!(matches!(asked, Some(Asked::Walk(5, _))), "{asked:?}\n{out}");
+        assert!(!stderr.contains("W! "), "{stderr}");
+        let both = kept(&file);
+        assert_eq!(both.len(), 2, "{both:?}");
+        assert!(both[0].ends_with(" 00000000000000000000ffff7f000001 7001"));
+        assert!(both[1].ends_with(" 00000000000000000000ffff7f000002 7002"));
+        // The next runs kept their sockets in the pass and asked for each,
+        // with the rows ss shows.
+        let (out, asked, _) = destinations_matching_ss(|| {
+            let (out, _, asked) = with_state("5", &file);
+            (out, asked)
+        });
+        let Some(Asked::Lookups(5, 5, bytes)) = asked else {
+            panic!("{asked:?}\n{out}");
+        };
+        assert!((5 * 300..=5 * 600).contains(&bytes), "{bytes} bytes");
+        // With --destinations 1 a run takes one destination of the file
+        // (the first), 7001, still the top one: its 3 sockets looked up;
+        // it keeps 7001 alone.
+        let (out, _, asked) = with_state("1", &file);
+        assert!(matches!(asked, Some(Asked::Lookups(3, 3, _))), "{asked:?}");
+        assert_eq!(rows(&destination_rows(&out)).len(), 1, "{out}");
+        assert_eq!(kept(&file), both[..1]);
+        // 7002 is among the top again and its sockets were not kept: the
+        // walk, never a row short.
+        let (out, _, asked) = with_state("5", &file);
+        assert!(matches!(asked, Some(Asked::Walk(5, _))), "{asked:?}\n{out}");
+        assert_eq!(rows(&destination_rows(&out)).len(), 2, "{out}");
+        assert_eq!(kept(&file), both);
+    })
+}
+
+fn a_state_file_not_of_this_user_is_ignored_and_replaced() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    in_netns(|| {
+        let _held = two_destinations();
+        let dir = Scratch::new("tcpinfo-hostile-state");
+        let file = dir.join("netstat.state");
+        with_state("5", &file);
+        let good = std::fs::read(&file).unwrap();
+        let elsewhere = dir.join("elsewhere");
+        type Plant = fn(&std::path::Path, &std::path::Path, &[u8]);
+        let plants: [(Plant, &str); 6] = [
+            (
+                |f, elsewhere, good| {
+                    std::fs::write(elsewhere, good).unwrap();
+                    std::os::unix::fs::symlink(elsewhere, f).unwrap();
+                },
+                "it is a symbolic link",
+            ),
+            (
+                |f, _, good| {
+                    std::fs::write(f, good).unwrap();
+                    std::os::unix::fs::chown(f, Some(65534), Some(65534)).unwrap();
+                },
+                "it is owned by another user",
+            ),
+            (
+                |f, _, good| {
+                    std::fs::write(f, good).unwrap();
+                    std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o666)).unwrap();
+                },
+                "it is writable by group or others",
+            ),
+            (
+                |f, _, _| {
+                    let made = Command::new("mkfifo").arg(f).status().unwrap();
+                    assert!(made.success());
+                },
+                "it is not a regular file",
+            ),
+            (
+                |f, _, good| {
+                    std::fs::write(f, [good, b"tcp-info-destination x\n"].concat()).unwrap()
+                },
+                "line 4 is not one it writes",
+            ),
+            (
+                |f, _, _| std::fs::write(f, vec![b'#'; 4 << 20 | 1]).unwrap(),
+                "it is longer than 4194304 bytes",
+            ),
+        ];
+        for (plant, says) in plants {
+            std::fs::remove_file(&file).unwrap();
+            plant(&file, &elsewhere, &good);
+            let (out, stderr, asked) = with_state("5", &file);
+            let warned: Vec<_> = stderr.lines().filter(|l| l.starts_with("W! ")).collect();
+            let expected = format!("W! --state-file {}: ignored, {says}; ", file.display());
+            assert!(
+                warned.len() == 1 && warned[0].starts_with(&expected),
+                "{says}: {stderr}"
+            );
+            // Counted as without the file, and the file is ours again.
+            assert!(
+                matches!(asked, Some(Asked::Walk(5, _))),
+                "{says}: {asked:?}\n{out}"
+            );
+            let meta = std::fs::symlink_metadata(&file).unwrap();
+            assert!(meta.is_file() && meta.uid() == 0, "{says}: {meta:?}");
+            assert_eq!(meta.mode() & 0o777, 0o644, "{says}");
+            assert_eq!(std::fs::read(&file).unwrap(), good, "{says}");
+        }
+        assert_eq!(
+            std::fs::read(&elsewhere).unwrap(),
+            good,
+            "never written through the link"
+        );
+    })
+}
+
 fn a_shaped_path_lands_in_a_higher_bucket_than_loopback() {
     in_netns(|| {
         let peer = Peer::new("10.77.0.1/24", "10.77.0.2/24");
@@ -457,6 +614,8 @@ fn main() {
     let tests = tests![
         the_top_destinations_get_a_row_each,
         the_last_gathers_top_destinations_are_looked_up,
+        a_state_file_carries_the_top_destinations_to_the_next_run,
+        a_state_file_not_of_this_user_is_ignored_and_replaced,
         buckets_equal_ss_and_only_the_selected_sockets_are_dumped,
         a_shaped_path_lands_in_a_higher_bucket_than_loopback,
         loss_recovery_and_backoff_of_a_peer_gone_away,

@@ -59,6 +59,9 @@ pub struct Config {
     /// RTT and loss per selected port (`--tcp-info`):
     /// `netstat_port_tcp_info`.
     pub tcp_info: bool,
+    /// `--state-file`: where a one-shot run keeps `--tcp-info`'s top
+    /// destinations for the next (opened at startup, see [`output_error`]).
+    pub state_file: Option<PathBuf>,
     /// Tag namespaces with container, pod and hostname labels.
     pub netns_labels: bool,
     /// Which measurements are printed (`--only`; all asked-for by default).
@@ -81,14 +84,19 @@ pub enum Mode {
     Serve(Serve),
 }
 
-/// The usage error (exit 2) for an `--output` FILE that startup could not
-/// open (see `sink::OutputFile::open`): its directory cannot take new files,
-/// or it exists and is not a regular file.
-pub fn output_error(path: &std::path::Path, why: impl std::fmt::Display) -> clap::Error {
+/// The usage error (exit 2) for an `--output` or `--state-file` FILE that
+/// startup could not open (see `sink::OutputFile::open`): its directory
+/// cannot take new files, or an `--output` FILE exists and is not a regular
+/// file.
+pub fn output_error(
+    flag: &str,
+    path: &std::path::Path,
+    why: impl std::fmt::Display,
+) -> clap::Error {
     Args::command().error(
         ErrorKind::InvalidValue,
         format!(
-            "invalid value '{}' for '--output <FILE>': {why}",
+            "invalid value '{}' for '{flag} <FILE>': {why}",
             path.display()
         ),
     )
@@ -154,6 +162,7 @@ impl Config {
             counters: a.counters,
             health: a.health,
             tcp_info: a.tcp_info,
+            state_file: a.state_file,
         })
     }
 }
@@ -185,6 +194,9 @@ fn conflicts(a: &Args) -> Result<(), clap::Error> {
             "--tcp-info reads each socket's tcp_info over netlink; the /proc tables of --source proc carry none",
         ));
     }
+    if a.state_file.is_some() {
+        state_file_conflicts(a, serving)?;
+    }
     if a.web_config.is_some() && !serving {
         return Err(usage(
             ErrorKind::MissingRequiredArgument,
@@ -195,6 +207,30 @@ fn conflicts(a: &Args) -> Result<(), clap::Error> {
         return Err(usage(
             ErrorKind::MissingRequiredArgument,
             "--web.telemetry-path needs --listen or --web.systemd-socket",
+        ));
+    }
+    Ok(())
+}
+
+/// `--state-file` serves one-shot runs with `--tcp-info --destinations N`
+/// only, and is not the `--output` file.
+fn state_file_conflicts(a: &Args, serving: bool) -> Result<(), clap::Error> {
+    if a.execd || a.interval.is_some() || serving {
+        return Err(usage(
+            ErrorKind::ArgumentConflict,
+            "--state-file is for one-shot runs: --execd, --interval and the exporter keep the last gather's destinations in memory",
+        ));
+    }
+    if !a.tcp_info || a.destinations.is_none() {
+        return Err(usage(
+            ErrorKind::MissingRequiredArgument,
+            "--state-file keeps --tcp-info's top destinations for the next run: it needs --tcp-info and --destinations N",
+        ));
+    }
+    if a.output.is_some() && a.output == a.state_file {
+        return Err(usage(
+            ErrorKind::ArgumentConflict,
+            "--state-file and --output name the same file",
         ));
     }
     Ok(())
@@ -536,6 +572,40 @@ mod tests {
         ] {
             let e = parse(bad.iter().copied()).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn state_file_is_for_one_shot_runs_with_tcp_info_destinations() {
+        let ok = [
+            "t",
+            "--tcp-info",
+            "--destinations",
+            "3",
+            "--state-file",
+            "s",
+        ];
+        assert_eq!(parse(ok).unwrap().state_file, Some("s".into()));
+        for (extra, says) in [
+            (&["--execd"][..], "for one-shot runs"),
+            (&["--interval", "10s"], "for one-shot runs"),
+            (&["--listen", ":0"], "for one-shot runs"),
+            (&["--output", "s"], "name the same file"),
+        ] {
+            let e = parse(ok.iter().chain(extra)).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{extra:?}: {e}");
+            assert!(e.to_string().contains(says), "{extra:?}: {e}");
+        }
+        for without in [
+            &["t", "--destinations", "3", "--state-file", "s"][..],
+            &["t", "--tcp-info", "--local-port", "22", "--state-file", "s"],
+        ] {
+            let e = parse(without.iter().copied()).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("needs --tcp-info and --destinations N"),
+                "{e}"
+            );
         }
     }
 

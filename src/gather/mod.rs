@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::log::Logger;
 use telegraf_netstat::collector::Buffers;
 use telegraf_netstat::measure::netstat::count::{Queued, TcpStates};
+use telegraf_netstat::measure::tcpinfo::count::Destination;
 use telegraf_netstat::measure::Gathered;
 use telegraf_netstat::measure::{Measurements, Shape};
 use telegraf_netstat::netns::{NsId, Target};
@@ -37,6 +38,11 @@ pub trait Count {
     fn shares_host_tcp_hash(&mut self) -> bool;
     /// TCP counted elsewhere (`--source bpf`), for the next gather only.
     fn supply_tcp(&mut self, tcp: Option<(&TcpStates, &[Queued; 2])>);
+    /// `--tcp-info`'s destinations selected at the last gather.
+    fn tcp_info_destinations(&self) -> Vec<Destination>;
+    /// Before the first gather: those another run selected
+    /// (`--state-file`).
+    fn recall_tcp_info_destinations(&mut self, last: &mut dyn Iterator<Item = Destination>);
     /// Counts the namespace's sockets; `stop` is asked as it goes.
     fn gather(
         &mut self,
@@ -65,6 +71,14 @@ impl Count for Collector {
 
     fn supply_tcp(&mut self, tcp: Option<(&TcpStates, &[Queued; 2])>) {
         Collector::supply_tcp(self, tcp)
+    }
+
+    fn tcp_info_destinations(&self) -> Vec<Destination> {
+        Collector::tcp_info_destinations(self).collect()
+    }
+
+    fn recall_tcp_info_destinations(&mut self, last: &mut dyn Iterator<Item = Destination>) {
+        Collector::recall_tcp_info_destinations(self, last)
     }
 
     fn gather(
@@ -107,6 +121,10 @@ pub struct Gatherer<C: Count = Collector> {
     shared_hash: Reminder,
     /// `--source bpf`: the walker and its self-test.
     bpf: Option<bpf::Bpf>,
+    /// `--state-file`: the `--tcp-info` destinations a previous run
+    /// selected, by namespace (this process's own as its `NsId`), sorted;
+    /// each collector is told its own before it first counts.
+    recalled: Vec<(NsId, Destination)>,
 }
 
 /// Said when at least this many namespaces share the host's TCP hash
@@ -177,7 +195,41 @@ impl<C: Count> Gatherer<C> {
                 // Native names print the bytes queued: the walk reads them too.
                 load_bpf(&config.log, config.format == Format::PrometheusNative)
             }),
+            recalled: Vec::new(),
         }
+    }
+
+    /// Before the first gather (`--state-file`): the `--tcp-info`
+    /// destinations a previous run selected, by namespace.
+    pub fn recall_tcp_info(&mut self, mut recalled: Vec<(NsId, Destination)>) {
+        recalled.sort_unstable();
+        self.recalled = recalled;
+    }
+
+    /// After a gather (`--state-file`): each counted namespace's
+    /// `--tcp-info` destinations, this process's own under its `NsId`.
+    pub fn tcp_info_destinations(&self) -> Vec<(NsId, Destination)> {
+        let own = NsId::own();
+        let counted = self.namespaces.list.iter();
+        let collectors = counted.filter_map(|ns| ns.collector.as_ref());
+        let with_id = collectors.filter_map(|c| Some((c.target().map(|t| t.id).or(own)?, c)));
+        with_id
+            .flat_map(|(id, c)| c.tcp_info_destinations().into_iter().map(move |d| (id, d)))
+            .collect()
+    }
+
+    /// Tells `collector` the destinations a previous run selected in its
+    /// namespace, once (`--state-file`).
+    fn recall(recalled: &mut Vec<(NsId, Destination)>, collector: &mut C) {
+        if recalled.is_empty() {
+            return;
+        }
+        let Some(id) = collector.target().map(|t| t.id).or_else(NsId::own) else {
+            return;
+        };
+        let from = recalled.partition_point(|r| r.0 < id);
+        let to = from + recalled[from..].partition_point(|r| r.0 == id);
+        collector.recall_tcp_info_destinations(&mut recalled.drain(from..to).map(|r| r.1));
     }
 
     pub fn log(&self) -> &Logger {
@@ -297,6 +349,7 @@ impl<C: Count> Gatherer<C> {
             let events =
                 &mut |event: Event<'_>| report(&log, &prefix, include_unix, caps, now, event);
             let ino = collector.target().map(|t| t.id.ino);
+            Self::recall(&mut self.recalled, collector);
             let expected = self.bpf.as_mut().and_then(|b| b.supply(collector));
             match collector.gather(&mut self.bufs, events, &mut || interrupt.stop_requested()) {
                 Err(Error::Stopped) => return None,

@@ -20,11 +20,17 @@ thread_local! {
 struct Fake {
     target: Option<Target>,
     gathers: u64,
+    /// What it was told a previous run selected, handed back as selected.
+    recalled: Vec<Destination>,
 }
 
 impl Count for Fake {
     fn for_namespace(_: &Options, target: Option<Target>) -> Self {
-        Fake { target, gathers: 0 }
+        Fake {
+            target,
+            gathers: 0,
+            recalled: Vec::new(),
+        }
     }
 
     fn target(&self) -> Option<&Target> {
@@ -40,6 +46,14 @@ impl Count for Fake {
     }
 
     fn supply_tcp(&mut self, _: Option<(&TcpStates, &[Queued; 2])>) {}
+
+    fn tcp_info_destinations(&self) -> Vec<Destination> {
+        self.recalled.clone()
+    }
+
+    fn recall_tcp_info_destinations(&mut self, last: &mut dyn Iterator<Item = Destination>) {
+        self.recalled.extend(last);
+    }
 
     fn gather(
         &mut self,
@@ -209,4 +223,28 @@ fn a_namespace_gone_since_the_scan_is_not_a_failure_but_is_not_counted() {
         .filter(|l| l.starts_with("netstat_gather_success") && l.ends_with(" 0"))
         .count();
     assert_eq!(zeros, 1, "{text}");
+}
+
+#[test]
+fn each_namespace_is_told_its_own_recalled_destinations_once() {
+    let own = NsId::own().expect("/proc/self/ns/net");
+    let other = NsId {
+        dev: own.dev,
+        ino: own.ino.wrapping_add(1),
+    };
+    let d = |last: u8| ([last; 16], 443);
+    let mut g = gatherer(&["--netns", "/proc/self/ns/net"]);
+    g.recall_tcp_info(vec![(other, d(1)), (own, d(3)), (own, d(2))]);
+    assert_eq!(
+        g.collect(&mut Uninterrupted),
+        Collected::Counted { failed: 0 }
+    );
+    assert_eq!(
+        g.tcp_info_destinations(),
+        vec![(own, d(2)), (own, d(3))],
+        "its own, in order; not another namespace's"
+    );
+    assert_eq!(g.recalled, vec![(other, d(1))], "told once");
+    g.collect(&mut Uninterrupted);
+    assert_eq!(g.tcp_info_destinations().len(), 2, "not told again");
 }

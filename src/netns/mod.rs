@@ -31,7 +31,7 @@ pub const NAMED_DIRS: [&str; 2] = ["/run/netns", "/var/run/netns"];
 
 /// The identity of a namespace: the device and inode of its nsfs file,
 /// the same through every path that refers to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NsId {
     pub dev: u64,
     pub ino: u64,

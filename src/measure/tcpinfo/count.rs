@@ -233,6 +233,13 @@ impl TcpInfoCounts {
         self.compile();
     }
 
+    /// The destinations selected at the last gather, sorted: what a
+    /// one-shot run leaves for the next one to [`Self::select`] before its
+    /// first gather, so that its main pass keeps their sockets.
+    pub fn selected(&self) -> impl Iterator<Item = Destination> + '_ {
+        self.destinations.iter().map(|r| r.0)
+    }
+
     /// Whether anything is selected (if not, nothing is dumped).
     pub fn is_empty(&self) -> bool {
         self.local.is_empty() && self.remote.is_empty() && self.destinations.is_empty()

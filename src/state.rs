@@ -1,0 +1,253 @@
+//! `--state-file`: what a one-shot run leaves for the next one, so that a
+//! run of `inputs.exec` can do what a loop does from its second gather on.
+//!
+//! Today that is each namespace's `--tcp-info` destinations (its top
+//! `--destinations N`). Without them a one-shot run learns its top
+//! destinations only at the end of its main pass, when the sockets have
+//! gone by, and asks the kernel for their `tcp_info` with a second, filtered
+//! walk of the TCP table (about a quarter of the main pass at 200 000
+//! sockets); told the last run's, its main pass keeps the sockets to those
+//! and, when they are still the top ones, asks for each by itself
+//! (`Collector::recall_tcp_info_destinations`).
+//!
+//! The file is the program's own: written as `--output` is (a new file
+//! with a random hidden name in the same directory, then `rename`, never
+//! following or reusing what is there), and read back only if it is a
+//! regular file owned by this user and writable by nobody else, at most
+//! [`MAX_BYTES`] long, opened without following a symbolic link
+//! (`OutputFile::read_own`). Whatever else is found is said (`W!`),
+//! ignored and replaced. Nothing in it can change what is counted: a
+//! namespace's lookups are taken only when its main pass kept every socket
+//! of this gather's top destinations, else the filtered walk runs as
+//! without the file; its bytes are bounded, and each namespace takes at
+//! most N destinations from it.
+//!
+//! The format, one destination per line after a header, in namespace order:
+//!
+//! ```text
+//! telegraf-netstat state 1
+//! tcp-info-destination <netns dev> <netns inode> <address: 32 hex digits, IPv6 form> <port>
+//! ```
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use telegraf_netstat::measure::tcpinfo::count::Destination;
+use telegraf_netstat::netns::NsId;
+
+use crate::log::Logger;
+use crate::sink::{OutputError, OutputFile};
+
+/// The first line of the file.
+const HEADER: &str = "telegraf-netstat state 1";
+/// The first word of a destination's line.
+const DESTINATION: &str = "tcp-info-destination";
+/// The most bytes read back or written: about 45 000 lines (4 500
+/// namespaces with `--destinations 10`).
+pub const MAX_BYTES: usize = 4 << 20;
+
+/// The `--state-file`, its directory opened at startup.
+#[derive(Debug)]
+pub struct StateFile {
+    file: OutputFile,
+}
+
+impl StateFile {
+    /// Opens `path`'s directory and checks that it takes new files; what
+    /// is at `path` is looked at only when read.
+    pub fn open(path: &Path) -> Result<StateFile, OutputError> {
+        OutputFile::in_directory(path).map(|file| StateFile { file })
+    }
+
+    /// Whether `output` is this same file.
+    pub fn is(&self, output: &OutputFile) -> bool {
+        self.file.same_target(output)
+    }
+
+    /// The destinations the last run kept, by namespace; none when there
+    /// is no file, and none with a `W!` line when it is refused.
+    pub fn recall(&self, log: &Logger) -> Vec<(NsId, Destination)> {
+        let path = self.file.path().display();
+        let bytes = match self.file.read_own(MAX_BYTES) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                log.debug(format_args!(
+                    "--state-file {path}: none yet; --tcp-info walks for its destinations"
+                ));
+                return Vec::new();
+            }
+            Err(e) => {
+                self.ignored(log, &e);
+                return Vec::new();
+            }
+        };
+        match parse(&bytes) {
+            Ok(v) => v,
+            Err(line) => {
+                self.ignored(log, &format_args!("line {line} is not one it writes"));
+                Vec::new()
+            }
+        }
+    }
+
+    fn ignored(&self, log: &Logger, why: &dyn std::fmt::Display) {
+        log.warn(format_args!(
+            "--state-file {}: ignored, {why}; this run walks for --tcp-info's destinations, \
+             and the file is replaced",
+            self.file.path().display()
+        ));
+    }
+
+    /// Replaces the file with `kept` (sorted and deduplicated here); a
+    /// `W!` line when it cannot be written, or when namespaces past
+    /// [`MAX_BYTES`] were left out.
+    pub fn keep(&self, log: &Logger, mut kept: Vec<(NsId, Destination)>) {
+        kept.sort_unstable();
+        kept.dedup();
+        let (text, left_out) = format(&kept);
+        let path = self.file.path().display();
+        if left_out > 0 {
+            log.warn(format_args!(
+                "--state-file {path}: {left_out} destinations past {MAX_BYTES} bytes left out; \
+                 their namespaces walk for them at the next run"
+            ));
+        }
+        if let Err(e) = self.file.replace(text.as_bytes()) {
+            log.warn(format_args!(
+                "--state-file {path}: cannot replace it: {e}; the next run walks for --tcp-info's destinations"
+            ));
+        }
+    }
+}
+
+/// The file's text for `kept`, whole namespaces only up to
+/// [`MAX_BYTES`], and how many destinations were left out.
+fn format(kept: &[(NsId, Destination)]) -> (String, usize) {
+    let mut text = format!("{HEADER}\n");
+    let mut line = String::new();
+    let (mut namespace_start, mut written) = (text.len(), 0);
+    for (i, (id, (addr, port))) in kept.iter().enumerate() {
+        if i > 0 && kept[i - 1].0 != *id {
+            (namespace_start, written) = (text.len(), i);
+        }
+        line.clear();
+        let _ = write!(line, "{DESTINATION} {} {} ", id.dev, id.ino);
+        for b in addr {
+            let _ = write!(line, "{b:02x}");
+        }
+        let _ = writeln!(line, " {port}");
+        if text.len() + line.len() > MAX_BYTES {
+            // This namespace's lines so far go too: a namespace is told all
+            // of its destinations or none.
+            text.truncate(namespace_start);
+            return (text, kept.len() - written);
+        }
+        text.push_str(&line);
+    }
+    (text, 0)
+}
+
+/// The destinations in `bytes`, or the number of the first line that is
+/// not one [`format`] writes.
+fn parse(bytes: &[u8]) -> Result<Vec<(NsId, Destination)>, usize> {
+    let text = std::str::from_utf8(bytes).map_err(|_| 1usize)?;
+    let mut lines = text.split_terminator('\n');
+    if lines.next() != Some(HEADER) {
+        return Err(1);
+    }
+    lines
+        .enumerate()
+        .map(|(i, l)| parse_line(l).ok_or(i + 2))
+        .collect()
+}
+
+fn parse_line(line: &str) -> Option<(NsId, Destination)> {
+    let mut words = line.split(' ');
+    let mut next = || words.next();
+    if next()? != DESTINATION {
+        return None;
+    }
+    let (dev, ino) = (next()?.parse().ok()?, next()?.parse().ok()?);
+    let hex = next()?.as_bytes();
+    let port = next()?.parse().ok()?;
+    if hex.len() != 32 || next().is_some() {
+        return None;
+    }
+    let mut addr = [0u8; 16];
+    for (b, pair) in addr.iter_mut().zip(hex.chunks(2)) {
+        *b = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some((NsId { dev, ino }, (addr, port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(ino: u64) -> NsId {
+        NsId { dev: 4, ino }
+    }
+
+    fn v4(last: u8, port: u16) -> Destination {
+        let mut a = [0u8; 16];
+        a[10] = 0xff;
+        a[11] = 0xff;
+        a[12..].copy_from_slice(&[10, 0, 0, last]);
+        (a, port)
+    }
+
+    #[test]
+    fn what_is_written_is_read_back() {
+        let kept = vec![
+            (id(7), v4(1, 5432)),
+            (id(7), v4(2, 443)),
+            (id(9), ([0xfe; 16], 80)),
+        ];
+        let (text, left_out) = format(&kept);
+        assert_eq!(left_out, 0);
+        assert_eq!(
+            text.lines().nth(1),
+            Some("tcp-info-destination 4 7 00000000000000000000ffff0a000001 5432")
+        );
+        assert_eq!(parse(text.as_bytes()), Ok(kept));
+        assert_eq!(parse(b"telegraf-netstat state 1\n"), Ok(vec![]));
+    }
+
+    #[test]
+    fn anything_else_is_refused_by_its_line() {
+        let good = "tcp-info-destination 4 7 00000000000000000000ffff0a000001 5432";
+        let with = |line: &str| format!("{HEADER}\n{good}\n{line}\n");
+        assert_eq!(parse(b""), Err(1));
+        assert_eq!(parse(b"telegraf-netstat state 2\n"), Err(1));
+        assert_eq!(parse(b"\xff\n"), Err(1));
+        for bad in [
+            "",
+            "tcp-info-destination 4 7 00000000000000000000ffff0a000001",
+            "tcp-info-destination 4 7 00000000000000000000ffff0a000001 5432 1",
+            "tcp-info-destination 4 7 00000000000000000000ffff0a00001 5432",
+            "tcp-info-destination 4 7 00000000000000000000ffff0a0000zz 5432",
+            "tcp-info-destination 4 7 00000000000000000000ffff0a000001 65536",
+            "tcp-info-destination -4 7 00000000000000000000ffff0a000001 5432",
+            "tcp-info-destination  4 7 00000000000000000000ffff0a000001 5432",
+            "other 4 7 00000000000000000000ffff0a000001 5432",
+        ] {
+            assert_eq!(parse(with(bad).as_bytes()), Err(3), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn past_the_cap_whole_namespaces_are_left_out() {
+        // 70-odd bytes a line: far more than MAX_BYTES in all.
+        let per = 1000;
+        let kept: Vec<_> = (0..100u64)
+            .flat_map(|ns| (0..per).map(move |p| (id(ns), v4(1, p as u16))))
+            .collect();
+        let (text, left_out) = format(&kept);
+        assert!(text.len() <= MAX_BYTES);
+        let back = parse(text.as_bytes()).unwrap();
+        assert_eq!(back.len() + left_out, kept.len());
+        assert_eq!(back.len() % per, 0, "whole namespaces only");
+        assert!(!back.is_empty());
+        assert_eq!(back[..], kept[..back.len()]);
+    }
+}
