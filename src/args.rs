@@ -244,7 +244,8 @@ pub struct Args {
     /// min_rtt_seconds, loss_recovery, rto_backoff, notsent_bytes and
     /// unacked_bytes. Read from each socket's tcp_info: those sockets asked
     /// of the kernel one by one when the main pass found them (ports, and
-    /// the destinations chosen at the last gather), else one extra TCP dump
+    /// the last gather's top destinations and up to as many just below
+    /// them), else one extra TCP dump
     /// the kernel filters to them. Needs netlink (not
     /// --source proc); with nothing selected nothing extra is dumped.
     /// Printed with netstat_port and netstat_destination.

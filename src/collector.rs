@@ -271,23 +271,26 @@ impl Collector {
         self.supplied = tcp.map(|(s, q)| (*s, *q));
     }
 
-    /// `--tcp-info`'s destinations selected at the last gather, sorted
-    /// (none before the first, or without `--destinations`).
+    /// The destinations whose sockets `--tcp-info`'s next main pass keeps
+    /// (the last gather's top ones and a margin below them: see
+    /// `tcpinfo::count::KEPT_PER_SELECTED`), sorted; none before the
+    /// first gather, or without `--destinations`.
     pub fn tcp_info_destinations(&self) -> impl Iterator<Item = Destination> + '_ {
-        self.tcp_info.iter().flat_map(TcpInfoCounts::selected)
+        self.tcp_info.iter().flat_map(TcpInfoCounts::kept)
     }
 
-    /// Before a first gather: the destinations another run selected at its
-    /// last (`--state-file`), at most `--destinations N` of them. The main
-    /// pass keeps their sockets, so that when they are still the top ones
-    /// each is looked up instead of walked for. What it is told changes
-    /// what the gather costs, never what it counts: the lookups are taken
-    /// only when the main pass kept every socket of this gather's top
-    /// destinations (`TcpInfoCounts::looks_up`).
+    /// Before a first gather: the destinations another run kept
+    /// (`--state-file`), at most `KEPT_PER_SELECTED` times
+    /// `--destinations N` of them. The main pass keeps their sockets, so
+    /// that when this gather's top ones are among them each is looked up
+    /// instead of walked for. What it is told changes what the gather
+    /// costs, never what it counts: the lookups are taken only when the
+    /// main pass kept every socket of this gather's top destinations
+    /// (`TcpInfoCounts::looks_up`).
     pub fn recall_tcp_info_destinations(&mut self, last: &mut dyn Iterator<Item = Destination>) {
-        let n = self.options.tcp_info_destinations;
+        let n = self.options.tcp_info_destinations * tcpinfo::KEPT_PER_SELECTED;
         if let (1.., Some(t)) = (n, &mut self.tcp_info) {
-            t.select(last.take(n));
+            t.recall(last.take(n));
         }
     }
 
@@ -416,7 +419,8 @@ impl Collector {
             return Ok(());
         }
         if let (n @ 1.., Some(o)) = (self.options.tcp_info_destinations, &self.agg.outbound) {
-            t.select(o.top(n).0.iter().map(|d| (d.addr, d.port)));
+            let ranked = o.top(n * tcpinfo::KEPT_PER_SELECTED).0.iter();
+            t.select(ranked.map(|d| ((d.addr, d.port), d.sockets.tcp_total())), n);
         }
         if t.is_empty() {
             return Ok(());

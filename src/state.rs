@@ -1,14 +1,15 @@
 //! `--state-file`: what a one-shot run leaves for the next one, so that a
 //! run of `inputs.exec` can do what a loop does from its second gather on.
 //!
-//! Today that is each namespace's `--tcp-info` destinations (its top
-//! `--destinations N`). Without them a one-shot run learns its top
+//! Today that is each namespace's kept `--tcp-info` destinations (its top
+//! `--destinations N` and up to N just below them). Without them a one-shot run learns its top
 //! destinations only at the end of its main pass, when the sockets have
 //! gone by, and asks the kernel for their `tcp_info` with a second, filtered
 //! walk of the TCP table (about a quarter of the main pass at 200 000
 //! sockets); told the last run's, its main pass keeps the sockets to those
 //! and, when they are still the top ones, asks for each by itself
 //! (`Collector::recall_tcp_info_destinations`).
+//! A loop does the same from its second gather on, in memory.
 //!
 //! The file is the program's own: written as `--output` is (a new file
 //! with a random hidden name in the same directory, then `rename`, never
@@ -20,7 +21,7 @@
 //! namespace's lookups are taken only when its main pass kept every socket
 //! of this gather's top destinations, else the filtered walk runs as
 //! without the file; its bytes are bounded, and each namespace takes at
-//! most N destinations from it.
+//! most 2N destinations from it.
 //!
 //! The format, one destination per line after a header, in namespace order:
 //!

@@ -394,17 +394,21 @@ fn a_state_file_carries_the_top_destinations_to_the_next_run() {
             panic!("{asked:?}\n{out}");
         };
         assert!((5 * 300..=5 * 600).contains(&bytes), "{bytes} bytes");
-        // With --destinations 1 a run takes one destination of the file
-        // (the first), 7001, still the top one: its 3 sockets looked up;
-        // it keeps 7001 alone.
+        // --destinations 1 selects 7001 and looks up its 3 sockets alone;
+        // it keeps 7002 too, just below the top one.
         let (out, _, asked) = with_state("1", &file);
         assert!(matches!(asked, Some(Asked::Lookups(3, 3, _))), "{asked:?}");
         assert_eq!(rows(&destination_rows(&out)).len(), 1, "{out}");
-        assert_eq!(kept(&file), both[..1]);
-        // 7002 is among the top again and its sockets were not kept: the
+        assert_eq!(kept(&file), both);
+        // So 7002 moving into the top ones is looked up too.
+        let (_, _, asked) = with_state("2", &file);
+        assert!(matches!(asked, Some(Asked::Lookups(5, 5, _))), "{asked:?}");
+        // A file keeping 7001 alone: 7002's sockets were not kept, so the
         // walk, never a row short.
-        let (out, _, asked) = with_state("5", &file);
+        std::fs::write(&file, format!("telegraf-netstat state 1\n{}\n", both[0])).unwrap();
+        let (out, stderr, asked) = with_state("5", &file);
         assert!(matches!(asked, Some(Asked::Walk(5, _))), "{asked:?}\n{out}");
+        assert!(!stderr.contains("W! "), "{stderr}");
         assert_eq!(rows(&destination_rows(&out)).len(), 2, "{out}");
         assert_eq!(kept(&file), both);
     })

@@ -38,10 +38,9 @@ pub trait Count {
     fn shares_host_tcp_hash(&mut self) -> bool;
     /// TCP counted elsewhere (`--source bpf`), for the next gather only.
     fn supply_tcp(&mut self, tcp: Option<(&TcpStates, &[Queued; 2])>);
-    /// `--tcp-info`'s destinations selected at the last gather.
+    /// The destinations `--tcp-info`'s next main pass keeps.
     fn tcp_info_destinations(&self) -> Vec<Destination>;
-    /// Before the first gather: those another run selected
-    /// (`--state-file`).
+    /// Before the first gather: those another run kept (`--state-file`).
     fn recall_tcp_info_destinations(&mut self, last: &mut dyn Iterator<Item = Destination>);
     /// Counts the namespace's sockets; `stop` is asked as it goes.
     fn gather(
@@ -122,7 +121,7 @@ pub struct Gatherer<C: Count = Collector> {
     /// `--source bpf`: the walker and its self-test.
     bpf: Option<bpf::Bpf>,
     /// `--state-file`: the `--tcp-info` destinations a previous run
-    /// selected, by namespace (this process's own as its `NsId`), sorted;
+    /// kept, by namespace (this process's own as its `NsId`), sorted;
     /// each collector is told its own before it first counts.
     recalled: Vec<(NsId, Destination)>,
 }
@@ -200,7 +199,7 @@ impl<C: Count> Gatherer<C> {
     }
 
     /// Before the first gather (`--state-file`): the `--tcp-info`
-    /// destinations a previous run selected, by namespace.
+    /// destinations a previous run kept, by namespace.
     pub fn recall_tcp_info(&mut self, mut recalled: Vec<(NsId, Destination)>) {
         recalled.sort_unstable();
         self.recalled = recalled;
@@ -218,7 +217,7 @@ impl<C: Count> Gatherer<C> {
             .collect()
     }
 
-    /// Tells `collector` the destinations a previous run selected in its
+    /// Tells `collector` the destinations a previous run kept in its
     /// namespace, once (`--state-file`).
     fn recall(recalled: &mut Vec<(NsId, Destination)>, collector: &mut C) {
         if recalled.is_empty() {

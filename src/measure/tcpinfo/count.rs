@@ -3,9 +3,10 @@
 //! destinations of `--destinations` (this gather's), read from each
 //! socket's `struct tcp_info` (`INET_DIAG_INFO`), so that only the
 //! selected sockets are filled and sent: each looked up by itself when the
-//! main pass found them all ([`TcpInfoCounts::remember`], few beside the
-//! namespace's sockets), else one extra dump that the kernel filters
-//! (`crate::bytecode`).
+//! main pass found them all ([`TcpInfoCounts::remember`]: on the selected
+//! ports, and to the destinations kept at the last gather, its top ones and
+//! a margin below them; few beside the namespace's sockets), else one
+//! extra dump that the kernel filters (`crate::bytecode`).
 //!
 //! Per port row, over the connections that exist at the gather (every
 //! field is a snapshot, a gauge): how many there are, their smoothed RTT in
@@ -35,6 +36,17 @@ pub const MAX_LOOKUPS: usize = 4096;
 /// namespace besides the records (BENCHMARKS.md, 200 000 sockets): at one
 /// lookup per ten sockets the two cost about the same.
 pub const SOCKETS_PER_LOOKUP: u64 = 10;
+
+/// The next main pass keeps the sockets of the last gather's top
+/// destinations and, within [`MARGIN_SOCKETS`], of up to as many again
+/// just below them ([`TcpInfoCounts::select`]): a destination that moves up
+/// into the top ones is then looked up too, not walked for.
+pub const KEPT_PER_SELECTED: usize = 2;
+
+/// The destinations below the top ones are kept only while all the kept
+/// ones had at most this many TCP sockets at the last gather: half of
+/// [`MAX_LOOKUPS`], so that their sockets rarely crowd out the top ones'.
+pub const MARGIN_SOCKETS: u64 = MAX_LOOKUPS as u64 / 2;
 
 /// A socket to look up: its family and `inet_diag_sockid`.
 pub type Lookup = (u8, [u8; SOCKID_LEN]);
@@ -167,20 +179,26 @@ pub struct TcpInfoCounts {
     local: Vec<(u16, Stats)>,
     remote: Vec<(u16, Stats)>,
     destinations: Vec<(Destination, Stats)>,
+    /// The destinations whose sockets the next main pass keeps, sorted:
+    /// the last gather's top ones and a margin ([`KEPT_PER_SELECTED`]), or
+    /// those another run kept ([`Self::recall`]).
+    kept: Vec<Destination>,
     /// Scratch for [`Self::select`].
     wanted: Vec<Destination>,
+    ranked: Vec<(Destination, u64)>,
     /// Records read in the last gather.
     pub records: u64,
-    /// The selected sockets the main pass found: on the selected ports,
-    /// or to the destinations selected at the last gather; whether there
-    /// were more than [`MAX_LOOKUPS`]; the TCP sockets the pass saw.
+    /// The sockets the main pass found on the selected ports or to the
+    /// kept destinations (after [`Self::select`], the selected ones only);
+    /// whether there were more than [`MAX_LOOKUPS`]; the TCP sockets the
+    /// pass saw.
     pub lookups: Vec<Lookup>,
     lookups_overflow: bool,
     seen: u64,
     /// This gather's main pass hands its records to [`Self::remember`].
     remembering: bool,
-    /// This gather's destinations were all selected at the last one, so
-    /// the main pass kept their sockets.
+    /// This gather's destinations were all kept, so the main pass kept
+    /// their sockets.
     destinations_kept: bool,
     /// The kernel filter selecting these sockets (`bytecode::compile`),
     /// and the request that carries it, reused.
@@ -210,34 +228,68 @@ impl TcpInfoCounts {
         crate::bytecode::compile(&local, &remote, &dests, &mut self.filter);
     }
 
-    /// Selects these destinations (this gather's top ones) besides the
-    /// ports, compiling the filter again when they changed. Once per
-    /// gather, not per socket.
-    pub fn select(&mut self, top: impl Iterator<Item = Destination>) {
+    /// Selects the first `n` of `ranked` (this gather's busiest
+    /// destinations, busiest first, with their TCP sockets) besides the
+    /// ports, compiling the filter again when they changed, and drops the
+    /// lookups of sockets no longer selected; then keeps those `n` for the
+    /// next pass, and after them, up to [`KEPT_PER_SELECTED`] times `n` in
+    /// all, the next ones while the kept ones' sockets stay within
+    /// [`MARGIN_SOCKETS`]. Once per gather, not per socket.
+    pub fn select(&mut self, ranked: impl Iterator<Item = (Destination, u64)>, n: usize) {
+        self.ranked.clear();
+        self.ranked.extend(ranked.take(n * KEPT_PER_SELECTED));
+        let n = n.min(self.ranked.len());
         self.wanted.clear();
-        self.wanted.extend(top);
+        self.wanted.extend(self.ranked[..n].iter().map(|r| r.0));
         self.wanted.sort_unstable();
         self.wanted.dedup();
-        let kept = |d| self.destinations.binary_search_by_key(d, |r| r.0).is_ok();
+        let kept = |d| self.kept.binary_search(d).is_ok();
         self.destinations_kept = self.wanted.iter().all(kept);
-        if self
+        if !self
             .wanted
             .iter()
             .eq(self.destinations.iter().map(|r| &r.0))
         {
-            return;
+            self.destinations.clear();
+            let rows = self.wanted.iter().map(|&d| (d, Stats::default()));
+            self.destinations.extend(rows);
+            self.compile();
         }
-        self.destinations.clear();
-        let rows = self.wanted.iter().map(|&d| (d, Stats::default()));
-        self.destinations.extend(rows);
-        self.compile();
+        let (local, remote, rows) = (&self.local, &self.remote, &self.destinations);
+        self.lookups.retain(|(family, id)| {
+            let port = |at: usize| u16::from_be_bytes([id[at], id[at + 1]]);
+            let on = |rows: &[(u16, Stats)], p| rows.binary_search_by_key(&p, |r| r.0).is_ok();
+            let addr: [u8; 16] = std::array::from_fn(|i| id[20 + i]);
+            let d = (v6_form(*family, &addr), port(2));
+            on(local, port(0))
+                || on(remote, port(2))
+                || rows.binary_search_by_key(&d, |r| r.0).is_ok()
+        });
+        let mut sockets = 0;
+        let margin = self.ranked.iter().enumerate();
+        let within = margin.take_while(|(i, r)| {
+            sockets += r.1;
+            *i < n || sockets <= MARGIN_SOCKETS
+        });
+        self.kept.clear();
+        self.kept.extend(within.map(|(_, r)| r.0));
+        self.kept.sort_unstable();
+        self.kept.dedup();
     }
 
-    /// The destinations selected at the last gather, sorted: what a
-    /// one-shot run leaves for the next one to [`Self::select`] before its
-    /// first gather, so that its main pass keeps their sockets.
-    pub fn selected(&self) -> impl Iterator<Item = Destination> + '_ {
-        self.destinations.iter().map(|r| r.0)
+    /// Before a first gather: the destinations another run kept
+    /// (`--state-file`), whose sockets this gather's main pass keeps.
+    pub fn recall(&mut self, last: impl Iterator<Item = Destination>) {
+        self.kept.clear();
+        self.kept.extend(last);
+        self.kept.sort_unstable();
+        self.kept.dedup();
+    }
+
+    /// The destinations whose sockets the next main pass keeps, sorted:
+    /// what a one-shot run leaves for the next one to [`Self::recall`].
+    pub fn kept(&self) -> impl Iterator<Item = Destination> + '_ {
+        self.kept.iter().copied()
     }
 
     /// Whether anything is selected (if not, nothing is dumped).
@@ -246,8 +298,8 @@ impl TcpInfoCounts {
     }
 
     /// Whether the main pass hands its TCP records to [`Self::remember`]
-    /// (set by [`Self::forget`]): ports are selected, or destinations were
-    /// at the last gather.
+    /// (set by [`Self::forget`]): ports are selected, or destinations are
+    /// kept.
     pub fn remembers(&self) -> bool {
         self.remembering
     }
@@ -259,12 +311,13 @@ impl TcpInfoCounts {
         self.lookups_overflow = false;
         self.seen = 0;
         self.destinations_kept = true;
-        self.remembering = !self.is_empty();
+        self.remembering =
+            !self.local.is_empty() || !self.remote.is_empty() || !self.kept.is_empty();
     }
 
     /// Keeps a record of the main pass to look up (a connection with a
-    /// `tcp_info`, on a selected port or to a destination selected at the
-    /// last gather), up to [`MAX_LOOKUPS`].
+    /// `tcp_info`, on a selected port or to a kept destination), up to
+    /// [`MAX_LOOKUPS`].
     #[inline]
     pub fn remember(&mut self, r: &Record) {
         self.seen += 1;
@@ -292,12 +345,12 @@ impl TcpInfoCounts {
         self.lookups.push((r.family, id));
     }
 
-    /// Whether `r` goes to a selected destination (an IPv4 one matches
+    /// Whether `r` goes to a kept destination (an IPv4 one matches
     /// IPv4-mapped IPv6 sockets too, as the filter's `D_COND` does).
     #[inline]
     fn to_selected(&self, r: &Record) -> bool {
         let d = (v6_form(r.family, &r.remote_addr), r.remote_port);
-        !self.destinations.is_empty() && self.destinations.binary_search_by_key(&d, |r| r.0).is_ok()
+        !self.kept.is_empty() && self.kept.binary_search(&d).is_ok()
     }
 
     /// Whether this gather's sockets are looked up one by one (the main
@@ -487,18 +540,57 @@ mod tests {
         // The first gather selects after its pass: the walk.
         main_pass(&mut t);
         assert!(!t.remembers());
-        t.select([five_thousand].into_iter());
+        t.select([(five_thousand, 1)].into_iter(), 1);
         assert!(!t.looks_up());
         // The next pass keeps the socket to it, and it is still selected.
         main_pass(&mut t);
         assert_eq!(t.lookups.len(), 1);
-        t.select([other, five_thousand].into_iter());
+        t.select([(other, 2), (five_thousand, 1)].into_iter(), 2);
         assert!(
             !t.looks_up(),
             "a destination new to the selection: the walk"
         );
         main_pass(&mut t);
-        t.select([other].into_iter());
+        t.select([(other, 2)].into_iter(), 1);
         assert!(t.looks_up(), "one the pass kept: looked up");
+    }
+
+    #[test]
+    fn a_margin_below_the_top_is_kept_and_only_the_selected_are_looked_up() {
+        let mut t = TcpInfoCounts::new(&PortConfig::default());
+        let five_thousand = (
+            v6_form(2, &[127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            5000,
+        );
+        let other = (five_thousand.0, 5001);
+        let kept = |t: &TcpInfoCounts| t.kept().collect::<Vec<_>>();
+        // 5000 is second: not selected, but kept.
+        main_pass(&mut t);
+        t.select([(other, 9), (five_thousand, 1)].into_iter(), 1);
+        let rows: Vec<_> = t.destinations.iter().map(|r| r.0).collect();
+        assert_eq!(rows, [other]);
+        assert_eq!(kept(&t), [five_thousand, other]);
+        // It moves up: its socket was kept, and is looked up.
+        main_pass(&mut t);
+        assert_eq!(t.lookups.len(), 1);
+        t.select([(five_thousand, 9), (other, 1)].into_iter(), 1);
+        assert!(t.looks_up() && t.lookups.len() == 1);
+        // It moves down again: kept, but not looked up.
+        main_pass(&mut t);
+        t.select([(other, 9), (five_thousand, 1)].into_iter(), 1);
+        assert!(t.looks_up() && t.lookups.is_empty(), "{:?}", t.lookups);
+        // Below the top, only while the kept ones' sockets stay within
+        // MARGIN_SOCKETS; the top ones always.
+        t.select([(other, MARGIN_SOCKETS), (five_thousand, 1)].into_iter(), 1);
+        assert_eq!(kept(&t), [other]);
+        t.select([(other, MARGIN_SOCKETS * 9)].into_iter(), 1);
+        assert_eq!(kept(&t), [other]);
+        // What another run kept is what the first pass keeps.
+        let mut fresh = TcpInfoCounts::new(&PortConfig::default());
+        fresh.recall([five_thousand].into_iter());
+        main_pass(&mut fresh);
+        assert_eq!(fresh.lookups.len(), 1);
+        fresh.select([(five_thousand, 1)].into_iter(), 1);
+        assert!(fresh.looks_up());
     }
 }
