@@ -257,10 +257,11 @@ pub struct Args {
     /// namespace's top destinations in FILE for the next run, whose main
     /// pass then keeps their sockets and, when they are still the top ones,
     /// asks the kernel for each instead of walking its table a second time
-    /// (the loops keep them in memory). Replaced atomically like --output;
-    /// read back only if it is a regular file of this user, not writable by
-    /// others: anything else there is said, ignored and replaced. What it
-    /// holds changes the cost, never the counts.
+    /// (the loops keep them in memory). Replaced atomically like --output,
+    /// mode 0600; read back only if it is a regular file of this user, not
+    /// writable by group or others, made of the lines it writes: anything
+    /// else there is said, ignored and left as it is. What it holds changes
+    /// the cost, never the counts. One file per command line.
     /// Example: --state-file /var/lib/telegraf/netstat.state
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,

@@ -76,8 +76,10 @@ fn open_sink(config: &cli::Config) -> Sink {
     }
 }
 
-/// The `--state-file`, its directory opened before any gather: one that
-/// cannot take new files, or that is the `--output` file, is a usage error.
+/// The `--state-file`, its directory opened before any gather: the
+/// `--output` file is a usage error; a directory that cannot take the file
+/// a `W!` line, and a run without it (it changes the cost, never the
+/// output).
 fn open_state(config: &cli::Config, sink: &Sink) -> Option<state::StateFile> {
     let path = config.state_file.as_ref()?;
     match state::StateFile::open(path) {
@@ -85,7 +87,14 @@ fn open_state(config: &cli::Config, sink: &Sink) -> Option<state::StateFile> {
             cli::output_error("--state-file", path, "it is the --output file").exit()
         }
         Ok(s) => Some(s),
-        Err(why) => cli::output_error("--state-file", path, why).exit(),
+        Err(why) => {
+            config.log.warn(format_args!(
+                "--state-file {}: {why}; this run walks for --tcp-info's destinations \
+                 and keeps none",
+                path.display()
+            ));
+            None
+        }
     }
 }
 

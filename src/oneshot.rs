@@ -12,11 +12,11 @@ use crate::gather::Gatherer;
 use crate::signals::Uninterrupted;
 use crate::state::StateFile;
 
-pub fn run(config: Config, sink: Sink, state: Option<StateFile>) -> ExitCode {
+pub fn run(config: Config, sink: Sink, mut state: Option<StateFile>) -> ExitCode {
     let mut gatherer: Gatherer = Gatherer::new(&config);
     let mut printer = Printer::new(config.format, sink);
     let log = *gatherer.log();
-    if let Some(s) = &state {
+    if let Some(s) = &mut state {
         gatherer.recall_tcp_info(s.recall(&log));
     }
     let outcome = printer.gather(&mut gatherer, &mut Uninterrupted);

@@ -235,6 +235,8 @@ pub struct OutputFile {
     dir: OwnedFd,
     name: OsString,
     path: PathBuf,
+    /// The file's mode (0644 for `--output`, 0600 for `--state-file`).
+    mode: u32,
 }
 
 impl OutputFile {
@@ -242,7 +244,7 @@ impl OutputFile {
     /// or a regular file, and a temporary file can be created there (and is
     /// removed again). The error says why not, naming nothing but `path`.
     pub fn open(path: &Path) -> Result<OutputFile, OutputError> {
-        let out = OutputFile::in_directory(path)?;
+        let out = OutputFile::in_directory(path, 0o644)?;
         match rustix::fs::statat(&out.dir, &out.name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => match FileType::from_raw_mode(st.st_mode) {
                 FileType::RegularFile => Ok(out),
@@ -256,10 +258,10 @@ impl OutputFile {
     }
 
     /// Checks `path`'s directory only: it opens and takes a temporary file
-    /// (removed again). Whatever is at `path` itself is replaced, never
-    /// followed (`--state-file`, which another user's entry there must not
-    /// stop).
-    pub fn in_directory(path: &Path) -> Result<OutputFile, OutputError> {
+    /// (removed again); the file will be written with `mode`. What is at
+    /// `path` itself is looked at by the caller (`--state-file` reads it
+    /// back first, [`Self::read_own`]).
+    pub fn in_directory(path: &Path, mode: u32) -> Result<OutputFile, OutputError> {
         let name = match path.file_name() {
             Some(n) if !path.as_os_str().as_bytes().ends_with(b"/") => n.to_owned(),
             _ => return Err(OutputError::NotAFileName),
@@ -279,6 +281,7 @@ impl OutputFile {
             dir,
             name,
             path: path.to_owned(),
+            mode,
         };
         let (_, tmp) = out.create_temp().map_err(OutputError::CreateTemp)?;
         let _ = rustix::fs::unlinkat(&out.dir, &tmp, AtFlags::empty());
@@ -295,13 +298,13 @@ impl OutputFile {
         self.name == other.name && same_file(self.dir.as_fd(), other.dir.as_fd())
     }
 
-    /// Replaces the file with `bytes`, mode 0644: a reader sees the old
-    /// content or the new, never part of it.
+    /// Replaces the file with `bytes`, with its mode: a reader sees the
+    /// old content or the new, never part of it.
     pub fn replace(&self, bytes: &[u8]) -> std::io::Result<()> {
         let (fd, tmp) = self.create_temp()?;
         let r = (|| -> std::io::Result<()> {
             // The umask may have removed bits from the creation mode.
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o644))?;
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(self.mode))?;
             let mut rest = bytes;
             while !rest.is_empty() {
                 match rustix::io::write(&fd, rest) {
@@ -322,19 +325,21 @@ impl OutputFile {
 
     /// The file's bytes if this process's user wrote it: a regular file
     /// owned by the effective user, not writable by group or others, of at
-    /// most `cap` bytes, opened without following a symbolic link or
-    /// blocking on a FIFO. `Ok(None)`: there is none.
+    /// most `cap` bytes. Looked at (`fstatat`, not following a symbolic
+    /// link) before it is opened, so that nothing else is ever opened (no
+    /// FIFO, device or terminal), then opened without following a link or
+    /// blocking and checked to be what was looked at. `Ok(None)`: there is
+    /// none.
     pub fn read_own(&self, cap: usize) -> Result<Option<Vec<u8>>, ReadBackError> {
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let fd = match rustix::fs::openat(&self.dir, &self.name, flags, Mode::empty()) {
-            Ok(fd) => fd,
+        let st = match rustix::fs::statat(&self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
             Err(Errno::NOENT) => return Ok(None),
-            Err(Errno::LOOP) => return Err(ReadBackError::NotOurs("a symbolic link")),
             Err(e) => return Err(ReadBackError::Io(e.into())),
         };
-        let st = rustix::fs::fstat(&fd).map_err(|e| ReadBackError::Io(e.into()))?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return Err(ReadBackError::NotOurs("not a regular file"));
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => {}
+            FileType::Symlink => return Err(ReadBackError::NotOurs("a symbolic link")),
+            _ => return Err(ReadBackError::NotOurs("not a regular file")),
         }
         if st.st_uid != rustix::process::geteuid().as_raw() {
             return Err(ReadBackError::NotOurs("owned by another user"));
@@ -342,7 +347,20 @@ impl OutputFile {
         if st.st_mode & 0o022 != 0 {
             return Err(ReadBackError::NotOurs("writable by group or others"));
         }
-        let mut bytes = vec![0; cap.min(st.st_size.max(0) as usize) + 1];
+        if st.st_size > cap as i64 {
+            return Err(ReadBackError::TooLarge(cap));
+        }
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&self.dir, &self.name, flags, Mode::empty())
+            .map_err(|e| ReadBackError::Io(e.into()))?;
+        match rustix::fs::fstat(&fd) {
+            Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino => {}
+            Ok(_) => return Err(ReadBackError::NotOurs("replaced while it was read")),
+            Err(e) => return Err(ReadBackError::Io(e.into())),
+        }
+        // One byte past the cap tells a file that grew since.
+        let mut bytes = vec![0; st.st_size.max(0) as usize + 1];
         let mut got = 0;
         while got < bytes.len() {
             match rustix::io::read(&fd, &mut bytes[got..]) {
@@ -365,7 +383,7 @@ impl OutputFile {
         let mut last = Errno::EXIST;
         for _ in 0..NAME_ATTEMPTS {
             let tmp = self.temp_name(random_u64()?);
-            match create_exclusive(&self.dir, &tmp) {
+            match create_exclusive(&self.dir, &tmp, self.mode) {
                 Ok(fd) => return Ok((fd, tmp)),
                 Err(Errno::EXIST) => last = Errno::EXIST,
                 Err(e) => return Err(e.into()),
@@ -393,13 +411,13 @@ impl OutputFile {
     }
 }
 
-/// `openat(dir, name, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, 0644)`.
-fn create_exclusive(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
+/// `openat(dir, name, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode)`.
+fn create_exclusive(dir: &OwnedFd, name: &OsStr, mode: u32) -> rustix::io::Result<OwnedFd> {
     rustix::fs::openat(
         dir,
         name,
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
+        Mode::from_raw_mode(mode),
     )
 }
 
@@ -448,7 +466,7 @@ mod tests {
         // Whatever name is drawn, something is planted there first.
         let tmp = out.temp_name(7);
         std::os::unix::fs::symlink(&victim, d.0.join(&tmp)).unwrap();
-        let e = create_exclusive(&out.dir, &tmp).unwrap_err();
+        let e = create_exclusive(&out.dir, &tmp, 0o644).unwrap_err();
         assert_eq!(e, Errno::EXIST);
         let fifo = out.temp_name(8);
         rustix::fs::mknodat(
@@ -459,7 +477,10 @@ mod tests {
             0,
         )
         .unwrap();
-        assert_eq!(create_exclusive(&out.dir, &fifo).unwrap_err(), Errno::EXIST);
+        assert_eq!(
+            create_exclusive(&out.dir, &fifo, 0o644).unwrap_err(),
+            Errno::EXIST
+        );
         out.replace(b"new\n").unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
         assert_eq!(std::fs::read(d.0.join("out")).unwrap(), b"new\n");

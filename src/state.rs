@@ -13,11 +13,15 @@
 //!
 //! The file is the program's own: written as `--output` is (a new file
 //! with a random hidden name in the same directory, then `rename`, never
-//! following or reusing what is there), and read back only if it is a
-//! regular file owned by this user and writable by nobody else, at most
-//! [`MAX_BYTES`] long, opened without following a symbolic link
-//! (`OutputFile::read_own`). Whatever else is found is said (`W!`),
-//! ignored and replaced. Nothing in it can change what is counted: a
+//! following or reusing what is there), mode 0600, and read back only if
+//! it is a regular file owned by this user and writable by nobody else, at
+//! most [`MAX_BYTES`] long, looked at before it is opened
+//! (`OutputFile::read_own`), and every line one this module writes. Whatever
+//! else is there (another program's file, a symbolic link, a FIFO, a file
+//! another user planted) is said (`W!`), ignored and left as it is: only a
+//! file read back whole, or none, is replaced. A directory that cannot take
+//! the file is said too, and the run goes on without it: the file changes
+//! the cost, never the output. Nothing in it can change what is counted: a
 //! namespace's lookups are taken only when its main pass kept every socket
 //! of this gather's top destinations, else the filtered walk runs as
 //! without the file; its bytes are bounded, and each namespace takes at
@@ -51,13 +55,17 @@ pub const MAX_BYTES: usize = 4 << 20;
 #[derive(Debug)]
 pub struct StateFile {
     file: OutputFile,
+    /// What is at the path is this program's file, or nothing: it may be
+    /// replaced (known once [`Self::recall`] has looked).
+    ours: bool,
 }
 
 impl StateFile {
     /// Opens `path`'s directory and checks that it takes new files; what
     /// is at `path` is looked at only when read.
     pub fn open(path: &Path) -> Result<StateFile, OutputError> {
-        OutputFile::in_directory(path).map(|file| StateFile { file })
+        let file = OutputFile::in_directory(path, 0o600)?;
+        Ok(StateFile { file, ours: false })
     }
 
     /// Whether `output` is this same file.
@@ -66,8 +74,9 @@ impl StateFile {
     }
 
     /// The destinations the last run kept, by namespace; none when there
-    /// is no file, and none with a `W!` line when it is refused.
-    pub fn recall(&self, log: &Logger) -> Vec<(NsId, Destination)> {
+    /// is no file, and none with a `W!` line when what is there is not
+    /// this program's file (then it is left as it is).
+    pub fn recall(&mut self, log: &Logger) -> Vec<(NsId, Destination)> {
         let path = self.file.path().display();
         let bytes = match self.file.read_own(MAX_BYTES) {
             Ok(Some(b)) => b,
@@ -75,34 +84,42 @@ impl StateFile {
                 log.debug(format_args!(
                     "--state-file {path}: none yet; --tcp-info walks for its destinations"
                 ));
+                self.ours = true;
                 return Vec::new();
             }
             Err(e) => {
-                self.ignored(log, &e);
+                self.not_ours(log, &e);
                 return Vec::new();
             }
         };
         match parse(&bytes) {
-            Ok(v) => v,
+            Ok(v) => {
+                self.ours = true;
+                v
+            }
             Err(line) => {
-                self.ignored(log, &format_args!("line {line} is not one it writes"));
+                self.not_ours(log, &format_args!("its line {line} is not one it writes"));
                 Vec::new()
             }
         }
     }
 
-    fn ignored(&self, log: &Logger, why: &dyn std::fmt::Display) {
+    fn not_ours(&self, log: &Logger, why: &dyn std::fmt::Display) {
         log.warn(format_args!(
-            "--state-file {}: ignored, {why}; this run walks for --tcp-info's destinations, \
-             and the file is replaced",
+            "--state-file {}: not this program's file ({why}): left as it is, and this run \
+             walks for --tcp-info's destinations; remove it, or name a file of its own",
             self.file.path().display()
         ));
     }
 
-    /// Replaces the file with `kept` (sorted and deduplicated here); a
-    /// `W!` line when it cannot be written, or when namespaces past
-    /// [`MAX_BYTES`] were left out.
+    /// Replaces the file with `kept` (sorted and deduplicated here) if
+    /// [`Self::recall`] found it to be this program's, or none; a `W!` line
+    /// when it cannot be written, or when namespaces past [`MAX_BYTES`]
+    /// were left out.
     pub fn keep(&self, log: &Logger, mut kept: Vec<(NsId, Destination)>) {
+        if !self.ours {
+            return;
+        }
         kept.sort_unstable();
         kept.dedup();
         let (text, left_out) = format(&kept);
@@ -168,10 +185,11 @@ fn parse_line(line: &str) -> Option<(NsId, Destination)> {
     if next()? != DESTINATION {
         return None;
     }
-    let (dev, ino) = (next()?.parse().ok()?, next()?.parse().ok()?);
+    let (dev, ino) = (number(next()?)?, number(next()?)?);
     let hex = next()?.as_bytes();
-    let port = next()?.parse().ok()?;
-    if hex.len() != 32 || next().is_some() {
+    let port = number(next()?)?;
+    let lower_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    if hex.len() != 32 || !hex.iter().all(lower_hex) || next().is_some() {
         return None;
     }
     let mut addr = [0u8; 16];
@@ -179,6 +197,14 @@ fn parse_line(line: &str) -> Option<(NsId, Destination)> {
         *b = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
     }
     Some((NsId { dev, ino }, (addr, port)))
+}
+
+/// A decimal number as [`format`] writes it: digits only, no sign.
+fn number<T: std::str::FromStr>(word: &str) -> Option<T> {
+    match !word.is_empty() && word.bytes().all(|b| b.is_ascii_digit()) {
+        true => word.parse().ok(),
+        false => None,
+    }
 }
 
 #[cfg(test)]
@@ -230,6 +256,9 @@ mod tests {
             "tcp-info-destination 4 7 00000000000000000000ffff0a000001 65536",
             "tcp-info-destination -4 7 00000000000000000000ffff0a000001 5432",
             "tcp-info-destination  4 7 00000000000000000000ffff0a000001 5432",
+            "tcp-info-destination +4 7 00000000000000000000ffff0a000001 5432",
+            "tcp-info-destination 4 7 00000000000000000000ffff0a000001 +5432",
+            "tcp-info-destination 4 7 00000000000000000000FFFF0a000001 5432",
             "other 4 7 00000000000000000000ffff0a000001 5432",
         ] {
             assert_eq!(parse(with(bad).as_bytes()), Err(3), "{bad:?}");

@@ -348,15 +348,38 @@ fn two_destinations() -> Destinations {
     (pairs, listeners)
 }
 
-/// A one-shot `--tcp-info -v --destinations N --state-file FILE`: its
-/// output, its stderr and how the kernel was asked.
-fn with_state(n: &str, file: &std::path::Path) -> (String, String, Option<Asked>) {
-    let args = ["--tcp-info", "-v", "--destinations", n, "--state-file"];
-    let out = command(&args).arg(file).output().unwrap();
+/// A one-shot `--tcp-info -v --destinations N --state-file FILE` (and
+/// `extra`), killed and failed if it has not ended within 20 s (nothing it
+/// may find at FILE can block it): its output, its stderr and how the
+/// kernel was asked.
+fn with_state_in(
+    c: &mut Command,
+    n: &str,
+    file: &std::path::Path,
+) -> (String, String, Option<Asked>) {
+    use std::process::Stdio;
+    c.args(["--tcp-info", "-v", "--destinations", n, "--state-file"])
+        .arg(file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after 20 s: {c:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(out.status.success(), "{stderr}");
     let asked = stderr.lines().find_map(asked);
     (String::from_utf8(out.stdout).unwrap(), stderr, asked)
+}
+
+fn with_state(n: &str, file: &std::path::Path) -> (String, String, Option<Asked>) {
+    with_state_in(&mut command(&[]), n, file)
 }
 
 /// The destination lines of a state file.
@@ -414,8 +437,83 @@ fn a_state_file_carries_the_top_destinations_to_the_next_run() {
     })
 }
 
-fn a_state_file_not_of_this_user_is_ignored_and_replaced() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+/// What can be found at a state file's path and is not the program's: how
+/// to plant it (with the good file's bytes at hand, and a path elsewhere),
+/// and what the `W!` line says of it.
+type Plant = (fn(&std::path::Path, &std::path::Path, &[u8]), &'static str);
+
+const PLANTS: [Plant; 9] = [
+    (
+        |f, elsewhere, good| {
+            std::fs::write(elsewhere, good).unwrap();
+            std::os::unix::fs::symlink(elsewhere, f).unwrap();
+        },
+        "it is a symbolic link",
+    ),
+    (
+        |f, _, good| {
+            std::fs::write(f, good).unwrap();
+            std::os::unix::fs::chown(f, Some(65534), Some(65534)).unwrap();
+        },
+        "it is owned by another user",
+    ),
+    (
+        // Telegraf's own state file, as its packages make it (root:telegraf,
+        // 0660), named by mistake.
+        |f, _, _| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(f, "{}\n").unwrap();
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o660)).unwrap();
+        },
+        "it is writable by group or others",
+    ),
+    (
+        |f, _, _| std::fs::write(f, "{}\n").unwrap(),
+        "its line 1 is not one it writes",
+    ),
+    (
+        |f, _, good| std::fs::write(f, [good, b"tcp-info-destination x\n"].concat()).unwrap(),
+        "its line 4 is not one it writes",
+    ),
+    (
+        |f, _, _| std::fs::write(f, vec![b'#'; 4 << 20 | 1]).unwrap(),
+        "it is longer than 4194304 bytes",
+    ),
+    (
+        |f, _, _| assert!(Command::new("mkfifo").arg(f).status().unwrap().success()),
+        "it is not a regular file",
+    ),
+    (
+        // /dev/null's numbers: never opened, only looked at.
+        |f, _, _| {
+            let made = Command::new("mknod").arg(f).args(["c", "1", "3"]).status();
+            assert!(made.unwrap().success());
+        },
+        "it is not a regular file",
+    ),
+    (
+        |f, _, _| std::fs::create_dir(f).unwrap(),
+        "it is not a regular file",
+    ),
+];
+
+/// What is at `path`, to tell that it was left as it is: its type, owner,
+/// mode and (for a regular file or a link) its bytes or target.
+fn entry(path: &std::path::Path) -> (std::fs::FileType, u32, u32, Vec<u8>) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).unwrap();
+    let bytes = match m.file_type() {
+        t if t.is_symlink() => std::fs::read_link(path)
+            .unwrap()
+            .into_os_string()
+            .into_encoded_bytes(),
+        t if t.is_file() => std::fs::read(path).unwrap(),
+        _ => Vec::new(),
+    };
+    (m.file_type(), m.uid(), m.mode(), bytes)
+}
+
+fn what_is_not_the_programs_at_a_state_file_is_said_and_left_as_it_is() {
     in_netns(|| {
         let _held = two_destinations();
         let dir = Scratch::new("tcpinfo-hostile-state");
@@ -423,72 +521,84 @@ fn a_state_file_not_of_this_user_is_ignored_and_replaced() {
         with_state("5", &file);
         let good = std::fs::read(&file).unwrap();
         let elsewhere = dir.join("elsewhere");
-        type Plant = fn(&std::path::Path, &std::path::Path, &[u8]);
-        let plants: [(Plant, &str); 6] = [
-            (
-                |f, elsewhere, good| {
-                    std::fs::write(elsewhere, good).unwrap();
-                    std::os::unix::fs::symlink(elsewhere, f).unwrap();
-                },
-                "it is a symbolic link",
-            ),
-            (
-                |f, _, good| {
-                    std::fs::write(f, good).unwrap();
-                    std::os::unix::fs::chown(f, Some(65534), Some(65534)).unwrap();
-                },
-                "it is owned by another user",
-            ),
-            (
-                |f, _, good| {
-                    std::fs::write(f, good).unwrap();
-                    std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o666)).unwrap();
-                },
-                "it is writable by group or others",
-            ),
-            (
-                |f, _, _| {
-                    let made = Command::new("mkfifo").arg(f).status().unwrap();
-                    assert!(made.success());
-                },
-                "it is not a regular file",
-            ),
-            (
-                |f, _, good| {
-                    std::fs::write(f, [good, b"tcp-info-destination x\n"].concat()).unwrap()
-                },
-                "line 4 is not one it writes",
-            ),
-            (
-                |f, _, _| std::fs::write(f, vec![b'#'; 4 << 20 | 1]).unwrap(),
-                "it is longer than 4194304 bytes",
-            ),
-        ];
-        for (plant, says) in plants {
-            std::fs::remove_file(&file).unwrap();
+        for (plant, says) in PLANTS {
+            match std::fs::symlink_metadata(&file) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir(&file).unwrap(),
+                _ => std::fs::remove_file(&file).unwrap(),
+            }
             plant(&file, &elsewhere, &good);
+            let planted = entry(&file);
             let (out, stderr, asked) = with_state("5", &file);
             let warned: Vec<_> = stderr.lines().filter(|l| l.starts_with("W! ")).collect();
-            let expected = format!("W! --state-file {}: ignored, {says}; ", file.display());
+            let expected = format!(
+                "W! --state-file {}: not this program's file ({says}): left as it is, ",
+                file.display()
+            );
             assert!(
                 warned.len() == 1 && warned[0].starts_with(&expected),
                 "{says}: {stderr}"
             );
-            // Counted as without the file, and the file is ours again.
+            // Counted as without the file, which is as it was.
             assert!(
                 matches!(asked, Some(Asked::Walk(5, _))),
                 "{says}: {asked:?}\n{out}"
             );
-            let meta = std::fs::symlink_metadata(&file).unwrap();
-            assert!(meta.is_file() && meta.uid() == 0, "{says}: {meta:?}");
-            assert_eq!(meta.mode() & 0o777, 0o644, "{says}");
-            assert_eq!(std::fs::read(&file).unwrap(), good, "{says}");
+            assert!(entry(&file) == planted, "{says}: changed");
         }
         assert_eq!(
             std::fs::read(&elsewhere).unwrap(),
             good,
             "never written through the link"
         );
+        // Removed, the program's own file comes back, mode 0600.
+        std::fs::remove_dir(&file).unwrap();
+        let (_, stderr, _) = with_state("5", &file);
+        assert!(!stderr.contains("W! "), "{stderr}");
+        assert_eq!(std::fs::read(&file).unwrap(), good);
+        let (kind, uid, mode, _) = entry(&file);
+        assert!(
+            kind.is_file() && uid == 0 && mode & 0o777 == 0o600,
+            "{mode:o}"
+        );
+    })
+}
+
+fn a_state_file_that_cannot_be_written_is_said_and_the_run_goes_on() {
+    in_netns(|| {
+        let _held = two_destinations();
+        let dir = Scratch::new("tcpinfo-readonly-state");
+        let file = dir.join("netstat.state");
+        // Its directory read-only (a bind mount in a mount namespace of the
+        // run's own): said, and the run prints as without the flag.
+        let d = dir.to_str().unwrap();
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount --bind '{d}' '{d}' && mount -o remount,bind,ro '{d}' && exec \"$0\" \"$@\""
+            ))
+            .arg(BIN)
+            .env_remove("HOST_PROC");
+        let (out, stderr, asked) = with_state_in(&mut c, "5", &file);
+        let expected = format!(
+            "W! --state-file {}: cannot create files in its directory: ",
+            file.display()
+        );
+        assert!(stderr.lines().any(|l| l.starts_with(&expected)), "{stderr}");
+        assert!(matches!(asked, Some(Asked::Walk(5, _))), "{asked:?}\n{out}");
+        assert_eq!(rows(&destination_rows(&out)).len(), 2, "{out}");
+        assert!(!file.exists());
+        // The --output file under another name (through a link to its
+        // directory): a usage error.
+        std::os::unix::fs::symlink(&*dir, dir.join("link")).unwrap();
+        let out = command(&["--tcp-info", "--destinations", "5", "--output"])
+            .arg(&file)
+            .arg("--state-file")
+            .arg(dir.join("link/netstat.state"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("it is the --output file"), "{stderr}");
     })
 }
 
@@ -619,7 +729,8 @@ fn main() {
         the_top_destinations_get_a_row_each,
         the_last_gathers_top_destinations_are_looked_up,
         a_state_file_carries_the_top_destinations_to_the_next_run,
-        a_state_file_not_of_this_user_is_ignored_and_replaced,
+        what_is_not_the_programs_at_a_state_file_is_said_and_left_as_it_is,
+        a_state_file_that_cannot_be_written_is_said_and_the_run_goes_on,
         buckets_equal_ss_and_only_the_selected_sockets_are_dumped,
         a_shaped_path_lands_in_a_higher_bucket_than_loopback,
         loss_recovery_and_backoff_of_a_peer_gone_away,

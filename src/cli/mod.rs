@@ -60,7 +60,7 @@ pub struct Config {
     /// `netstat_port_tcp_info`.
     pub tcp_info: bool,
     /// `--state-file`: where a one-shot run keeps `--tcp-info`'s top
-    /// destinations for the next (opened at startup, see [`output_error`]).
+    /// destinations for the next (its directory opened at startup).
     pub state_file: Option<PathBuf>,
     /// Tag namespaces with container, pod and hostname labels.
     pub netns_labels: bool,
@@ -84,10 +84,10 @@ pub enum Mode {
     Serve(Serve),
 }
 
-/// The usage error (exit 2) for an `--output` or `--state-file` FILE that
-/// startup could not open (see `sink::OutputFile::open`): its directory
-/// cannot take new files, or an `--output` FILE exists and is not a regular
-/// file.
+/// The usage error (exit 2) for an `--output` FILE that startup could not
+/// open (see `sink::OutputFile::open`): its directory cannot take new
+/// files, or it exists and is not a regular file; and for a `--state-file`
+/// that is the `--output` file.
 pub fn output_error(
     flag: &str,
     path: &std::path::Path,
@@ -138,6 +138,13 @@ impl Config {
         bpf_refused(&a)?;
         let mode = mode(&a)?;
         let serving = matches!(mode, Mode::Serve(_));
+        let print = print(&a)?;
+        if a.state_file.is_some() && !print.destination {
+            return Err(usage(
+                ErrorKind::ArgumentConflict,
+                "--state-file keeps --tcp-info's top destinations, which --only leaves out",
+            ));
+        }
         Ok(Config {
             source: match a.source {
                 SourceArg::Auto => Source::Auto,
@@ -149,7 +156,7 @@ impl Config {
             timestamp: a.timestamp,
             log: logger(&a),
             format: format(&a, serving)?,
-            print: print(&a)?,
+            print,
             ports: ports(&a)?,
             namespaces: namespaces(&a)?,
             output: a.output,
@@ -591,6 +598,7 @@ mod tests {
             (&["--interval", "10s"], "for one-shot runs"),
             (&["--listen", ":0"], "for one-shot runs"),
             (&["--output", "s"], "name the same file"),
+            (&["--only", "netstat"], "which --only leaves out"),
         ] {
             let e = parse(ok.iter().chain(extra)).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{extra:?}: {e}");
