@@ -273,8 +273,9 @@ impl Collector {
 
     /// The destinations whose sockets `--tcp-info`'s next main pass keeps
     /// (the last gather's top ones and a margin below them: see
-    /// `tcpinfo::count::KEPT_PER_SELECTED`), sorted; none before the
-    /// first gather, or without `--destinations`.
+    /// `tcpinfo::count::KEPT_PER_SELECTED`), sorted; before the first
+    /// gather, what another run kept (`Self::recall_tcp_info_destinations`)
+    /// or none; none without `--destinations`.
     pub fn tcp_info_destinations(&self) -> impl Iterator<Item = Destination> + '_ {
         self.tcp_info.iter().flat_map(TcpInfoCounts::kept)
     }

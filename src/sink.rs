@@ -359,21 +359,15 @@ impl OutputFile {
             Ok(_) => return Err(ReadBackError::NotOurs("replaced while it was read")),
             Err(e) => return Err(ReadBackError::Io(e.into())),
         }
-        // One byte past the cap tells a file that grew since.
-        let mut bytes = vec![0; st.st_size.max(0) as usize + 1];
-        let mut got = 0;
-        while got < bytes.len() {
-            match rustix::io::read(&fd, &mut bytes[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(Errno::INTR) => {}
-                Err(e) => return Err(ReadBackError::Io(e.into())),
-            }
-        }
-        if got > cap {
+        // Read to its end, which may have moved since the look, but never
+        // past one byte more than the cap.
+        let mut bytes = Vec::with_capacity(st.st_size.max(0) as usize);
+        let limit = cap as u64 + 1;
+        let mut file = std::io::Read::take(std::fs::File::from(fd), limit);
+        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(ReadBackError::Io)?;
+        if bytes.len() > cap {
             return Err(ReadBackError::TooLarge(cap));
         }
-        bytes.truncate(got);
         Ok(Some(bytes))
     }
 

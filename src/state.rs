@@ -5,7 +5,7 @@
 //! `--destinations N` and up to N just below them). Without them a one-shot run learns its top
 //! destinations only at the end of its main pass, when the sockets have
 //! gone by, and asks the kernel for their `tcp_info` with a second, filtered
-//! walk of the TCP table (about a quarter of the main pass at 200 000
+//! walk of the TCP table (a quarter to a third of the main pass at 200 000
 //! sockets); told the last run's, its main pass keeps the sockets to those
 //! and, when they are still the top ones, asks for each by itself
 //! (`Collector::recall_tcp_info_destinations`).

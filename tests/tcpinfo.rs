@@ -437,6 +437,33 @@ fn a_state_file_carries_the_top_destinations_to_the_next_run() {
     })
 }
 
+fn an_ipv4_mapped_destination_is_kept_and_looked_up() {
+    in_netns(|| {
+        // IPv6 sockets to an IPv4-mapped address: records of AF_INET6, a
+        // destination in the IPv4 form it is printed in.
+        let l = TcpListener::bind("[::]:7003").unwrap();
+        let _pairs = talking_to(&l, "[::ffff:127.0.0.3]:7003", 2);
+        let _idle: Vec<TcpListener> = (0..60)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let dir = Scratch::new("tcpinfo-mapped-state");
+        let file = dir.join("netstat.state");
+        let (_, _, asked) = with_state("5", &file);
+        assert!(matches!(asked, Some(Asked::Walk(2, _))), "{asked:?}");
+        assert_eq!(kept(&file).len(), 1);
+        assert!(kept(&file)[0].ends_with(" 00000000000000000000ffff7f000003 7003"));
+        let (out, _, asked) = with_state("5", &file);
+        assert!(
+            matches!(asked, Some(Asked::Lookups(2, 2, _))),
+            "{asked:?}\n{out}"
+        );
+        let r = rows(&destination_rows(&out));
+        let row = &r[&("127.0.0.3".into(), "7003".into())];
+        assert_eq!(int(row, "connections"), 2, "{out}");
+        assert_eq!(int(row, "rtt_samples"), 2, "{out}");
+    })
+}
+
 /// What can be found at a state file's path and is not the program's: how
 /// to plant it (with the good file's bytes at hand, and a path elsewhere),
 /// and what the `W!` line says of it.
@@ -730,6 +757,7 @@ fn main() {
         the_last_gathers_top_destinations_are_looked_up,
         a_state_file_carries_the_top_destinations_to_the_next_run,
         what_is_not_the_programs_at_a_state_file_is_said_and_left_as_it_is,
+        an_ipv4_mapped_destination_is_kept_and_looked_up,
         a_state_file_that_cannot_be_written_is_said_and_the_run_goes_on,
         buckets_equal_ss_and_only_the_selected_sockets_are_dumped,
         a_shaped_path_lands_in_a_higher_bucket_than_loopback,

@@ -581,8 +581,13 @@ mod tests {
         assert!(t.looks_up() && t.lookups.is_empty(), "{:?}", t.lookups);
         // Below the top, only while the kept ones' sockets stay within
         // MARGIN_SOCKETS; the top ones always.
+        t.select(
+            [(other, MARGIN_SOCKETS - 1), (five_thousand, 1)].into_iter(),
+            1,
+        );
+        assert_eq!(kept(&t), [five_thousand, other], "within");
         t.select([(other, MARGIN_SOCKETS), (five_thousand, 1)].into_iter(), 1);
-        assert_eq!(kept(&t), [other]);
+        assert_eq!(kept(&t), [other], "one past");
         t.select([(other, MARGIN_SOCKETS * 9)].into_iter(), 1);
         assert_eq!(kept(&t), [other]);
         // What another run kept is what the first pass keeps.
