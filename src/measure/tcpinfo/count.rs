@@ -328,7 +328,7 @@ impl TcpInfoCounts {
             |rows: &[(u16, Stats)], port: u16| rows.binary_search_by_key(&port, |r| r.0).is_ok();
         if !on(&self.local, r.local_port)
             && !on(&self.remote, r.remote_port)
-            && !self.to_selected(r)
+            && !self.to_kept(r)
         {
             return;
         }
@@ -348,7 +348,7 @@ impl TcpInfoCounts {
     /// Whether `r` goes to a kept destination (an IPv4 one matches
     /// IPv4-mapped IPv6 sockets too, as the filter's `D_COND` does).
     #[inline]
-    fn to_selected(&self, r: &Record) -> bool {
+    fn to_kept(&self, r: &Record) -> bool {
         let d = (v6_form(r.family, &r.remote_addr), r.remote_port);
         !self.kept.is_empty() && self.kept.binary_search(&d).is_ok()
     }
