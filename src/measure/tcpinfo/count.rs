@@ -326,10 +326,7 @@ impl TcpInfoCounts {
         }
         let on =
             |rows: &[(u16, Stats)], port: u16| rows.binary_search_by_key(&port, |r| r.0).is_ok();
-        if !on(&self.local, r.local_port)
-            && !on(&self.remote, r.remote_port)
-            && !self.to_kept(r)
-        {
+        if !on(&self.local, r.local_port) && !on(&self.remote, r.remote_port) && !self.to_kept(r) {
             return;
         }
         if self.lookups.len() == MAX_LOOKUPS {
