@@ -41,7 +41,7 @@ use telegraf_netstat::measure::tcpinfo::count::Destination;
 use telegraf_netstat::netns::NsId;
 
 use crate::log::Logger;
-use crate::sink::{OutputError, OutputFile};
+use crate::sink::{OutputError, OutputFile, ReadBackError};
 
 /// The first line of the file.
 const HEADER: &str = "telegraf-netstat state 1";
@@ -87,8 +87,12 @@ impl StateFile {
                 self.ours = true;
                 return Vec::new();
             }
+            Err(ReadBackError::Io(e)) => {
+                self.left(log, &format_args!("cannot read it ({e})"));
+                return Vec::new();
+            }
             Err(e) => {
-                self.not_ours(log, &e);
+                self.left(log, &format_args!("not this program's file ({e})"));
                 return Vec::new();
             }
         };
@@ -98,16 +102,19 @@ impl StateFile {
                 v
             }
             Err(line) => {
-                self.not_ours(log, &format_args!("its line {line} is not one it writes"));
+                let why =
+                    format_args!("not this program's file (its line {line} is not one it writes)");
+                self.left(log, &why);
                 Vec::new()
             }
         }
     }
 
-    fn not_ours(&self, log: &Logger, why: &dyn std::fmt::Display) {
+    /// Says that what is at the path is not used, nor replaced.
+    fn left(&self, log: &Logger, why: &dyn std::fmt::Display) {
         log.warn(format_args!(
-            "--state-file {}: not this program's file ({why}): left as it is, and this run \
-             walks for --tcp-info's destinations; remove it, or name a file of its own",
+            "--state-file {}: {why}: left as it is, and this run walks for --tcp-info's \
+             destinations; remove it, or name a file of its own",
             self.file.path().display()
         ));
     }
