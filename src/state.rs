@@ -102,9 +102,10 @@ impl StateFile {
                 v
             }
             Err(line) => {
-                let why =
-                    format_args!("not this program's file (its line {line} is not one it writes)");
-                self.left(log, &why);
+                self.left(
+                    log,
+                    &format_args!("not this program's file (its line {line} is not one it writes)"),
+                );
                 Vec::new()
             }
         }
