@@ -310,15 +310,7 @@ fn two_gathers(args: &[&str]) -> (String, Vec<Asked>) {
 
 fn the_last_gathers_top_destinations_are_looked_up() {
     in_netns(|| {
-        let a = TcpListener::bind("0.0.0.0:7001").unwrap();
-        let b = TcpListener::bind("0.0.0.0:7002").unwrap();
-        let _a = talking_to(&a, "127.0.0.1:7001", 3);
-        let _b = talking_to(&b, "127.0.0.2:7002", 2);
-        // Sockets that are no destination's, so that 5 lookups are few
-        // beside the namespace's 72 sockets.
-        let _idle: Vec<TcpListener> = (0..60)
-            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect();
+        let _held = two_destinations();
         // The rows are the second gather's (each row's last line).
         let (out, asked, _) = destinations_matching_ss(|| two_gathers(&["--destinations", "5"]));
         // The first gather knew its destinations only after its pass: the

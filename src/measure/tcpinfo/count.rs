@@ -171,6 +171,12 @@ impl Stats {
 /// A destination: remote address (IPv6 form, IPv4 mapped) and port.
 pub type Destination = ([u8; 16], u16);
 
+/// Whether `port` has a row among `rows` (sorted by port).
+#[inline]
+fn on_port(rows: &[(u16, Stats)], port: u16) -> bool {
+    rows.binary_search_by_key(&port, |r| r.0).is_ok()
+}
+
 /// The rows of one namespace: one per selected port and direction, in the
 /// order of the command line's sorted lists (local, then remote), and one
 /// per selected destination, sorted.
@@ -258,11 +264,10 @@ impl TcpInfoCounts {
         let (local, remote, rows) = (&self.local, &self.remote, &self.destinations);
         self.lookups.retain(|(family, id)| {
             let port = |at: usize| u16::from_be_bytes([id[at], id[at + 1]]);
-            let on = |rows: &[(u16, Stats)], p| rows.binary_search_by_key(&p, |r| r.0).is_ok();
             let addr: [u8; 16] = std::array::from_fn(|i| id[20 + i]);
             let d = (v6_form(*family, &addr), port(2));
-            on(local, port(0))
-                || on(remote, port(2))
+            on_port(local, port(0))
+                || on_port(remote, port(2))
                 || rows.binary_search_by_key(&d, |r| r.0).is_ok()
         });
         let mut sockets = 0;
@@ -324,9 +329,10 @@ impl TcpInfoCounts {
         if STATES & (1 << (r.state & 31)) == 0 {
             return;
         }
-        let on =
-            |rows: &[(u16, Stats)], port: u16| rows.binary_search_by_key(&port, |r| r.0).is_ok();
-        if !on(&self.local, r.local_port) && !on(&self.remote, r.remote_port) && !self.to_kept(r) {
+        if !on_port(&self.local, r.local_port)
+            && !on_port(&self.remote, r.remote_port)
+            && !self.to_kept(r)
+        {
             return;
         }
         if self.lookups.len() == MAX_LOOKUPS {
@@ -526,14 +532,17 @@ mod tests {
         assert!(!none.remembers() && none.lookups.is_empty());
     }
 
+    /// The destination of [`pass`]'s connection, 127.0.0.1 port 5000, and
+    /// one beside it that no socket goes to.
+    fn destinations() -> (Destination, Destination) {
+        let addr = v6_form(2, &[127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        ((addr, 5000), (addr, 5001))
+    }
+
     #[test]
     fn the_last_gathers_destinations_are_kept_and_looked_up_if_still_selected() {
         let mut t = TcpInfoCounts::new(&PortConfig::default());
-        let five_thousand = (
-            v6_form(2, &[127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-            5000,
-        );
-        let other = (five_thousand.0, 5001);
+        let (five_thousand, other) = destinations();
         // The first gather selects after its pass: the walk.
         main_pass(&mut t);
         assert!(!t.remembers());
@@ -555,11 +564,7 @@ mod tests {
     #[test]
     fn a_margin_below_the_top_is_kept_and_only_the_selected_are_looked_up() {
         let mut t = TcpInfoCounts::new(&PortConfig::default());
-        let five_thousand = (
-            v6_form(2, &[127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-            5000,
-        );
-        let other = (five_thousand.0, 5001);
+        let (five_thousand, other) = destinations();
         let kept = |t: &TcpInfoCounts| t.kept().collect::<Vec<_>>();
         // 5000 is second: not selected, but kept.
         main_pass(&mut t);
