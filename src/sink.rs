@@ -245,15 +245,25 @@ impl OutputFile {
     /// removed again). The error says why not, naming nothing but `path`.
     pub fn open(path: &Path) -> Result<OutputFile, OutputError> {
         let out = OutputFile::in_directory(path, 0o644)?;
-        match rustix::fs::statat(&out.dir, &out.name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+        match out.look() {
+            Ok(Some(st)) => match FileType::from_raw_mode(st.st_mode) {
                 FileType::RegularFile => Ok(out),
                 FileType::Directory => Err(OutputError::Directory),
                 FileType::Symlink => Err(OutputError::Symlink),
                 _ => Err(OutputError::NotRegular),
             },
-            Err(Errno::NOENT) => Ok(out),
+            Ok(None) => Ok(out),
             Err(e) => Err(OutputError::Stat(e.into())),
+        }
+    }
+
+    /// What is at the path, not following a symbolic link: `None` when
+    /// nothing is.
+    fn look(&self) -> rustix::io::Result<Option<rustix::fs::Stat>> {
+        match rustix::fs::statat(&self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(st)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -331,9 +341,9 @@ impl OutputFile {
     /// blocking and checked to be what was looked at. `Ok(None)`: there is
     /// none.
     pub fn read_own(&self, cap: usize) -> Result<Option<Vec<u8>>, ReadBackError> {
-        let st = match rustix::fs::statat(&self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(Errno::NOENT) => return Ok(None),
+        let st = match self.look() {
+            Ok(Some(st)) => st,
+            Ok(None) => return Ok(None),
             Err(e) => return Err(ReadBackError::Io(e.into())),
         };
         match FileType::from_raw_mode(st.st_mode) {
