@@ -60,7 +60,10 @@ pub fn settle(expected: &Counts) {
             return;
         }
         if Instant::now() > deadline {
-            panic!("population did not settle:\n  ss:       {seen:?}\n  expected: {expected:?}");
+            panic!(
+                "population did not settle:\n  ss:       {seen:?}\n  expected: {expected:?}\n  {}",
+                tcp_ext_counters()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
