@@ -207,12 +207,15 @@ pub fn time_wait(n: usize) -> Population {
         if missing == 0 {
             break;
         }
+        let counters = tcp_ext_counters();
+        assert!(
+            round < 3,
+            "TIME_WAIT entries keep vanishing: {missing} missing ({counters})"
+        );
         eprintln!(
             "W! time_wait: {missing} of the TIME_WAIT entries made are missing; making them \
-             again ({})",
-            tcp_ext_counters()
+             again ({counters})"
         );
-        assert!(round < 3, "TIME_WAIT entries keep vanishing");
     }
     p.keep(l);
     p.expected.tcp_listen = 1;
