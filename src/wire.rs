@@ -114,6 +114,14 @@ pub const UNIX_STATES_ALL: u32 = !0;
 
 /// Size of `struct inet_diag_sockid`.
 pub const SOCKID_LEN: usize = 48;
+/// Offsets in `struct inet_diag_sockid` (drawn at [`InetDiagMsg`], whose
+/// `id` starts at byte 4): the local and remote port, the local and remote
+/// address, then `idiag_if` and `idiag_cookie`.
+pub const SOCKID_SPORT: usize = 0;
+pub const SOCKID_DPORT: usize = 2;
+pub const SOCKID_SRC: usize = 4;
+pub const SOCKID_DST: usize = 20;
+pub const SOCKID_IF: usize = 36;
 /// Size of `struct inet_diag_msg`.
 pub const INET_DIAG_MSG_LEN: usize = 4 + SOCKID_LEN + 20;
 /// Size of `struct inet_diag_req` (the `TCPDIAG_GETSOCK` payload).
@@ -309,11 +317,12 @@ impl<'a> InetDiagMsg<'a> {
     const STATE: usize = 1;
     const TIMER: usize = 2;
     const RETRANS: usize = 3;
-    const SPORT: usize = 4;
-    const DPORT: usize = 6;
-    const SRC: usize = 8;
-    const DST: usize = 24;
-    const IF: usize = 40;
+    const ID: usize = 4;
+    const SPORT: usize = Self::ID + SOCKID_SPORT;
+    const DPORT: usize = Self::ID + SOCKID_DPORT;
+    const SRC: usize = Self::ID + SOCKID_SRC;
+    const DST: usize = Self::ID + SOCKID_DST;
+    const IF: usize = Self::ID + SOCKID_IF;
     const RQUEUE: usize = 56;
     const WQUEUE: usize = 60;
     const INODE: usize = 68;

@@ -18,7 +18,10 @@
 use crate::measure::destination::count::v6_form;
 use crate::measure::port::count::{Direction, PortConfig};
 use crate::record::Record;
-use crate::wire::{InetDiagMsg, INET_DIAG_INFO, SOCKID_LEN};
+use crate::wire::{
+    InetDiagMsg, INET_DIAG_INFO, SOCKID_DPORT, SOCKID_DST, SOCKID_IF, SOCKID_LEN, SOCKID_SPORT,
+    SOCKID_SRC,
+};
 
 /// The states whose sockets have a `tcp_info` worth reading: every full
 /// connection (ESTABLISHED, SYN_SENT, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT,
@@ -264,10 +267,10 @@ impl TcpInfoCounts {
         let (local, remote, rows) = (&self.local, &self.remote, &self.destinations);
         self.lookups.retain(|(family, id)| {
             let port = |at: usize| u16::from_be_bytes([id[at], id[at + 1]]);
-            let addr: [u8; 16] = std::array::from_fn(|i| id[20 + i]);
-            let d = (v6_form(*family, &addr), port(2));
-            on_port(local, port(0))
-                || on_port(remote, port(2))
+            let addr: [u8; 16] = std::array::from_fn(|i| id[SOCKID_DST + i]);
+            let d = (v6_form(*family, &addr), port(SOCKID_DPORT));
+            on_port(local, port(SOCKID_SPORT))
+                || on_port(remote, port(SOCKID_DPORT))
                 || rows.binary_search_by_key(&d, |r| r.0).is_ok()
         });
         let mut sockets = 0;
@@ -340,11 +343,11 @@ impl TcpInfoCounts {
             return;
         }
         let mut id = [0u8; SOCKID_LEN];
-        id[0..2].copy_from_slice(&r.local_port.to_be_bytes());
-        id[2..4].copy_from_slice(&r.remote_port.to_be_bytes());
-        id[4..20].copy_from_slice(&r.local_addr);
-        id[20..36].copy_from_slice(&r.remote_addr);
-        id[36..].copy_from_slice(&r.sock_ref);
+        id[SOCKID_SPORT..][..2].copy_from_slice(&r.local_port.to_be_bytes());
+        id[SOCKID_DPORT..][..2].copy_from_slice(&r.remote_port.to_be_bytes());
+        id[SOCKID_SRC..][..16].copy_from_slice(&r.local_addr);
+        id[SOCKID_DST..][..16].copy_from_slice(&r.remote_addr);
+        id[SOCKID_IF..].copy_from_slice(&r.sock_ref);
         self.lookups.push((r.family, id));
     }
 
