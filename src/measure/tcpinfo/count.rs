@@ -180,6 +180,14 @@ fn on_port(rows: &[(u16, Stats)], port: u16) -> bool {
     rows.binary_search_by_key(&port, |r| r.0).is_ok()
 }
 
+/// Makes `set` hold `items`, sorted, each once (its allocation reused).
+fn refill_sorted(set: &mut Vec<Destination>, items: impl Iterator<Item = Destination>) {
+    set.clear();
+    set.extend(items);
+    set.sort_unstable();
+    set.dedup();
+}
+
 /// The rows of one namespace: one per selected port and direction, in the
 /// order of the command line's sorted lists (local, then remote), and one
 /// per selected destination, sorted.
@@ -248,10 +256,7 @@ impl TcpInfoCounts {
         self.ranked.clear();
         self.ranked.extend(ranked.take(n * KEPT_PER_SELECTED));
         let n = n.min(self.ranked.len());
-        self.wanted.clear();
-        self.wanted.extend(self.ranked[..n].iter().map(|r| r.0));
-        self.wanted.sort_unstable();
-        self.wanted.dedup();
+        refill_sorted(&mut self.wanted, self.ranked[..n].iter().map(|r| r.0));
         let kept = |d| self.kept.binary_search(d).is_ok();
         self.destinations_kept = self.wanted.iter().all(kept);
         if !self
@@ -279,19 +284,13 @@ impl TcpInfoCounts {
             sockets += r.1;
             *i < n || sockets <= MARGIN_SOCKETS
         });
-        self.kept.clear();
-        self.kept.extend(within.map(|(_, r)| r.0));
-        self.kept.sort_unstable();
-        self.kept.dedup();
+        refill_sorted(&mut self.kept, within.map(|(_, r)| r.0));
     }
 
     /// Before a first gather: the destinations another run kept
     /// (`--state-file`), whose sockets this gather's main pass keeps.
     pub fn recall(&mut self, last: impl Iterator<Item = Destination>) {
-        self.kept.clear();
-        self.kept.extend(last);
-        self.kept.sort_unstable();
-        self.kept.dedup();
+        refill_sorted(&mut self.kept, last);
     }
 
     /// The destinations whose sockets the next main pass keeps, sorted:
