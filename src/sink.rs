@@ -369,16 +369,12 @@ impl OutputFile {
             Ok(_) => return Err(ReadBackError::NotOurs("replaced while it was read")),
             Err(e) => return Err(ReadBackError::Io(e.into())),
         }
-        // Read to its end, which may have moved since the look, but never
-        // past one byte more than the cap.
-        let mut bytes = Vec::with_capacity(st.st_size.max(0) as usize);
-        let limit = cap as u64 + 1;
-        let mut file = std::io::Read::take(std::fs::File::from(fd), limit);
-        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(ReadBackError::Io)?;
-        if bytes.len() > cap {
-            return Err(ReadBackError::TooLarge(cap));
+        // Read to its end, which may have moved since the look.
+        match read_at_most(fd, cap as u64) {
+            Ok(Some(bytes)) => Ok(Some(bytes)),
+            Ok(None) => Err(ReadBackError::TooLarge(cap)),
+            Err(e) => Err(ReadBackError::Io(e)),
         }
-        Ok(Some(bytes))
     }
 
     /// Creates a new, empty temporary file beside the target under a random
@@ -413,6 +409,16 @@ impl OutputFile {
         v.extend_from_slice(hex.as_bytes());
         OsString::from_vec(v)
     }
+}
+
+/// Reads `fd` to its end if that is at most `cap` bytes (`None` if it is
+/// longer), never reading more than one byte past the cap: the state file
+/// here, the exporter's TLS files (`serve::web`).
+pub fn read_at_most(fd: OwnedFd, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    let mut file = std::io::Read::take(std::fs::File::from(fd), cap + 1);
+    std::io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok((bytes.len() as u64 <= cap).then_some(bytes))
 }
 
 /// `openat(dir, name, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode)`.
@@ -488,6 +494,17 @@ mod tests {
         out.replace(b"new\n").unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
         assert_eq!(std::fs::read(d.0.join("out")).unwrap(), b"new\n");
+    }
+
+    #[test]
+    fn read_at_most_reads_up_to_the_cap_and_refuses_one_byte_more() {
+        let d = Dir::new("capped");
+        let path = d.0.join("f");
+        std::fs::write(&path, b"12345").unwrap();
+        let open = || OwnedFd::from(std::fs::File::open(&path).unwrap());
+        assert_eq!(read_at_most(open(), 5).unwrap(), Some(b"12345".to_vec()));
+        assert_eq!(read_at_most(open(), 4).unwrap(), None);
+        assert_eq!(read_at_most(open(), 0).unwrap(), None);
     }
 
     #[test]

@@ -244,16 +244,11 @@ fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(why(Unreadable::NotRegular, false));
     }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(std::fs::File::from(fd), MAX_FILE + 1),
-        &mut bytes,
-    )
-    .map_err(|e| why(Unreadable::Os(e), false))?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(why(Unreadable::TooLarge, false));
+    match crate::sink::read_at_most(fd, MAX_FILE) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(why(Unreadable::TooLarge, false)),
+        Err(e) => Err(why(Unreadable::Os(e), false)),
     }
-    Ok(bytes)
 }
 
 /// The files a configuration names, in a fixed order.
