@@ -355,14 +355,7 @@ fn with_state_in(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("still running after 20 s: {c:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_at_most(&mut child, Duration::from_secs(20));
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(out.status.success(), "{stderr}");
